@@ -1,0 +1,276 @@
+//! Tuning knobs, with defaults for a LAN of up to ~1000 nodes.
+
+use std::time::Duration;
+
+use crate::name::ClusterId;
+
+/// Everything a [`Node`](crate::Node) can be tuned with.
+///
+/// The defaults aim at a LAN (sub-millisecond to a few milliseconds of latency):
+/// a silent failure is offline everywhere in about 2–3 s at 100 nodes, and 10%
+/// packet loss causes no false offline declarations.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Packets carrying another cluster id are dropped.
+    pub cluster_id: ClusterId,
+    /// Seed of the node's random generator (probe order, gossip targets).
+    /// Give every node its own; the same seed and inputs give the same outputs.
+    pub rng_seed: u64,
+    /// Largest datagram sent or accepted, in bytes. Default 1400 (fits an Ethernet MTU).
+    pub max_packet_size: usize,
+
+    /// Time between two probes of this node (one member each). Default 500 ms.
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking others to probe. Default 150 ms.
+    pub probe_timeout: Duration,
+    /// How many members are asked to probe indirectly (SWIM's `k`). Default 3.
+    pub indirect_probes: usize,
+    /// Upper bound of the local health multiplier (Lifeguard); the probe interval
+    /// and timeout are stretched by `1 + score`, up to `1 + max_local_health`. Default 8.
+    pub max_local_health: u32,
+
+    /// Suspicion timeout with all expected confirmations, per unit of `log10(members)`
+    /// (at least one unit). Default 500 ms, i.e. 1 s at 100 members.
+    pub suspicion_min: Duration,
+    /// The timeout with no confirmation is `suspicion_max_factor` times the minimum. Default 4.
+    pub suspicion_max_factor: u32,
+    /// How many independent confirmations shrink the timeout all the way to the
+    /// minimum (Lifeguard's `K`). Default 3.
+    pub suspicion_confirmations: u32,
+
+    /// Time between gossip ticks while updates are pending. Default 100 ms.
+    pub gossip_interval: Duration,
+    /// Members each gossip tick sends to. Default 3.
+    pub gossip_fanout: usize,
+    /// Each update is sent about `retransmit_mult * ceil(log10(members + 1))` times. Default 4.
+    pub retransmit_mult: u32,
+    /// Most updates held for dissemination; the oldest, most-sent ones are dropped first
+    /// (anti-entropy repairs what gossip missed). Default 4096.
+    pub max_pending_updates: usize,
+
+    /// Time between two anti-entropy digest exchanges. Default 5 s.
+    pub anti_entropy_interval: Duration,
+
+    /// Join attempts before the node settles as standalone. Default 3.
+    pub join_attempts: u32,
+    /// Wait after the first join attempt; doubles after each. Default 1 s.
+    pub join_retry: Duration,
+    /// Time between slow re-probes of the seeds once joined or standalone, so split
+    /// clusters merge. Default 30 s.
+    pub rejoin_interval: Duration,
+    /// Most addresses one join attempt sends to (CIDR ranges are scanned up to this). Default 4096.
+    pub max_join_targets: usize,
+
+    /// How long `leave` waits for its announcement to spread before reporting. Default 2 s.
+    pub leave_timeout: Duration,
+    /// Offline rows are reaped (with `Op::Delete`) this long after they went offline.
+    /// `None` (default) keeps them forever, as the original did.
+    pub offline_retention: Option<Duration>,
+    /// Most rows the tracker holds; updates about further unknown nodes are dropped
+    /// and counted. Default 65 536.
+    pub max_nodes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cluster_id: ClusterId::from_name("beethoven"),
+            rng_seed: 0x5eed,
+            max_packet_size: 1400,
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(150),
+            indirect_probes: 3,
+            max_local_health: 8,
+            suspicion_min: Duration::from_millis(500),
+            suspicion_max_factor: 4,
+            suspicion_confirmations: 3,
+            gossip_interval: Duration::from_millis(100),
+            gossip_fanout: 3,
+            retransmit_mult: 4,
+            max_pending_updates: 4096,
+            anti_entropy_interval: Duration::from_secs(5),
+            join_attempts: 3,
+            join_retry: Duration::from_secs(1),
+            rejoin_interval: Duration::from_secs(30),
+            max_join_targets: 4096,
+            leave_timeout: Duration::from_secs(2),
+            offline_retention: None,
+            max_nodes: 65_536,
+        }
+    }
+}
+
+/// The smallest `max_packet_size` that still fits a header and one row, with names of the longest length.
+pub const MIN_PACKET_SIZE: usize = 1024;
+
+/// A configuration value that cannot work, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field's value is outside its range.
+    #[error("config field `{field}`: {reason}")]
+    Invalid {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// A config for a cluster with this name, with defaults everywhere else.
+    pub fn for_cluster(name: &str) -> Self {
+        Self {
+            cluster_id: ClusterId::from_name(name),
+            ..Self::default()
+        }
+    }
+
+    /// The same config with another random seed (builder style).
+    pub fn with_rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = seed;
+        self
+    }
+
+    /// Checks every field; the error names the first one that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, field: &'static str, reason: &'static str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { field, reason })
+            }
+        }
+        check(
+            (MIN_PACKET_SIZE..=65_507).contains(&self.max_packet_size),
+            "max_packet_size",
+            "must be between 1024 and 65507 bytes",
+        )?;
+        check(
+            !self.probe_interval.is_zero(),
+            "probe_interval",
+            "must be positive",
+        )?;
+        check(
+            !self.probe_timeout.is_zero() && self.probe_timeout < self.probe_interval,
+            "probe_timeout",
+            "must be positive and shorter than probe_interval",
+        )?;
+        check(
+            self.max_local_health <= 64,
+            "max_local_health",
+            "must be at most 64",
+        )?;
+        check(
+            !self.suspicion_min.is_zero(),
+            "suspicion_min",
+            "must be positive",
+        )?;
+        check(
+            (1..=100).contains(&self.suspicion_max_factor),
+            "suspicion_max_factor",
+            "must be between 1 and 100",
+        )?;
+        check(
+            self.suspicion_confirmations <= 64,
+            "suspicion_confirmations",
+            "must be at most 64",
+        )?;
+        check(
+            !self.gossip_interval.is_zero(),
+            "gossip_interval",
+            "must be positive",
+        )?;
+        check(
+            (1..=64).contains(&self.gossip_fanout),
+            "gossip_fanout",
+            "must be between 1 and 64",
+        )?;
+        check(
+            (1..=64).contains(&self.retransmit_mult),
+            "retransmit_mult",
+            "must be between 1 and 64",
+        )?;
+        check(
+            self.max_pending_updates >= 16,
+            "max_pending_updates",
+            "must be at least 16",
+        )?;
+        check(
+            !self.anti_entropy_interval.is_zero(),
+            "anti_entropy_interval",
+            "must be positive",
+        )?;
+        check(
+            (1..=100).contains(&self.join_attempts),
+            "join_attempts",
+            "must be between 1 and 100",
+        )?;
+        check(!self.join_retry.is_zero(), "join_retry", "must be positive")?;
+        check(
+            !self.rejoin_interval.is_zero(),
+            "rejoin_interval",
+            "must be positive",
+        )?;
+        check(
+            (1..=1 << 20).contains(&self.max_join_targets),
+            "max_join_targets",
+            "must be between 1 and 1048576",
+        )?;
+        check(
+            self.offline_retention.is_none_or(|d| !d.is_zero()),
+            "offline_retention",
+            "must be positive when set",
+        )?;
+        check(self.max_nodes >= 2, "max_nodes", "must be at least 2")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_names_the_offending_field() {
+        let config = Config {
+            probe_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                field: "probe_timeout",
+                reason: "must be positive and shorter than probe_interval"
+            })
+        );
+        let config = Config {
+            max_packet_size: 100,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                field: "max_packet_size",
+                ..
+            })
+        ));
+        let config = Config {
+            gossip_fanout: 0,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .expect_err("zero fanout")
+                .to_string()
+                .contains("gossip_fanout")
+        );
+    }
+}

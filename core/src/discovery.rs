@@ -1,0 +1,322 @@
+//! Where to find a cluster: explicit seed addresses, or a CIDR range scanned on the
+//! cluster port (the original's Locator), and the retry schedule of a join.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// An IP network, e.g. `10.0.0.0/24`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix_len: u8,
+}
+
+/// Why a string is not a CIDR range or a seed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeedParseError {
+    /// Not `address/prefix`.
+    #[error("expected `address/prefix`, e.g. 10.0.0.0/24")]
+    NotCidr,
+    /// The address part does not parse.
+    #[error("bad address in `{0}`")]
+    BadAddress(String),
+    /// The prefix is longer than the address.
+    #[error("prefix /{0} is too long for the address")]
+    BadPrefix(u8),
+    /// Not a socket address (`ip:port`) nor `cidr:port`.
+    #[error("expected `ip:port` or `cidr:port`, got `{0}`")]
+    BadSeed(String),
+}
+
+impl Cidr {
+    /// A range; host bits of `network` are cleared.
+    pub fn new(network: IpAddr, prefix_len: u8) -> Result<Self, SeedParseError> {
+        let bits = match network {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        if prefix_len > bits {
+            return Err(SeedParseError::BadPrefix(prefix_len));
+        }
+        let network = match network {
+            IpAddr::V4(ip) => {
+                let mask = u32::MAX
+                    .checked_shl(u32::from(32 - prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(ip) & mask))
+            }
+            IpAddr::V6(ip) => {
+                let mask = u128::MAX
+                    .checked_shl(u32::from(128 - prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(ip) & mask))
+            }
+        };
+        Ok(Self {
+            network,
+            prefix_len,
+        })
+    }
+
+    /// How many host addresses a scan visits (IPv4 ranges wider than /31 skip the
+    /// network and broadcast addresses).
+    pub fn host_count(&self) -> u128 {
+        match self.network {
+            IpAddr::V4(_) => {
+                let all = 1u128 << (32 - self.prefix_len);
+                if self.prefix_len <= 30 { all - 2 } else { all }
+            }
+            IpAddr::V6(_) => 1u128
+                .checked_shl(u32::from(128 - self.prefix_len))
+                .unwrap_or(u128::MAX),
+        }
+    }
+
+    /// The host addresses, in order.
+    pub fn hosts(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (start, skip_edges) = match self.network {
+            IpAddr::V4(ip) => (u128::from(u32::from(ip)), self.prefix_len <= 30),
+            IpAddr::V6(ip) => (u128::from(ip), false),
+        };
+        let first = start + u128::from(skip_edges);
+        let count = self.host_count();
+        let v4 = self.network.is_ipv4();
+        (0..count).map(move |i| {
+            let n = first + i;
+            if v4 {
+                IpAddr::V4(Ipv4Addr::from(n as u32))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(n))
+            }
+        })
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = SeedParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = s.split_once('/').ok_or(SeedParseError::NotCidr)?;
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| SeedParseError::BadAddress(s.to_owned()))?;
+        let prefix_len: u8 = prefix.parse().map_err(|_| SeedParseError::NotCidr)?;
+        Cidr::new(network, prefix_len)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+/// Where a join looks for the cluster.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Seed {
+    /// A known member's address.
+    Addr(SocketAddr),
+    /// Every host of a range, on the cluster port.
+    Range {
+        /// The range to scan.
+        cidr: Cidr,
+        /// The cluster port.
+        port: u16,
+    },
+}
+
+impl From<SocketAddr> for Seed {
+    fn from(addr: SocketAddr) -> Self {
+        Seed::Addr(addr)
+    }
+}
+
+impl FromStr for Seed {
+    type Err = SeedParseError;
+
+    /// `10.0.0.7:7946`, `[::1]:7946`, or a range `10.0.0.0/24:7946`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Seed::Addr(addr));
+        }
+        let (range, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| SeedParseError::BadSeed(s.to_owned()))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| SeedParseError::BadSeed(s.to_owned()))?;
+        let range = range.trim_start_matches('[').trim_end_matches(']');
+        Ok(Seed::Range {
+            cidr: range.parse()?,
+            port,
+        })
+    }
+}
+
+/// Why `join` refused to start. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// No seed address other than this node's own.
+    #[error("no seed to join through")]
+    NoSeeds,
+    /// The seeds expand to more addresses than `max_join_targets`.
+    #[error("seeds expand to {hosts} addresses, more than max_join_targets ({limit})")]
+    TooManyTargets {
+        /// Addresses the seeds expand to.
+        hosts: u128,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// Expands seeds to addresses, without `own` and without duplicates.
+pub(crate) fn expand_seeds(
+    seeds: &[Seed],
+    own: SocketAddr,
+    limit: usize,
+) -> Result<Vec<SocketAddr>, JoinError> {
+    let hosts: u128 = seeds
+        .iter()
+        .map(|seed| match seed {
+            Seed::Addr(_) => 1,
+            Seed::Range { cidr, .. } => cidr.host_count(),
+        })
+        .fold(0u128, u128::saturating_add);
+    if hosts > limit as u128 {
+        return Err(JoinError::TooManyTargets { hosts, limit });
+    }
+    let mut targets = Vec::with_capacity(hosts as usize);
+    for seed in seeds {
+        match *seed {
+            Seed::Addr(addr) => targets.push(addr),
+            Seed::Range { cidr, port } => {
+                targets.extend(cidr.hosts().map(|ip| SocketAddr::new(ip, port)));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    targets.retain(|addr| *addr != own && seen.insert(*addr));
+    if targets.is_empty() {
+        return Err(JoinError::NoSeeds);
+    }
+    Ok(targets)
+}
+
+/// Progress of a join: attempts with exponential backoff, then standalone.
+#[derive(Clone, Debug)]
+pub(crate) struct JoinAttempts {
+    pub(crate) targets: Vec<SocketAddr>,
+    pub(crate) made: u32,
+    pub(crate) next_at: Instant,
+    pub(crate) first_wait: Duration,
+}
+
+impl JoinAttempts {
+    pub(crate) fn new(targets: Vec<SocketAddr>, now: Instant, first_wait: Duration) -> Self {
+        Self {
+            targets,
+            made: 0,
+            next_at: now,
+            first_wait,
+        }
+    }
+
+    /// Records an attempt made at `now` and schedules the next (wait doubles each time).
+    pub(crate) fn record_attempt(&mut self, now: Instant) {
+        let wait = self.first_wait * 2u32.saturating_pow(self.made.min(16));
+        self.made += 1;
+        self.next_at = now + wait;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_and_clears_host_bits() {
+        let cidr: Cidr = "10.0.0.77/24".parse().expect("valid");
+        assert_eq!(cidr.to_string(), "10.0.0.0/24");
+        assert_eq!(cidr.host_count(), 254);
+        let hosts: Vec<_> = cidr.hosts().collect();
+        assert_eq!(hosts.first(), Some(&"10.0.0.1".parse().expect("valid")));
+        assert_eq!(hosts.last(), Some(&"10.0.0.254".parse().expect("valid")));
+        assert_eq!(
+            "127.0.0.1/32".parse::<Cidr>().expect("valid").host_count(),
+            1
+        );
+        assert_eq!(
+            "10.0.0.0/31".parse::<Cidr>().expect("valid").host_count(),
+            2
+        );
+        assert_eq!(
+            "fd00::/120".parse::<Cidr>().expect("valid").host_count(),
+            256
+        );
+        assert_eq!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(SeedParseError::BadPrefix(33))
+        );
+        assert_eq!("10.0.0.0".parse::<Cidr>(), Err(SeedParseError::NotCidr));
+        assert!("0.0.0.0/0".parse::<Cidr>().is_ok());
+    }
+
+    #[test]
+    fn seeds_parse_addresses_and_ranges() {
+        assert_eq!(
+            "127.0.0.1:7946".parse::<Seed>(),
+            Ok(Seed::Addr("127.0.0.1:7946".parse().expect("valid")))
+        );
+        assert!(matches!(
+            "10.0.0.0/24:7946".parse::<Seed>(),
+            Ok(Seed::Range { port: 7946, .. })
+        ));
+        assert!(matches!(
+            "[fd00::/120]:7946".parse::<Seed>(),
+            Ok(Seed::Range { port: 7946, .. })
+        ));
+        assert!("nonsense".parse::<Seed>().is_err());
+    }
+
+    #[test]
+    fn expansion_drops_self_and_duplicates_and_respects_the_limit() {
+        let own: SocketAddr = "127.0.0.2:7000".parse().expect("valid");
+        let seeds = [
+            "127.0.0.0/29:7000".parse::<Seed>().expect("valid"),
+            Seed::Addr("127.0.0.3:7000".parse().expect("valid")),
+        ];
+        let targets = expand_seeds(&seeds, own, 100).expect("fits");
+        assert_eq!(targets.len(), 5, "6 hosts, minus self; the duplicate once");
+        assert!(!targets.contains(&own));
+        assert_eq!(
+            expand_seeds(&seeds, own, 3),
+            Err(JoinError::TooManyTargets { hosts: 7, limit: 3 })
+        );
+        assert_eq!(
+            expand_seeds(&[Seed::Addr(own)], own, 10),
+            Err(JoinError::NoSeeds)
+        );
+        assert!(matches!(
+            expand_seeds(&["::/0:1".parse().expect("valid")], own, 10),
+            Err(JoinError::TooManyTargets { .. })
+        ));
+    }
+
+    #[test]
+    fn attempts_back_off_exponentially() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut attempts = JoinAttempts::new(vec![], now, Duration::from_secs(1));
+        attempts.record_attempt(now);
+        assert_eq!(attempts.next_at, now + Duration::from_secs(1));
+        attempts.record_attempt(now);
+        assert_eq!(attempts.next_at, now + Duration::from_secs(2));
+        attempts.record_attempt(now);
+        assert_eq!(attempts.next_at, now + Duration::from_secs(4));
+        assert_eq!(attempts.made, 3);
+    }
+}

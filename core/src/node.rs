@@ -1,0 +1,462 @@
+//! The node: one member's whole protocol state, driven by `handle_*` calls and
+//! drained by `poll_*` calls.
+
+mod incoming;
+mod membership;
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use fastrand::Rng;
+
+use crate::config::{Config, ConfigError};
+use crate::discovery::{JoinAttempts, JoinError, Seed, expand_seeds};
+use crate::event::{Event, Mode, SubscriberId};
+use crate::gossip::GossipQueue;
+use crate::members::Members;
+use crate::name::{NodeName, fnv1a};
+use crate::probe::{LocalHealth, Probe, Relay};
+use crate::stats::Stats;
+use crate::suspicion::Suspicion;
+use crate::tracker::{Health, Tracker, TrackerRow};
+use crate::wire::{self, Message, Sender, Update, WireRow};
+
+/// A datagram to send: `payload` to `to`. Borrowed from the node; send it before
+/// the next call on the node.
+#[derive(Debug)]
+pub struct Transmit<'a> {
+    /// Destination.
+    pub to: SocketAddr,
+    /// The datagram, at most `max_packet_size` bytes.
+    pub payload: &'a [u8],
+}
+
+/// Why `new_node` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewNodeError {
+    /// The name is this node's own.
+    #[error("a node cannot add itself")]
+    IsSelf,
+    /// The tracker already holds `max_nodes` rows.
+    #[error("the tracker is full (max_nodes)")]
+    TrackerFull,
+}
+
+/// Why `leave` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaveError {
+    /// `leave` was already called (and no `join` since).
+    #[error("the node has already left")]
+    AlreadyLeft,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    to: SocketAddr,
+    message: Message,
+}
+
+/// Periodic re-probe of the seeds after a join ended, so split clusters merge.
+#[derive(Debug)]
+struct Rejoin {
+    targets: Vec<SocketAddr>,
+    next_at: Instant,
+}
+
+/// Where a row came from; decides whether it is passed on by gossip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Decided here or heard by gossip: spread it.
+    Gossip,
+    /// Part of a bulk transfer (join reply, anti-entropy): the sender's peers
+    /// mostly hold it already, so it is spread only when it flips a node's status.
+    Bulk,
+}
+
+/// One cluster member's protocol state: a pure state machine (see the crate docs
+/// for the loop that drives it).
+///
+/// Methods come in four groups: getters; `handle_*` for input; commands
+/// (`alert_me`, `new_node`, `join`, `leave`, ...); `poll_*` for output.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    name: NodeName,
+    addr: SocketAddr,
+    incarnation: u64,
+    epoch: Instant,
+    wall_epoch: DateTime<Utc>,
+    rng: Rng,
+    tracker: Tracker,
+    /// Online nodes other than self.
+    members: Members,
+    /// Dead (not left) nodes, for the occasional anti-entropy exchange that heals partitions.
+    dead: Members,
+    subscribers: BTreeSet<SubscriberId>,
+    mode: Mode,
+    events: VecDeque<Event>,
+    outbox: VecDeque<Outgoing>,
+    send_buf: Vec<u8>,
+    gossip: GossipQueue,
+    probe: Option<Probe>,
+    next_probe_at: Instant,
+    relays: Vec<Relay>,
+    next_seq: u32,
+    local_health: LocalHealth,
+    suspicions: BTreeMap<NodeName, Suspicion>,
+    next_gossip_at: Instant,
+    next_sync_at: Instant,
+    join: Option<JoinAttempts>,
+    join_replies_until: Option<Instant>,
+    rejoin: Option<Rejoin>,
+    leaving_until: Option<Instant>,
+    left: bool,
+    next_reap_at: Option<Instant>,
+    last_input_at: Instant,
+    stats: Stats,
+}
+
+impl Node {
+    /// A node named `name` listening at `addr`. `wall_clock_at_now` anchors the
+    /// wall-clock times of the rows this node writes (`last_change`).
+    ///
+    /// The node starts standalone, with itself online in its tracker (one
+    /// `Event::Tracker` is queued for that row).
+    pub fn new(
+        config: Config,
+        name: NodeName,
+        addr: SocketAddr,
+        now: Instant,
+        wall_clock_at_now: DateTime<Utc>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        // Mixing in the name keeps nodes given one seed from walking in lockstep.
+        let rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_str().as_bytes()));
+        let next_sync_at = now + config.anti_entropy_interval;
+        let next_reap_at = config.offline_retention.map(|_| now);
+        let mut node = Self {
+            config,
+            name,
+            addr,
+            incarnation: 0,
+            epoch: now,
+            wall_epoch: wall_clock_at_now,
+            rng,
+            tracker: Tracker::new(),
+            members: Members::default(),
+            dead: Members::default(),
+            subscribers: BTreeSet::new(),
+            mode: Mode::Standalone,
+            events: VecDeque::new(),
+            outbox: VecDeque::new(),
+            send_buf: Vec::new(),
+            gossip: GossipQueue::default(),
+            probe: None,
+            next_probe_at: now,
+            relays: Vec::new(),
+            next_seq: 0,
+            local_health: LocalHealth::default(),
+            suspicions: BTreeMap::new(),
+            next_gossip_at: now,
+            next_sync_at,
+            join: None,
+            join_replies_until: None,
+            rejoin: None,
+            leaving_until: None,
+            left: false,
+            next_reap_at,
+            last_input_at: now,
+            stats: Stats::default(),
+        };
+        node.write_own_row(now, Health::Alive);
+        Ok(node)
+    }
+
+    // ----- getters -----
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.name
+    }
+
+    /// The address this node announces.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// `Clustered` while any other node is online (the original's `get_mode/0`).
+    #[doc(alias = "get_mode")]
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The whole replicated table.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// One node's row.
+    pub fn row(&self, name: &NodeName) -> Option<&TrackerRow> {
+        self.tracker.get(name)
+    }
+
+    /// Names of the online nodes, self included (the original's active node list).
+    pub fn active_nodes(&self) -> impl Iterator<Item = &NodeName> + '_ {
+        self.tracker.online().map(|row| &row.node)
+    }
+
+    /// Traffic and drop counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Lifeguard's local health score (0 = healthy).
+    pub fn local_health(&self) -> LocalHealth {
+        self.local_health
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many updates are waiting to be disseminated (0 when the cluster is quiet).
+    pub fn pending_updates(&self) -> usize {
+        self.gossip.len()
+    }
+
+    /// Whether `leave` was called (and no `join` since).
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// The wall-clock time at `now`, derived from the anchor given at creation.
+    pub fn wall_clock(&self, now: Instant) -> DateTime<Utc> {
+        self.wall_epoch + now.saturating_duration_since(self.epoch)
+    }
+
+    // ----- commands -----
+
+    /// Subscribes `subscriber` to online/offline changes of other nodes. Subscribing
+    /// twice is one subscription. Returns whether it was new.
+    pub fn alert_me(&mut self, subscriber: SubscriberId) -> bool {
+        self.subscribers.insert(subscriber)
+    }
+
+    /// Ends a subscription. Returns whether there was one.
+    pub fn unsubscribe(&mut self, subscriber: SubscriberId) -> bool {
+        self.subscribers.remove(&subscriber)
+    }
+
+    /// The current subscribers.
+    pub fn subscribers(&self) -> impl Iterator<Item = SubscriberId> + '_ {
+        self.subscribers.iter().copied()
+    }
+
+    /// Adds a discovered node as online (the original's `new_node/1`), and starts an
+    /// anti-entropy exchange with it so both learn each other's table.
+    ///
+    /// An unknown node is written `Alive`. A tracked node that is offline is brought
+    /// back online with its incarnation raised by one, the only case where another
+    /// node raises an incarnation: the operator vouches for it, and if it is not
+    /// actually there the failure detector takes it offline again. A node that is
+    /// already online is left as it is (its address is not overwritten).
+    pub fn new_node(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        addr: SocketAddr,
+    ) -> Result<(), NewNodeError> {
+        self.observe_input(now);
+        if name == self.name {
+            return Err(NewNodeError::IsSelf);
+        }
+        let incarnation = match self.tracker.get(&name) {
+            None if self.tracker.len() >= self.config.max_nodes => {
+                return Err(NewNodeError::TrackerFull);
+            }
+            None => 0,
+            Some(row) if row.status == crate::tracker::NodeStatus::Online => {
+                self.send_sync(row.addr, false);
+                return Ok(());
+            }
+            Some(row) => row.incarnation + 1,
+        };
+        let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
+        self.apply_row(now, row, None, Source::Gossip);
+        self.send_sync(addr, false);
+        Ok(())
+    }
+
+    /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
+    /// Locator): sends join requests now, retries with backoff, and after
+    /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
+    /// standalone. Afterwards the seeds are re-probed every `rejoin_interval` so
+    /// split clusters merge. After `leave`, `join` brings the node back with a
+    /// higher incarnation.
+    pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        self.observe_input(now);
+        let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
+        if self.left {
+            self.left = false;
+            self.leaving_until = None;
+            self.incarnation += 1;
+            self.write_own_row(now, Health::Alive);
+        }
+        self.rejoin = None;
+        self.join = Some(JoinAttempts::new(targets, now, self.config.join_retry));
+        self.run_join(now);
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
+    /// others mark it offline at once, without suspicion. Probing stops.
+    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
+    /// passed; then the node can be dropped.
+    pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        self.observe_input(now);
+        if self.left {
+            return Err(LeaveError::AlreadyLeft);
+        }
+        self.left = true;
+        self.join = None;
+        self.rejoin = None;
+        self.probe = None;
+        self.suspicions.clear();
+        self.leaving_until = Some(now + self.config.leave_timeout);
+        self.write_own_row(now, Health::Left);
+        // Tell a few members right away rather than waiting for the gossip tick.
+        for target in self
+            .members
+            .sample(self.config.gossip_fanout, &[], &mut self.rng)
+        {
+            self.send_gossip_to(&target);
+        }
+        Ok(())
+    }
+
+    // ----- output -----
+
+    /// The next datagram to send, with pending updates piggybacked. Call until `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        let out = self.outbox.pop_front()?;
+        let sender = Sender {
+            cluster: self.config.cluster_id,
+            name: &self.name,
+            incarnation: self.incarnation,
+        };
+        let base = wire::base_len(sender, &out.message);
+        // Two bytes of slack for the update count's varint growing past one byte.
+        let budget = self.config.max_packet_size.saturating_sub(base + 2);
+        let limit = retransmit_limit(self.config.retransmit_mult, self.tracker.online_count());
+        let updates = self.gossip.take_for_packet(budget, limit);
+        let refs: Vec<&Update> = updates.iter().collect();
+        wire::encode(sender, &out.message, &refs, &mut self.send_buf);
+        debug_assert!(self.send_buf.len() <= self.config.max_packet_size);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += self.send_buf.len() as u64;
+        Some(Transmit {
+            to: out.to,
+            payload: &self.send_buf,
+        })
+    }
+
+    /// The next event for the owner. Call until `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- helpers shared by the submodules -----
+
+    fn own_row(&self, now: Instant, health: Health) -> TrackerRow {
+        TrackerRow::new(
+            self.name.clone(),
+            self.addr,
+            health,
+            self.incarnation,
+            self.wall_clock(now),
+        )
+    }
+
+    fn send(&mut self, to: SocketAddr, message: Message) {
+        self.outbox.push_back(Outgoing { to, message });
+    }
+
+    fn send_gossip_to(&mut self, target: &NodeName) {
+        if let Some(row) = self.tracker.get(target) {
+            let to = row.addr;
+            self.send(to, Message::Gossip);
+        }
+    }
+
+    fn send_sync(&mut self, to: SocketAddr, reply: bool) {
+        let digest = self.tracker.digest().into();
+        self.send(to, Message::Sync { digest, reply });
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    /// Queues `rows` to `to`, split into as many datagrams as needed; each applies
+    /// on its own.
+    fn send_rows<'r>(
+        &mut self,
+        to: SocketAddr,
+        rows: impl Iterator<Item = &'r TrackerRow>,
+        make: fn(Vec<WireRow>) -> Message,
+    ) {
+        let sender = Sender {
+            cluster: self.config.cluster_id,
+            name: &self.name,
+            incarnation: self.incarnation,
+        };
+        // Slack: the row count's varint may grow, and the incarnation may grow
+        // before the chunk is encoded.
+        let budget = self
+            .config
+            .max_packet_size
+            .saturating_sub(wire::base_len(sender, &make(Vec::new())) + 12);
+        let mut chunks = Vec::new();
+        let mut chunk = Vec::new();
+        let mut used = 0;
+        for row in rows {
+            let row = WireRow(row.clone());
+            let size = wire::encoded_len(&row);
+            if used + size > budget && !chunk.is_empty() {
+                chunks.push(make(std::mem::take(&mut chunk)));
+                used = 0;
+            }
+            used += size;
+            chunk.push(row);
+        }
+        if !chunk.is_empty() {
+            chunks.push(make(chunk));
+        }
+        for message in chunks {
+            self.send(to, message);
+        }
+    }
+}
+
+/// How many times each update is sent: `mult · ceil(log10(members + 1))`.
+pub fn retransmit_limit(mult: u32, members: usize) -> u32 {
+    let scale = ((members + 1) as f64).log10().ceil().max(1.0) as u32;
+    mult * scale
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! Counters a node keeps about its own traffic, and why it dropped what it dropped.
+
+/// Why an incoming packet (or an update inside one) was dropped. A dropped packet
+/// changes no state.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Larger than `max_packet_size`.
+    Oversized,
+    /// Shorter than the fixed header.
+    Truncated,
+    /// Does not start with the protocol's magic bytes.
+    BadMagic,
+    /// A protocol version this build does not speak.
+    UnsupportedVersion,
+    /// Another cluster's packet.
+    WrongCluster,
+    /// The body does not decode (bad encoding, bad name, trailing bytes, time out of range).
+    Malformed,
+    /// Claims to come from this node's own name (a loop, or a name clash).
+    FromSelf,
+    /// A reply nobody asked for (e.g. rows of a join this node never sent).
+    Unsolicited,
+    /// A ping meant for another node name (the address now belongs to someone else).
+    WrongTarget,
+    /// The tracker is full (`max_nodes`): updates about further unknown nodes are dropped.
+    TrackerFull,
+    /// `handle_unreachable` named an address no tracked node uses.
+    UnknownAddress,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Oversized,
+        DropReason::Truncated,
+        DropReason::BadMagic,
+        DropReason::UnsupportedVersion,
+        DropReason::WrongCluster,
+        DropReason::Malformed,
+        DropReason::FromSelf,
+        DropReason::Unsolicited,
+        DropReason::WrongTarget,
+        DropReason::TrackerFull,
+        DropReason::UnknownAddress,
+    ];
+}
+
+/// Traffic and drop counters of one node, cumulative since it was created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams handed to `poll_transmit`'s caller.
+    pub packets_sent: u64,
+    /// Bytes in those datagrams.
+    pub bytes_sent: u64,
+    /// Datagrams given to `handle_packet`, dropped ones included.
+    pub packets_received: u64,
+    /// Bytes in those datagrams.
+    pub bytes_received: u64,
+    /// Probes started.
+    pub probes_sent: u64,
+    /// Probes that ended without any ack.
+    pub probes_failed: u64,
+    /// Acks that came after their probe had ended (the gossip they carry is still used).
+    pub late_acks: u64,
+    /// Times this node refuted a suspicion (or a death) of itself.
+    pub refutations: u64,
+    /// Updates evicted from the gossip queue by `max_pending_updates`.
+    pub gossip_evicted: u64,
+    /// Anti-entropy exchanges that found a difference.
+    pub anti_entropy_repairs: u64,
+    /// Times this node found it had not been driven for a while and missed a
+    /// deadline (it was paused or starved), and gave pending verdicts more time.
+    pub stalls: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Stats {
+    /// How many packets (or updates) were dropped for this reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Drops for every reason together.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// The non-zero drop counters.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .into_iter()
+            .map(|reason| (reason, self.dropped(reason)))
+            .filter(|(_, count)| *count > 0)
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        let mut stats = Stats::default();
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "ALL is in declaration order");
+            stats.count_drop(reason);
+        }
+        assert_eq!(stats.dropped_total(), DropReason::ALL.len() as u64);
+        assert_eq!(stats.drops().count(), DropReason::ALL.len());
+        assert_eq!(stats.dropped(DropReason::Malformed), 1);
+    }
+}

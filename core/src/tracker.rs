@@ -1,0 +1,353 @@
+//! The replicated table of the cluster's nodes and the precedence rule that makes
+//! every replica converge to identical rows.
+//!
+//! Merging is a join in a total order: a row replaces another only when it ranks
+//! higher, so applying the same set of rows in any order, any number of times,
+//! gives the same table.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::name::{NodeName, fnv1a};
+
+/// Online or offline: what subscribers hear about (the original's `nodeStatus`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum NodeStatus {
+    /// The node is a working member (`Alive` or `Suspect`).
+    Online,
+    /// The node failed (`Dead`) or left (`Left`).
+    Offline,
+}
+
+/// What the failure detector believes about a node. Declared in precedence order:
+/// at the same incarnation a later variant overrides an earlier one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Health {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; still online until the suspicion times out or is refuted.
+    Suspect,
+    /// Declared failed.
+    Dead,
+    /// Left the cluster on purpose.
+    Left,
+}
+
+impl Health {
+    /// The status subscribers see for this health.
+    pub fn status(self) -> NodeStatus {
+        match self {
+            Health::Alive | Health::Suspect => NodeStatus::Online,
+            Health::Dead | Health::Left => NodeStatus::Offline,
+        }
+    }
+}
+
+/// One row of the tracker: what this node believes about one node of the cluster.
+///
+/// Rows are made by the library only, so `status` always matches `health`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub struct TrackerRow {
+    /// The node's stable name.
+    pub node: NodeName,
+    /// Where the node listens.
+    pub addr: SocketAddr,
+    /// `Online` for `Alive`/`Suspect`, `Offline` for `Dead`/`Left`.
+    pub status: NodeStatus,
+    /// The failure detector's view.
+    pub health: Health,
+    /// Owned by the node; raised only by the node itself, to refute or come back.
+    pub incarnation: u64,
+    /// Wall-clock time of the change, set by whoever made it and carried with the
+    /// row (millisecond precision, so replicas hold identical values).
+    pub last_change: DateTime<Utc>,
+}
+
+impl TrackerRow {
+    /// A row; `last_change` is truncated to whole milliseconds, the precision the wire carries.
+    pub(crate) fn new(
+        node: NodeName,
+        addr: SocketAddr,
+        health: Health,
+        incarnation: u64,
+        last_change: DateTime<Utc>,
+    ) -> Self {
+        let millis = last_change.timestamp_millis();
+        let last_change = DateTime::from_timestamp_millis(millis)
+            .expect("a timestamp taken from a valid DateTime is in range");
+        Self {
+            node,
+            addr,
+            status: health.status(),
+            health,
+            incarnation,
+            last_change,
+        }
+    }
+
+    /// The same node with another health, changed at `at`.
+    pub(crate) fn with_health(&self, health: Health, at: DateTime<Utc>) -> Self {
+        Self::new(self.node.clone(), self.addr, health, self.incarnation, at)
+    }
+
+    /// Total order used for merging; see [`TrackerRow::supersedes`].
+    fn precedence(&self) -> (u64, Health, Reverse<DateTime<Utc>>, SocketAddr) {
+        (
+            self.incarnation,
+            self.health,
+            Reverse(self.last_change),
+            self.addr,
+        )
+    }
+
+    /// Whether this row replaces `other` (a row about the same node).
+    ///
+    /// - a higher incarnation wins (`Alive(i)` beats anything at `j < i`: refutation, restart);
+    /// - at equal incarnation `Left > Dead > Suspect > Alive`;
+    /// - exact ties of (incarnation, health) keep the earlier change, then the lower
+    ///   address, so two replicas that made the same change independently still agree.
+    pub fn supersedes(&self, other: &TrackerRow) -> bool {
+        self.precedence().cmp(&other.precedence()) == Ordering::Greater
+    }
+
+    /// The number of buckets of the anti-entropy digest.
+    pub(crate) fn bucket(name: &NodeName) -> usize {
+        (fnv1a(name.as_str().as_bytes()) % DIGEST_BUCKETS as u64) as usize
+    }
+
+    /// A hash of every field, stable across processes.
+    fn content_hash(&self) -> u64 {
+        let mut bytes = Vec::with_capacity(self.node.as_str().len() + 48);
+        bytes.extend_from_slice(self.node.as_str().as_bytes());
+        bytes.push(0xff);
+        bytes.extend_from_slice(self.addr.to_string().as_bytes());
+        bytes.extend_from_slice(&self.incarnation.to_le_bytes());
+        bytes.push(self.health as u8);
+        bytes.extend_from_slice(&self.last_change.timestamp_millis().to_le_bytes());
+        fnv1a(&bytes)
+    }
+}
+
+/// How many hash buckets the anti-entropy digest splits the tracker into.
+pub const DIGEST_BUCKETS: usize = 16;
+
+/// A summary of a tracker: one order-independent hash per bucket of node names.
+/// Two trackers with equal digests hold (with overwhelming probability) equal rows.
+pub type Digest = [u64; DIGEST_BUCKETS];
+
+/// A change the tracker accepted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct RowChange {
+    pub(crate) old: Option<TrackerRow>,
+    pub(crate) new: TrackerRow,
+}
+
+/// The replicated table: one row per known node, self included.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    rows: BTreeMap<NodeName, TrackerRow>,
+    digest: Digest,
+    online: usize,
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Merges a row: it is stored when the node is unknown or the row supersedes
+    /// the stored one. Returns the change, or `None` when the row lost.
+    pub(crate) fn merge(&mut self, row: TrackerRow) -> Option<RowChange> {
+        let old = match self.rows.entry(row.node.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(row.clone());
+                None
+            }
+            Entry::Occupied(mut slot) => {
+                if !row.supersedes(slot.get()) {
+                    return None;
+                }
+                Some(slot.insert(row.clone()))
+            }
+        };
+        self.account(old.as_ref(), Some(&row));
+        Some(RowChange { old, new: row })
+    }
+
+    /// Removes a node's row (retention reaping).
+    pub(crate) fn remove(&mut self, name: &NodeName) -> Option<TrackerRow> {
+        let old = self.rows.remove(name)?;
+        self.account(Some(&old), None);
+        Some(old)
+    }
+
+    fn account(&mut self, old: Option<&TrackerRow>, new: Option<&TrackerRow>) {
+        for (row, online_delta) in [(old, -1isize), (new, 1)] {
+            if let Some(row) = row {
+                self.digest[TrackerRow::bucket(&row.node)] ^= row.content_hash();
+                if row.status == NodeStatus::Online {
+                    self.online = self.online.saturating_add_signed(online_delta);
+                }
+            }
+        }
+    }
+
+    /// One node's row.
+    pub fn get(&self, name: &NodeName) -> Option<&TrackerRow> {
+        self.rows.get(name)
+    }
+
+    /// Every row, ordered by name.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &TrackerRow> + '_ {
+        self.rows.values()
+    }
+
+    /// The rows of one digest bucket.
+    pub(crate) fn bucket_rows(&self, bucket: usize) -> impl Iterator<Item = &TrackerRow> + '_ {
+        self.rows
+            .values()
+            .filter(move |row| TrackerRow::bucket(&row.node) == bucket)
+    }
+
+    /// Rows whose status is `Online`, ordered by name.
+    pub fn online(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
+        self.rows
+            .values()
+            .filter(|row| row.status == NodeStatus::Online)
+    }
+
+    /// How many rows are `Online` (self included).
+    pub fn online_count(&self) -> usize {
+        self.online
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the tracker has no rows (never true for a node's tracker, which holds itself).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The anti-entropy digest, kept up to date on every change.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+}
+
+impl PartialEq for Tracker {
+    fn eq(&self, other: &Self) -> bool {
+        self.rows == other.rows
+    }
+}
+
+impl Eq for Tracker {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("in range")
+    }
+
+    fn row(health: Health, incarnation: u64) -> TrackerRow {
+        TrackerRow::new(
+            NodeName::new("n").expect("valid"),
+            "10.0.0.1:7946".parse().expect("valid"),
+            health,
+            incarnation,
+            at(0),
+        )
+    }
+
+    const HEALTHS: [Health; 4] = [Health::Alive, Health::Suspect, Health::Dead, Health::Left];
+
+    /// The table of DESIGN.md section 4, checked for every pair of (health, incarnation).
+    #[test]
+    fn precedence_table_holds_for_every_pair() {
+        for a in HEALTHS {
+            for b in HEALTHS {
+                for i in 0..3u64 {
+                    for j in 0..3u64 {
+                        let (x, y) = (row(a, i), row(b, j));
+                        let expected = match (a, b) {
+                            _ if i > j => true,
+                            _ if i < j => false,
+                            // equal incarnations: the stronger health wins
+                            _ => a > b,
+                        };
+                        assert_eq!(x.supersedes(&y), expected, "{a:?}({i}) over {b:?}({j})");
+                    }
+                }
+            }
+        }
+        // the rules as DESIGN.md words them
+        assert!(row(Health::Alive, 2).supersedes(&row(Health::Suspect, 1)));
+        assert!(!row(Health::Alive, 1).supersedes(&row(Health::Suspect, 1)));
+        assert!(row(Health::Suspect, 1).supersedes(&row(Health::Alive, 1)));
+        assert!(row(Health::Dead, 1).supersedes(&row(Health::Suspect, 1)));
+        assert!(row(Health::Left, 1).supersedes(&row(Health::Alive, 1)));
+        assert!(row(Health::Alive, 2).supersedes(&row(Health::Dead, 1)));
+    }
+
+    #[test]
+    fn ties_keep_the_earlier_change_then_the_lower_address() {
+        let early = row(Health::Suspect, 1);
+        let mut late = early.clone();
+        late.last_change = at(5);
+        assert!(early.supersedes(&late));
+        assert!(!late.supersedes(&early));
+        let mut other_addr = early.clone();
+        other_addr.addr = "10.0.0.2:7946".parse().expect("valid");
+        assert!(other_addr.supersedes(&early));
+        assert!(!early.supersedes(&early), "a row never supersedes itself");
+    }
+
+    #[test]
+    fn status_follows_health() {
+        assert_eq!(row(Health::Alive, 0).status, NodeStatus::Online);
+        assert_eq!(row(Health::Suspect, 0).status, NodeStatus::Online);
+        assert_eq!(row(Health::Dead, 0).status, NodeStatus::Offline);
+        assert_eq!(row(Health::Left, 0).status, NodeStatus::Offline);
+    }
+
+    #[test]
+    fn merge_reports_changes_and_keeps_counters() {
+        let mut tracker = Tracker::new();
+        let change = tracker.merge(row(Health::Alive, 0)).expect("new row");
+        assert_eq!(change.old, None);
+        assert_eq!(tracker.online_count(), 1);
+        assert!(tracker.merge(row(Health::Alive, 0)).is_none(), "idempotent");
+        let change = tracker.merge(row(Health::Dead, 0)).expect("dead wins");
+        assert_eq!(change.old.map(|r| r.health), Some(Health::Alive));
+        assert_eq!(tracker.online_count(), 0);
+        let empty_digest = Tracker::new().digest();
+        assert_ne!(tracker.digest(), empty_digest);
+        tracker.remove(&NodeName::new("n").expect("valid"));
+        assert_eq!(tracker.digest(), empty_digest, "digest is an XOR of rows");
+        assert!(tracker.is_empty());
+    }
+
+    #[test]
+    fn last_change_is_kept_to_the_millisecond() {
+        let precise = at(0) + chrono::Duration::microseconds(1234);
+        let r = TrackerRow::new(
+            NodeName::new("n").expect("valid"),
+            "10.0.0.1:1".parse().expect("valid"),
+            Health::Alive,
+            0,
+            precise,
+        );
+        assert_eq!(r.last_change, at(1));
+    }
+}

@@ -1,0 +1,390 @@
+//! The wire format: one UDP datagram per packet.
+//!
+//! ```text
+//! magic "BTHV" (4) | version (1) | cluster id (8, little endian) | postcard body
+//! body = sender name, sender incarnation, one message, piggybacked updates
+//! ```
+//!
+//! The fixed header comes first so a packet of another protocol, version or cluster
+//! is told apart before anything is decoded. Decoding never panics: every failure
+//! is a [`DropReason`].
+
+use std::net::SocketAddr;
+
+use chrono::DateTime;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::name::{ClusterId, NodeName};
+use crate::stats::DropReason;
+use crate::tracker::{DIGEST_BUCKETS, Digest, Health, TrackerRow};
+
+/// First bytes of every packet.
+pub const MAGIC: [u8; 4] = *b"BTHV";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Bytes before the postcard body.
+pub const HEADER_LEN: usize = 13;
+
+/// A tracker row as it travels: `last_change` in Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WireRow(pub(crate) TrackerRow);
+
+impl Serialize for WireRow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let row = &self.0;
+        (
+            &row.node,
+            row.addr,
+            row.incarnation,
+            row.health,
+            row.last_change.timestamp_millis(),
+        )
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireRow {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (node, addr, incarnation, health, millis) =
+            <(NodeName, SocketAddr, u64, Health, i64)>::deserialize(deserializer)?;
+        let last_change = DateTime::from_timestamp_millis(millis)
+            .ok_or_else(|| serde::de::Error::custom("last_change out of range"))?;
+        Ok(WireRow(TrackerRow::new(
+            node,
+            addr,
+            health,
+            incarnation,
+            last_change,
+        )))
+    }
+}
+
+/// One piggybacked update: a row, and for a suspicion who raised it (so that
+/// independent confirmations can be counted, Lifeguard).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Update {
+    pub(crate) row: WireRow,
+    pub(crate) suspecter: Option<NodeName>,
+}
+
+/// The anti-entropy digest, as fixed 8-byte words (hashes do not shrink as varints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireDigest(pub(crate) [[u8; 8]; DIGEST_BUCKETS]);
+
+impl From<Digest> for WireDigest {
+    fn from(digest: Digest) -> Self {
+        Self(digest.map(u64::to_le_bytes))
+    }
+}
+
+impl From<WireDigest> for Digest {
+    fn from(wire: WireDigest) -> Self {
+        wire.0.map(u64::from_le_bytes)
+    }
+}
+
+/// What a packet is for. Piggybacked updates ride along with every kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// Are you there? `target` guards against a new process at an old address.
+    Ping { seq: u32, target: NodeName },
+    /// Yes (answers `Ping`, or relays a target's answer to an indirect prober).
+    Ack { seq: u32 },
+    /// Please ping `target` for me and relay its ack.
+    PingReq {
+        seq: u32,
+        target: NodeName,
+        target_addr: SocketAddr,
+    },
+    /// I tried `PingReq` `seq` and the target did not answer me either (Lifeguard).
+    Nack { seq: u32 },
+    /// Let me in; here is my own row (alive, at my incarnation and address).
+    Join { row: WireRow },
+    /// A chunk of the tracker, answering `Join`; every chunk applies on its own.
+    JoinReply { rows: Vec<WireRow> },
+    /// My digest; send me the rows of the buckets where yours differs.
+    /// `reply` is set on the answer, so the exchange stops after one round trip.
+    Sync { digest: WireDigest, reply: bool },
+    /// A chunk of rows, answering `Sync`.
+    Rows { rows: Vec<WireRow> },
+    /// Nothing but the piggybacked updates.
+    Gossip,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body<N, M, G> {
+    sender: N,
+    incarnation: u64,
+    message: M,
+    gossip: G,
+}
+
+/// A decoded packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Packet {
+    pub(crate) sender: NodeName,
+    pub(crate) incarnation: u64,
+    pub(crate) message: Message,
+    pub(crate) gossip: Vec<Update>,
+}
+
+/// Decodes a datagram. Checks the header first, then the whole body; trailing bytes
+/// are an error so that one datagram has exactly one meaning.
+pub(crate) fn decode(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DropReason> {
+    if bytes.len() < HEADER_LEN {
+        return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
+            DropReason::BadMagic
+        } else {
+            DropReason::Truncated
+        });
+    }
+    let (header, body) = bytes.split_at(HEADER_LEN);
+    if header[..4] != MAGIC {
+        return Err(DropReason::BadMagic);
+    }
+    if header[4] != VERSION {
+        return Err(DropReason::UnsupportedVersion);
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&header[5..13]);
+    if u64::from_le_bytes(id) != cluster.0 {
+        return Err(DropReason::WrongCluster);
+    }
+    let (body, rest): (Body<NodeName, Message, Vec<Update>>, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|_| DropReason::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DropReason::Malformed);
+    }
+    Ok(Packet {
+        sender: body.sender,
+        incarnation: body.incarnation,
+        message: body.message,
+        gossip: body.gossip,
+    })
+}
+
+/// Size of a value once encoded.
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .expect("sizing an in-memory value cannot fail: the Size flavor has no limit")
+}
+
+/// The sender's part of every packet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sender<'a> {
+    pub(crate) cluster: ClusterId,
+    pub(crate) name: &'a NodeName,
+    pub(crate) incarnation: u64,
+}
+
+/// Size of a packet carrying `message` and no updates.
+pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
+    HEADER_LEN
+        + encoded_len(&Body {
+            sender: sender.name,
+            incarnation: sender.incarnation,
+            message,
+            gossip: &[] as &[&Update],
+        })
+}
+
+/// Encodes a packet into `out` (cleared first). The caller has checked the size
+/// with [`base_len`] and [`encoded_len`] of each update.
+pub(crate) fn encode(sender: Sender<'_>, message: &Message, gossip: &[&Update], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&sender.cluster.0.to_le_bytes());
+    let body = Body {
+        sender: sender.name,
+        incarnation: sender.incarnation,
+        message,
+        gossip,
+    };
+    // Writing into a Vec cannot fail; the result is the same Vec.
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(&body, taken)
+        .expect("encoding in-memory values into a Vec cannot fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).expect("valid")
+    }
+
+    fn row(n: &str, health: Health) -> WireRow {
+        WireRow(TrackerRow::new(
+            name(n),
+            "10.1.2.3:7946".parse().expect("valid"),
+            health,
+            7,
+            DateTime::from_timestamp_millis(1_700_000_000_123).expect("in range"),
+        ))
+    }
+
+    const CLUSTER: ClusterId = ClusterId(42);
+
+    /// Bytes a varint length prefix of `n` takes.
+    fn varint_len(n: usize) -> usize {
+        let mut len = 1;
+        let mut n = n >> 7;
+        while n > 0 {
+            len += 1;
+            n >>= 7;
+        }
+        len
+    }
+
+    fn encode_one(message: &Message, gossip: &[&Update]) -> Vec<u8> {
+        let me = name("me");
+        let sender = Sender {
+            cluster: CLUSTER,
+            name: &me,
+            incarnation: 3,
+        };
+        let mut out = Vec::new();
+        encode(sender, message, gossip, &mut out);
+        let expected: usize = base_len(sender, message)
+            + gossip.iter().map(|u| encoded_len(*u)).sum::<usize>()
+            + varint_len(gossip.len())
+            - 1;
+        assert_eq!(out.len(), expected, "size accounting matches the encoding");
+        out
+    }
+
+    fn all_messages() -> Vec<Message> {
+        vec![
+            Message::Ping {
+                seq: 1,
+                target: name("t"),
+            },
+            Message::Ack { seq: u32::MAX },
+            Message::PingReq {
+                seq: 9,
+                target: name("t"),
+                target_addr: "[::1]:9".parse().expect("valid"),
+            },
+            Message::Nack { seq: 9 },
+            Message::Join {
+                row: row("me", Health::Alive),
+            },
+            Message::JoinReply {
+                rows: vec![row("a", Health::Alive), row("b", Health::Dead)],
+            },
+            Message::Sync {
+                digest: WireDigest::from([u64::MAX; DIGEST_BUCKETS]),
+                reply: true,
+            },
+            Message::Rows {
+                rows: vec![row("c", Health::Left)],
+            },
+            Message::Gossip,
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let update = Update {
+            row: row("s", Health::Suspect),
+            suspecter: Some(name("me")),
+        };
+        for message in all_messages() {
+            let bytes = encode_one(&message, &[&update]);
+            let packet = decode(&bytes, CLUSTER).expect("round trip");
+            assert_eq!(packet.message, message);
+            assert_eq!(packet.sender, name("me"));
+            assert_eq!(packet.incarnation, 3);
+            assert_eq!(packet.gossip, vec![update.clone()]);
+        }
+    }
+
+    #[test]
+    fn header_problems_have_their_own_reasons() {
+        let good = encode_one(&Message::Gossip, &[]);
+        assert_eq!(decode(&good[..3], CLUSTER), Err(DropReason::Truncated));
+        assert_eq!(decode(&[], CLUSTER), Err(DropReason::Truncated));
+        assert_eq!(decode(b"GET / HTTP", CLUSTER), Err(DropReason::BadMagic));
+        let mut bad_version = good.clone();
+        bad_version[4] = 99;
+        assert_eq!(
+            decode(&bad_version, CLUSTER),
+            Err(DropReason::UnsupportedVersion)
+        );
+        assert_eq!(decode(&good, ClusterId(43)), Err(DropReason::WrongCluster));
+    }
+
+    #[test]
+    fn truncated_or_padded_bodies_are_malformed() {
+        let good = encode_one(
+            &Message::JoinReply {
+                rows: vec![row("a", Health::Alive)],
+            },
+            &[],
+        );
+        for cut in HEADER_LEN..good.len() {
+            assert_eq!(
+                decode(&good[..cut], CLUSTER),
+                Err(DropReason::Malformed),
+                "cut at {cut}"
+            );
+        }
+        let mut padded = good.clone();
+        padded.push(0);
+        assert_eq!(decode(&padded, CLUSTER), Err(DropReason::Malformed));
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_malformed() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&MAGIC);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&CLUSTER.0.to_le_bytes());
+        let body = Body {
+            sender: name("x"),
+            incarnation: 0,
+            message: Message::Gossip,
+            gossip: vec![(
+                (
+                    name("y"),
+                    "1.2.3.4:5".parse::<SocketAddr>().expect("valid"),
+                    0u64,
+                    Health::Alive,
+                    i64::MAX,
+                ),
+                None::<NodeName>,
+            )],
+        };
+        bytes = postcard::to_extend(&body, bytes).expect("encodes");
+        assert_eq!(decode(&bytes, CLUSTER), Err(DropReason::Malformed));
+    }
+
+    #[test]
+    fn varint_len_matches_postcard() {
+        for n in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 30] {
+            assert_eq!(varint_len(n), encoded_len(&(n as u64)), "{n}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = decode(&bytes, CLUSTER);
+        }
+
+        #[test]
+        fn arbitrary_bodies_behind_a_valid_header_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..1400)
+        ) {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&MAGIC);
+            bytes.push(VERSION);
+            bytes.extend_from_slice(&CLUSTER.0.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let _ = decode(&bytes, CLUSTER);
+        }
+    }
+}
