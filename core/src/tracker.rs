@@ -350,4 +350,54 @@ mod tests {
         );
         assert_eq!(r.last_change, at(1));
     }
+
+    mod merge_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_row() -> impl Strategy<Value = TrackerRow> {
+            (0..4usize, 0..3u8, 0..3u64, 0..4usize, 0..3i64).prop_map(
+                |(name, port, incarnation, health, ms)| {
+                    TrackerRow::new(
+                        NodeName::new(&format!("n{name}")).expect("valid"),
+                        SocketAddr::from(([10, 0, 0, 1], 7000 + u16::from(port))),
+                        HEALTHS[health],
+                        incarnation,
+                        at(ms),
+                    )
+                },
+            )
+        }
+
+        fn merged(rows: &[TrackerRow]) -> Tracker {
+            let mut tracker = Tracker::new();
+            for row in rows {
+                tracker.merge(row.clone());
+            }
+            tracker
+        }
+
+        proptest! {
+            /// Merging is commutative and idempotent: any order, any repetition,
+            /// the same table (and the same digest).
+            #[test]
+            fn any_order_and_repetition_gives_the_same_tracker(
+                rows in proptest::collection::vec(arb_row(), 0..24),
+                seed in any::<u64>(),
+            ) {
+                let reference = merged(&rows);
+                let mut shuffled = rows.clone();
+                shuffled.extend(rows.iter().take(rows.len() / 2).cloned());
+                fastrand::Rng::with_seed(seed).shuffle(&mut shuffled);
+                let other = merged(&shuffled);
+                prop_assert_eq!(&reference, &other);
+                prop_assert_eq!(reference.digest(), other.digest());
+                prop_assert_eq!(reference.online_count(), other.online_count());
+                // the winner for each node is the maximum in precedence order
+                for row in reference.rows() {
+                    prop_assert!(rows.iter().filter(|r| r.node == row.node).all(|r| !r.supersedes(row)));
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,112 @@
+//! Properties of a node fed untrusted bytes.
+
+mod common;
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use beethoven_core::{DropReason, HEADER_LEN, MAGIC, VERSION};
+use common::Pump;
+
+/// A converged three-node cluster, to feed garbage into.
+fn settled() -> Pump {
+    let mut pump = Pump::cluster(3, 77);
+    pump.run_until(Duration::from_secs(5), |p| {
+        p.all_live_online() && p.converged()
+    })
+    .expect("converges");
+    pump
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes, bare or behind a valid header, never panic and never change
+    /// the tracker, the mode, or anything but the drop counters.
+    #[test]
+    fn arbitrary_bytes_never_panic_and_never_change_the_tracker(
+        body in proptest::collection::vec(any::<u8>(), 0..1500),
+        with_header in any::<bool>(),
+    ) {
+        let mut pump = settled();
+        let mut bytes = Vec::new();
+        if with_header {
+            bytes.extend_from_slice(&MAGIC);
+            bytes.push(VERSION);
+            bytes.extend_from_slice(&pump.node(0).config().cluster_id.0.to_le_bytes());
+        }
+        bytes.extend_from_slice(&body);
+        let before = pump.node(0).tracker().clone();
+        let mode = pump.node(0).mode();
+        let dropped = pump.node(0).stats().dropped_total();
+        let now = pump.now;
+        let from = "10.9.9.9:1".parse().expect("valid");
+        pump.node_mut(0).handle_packet(now, from, &bytes);
+        let node = pump.node_mut(0);
+        prop_assert!(node.poll_event().is_none(), "no event from garbage");
+        prop_assert_eq!(node.tracker(), &before);
+        prop_assert_eq!(node.mode(), mode);
+        // Random bytes almost never form a valid packet; when they do not, the drop is counted.
+        if bytes.len() < HEADER_LEN || !with_header {
+            prop_assert_eq!(node.stats().dropped_total(), dropped + 1);
+            prop_assert!(node.poll_transmit().is_none(), "nothing answers garbage");
+        }
+    }
+}
+
+#[test]
+fn oversized_and_foreign_packets_are_counted_by_reason() {
+    let mut pump = settled();
+    let now = pump.now;
+    let from = "10.9.9.9:1".parse().expect("valid");
+    let node = pump.node_mut(0);
+    node.handle_packet(now, from, &vec![0u8; 1401]);
+    node.handle_packet(now, from, b"BTH");
+    node.handle_packet(now, from, b"GET / HTTP/1.1\r\n");
+    let mut foreign = MAGIC.to_vec();
+    foreign.push(VERSION);
+    foreign.extend_from_slice(&12345u64.to_le_bytes());
+    foreign.push(0);
+    node.handle_packet(now, from, &foreign);
+    let mut future = MAGIC.to_vec();
+    future.push(VERSION + 1);
+    future.extend_from_slice(&[0; 9]);
+    node.handle_packet(now, from, &future);
+    let stats = node.stats();
+    assert_eq!(stats.dropped(DropReason::Oversized), 1);
+    assert_eq!(stats.dropped(DropReason::Truncated), 1);
+    assert_eq!(stats.dropped(DropReason::BadMagic), 1);
+    assert_eq!(stats.dropped(DropReason::WrongCluster), 1);
+    assert_eq!(stats.dropped(DropReason::UnsupportedVersion), 1);
+}
+
+#[test]
+fn a_packet_from_another_cluster_never_changes_state() {
+    // A second cluster with another id on the same network: same addresses, other key.
+    let mut pump = settled();
+    let mut other = common::Pump::new(5);
+    let mut config = common::config(9);
+    config.cluster_id = beethoven_core::ClusterId::from_name("other");
+    other.add_node(config);
+    let now = pump.now;
+    let seed = pump.addrs[1]; // any address but its own
+    other.nodes[0]
+        .as_mut()
+        .expect("running")
+        .join(now, &[beethoven_core::Seed::Addr(seed)])
+        .expect("join starts");
+    let before = pump.node(0).tracker().clone();
+    let node = other.nodes[0].as_mut().expect("running");
+    let mut sent = Vec::new();
+    while let Some(t) = node.poll_transmit() {
+        sent.push(t.payload.to_vec());
+    }
+    assert!(!sent.is_empty());
+    for bytes in sent {
+        pump.node_mut(0)
+            .handle_packet(now, "10.9.9.9:7946".parse().expect("valid"), &bytes);
+    }
+    assert_eq!(pump.node(0).tracker(), &before);
+    assert_eq!(pump.node(0).stats().dropped(DropReason::WrongCluster), 1);
+}
