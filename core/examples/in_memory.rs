@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use beethoven_core::{Config, Event, Node, NodeName, Seed, SubscriberId};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    #[allow(clippy::disallowed_methods)] // the example's clock: virtual time starts here
-    let start = Instant::now();
-    let wall = std::time::SystemTime::now().into();
+    // The example's clocks: virtual time starts here, anchored to the wall clock.
+    #[allow(clippy::disallowed_methods)]
+    let (start, wall) = (Instant::now(), std::time::SystemTime::now().into());
     let mut now = start;
     let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16));
     let mut nodes: Vec<Option<Node>> = Vec::new();
