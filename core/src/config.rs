@@ -30,6 +30,11 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// How many members are asked to probe indirectly (SWIM's `k`). Default 3.
     pub indirect_probes: usize,
+    /// When members independently find a member's port unreachable (its process
+    /// died, its host is up), it is declared offline after this grace, unless it
+    /// answers: a process restarting on the same port within it is never offline.
+    /// Default 200 ms.
+    pub unreachable_grace: Duration,
     /// Upper bound of the local health multiplier (Lifeguard); the probe interval
     /// and timeout are stretched by `1 + score`, up to `1 + max_local_health`. Default 8.
     pub max_local_health: u32,
@@ -85,6 +90,7 @@ impl Default for Config {
             probe_interval: Duration::from_millis(150),
             probe_timeout: Duration::from_millis(75),
             indirect_probes: 3,
+            unreachable_grace: Duration::from_millis(200),
             max_local_health: 8,
             suspicion_min: Duration::from_millis(500),
             suspicion_max_factor: 4,
@@ -179,6 +185,11 @@ impl Config {
             !self.probe_timeout.is_zero() && self.probe_timeout < self.probe_interval,
             "probe_timeout",
             "must be positive and shorter than probe_interval",
+        )?;
+        check(
+            !self.unreachable_grace.is_zero(),
+            "unreachable_grace",
+            "must be positive",
         )?;
         check(
             self.max_local_health <= 64,

@@ -89,6 +89,7 @@
 
 mod config;
 mod discovery;
+mod driver;
 mod event;
 mod gossip;
 mod members;
@@ -102,6 +103,10 @@ mod wire;
 
 pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
 pub use discovery::{Cidr, JoinError, Seed, SeedParseError};
+pub use driver::{
+    Command, CommandError, Control, DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Driver, Flow, Input,
+    NodeUpdate, Options, Sink, SinkError, StartError, Update,
+};
 pub use event::{Event, Mode, Op, SubscriberId, TrackerEvent};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{LeaveError, NewNodeError, Node, Transmit, retransmit_limit};

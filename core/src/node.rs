@@ -3,6 +3,7 @@
 
 mod incoming;
 mod membership;
+mod probing;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -97,13 +98,15 @@ pub struct Node {
     members: Members,
     /// Dead (not left) nodes, for the occasional anti-entropy exchange that heals partitions.
     dead: Members,
+    /// Address of each online member, for unreachable hints.
+    by_addr: BTreeMap<SocketAddr, NodeName>,
     subscribers: BTreeSet<SubscriberId>,
     mode: Mode,
     events: VecDeque<Event>,
     outbox: VecDeque<Outgoing>,
     send_buf: Vec<u8>,
     gossip: GossipQueue,
-    probe: Option<Probe>,
+    probes: Vec<Probe>,
     next_probe_at: Instant,
     relays: Vec<Relay>,
     next_seq: u32,
@@ -150,13 +153,14 @@ impl Node {
             tracker: Tracker::new(),
             members: Members::default(),
             dead: Members::default(),
+            by_addr: BTreeMap::new(),
             subscribers: BTreeSet::new(),
             mode: Mode::Standalone,
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             send_buf: Vec::new(),
             gossip: GossipQueue::default(),
-            probe: None,
+            probes: Vec::new(),
             next_probe_at: now,
             relays: Vec::new(),
             next_seq: 0,
@@ -331,7 +335,7 @@ impl Node {
         self.left = true;
         self.join = None;
         self.rejoin = None;
-        self.probe = None;
+        self.probes.clear();
         self.suspicions.clear();
         self.leaving_until = Some(now + self.config.leave_timeout);
         self.write_own_row(now, Health::Left);

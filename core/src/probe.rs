@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::name::NodeName;
 
-/// The one probe in flight: ping, then `k` ping-reqs at `indirect_at`, then a
-/// verdict at `ends_at`.
+/// A probe in flight: ping, then `k` ping-reqs at `indirect_at`, then a verdict
+/// at `ends_at`. One regular probe runs at a time; probes started by unreachable
+/// hints run beside it.
 #[derive(Clone, Debug)]
 pub(crate) struct Probe {
     pub(crate) seq: u32,
@@ -15,13 +16,22 @@ pub(crate) struct Probe {
     pub(crate) target_addr: SocketAddr,
     /// The incarnation probed; a suspicion names it.
     pub(crate) incarnation: u64,
+    /// Part of the round-robin cycle (as opposed to started by an unreachable hint).
+    pub(crate) regular: bool,
     pub(crate) indirect_at: Instant,
     pub(crate) ends_at: Instant,
     pub(crate) acked: bool,
     pub(crate) indirect_sent: bool,
     pub(crate) nacks_expected: u32,
     pub(crate) nacks: u32,
+    /// Independent "port unreachable" evidence: our own hint plus helpers' reports.
+    pub(crate) bounces: u32,
+    /// Whether the bounces already led to a (short) suspicion.
+    pub(crate) fast_suspected: bool,
 }
+
+/// Most probes started by unreachable hints at once.
+pub(crate) const MAX_HINT_PROBES: usize = 4;
 
 /// Whether a finished probe tells something about this node's own health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +64,7 @@ pub(crate) struct Relay {
     pub(crate) seq: u32,
     pub(crate) requester: SocketAddr,
     pub(crate) requester_seq: u32,
+    pub(crate) target_addr: SocketAddr,
     pub(crate) nack_at: Instant,
 }
 
@@ -120,12 +131,15 @@ mod tests {
             target: NodeName::new("t").expect("valid"),
             target_addr: "127.0.0.1:1".parse().expect("valid"),
             incarnation: 0,
+            regular: true,
             indirect_at: now,
             ends_at: now,
             acked: false,
             indirect_sent: true,
             nacks_expected: 3,
             nacks: 3,
+            bounces: 0,
+            fast_suspected: false,
         };
         assert_eq!(probe.verdict(), Verdict::Failed);
         probe.nacks = 1;

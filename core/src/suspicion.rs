@@ -49,6 +49,8 @@ pub(crate) struct Suspicion {
     grace: Duration,
     /// The final ping sent when the timeout ran out.
     pub(crate) last_chance: Option<LastChance>,
+    /// A deadline set by bounce evidence, earlier than the computed one.
+    cap: Option<Instant>,
 }
 
 /// Before declaring a suspect dead, this node pings it once more itself, with the
@@ -79,7 +81,13 @@ impl Suspicion {
             confirmers: BTreeSet::new(),
             grace: Duration::ZERO,
             last_chance: None,
+            cap: None,
         }
+    }
+
+    /// Brings the deadline forward to `at` (never later than it already is).
+    pub(crate) fn cap_deadline(&mut self, at: Instant) {
+        self.cap = Some(self.cap.map_or(at, |cap| cap.min(at)));
     }
 
     /// When something is due: the last-chance ping, or the verdict after it.
@@ -97,6 +105,7 @@ impl Suspicion {
         self.confirmers.clear();
         self.grace = Duration::ZERO;
         self.last_chance = None;
+        self.cap = None;
     }
 
     /// Records that `from` suspects the same incarnation. Returns whether it was a new,
@@ -114,9 +123,9 @@ impl Suspicion {
 
     /// When the suspect is declared dead unless refuted.
     pub(crate) fn deadline(&self) -> Instant {
-        self.started
-            + suspicion_timeout(self.min, self.max, self.k, self.confirmations())
-            + self.grace
+        let computed =
+            self.started + suspicion_timeout(self.min, self.max, self.k, self.confirmations());
+        self.cap.map_or(computed, |cap| cap.min(computed)) + self.grace
     }
 
     /// Gives the suspect more time because this node, not the suspect, was stalled:
@@ -166,6 +175,19 @@ mod tests {
         assert_eq!(max, Duration::from_secs(4));
         let (min, _) = suspicion_bounds(base, 4, 1000);
         assert!((min.as_secs_f64() - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_cap_brings_the_deadline_forward_only() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let origin = NodeName::new("a").expect("valid");
+        let mut s = Suspicion::new(now, 1, origin, (MIN, MAX), 3);
+        s.cap_deadline(now + MAX * 2);
+        assert_eq!(s.deadline(), now + MAX, "a later cap changes nothing");
+        s.cap_deadline(now + MIN / 2);
+        s.cap_deadline(now + MIN);
+        assert_eq!(s.deadline(), now + MIN / 2, "the earliest cap holds");
     }
 
     #[test]

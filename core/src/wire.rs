@@ -109,6 +109,8 @@ pub(crate) enum Message {
     Rows { rows: Vec<WireRow> },
     /// Nothing but the piggybacked updates.
     Gossip,
+    /// I tried `PingReq` `seq` and the target's port was unreachable for me too.
+    Bounced { seq: u32 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -283,6 +285,7 @@ mod tests {
                 rows: vec![row("c", Health::Left)],
             },
             Message::Gossip,
+            Message::Bounced { seq: 3 },
         ]
     }
 

@@ -110,3 +110,35 @@ fn a_packet_from_another_cluster_never_changes_state() {
     assert_eq!(pump.node(0).tracker(), &before);
     assert_eq!(pump.node(0).stats().dropped(DropReason::WrongCluster), 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// "Port unreachable" hints are evidence, never proof: random hints about live,
+    /// reachable nodes never take any of them offline.
+    #[test]
+    fn unreachable_hints_alone_never_take_a_live_node_offline(
+        hints in proptest::collection::vec((0..5usize, 0..5usize, 0..3000u64), 1..60),
+    ) {
+        let mut pump = Pump::cluster(5, 31);
+        pump.run_until(Duration::from_secs(5), |p| p.all_live_online() && p.converged())
+            .expect("converges");
+        let start = pump.now;
+        let mut hints = hints;
+        hints.sort_by_key(|h| h.2);
+        for (receiver, about, at_ms) in hints {
+            let at = start + Duration::from_millis(at_ms);
+            if at > pump.now {
+                pump.run_for(at - pump.now);
+            }
+            let (now, addr) = (pump.now, pump.addrs[about]);
+            pump.node_mut(receiver).handle_unreachable(now, addr);
+            pump.drain(receiver);
+        }
+        pump.run_for(Duration::from_secs(10));
+        for i in 0..5 {
+            prop_assert_eq!(pump.offline_writes(&pump.names[i]), 0, "node {} went offline", i);
+        }
+        prop_assert!(pump.all_live_online() && pump.converged());
+    }
+}

@@ -331,3 +331,45 @@ fn the_same_seed_replays_the_same_run() {
     assert_eq!(trace(21), trace(21));
     assert_ne!(trace(21).0, trace(22).0, "another seed, another run");
 }
+
+#[test]
+fn a_crashed_process_on_a_live_host_goes_offline_in_under_a_second() {
+    let mut pump = Pump::cluster(20, 14);
+    pump.hosts_stay_up = true;
+    pump.run_until(10 * SECOND, |p| p.all_live_online() && p.converged())
+        .expect("converges");
+    pump.crash(9);
+    let took = pump
+        .run_until(10 * SECOND, |p| p.all_see(9, Health::Dead))
+        .expect("detected");
+    assert!(
+        pump.hints_delivered > 0,
+        "the crash produced unreachable hints"
+    );
+    assert!(took < SECOND, "detection took {took:?}");
+    for j in pump.live().collect::<Vec<_>>() {
+        assert_eq!(pump.offline_writes(&pump.names[j]), 0);
+    }
+}
+
+#[test]
+fn a_process_restarting_on_the_same_port_within_200ms_is_never_offline() {
+    for seed in 0..5 {
+        let mut pump = Pump::cluster(10, 15 + seed);
+        pump.hosts_stay_up = true;
+        pump.run_until(10 * SECOND, |p| p.all_live_online() && p.converged())
+            .expect("converges");
+        pump.crash(4);
+        pump.run_for(Duration::from_millis(190));
+        let same = pump.addrs[4];
+        pump.restart(4, same, 0, config(99 + seed));
+        pump.run_until(10 * SECOND, |p| p.all_live_online() && p.converged())
+            .expect("back");
+        pump.run_for(5 * SECOND);
+        assert_eq!(
+            pump.offline_writes(&pump.names[4]),
+            0,
+            "seed {seed}: a quick restart is not an outage"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use super::{Node, Source};
 use crate::name::NodeName;
 use crate::probe::{MAX_RELAYS, Relay};
 use crate::stats::DropReason;
-use crate::tracker::{DIGEST_BUCKETS, Digest, Health, NodeStatus, TrackerRow};
+use crate::tracker::{DIGEST_BUCKETS, Digest, Health, TrackerRow};
 use crate::wire::{self, Message, Packet, WireRow};
 
 impl Node {
@@ -36,35 +36,6 @@ impl Node {
             self.apply_row(now, update.row.0, update.suspecter, Source::Gossip);
         }
         self.dispatch(now, from, message);
-    }
-
-    /// Hint from the OS that nothing listens at `addr` (ICMP port unreachable).
-    ///
-    /// Never proof on its own: if `addr` is a member's, the probe of that member
-    /// starts (or skips ahead to its indirect stage) at once, so others confirm or
-    /// the member answers. Addresses no member uses are counted as
-    /// [`DropReason::UnknownAddress`].
-    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
-        self.observe_input(now);
-        let Some(target) = self
-            .tracker
-            .rows()
-            .find(|row| {
-                row.addr == addr && row.status == NodeStatus::Online && row.node != self.name
-            })
-            .map(|row| row.node.clone())
-        else {
-            self.stats.count_drop(DropReason::UnknownAddress);
-            return;
-        };
-        match &mut self.probe {
-            Some(probe) if probe.target == target => {
-                probe.indirect_at = probe.indirect_at.min(now);
-            }
-            Some(_) => {}
-            None if !self.left => self.start_probe(now, target),
-            None => {}
-        }
     }
 
     fn drop_packet(&mut self, from: SocketAddr, reason: DropReason) {
@@ -107,10 +78,11 @@ impl Node {
                 target_addr,
             } => self.handle_ping_req(now, from, seq, target, target_addr),
             Message::Nack { seq } => {
-                if let Some(probe) = self.probe.as_mut().filter(|probe| probe.seq == seq) {
+                if let Some(probe) = self.probes.iter_mut().find(|probe| probe.seq == seq) {
                     probe.nacks += 1;
                 }
             }
+            Message::Bounced { seq } => self.handle_bounced(now, seq),
             Message::Join { row } => self.handle_join(now, from, row.0),
             Message::JoinReply { rows } => self.handle_join_reply(now, from, rows),
             Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
@@ -120,7 +92,7 @@ impl Node {
     }
 
     fn handle_ack(&mut self, seq: u32) {
-        if let Some(probe) = self.probe.as_mut().filter(|probe| probe.seq == seq) {
+        if let Some(probe) = self.probes.iter_mut().find(|probe| probe.seq == seq) {
             probe.acked = true;
             return;
         }
@@ -174,6 +146,7 @@ impl Node {
             seq,
             requester: from,
             requester_seq,
+            target_addr,
             nack_at: now + window.mul_f64(0.8),
         });
         self.send(target_addr, Message::Ping { seq, target });

@@ -89,8 +89,10 @@ impl Node {
         self.send(addr, crate::wire::Message::Gossip);
     }
 
-    /// Declares a suspect dead when its suspicion ran out unrefuted.
+    /// Declares a suspect dead: its suspicion ran out unrefuted (or its last-chance
+    /// ping bounced).
     pub(super) fn declare_dead(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
+        self.suspicions.remove(target);
         let Some(row) = self.tracker.get(target) else {
             return;
         };
@@ -98,7 +100,7 @@ impl Node {
             return;
         }
         let dead = row.with_health(Health::Dead, self.wall_clock(now));
-        debug!(node = %target, incarnation, "suspicion timed out: declared dead");
+        debug!(node = %target, incarnation, "declared dead");
         self.apply_row(now, dead, None, Source::Gossip);
     }
 
@@ -238,6 +240,14 @@ impl Node {
         let RowChange { old, new } = change;
         let node = new.node.clone();
         let old_status = old.as_ref().map(|row| row.status);
+        if let Some(old) = &old
+            && self.by_addr.get(&old.addr) == Some(&node)
+        {
+            self.by_addr.remove(&old.addr);
+        }
+        if node != self.name && new.status == NodeStatus::Online {
+            self.by_addr.insert(new.addr, node.clone());
+        }
         if node != self.name {
             match new.status {
                 NodeStatus::Online => {

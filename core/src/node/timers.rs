@@ -9,9 +9,8 @@ use tracing::debug;
 use super::{Node, Rejoin};
 use crate::event::Event;
 use crate::name::NodeName;
-use crate::probe::{Probe, Verdict};
 use crate::suspicion::LastChance;
-use crate::tracker::{Health, NodeStatus};
+use crate::tracker::NodeStatus;
 use crate::wire::{Message, WireRow};
 
 /// Most often the reaper scans the tracker.
@@ -21,7 +20,7 @@ impl Node {
     /// Does whatever is due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe_input(now);
-        self.run_probe(now);
+        self.run_probes(now);
         self.run_relays(now);
         self.run_suspicions(now);
         self.run_gossip(now);
@@ -41,15 +40,14 @@ impl Node {
             earliest = Some(earliest.map_or(at, |e| e.min(at)));
         };
         let has_members = self.members.len() > 0;
-        match &self.probe {
-            Some(probe) => {
-                if !probe.acked && !probe.indirect_sent {
-                    consider(probe.indirect_at);
-                }
-                consider(probe.ends_at);
+        for probe in &self.probes {
+            if !probe.acked && !probe.indirect_sent {
+                consider(probe.indirect_at);
             }
-            None if !self.left && has_members => consider(self.next_probe_at),
-            None => {}
+            consider(probe.ends_at);
+        }
+        if !self.left && has_members && !self.probes.iter().any(|p| p.regular) {
+            consider(self.next_probe_at);
         }
         self.relays.iter().for_each(|relay| consider(relay.nack_at));
         self.suspicions.values().for_each(|s| consider(s.due_at()));
@@ -93,110 +91,12 @@ impl Node {
         );
         self.stats.stalls += 1;
         self.local_health.worsen(self.config.max_local_health);
-        // The probe in flight proves nothing: its answer may be unread.
-        self.probe = None;
+        // Probes in flight prove nothing: their answers may be unread.
+        self.probes.clear();
         self.next_probe_at = self.next_probe_at.max(now);
         let grace = now + self.config.probe_interval;
         for suspicion in self.suspicions.values_mut() {
             suspicion.extend_to(grace);
-        }
-    }
-
-    fn run_probe(&mut self, now: Instant) {
-        if self
-            .probe
-            .as_ref()
-            .is_some_and(|p| !p.acked && !p.indirect_sent && now >= p.indirect_at)
-        {
-            self.probe_indirectly();
-        }
-        if self
-            .probe
-            .as_ref()
-            .is_some_and(|probe| now >= probe.ends_at)
-        {
-            self.finish_probe(now);
-        }
-        if self.probe.is_none() && !self.left && now >= self.next_probe_at {
-            match self.members.next_probe_target(&mut self.rng) {
-                Some(target) => self.start_probe(now, target),
-                None => self.next_probe_at = now + self.config.probe_interval,
-            }
-        }
-    }
-
-    /// Pings `target` now; the next probe starts one (health-scaled) interval later.
-    pub(super) fn start_probe(&mut self, now: Instant, target: NodeName) {
-        let Some(row) = self.tracker.get(&target) else {
-            return;
-        };
-        let (addr, incarnation) = (row.addr, row.incarnation);
-        let seq = self.next_seq();
-        let interval = self.local_health.scale(self.config.probe_interval);
-        let timeout = self.local_health.scale(self.config.probe_timeout);
-        self.ping(now, &target, seq);
-        self.probe = Some(Probe {
-            seq,
-            target,
-            target_addr: addr,
-            incarnation,
-            indirect_at: now + timeout,
-            ends_at: now + interval,
-            acked: false,
-            indirect_sent: false,
-            nacks_expected: 0,
-            nacks: 0,
-        });
-        self.next_probe_at = now + interval;
-        self.stats.probes_sent += 1;
-    }
-
-    /// No direct ack in time: ask `k` others to ping the target, and ping it once
-    /// more ourselves (a lost datagram is the likeliest cause).
-    fn probe_indirectly(&mut self) {
-        let Some(probe) = &self.probe else {
-            return;
-        };
-        let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
-        let helpers = self
-            .members
-            .sample(self.config.indirect_probes, &[&target], &mut self.rng);
-        let mut asked = 0;
-        for helper in &helpers {
-            if let Some(row) = self.tracker.get(helper) {
-                let to = row.addr;
-                self.send(
-                    to,
-                    Message::PingReq {
-                        seq,
-                        target: target.clone(),
-                        target_addr,
-                    },
-                );
-                asked += 1;
-            }
-        }
-        self.send(target_addr, Message::Ping { seq, target });
-        if let Some(probe) = &mut self.probe {
-            probe.indirect_sent = true;
-            probe.nacks_expected = asked;
-        }
-    }
-
-    fn finish_probe(&mut self, now: Instant) {
-        let Some(probe) = self.probe.take() else {
-            return;
-        };
-        match probe.verdict() {
-            Verdict::Acked => self.local_health.improve(),
-            verdict => {
-                self.stats.probes_failed += 1;
-                if verdict == Verdict::FailedWithMissingNacks {
-                    self.local_health.worsen(self.config.max_local_health);
-                }
-                debug!(target = %probe.target, ?verdict, "probe failed");
-                self.suspect(now, &probe.target, probe.incarnation);
-            }
         }
     }
 
@@ -250,31 +150,10 @@ impl Node {
                 }
                 Some(_) => {
                     let incarnation = suspicion.incarnation;
-                    self.suspicions.remove(&name);
                     self.declare_dead(now, &name, incarnation);
                 }
             }
         }
-    }
-
-    /// Pings a member. A suspect gets its suspicion piggybacked (Lifeguard's buddy
-    /// system), so if alive it learns it must refute and can answer on the ack.
-    fn ping(&mut self, now: Instant, target: &NodeName, seq: u32) {
-        let Some(row) = self.tracker.get(target) else {
-            return;
-        };
-        let addr = row.addr;
-        if row.health == Health::Suspect && !self.gossip.contains(target) {
-            let row = row.clone();
-            self.push_gossip(now, row, None);
-        }
-        self.send(
-            addr,
-            Message::Ping {
-                seq,
-                target: target.clone(),
-            },
-        );
     }
 
     fn run_gossip(&mut self, now: Instant) {

@@ -22,6 +22,8 @@ struct InFlight {
     seq: u64,
     from: SocketAddr,
     to: SocketAddr,
+    /// A "port unreachable" hint: `from` bounced a datagram; tell `to`.
+    unreachable: bool,
     bytes: Vec<u8>,
 }
 
@@ -42,6 +44,10 @@ pub struct Pump {
     pub blocked: BTreeSet<(usize, usize)>,
     rng: fastrand::Rng,
     pub delivered: u64,
+    /// Crashed processes leave their host up: datagrams to them bounce with an
+    /// unreachable hint back to the sender.
+    pub hosts_stay_up: bool,
+    pub hints_delivered: u64,
 }
 
 pub fn name(i: usize) -> NodeName {
@@ -75,6 +81,8 @@ impl Pump {
             blocked: BTreeSet::new(),
             rng: fastrand::Rng::with_seed(seed),
             delivered: 0,
+            hosts_stay_up: false,
+            hints_delivered: 0,
         }
     }
 
@@ -175,6 +183,7 @@ impl Pump {
                 seq: self.seq,
                 from,
                 to,
+                unreachable: false,
                 bytes,
             }));
         }
@@ -205,14 +214,33 @@ impl Pump {
         self.now = self.now.max(next);
         if packet_at == Some(next) {
             let Reverse(packet) = self.queue.pop().expect("peeked");
-            if let Some(j) = self.addrs.iter().position(|a| *a == packet.to)
-                && self.nodes[j].is_some()
-            {
-                let now = self.now;
-                self.node_mut(j)
-                    .handle_packet(now, packet.from, &packet.bytes);
-                self.delivered += 1;
-                self.drain(j);
+            let now = self.now;
+            let target = self.addrs.iter().position(|a| *a == packet.to);
+            match target {
+                Some(j) if self.nodes[j].is_some() => {
+                    if packet.unreachable {
+                        // `to` is the original sender; `from` the address that bounced.
+                        self.node_mut(j).handle_unreachable(now, packet.from);
+                        self.hints_delivered += 1;
+                    } else {
+                        self.node_mut(j)
+                            .handle_packet(now, packet.from, &packet.bytes);
+                        self.delivered += 1;
+                    }
+                    self.drain(j);
+                }
+                Some(_) if self.hosts_stay_up && !packet.unreachable => {
+                    self.seq += 1;
+                    self.queue.push(Reverse(InFlight {
+                        at: now + self.latency,
+                        seq: self.seq,
+                        from: packet.to,
+                        to: packet.from,
+                        unreachable: true,
+                        bytes: Vec::new(),
+                    }));
+                }
+                _ => {}
             }
         } else if let Some((_, i)) = timer {
             let now = self.now;
