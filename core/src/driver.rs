@@ -67,8 +67,8 @@ use crate::node::Node;
 pub use control::{Command, CommandError, Control};
 use control::{CommandKind, SharedSnapshot, Snapshot, lock};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
-pub use router::{NodeUpdate, Sink, SinkError, Update};
 use router::Router;
+pub use router::{NodeUpdate, Sink, SinkError, Update};
 
 /// What woke the runtime's task.
 #[derive(Debug)]
@@ -358,8 +358,13 @@ mod tests {
                     continue;
                 }
                 let me = peer.control.advertised_addr();
-                let mut inputs: Vec<Input<'_>> = peer.commands.try_iter().map(Input::Command).collect();
-                let mine: Vec<_> = wire.iter().filter(|(_, to, _)| *to == me).cloned().collect();
+                let mut inputs: Vec<Input<'_>> =
+                    peer.commands.try_iter().map(Input::Command).collect();
+                let mine: Vec<_> = wire
+                    .iter()
+                    .filter(|(_, to, _)| *to == me)
+                    .cloned()
+                    .collect();
                 wire.retain(|(_, to, _)| *to != me);
                 let datagrams: Vec<Input<'_>> = mine
                     .iter()

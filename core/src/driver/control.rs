@@ -195,7 +195,11 @@ impl Control {
 
     /// Whether `leave` was called (and no `join` since).
     pub fn has_left(&self) -> bool {
-        *self.shared.left.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .shared
+            .left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the node's task still runs.
@@ -236,7 +240,11 @@ impl Control {
             self.shared.advertised_addr,
             self.shared.max_join_targets,
         )?;
-        let mut left = self.shared.left.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut left = self
+            .shared
+            .left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.send(CommandKind::Join(seeds.to_vec()))?;
         *left = false;
         Ok(())
@@ -247,7 +255,11 @@ impl Control {
     /// (and can `join` again); a shutdown after `leave` first lets the announcement
     /// spread, for at most `leave_timeout`.
     pub fn leave(&self) -> Result<(), CommandError> {
-        let mut left = self.shared.left.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut left = self
+            .shared
+            .left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if *left {
             return Err(LeaveError::AlreadyLeft.into());
         }
