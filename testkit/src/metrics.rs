@@ -1,0 +1,264 @@
+//! What a run measured: how fast news of a node spread (detection of a crash, a
+//! join, a leave), false offline declarations, and traffic.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use beethoven_core::NodeStatus;
+use serde::Serialize;
+
+/// Why a spread is being watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum WatchKind {
+    /// A crash: from the crash until the node is offline everywhere (detection latency).
+    Crash,
+    /// A graceful leave: from `leave` until the node is offline everywhere.
+    Leave,
+    /// A join (or restart): from `join` until the node is online everywhere.
+    Join,
+}
+
+/// Watches one node's news spread: how many observers (running nodes other than
+/// the subject) see it with the wanted status, and when 99.99% and 100% did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Watch {
+    /// What is watched.
+    pub kind: WatchKind,
+    /// The subject's node index.
+    pub subject: usize,
+    /// The status the observers should come to see.
+    pub status: NodeStatus,
+    /// When the watch started.
+    pub since: Duration,
+    /// When 99.99% of the observers saw it (rounded up to whole nodes).
+    pub most_at: Option<Duration>,
+    /// When every observer saw it.
+    pub all_at: Option<Duration>,
+    /// Ended early (e.g. the crashed node restarted before everyone noticed).
+    pub cancelled: bool,
+    #[serde(skip)]
+    seen: Vec<bool>,
+    #[serde(skip)]
+    count: usize,
+}
+
+/// The fraction of observers behind [`Watch::most_at`].
+pub const MOST: f64 = 0.9999;
+
+impl Watch {
+    /// A new watch over `nodes` node slots.
+    pub fn new(
+        kind: WatchKind,
+        subject: usize,
+        status: NodeStatus,
+        since: Duration,
+        nodes: usize,
+    ) -> Self {
+        Self {
+            kind,
+            subject,
+            status,
+            since,
+            most_at: None,
+            all_at: None,
+            cancelled: false,
+            seen: vec![false; nodes],
+            count: 0,
+        }
+    }
+
+    /// Whether the watch is finished (everyone saw it, or it was cancelled).
+    pub fn is_done(&self) -> bool {
+        self.all_at.is_some() || self.cancelled
+    }
+
+    /// Records what observer `node` now sees (or `None` when it stopped running or
+    /// has no row).
+    pub fn set(&mut self, node: usize, status: Option<NodeStatus>) {
+        if node == self.subject || node >= self.seen.len() {
+            return;
+        }
+        let sees = status == Some(self.status);
+        if sees != self.seen[node] {
+            self.seen[node] = sees;
+            if sees {
+                self.count += 1;
+            } else {
+                self.count -= 1;
+            }
+        }
+    }
+
+    /// Checks the thresholds against the number of observers at `now`.
+    pub fn update(&mut self, now: Duration, observers: usize) {
+        if self.is_done() {
+            return;
+        }
+        let most = ((observers as f64) * MOST).ceil() as usize;
+        if self.most_at.is_none() && self.count >= most {
+            self.most_at = Some(now - self.since);
+        }
+        if self.count >= observers {
+            self.most_at.get_or_insert(now - self.since);
+            self.all_at = Some(now - self.since);
+        }
+    }
+}
+
+/// Counters and watches of one run, kept by the simulator.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Metrics {
+    /// Every watch, in the order started.
+    pub watches: Vec<Watch>,
+    /// Distinct false declarations: (node index, incarnation) of healthy nodes
+    /// declared dead.
+    pub false_offline: BTreeSet<(usize, u64)>,
+    /// Tracker writes that took a node offline as dead, anywhere.
+    pub offline_writes: u64,
+    /// Datagrams handed to the network.
+    pub packets_sent: u64,
+    /// Bytes handed to the network.
+    pub bytes_sent: u64,
+    /// Datagrams given to a node.
+    pub packets_delivered: u64,
+    /// Datagrams the network dropped (loss, partitions, nobody listening).
+    pub packets_dropped: u64,
+    /// Unreachable hints given to senders.
+    pub unreachable_hints: u64,
+}
+
+impl Metrics {
+    /// The latencies of finished watches of `kind` (to 100% of observers).
+    pub fn latencies(&self, kind: WatchKind) -> Vec<Duration> {
+        self.watches
+            .iter()
+            .filter(|w| w.kind == kind)
+            .filter_map(|w| w.all_at)
+            .collect()
+    }
+
+    /// The latencies of watches of `kind` to 99.99% of observers.
+    pub fn most_latencies(&self, kind: WatchKind) -> Vec<Duration> {
+        self.watches
+            .iter()
+            .filter(|w| w.kind == kind)
+            .filter_map(|w| w.most_at)
+            .collect()
+    }
+
+    /// Watches of `kind` that neither finished nor were cancelled.
+    pub fn unfinished(&self, kind: WatchKind) -> usize {
+        self.watches
+            .iter()
+            .filter(|w| w.kind == kind && !w.is_done())
+            .count()
+    }
+}
+
+/// Traffic counters at one moment, to subtract for a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// Datagrams sent.
+    pub packets: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+}
+
+impl Traffic {
+    /// Per node per second over `window`, from `self` (earlier) to `later`.
+    pub fn rate(self, later: Traffic, nodes: usize, window: Duration) -> (f64, f64) {
+        let per = nodes.max(1) as f64 * window.as_secs_f64().max(f64::MIN_POSITIVE);
+        (
+            (later.packets - self.packets) as f64 / per,
+            (later.bytes - self.bytes) as f64 / per,
+        )
+    }
+}
+
+/// The nearest-rank percentile `p` (in `0.0..=100.0`) of `values`, or `None` when empty.
+pub fn percentile<T: Copy + Ord>(values: &[T], p: f64) -> Option<T> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The nearest-rank percentile of floating-point values (NaNs sort last).
+pub fn percentile_f64(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The resident memory of this process, in bytes, read from `/proc/self/statm`
+/// (Linux only; `None` elsewhere). Used to measure the core's memory per tracked
+/// node without a counting allocator (which would need `unsafe`).
+pub fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&v, 100.0), Some(100));
+        assert_eq!(percentile(&v, 0.0), Some(1));
+        assert_eq!(percentile::<u32>(&[], 50.0), None);
+        assert_eq!(percentile_f64(&[3.0, 1.0, 2.0], 50.0), Some(2.0));
+    }
+
+    #[test]
+    fn watch_reports_most_and_all_and_forgets_departed_observers() {
+        let mut watch = Watch::new(WatchKind::Crash, 0, NodeStatus::Offline, 10 * MS, 4);
+        watch.set(0, Some(NodeStatus::Offline)); // the subject itself does not count
+        watch.set(1, Some(NodeStatus::Offline));
+        watch.update(20 * MS, 3);
+        assert_eq!(watch.most_at, None);
+        watch.set(2, Some(NodeStatus::Offline));
+        watch.set(2, Some(NodeStatus::Offline)); // idempotent
+        watch.update(30 * MS, 3);
+        assert!(!watch.is_done());
+        // Observer 3 crashes before noticing: the two others are everyone.
+        watch.set(3, None);
+        watch.update(40 * MS, 2);
+        assert_eq!(watch.all_at, Some(30 * MS));
+        assert_eq!(watch.most_at, Some(30 * MS));
+        assert!(watch.is_done());
+    }
+
+    #[test]
+    fn traffic_rate_is_per_node_per_second() {
+        let a = Traffic {
+            packets: 0,
+            bytes: 0,
+        };
+        let b = Traffic {
+            packets: 200,
+            bytes: 20_000,
+        };
+        assert_eq!(a.rate(b, 10, Duration::from_secs(2)), (10.0, 1000.0));
+    }
+
+    #[test]
+    fn resident_memory_is_readable_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(resident_memory().is_some_and(|m| m > 0));
+        }
+    }
+}

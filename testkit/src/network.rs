@@ -1,0 +1,315 @@
+//! The simulated network: latency and jitter, loss, duplication, reordering,
+//! symmetric and one-way partitions, and per-link rules.
+//!
+//! The network decides, when a datagram is sent, whether it arrives and after what
+//! delay (possibly twice, when duplicated). It is seeded through the generator the
+//! simulator hands it, so the same seed gives the same fate to every datagram.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The whole-network defaults every datagram is subject to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkModel {
+    /// One-way base latency.
+    pub latency: Duration,
+    /// Each datagram's latency is `latency ± jitter` (uniform), never below zero.
+    pub jitter: Duration,
+    /// Probability that a datagram is lost, in `0.0..=1.0`.
+    pub loss: f64,
+    /// Probability that a datagram is delivered twice (the copy has its own delay).
+    pub duplicate: f64,
+    /// Probability that a datagram is held back by an extra delay of up to
+    /// `reorder_delay`, so later datagrams overtake it.
+    pub reorder: f64,
+    /// Largest extra delay of a reordered datagram.
+    pub reorder_delay: Duration,
+}
+
+impl NetworkModel {
+    /// A LAN: 1 ms ± 0.5 ms, no loss, no duplication, no reordering beyond jitter.
+    pub fn lan() -> Self {
+        Self {
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_micros(500),
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::from_millis(10),
+        }
+    }
+
+    /// The same model with another loss probability (builder style).
+    pub fn with_loss(mut self, loss: f64) -> Self {
+        self.loss = loss.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The same model with another base latency; jitter is set to half of it.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self.jitter = latency / 2;
+        self
+    }
+
+    /// An upper bound of one round trip: twice the worst one-way delay without reordering.
+    pub fn round_trip(&self) -> Duration {
+        (self.latency + self.jitter) * 2
+    }
+}
+
+impl Default for NetworkModel {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+/// Extra conditions on one directed link (sender → receiver).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LinkRule {
+    /// Drop everything on this link.
+    pub blocked: bool,
+    /// Loss probability on this link, instead of the model's.
+    pub loss: Option<f64>,
+    /// Added to the model's latency.
+    pub extra_latency: Duration,
+}
+
+/// The network state: the model plus the partitions and link rules in force.
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    model: NetworkModel,
+    /// Symmetric partition: a group number per node index; nodes in different
+    /// groups cannot reach each other. Absent nodes are in group 0.
+    groups: BTreeMap<usize, u32>,
+    /// One-way partitions: (from, to) pairs of node indices that drop everything.
+    one_way: BTreeSet<(usize, usize)>,
+    /// Per-link rules, directed.
+    links: BTreeMap<(usize, usize), LinkRule>,
+}
+
+/// What the network does with one datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Dropped: lost, or blocked by a partition or a link rule.
+    Dropped,
+    /// Delivered once after this delay.
+    Delivered(Duration),
+    /// Delivered twice, after each delay.
+    Duplicated(Duration, Duration),
+}
+
+impl Network {
+    /// A network without partitions or link rules.
+    pub fn new(model: NetworkModel) -> Self {
+        Self {
+            model,
+            ..Self::default()
+        }
+    }
+
+    /// The model in force.
+    pub fn model(&self) -> &NetworkModel {
+        &self.model
+    }
+
+    /// Replaces the model (partitions and link rules stay).
+    pub fn set_model(&mut self, model: NetworkModel) {
+        self.model = model;
+    }
+
+    /// Splits the listed groups of node indices off from each other and from
+    /// everyone not listed (who form one more group). Replaces any earlier
+    /// symmetric partition.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        self.groups.clear();
+        for (number, group) in groups.iter().enumerate() {
+            for &node in group {
+                self.groups.insert(node, number as u32 + 1);
+            }
+        }
+    }
+
+    /// Drops everything sent from any of `from` to any of `to` (but not back).
+    pub fn block_one_way(&mut self, from: &[usize], to: &[usize]) {
+        for &a in from {
+            for &b in to {
+                if a != b {
+                    self.one_way.insert((a, b));
+                }
+            }
+        }
+    }
+
+    /// Sets the rule of the directed link `from → to`.
+    pub fn set_link(&mut self, from: usize, to: usize, rule: LinkRule) {
+        self.links.insert((from, to), rule);
+    }
+
+    /// Removes every partition and link rule; the model stays.
+    pub fn heal(&mut self) {
+        self.groups.clear();
+        self.one_way.clear();
+        self.links.clear();
+    }
+
+    /// Whether any partition or link rule is in force.
+    pub fn is_disturbed(&self) -> bool {
+        !self.groups.is_empty() || !self.one_way.is_empty() || !self.links.is_empty()
+    }
+
+    /// Whether a partition or link rule touches node `node` (either direction).
+    pub fn touches(&self, node: usize) -> bool {
+        self.groups.contains_key(&node)
+            || self.one_way.iter().any(|&(a, b)| a == node || b == node)
+            || self.links.keys().any(|&(a, b)| a == node || b == node)
+    }
+
+    /// Whether `from` can reach `to` at all (partitions and blocked links only).
+    pub fn can_reach(&self, from: usize, to: usize) -> bool {
+        let group = |n: usize| self.groups.get(&n).copied().unwrap_or(0);
+        group(from) == group(to)
+            && !self.one_way.contains(&(from, to))
+            && !self.links.get(&(from, to)).is_some_and(|rule| rule.blocked)
+    }
+
+    /// Decides the fate of one datagram from node `from` to node `to`.
+    pub fn route(&self, from: usize, to: usize, rng: &mut fastrand::Rng) -> Fate {
+        if !self.can_reach(from, to) {
+            return Fate::Dropped;
+        }
+        let rule = self.links.get(&(from, to));
+        let loss = rule.and_then(|r| r.loss).unwrap_or(self.model.loss);
+        if loss > 0.0 && rng.f64() < loss {
+            return Fate::Dropped;
+        }
+        let extra = rule.map_or(Duration::ZERO, |r| r.extra_latency);
+        let first = self.delay(rng) + extra;
+        if self.model.duplicate > 0.0 && rng.f64() < self.model.duplicate {
+            Fate::Duplicated(first, self.delay(rng) + extra)
+        } else {
+            Fate::Delivered(first)
+        }
+    }
+
+    /// One datagram's delay: latency ± jitter, sometimes plus a reordering delay.
+    fn delay(&self, rng: &mut fastrand::Rng) -> Duration {
+        let model = &self.model;
+        let jitter = model.jitter.as_nanos() as u64;
+        let mut delay = if jitter == 0 {
+            model.latency
+        } else {
+            let offset = rng.u64(0..=2 * jitter);
+            (model.latency + Duration::from_nanos(offset)).saturating_sub(model.jitter)
+        };
+        if model.reorder > 0.0 && rng.f64() < model.reorder {
+            let max = model.reorder_delay.as_nanos() as u64;
+            delay += Duration::from_nanos(rng.u64(0..=max));
+        }
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivered(fate: Fate) -> Option<Duration> {
+        match fate {
+            Fate::Delivered(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn lan_delays_stay_within_latency_plus_minus_jitter() {
+        let network = Network::new(NetworkModel::lan());
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..1000 {
+            let d = delivered(network.route(0, 1, &mut rng)).expect("no loss on a lan");
+            assert!(d >= Duration::from_micros(500) && d <= Duration::from_micros(1500));
+        }
+    }
+
+    #[test]
+    fn loss_drops_about_the_given_fraction() {
+        let network = Network::new(NetworkModel::lan().with_loss(0.1));
+        let mut rng = fastrand::Rng::with_seed(2);
+        let dropped = (0..10_000)
+            .filter(|_| network.route(0, 1, &mut rng) == Fate::Dropped)
+            .count();
+        assert!((800..1200).contains(&dropped), "dropped {dropped}");
+    }
+
+    #[test]
+    fn symmetric_partition_blocks_both_ways_and_heals() {
+        let mut network = Network::new(NetworkModel::lan());
+        let mut rng = fastrand::Rng::with_seed(3);
+        network.partition(&[vec![0, 1]]);
+        assert_eq!(network.route(0, 2, &mut rng), Fate::Dropped);
+        assert_eq!(network.route(2, 1, &mut rng), Fate::Dropped);
+        assert!(delivered(network.route(0, 1, &mut rng)).is_some());
+        assert!(delivered(network.route(2, 3, &mut rng)).is_some());
+        assert!(network.touches(0) && !network.touches(2));
+        network.heal();
+        assert!(delivered(network.route(0, 2, &mut rng)).is_some());
+        assert!(!network.is_disturbed());
+    }
+
+    #[test]
+    fn one_way_partition_blocks_one_direction_only() {
+        let mut network = Network::new(NetworkModel::lan());
+        let mut rng = fastrand::Rng::with_seed(4);
+        network.block_one_way(&[0], &[1, 2]);
+        assert_eq!(network.route(0, 1, &mut rng), Fate::Dropped);
+        assert!(delivered(network.route(1, 0, &mut rng)).is_some());
+        assert!(network.can_reach(2, 0) && !network.can_reach(0, 2));
+    }
+
+    #[test]
+    fn link_rules_override_loss_and_add_latency() {
+        let mut network = Network::new(NetworkModel::lan());
+        let mut rng = fastrand::Rng::with_seed(5);
+        network.set_link(
+            0,
+            1,
+            LinkRule {
+                extra_latency: Duration::from_millis(50),
+                ..LinkRule::default()
+            },
+        );
+        let d = delivered(network.route(0, 1, &mut rng)).expect("delivered");
+        assert!(d >= Duration::from_millis(50));
+        network.set_link(
+            1,
+            0,
+            LinkRule {
+                loss: Some(1.0),
+                ..LinkRule::default()
+            },
+        );
+        assert_eq!(network.route(1, 0, &mut rng), Fate::Dropped);
+    }
+
+    #[test]
+    fn duplication_and_reordering_happen_when_asked() {
+        let model = NetworkModel {
+            duplicate: 1.0,
+            reorder: 1.0,
+            ..NetworkModel::lan()
+        };
+        let network = Network::new(model);
+        let mut rng = fastrand::Rng::with_seed(6);
+        let late = (0..100)
+            .filter(|_| match network.route(0, 1, &mut rng) {
+                Fate::Duplicated(a, b) => {
+                    a > Duration::from_millis(2) || b > Duration::from_millis(2)
+                }
+                other => panic!("expected a duplicate, got {other:?}"),
+            })
+            .count();
+        assert!(late > 50, "reordered {late}");
+    }
+}

@@ -1,0 +1,719 @@
+//! The discrete-event simulator: many [`Node`]s, a seeded [`Network`], faults,
+//! and virtual time that jumps from one event to the next and never sleeps.
+//!
+//! Every datagram goes through the real wire codec (the bytes `poll_transmit`
+//! gives), every event a node emits is checked by the incremental invariant
+//! checkers, measured by the metrics, and folded into the trace hash.
+//!
+//! Scale: pending work sits in one heap keyed by (time, sequence number). Each
+//! node has at most one live timer entry; a generation token makes older entries
+//! stale, so they are skipped when popped instead of being searched for and
+//! removed. A step costs O(log events), never a scan of all nodes.
+
+mod apply;
+mod drive;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use beethoven_core::chrono::{DateTime, Utc};
+use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
+
+use crate::fault::{Fault, HostFate, Outcome, Scheduled};
+use crate::invariant::{NotificationChecker, Timing, Violation, ViolationKind};
+use crate::metrics::{Metrics, Traffic};
+use crate::network::{Network, NetworkModel};
+use crate::trace::{Fnv, Trace};
+
+/// The subscriber every simulated node has (so notifications are checked).
+pub const SUBSCRIBER: beethoven_core::SubscriberId = beethoven_core::SubscriberId(1);
+
+/// The port simulated nodes listen on (restarts elsewhere add their life count).
+pub const PORT: u16 = 7946;
+
+/// Most violations kept (all are counted).
+const MAX_KEPT_VIOLATIONS: usize = 1000;
+
+/// The name of node `i`.
+pub fn node_name(i: usize) -> NodeName {
+    // A short ASCII name is always valid (1..=255 bytes).
+    NodeName::new(&format!("node-{i}")).unwrap_or_else(|_| unreachable!("node-N is a valid name"))
+}
+
+/// The address of node `i` in life `life` (a restart elsewhere moves the port).
+pub fn node_addr(i: usize, life: u16) -> SocketAddr {
+    let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    SocketAddr::from((ip, PORT.wrapping_add(life)))
+}
+
+/// What runs in a node slot.
+#[derive(Debug)]
+enum Proc {
+    /// Built with `standby`, not started yet.
+    Standby,
+    /// A running process.
+    Running(Box<Node>),
+    /// Crashed; whether its host stays up decides if senders get a hint.
+    Crashed(HostFate),
+    /// Stopped after a graceful leave.
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: NodeName,
+    addr: SocketAddr,
+    life: u16,
+    proc: Proc,
+    paused_until: Option<Duration>,
+    inbox: Vec<(SocketAddr, Vec<u8>)>,
+    slow: Option<(Duration, Duration)>,
+    busy_until: Duration,
+    timer_at: Option<Duration>,
+    token: u64,
+    fired_at: Duration,
+    fire_count: u32,
+    /// Not healthy before this (a fault of its own, plus grace); `Duration::MAX` while down.
+    disturbed_until: Duration,
+    leaving: bool,
+    joined: bool,
+    checker: NotificationChecker,
+}
+
+impl Slot {
+    fn node(&self) -> Option<&Node> {
+        match &self.proc {
+            Proc::Running(node) => Some(node),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Action {
+    Deliver {
+        from: SocketAddr,
+        from_node: usize,
+        from_life: u16,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        token: u64,
+    },
+    Unreachable {
+        node: usize,
+        life: u16,
+        addr: SocketAddr,
+    },
+    Resume {
+        node: usize,
+        life: u16,
+    },
+    Fault(usize),
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Duration,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Why a simulator could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The node config is invalid.
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    /// The cluster did not form within the limit.
+    #[error("the cluster did not form within {limit:?}: {violation}")]
+    Formation {
+        /// The limit.
+        limit: Duration,
+        /// What was still wrong.
+        violation: Violation,
+    },
+}
+
+/// Builds a [`Sim`]: N nodes with a config and a seed.
+#[derive(Clone, Debug)]
+pub struct SimBuilder {
+    nodes: usize,
+    standby: usize,
+    seed: u64,
+    config: Config,
+    network: NetworkModel,
+    form: bool,
+    formation_limit: Duration,
+    keep_trace: bool,
+    max_wave: usize,
+}
+
+impl Default for SimBuilder {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            standby: 0,
+            seed: 0,
+            config: Config::for_cluster("sim"),
+            network: NetworkModel::lan(),
+            form: true,
+            formation_limit: Duration::from_secs(600),
+            keep_trace: false,
+            max_wave: 512,
+        }
+    }
+}
+
+impl SimBuilder {
+    /// How many nodes form the cluster.
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Extra nodes that exist but start only when a [`Fault::Start`] says so;
+    /// their indices follow the cluster's.
+    pub fn standby(mut self, standby: usize) -> Self {
+        self.standby = standby;
+        self
+    }
+
+    /// The seed of everything random: the network, the nodes' generators, the
+    /// choice of seeds to join through.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The node config (each node gets its own `rng_seed` derived from the seed).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The network model.
+    pub fn network(mut self, network: NetworkModel) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Whether `build` forms the cluster (default) or leaves every node standalone
+    /// and unjoined at time zero.
+    pub fn form(mut self, form: bool) -> Self {
+        self.form = form;
+        self
+    }
+
+    /// Most simulated time formation may take (default 600 s).
+    pub fn formation_limit(mut self, limit: Duration) -> Self {
+        self.formation_limit = limit;
+        self
+    }
+
+    /// Keep every event in memory, not only the trace hash.
+    pub fn keep_trace(mut self, keep: bool) -> Self {
+        self.keep_trace = keep;
+        self
+    }
+
+    /// Most nodes joining in one formation wave (default 512).
+    pub fn max_wave(mut self, max_wave: usize) -> Self {
+        self.max_wave = max_wave.max(1);
+        self
+    }
+
+    /// Builds the simulator. With `form` (the default) the cluster is formed with
+    /// real protocol traffic: node 0 starts alone and the others join in waves of
+    /// doubling size, each through one random earlier node, over a loss-free
+    /// network with the model's latency; then the run continues until every node
+    /// holds the same tracker with everyone online. Metrics start after that.
+    pub fn build(self) -> Result<Sim, BuildError> {
+        self.config.validate()?;
+        #[allow(clippy::disallowed_methods)] // the simulator's epoch; only offsets matter
+        let epoch = Instant::now();
+        let total = self.nodes + self.standby;
+        let mut sim = Sim {
+            epoch,
+            wall_epoch_nanos: 1_764_000_000_000_000_000,
+            now: Duration::ZERO,
+            seed: self.seed,
+            rng: fastrand::Rng::with_seed(self.seed),
+            config: self.config.clone(),
+            slots: Vec::with_capacity(total),
+            by_addr: HashMap::with_capacity(total),
+            by_name: HashMap::with_capacity(total),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            network: Network::new(NetworkModel {
+                loss: 0.0,
+                duplicate: 0.0,
+                reorder: 0.0,
+                ..self.network.clone()
+            }),
+            schedule: Vec::new(),
+            outcomes: Vec::new(),
+            violations: Vec::new(),
+            violation_count: 0,
+            metrics: Metrics::default(),
+            trace: Trace::new(self.keep_trace),
+            steps: 0,
+            timing: Timing::new(&self.config, self.nodes.max(2)),
+            network_excuse_until: Duration::ZERO,
+            running: 0,
+            watching: HashMap::new(),
+            last_heal: None,
+        };
+        for i in 0..total {
+            let name = node_name(i);
+            let addr = node_addr(i, 0);
+            sim.by_addr.insert(addr, i);
+            sim.by_name.insert(name.clone(), i);
+            sim.slots.push(Slot {
+                checker: NotificationChecker::new(name.clone(), 1),
+                name,
+                addr,
+                life: 0,
+                proc: Proc::Standby,
+                paused_until: None,
+                inbox: Vec::new(),
+                slow: None,
+                busy_until: Duration::ZERO,
+                timer_at: None,
+                token: 0,
+                fired_at: Duration::ZERO,
+                fire_count: 0,
+                disturbed_until: Duration::ZERO,
+                leaving: false,
+                joined: false,
+            });
+        }
+        if self.form {
+            sim.form(self.nodes, self.max_wave, self.formation_limit)?;
+        } else {
+            for i in 0..self.nodes {
+                sim.spawn(i);
+            }
+        }
+        sim.network.set_model(self.network);
+        sim.metrics = Metrics::default();
+        Ok(sim)
+    }
+}
+
+/// The simulator. See the module docs.
+#[derive(Debug)]
+pub struct Sim {
+    epoch: Instant,
+    wall_epoch_nanos: i64,
+    now: Duration,
+    seed: u64,
+    rng: fastrand::Rng,
+    config: Config,
+    slots: Vec<Slot>,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_name: HashMap<NodeName, usize>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+    network: Network,
+    schedule: Vec<Scheduled>,
+    outcomes: Vec<Option<Outcome>>,
+    violations: Vec<Violation>,
+    violation_count: u64,
+    metrics: Metrics,
+    trace: Trace,
+    steps: u64,
+    timing: Timing,
+    /// No declaration is checked for accuracy before this: a partition or link
+    /// rule was in force recently.
+    network_excuse_until: Duration,
+    /// Running processes (paused and leaving ones included).
+    running: usize,
+    /// Unfinished watches by subject.
+    watching: HashMap<usize, Vec<usize>>,
+    last_heal: Option<Duration>,
+}
+
+impl Sim {
+    /// A builder with defaults: 3 nodes, seed 0, default config, a LAN.
+    pub fn builder() -> SimBuilder {
+        SimBuilder::default()
+    }
+
+    // ----- getters -----
+
+    /// Simulated time since the start.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The `Instant` the nodes were given for simulated time `at`.
+    pub fn instant(&self, at: Duration) -> Instant {
+        self.epoch + at
+    }
+
+    /// The seed the simulator was built with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The node config (without the per-node `rng_seed`).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of node slots (cluster and standby).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no node slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Node `i`'s name.
+    pub fn name(&self, i: usize) -> &NodeName {
+        &self.slots[i].name
+    }
+
+    /// Node `i`'s current address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.slots[i].addr
+    }
+
+    /// The index of a node by name.
+    pub fn index(&self, name: &NodeName) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Node `i`'s process, while it runs.
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.slots[i].node()
+    }
+
+    /// Whether node `i` is a member in good standing: running, not leaving.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.slots[i].node().is_some() && !self.slots[i].leaving
+    }
+
+    /// Whether node `i` is paused right now.
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.slots[i].paused_until.is_some()
+    }
+
+    /// Indices of the nodes that are up.
+    pub fn up(&self) -> Vec<usize> {
+        (0..self.slots.len()).filter(|&i| self.is_up(i)).collect()
+    }
+
+    /// Names of the nodes that are down: crashed, or stopped after leaving.
+    pub fn down(&self) -> Vec<NodeName> {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.proc, Proc::Crashed(_) | Proc::Stopped))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// What node `observer` believes about node `of`.
+    pub fn status(&self, observer: usize, of: usize) -> Option<NodeStatus> {
+        self.node(observer)?
+            .row(&self.slots[of].name)
+            .map(|row| row.status)
+    }
+
+    /// The network (to partition it or change the model mid-run).
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.network
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Every violation the incremental checkers found so far (the first 1000).
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// How many violations were found (including those not kept).
+    pub fn violation_count(&self) -> u64 {
+        self.violation_count
+    }
+
+    /// The metrics since formation.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics, to reset or adjust.
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    /// Traffic handed to the network so far (since formation).
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            packets: self.metrics.packets_sent,
+            bytes: self.metrics.bytes_sent,
+        }
+    }
+
+    /// The event trace.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Bounds derived from the protocol's timers for this cluster's size.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Events processed so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Scheduled faults with what became of each (`None`: not yet due).
+    pub fn outcomes(&self) -> impl Iterator<Item = (&Scheduled, Option<&Outcome>)> + '_ {
+        self.schedule
+            .iter()
+            .zip(self.outcomes.iter().map(Option::as_ref))
+    }
+
+    /// When the network was last healed, if ever.
+    pub fn last_heal(&self) -> Option<Duration> {
+        self.last_heal
+    }
+
+    // ----- commands -----
+
+    /// Schedules `fault` at simulated time `at` (at once if `at` has passed).
+    pub fn schedule(&mut self, at: Duration, fault: Fault) {
+        let index = self.schedule.len();
+        self.schedule.push(Scheduled { at, fault });
+        self.outcomes.push(None);
+        self.push(at.max(self.now), Action::Fault(index));
+    }
+
+    /// Schedules every fault of a schedule, shifted by `offset`.
+    pub fn schedule_all(&mut self, offset: Duration, schedule: &[Scheduled]) {
+        for s in schedule {
+            self.schedule(offset + s.at, s.fault.clone());
+        }
+    }
+
+    /// Runs a command on running node `i` at the current time (then drains it).
+    /// Returns `None` if the node is not running.
+    pub fn command<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
+        self.drive(i, f)
+    }
+
+    /// Runs every event up to `now + duration`; time then stands there.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.step(until) {}
+        self.now = until;
+    }
+
+    /// Runs until `done` holds, checking it every `every` of simulated time, or
+    /// until `limit` passed. Returns how long it took, `None` on timeout.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        every: Duration,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        let end = start + limit;
+        let every = every.max(Duration::from_micros(1));
+        loop {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            if self.now >= end {
+                return None;
+            }
+            let until = (self.now + every).min(end);
+            while self.step(until) {}
+            self.now = until;
+        }
+    }
+
+    /// Whether every up node holds the same tracker (compared by digest, and by
+    /// size), in which every up node is online and every down node is not.
+    pub fn settled(&self) -> bool {
+        let up = self.up();
+        let Some(&first) = up.first() else {
+            return true;
+        };
+        let Some(reference) = self.node(first) else {
+            return false;
+        };
+        let (digest, len) = (reference.tracker().digest(), reference.tracker().len());
+        let same = up.iter().all(|&i| {
+            self.node(i)
+                .is_some_and(|n| n.tracker().len() == len && n.tracker().digest() == digest)
+        });
+        same && up
+            .iter()
+            .all(|&i| self.status(first, i) == Some(NodeStatus::Online))
+            && reference.tracker().online_count() == up.len()
+    }
+
+    /// Heals the network, ends every pause and slowness, and restarts every
+    /// crashed node (at its old address); then runs until the cluster has
+    /// settled, checking the whole-cluster invariants (convergence,
+    /// completeness, liveness) if it does not within `bound`. Returns how long
+    /// settling took.
+    pub fn liveness_gate(&mut self, bound: Duration) -> Result<Duration, Violation> {
+        self.apply(Fault::Heal);
+        for i in 0..self.slots.len() {
+            if matches!(self.slots[i].proc, Proc::Crashed(_)) {
+                self.apply(Fault::Restart {
+                    node: i,
+                    new_addr: false,
+                });
+            }
+            self.slots[i].slow = None;
+            if let Some(until) = self.slots[i].paused_until {
+                let life = self.slots[i].life;
+                self.push(until, Action::Resume { node: i, life });
+            }
+        }
+        let every = if self.slots.len() > 1000 {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(50)
+        };
+        if let Some(took) = self.run_until(bound, every, Sim::settled) {
+            return Ok(took);
+        }
+        Err(self.whole_cluster_violation(bound))
+    }
+
+    /// The first whole-cluster invariant that does not hold now, checked exactly
+    /// (row by row): convergence, then completeness, then liveness.
+    pub fn whole_cluster_violation(&self, bound: Duration) -> Violation {
+        let up: Vec<&Node> = self.up().into_iter().filter_map(|i| self.node(i)).collect();
+        let kind = crate::invariant::check_converged(up.iter().copied(), bound)
+            .and_then(|()| crate::invariant::check_complete(up.iter().copied(), &self.down()))
+            .and_then(|()| crate::invariant::check_live(up.iter().copied()))
+            .err()
+            .unwrap_or(ViolationKind::NotConverged {
+                bound,
+                node: String::new(),
+                detail: "digests differ but rows agree".into(),
+            });
+        Violation { at: self.now, kind }
+    }
+
+    // ----- internals shared by the submodules -----
+
+    fn push(&mut self, at: Duration, action: Action) {
+        self.seq += 1;
+        self.heap.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            action,
+        }));
+    }
+
+    fn violation(&mut self, kind: ViolationKind) {
+        self.violation_count += 1;
+        tracing::debug!(at = ?self.now, %kind, "invariant violated");
+        if self.violations.len() < MAX_KEPT_VIOLATIONS {
+            self.violations.push(Violation { at: self.now, kind });
+        }
+    }
+
+    fn wall_clock(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.wall_epoch_nanos + self.now.as_nanos() as i64)
+    }
+
+    /// The config of node `i` in life `life`: its own seeded generator.
+    fn node_config(&self, i: usize, life: u16) -> Config {
+        let mut h = Fnv::default();
+        std::hash::Hasher::write(&mut h, &self.seed.to_le_bytes());
+        std::hash::Hasher::write(&mut h, &(i as u64).to_le_bytes());
+        std::hash::Hasher::write(&mut h, &life.to_le_bytes());
+        self.config
+            .clone()
+            .with_rng_seed(std::hash::Hasher::finish(&h))
+    }
+
+    /// One event; false when none is due by `until`.
+    fn step(&mut self, until: Duration) -> bool {
+        match self.heap.peek() {
+            Some(Reverse(entry)) if entry.at <= until => {}
+            _ => return false,
+        }
+        let Some(Reverse(entry)) = self.heap.pop() else {
+            return false;
+        };
+        self.now = self.now.max(entry.at);
+        self.steps += 1;
+        self.dispatch(entry);
+        true
+    }
+
+    /// Forms the cluster of nodes `0..n` in doubling waves.
+    fn form(&mut self, n: usize, max_wave: usize, limit: Duration) -> Result<(), BuildError> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.spawn(0);
+        self.slots[0].joined = true;
+        let mut next = 1;
+        while next < n {
+            let wave = next.min(max_wave).min(n - next);
+            for i in next..next + wave {
+                self.spawn(i);
+                let seed = self.rng.usize(0..next);
+                let seed = self.slots[seed].addr;
+                self.join_through(i, vec![seed]);
+            }
+            let range = next..next + wave;
+            next += wave;
+            self.run_until(limit, Duration::from_millis(10), |sim| {
+                range.clone().all(|i| sim.slots[i].joined)
+            });
+        }
+        let every = if n > 1000 {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(20)
+        };
+        if self.run_until(limit, every, Sim::settled).is_none() {
+            return Err(BuildError::Formation {
+                limit,
+                violation: self.whole_cluster_violation(limit),
+            });
+        }
+        Ok(())
+    }
+}

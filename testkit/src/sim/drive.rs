@@ -1,0 +1,451 @@
+//! Driving nodes: dispatching heap entries, calling into the core (catching
+//! panics), draining datagrams into the network and events into the checkers,
+//! metrics and trace, and keeping each node's one timer entry current.
+
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use beethoven_core::{Event, Node, NodeStatus, Op, Seed};
+
+use super::{Action, Entry, Proc, Sim};
+use crate::fault::HostFate;
+use crate::invariant::{ViolationKind, check_accuracy, check_mode, is_declaration};
+use crate::metrics::{Watch, WatchKind};
+use crate::network::Fate;
+
+/// A timer firing this many times at one instant means the node's deadline stays
+/// in the past.
+const LIVELOCK_FIRES: u32 = 1000;
+
+impl Sim {
+    pub(super) fn dispatch(&mut self, entry: Entry) {
+        match entry.action {
+            Action::Deliver {
+                from,
+                from_node,
+                from_life,
+                to,
+                bytes,
+            } => self.deliver(entry.at, from, from_node, from_life, to, bytes),
+            Action::Timer { node, token } => self.fire_timer(entry.at, node, token),
+            Action::Unreachable { node, life, addr } => {
+                let slot = &self.slots[node];
+                if slot.life == life && slot.paused_until.is_none() && slot.node().is_some() {
+                    self.metrics.unreachable_hints += 1;
+                    self.drive(node, |n, now| n.handle_unreachable(now, addr));
+                }
+            }
+            Action::Resume { node, life } => self.resume(node, life),
+            Action::Fault(index) => {
+                let fault = self.schedule[index].fault.clone();
+                let outcome = self.apply(fault);
+                self.outcomes[index] = Some(outcome);
+            }
+        }
+    }
+
+    /// Defers an input of a slow node until it is free; true if deferred.
+    fn defer_if_busy(&mut self, node: usize, action: Action) -> Result<(), Action> {
+        let slot = &mut self.slots[node];
+        match slot.slow {
+            Some((_, until)) if until <= self.now => {
+                slot.slow = None;
+                Err(action)
+            }
+            Some(_) if slot.busy_until > self.now => {
+                let at = slot.busy_until;
+                self.push(at, action);
+                Ok(())
+            }
+            _ => Err(action),
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        at: Duration,
+        from: SocketAddr,
+        from_node: usize,
+        from_life: u16,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    ) {
+        let Some(&i) = self.by_addr.get(&to) else {
+            self.metrics.packets_dropped += 1;
+            return;
+        };
+        match &self.slots[i].proc {
+            Proc::Running(_) => {}
+            Proc::Crashed(HostFate::StaysUp) => {
+                self.metrics.packets_dropped += 1;
+                // The bounce travels back: about one more one-way delay.
+                let back = self.network.model().latency;
+                self.push(
+                    at + back,
+                    Action::Unreachable {
+                        node: from_node,
+                        life: from_life,
+                        addr: to,
+                    },
+                );
+                return;
+            }
+            _ => {
+                self.metrics.packets_dropped += 1;
+                return;
+            }
+        }
+        if self.slots[i].paused_until.is_some() {
+            self.slots[i].inbox.push((from, bytes));
+            return;
+        }
+        let action = Action::Deliver {
+            from,
+            from_node,
+            from_life,
+            to,
+            bytes,
+        };
+        let Err(action) = self.defer_if_busy(i, action) else {
+            return;
+        };
+        let Action::Deliver { bytes, .. } = action else {
+            return;
+        };
+        self.metrics.packets_delivered += 1;
+        self.drive(i, |n, now| n.handle_packet(now, from, &bytes));
+    }
+
+    fn fire_timer(&mut self, at: Duration, i: usize, token: u64) {
+        let slot = &mut self.slots[i];
+        if slot.token != token || slot.node().is_none() {
+            return;
+        }
+        if slot.paused_until.is_some() {
+            slot.timer_at = None;
+            return;
+        }
+        let Err(_) = self.defer_if_busy(i, Action::Timer { node: i, token }) else {
+            return;
+        };
+        let slot = &mut self.slots[i];
+        slot.timer_at = None;
+        if slot.fired_at == at {
+            slot.fire_count += 1;
+        } else {
+            slot.fired_at = at;
+            slot.fire_count = 0;
+        }
+        if slot.fire_count == LIVELOCK_FIRES {
+            let node = slot.name.to_string();
+            self.violation(ViolationKind::Livelock { node });
+        }
+        if self.slots[i].fire_count >= LIVELOCK_FIRES {
+            // Keep the run going: push the node's clock on by a millisecond.
+            let later = self.now + Duration::from_millis(1);
+            self.slots[i].timer_at = Some(later);
+            self.push(later, Action::Timer { node: i, token });
+            return;
+        }
+        self.drive(i, |n, now| n.handle_timeout(now));
+    }
+
+    fn resume(&mut self, i: usize, life: u16) {
+        let slot = &mut self.slots[i];
+        if slot.life != life || slot.paused_until.is_none_or(|until| until > self.now) {
+            return;
+        }
+        slot.paused_until = None;
+        let inbox = std::mem::take(&mut slot.inbox);
+        for (from, bytes) in inbox {
+            self.metrics.packets_delivered += 1;
+            self.drive(i, |n, now| n.handle_packet(now, from, &bytes));
+        }
+        self.drive(i, |n, now| n.handle_timeout(now));
+    }
+
+    /// Calls into running node `i` at the current time, then drains it. A panic
+    /// is a violation; the node is taken down as a crash.
+    pub(super) fn drive<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Node, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.epoch + self.now;
+        let Proc::Running(node) = &mut self.slots[i].proc else {
+            return None;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| f(node, now)));
+        if let Some((per_event, _)) = self.slots[i].slow {
+            self.slots[i].busy_until = self.now + per_event;
+        }
+        match result {
+            Ok(r) => {
+                self.drain(i);
+                Some(r)
+            }
+            Err(payload) => {
+                self.on_panic(i, payload.as_ref());
+                None
+            }
+        }
+    }
+
+    fn on_panic(&mut self, i: usize, payload: &(dyn std::any::Any + Send)) {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        let node = self.slots[i].name.to_string();
+        self.violation(ViolationKind::Panic { node, message });
+        self.take_down(i, Proc::Crashed(HostFate::Vanishes));
+    }
+
+    /// Moves node `i`'s output into the network and its events into the
+    /// checkers, metrics and trace; then re-arms its timer.
+    fn drain(&mut self, i: usize) {
+        let Proc::Running(node) = &mut self.slots[i].proc else {
+            return;
+        };
+        let mut datagrams: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
+        let drained = catch_unwind(AssertUnwindSafe(|| {
+            while let Some(t) = node.poll_transmit() {
+                datagrams.push((t.to, t.payload.to_vec()));
+            }
+            while let Some(e) = node.poll_event() {
+                events.push(e);
+            }
+        }));
+        if let Err(payload) = drained {
+            self.on_panic(i, payload.as_ref());
+            return;
+        }
+        for (to, bytes) in datagrams {
+            self.send(i, to, bytes);
+        }
+        let mut finished_leave = false;
+        for event in &events {
+            finished_leave |= matches!(event, Event::LeaveFinished { .. });
+            self.observe(i, event);
+        }
+        if let Err(kind) = self.slots[i].checker.flush() {
+            self.violation(kind);
+        }
+        if let Some(node) = self.slots[i].node()
+            && let Err(kind) = check_mode(node)
+        {
+            self.violation(kind);
+        }
+        if finished_leave {
+            self.take_down(i, Proc::Stopped);
+            return;
+        }
+        self.rearm(i);
+    }
+
+    fn send(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
+        self.metrics.packets_sent += 1;
+        self.metrics.bytes_sent += bytes.len() as u64;
+        let Some(&j) = self.by_addr.get(&to) else {
+            self.metrics.packets_dropped += 1;
+            return;
+        };
+        let (from, from_life) = (self.slots[i].addr, self.slots[i].life);
+        let deliver = |bytes| Action::Deliver {
+            from,
+            from_node: i,
+            from_life,
+            to,
+            bytes,
+        };
+        match self.network.route(i, j, &mut self.rng) {
+            Fate::Dropped => self.metrics.packets_dropped += 1,
+            Fate::Delivered(delay) => self.push(self.now + delay, deliver(bytes)),
+            Fate::Duplicated(a, b) => {
+                self.push(self.now + a, deliver(bytes.clone()));
+                self.push(self.now + b, deliver(bytes));
+            }
+        }
+    }
+
+    /// One event of node `i`.
+    fn observe(&mut self, i: usize, event: &Event) {
+        self.trace.event(self.now, i, event);
+        if let Err(kind) = self.slots[i].checker.observe(event) {
+            self.violation(kind);
+        }
+        match event {
+            Event::Tracker(change) => {
+                let about = self.by_name.get(&change.new_row.node).copied();
+                if is_declaration(change) {
+                    self.metrics.offline_writes += 1;
+                    let healthy = about.is_some_and(|j| self.is_healthy(j));
+                    let observer = self.slots[i].name.clone();
+                    if let Err(kind) = check_accuracy(&observer, change, |_| healthy) {
+                        let key = (about.unwrap_or(usize::MAX), change.new_row.incarnation);
+                        if self.metrics.false_offline.insert(key) {
+                            self.violation(kind);
+                        }
+                    }
+                }
+                if let Some(j) = about {
+                    let status = (change.op == Op::Write).then_some(change.new_row.status);
+                    self.watch_update(j, i, status);
+                }
+            }
+            Event::Joined { .. } => self.slots[i].joined = true,
+            _ => {}
+        }
+    }
+
+    /// Ground truth for accuracy: node `j` is healthy and reachable now, and has
+    /// been long enough that no suspicion of it can be legitimately pending.
+    pub(super) fn is_healthy(&self, j: usize) -> bool {
+        let slot = &self.slots[j];
+        slot.node().is_some()
+            && !slot.leaving
+            && slot.paused_until.is_none()
+            && slot.slow.is_none_or(|(_, until)| until <= self.now)
+            && self.now >= slot.disturbed_until
+            && self.now >= self.network_excuse_until
+    }
+
+    /// Keeps node `i`'s single timer entry in step with its `poll_timeout`.
+    fn rearm(&mut self, i: usize) {
+        let epoch = self.epoch;
+        let Some(node) = self.slots[i].node() else {
+            return;
+        };
+        let at = node
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(epoch));
+        let slot = &mut self.slots[i];
+        match at {
+            Some(at) if slot.timer_at != Some(at) => {
+                slot.token += 1;
+                slot.timer_at = Some(at);
+                let token = slot.token;
+                let at = at.max(self.now);
+                self.push(at, Action::Timer { node: i, token });
+            }
+            Some(_) => {}
+            None => {
+                slot.token += 1;
+                slot.timer_at = None;
+            }
+        }
+    }
+
+    /// Starts a fresh process in slot `i` (at its current address and life).
+    pub(super) fn spawn(&mut self, i: usize) {
+        let config = self.node_config(i, self.slots[i].life);
+        let now = self.epoch + self.now;
+        let slot = &self.slots[i];
+        let node = Node::new(config, slot.name.clone(), slot.addr, now, self.wall_clock());
+        let mut node = match node {
+            Ok(node) => node,
+            Err(e) => {
+                // The config was validated when the simulator was built.
+                tracing::error!(%e, "node config rejected");
+                return;
+            }
+        };
+        node.alert_me(super::SUBSCRIBER);
+        let slot = &mut self.slots[i];
+        slot.checker = crate::invariant::NotificationChecker::new(slot.name.clone(), 1);
+        slot.proc = Proc::Running(Box::new(node));
+        slot.paused_until = None;
+        slot.inbox.clear();
+        slot.slow = None;
+        slot.leaving = false;
+        slot.joined = false;
+        self.running += 1;
+        self.drain(i);
+    }
+
+    /// Node `i` joins through `seeds`.
+    pub(super) fn join_through(&mut self, i: usize, seeds: Vec<SocketAddr>) {
+        if seeds.is_empty() {
+            return;
+        }
+        let seeds: Vec<Seed> = seeds.into_iter().map(Seed::Addr).collect();
+        let result = self.drive(i, |n, now| n.join(now, &seeds));
+        if let Some(Err(e)) = result {
+            tracing::debug!(%e, node = i, "join refused");
+        }
+    }
+
+    /// Up to `k` distinct up nodes' addresses other than `except`.
+    pub(super) fn pick_seeds(&mut self, k: usize, except: usize) -> Vec<SocketAddr> {
+        let mut candidates: Vec<usize> = self.up().into_iter().filter(|&j| j != except).collect();
+        let mut seeds = Vec::new();
+        while seeds.len() < k && !candidates.is_empty() {
+            let at = self.rng.usize(..candidates.len());
+            seeds.push(self.slots[candidates.swap_remove(at)].addr);
+        }
+        seeds
+    }
+
+    /// Ends node `i`'s process (crash, leave finished, panic).
+    pub(super) fn take_down(&mut self, i: usize, to: Proc) {
+        let slot = &mut self.slots[i];
+        if slot.node().is_some() {
+            self.running -= 1;
+        }
+        slot.proc = to;
+        slot.token += 1;
+        slot.timer_at = None;
+        slot.paused_until = None;
+        slot.inbox.clear();
+        slot.slow = None;
+        slot.leaving = false;
+        slot.disturbed_until = Duration::MAX;
+        let subjects: Vec<usize> = self.watching.keys().copied().collect();
+        for subject in subjects {
+            self.watch_update(subject, i, None);
+        }
+    }
+
+    /// Starts a watch of `subject` reaching `status` everywhere.
+    pub(super) fn start_watch(&mut self, kind: WatchKind, subject: usize, status: NodeStatus) {
+        let mut watch = Watch::new(kind, subject, status, self.now, self.slots.len());
+        let name = self.slots[subject].name.clone();
+        for (j, slot) in self.slots.iter().enumerate() {
+            watch.set(j, slot.node().and_then(|n| n.row(&name)).map(|r| r.status));
+        }
+        let index = self.metrics.watches.len();
+        self.metrics.watches.push(watch);
+        self.watching.entry(subject).or_default().push(index);
+        self.watch_update(subject, usize::MAX, None);
+    }
+
+    /// Ends the unfinished watches of `subject`.
+    pub(super) fn cancel_watches(&mut self, subject: usize) {
+        for index in self.watching.remove(&subject).unwrap_or_default() {
+            self.metrics.watches[index].cancelled = true;
+        }
+    }
+
+    /// Observer `observer` now sees `subject` with `status`; re-checks the
+    /// subject's watches.
+    fn watch_update(&mut self, subject: usize, observer: usize, status: Option<NodeStatus>) {
+        let Some(indices) = self.watching.get_mut(&subject) else {
+            return;
+        };
+        let observers = self.running - usize::from(self.slots[subject].node().is_some());
+        let now = self.now;
+        let watches = &mut self.metrics.watches;
+        indices.retain(|&index| {
+            let watch = &mut watches[index];
+            watch.set(observer, status);
+            watch.update(now, observers);
+            !watch.is_done()
+        });
+        if indices.is_empty() {
+            self.watching.remove(&subject);
+        }
+    }
+}
