@@ -67,41 +67,50 @@ impl Members {
         None
     }
 
-    /// Up to `count` distinct random members, none of them in `exclude`.
-    pub(crate) fn sample(
+    /// One random member.
+    pub(crate) fn pick(&self, rng: &mut Rng) -> Option<&NodeName> {
+        if self.live.is_empty() {
+            return None;
+        }
+        Some(&self.live[rng.usize(..self.live.len())])
+    }
+
+    /// Appends up to `count` distinct random members other than `exclude` to `out`
+    /// (which the caller reuses, so the steady state allocates nothing).
+    pub(crate) fn sample_into(
         &self,
         count: usize,
-        exclude: &[&NodeName],
+        exclude: Option<&NodeName>,
         rng: &mut Rng,
-    ) -> Vec<NodeName> {
-        let mut picked: Vec<NodeName> = Vec::with_capacity(count);
-        let eligible = self.live.len().saturating_sub(exclude.len());
-        let wanted = count.min(eligible);
-        if wanted == 0 {
-            return picked;
-        }
-        if self.live.len() <= 4 * count + exclude.len() {
-            // Small: shuffle indices and take the first eligible ones.
-            let mut indices: Vec<usize> = (0..self.live.len()).collect();
-            rng.shuffle(&mut indices);
-            picked.extend(
-                indices
-                    .into_iter()
-                    .map(|i| &self.live[i])
-                    .filter(|name| !exclude.contains(name))
-                    .take(count)
-                    .cloned(),
-            );
-            return picked;
-        }
-        // Large: rejection sampling finishes in a few draws.
-        while picked.len() < wanted {
+        out: &mut Vec<NodeName>,
+    ) {
+        let excluded = exclude.is_some_and(|name| self.index.contains_key(name));
+        let wanted = count.min(self.live.len() - usize::from(excluded));
+        let start = out.len();
+        let eligible = |name: &NodeName, out: &[NodeName]| {
+            Some(name) != exclude && !out[start..].contains(name)
+        };
+        // Rejection sampling: a few draws suffice unless nearly every member is wanted.
+        for _ in 0..wanted * 8 {
+            if out.len() - start == wanted {
+                return;
+            }
             let candidate = &self.live[rng.usize(..self.live.len())];
-            if !exclude.contains(&candidate) && !picked.contains(candidate) {
-                picked.push(candidate.clone());
+            if eligible(candidate, out) {
+                out.push(candidate.clone());
             }
         }
-        picked
+        // Unlucky draws: fill up from a random offset.
+        let offset = rng.usize(..self.live.len().max(1));
+        for i in 0..self.live.len() {
+            if out.len() - start == wanted {
+                return;
+            }
+            let candidate = &self.live[(offset + i) % self.live.len()];
+            if eligible(candidate, out) {
+                out.push(candidate.clone());
+            }
+        }
     }
 }
 
@@ -143,9 +152,14 @@ mod tests {
             let target = members.next_probe_target(&mut rng).expect("members exist");
             assert!(target != name(3) && target != name(0));
         }
-        let sample = members.sample(10, &[&name(1)], &mut rng);
+        let mut sample = Vec::new();
+        members.sample_into(10, Some(&name(1)), &mut rng, &mut sample);
         assert_eq!(sample.len(), 2);
         assert!(!sample.contains(&name(1)));
+        for _ in 0..20 {
+            let picked = members.pick(&mut rng).expect("members exist");
+            assert!(*picked != name(3) && *picked != name(0));
+        }
     }
 
     #[test]
@@ -155,10 +169,21 @@ mod tests {
         for i in 0..1000 {
             members.insert(name(i), &mut rng);
         }
-        let sample = members.sample(3, &[&name(7)], &mut rng);
-        let distinct: BTreeSet<_> = sample.iter().collect();
+        let mut sample = vec![name(5000)];
+        members.sample_into(3, Some(&name(7)), &mut rng, &mut sample);
+        assert_eq!(sample[0], name(5000), "appends, keeping what was there");
+        let distinct: BTreeSet<_> = sample[1..].iter().collect();
         assert_eq!(distinct.len(), 3);
         assert!(!sample.contains(&name(7)));
+        // everyone but the excluded one, from a small set
+        let mut small = Members::default();
+        for i in 0..4 {
+            small.insert(name(i), &mut rng);
+        }
+        let mut all = Vec::new();
+        small.sample_into(10, Some(&name(2)), &mut rng, &mut all);
+        all.sort();
+        assert_eq!(all, [name(0), name(1), name(3)]);
     }
 
     #[test]
@@ -166,6 +191,9 @@ mod tests {
         let mut rng = Rng::with_seed(4);
         let mut members = Members::default();
         assert_eq!(members.next_probe_target(&mut rng), None);
-        assert!(members.sample(3, &[], &mut rng).is_empty());
+        let mut sample = Vec::new();
+        members.sample_into(3, None, &mut rng, &mut sample);
+        assert!(sample.is_empty());
+        assert!(members.pick(&mut rng).is_none());
     }
 }

@@ -11,9 +11,20 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// The stable identity of a node, e.g. `api@10.0.0.7`.
 ///
-/// UTF-8, 1..=255 bytes. Cheap to clone (shared).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeName(Arc<str>);
+/// UTF-8, 1..=255 bytes. Names of up to 30 bytes (almost all) are stored inline:
+/// decoding one from a packet allocates nothing, and cloning is a copy. Longer
+/// names are shared behind an `Arc`.
+#[derive(Clone)]
+pub struct NodeName(Repr);
+
+/// Longest name stored inline (keeps `NodeName` at 32 bytes).
+const INLINE_LEN: usize = 30;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    Shared(Arc<str>),
+}
 
 /// Why a string is not a valid [`NodeName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,13 +44,60 @@ impl NodeName {
         match name.len() {
             0 => Err(NodeNameError::Empty),
             len if len > MAX_NAME_LEN => Err(NodeNameError::TooLong(len)),
-            _ => Ok(Self(Arc::from(name))),
+            len if len <= INLINE_LEN => {
+                let mut bytes = [0u8; INLINE_LEN];
+                bytes[..len].copy_from_slice(name.as_bytes());
+                Ok(Self(Repr::Inline {
+                    len: len as u8,
+                    bytes,
+                }))
+            }
+            _ => Ok(Self(Repr::Shared(Arc::from(name)))),
         }
     }
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)])
+                .expect("inline bytes were copied from a str at a char boundary (the whole str)"),
+            Repr::Shared(name) => name,
+        }
+    }
+
+    /// The name's bytes (cheaper than `as_str` for comparisons and hashing).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(name) => name.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for NodeName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for NodeName {}
+
+impl PartialOrd for NodeName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NodeName {
+    /// Byte order, which for UTF-8 is the same as `str` order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for NodeName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -61,25 +119,25 @@ impl TryFrom<&str> for NodeName {
 
 impl AsRef<str> for NodeName {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl Serialize for NodeName {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -129,6 +187,29 @@ mod tests {
             NodeName::new(&"x".repeat(256)),
             Err(NodeNameError::TooLong(256))
         );
+    }
+
+    #[test]
+    fn inline_and_shared_names_behave_alike() {
+        let short = NodeName::new("api@10.0.0.7").expect("valid");
+        let long = NodeName::new(&"a".repeat(31)).expect("valid");
+        let edge = NodeName::new(&"é".repeat(15)).expect("valid: 30 bytes of two-byte chars");
+        assert!(matches!(short.0, Repr::Inline { .. }));
+        assert!(matches!(edge.0, Repr::Inline { .. }));
+        assert!(matches!(long.0, Repr::Shared(_)));
+        assert_eq!(short.as_str(), "api@10.0.0.7");
+        assert_eq!(edge.as_str(), "é".repeat(15));
+        assert_eq!(long.as_str(), "a".repeat(31));
+        assert_eq!(short.cmp(&long), short.as_str().cmp(long.as_str()));
+        assert_eq!(edge.cmp(&short), edge.as_str().cmp(short.as_str()));
+        assert_eq!(std::mem::size_of::<NodeName>(), 32);
+        for name in [short, long, edge] {
+            let bytes = postcard::to_stdvec(&name).expect("encodes");
+            assert_eq!(
+                postcard::from_bytes::<NodeName>(&bytes).expect("decodes"),
+                name
+            );
+        }
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct Node {
     next_reap_at: Option<Instant>,
     last_input_at: Instant,
     stats: Stats,
+    /// Reused buffer for random member picks.
+    scratch: Vec<NodeName>,
 }
 
 impl Node {
@@ -139,7 +141,7 @@ impl Node {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         // Mixing in the name keeps nodes given one seed from walking in lockstep.
-        let rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_str().as_bytes()));
+        let rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
         let next_sync_at = now + config.anti_entropy_interval;
         let next_reap_at = config.offline_retention.map(|_| now);
         let mut node = Self {
@@ -176,6 +178,7 @@ impl Node {
             next_reap_at,
             last_input_at: now,
             stats: Stats::default(),
+            scratch: Vec::new(),
         };
         node.write_own_row(now, Health::Alive);
         Ok(node)
@@ -340,12 +343,7 @@ impl Node {
         self.leaving_until = Some(now + self.config.leave_timeout);
         self.write_own_row(now, Health::Left);
         // Tell a few members right away rather than waiting for the gossip tick.
-        for target in self
-            .members
-            .sample(self.config.gossip_fanout, &[], &mut self.rng)
-        {
-            self.send_gossip_to(&target);
-        }
+        self.gossip_to_random_members();
         Ok(())
     }
 
@@ -398,11 +396,30 @@ impl Node {
         self.outbox.push_back(Outgoing { to, message });
     }
 
-    fn send_gossip_to(&mut self, target: &NodeName) {
-        if let Some(row) = self.tracker.get(target) {
-            let to = row.addr;
-            self.send(to, Message::Gossip);
+    /// Up to `count` random members other than `exclude`, in a reused buffer:
+    /// hand it back with [`Node::recycle`].
+    fn sample_members(&mut self, count: usize, exclude: Option<&NodeName>) -> Vec<NodeName> {
+        let mut picked = std::mem::take(&mut self.scratch);
+        picked.clear();
+        self.members
+            .sample_into(count, exclude, &mut self.rng, &mut picked);
+        picked
+    }
+
+    fn recycle(&mut self, picked: Vec<NodeName>) {
+        self.scratch = picked;
+    }
+
+    /// Sends the pending updates to `gossip_fanout` random members.
+    fn gossip_to_random_members(&mut self) {
+        let targets = self.sample_members(self.config.gossip_fanout, None);
+        for target in &targets {
+            if let Some(row) = self.tracker.get(target) {
+                let to = row.addr;
+                self.send(to, Message::Gossip);
+            }
         }
+        self.recycle(targets);
     }
 
     fn send_sync(&mut self, to: SocketAddr, reply: bool) {

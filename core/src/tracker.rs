@@ -118,13 +118,13 @@ impl TrackerRow {
 
     /// The number of buckets of the anti-entropy digest.
     pub(crate) fn bucket(name: &NodeName) -> usize {
-        (fnv1a(name.as_str().as_bytes()) % DIGEST_BUCKETS as u64) as usize
+        (fnv1a(name.as_bytes()) % DIGEST_BUCKETS as u64) as usize
     }
 
     /// A hash of every field, stable across processes.
     fn content_hash(&self) -> u64 {
         let mut bytes = Vec::with_capacity(self.node.as_str().len() + 48);
-        bytes.extend_from_slice(self.node.as_str().as_bytes());
+        bytes.extend_from_slice(self.node.as_bytes());
         bytes.push(0xff);
         bytes.extend_from_slice(self.addr.to_string().as_bytes());
         bytes.extend_from_slice(&self.incarnation.to_le_bytes());

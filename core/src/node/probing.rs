@@ -202,9 +202,7 @@ impl Node {
     fn probe_indirectly(&mut self, at: usize) {
         let probe = &self.probes[at];
         let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
-        let helpers = self
-            .members
-            .sample(self.config.indirect_probes, &[&target], &mut self.rng);
+        let helpers = self.sample_members(self.config.indirect_probes, Some(&target));
         let mut asked = 0;
         for helper in &helpers {
             if let Some(row) = self.tracker.get(helper) {
@@ -220,6 +218,7 @@ impl Node {
                 asked += 1;
             }
         }
+        self.recycle(helpers);
         self.send(target_addr, Message::Ping { seq, target });
         let probe = &mut self.probes[at];
         probe.indirect_sent = true;

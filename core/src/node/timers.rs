@@ -10,7 +10,6 @@ use super::{Node, Rejoin};
 use crate::event::Event;
 use crate::name::NodeName;
 use crate::suspicion::LastChance;
-use crate::tracker::NodeStatus;
 use crate::wire::{Message, WireRow};
 
 /// Most often the reaper scans the tracker.
@@ -164,12 +163,7 @@ impl Node {
         if self.gossip.is_empty() {
             return;
         }
-        let targets = self
-            .members
-            .sample(self.config.gossip_fanout, &[], &mut self.rng);
-        for target in targets {
-            self.send_gossip_to(&target);
-        }
+        self.gossip_to_random_members();
     }
 
     fn run_anti_entropy(&mut self, now: Instant) {
@@ -186,10 +180,10 @@ impl Node {
         } else {
             &self.members
         };
-        let Some(target) = pool.sample(1, &[], &mut self.rng).pop() else {
-            return;
-        };
-        if let Some(row) = self.tracker.get(&target) {
+        let target = pool
+            .pick(&mut self.rng)
+            .and_then(|name| self.tracker.get(name));
+        if let Some(row) = target {
             let to = row.addr;
             self.send_sync(to, false);
         }
@@ -233,17 +227,11 @@ impl Node {
             return;
         }
         rejoin.next_at = now + self.config.rejoin_interval;
-        let online: std::collections::BTreeSet<SocketAddr> = self
-            .tracker
-            .rows()
-            .filter(|row| row.status == NodeStatus::Online)
-            .map(|row| row.addr)
-            .collect();
         let targets: Vec<SocketAddr> = rejoin
             .targets
             .iter()
             .copied()
-            .filter(|addr| !online.contains(addr))
+            .filter(|addr| !self.by_addr.contains_key(addr))
             .collect();
         if !targets.is_empty() {
             self.join_replies_until = Some(now + self.config.join_retry * 2);
