@@ -284,7 +284,7 @@ impl Planner {
                 if others.is_empty() {
                     return false;
                 }
-                if (pick >> 16) % 2 == 0 {
+                if (pick >> 16).is_multiple_of(2) {
                     Fault::OneWay {
                         from: vec![node],
                         to: others,

@@ -42,6 +42,8 @@ pub mod fault;
 pub mod invariant;
 pub mod metrics;
 pub mod network;
+pub mod report;
+pub mod scenario;
 pub mod sim;
 pub mod trace;
 

@@ -1,2 +1,152 @@
-//! Placeholder.
-fn main() {}
+//! `beethoven-sim`: runs a scenario on a simulated cluster and prints a report.
+//!
+//! ```text
+//! beethoven-sim --nodes 1000 --scenario crash --seeds 5 --duration 60
+//! beethoven-sim --nodes 100 --loss 0.1 --scenario steady --duration 3600 --json
+//! ```
+//!
+//! Memory per tracked node is the growth of resident memory while the cluster
+//! forms, divided by nodes² (every node tracks every node). Read from
+//! `/proc/self/statm`, so it needs Linux and includes allocator overhead and the
+//! simulator's own per-node state; it is an upper bound, not an exact heap count
+//! (a counting global allocator would need `unsafe`, which the workspace forbids).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool prints
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use beethoven_testkit::NetworkModel;
+use beethoven_testkit::metrics::resident_memory;
+use beethoven_testkit::report::{Report, Summary};
+use beethoven_testkit::scenario::{self, Params, ScenarioKind};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Run a scenario on a simulated beethoven cluster and report what happened.
+#[derive(Debug, Parser)]
+#[command(name = "beethoven-sim", version)]
+struct Args {
+    /// Cluster size.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// The seed (the first one with --seeds).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Repeat over this many consecutive seeds and report percentiles.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Packet loss probability, 0.0..=1.0.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// One-way latency in milliseconds (jitter is half of it).
+    #[arg(long, default_value_t = 1.0)]
+    latency: f64,
+    /// Simulated seconds of the measured window.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// What to run.
+    #[arg(long, value_enum, default_value_t = ScenarioKind::Steady)]
+    scenario: ScenarioKind,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let network = NetworkModel::lan()
+        .with_latency(Duration::from_secs_f64(args.latency.max(0.0) / 1000.0))
+        .with_loss(args.loss);
+    let long = args.nodes >= 1000 || args.duration >= 600.0 || args.seeds > 1;
+    let bar = if long && !args.json {
+        let bar = ProgressBar::new(args.seeds * args.duration.ceil() as u64);
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} sim s {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+    let mut reports: Vec<Report> = Vec::new();
+    for k in 0..args.seeds {
+        let params = Params {
+            scenario: args.scenario,
+            nodes: args.nodes,
+            seed: args.seed + k,
+            network: network.clone(),
+            duration: Duration::from_secs_f64(args.duration.max(0.0)),
+            ..Params::new(args.scenario)
+        };
+        if let Some(bar) = &bar {
+            bar.set_message(format!("seed {} forming", params.seed));
+        }
+        let rss_before = resident_memory();
+        let base = k * args.duration.ceil() as u64;
+        let mut formed = None;
+        let mut progress = |done: Duration, _total: Duration| {
+            if formed.is_none() {
+                formed = resident_memory();
+            }
+            if let Some(bar) = &bar {
+                bar.set_message(format!("seed {}", params.seed));
+                bar.set_position(base + done.as_secs());
+            }
+        };
+        let mut report = match scenario::run(&params, &mut progress) {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("seed {}: {e}", params.seed);
+                return ExitCode::FAILURE;
+            }
+        };
+        if let (Some(before), Some(after)) = (rss_before, formed)
+            && k == 0
+        {
+            let rows = (args.nodes * args.nodes).max(1) as f64;
+            report.memory_per_tracked_node_bytes = Some(after.saturating_sub(before) as f64 / rows);
+        }
+        reports.push(report);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let failed = reports
+        .iter()
+        .any(|r| r.violations > 0 || r.gate_violation.is_some());
+    if args.json {
+        let out = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])
+        } else {
+            serde_json::to_string_pretty(&serde_json::json!({
+                "runs": reports,
+                "summary": Summary::of(&reports),
+            }))
+        };
+        match out {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("cannot serialize the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if reports.len() == 1 {
+        print!("{}", reports[0].table());
+    } else {
+        print!("{}", Summary::of(&reports).table());
+    }
+    if failed {
+        eprintln!("invariant violations found (see the report)");
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}

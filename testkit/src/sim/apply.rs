@@ -113,8 +113,11 @@ impl Sim {
             Fault::Heal => {
                 self.network.heal();
                 self.last_heal = Some(self.now);
+                // Verdicts reached during the partition (each side declared the
+                // other dead) spread after the heal until both sides merge; the
+                // liveness bound covers that merge.
                 if self.network_excuse_until == Duration::MAX {
-                    self.network_excuse_until = self.now + grace;
+                    self.network_excuse_until = self.now + self.timing.liveness;
                 }
             }
         }

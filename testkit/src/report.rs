@@ -1,0 +1,344 @@
+//! Reports of scenario runs: one run as a table or JSON, and percentiles over
+//! runs of several seeds.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::metrics::percentile_f64;
+use crate::scenario::ScenarioKind;
+
+/// What one scenario run measured. Times are simulated seconds unless named `wall`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: ScenarioKind,
+    /// Cluster size.
+    pub nodes: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Network loss probability.
+    pub loss: f64,
+    /// Network base latency, ms.
+    pub latency_ms: f64,
+    /// The measured window, s.
+    pub duration_s: f64,
+    /// Simulated time the cluster took to form (join waves until everyone agrees).
+    pub formation_s: f64,
+    /// Wall time of the formation.
+    pub formation_wall_s: f64,
+    /// Crashes detected everywhere.
+    pub detections: usize,
+    /// Crashes not (yet) offline on every survivor at the end of the window.
+    pub undetected: usize,
+    /// Detection latency (crash → offline on all survivors), median.
+    pub detection_p50_s: Option<f64>,
+    /// Detection latency, 99th percentile.
+    pub detection_p99_s: Option<f64>,
+    /// Healthy nodes declared dead (distinct node and incarnation).
+    pub false_offline: usize,
+    /// Tracker writes anywhere that took a node offline as dead.
+    pub offline_writes: u64,
+    /// Joins (and restarts) online everywhere.
+    pub joins: usize,
+    /// Join → online on 99.99% of nodes, 99th percentile.
+    pub join_most_p99_s: Option<f64>,
+    /// Join → online on every node, median.
+    pub join_all_p50_s: Option<f64>,
+    /// Join → online on every node, 99th percentile.
+    pub join_all_p99_s: Option<f64>,
+    /// Datagrams sent per node per second over the window.
+    pub msgs_per_node_s: f64,
+    /// Bytes sent per node per second over the window.
+    pub bytes_per_node_s: f64,
+    /// Heal → identical trackers with every up node online.
+    pub convergence_after_heal_s: Option<f64>,
+    /// After the window: heal, restart the crashed, and the time until settled.
+    pub settled_after_s: Option<f64>,
+    /// The liveness gate's violation, if it failed.
+    pub gate_violation: Option<String>,
+    /// Invariant violations found during the run.
+    pub violations: u64,
+    /// The first of them.
+    pub first_violation: Option<String>,
+    /// Scheduled faults that fired.
+    pub faults_fired: usize,
+    /// Scheduled faults.
+    pub faults_scheduled: usize,
+    /// Unreachable hints given to senders.
+    pub unreachable_hints: u64,
+    /// Simulator events processed.
+    pub steps: u64,
+    /// Hash of the event trace (the replay fingerprint).
+    pub trace_hash: String,
+    /// Resident memory growth while forming, per tracked row (nodes²); set by the binary.
+    pub memory_per_tracked_node_bytes: Option<f64>,
+    /// Wall time of the whole run.
+    pub wall_s: f64,
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
+}
+
+impl Report {
+    /// Rows of (metric, value) for the table.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("scenario", format!("{:?}", self.scenario)),
+            ("nodes", self.nodes.to_string()),
+            ("seed", self.seed.to_string()),
+            ("loss", format!("{:.3}", self.loss)),
+            ("latency ms", format!("{:.3}", self.latency_ms)),
+            ("window s", format!("{:.1}", self.duration_s)),
+            ("formation s (sim)", format!("{:.3}", self.formation_s)),
+            (
+                "formation s (wall)",
+                format!("{:.3}", self.formation_wall_s),
+            ),
+            ("detections", self.detections.to_string()),
+            ("undetected", self.undetected.to_string()),
+            ("detection p50 s", opt(self.detection_p50_s)),
+            ("detection p99 s", opt(self.detection_p99_s)),
+            ("false offline", self.false_offline.to_string()),
+            ("offline writes", self.offline_writes.to_string()),
+            ("joins", self.joins.to_string()),
+            ("join 99.99% p99 s", opt(self.join_most_p99_s)),
+            ("join 100% p50 s", opt(self.join_all_p50_s)),
+            ("join 100% p99 s", opt(self.join_all_p99_s)),
+            ("msgs/node/s", format!("{:.2}", self.msgs_per_node_s)),
+            ("bytes/node/s", format!("{:.1}", self.bytes_per_node_s)),
+            (
+                "convergence after heal s",
+                opt(self.convergence_after_heal_s),
+            ),
+            ("settled after gate s", opt(self.settled_after_s)),
+            (
+                "gate violation",
+                self.gate_violation.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("violations", self.violations.to_string()),
+            (
+                "first violation",
+                self.first_violation.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "faults fired",
+                format!("{}/{}", self.faults_fired, self.faults_scheduled),
+            ),
+            ("unreachable hints", self.unreachable_hints.to_string()),
+            ("sim events", self.steps.to_string()),
+            ("trace hash", self.trace_hash.clone()),
+            (
+                "memory B/tracked node",
+                opt(self.memory_per_tracked_node_bytes).replace(".000", ""),
+            ),
+            ("wall s", format!("{:.3}", self.wall_s)),
+        ]
+    }
+
+    /// The report as an aligned two-column table.
+    pub fn table(&self) -> String {
+        table(
+            &["metric", "value"],
+            self.rows().into_iter().map(|(k, v)| vec![k.to_string(), v]),
+        )
+    }
+}
+
+/// Percentiles of each numeric metric over several runs (seeds).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// How many runs.
+    pub runs: usize,
+    /// (metric, p50, p99, max) for each metric with at least one value.
+    pub metrics: Vec<(String, f64, f64, f64)>,
+    /// Total violations over all runs.
+    pub violations: u64,
+    /// Runs whose liveness gate failed.
+    pub gate_failures: usize,
+}
+
+impl Summary {
+    /// Summarizes `reports`.
+    pub fn of(reports: &[Report]) -> Self {
+        type Get = fn(&Report) -> Option<f64>;
+        let metrics: [(&str, Get); 14] = [
+            ("formation s (sim)", |r| Some(r.formation_s)),
+            ("formation s (wall)", |r| Some(r.formation_wall_s)),
+            ("detection p50 s", |r| r.detection_p50_s),
+            ("detection p99 s", |r| r.detection_p99_s),
+            ("false offline", |r| Some(r.false_offline as f64)),
+            ("join 99.99% p99 s", |r| r.join_most_p99_s),
+            ("join 100% p50 s", |r| r.join_all_p50_s),
+            ("join 100% p99 s", |r| r.join_all_p99_s),
+            ("msgs/node/s", |r| Some(r.msgs_per_node_s)),
+            ("bytes/node/s", |r| Some(r.bytes_per_node_s)),
+            ("convergence after heal s", |r| r.convergence_after_heal_s),
+            ("settled after gate s", |r| r.settled_after_s),
+            ("memory B/tracked node", |r| r.memory_per_tracked_node_bytes),
+            ("wall s", |r| Some(r.wall_s)),
+        ];
+        let metrics = metrics
+            .iter()
+            .filter_map(|(name, get)| {
+                let values: Vec<f64> = reports.iter().filter_map(get).collect();
+                let p50 = percentile_f64(&values, 50.0)?;
+                let p99 = percentile_f64(&values, 99.0)?;
+                let max = percentile_f64(&values, 100.0)?;
+                Some((name.to_string(), p50, p99, max))
+            })
+            .collect();
+        Self {
+            runs: reports.len(),
+            metrics,
+            violations: reports.iter().map(|r| r.violations).sum(),
+            gate_failures: reports
+                .iter()
+                .filter(|r| r.gate_violation.is_some())
+                .count(),
+        }
+    }
+
+    /// The summary as an aligned table.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<Vec<String>> = self
+            .metrics
+            .iter()
+            .map(|(name, p50, p99, max)| {
+                vec![
+                    name.clone(),
+                    format!("{p50:.3}"),
+                    format!("{p99:.3}"),
+                    format!("{max:.3}"),
+                ]
+            })
+            .collect();
+        rows.push(vec![
+            "runs".into(),
+            self.runs.to_string(),
+            String::new(),
+            String::new(),
+        ]);
+        rows.push(vec![
+            "violations (total)".into(),
+            self.violations.to_string(),
+            String::new(),
+            String::new(),
+        ]);
+        rows.push(vec![
+            "gate failures".into(),
+            self.gate_failures.to_string(),
+            String::new(),
+            String::new(),
+        ]);
+        table(
+            &["metric over seeds", "p50", "p99", "max"],
+            rows.into_iter(),
+        )
+    }
+}
+
+/// Formats rows as a table with aligned columns.
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
+        .chain(rows)
+        .collect();
+    let columns = header.len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (k, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            let sep = if c + 1 == columns { "\n" } else { "  " };
+            let _ = write!(out, "{cell:<width$}{sep}", width = widths[c]);
+        }
+        if k == 0 {
+            let total = widths.iter().sum::<usize>() + 2 * (columns - 1);
+            let _ = writeln!(out, "{}", "-".repeat(total));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seed: u64, detection: f64) -> Report {
+        Report {
+            scenario: ScenarioKind::Crash,
+            nodes: 10,
+            seed,
+            loss: 0.0,
+            latency_ms: 1.0,
+            duration_s: 10.0,
+            formation_s: 1.0,
+            formation_wall_s: 0.1,
+            detections: 1,
+            undetected: 0,
+            detection_p50_s: Some(detection),
+            detection_p99_s: Some(detection),
+            false_offline: 0,
+            offline_writes: 9,
+            joins: 0,
+            join_most_p99_s: None,
+            join_all_p50_s: None,
+            join_all_p99_s: None,
+            msgs_per_node_s: 5.0,
+            bytes_per_node_s: 400.0,
+            convergence_after_heal_s: None,
+            settled_after_s: Some(1.0),
+            gate_violation: None,
+            violations: 0,
+            first_violation: None,
+            faults_fired: 1,
+            faults_scheduled: 1,
+            unreachable_hints: 0,
+            steps: 1000,
+            trace_hash: "00".into(),
+            memory_per_tracked_node_bytes: None,
+            wall_s: 0.2,
+        }
+    }
+
+    #[test]
+    fn table_lists_every_metric_aligned() {
+        let table = report(1, 2.5).table();
+        assert!(table.contains("detection p50 s"));
+        assert!(table.contains("2.500"));
+        let widths: Vec<usize> = table
+            .lines()
+            .filter(|l| !l.starts_with('-'))
+            .map(|l| l.find(char::is_whitespace).unwrap_or(0))
+            .collect();
+        assert!(!widths.is_empty());
+        let json = serde_json::to_string(&report(1, 2.5)).expect("serializes");
+        assert!(json.contains("\"detection_p50_s\":2.5"));
+    }
+
+    #[test]
+    fn summary_takes_percentiles_over_runs() {
+        let reports: Vec<Report> = (1..=10).map(|s| report(s, s as f64)).collect();
+        let summary = Summary::of(&reports);
+        let detection = summary
+            .metrics
+            .iter()
+            .find(|(name, ..)| name == "detection p50 s")
+            .expect("present");
+        assert_eq!((detection.1, detection.2, detection.3), (5.0, 10.0, 10.0));
+        assert!(summary.table().contains("runs"));
+        assert!(
+            !summary
+                .metrics
+                .iter()
+                .any(|(name, ..)| name.starts_with("join"))
+        );
+    }
+}
