@@ -1,3 +1,109 @@
-//! Placeholder until its issue lands.
+//! # beethoven-smol
+//!
+//! Runs a [Beethoven](beethoven_core) cluster member on smol: one UDP socket and
+//! one task per node, driven by the sans-IO [`Driver`](beethoven_core::Driver) of
+//! `beethoven-core`. [`start`] returns a cloneable [`Handle`]: getters and commands
+//! (through [`Control`], which `Handle` dereferences to), callbacks ([`Handle::alert_me`]),
+//! an async stream of updates ([`Handle::subscribe`]) and [`Handle::shutdown`].
+//! `beethoven-tokio` has the same API on tokio.
+//!
+//! ```no_run
+//! use beethoven_smol::{Config, NodeName, NodeStatus, Options, Update};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     smol::block_on(async {
+//!         let options = Options::new(NodeName::new("api@10.0.0.7")?)
+//!             .config(Config::for_cluster("shop"))
+//!             .bind("0.0.0.0:7946".parse()?)
+//!             .advertise("10.0.0.7:7946".parse()?) // what the others dial
+//!             .seed_host("seed.shop.internal:7946") // resolved once, at start
+//!             .seed("10.0.0.0/24:7946".parse::<beethoven_smol::Seed>()?); // scan a range
+//!         let node = beethoven_smol::start(options).await?;
+//!         node.alert_me(|name: &NodeName, status: NodeStatus| println!("{name} is {status:?}"))?;
+//!         let mut updates = node.subscribe();
+//!         while let Some(update) = updates.recv().await {
+//!             if let Update::Lagged { missed } = update {
+//!                 println!("missed {missed} updates; {} nodes online", node.active_nodes().len());
+//!             }
+//!         }
+//!         node.leave()?; // the others mark this node offline at once
+//!         node.shutdown().await; // waits for the leave to spread, then closes the socket
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! ## Addresses
+//!
+//! The socket binds [`Options::bind`]; port 0 picks a free port and
+//! [`Control::local_addr`] reports the real one. Other nodes must be told a
+//! reachable address: [`Options::advertise`], or else the bound address, where a
+//! wildcard IP (`0.0.0.0`, `::`) is replaced by loopback (`127.0.0.1:port`) — fine for
+//! clusters on one host only. [`Control::advertised_addr`] says what was chosen.
+//!
+//! ## Subscribers never block the node
+//!
+//! Every subscriber has a bounded queue ([`Options::queue_capacity`]); the node
+//! only ever `try_send`s into it. A callback runs on smol's blocking thread pool
+//! ([`smol::unblock`]), so a slow or panicking one (the panic is caught and logged)
+//! stalls only itself. A subscriber that falls behind loses updates and then
+//! receives [`Update::Lagged`] with how many it missed.
+//!
+//! ## Stopping
+//!
+//! [`Handle::shutdown`] ends the task and closes the socket (after a pending
+//! `leave` has spread, at most `leave_timeout`); dropping the last `Handle` does the
+//! same at once. Without `leave` the others see a crash and declare the node
+//! offline after their failure detector runs out. The node's task runs on smol's
+//! global executor ([`smol::spawn`]).
+
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod handle;
+mod task;
+
+use std::net::UdpSocket;
+use std::time::{Instant, SystemTime};
+
+use beethoven_core::Driver;
+use smol::Async;
+
+pub use beethoven_core::{
+    CommandError, Config, Control, Mode, NodeName, NodeStatus, NodeUpdate, Options, Seed,
+    StartError, Stats, SubscriberId, TrackerRow, Update,
+};
+pub use handle::{Handle, Updates};
+
+/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
+/// (if any) and spawns the node's task on smol's global executor.
+pub async fn start(options: Options) -> Result<Handle, StartError> {
+    let addr = options.bind_addr();
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = Async::<UdpSocket>::bind(addr).map_err(bind_error)?;
+    let bound = socket.get_ref().local_addr().map_err(bind_error)?;
+    let mut resolved = Vec::new();
+    for host in options.seed_hosts() {
+        let addrs = smol::net::resolve(host.as_str()).await;
+        resolved.extend(addrs.map_err(|source| StartError::Resolve {
+            host: host.clone(),
+            source,
+        })?);
+    }
+    let (commands, inbox) = smol::channel::unbounded();
+    let queue = commands.clone();
+    let (driver, control) = Driver::new(
+        options,
+        bound,
+        &resolved,
+        Instant::now(),
+        SystemTime::now().into(),
+        move |command| {
+            queue
+                .try_send(command)
+                .map_err(|refused| refused.into_inner())
+        },
+    )?;
+    smol::spawn(task::run(driver, socket, inbox)).detach();
+    Ok(Handle::new(control, commands))
+}

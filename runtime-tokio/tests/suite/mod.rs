@@ -1,0 +1,581 @@
+//! The runtime suite: written once, run against every runtime on real loopback
+//! sockets. `beethoven-tokio` includes it from `tests/cluster.rs`, `beethoven-smol`
+//! from its own `tests/cluster.rs` (by `#[path]`). The including file provides a
+//! module `rt` with `start`, `Handle`, `block_on`, `sleep` and `timeout` for its runtime.
+//!
+//! Tests wait for conditions (polling, generous deadlines), never for fixed times,
+//! except where the claim is that something does *not* happen for a while.
+
+#![allow(unreachable_pub)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beethoven_core::{
+    ClusterId, CommandError, Config, DropReason, HEADER_LEN, Health, MAGIC, Mode, NodeName,
+    NodeStatus, Options, Seed, TrackerRow, Update, VERSION,
+};
+
+use crate::rt::{self, Handle};
+
+/// How long any condition may take to become true.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn name(s: &str) -> NodeName {
+    NodeName::new(s).expect("valid node name")
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Default protocol timings (what users get), but faster join retries so that the
+/// suite does not wait on backoff.
+fn config(cluster: &str) -> Config {
+    let mut config = Config::for_cluster(cluster);
+    config.join_retry = Duration::from_millis(300);
+    config.leave_timeout = Duration::from_secs(1);
+    config
+}
+
+fn options(cluster: &str, node: &str) -> Options {
+    Options::new(name(node))
+        .config(config(cluster))
+        .bind(loopback(0))
+}
+
+async fn start(options: Options) -> Handle {
+    rt::start(options).await.expect("the node starts")
+}
+
+/// Starts `node`, joining through `seed` when given.
+async fn node(cluster: &str, node: &str, seed: Option<&Handle>) -> Handle {
+    let mut options = options(cluster, node);
+    if let Some(seed) = seed {
+        options = options.seed(seed.advertised_addr());
+    }
+    start(options).await
+}
+
+/// Polls `condition` until it holds; panics after [`DEADLINE`].
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting until {what}"
+        );
+        rt::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn row(handle: &Handle, node: &str) -> Option<TrackerRow> {
+    handle
+        .cluster_nodes()
+        .into_iter()
+        .find(|row| row.node.as_str() == node)
+}
+
+fn status(handle: &Handle, node: &str) -> Option<NodeStatus> {
+    row(handle, node).map(|row| row.status)
+}
+
+fn all_online(nodes: &[&Handle], count: usize) -> bool {
+    nodes
+        .iter()
+        .all(|handle| handle.active_nodes().len() == count && handle.cluster_nodes().len() == count)
+}
+
+/// `n` nodes named `n0..`, all joined through `n0`, each seeing all online.
+async fn cluster(cluster: &str, n: usize) -> Vec<Handle> {
+    let first = node(cluster, "n0", None).await;
+    let mut nodes = vec![first.clone()];
+    for i in 1..n {
+        nodes.push(node(cluster, &format!("n{i}"), Some(&first)).await);
+    }
+    let all: Vec<&Handle> = nodes.iter().collect();
+    eventually("every node sees every node online", || all_online(&all, n)).await;
+    nodes
+}
+
+/// A callback subscriber that records what it is told.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<(NodeName, NodeStatus)>>>);
+
+impl Recorder {
+    fn attach(&self, handle: &Handle) {
+        let log = Arc::clone(&self.0);
+        handle
+            .alert_me(move |node: &NodeName, status: NodeStatus| {
+                log.lock()
+                    .expect("the recorder is never poisoned")
+                    .push((node.clone(), status));
+            })
+            .expect("the node runs");
+    }
+
+    fn log(&self) -> Vec<(NodeName, NodeStatus)> {
+        self.0
+            .lock()
+            .expect("the recorder is never poisoned")
+            .clone()
+    }
+
+    fn count(&self, node: &str, status: NodeStatus) -> usize {
+        self.log()
+            .iter()
+            .filter(|(n, s)| n.as_str() == node && *s == status)
+            .count()
+    }
+
+    fn about(&self, node: &str) -> Vec<NodeStatus> {
+        let log = self.log();
+        let about = log.iter().filter(|(n, _)| n.as_str() == node);
+        about.map(|(_, s)| *s).collect()
+    }
+}
+
+fn port_is_free(addr: SocketAddr) -> bool {
+    UdpSocket::bind(addr).is_ok()
+}
+
+// ----- membership -----
+
+#[test]
+fn nodes_join_and_every_node_sees_every_other_online() {
+    rt::block_on(async {
+        let nodes = cluster("join-5", 5).await;
+        for handle in &nodes {
+            assert_eq!(handle.mode(), Mode::Clustered);
+            for other in &nodes {
+                let row = row(handle, other.name().as_str()).expect("tracked");
+                assert_eq!(
+                    row.addr,
+                    other.advertised_addr(),
+                    "rows carry the real port"
+                );
+                assert_eq!(row.status, NodeStatus::Online);
+            }
+        }
+        assert!(nodes[0].stats().packets_received > 0);
+    });
+}
+
+#[test]
+fn subscribers_hear_each_transition_once_and_never_about_themselves() {
+    rt::block_on(async {
+        let (a, b, c) = ("one-a", "one-b", "one-c");
+        let first = node("once", a, None).await;
+        let recorders = [
+            Recorder::default(),
+            Recorder::default(),
+            Recorder::default(),
+        ];
+        recorders[0].attach(&first);
+        let mut stream = first.subscribe();
+        let second = node("once", b, Some(&first)).await;
+        recorders[1].attach(&second);
+        let third = node("once", c, Some(&first)).await;
+        recorders[2].attach(&third);
+        let all = [&first, &second, &third];
+        eventually("all three see each other", || all_online(&all, 3)).await;
+
+        third.shutdown().await; // a crash: no leave
+        eventually("the survivors see the crashed node offline", || {
+            recorders[..2]
+                .iter()
+                .all(|r| r.count(c, NodeStatus::Offline) == 1)
+        })
+        .await;
+
+        assert_eq!(
+            recorders[0].about(c),
+            vec![NodeStatus::Online, NodeStatus::Offline]
+        );
+        assert_eq!(recorders[0].about(b), vec![NodeStatus::Online]);
+        assert_eq!(recorders[1].about(a), vec![NodeStatus::Online]);
+        assert_eq!(
+            recorders[1].about(c),
+            vec![NodeStatus::Online, NodeStatus::Offline]
+        );
+        for (recorder, me) in recorders.iter().zip([a, b, c]) {
+            assert!(recorder.about(me).is_empty(), "{me} was told about itself");
+        }
+        // The stream saw the same, in the same order.
+        let mut streamed = Vec::new();
+        while streamed.len() < 3 {
+            let next = rt::timeout(DEADLINE, stream.recv()).await;
+            match next.expect("an update in time").expect("the node runs") {
+                Update::Node { node, status } => streamed.push((node, status)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(streamed, recorders[0].log());
+    });
+}
+
+#[test]
+fn mode_follows_the_cluster_through_join_leave_and_rejoin() {
+    rt::block_on(async {
+        let a = node("mode", "a", None).await;
+        assert_eq!(a.mode(), Mode::Standalone);
+        let b = node("mode", "b", Some(&a)).await;
+        eventually("both are clustered", || {
+            a.mode() == Mode::Clustered && b.mode() == Mode::Clustered
+        })
+        .await;
+        b.leave().expect("b runs");
+        assert_eq!(
+            b.leave(),
+            Err(CommandError::Leave(beethoven_core::LeaveError::AlreadyLeft))
+        );
+        eventually("a is standalone again", || a.mode() == Mode::Standalone).await;
+        b.join(&[Seed::Addr(a.advertised_addr())]).expect("b runs");
+        eventually("both are clustered again", || {
+            a.mode() == Mode::Clustered && status(&a, "b") == Some(NodeStatus::Online)
+        })
+        .await;
+    });
+}
+
+#[test]
+fn new_node_introduces_two_standalone_nodes() {
+    rt::block_on(async {
+        let a = node("new-node", "a", None).await;
+        let b = node("new-node", "b", None).await;
+        assert_eq!(
+            a.new_node(name("a"), b.advertised_addr()),
+            Err(CommandError::NewNode(beethoven_core::NewNodeError::IsSelf))
+        );
+        a.new_node(name("b"), b.advertised_addr()).expect("a runs");
+        eventually("each sees the other", || all_online(&[&a, &b], 2)).await;
+    });
+}
+
+// ----- failures, leave, restart -----
+
+#[test]
+fn crashed_node_goes_offline_on_every_survivor() {
+    rt::block_on(async {
+        let mut nodes = cluster("crash", 4).await;
+        let victim = nodes.pop().expect("four nodes");
+        let addr = victim.local_addr();
+        victim.shutdown().await;
+        assert!(port_is_free(addr), "shutdown closed the socket");
+        eventually("every survivor sees n3 dead", || {
+            nodes.iter().all(|h| {
+                row(h, "n3")
+                    .is_some_and(|r| r.status == NodeStatus::Offline && r.health == Health::Dead)
+            })
+        })
+        .await;
+        for handle in &nodes {
+            assert_eq!(handle.active_nodes().len(), 3);
+            assert_eq!(handle.mode(), Mode::Clustered);
+        }
+    });
+}
+
+#[test]
+fn leaving_node_is_offline_everywhere_at_once() {
+    rt::block_on(async {
+        let mut nodes = cluster("leave", 3).await;
+        let leaver = nodes.pop().expect("three nodes");
+        let addr = leaver.local_addr();
+        let asked = Instant::now();
+        leaver.leave().expect("the node runs");
+        eventually("the others see n2 left", || {
+            nodes
+                .iter()
+                .all(|h| row(h, "n2").is_some_and(|r| r.health == Health::Left))
+        })
+        .await;
+        let took = asked.elapsed();
+        // A crash takes the suspicion timeout (seconds); a leave is one gossip hop.
+        assert!(took < Duration::from_secs(2), "leave took {took:?}");
+        leaver.shutdown().await;
+        assert!(port_is_free(addr));
+    });
+}
+
+#[test]
+fn restarted_node_comes_back_online_under_its_name_on_a_new_port() {
+    rt::block_on(async {
+        let nodes = cluster("restart", 3).await;
+        let recorder = Recorder::default();
+        recorder.attach(&nodes[0]);
+        let old_addr = nodes[2].advertised_addr();
+        nodes[2].clone().shutdown().await;
+        eventually("n2 is offline on n0 and n1", || {
+            nodes[..2]
+                .iter()
+                .all(|h| status(h, "n2") == Some(NodeStatus::Offline))
+        })
+        .await;
+        let again = node("restart", "n2", Some(&nodes[0])).await;
+        assert_ne!(again.advertised_addr(), old_addr);
+        eventually("n2 is online again at its new address everywhere", || {
+            nodes[..2].iter().all(|h| {
+                row(h, "n2").is_some_and(|r| {
+                    r.status == NodeStatus::Online && r.addr == again.advertised_addr()
+                })
+            }) && again.active_nodes().len() == 3
+        })
+        .await;
+        assert_eq!(
+            recorder.about("n2"),
+            vec![NodeStatus::Offline, NodeStatus::Online]
+        );
+    });
+}
+
+// ----- hostile input -----
+
+#[test]
+fn garbage_truncated_and_wrong_cluster_datagrams_are_dropped_and_counted() {
+    rt::block_on(async {
+        let nodes = cluster("garbage", 2).await;
+        let target = &nodes[0];
+        let rows_before = target.cluster_nodes();
+        let received_before = target.stats().packets_received;
+        let raw = UdpSocket::bind(loopback(0)).expect("a raw socket");
+        let to = target.advertised_addr();
+        let own = ClusterId::from_name("garbage").0.to_le_bytes();
+        let other = ClusterId::from_name("another-cluster").0.to_le_bytes();
+        let header = |cluster: [u8; 8]| {
+            let mut bytes = MAGIC.to_vec();
+            bytes.push(VERSION);
+            bytes.extend_from_slice(&cluster);
+            assert_eq!(bytes.len(), HEADER_LEN);
+            bytes
+        };
+        let mut wrong_cluster = header(other);
+        wrong_cluster.extend_from_slice(&[1, 2, 3, 4, 5]);
+        let mut malformed = header(own);
+        malformed.extend_from_slice(&[0xff; 40]);
+        let datagrams: [(&[u8], DropReason); 5] = [
+            (&[0x42, 0x54], DropReason::Truncated),
+            (&[0xde; 64], DropReason::BadMagic),
+            (&wrong_cluster, DropReason::WrongCluster),
+            (&malformed, DropReason::Malformed),
+            (&[0u8; 3000], DropReason::Oversized),
+        ];
+        for (bytes, _) in &datagrams {
+            raw.send_to(bytes, to).expect("loopback send");
+        }
+        eventually("every bad datagram is counted by its reason", || {
+            let stats = target.stats();
+            datagrams
+                .iter()
+                .all(|(_, reason)| stats.dropped(*reason) >= 1)
+        })
+        .await;
+        let stats = target.stats();
+        assert!(stats.packets_received >= received_before + datagrams.len() as u64);
+        assert_eq!(target.cluster_nodes(), rows_before, "no state change");
+        assert_eq!(target.mode(), Mode::Clustered);
+        assert_eq!(status(&nodes[1], "n0"), Some(NodeStatus::Online));
+    });
+}
+
+// ----- subscribers never block the node -----
+
+#[test]
+fn slow_and_panicking_callbacks_do_not_stall_probing() {
+    rt::block_on(async {
+        let first = node("slow", "n0", None).await;
+        let sleeping = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&sleeping);
+        first
+            .alert_me(move |_: &NodeName, _: NodeStatus| {
+                flag.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_secs(5));
+            })
+            .expect("n0 runs");
+        let panics = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&panics);
+        first
+            .alert_me(move |node: &NodeName, _: NodeStatus| {
+                count.fetch_add(1, Ordering::SeqCst);
+                panic!("deliberate panic in a callback about {node}");
+            })
+            .expect("n0 runs");
+        let prompt = Recorder::default();
+        prompt.attach(&first);
+        let nodes = [
+            first.clone(),
+            node("slow", "n1", Some(&first)).await,
+            node("slow", "n2", Some(&first)).await,
+        ];
+        let recorders: Vec<Recorder> = nodes
+            .iter()
+            .map(|h| {
+                let r = Recorder::default();
+                r.attach(h);
+                r
+            })
+            .collect();
+        let all: Vec<&Handle> = nodes.iter().collect();
+        eventually("the cluster forms", || all_online(&all, 3)).await;
+        eventually("the prompt subscriber heard both joins", || {
+            prompt.log().len() == 2
+        })
+        .await;
+        eventually("the slow callback is asleep", || {
+            sleeping.load(Ordering::SeqCst)
+        })
+        .await;
+        // The slow callback holds its thread for 10 s in all; for longer than the
+        // failure detector needs, nobody may be declared offline.
+        let watch = Instant::now();
+        while watch.elapsed() < Duration::from_secs(6) {
+            assert!(all_online(&all, 3), "a node went offline");
+            rt::sleep(Duration::from_millis(50)).await;
+        }
+        for recorder in &recorders {
+            assert!(
+                recorder.log().iter().all(|(_, s)| *s == NodeStatus::Online),
+                "an offline notification: {:?}",
+                recorder.log()
+            );
+        }
+        eventually("the panicking callback saw every update", || {
+            panics.load(Ordering::SeqCst) == 2
+        })
+        .await;
+    });
+}
+
+#[test]
+fn unread_stream_reports_lag_instead_of_growing() {
+    rt::block_on(async {
+        let capacity = 2;
+        let first = start(options("lag", "n0").queue_capacity(capacity)).await;
+        let mut unread = first.subscribe();
+        let mut nodes = vec![first.clone()];
+        for i in 1..6 {
+            nodes.push(node("lag", &format!("n{i}"), Some(&first)).await);
+        }
+        let all: Vec<&Handle> = nodes.iter().collect();
+        eventually("the cluster forms", || all_online(&all, 6)).await;
+        eventually("n0 counted the updates it could not queue", || {
+            first.lagged_updates() >= 3
+        })
+        .await;
+        let mut items = Vec::new();
+        while !matches!(items.last(), Some(Update::Lagged { .. })) {
+            let next = rt::timeout(DEADLINE, unread.recv()).await;
+            items.push(next.expect("an update in time").expect("n0 runs"));
+        }
+        assert_eq!(
+            items.len(),
+            capacity + 1,
+            "the queue held {capacity}: {items:?}"
+        );
+        let Some(Update::Lagged { missed }) = items.last() else {
+            unreachable!("the loop ends on a lag marker")
+        };
+        assert!(*missed >= 3, "five joins, two queued: {items:?}");
+        assert!(all_online(&all, 6), "the unread stream stalled nothing");
+    });
+}
+
+// ----- addresses and discovery -----
+
+#[test]
+fn port_zero_is_reported_and_a_wildcard_bind_advertises_loopback() {
+    rt::block_on(async {
+        let wildcard = options("wildcard", "a").bind("0.0.0.0:0".parse().expect("valid"));
+        let a = start(wildcard).await;
+        let bound = a.local_addr();
+        assert!(bound.ip().is_unspecified());
+        assert_ne!(bound.port(), 0, "the real port is reported");
+        assert_eq!(a.advertised_addr(), loopback(bound.port()));
+        let b = node("wildcard", "b", Some(&a)).await;
+        eventually("b joins through the advertised address", || {
+            all_online(&[&a, &b], 2)
+        })
+        .await;
+    });
+}
+
+#[test]
+fn seeds_by_host_name_and_by_cidr_range_find_the_cluster() {
+    rt::block_on(async {
+        let a = node("discovery", "a", None).await;
+        let port = a.advertised_addr().port();
+        // `localhost` may also resolve to ::1, which this IPv4 socket cannot reach:
+        // that send fails, and the node goes on.
+        let by_name = options("discovery", "b").seed_host(format!("localhost:{port}"));
+        let b = start(by_name).await;
+        let range: Seed = format!("127.0.0.0/29:{port}").parse().expect("valid range");
+        let c = start(options("discovery", "c").seed(range)).await;
+        eventually("all three are clustered", || all_online(&[&a, &b, &c], 3)).await;
+    });
+}
+
+#[test]
+fn a_node_that_found_nobody_merges_when_its_seed_appears() {
+    rt::block_on(async {
+        let reserved = UdpSocket::bind(loopback(0)).expect("a free port");
+        let seed_addr = reserved.local_addr().expect("bound");
+        drop(reserved);
+        let mut patient = config("merge");
+        patient.join_attempts = 1;
+        patient.join_retry = Duration::from_millis(100);
+        patient.rejoin_interval = Duration::from_millis(500);
+        let lonely = start(options("merge", "lonely").config(patient).seed(seed_addr)).await;
+        // Nobody answers: after its single attempt the node runs standalone.
+        rt::sleep(Duration::from_millis(300)).await;
+        assert_eq!(lonely.mode(), Mode::Standalone);
+        let seed = start(options("merge", "seed").bind(seed_addr)).await;
+        eventually("the slow re-probe merges them", || {
+            all_online(&[&lonely, &seed], 2)
+        })
+        .await;
+    });
+}
+
+// ----- stopping -----
+
+#[test]
+fn shutdown_closes_the_socket_and_later_commands_report_closed() {
+    rt::block_on(async {
+        let a = node("shutdown", "a", None).await;
+        let other = a.clone();
+        let addr = a.local_addr();
+        assert!(!port_is_free(addr));
+        a.shutdown().await;
+        assert!(
+            port_is_free(addr),
+            "shutdown returns after the socket closed"
+        );
+        assert!(!other.is_running());
+        assert_eq!(other.leave(), Err(CommandError::Closed));
+        assert_eq!(
+            other.join(&[Seed::Addr(loopback(9))]),
+            Err(CommandError::Closed)
+        );
+        let mut updates = other.subscribe();
+        let ended = rt::timeout(DEADLINE, updates.recv()).await;
+        assert_eq!(ended, Some(None), "a stream of a stopped node ends at once");
+        other.shutdown().await; // twice is harmless
+    });
+}
+
+#[test]
+fn dropping_the_last_handle_stops_the_node_and_frees_its_port() {
+    rt::block_on(async {
+        let a = node("drop", "a", None).await;
+        let addr = a.local_addr();
+        let clone = a.clone();
+        drop(a);
+        rt::sleep(Duration::from_millis(100)).await;
+        assert!(clone.is_running(), "a clone keeps the node alive");
+        assert!(!port_is_free(addr));
+        drop(clone);
+        eventually("the socket is closed", || port_is_free(addr)).await;
+    });
+}
