@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::keyring::KeyRing;
 use crate::name::ClusterId;
 
 /// Everything a [`Node`](crate::Node) can be tuned with.
@@ -76,6 +77,10 @@ pub struct Config {
     /// Offline rows are reaped (with `Op::Delete`) this long after they went offline.
     /// `None` (default) keeps them forever, as the original did.
     pub offline_retention: Option<Duration>,
+    /// When set, every packet is sealed (XChaCha20-Poly1305) with the ring's primary
+    /// key and only packets sealed with one of its keys are accepted. `None`
+    /// (default): plaintext, kept apart from other clusters by `cluster_id` only.
+    pub keys: Option<KeyRing>,
     /// Most rows the tracker holds; updates about further unknown nodes are dropped
     /// and counted. Default 65 536.
     pub max_nodes: usize,
@@ -106,6 +111,7 @@ impl Default for Config {
             max_join_targets: 4096,
             leave_timeout: Duration::from_secs(2),
             offline_retention: None,
+            keys: None,
             max_nodes: 65_536,
         }
     }

@@ -92,6 +92,7 @@ mod discovery;
 mod driver;
 mod event;
 mod gossip;
+mod keyring;
 mod members;
 mod name;
 mod node;
@@ -108,6 +109,7 @@ pub use driver::{
     NodeUpdate, Options, Sink, SinkError, StartError, Update,
 };
 pub use event::{Event, Mode, Op, SubscriberId, TrackerEvent};
+pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{LeaveError, NewNodeError, Node, Transmit, retransmit_limit};
 pub use probe::LocalHealth;

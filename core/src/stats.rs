@@ -27,11 +27,17 @@ pub enum DropReason {
     TrackerFull,
     /// `handle_unreachable` named an address no tracked node uses.
     UnknownAddress,
+    /// A plaintext packet while this node requires sealed ones (keys are set).
+    NotSealed,
+    /// A sealed packet, but this node has no keys.
+    UnexpectedSeal,
+    /// Sealed with a key this node does not hold, or altered on the way.
+    Authentication,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -43,6 +49,9 @@ impl DropReason {
         DropReason::WrongTarget,
         DropReason::TrackerFull,
         DropReason::UnknownAddress,
+        DropReason::NotSealed,
+        DropReason::UnexpectedSeal,
+        DropReason::Authentication,
     ];
 }
 

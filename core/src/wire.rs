@@ -1,8 +1,9 @@
 //! The wire format: one UDP datagram per packet.
 //!
 //! ```text
-//! magic "BTHV" (4) | version (1) | cluster id (8, little endian) | postcard body
-//! body = sender name, sender incarnation, one message, piggybacked updates
+//! magic "BTHV" (4) | version (1) | flags (1) | cluster id (8, little endian) | body
+//! body  = postcard(sender name, sender incarnation, one message, piggybacked updates)
+//! sealed (flags bit 0): body = ciphertext | nonce (24) | tag (16), header authenticated
 //! ```
 //!
 //! The fixed header comes first so a packet of another protocol, version or cluster
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use chrono::DateTime;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::keyring::{SEAL_OVERHEAD, Sealer};
 use crate::name::{ClusterId, NodeName};
 use crate::stats::DropReason;
 use crate::tracker::{DIGEST_BUCKETS, Digest, Health, TrackerRow};
@@ -22,8 +24,10 @@ use crate::tracker::{DIGEST_BUCKETS, Digest, Health, TrackerRow};
 pub const MAGIC: [u8; 4] = *b"BTHV";
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
-/// Bytes before the postcard body.
-pub const HEADER_LEN: usize = 13;
+/// Bytes before the body.
+pub const HEADER_LEN: usize = 14;
+/// Flag bit: the body is sealed with the cluster key ring.
+const FLAG_SEALED: u8 = 1;
 
 /// A tracker row as it travels: `last_change` in Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,9 +134,16 @@ pub(crate) struct Packet {
     pub(crate) gossip: Vec<Update>,
 }
 
-/// Decodes a datagram. Checks the header first, then the whole body; trailing bytes
-/// are an error so that one datagram has exactly one meaning.
-pub(crate) fn decode(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DropReason> {
+/// Decodes a datagram. Checks the header first, then opens a sealed body (into
+/// `scratch`, reused across calls), then decodes the whole body; trailing bytes are
+/// an error so that one datagram has exactly one meaning. With a `sealer`,
+/// plaintext is refused.
+pub(crate) fn decode(
+    bytes: &[u8],
+    cluster: ClusterId,
+    sealer: Option<&Sealer>,
+    scratch: &mut Vec<u8>,
+) -> Result<Packet, DropReason> {
     if bytes.len() < HEADER_LEN {
         return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
             DropReason::BadMagic
@@ -148,10 +159,25 @@ pub(crate) fn decode(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DropRea
         return Err(DropReason::UnsupportedVersion);
     }
     let mut id = [0u8; 8];
-    id.copy_from_slice(&header[5..13]);
+    id.copy_from_slice(&header[6..14]);
     if u64::from_le_bytes(id) != cluster.0 {
         return Err(DropReason::WrongCluster);
     }
+    let sealed = header[5] & FLAG_SEALED != 0;
+    if header[5] & !FLAG_SEALED != 0 {
+        return Err(DropReason::Malformed);
+    }
+    let body = match (sealed, sealer) {
+        (false, None) => body,
+        (false, Some(_)) => return Err(DropReason::NotSealed),
+        (true, None) => return Err(DropReason::UnexpectedSeal),
+        (true, Some(sealer)) => {
+            if !sealer.open(header, body, scratch) {
+                return Err(DropReason::Authentication);
+            }
+            scratch.as_slice()
+        }
+    };
     let (body, rest): (Body<NodeName, Message, Vec<Update>>, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| DropReason::Malformed)?;
     if !rest.is_empty() {
@@ -177,11 +203,15 @@ pub(crate) struct Sender<'a> {
     pub(crate) cluster: ClusterId,
     pub(crate) name: &'a NodeName,
     pub(crate) incarnation: u64,
+    /// Whether bodies are sealed (they grow by [`SEAL_OVERHEAD`]).
+    pub(crate) sealed: bool,
 }
 
 /// Size of a packet carrying `message` and no updates.
 pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
+    let seal = if sender.sealed { SEAL_OVERHEAD } else { 0 };
     HEADER_LEN
+        + seal
         + encoded_len(&Body {
             sender: sender.name,
             incarnation: sender.incarnation,
@@ -190,12 +220,21 @@ pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
         })
 }
 
-/// Encodes a packet into `out` (cleared first). The caller has checked the size
-/// with [`base_len`] and [`encoded_len`] of each update.
-pub(crate) fn encode(sender: Sender<'_>, message: &Message, gossip: &[&Update], out: &mut Vec<u8>) {
+/// Encodes a packet into `out` (cleared first), sealed when a `sealer` is given
+/// (`sender.sealed` must say the same). The caller has checked the size with
+/// [`base_len`] and [`encoded_len`] of each update.
+pub(crate) fn encode(
+    sender: Sender<'_>,
+    message: &Message,
+    gossip: &[&Update],
+    out: &mut Vec<u8>,
+    sealer: Option<&mut Sealer>,
+) {
+    debug_assert_eq!(sender.sealed, sealer.is_some());
     out.clear();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
+    out.push(if sealer.is_some() { FLAG_SEALED } else { 0 });
     out.extend_from_slice(&sender.cluster.0.to_le_bytes());
     let body = Body {
         sender: sender.name,
@@ -207,6 +246,9 @@ pub(crate) fn encode(sender: Sender<'_>, message: &Message, gossip: &[&Update], 
     let taken = std::mem::take(out);
     *out = postcard::to_extend(&body, taken)
         .expect("encoding in-memory values into a Vec cannot fail");
+    if let Some(sealer) = sealer {
+        sealer.seal(out, HEADER_LEN);
+    }
 }
 
 #[cfg(test)]
@@ -247,15 +289,20 @@ mod tests {
             cluster: CLUSTER,
             name: &me,
             incarnation: 3,
+            sealed: false,
         };
         let mut out = Vec::new();
-        encode(sender, message, gossip, &mut out);
+        encode(sender, message, gossip, &mut out, None);
         let expected: usize = base_len(sender, message)
             + gossip.iter().map(|u| encoded_len(*u)).sum::<usize>()
             + varint_len(gossip.len())
             - 1;
         assert_eq!(out.len(), expected, "size accounting matches the encoding");
         out
+    }
+
+    fn plain(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DropReason> {
+        decode(bytes, cluster, None, &mut Vec::new())
     }
 
     fn all_messages() -> Vec<Message> {
@@ -297,7 +344,7 @@ mod tests {
         };
         for message in all_messages() {
             let bytes = encode_one(&message, &[&update]);
-            let packet = decode(&bytes, CLUSTER).expect("round trip");
+            let packet = plain(&bytes, CLUSTER).expect("round trip");
             assert_eq!(packet.message, message);
             assert_eq!(packet.sender, name("me"));
             assert_eq!(packet.incarnation, 3);
@@ -308,16 +355,16 @@ mod tests {
     #[test]
     fn header_problems_have_their_own_reasons() {
         let good = encode_one(&Message::Gossip, &[]);
-        assert_eq!(decode(&good[..3], CLUSTER), Err(DropReason::Truncated));
-        assert_eq!(decode(&[], CLUSTER), Err(DropReason::Truncated));
-        assert_eq!(decode(b"GET / HTTP", CLUSTER), Err(DropReason::BadMagic));
+        assert_eq!(plain(&good[..3], CLUSTER), Err(DropReason::Truncated));
+        assert_eq!(plain(&[], CLUSTER), Err(DropReason::Truncated));
+        assert_eq!(plain(b"GET / HTTP", CLUSTER), Err(DropReason::BadMagic));
         let mut bad_version = good.clone();
         bad_version[4] = 99;
         assert_eq!(
-            decode(&bad_version, CLUSTER),
+            plain(&bad_version, CLUSTER),
             Err(DropReason::UnsupportedVersion)
         );
-        assert_eq!(decode(&good, ClusterId(43)), Err(DropReason::WrongCluster));
+        assert_eq!(plain(&good, ClusterId(43)), Err(DropReason::WrongCluster));
     }
 
     #[test]
@@ -330,14 +377,14 @@ mod tests {
         );
         for cut in HEADER_LEN..good.len() {
             assert_eq!(
-                decode(&good[..cut], CLUSTER),
+                plain(&good[..cut], CLUSTER),
                 Err(DropReason::Malformed),
                 "cut at {cut}"
             );
         }
         let mut padded = good.clone();
         padded.push(0);
-        assert_eq!(decode(&padded, CLUSTER), Err(DropReason::Malformed));
+        assert_eq!(plain(&padded, CLUSTER), Err(DropReason::Malformed));
     }
 
     #[test]
@@ -345,6 +392,7 @@ mod tests {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&MAGIC);
         bytes.push(VERSION);
+        bytes.push(0);
         bytes.extend_from_slice(&CLUSTER.0.to_le_bytes());
         let body = Body {
             sender: name("x"),
@@ -362,7 +410,46 @@ mod tests {
             )],
         };
         bytes = postcard::to_extend(&body, bytes).expect("encodes");
-        assert_eq!(decode(&bytes, CLUSTER), Err(DropReason::Malformed));
+        assert_eq!(plain(&bytes, CLUSTER), Err(DropReason::Malformed));
+    }
+
+    #[test]
+    fn sealed_packets_open_only_with_the_ring_and_never_as_plaintext() {
+        use crate::keyring::{Key, KeyRing};
+        let ring = KeyRing::new(Key::new([4; 32]));
+        let me = name("me");
+        let sender = Sender {
+            cluster: CLUSTER,
+            name: &me,
+            incarnation: 3,
+            sealed: true,
+        };
+        let message = Message::Ping {
+            seq: 5,
+            target: name("you"),
+        };
+        let mut sealer = Sealer::new(&ring, [1; 16]);
+        let mut out = Vec::new();
+        encode(sender, &message, &[], &mut out, Some(&mut sealer));
+        assert_eq!(out.len(), base_len(sender, &message));
+        let mut scratch = Vec::new();
+        let opener = Sealer::new(&ring, [2; 16]);
+        let packet = decode(&out, CLUSTER, Some(&opener), &mut scratch).expect("opens");
+        assert_eq!(packet.message, message);
+        assert_eq!(plain(&out, CLUSTER), Err(DropReason::UnexpectedSeal));
+        let stranger = Sealer::new(&KeyRing::new(Key::new([5; 32])), [2; 16]);
+        assert_eq!(
+            decode(&out, CLUSTER, Some(&stranger), &mut scratch),
+            Err(DropReason::Authentication)
+        );
+        let plaintext = encode_one(&message, &[]);
+        assert_eq!(
+            decode(&plaintext, CLUSTER, Some(&opener), &mut scratch),
+            Err(DropReason::NotSealed)
+        );
+        let mut unknown_flag = plaintext.clone();
+        unknown_flag[5] = 0x80;
+        assert_eq!(plain(&unknown_flag, CLUSTER), Err(DropReason::Malformed));
     }
 
     #[test]
@@ -375,7 +462,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let _ = decode(&bytes, CLUSTER);
+            let _ = plain(&bytes, CLUSTER);
         }
 
         #[test]
@@ -385,9 +472,10 @@ mod tests {
             let mut bytes = Vec::new();
             bytes.extend_from_slice(&MAGIC);
             bytes.push(VERSION);
+            bytes.push(0);
             bytes.extend_from_slice(&CLUSTER.0.to_le_bytes());
             bytes.extend_from_slice(&body);
-            let _ = decode(&bytes, CLUSTER);
+            let _ = plain(&bytes, CLUSTER);
         }
     }
 }

@@ -34,6 +34,7 @@ proptest! {
         if with_header {
             bytes.extend_from_slice(&MAGIC);
             bytes.push(VERSION);
+            bytes.push(0); // flags: plaintext
             bytes.extend_from_slice(&pump.node(0).config().cluster_id.0.to_le_bytes());
         }
         bytes.extend_from_slice(&body);
@@ -66,12 +67,13 @@ fn oversized_and_foreign_packets_are_counted_by_reason() {
     node.handle_packet(now, from, b"GET / HTTP/1.1\r\n");
     let mut foreign = MAGIC.to_vec();
     foreign.push(VERSION);
+    foreign.push(0);
     foreign.extend_from_slice(&12345u64.to_le_bytes());
     foreign.push(0);
     node.handle_packet(now, from, &foreign);
     let mut future = MAGIC.to_vec();
     future.push(VERSION + 1);
-    future.extend_from_slice(&[0; 9]);
+    future.extend_from_slice(&[0; 10]);
     node.handle_packet(now, from, &future);
     let stats = node.stats();
     assert_eq!(stats.dropped(DropReason::Oversized), 1);

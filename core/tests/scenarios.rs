@@ -373,3 +373,54 @@ fn a_process_restarting_on_the_same_port_within_200ms_is_never_offline() {
         );
     }
 }
+
+#[test]
+fn keys_rotate_across_a_live_cluster_without_anyone_going_offline() {
+    use beethoven_core::{DropReason, Key, KeyRing};
+    let (old, new) = (Key::new([1; 32]), Key::new([2; 32]));
+    let mut pump = Pump::new(16);
+    for i in 0..5 {
+        let mut config = config(160 + i);
+        config.keys = Some(KeyRing::new(old.clone()));
+        pump.add_node(config);
+    }
+    for i in 1..5 {
+        pump.join(i, &[Seed::Addr(pump.addrs[0])]);
+    }
+    pump.run_until(10 * SECOND, |p| p.all_live_online() && p.converged())
+        .expect("a sealed cluster forms");
+    let steps = [
+        KeyRing::new(old.clone()).accepting(new.clone()),
+        KeyRing::new(new.clone()).accepting(old.clone()),
+        KeyRing::new(new.clone()),
+    ];
+    for ring in steps {
+        // Applied node by node, with traffic flowing between the updates.
+        for i in 0..5 {
+            pump.node_mut(i).set_key_ring(Some(ring.clone()));
+            pump.run_for(Duration::from_millis(300));
+        }
+        pump.run_for(3 * SECOND);
+    }
+    assert!(pump.all_live_online() && pump.converged());
+    for i in 0..5 {
+        assert_eq!(
+            pump.offline_writes(&pump.names[i]),
+            0,
+            "node {i} never offline"
+        );
+        assert_eq!(pump.node(i).stats().dropped(DropReason::Authentication), 0);
+    }
+    // A node still on the old key, or on none, is shut out and changes nothing.
+    let before = pump.node(0).tracker().clone();
+    let mut stale = config(170);
+    stale.keys = Some(KeyRing::new(old));
+    let stale_node = pump.add_node(stale);
+    pump.join(stale_node, &[Seed::Addr(pump.addrs[0])]);
+    let plain_node = pump.add_node(config(171));
+    pump.join(plain_node, &[Seed::Addr(pump.addrs[0])]);
+    pump.run_for(2 * SECOND);
+    assert_eq!(pump.node(0).tracker(), &before);
+    assert!(pump.node(0).stats().dropped(DropReason::Authentication) > 0);
+    assert!(pump.node(0).stats().dropped(DropReason::NotSealed) > 0);
+}

@@ -22,7 +22,13 @@ impl Node {
         if bytes.len() > self.config.max_packet_size {
             return self.drop_packet(from, DropReason::Oversized);
         }
-        let packet = match wire::decode(bytes, self.config.cluster_id) {
+        let decoded = wire::decode(
+            bytes,
+            self.config.cluster_id,
+            self.sealer.as_ref(),
+            &mut self.open_buf,
+        );
+        let packet = match decoded {
             Ok(packet) => packet,
             Err(reason) => return self.drop_packet(from, reason),
         };

@@ -43,10 +43,12 @@ fn packet(from: &str, incarnation: u64, message: Message, gossip: &[&Update]) ->
             cluster: Config::for_cluster("unit").cluster_id,
             name: &sender,
             incarnation,
+            sealed: false,
         },
         &message,
         gossip,
         &mut out,
+        None,
     );
     out
 }
@@ -68,7 +70,8 @@ fn sent(node: &mut Node) -> Vec<(SocketAddr, Packet)> {
     let cluster = node.config().cluster_id;
     let mut out = Vec::new();
     while let Some(t) = node.poll_transmit() {
-        let packet = crate::wire::decode(t.payload, cluster).expect("own packets decode");
+        let packet = crate::wire::decode(t.payload, cluster, None, &mut Vec::new())
+            .expect("own packets decode");
         out.push((t.to, packet));
     }
     out
@@ -277,7 +280,8 @@ fn join_replies_are_chunked_within_the_packet_size() {
     let cluster = node.config.cluster_id;
     while let Some(t) = node.poll_transmit() {
         assert!(t.payload.len() <= 1400);
-        let packet = crate::wire::decode(t.payload, cluster).expect("decodes");
+        let packet =
+            crate::wire::decode(t.payload, cluster, None, &mut Vec::new()).expect("decodes");
         if let Message::JoinReply { rows: chunk } = packet.message {
             rows += chunk.len();
             chunks += 1;
