@@ -45,6 +45,7 @@ pub mod network;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod strategy;
 pub mod trace;
 
 pub use fault::{Fault, FaultKind, HostFate, Outcome, Planner, Scheduled};

@@ -1,7 +1,7 @@
 //! What a run measured: how fast news of a node spread (detection of a crash, a
 //! join, a leave), false offline declarations, and traffic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use beethoven_core::NodeStatus;
@@ -115,6 +115,8 @@ pub struct Metrics {
     pub false_offline: BTreeSet<(usize, u64)>,
     /// Tracker writes that took a node offline as dead, anywhere.
     pub offline_writes: u64,
+    /// Those writes by the node written dead (node index → count).
+    pub offline_writes_about: BTreeMap<usize, u64>,
     /// Datagrams handed to the network.
     pub packets_sent: u64,
     /// Bytes handed to the network.

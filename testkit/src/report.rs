@@ -39,6 +39,8 @@ pub struct Report {
     pub false_offline: usize,
     /// Tracker writes anywhere that took a node offline as dead.
     pub offline_writes: u64,
+    /// Those about nodes no fault touched (in `pause`: about anyone but the paused node).
+    pub offline_writes_untouched: u64,
     /// Joins (and restarts) online everywhere.
     pub joins: usize,
     /// Join → online on 99.99% of nodes, 99th percentile.
@@ -102,6 +104,10 @@ impl Report {
             ("detection p99 s", opt(self.detection_p99_s)),
             ("false offline", self.false_offline.to_string()),
             ("offline writes", self.offline_writes.to_string()),
+            (
+                "offline writes, untouched nodes",
+                self.offline_writes_untouched.to_string(),
+            ),
             ("joins", self.joins.to_string()),
             ("join 99.99% p99 s", opt(self.join_most_p99_s)),
             ("join 100% p50 s", opt(self.join_all_p50_s)),
@@ -163,12 +169,15 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 14] = [
+        let metrics: [(&str, Get); 15] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
             ("detection p99 s", |r| r.detection_p99_s),
             ("false offline", |r| Some(r.false_offline as f64)),
+            ("offline writes, untouched nodes", |r| {
+                Some(r.offline_writes_untouched as f64)
+            }),
             ("join 99.99% p99 s", |r| r.join_most_p99_s),
             ("join 100% p50 s", |r| r.join_all_p50_s),
             ("join 100% p99 s", |r| r.join_all_p99_s),
@@ -287,6 +296,7 @@ mod tests {
             detection_p99_s: Some(detection),
             false_offline: 0,
             offline_writes: 9,
+            offline_writes_untouched: 0,
             joins: 0,
             join_most_p99_s: None,
             join_all_p50_s: None,

@@ -22,7 +22,8 @@ use crate::sim::{BuildError, Sim};
 pub enum ScenarioKind {
     /// No faults: traffic and false offline declarations of a healthy cluster.
     Steady,
-    /// A silent crash (the host vanishes) every 10 s: detection latency.
+    /// A crash every 10 s (silent unless `crash_host` says the host stays up):
+    /// detection latency.
     Crash,
     /// A third of the nodes is cut off, then healed halfway: convergence after heal.
     Partition,
@@ -31,7 +32,8 @@ pub enum ScenarioKind {
     Churn,
     /// One node paused 2 s every 60 s (the first at 30 s): no one else declared offline.
     Pause,
-    /// A tenth of the cluster (at least one node) joins at once: join spread.
+    /// A tenth of the cluster (at least one node, or `joiners`) joins at once:
+    /// join spread.
     JoinStorm,
 }
 
@@ -48,6 +50,11 @@ pub struct Params {
     pub network: NetworkModel,
     /// The measured window (faults happen within it).
     pub duration: Duration,
+    /// How many nodes join in `join-storm` (default: a tenth, at least one).
+    pub joiners: Option<usize>,
+    /// What a crash in `crash` leaves behind: a vanished host (default) or a host
+    /// that bounces datagrams with unreachable hints.
+    pub crash_host: HostFate,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -62,6 +69,8 @@ impl Params {
             seed: 1,
             network: NetworkModel::lan(),
             duration: Duration::from_secs(60),
+            joiners: None,
+            crash_host: HostFate::Vanishes,
             config: Config::for_cluster("sim"),
         }
     }
@@ -76,7 +85,7 @@ pub fn run(
     #[allow(clippy::disallowed_methods)] // wall time of the run, reported only
     let wall = Instant::now();
     let standby = match params.scenario {
-        ScenarioKind::JoinStorm => (params.nodes / 10).max(1),
+        ScenarioKind::JoinStorm => params.joiners.unwrap_or((params.nodes / 10).max(1)),
         _ => 0,
     };
     let mut sim = Sim::builder()
@@ -100,7 +109,7 @@ pub fn run(
             let mut victims: Vec<usize> = (0..n).collect();
             while at < d && victims.len() > n.div_ceil(2) {
                 let node = victims.swap_remove(rng.usize(..victims.len()));
-                let host = HostFate::Vanishes;
+                let host = params.crash_host;
                 sim.schedule(start + at, Fault::Crash { node, host });
                 at += Duration::from_secs(10);
             }
@@ -223,6 +232,14 @@ fn build_report(
         detection_p99_s: secs(percentile(&detections, 99.0)),
         false_offline: m.false_offline.len(),
         offline_writes: m.offline_writes,
+        offline_writes_untouched: {
+            let touched = touched_nodes(sim);
+            m.offline_writes_about
+                .iter()
+                .filter(|(node, _)| !touched.contains(node))
+                .map(|(_, count)| count)
+                .sum()
+        },
         joins: joins.len(),
         join_most_p99_s: secs(percentile(&joins_most, 99.0)),
         join_all_p50_s: secs(percentile(&joins, 50.0)),
@@ -245,6 +262,20 @@ fn build_report(
         memory_per_tracked_node_bytes: None,
         wall_s: wall.elapsed().as_secs_f64(),
     }
+}
+
+/// Nodes any scheduled fault touched (partitions and link rules included).
+fn touched_nodes(sim: &Sim) -> std::collections::BTreeSet<usize> {
+    let mut touched = std::collections::BTreeSet::new();
+    for (scheduled, _) in sim.outcomes() {
+        match &scheduled.fault {
+            Fault::Partition { groups } => touched.extend(groups.iter().flatten().copied()),
+            Fault::OneWay { from, to } => touched.extend(from.iter().chain(to).copied()),
+            Fault::Link { from, to, .. } => touched.extend([*from, *to]),
+            fault => touched.extend(fault.node()),
+        }
+    }
+    touched
 }
 
 #[cfg(test)]

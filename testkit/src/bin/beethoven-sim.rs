@@ -18,10 +18,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beethoven_testkit::NetworkModel;
 use beethoven_testkit::metrics::resident_memory;
 use beethoven_testkit::report::{Report, Summary};
 use beethoven_testkit::scenario::{self, Params, ScenarioKind};
+use beethoven_testkit::{HostFate, NetworkModel};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -50,6 +50,13 @@ struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = ScenarioKind::Steady)]
     scenario: ScenarioKind,
+    /// join-storm: how many nodes join at once (default: a tenth of --nodes).
+    #[arg(long)]
+    joiners: Option<usize>,
+    /// crash: the host stays up and bounces datagrams, so senders get
+    /// unreachable hints (default: the host vanishes silently).
+    #[arg(long)]
+    hints: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -85,6 +92,12 @@ fn main() -> ExitCode {
             seed: args.seed + k,
             network: network.clone(),
             duration: Duration::from_secs_f64(args.duration.max(0.0)),
+            joiners: args.joiners,
+            crash_host: if args.hints {
+                HostFate::StaysUp
+            } else {
+                HostFate::Vanishes
+            },
             ..Params::new(args.scenario)
         };
         if let Some(bar) = &bar {

@@ -282,6 +282,9 @@ impl Sim {
                 let about = self.by_name.get(&change.new_row.node).copied();
                 if is_declaration(change) {
                     self.metrics.offline_writes += 1;
+                    if let Some(j) = about {
+                        *self.metrics.offline_writes_about.entry(j).or_default() += 1;
+                    }
                     let healthy = about.is_some_and(|j| self.is_healthy(j));
                     let observer = self.slots[i].name.clone();
                     if let Err(kind) = check_accuracy(&observer, change, |_| healthy) {

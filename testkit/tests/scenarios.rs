@@ -1,0 +1,251 @@
+//! Scenario tests: each fault the simulator models, on a small cluster, with the
+//! behaviour the protocol promises and no invariant violated.
+
+use std::time::Duration;
+
+use beethoven_core::{Health, NodeStatus};
+use beethoven_testkit::{Fault, HostFate, LinkRule, NetworkModel, Outcome, Sim, WatchKind};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn cluster(nodes: usize, seed: u64) -> Sim {
+    Sim::builder()
+        .nodes(nodes)
+        .seed(seed)
+        .build()
+        .expect("the cluster forms")
+}
+
+fn assert_clean(sim: &Sim) {
+    assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+}
+
+#[test]
+fn a_formed_cluster_agrees_and_stays_quiet() {
+    let mut sim = cluster(20, 1);
+    assert!(sim.settled());
+    sim.run_for(30 * SECOND);
+    assert!(sim.settled());
+    assert_eq!(sim.metrics().offline_writes, 0);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_silent_crash_is_detected_everywhere_and_ends_offline() {
+    let mut sim = cluster(10, 2);
+    assert_eq!(
+        sim.apply(Fault::Crash {
+            node: 4,
+            host: HostFate::Vanishes
+        }),
+        Outcome::Fired
+    );
+    sim.run_for(15 * SECOND);
+    let detected = sim.metrics().latencies(WatchKind::Crash);
+    assert_eq!(detected.len(), 1);
+    assert!(
+        detected[0] < sim.timing().detection,
+        "took {:?}",
+        detected[0]
+    );
+    for i in sim.up() {
+        assert_eq!(sim.status(i, 4), Some(NodeStatus::Offline));
+    }
+    assert_eq!(
+        sim.apply(Fault::Crash {
+            node: 4,
+            host: HostFate::Vanishes
+        }),
+        Outcome::Skipped("not running")
+    );
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_crash_with_the_host_up_sends_unreachable_hints() {
+    let mut sim = cluster(10, 3);
+    sim.apply(Fault::Crash {
+        node: 2,
+        host: HostFate::StaysUp,
+    });
+    sim.run_for(10 * SECOND);
+    assert!(sim.metrics().unreachable_hints > 0);
+    assert_eq!(sim.metrics().latencies(WatchKind::Crash).len(), 1);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_restart_at_a_new_address_comes_back_online_everywhere() {
+    let mut sim = cluster(8, 4);
+    let old = sim.addr(3);
+    sim.apply(Fault::Crash {
+        node: 3,
+        host: HostFate::Vanishes,
+    });
+    sim.run_for(10 * SECOND);
+    assert_eq!(
+        sim.apply(Fault::Restart {
+            node: 3,
+            new_addr: true
+        }),
+        Outcome::Fired
+    );
+    assert_ne!(sim.addr(3), old);
+    let took = sim.run_until(10 * SECOND, SECOND / 20, Sim::settled);
+    assert!(
+        took.is_some(),
+        "{}",
+        sim.whole_cluster_violation(10 * SECOND)
+    );
+    let new = sim.addr(3);
+    for i in sim.up() {
+        let row = sim
+            .node(i)
+            .and_then(|n| n.row(sim.name(3)))
+            .expect("tracked");
+        assert_eq!((row.status, row.addr), (NodeStatus::Online, new));
+        assert!(row.incarnation > 0);
+    }
+    assert_eq!(sim.metrics().latencies(WatchKind::Join).len(), 1);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_short_pause_is_not_declared_and_queued_packets_arrive_on_resume() {
+    let mut sim = cluster(10, 5);
+    sim.apply(Fault::Pause {
+        node: 6,
+        duration: 2 * SECOND,
+    });
+    sim.run_for(SECOND);
+    assert!(sim.is_paused(6));
+    sim.run_for(20 * SECOND);
+    assert!(!sim.is_paused(6));
+    assert!(
+        sim.node(6).expect("running").stats().stalls > 0,
+        "the node noticed its stall"
+    );
+    let others: u64 = sim
+        .metrics()
+        .offline_writes_about
+        .iter()
+        .filter(|(n, _)| **n != 6)
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(others, 0);
+    assert!(sim.settled());
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_graceful_leave_goes_offline_everywhere_and_the_process_stops() {
+    let mut sim = cluster(8, 6);
+    assert_eq!(sim.apply(Fault::Leave { node: 1 }), Outcome::Fired);
+    sim.run_for(5 * SECOND);
+    assert!(sim.node(1).is_none(), "stopped after LeaveFinished");
+    for i in sim.up() {
+        let row = sim
+            .node(i)
+            .and_then(|n| n.row(sim.name(1)))
+            .expect("tracked");
+        assert_eq!(row.health, Health::Left);
+    }
+    assert_eq!(sim.metrics().latencies(WatchKind::Leave).len(), 1);
+    assert_eq!(sim.metrics().offline_writes, 0, "no one was declared dead");
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_partition_heals_into_one_cluster_with_everyone_online() {
+    let mut sim = cluster(12, 7);
+    sim.apply(Fault::Partition {
+        groups: vec![vec![0, 1, 2, 3]],
+    });
+    sim.run_for(20 * SECOND);
+    assert_eq!(sim.status(0, 8), Some(NodeStatus::Offline));
+    assert_eq!(sim.status(8, 0), Some(NodeStatus::Offline));
+    let bound = sim.timing().liveness;
+    let took = sim.liveness_gate(bound).expect("heals");
+    assert!(took < bound);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_one_way_partition_and_lossy_links_do_not_break_the_cluster() {
+    let mut sim = cluster(10, 8);
+    sim.apply(Fault::OneWay {
+        from: vec![0],
+        to: vec![5],
+    });
+    let rule = LinkRule {
+        loss: Some(0.5),
+        extra_latency: 20 * Duration::from_millis(1),
+        ..LinkRule::default()
+    };
+    sim.apply(Fault::Link {
+        from: 2,
+        to: 3,
+        rule,
+    });
+    sim.run_for(30 * SECOND);
+    let bound = sim.timing().liveness;
+    sim.liveness_gate(bound).expect("settles");
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_slow_node_catches_up_and_nobody_healthy_is_declared() {
+    let mut sim = cluster(10, 9);
+    sim.apply(Fault::Slow {
+        node: 4,
+        per_event: Duration::from_millis(2),
+        duration: 5 * SECOND,
+    });
+    sim.run_for(20 * SECOND);
+    let bound = sim.timing().liveness;
+    sim.liveness_gate(bound).expect("settles");
+    assert_clean(&sim);
+}
+
+#[test]
+fn standby_nodes_join_when_started() {
+    let mut sim = Sim::builder()
+        .nodes(10)
+        .standby(3)
+        .seed(10)
+        .build()
+        .expect("forms");
+    assert!(sim.node(11).is_none());
+    for node in 10..13 {
+        sim.schedule(sim.now() + SECOND, Fault::Start { node });
+    }
+    sim.run_for(5 * SECOND);
+    assert_eq!(sim.up().len(), 13);
+    assert!(sim.settled());
+    assert_eq!(sim.metrics().latencies(WatchKind::Join).len(), 3);
+    assert!(sim.outcomes().all(|(_, o)| o == Some(&Outcome::Fired)));
+    assert_clean(&sim);
+}
+
+#[test]
+fn network_model_duplication_and_reordering_keep_the_invariants() {
+    let network = NetworkModel {
+        duplicate: 0.1,
+        reorder: 0.2,
+        ..NetworkModel::lan().with_loss(0.05)
+    };
+    let mut sim = Sim::builder()
+        .nodes(15)
+        .seed(11)
+        .network(network)
+        .build()
+        .expect("forms");
+    sim.apply(Fault::Crash {
+        node: 0,
+        host: HostFate::Vanishes,
+    });
+    sim.run_for(30 * SECOND);
+    let bound = sim.timing().liveness;
+    sim.liveness_gate(bound).expect("settles");
+    assert_clean(&sim);
+}
