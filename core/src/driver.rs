@@ -68,6 +68,16 @@ pub use control::{Command, CommandError, Control};
 use control::{CommandKind, SharedSnapshot, Snapshot, lock};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 use router::Router;
+
+/// The names an application of a runtime crate needs besides the runtime's own
+/// `start`, `Handle` and `Updates`. `beethoven-tokio` and `beethoven-smol` both
+/// re-export exactly this, so their APIs match item for item.
+pub mod prelude {
+    pub use crate::{
+        Cidr, CommandError, Config, Control, Health, Mode, NodeName, NodeStatus, NodeUpdate,
+        Options, Seed, StartError, Stats, SubscriberId, TrackerRow, Update,
+    };
+}
 pub use router::{NodeUpdate, Sink, SinkError, Update};
 
 /// What woke the runtime's task.

@@ -1,14 +1,53 @@
 //! The application's side of a running node.
 
+use std::net::UdpSocket;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
 
 use beethoven_core::{
-    Command, CommandError, Control, NodeUpdate, Sink, SinkError, SubscriberId, Update,
+    Command, CommandError, Control, Driver, NodeUpdate, Options, Sink, SinkError, StartError,
+    SubscriberId, Update,
 };
+use smol::Async;
 use smol::channel::{self, Receiver, Sender, TrySendError};
 use smol::stream::Stream;
+
+use crate::task;
+
+/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
+/// (if any) and spawns the node's task on smol's global executor.
+pub async fn start(options: Options) -> Result<Handle, StartError> {
+    let addr = options.bind_addr();
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = Async::<UdpSocket>::bind(addr).map_err(bind_error)?;
+    let bound = socket.get_ref().local_addr().map_err(bind_error)?;
+    let mut resolved = Vec::new();
+    for host in options.seed_hosts() {
+        let addrs = smol::net::resolve(host.as_str()).await;
+        resolved.extend(addrs.map_err(|source| StartError::Resolve {
+            host: host.clone(),
+            source,
+        })?);
+    }
+    let (commands, inbox) = channel::unbounded();
+    let queue = commands.clone();
+    let (driver, control) = Driver::new(
+        options,
+        bound,
+        &resolved,
+        Instant::now(),
+        SystemTime::now().into(),
+        move |command| {
+            queue
+                .try_send(command)
+                .map_err(|refused| refused.into_inner())
+        },
+    )?;
+    smol::spawn(task::run(driver, socket, inbox)).detach();
+    Ok(Handle::new(control, commands))
+}
 
 /// A running node. Cheap to clone; every clone controls the same node. Getters and
 /// commands (`mode`, `cluster_nodes`, `active_nodes`, `stats`, `name`,
@@ -22,14 +61,6 @@ pub struct Handle {
     /// A sender of the task's command channel, kept to learn when the task has
     /// ended (the channel closes when the task drops its end).
     commands: Sender<Command>,
-}
-
-impl Deref for Handle {
-    type Target = Control;
-
-    fn deref(&self) -> &Control {
-        &self.control
-    }
 }
 
 impl Handle {
@@ -108,5 +139,13 @@ impl Stream for Updates {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
         self.queue.as_mut().poll_next(cx)
+    }
+}
+
+impl Deref for Handle {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.control
     }
 }

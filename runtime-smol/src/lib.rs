@@ -63,47 +63,5 @@
 mod handle;
 mod task;
 
-use std::net::UdpSocket;
-use std::time::{Instant, SystemTime};
-
-use beethoven_core::Driver;
-use smol::Async;
-
-pub use beethoven_core::{
-    CommandError, Config, Control, Mode, NodeName, NodeStatus, NodeUpdate, Options, Seed,
-    StartError, Stats, SubscriberId, TrackerRow, Update,
-};
-pub use handle::{Handle, Updates};
-
-/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
-/// (if any) and spawns the node's task on smol's global executor.
-pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let addr = options.bind_addr();
-    let bind_error = |source| StartError::Bind { addr, source };
-    let socket = Async::<UdpSocket>::bind(addr).map_err(bind_error)?;
-    let bound = socket.get_ref().local_addr().map_err(bind_error)?;
-    let mut resolved = Vec::new();
-    for host in options.seed_hosts() {
-        let addrs = smol::net::resolve(host.as_str()).await;
-        resolved.extend(addrs.map_err(|source| StartError::Resolve {
-            host: host.clone(),
-            source,
-        })?);
-    }
-    let (commands, inbox) = smol::channel::unbounded();
-    let queue = commands.clone();
-    let (driver, control) = Driver::new(
-        options,
-        bound,
-        &resolved,
-        Instant::now(),
-        SystemTime::now().into(),
-        move |command| {
-            queue
-                .try_send(command)
-                .map_err(|refused| refused.into_inner())
-        },
-    )?;
-    smol::spawn(task::run(driver, socket, inbox)).detach();
-    Ok(Handle::new(control, commands))
-}
+pub use beethoven_core::prelude::*;
+pub use handle::{Handle, Updates, start};

@@ -3,13 +3,58 @@
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
 
 use beethoven_core::{
-    Command, CommandError, Control, NodeUpdate, Sink, SinkError, SubscriberId, Update,
+    Command, CommandError, Control, Driver, NodeUpdate, Options, Sink, SinkError, StartError,
+    SubscriberId, Update,
 };
 use futures_core::Stream;
+use tokio::net::{UdpSocket, lookup_host};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, UnboundedSender};
+
+use crate::task;
+
+/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
+/// (if any) and spawns the node's task on the current tokio runtime.
+///
+/// # Panics
+///
+/// Outside a tokio runtime (like `tokio::spawn`).
+pub async fn start(options: Options) -> Result<Handle, StartError> {
+    let addr = options.bind_addr();
+    let socket = UdpSocket::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let mut resolved = Vec::new();
+    for host in options.seed_hosts() {
+        match lookup_host(host.as_str()).await {
+            Ok(addrs) => resolved.extend(addrs),
+            Err(source) => {
+                let host = host.clone();
+                return Err(StartError::Resolve { host, source });
+            }
+        }
+    }
+    let (commands, inbox) = mpsc::unbounded_channel();
+    let queue = commands.clone();
+    let now = Instant::now();
+    let send_command = move |command| queue.send(command).map_err(|refused| refused.0);
+    let (driver, control) = Driver::new(
+        options,
+        bound,
+        &resolved,
+        now,
+        SystemTime::now().into(),
+        send_command,
+    )?;
+    tokio::spawn(task::run(driver, socket, inbox));
+    Ok(Handle::new(control, commands))
+}
 
 /// A running node. Cheap to clone; every clone controls the same node. Getters and
 /// commands (`mode`, `cluster_nodes`, `active_nodes`, `stats`, `name`,
@@ -24,14 +69,6 @@ pub struct Handle {
     /// ended (the channel closes when the task drops its end).
     commands: UnboundedSender<Command>,
     runtime: tokio::runtime::Handle,
-}
-
-impl Deref for Handle {
-    type Target = Control;
-
-    fn deref(&self) -> &Control {
-        &self.control
-    }
 }
 
 impl Handle {
@@ -112,5 +149,13 @@ impl Stream for Updates {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
         self.queue.poll_recv(cx)
+    }
+}
+
+impl Deref for Handle {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.control
     }
 }

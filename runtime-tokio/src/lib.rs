@@ -63,54 +63,5 @@
 mod handle;
 mod task;
 
-use std::time::{Instant, SystemTime};
-
-use beethoven_core::Driver;
-use tokio::net::{UdpSocket, lookup_host};
-use tokio::sync::mpsc;
-
-pub use beethoven_core::{
-    CommandError, Config, Control, Mode, NodeName, NodeStatus, NodeUpdate, Options, Seed,
-    StartError, Stats, SubscriberId, TrackerRow, Update,
-};
-pub use handle::{Handle, Updates};
-
-/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
-/// (if any) and spawns the node's task on the current tokio runtime.
-///
-/// # Panics
-///
-/// Outside a tokio runtime (like `tokio::spawn`).
-pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let addr = options.bind_addr();
-    let socket = UdpSocket::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let bound = socket
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let mut resolved = Vec::new();
-    for host in options.seed_hosts() {
-        match lookup_host(host.as_str()).await {
-            Ok(addrs) => resolved.extend(addrs),
-            Err(source) => {
-                let host = host.clone();
-                return Err(StartError::Resolve { host, source });
-            }
-        }
-    }
-    let (commands, inbox) = mpsc::unbounded_channel();
-    let queue = commands.clone();
-    let now = Instant::now();
-    let send_command = move |command| queue.send(command).map_err(|refused| refused.0);
-    let (driver, control) = Driver::new(
-        options,
-        bound,
-        &resolved,
-        now,
-        SystemTime::now().into(),
-        send_command,
-    )?;
-    tokio::spawn(task::run(driver, socket, inbox));
-    Ok(Handle::new(control, commands))
-}
+pub use beethoven_core::prelude::*;
+pub use handle::{Handle, Updates, start};

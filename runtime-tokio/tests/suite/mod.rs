@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beethoven_core::{
-    ClusterId, CommandError, Config, DropReason, HEADER_LEN, Health, MAGIC, Mode, NodeName,
-    NodeStatus, Options, Seed, TrackerRow, Update, VERSION,
+    CommandError, Config, DropReason, HEADER_LEN, Health, Mode, NodeName, NodeStatus, Options,
+    Seed, TrackerRow, Update,
 };
 
 use crate::rt::{self, Handle};
@@ -135,6 +135,29 @@ impl Recorder {
         let about = log.iter().filter(|(n, _)| n.as_str() == node);
         about.map(|(_, s)| *s).collect()
     }
+}
+
+/// Starts a node seeded with `raw`'s address and returns the first datagram it
+/// sends there (a join request); the node is shut down again.
+async fn capture(raw: &UdpSocket, options: Options) -> Vec<u8> {
+    raw.set_nonblocking(true)
+        .expect("a non-blocking raw socket");
+    let seed = raw.local_addr().expect("bound");
+    let sender = start(options.seed(seed)).await;
+    let mut buf = [0u8; 2048];
+    let started = Instant::now();
+    let datagram = loop {
+        match raw.recv_from(&mut buf) {
+            Ok((len, _)) => break buf[..len].to_vec(),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(started.elapsed() < DEADLINE, "no join request came");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("raw receive failed: {error}"),
+        }
+    };
+    sender.shutdown().await;
+    datagram
 }
 
 fn port_is_free(addr: SocketAddr) -> bool {
@@ -340,26 +363,18 @@ fn garbage_truncated_and_wrong_cluster_datagrams_are_dropped_and_counted() {
         let target = &nodes[0];
         let rows_before = target.cluster_nodes();
         let received_before = target.stats().packets_received;
+        // Genuine datagrams, captured from join requests of a node of this cluster and
+        // of one of another cluster, so the suite does not restate the wire format.
         let raw = UdpSocket::bind(loopback(0)).expect("a raw socket");
+        let genuine = capture(&raw, options("garbage", "probe")).await;
+        let foreign = capture(&raw, options("another-cluster", "stranger")).await;
         let to = target.advertised_addr();
-        let own = ClusterId::from_name("garbage").0.to_le_bytes();
-        let other = ClusterId::from_name("another-cluster").0.to_le_bytes();
-        let header = |cluster: [u8; 8]| {
-            let mut bytes = MAGIC.to_vec();
-            bytes.push(VERSION);
-            bytes.extend_from_slice(&cluster);
-            assert_eq!(bytes.len(), HEADER_LEN);
-            bytes
-        };
-        let mut wrong_cluster = header(other);
-        wrong_cluster.extend_from_slice(&[1, 2, 3, 4, 5]);
-        let mut malformed = header(own);
-        malformed.extend_from_slice(&[0xff; 40]);
+        let cut = &genuine[..HEADER_LEN + 3];
         let datagrams: [(&[u8], DropReason); 5] = [
-            (&[0x42, 0x54], DropReason::Truncated),
+            (&genuine[..2], DropReason::Truncated),
             (&[0xde; 64], DropReason::BadMagic),
-            (&wrong_cluster, DropReason::WrongCluster),
-            (&malformed, DropReason::Malformed),
+            (&foreign, DropReason::WrongCluster),
+            (cut, DropReason::Malformed),
             (&[0u8; 3000], DropReason::Oversized),
         ];
         for (bytes, _) in &datagrams {
