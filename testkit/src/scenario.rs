@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::fault::{Fault, FaultKind, HostFate, random_schedule};
 use crate::metrics::{WatchKind, percentile};
 use crate::network::NetworkModel;
-use crate::report::Report;
+pub use crate::report::Report;
 use crate::sim::{BuildError, Sim};
 
 /// The scenarios.

@@ -1,0 +1,207 @@
+//! Performance targets (issue 7), measured in simulated time: deterministic, so
+//! they are ordinary tests. LAN defaults: 1 ms ± 0.5 ms, default config.
+//!
+//! The heavy ones (1-hour runs, 1000 nodes) are `#[ignore]`d to keep the debug
+//! suite fast; run them in release:
+//!
+//! ```text
+//! cargo test --release -p beethoven-testkit --test targets -- --ignored --nocapture
+//! ```
+//!
+//! Each also has a `beethoven-sim` command that reproduces its number (in its doc).
+
+#![allow(clippy::print_stderr)] // the measured numbers are printed for the record
+
+use std::time::Duration;
+
+use beethoven_core::Config;
+use beethoven_testkit::metrics::percentile;
+use beethoven_testkit::scenario::{self, Params, ScenarioKind};
+use beethoven_testkit::{Fault, HostFate, NetworkModel, Outcome, Sim, WatchKind};
+
+const SECOND: Duration = Duration::from_secs(1);
+const SEEDS: u64 = 20;
+
+fn lan(nodes: usize, standby: usize, seed: u64) -> Sim {
+    Sim::builder()
+        .nodes(nodes)
+        .standby(standby)
+        .seed(seed)
+        .config(Config::for_cluster("targets"))
+        .network(NetworkModel::lan())
+        .build()
+        .expect("the cluster forms")
+}
+
+/// One crash per seed on a formed `nodes`-node LAN cluster: the time until the
+/// crashed node is offline on every survivor (`Duration::MAX` if it never is
+/// within 60 s).
+fn detection_latencies(nodes: usize, host: HostFate) -> Vec<Duration> {
+    (1..=SEEDS)
+        .map(|seed| {
+            let mut sim = lan(nodes, 0, seed);
+            let victim = (seed as usize * 37) % nodes;
+            assert_eq!(
+                sim.apply(Fault::Crash { node: victim, host }),
+                Outcome::Fired
+            );
+            sim.run_until(60 * SECOND, SECOND / 10, |s| {
+                s.metrics().unfinished(WatchKind::Crash) == 0
+            });
+            assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+            sim.metrics()
+                .latencies(WatchKind::Crash)
+                .first()
+                .copied()
+                .unwrap_or(Duration::MAX)
+        })
+        .collect()
+}
+
+fn p(values: &[Duration], q: f64) -> Duration {
+    percentile(values, q).expect("values")
+}
+
+/// `beethoven-sim --nodes 100 --scenario crash --seeds 20 --duration 60` reports the same
+/// metric over 5 crashes per seed.
+#[test]
+fn silent_crash_at_100_nodes_is_offline_everywhere_p50_3s_p99_6s() {
+    let latencies = detection_latencies(100, HostFate::Vanishes);
+    let (p50, p99) = (p(&latencies, 50.0), p(&latencies, 99.0));
+    eprintln!("silent crash, N=100, {SEEDS} seeds: p50 {p50:?}, p99 {p99:?}");
+    assert!(p50 <= 3 * SECOND, "p50 {p50:?}");
+    assert!(p99 <= 6 * SECOND, "p99 {p99:?}");
+}
+
+/// `beethoven-sim --nodes 100 --scenario crash --hints --seeds 20 --duration 60`.
+#[test]
+fn process_crash_with_unreachable_hints_at_100_nodes_is_offline_everywhere_p50_half_a_second_p99_1s()
+ {
+    let latencies = detection_latencies(100, HostFate::StaysUp);
+    let (p50, p99) = (p(&latencies, 50.0), p(&latencies, 99.0));
+    eprintln!("process crash with hints, N=100, {SEEDS} seeds: p50 {p50:?}, p99 {p99:?}");
+    assert!(p50 <= SECOND / 2, "p50 {p50:?}");
+    assert!(p99 <= SECOND, "p99 {p99:?}");
+}
+
+/// `beethoven-sim --nodes 100 --scenario join-storm --joiners 1 --seeds 20 --duration 10`.
+#[test]
+fn a_node_joining_100_nodes_is_online_everywhere_within_1s_p99() {
+    let latencies: Vec<Duration> = (1..=SEEDS)
+        .map(|seed| {
+            let mut sim = lan(100, 1, seed);
+            sim.apply(Fault::Start { node: 100 });
+            sim.run_until(30 * SECOND, SECOND / 10, |s| {
+                s.metrics().unfinished(WatchKind::Join) == 0
+            });
+            assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+            sim.metrics()
+                .latencies(WatchKind::Join)
+                .first()
+                .copied()
+                .unwrap_or(Duration::MAX)
+        })
+        .collect();
+    let p99 = p(&latencies, 99.0);
+    eprintln!(
+        "join into N=100, {SEEDS} seeds: p50 {:?}, p99 {p99:?}",
+        p(&latencies, 50.0)
+    );
+    assert!(p99 <= SECOND, "p99 {p99:?}");
+}
+
+/// Steady-state traffic per node per second, measured over `window`.
+fn steady_bytes(nodes: usize, window: Duration) -> f64 {
+    let params = Params {
+        nodes,
+        duration: window,
+        seed: 1,
+        ..Params::new(ScenarioKind::Steady)
+    };
+    let report = scenario::run(&params, &mut |_, _| {}).expect("forms");
+    assert_eq!(report.violations, 0, "{:?}", report.first_violation);
+    assert_eq!(report.offline_writes, 0);
+    eprintln!(
+        "steady N={nodes}: {:.1} B/node/s, {:.2} msgs/node/s",
+        report.bytes_per_node_s, report.msgs_per_node_s
+    );
+    report.bytes_per_node_s
+}
+
+/// `beethoven-sim --nodes 100 --scenario steady --duration 60`.
+#[test]
+fn steady_traffic_at_100_nodes_is_at_most_1kb_per_node_per_second() {
+    let bytes = steady_bytes(100, 60 * SECOND);
+    assert!(bytes <= 1000.0, "{bytes:.1} B/node/s");
+}
+
+/// `beethoven-sim --nodes 1000 --scenario steady --duration 60` and `--nodes 10`.
+#[test]
+#[ignore = "N=1000: run in release"]
+fn steady_traffic_at_1000_nodes_is_at_most_1kb_and_within_1_2x_of_10_nodes() {
+    let small = steady_bytes(10, 60 * SECOND);
+    let big = steady_bytes(1000, 60 * SECOND);
+    eprintln!("ratio N=1000 / N=10: {:.3}", big / small);
+    assert!(big <= 1000.0, "{big:.1} B/node/s");
+    assert!(big <= 1.2 * small, "{big:.1} vs {small:.1} B/node/s");
+}
+
+/// `beethoven-sim --nodes 1000 --scenario join-storm --joiners 1 --duration 10`.
+#[test]
+#[ignore = "N=1000: run in release"]
+fn one_update_reaches_99_99_percent_of_1000_nodes_in_1_5s_and_all_in_2_5s() {
+    let mut sim = lan(1000, 1, 1);
+    sim.apply(Fault::Start { node: 1000 });
+    sim.run_until(30 * SECOND, SECOND / 10, |s| {
+        s.metrics().unfinished(WatchKind::Join) == 0
+    });
+    let most = sim.metrics().most_latencies(WatchKind::Join);
+    let all = sim.metrics().latencies(WatchKind::Join);
+    eprintln!("update spread, N=1000: 99.99% {most:?}, 100% {all:?}");
+    assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+    assert!(
+        most.first().is_some_and(|d| *d <= 3 * SECOND / 2),
+        "99.99%: {most:?}"
+    );
+    assert!(
+        all.first().is_some_and(|d| *d <= 5 * SECOND / 2),
+        "100%: {all:?}"
+    );
+}
+
+fn lossy_hour(scenario: ScenarioKind) -> scenario::Report {
+    let params = Params {
+        nodes: 100,
+        duration: 3600 * SECOND,
+        network: NetworkModel::lan().with_loss(0.10),
+        ..Params::new(scenario)
+    };
+    let report = scenario::run(&params, &mut |_, _| {}).expect("forms");
+    eprintln!(
+        "{scenario:?}, N=100, 10% loss, 1 h: {} offline writes ({} about untouched nodes), {} false declarations, {} violations",
+        report.offline_writes,
+        report.offline_writes_untouched,
+        report.false_offline,
+        report.violations
+    );
+    report
+}
+
+/// `beethoven-sim --nodes 100 --loss 0.1 --scenario steady --duration 3600`.
+#[test]
+#[ignore = "1 simulated hour: run in release"]
+fn ten_percent_loss_for_an_hour_at_100_nodes_declares_no_one_offline() {
+    let report = lossy_hour(ScenarioKind::Steady);
+    assert_eq!(report.offline_writes, 0);
+    assert_eq!(report.violations, 0, "{:?}", report.first_violation);
+}
+
+/// `beethoven-sim --nodes 100 --loss 0.1 --scenario pause --duration 3600`.
+#[test]
+#[ignore = "1 simulated hour: run in release"]
+fn a_node_paused_2s_every_minute_under_10_percent_loss_gets_no_one_else_declared_offline() {
+    let report = lossy_hour(ScenarioKind::Pause);
+    assert_eq!(report.faults_fired, 60);
+    assert_eq!(report.offline_writes_untouched, 0);
+    assert_eq!(report.violations, 0, "{:?}", report.first_violation);
+}
