@@ -64,7 +64,7 @@ use crate::discovery::{JoinError, Seed};
 use crate::event::Event;
 use crate::node::Node;
 
-pub use control::{Command, CommandError, Control};
+pub use control::{Command, CommandError, Control, IoErrors};
 use control::{CommandKind, SharedSnapshot, Snapshot, lock};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 use router::Router;
@@ -74,8 +74,8 @@ use router::Router;
 /// re-export exactly this, so their APIs match item for item.
 pub mod prelude {
     pub use crate::{
-        Cidr, CommandError, Config, Control, Health, Mode, NodeName, NodeStatus, NodeUpdate,
-        Options, Seed, StartError, Stats, SubscriberId, TrackerRow, Update,
+        Cidr, CommandError, Config, Control, Health, IoErrors, Mode, NodeName, NodeStatus,
+        NodeUpdate, Options, Seed, StartError, Stats, SubscriberId, TrackerRow, Update,
     };
 }
 pub use router::{NodeUpdate, Sink, SinkError, Update};
@@ -126,6 +126,7 @@ pub struct Driver {
     router: Router,
     snapshot: SharedSnapshot,
     rows_dirty: bool,
+    io_errors: IoErrors,
     /// `leave` ran and its `LeaveFinished` has not come yet.
     leaving: bool,
     /// A stop came while leaving: stop when the leave finishes.
@@ -172,6 +173,7 @@ impl Driver {
             rows: node.tracker().rows().cloned().collect(),
             stats: node.stats().clone(),
             lagged: 0,
+            io_errors: IoErrors::default(),
             running: true,
         }));
         let control = Control::new(
@@ -189,6 +191,7 @@ impl Driver {
             router: Router::default(),
             snapshot,
             rows_dirty: false,
+            io_errors: IoErrors::default(),
             leaving: false,
             stop_after_leave: false,
         };
@@ -212,7 +215,10 @@ impl Driver {
         let mut stop = false;
         match input {
             Input::Datagram { from, bytes } => self.node.handle_packet(now, from, bytes),
-            Input::RecvError(error) => debug!(%error, "receive failed; the node goes on"),
+            Input::RecvError(error) => {
+                self.io_errors.recv += 1;
+                debug!(%error, "receive failed; the node goes on");
+            }
             Input::Unreachable(addr) => self.node.handle_unreachable(now, addr),
             Input::Timeout => self.node.handle_timeout(now),
             Input::Command(Command(kind)) => stop = self.execute(now, kind),
@@ -223,6 +229,7 @@ impl Driver {
         }
         while let Some(transmit) = self.node.poll_transmit() {
             if let Err(error) = send(transmit.to, transmit.payload) {
+                self.io_errors.send += 1;
                 debug!(to = %transmit.to, %error, "send failed; the datagram is lost");
             }
         }
@@ -305,6 +312,7 @@ impl Driver {
         snapshot.mode = self.node.mode();
         snapshot.stats.clone_from(self.node.stats());
         snapshot.lagged = self.router.lagged_total();
+        snapshot.io_errors = self.io_errors;
         if std::mem::take(&mut self.rows_dirty) {
             snapshot.rows = self.node.tracker().rows().cloned().collect();
         }
@@ -480,5 +488,8 @@ mod tests {
         let error = io::Error::from(io::ErrorKind::ConnectionRefused);
         let flow = a.driver.step(start, Input::RecvError(error), &mut refuse);
         assert!(matches!(flow, Flow::Continue { .. }));
+        let errors = a.control.io_errors();
+        assert!(errors.send >= 1, "the join request failed to send");
+        assert_eq!(errors.recv, 1);
     }
 }

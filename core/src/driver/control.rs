@@ -60,7 +60,19 @@ pub(crate) struct Snapshot {
     pub(crate) rows: Vec<TrackerRow>,
     pub(crate) stats: Stats,
     pub(crate) lagged: u64,
+    pub(crate) io_errors: IoErrors,
     pub(crate) running: bool,
+}
+
+/// Socket errors the node's task met and went on from (they never end it).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub struct IoErrors {
+    /// Sends that failed (the datagram is lost, as UDP allows).
+    pub send: u64,
+    /// Receives that failed, e.g. `ECONNREFUSED` after an earlier datagram bounced
+    /// off a closed port.
+    pub recv: u64,
 }
 
 pub(crate) type SharedSnapshot = Arc<Mutex<Snapshot>>;
@@ -193,6 +205,11 @@ impl Control {
         self.snapshot().lagged
     }
 
+    /// Socket errors the node's task met and went on from.
+    pub fn io_errors(&self) -> IoErrors {
+        self.snapshot().io_errors
+    }
+
     /// Whether `leave` was called (and no `join` since).
     pub fn has_left(&self) -> bool {
         *self
@@ -308,6 +325,7 @@ mod tests {
             rows: Vec::new(),
             stats: Stats::default(),
             lagged: 0,
+            io_errors: IoErrors::default(),
             running: true,
         }));
         let send = move |command| tx.send(command).map_err(|e| e.0);
