@@ -105,7 +105,9 @@ struct Shared {
 ///
 /// Commands are checked here and applied by the node's task right after; getters
 /// read the state the task last published (a few milliseconds old at most while
-/// the task runs).
+/// the task runs). Every clone, of a `Handle` or of a `Control`, keeps the node
+/// running; when the last one is dropped the command channel closes and the task
+/// stops.
 #[derive(Clone)]
 pub struct Control {
     shared: Arc<Shared>,
