@@ -130,6 +130,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Forgets everything measured so far.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
     /// The latencies of finished watches of `kind` (to 100% of observers).
     pub fn latencies(&self, kind: WatchKind) -> Vec<Duration> {
         self.watches

@@ -25,7 +25,10 @@ pub struct Report {
     pub duration_s: f64,
     /// Simulated time the cluster took to form (join waves until everyone agrees).
     pub formation_s: f64,
-    /// Wall time of the formation.
+    /// Simulated time after formation until no node had updates pending (the
+    /// window starts then).
+    pub quiet_after_s: f64,
+    /// Wall time of the formation (and of waiting for quiet).
     pub formation_wall_s: f64,
     /// Crashes detected everywhere.
     pub detections: usize,
@@ -290,6 +293,7 @@ mod tests {
             duration_s: 10.0,
             formation_s: 1.0,
             formation_wall_s: 0.1,
+            quiet_after_s: 0.5,
             detections: 1,
             undetected: 0,
             detection_p50_s: Some(detection),

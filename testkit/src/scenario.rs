@@ -96,6 +96,11 @@ pub fn run(
         .network(params.network.clone())
         .build()?;
     let formed_at = sim.now();
+    // Let formation's gossip die down so the window measures a steady state.
+    let quiet_limit = 10 * sim.timing().liveness;
+    sim.run_until(quiet_limit, Duration::from_millis(100), Sim::quiet);
+    sim.metrics_mut().reset();
+    let quiet_after = sim.now() - formed_at;
     let formation_wall = wall.elapsed();
     let mut rng = fastrand::Rng::with_seed(params.seed ^ 0x5ce7_a210);
     let start = sim.now();
@@ -187,7 +192,7 @@ pub fn run(
     Ok(build_report(
         params,
         &sim,
-        formed_at,
+        (formed_at, quiet_after),
         formation_wall,
         traffic,
         convergence_after_heal,
@@ -200,7 +205,7 @@ pub fn run(
 fn build_report(
     params: &Params,
     sim: &Sim,
-    formed_at: Duration,
+    (formed_at, quiet_after): (Duration, Duration),
     formation_wall: Duration,
     (msgs, bytes): (f64, f64),
     convergence_after_heal: Option<Duration>,
@@ -225,6 +230,7 @@ fn build_report(
         latency_ms: params.network.latency.as_secs_f64() * 1000.0,
         duration_s: params.duration.as_secs_f64(),
         formation_s: formed_at.as_secs_f64(),
+        quiet_after_s: quiet_after.as_secs_f64(),
         formation_wall_s: formation_wall.as_secs_f64(),
         detections: detections.len(),
         undetected: m.unfinished(WatchKind::Crash),

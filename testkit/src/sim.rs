@@ -585,6 +585,14 @@ impl Sim {
             && reference.tracker().online_count() == up.len()
     }
 
+    /// Whether no up node has updates waiting to be disseminated (gossip has
+    /// died down; steady-state traffic is measured from here).
+    pub fn quiet(&self) -> bool {
+        self.up()
+            .into_iter()
+            .all(|i| self.node(i).is_some_and(|n| n.pending_updates() == 0))
+    }
+
     /// Heals the network, ends every pause and slowness, and restarts every
     /// crashed node (at its old address); then runs until the cluster has
     /// settled, checking the whole-cluster invariants (convergence,
