@@ -38,6 +38,8 @@ pub struct Report {
     pub detection_p50_s: Option<f64>,
     /// Detection latency, 99th percentile.
     pub detection_p99_s: Option<f64>,
+    /// Every detection latency of the run (for pooling over seeds).
+    pub detection_latencies_s: Vec<f64>,
     /// Healthy nodes declared dead (distinct node and incarnation).
     pub false_offline: usize,
     /// Tracker writes anywhere that took a node offline as dead.
@@ -46,6 +48,8 @@ pub struct Report {
     pub offline_writes_untouched: u64,
     /// Joins (and restarts) online everywhere.
     pub joins: usize,
+    /// Every join latency (to 100%) of the run (for pooling over seeds).
+    pub join_latencies_s: Vec<f64>,
     /// Join → online on 99.99% of nodes, 99th percentile.
     pub join_most_p99_s: Option<f64>,
     /// Join → online on every node, median.
@@ -191,6 +195,21 @@ impl Summary {
             ("memory B/tracked node", |r| r.memory_per_tracked_node_bytes),
             ("wall s", |r| Some(r.wall_s)),
         ];
+        type Samples = fn(&Report) -> &[f64];
+        let pooled: [(&str, Samples); 2] = [
+            ("detection, every crash s", |r| &r.detection_latencies_s),
+            ("join 100%, every join s", |r| &r.join_latencies_s),
+        ];
+        let pooled = pooled.iter().filter_map(|(name, get)| {
+            let values: Vec<f64> = reports
+                .iter()
+                .flat_map(|r| get(r).iter().copied())
+                .collect();
+            let p50 = percentile_f64(&values, 50.0)?;
+            let p99 = percentile_f64(&values, 99.0)?;
+            let max = percentile_f64(&values, 100.0)?;
+            Some((format!("{name} (n={})", values.len()), p50, p99, max))
+        });
         let metrics = metrics
             .iter()
             .filter_map(|(name, get)| {
@@ -200,6 +219,7 @@ impl Summary {
                 let max = percentile_f64(&values, 100.0)?;
                 Some((name.to_string(), p50, p99, max))
             })
+            .chain(pooled)
             .collect();
         Self {
             runs: reports.len(),
@@ -298,10 +318,12 @@ mod tests {
             undetected: 0,
             detection_p50_s: Some(detection),
             detection_p99_s: Some(detection),
+            detection_latencies_s: vec![detection],
             false_offline: 0,
             offline_writes: 9,
             offline_writes_untouched: 0,
             joins: 0,
+            join_latencies_s: Vec::new(),
             join_most_p99_s: None,
             join_all_p50_s: None,
             join_all_p99_s: None,
@@ -347,6 +369,12 @@ mod tests {
             .find(|(name, ..)| name == "detection p50 s")
             .expect("present");
         assert_eq!((detection.1, detection.2, detection.3), (5.0, 10.0, 10.0));
+        assert!(
+            summary
+                .metrics
+                .iter()
+                .any(|(name, ..)| name == "detection, every crash s (n=10)")
+        );
         assert!(summary.table().contains("runs"));
         assert!(
             !summary

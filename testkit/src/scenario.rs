@@ -236,6 +236,7 @@ fn build_report(
         undetected: m.unfinished(WatchKind::Crash),
         detection_p50_s: secs(percentile(&detections, 50.0)),
         detection_p99_s: secs(percentile(&detections, 99.0)),
+        detection_latencies_s: detections.iter().map(Duration::as_secs_f64).collect(),
         false_offline: m.false_offline.len(),
         offline_writes: m.offline_writes,
         offline_writes_untouched: {
@@ -247,6 +248,7 @@ fn build_report(
                 .sum()
         },
         joins: joins.len(),
+        join_latencies_s: joins.iter().map(Duration::as_secs_f64).collect(),
         join_most_p99_s: secs(percentile(&joins_most, 99.0)),
         join_all_p50_s: secs(percentile(&joins, 50.0)),
         join_all_p99_s: secs(percentile(&joins, 99.0)),
