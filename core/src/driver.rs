@@ -10,7 +10,7 @@
 //! ## The loop a runtime writes
 //!
 //! ```no_run
-//! use std::net::UdpSocket;
+//! use std::net::{SocketAddr, UdpSocket};
 //! use std::sync::mpsc;
 //! use std::time::{Duration, Instant};
 //! use beethoven_core::{Driver, Flow, Input, NodeName, Options};
@@ -39,7 +39,7 @@
 //!         (Ok((len, from)), _) => Input::Datagram { from: *from, bytes: &buf[..*len] },
 //!         (Err(_), _) => Input::Timeout,
 //!     };
-//!     let mut send = |to, payload: &[u8]| socket.send_to(payload, to).map(drop);
+//!     let mut send = |to: SocketAddr, payload: &[u8]| socket.send_to(payload, to).map(drop);
 //!     match driver.step(Instant::now(), input, &mut send) {
 //!         Flow::Continue { wake_at: next } => wake_at = next,
 //!         Flow::Stop => break,
@@ -131,6 +131,29 @@ pub struct Driver {
     leaving: bool,
     /// A stop came while leaving: stop when the leave finishes.
     stop_after_leave: bool,
+    /// Reused buffers: events of one step, addresses that bounced.
+    events: Vec<Event>,
+    bounced: Vec<SocketAddr>,
+}
+
+/// How a driver reaches the network: a non-blocking send, and (where the OS
+/// tells) which destinations bounced. Any `FnMut(SocketAddr, &[u8]) ->
+/// io::Result<()>` is a transport that never learns of bounces.
+pub trait Transport {
+    /// Sends one datagram without waiting.
+    fn send_to(&mut self, to: SocketAddr, payload: &[u8]) -> io::Result<()>;
+
+    /// Appends the destinations whose datagrams bounced ("port unreachable"),
+    /// as queued by the OS since the last call. The default knows of none.
+    fn take_bounced(&mut self, out: &mut Vec<SocketAddr>) {
+        let _ = out;
+    }
+}
+
+impl<F: FnMut(SocketAddr, &[u8]) -> io::Result<()>> Transport for F {
+    fn send_to(&mut self, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
+        self(to, payload)
+    }
 }
 
 impl Driver {
@@ -194,6 +217,8 @@ impl Driver {
             io_errors: IoErrors::default(),
             leaving: false,
             stop_after_leave: false,
+            events: Vec::new(),
+            bounced: Vec::new(),
         };
         Ok((driver, control))
     }
@@ -203,16 +228,21 @@ impl Driver {
         &self.node
     }
 
-    /// Handles one input, then sends every queued datagram through `send` (errors
-    /// are logged and the datagram is lost, as UDP allows), routes every event,
-    /// publishes the snapshot, and says when to wake next.
-    pub fn step(
-        &mut self,
-        now: Instant,
-        input: Input<'_>,
-        send: &mut dyn FnMut(SocketAddr, &[u8]) -> io::Result<()>,
-    ) -> Flow {
+    /// Handles one input, then sends every queued datagram through `transport`
+    /// (errors are logged and the datagram is lost, as UDP allows), routes every
+    /// event, publishes the snapshot, and says when to wake next.
+    ///
+    /// A receive or send failing with `ConnectionRefused` means the OS holds
+    /// "port unreachable" reports for earlier datagrams: the driver then asks
+    /// [`Transport::take_bounced`] which destinations bounced and hands each to
+    /// [`Node::handle_unreachable`]. The refused send is tried once more (the
+    /// error belonged to an earlier datagram).
+    pub fn step(&mut self, now: Instant, input: Input<'_>, transport: &mut dyn Transport) -> Flow {
         let mut stop = false;
+        let mut refused = matches!(
+            &input,
+            Input::RecvError(error) if error.kind() == io::ErrorKind::ConnectionRefused
+        );
         match input {
             Input::Datagram { from, bytes } => self.node.handle_packet(now, from, bytes),
             Input::RecvError(error) => {
@@ -227,15 +257,30 @@ impl Driver {
                 return Flow::Stop;
             }
         }
-        while let Some(transmit) = self.node.poll_transmit() {
-            if let Err(error) = send(transmit.to, transmit.payload) {
-                self.io_errors.send += 1;
-                debug!(to = %transmit.to, %error, "send failed; the datagram is lost");
+        refused |= self.flush(transport);
+        // Hint probes send more; their own bounces come later. A few rounds at most.
+        for _ in 0..4 {
+            if !std::mem::take(&mut refused) {
+                break;
             }
+            let mut bounced = std::mem::take(&mut self.bounced);
+            transport.take_bounced(&mut bounced);
+            for addr in bounced.drain(..) {
+                self.node.handle_unreachable(now, addr);
+            }
+            self.bounced = bounced;
+            refused = self.flush(transport);
         }
-        while let Some(event) = self.node.poll_event() {
+        // Publish first, so a subscriber woken by an update reads a table and mode
+        // that already include it.
+        let mut events = std::mem::take(&mut self.events);
+        events.extend(std::iter::from_fn(|| self.node.poll_event()));
+        self.rows_dirty |= events.iter().any(|e| matches!(e, Event::Tracker(_)));
+        self.publish();
+        for event in events.drain(..) {
             stop |= self.route(event);
         }
+        self.events = events;
         for gone in self.router.flush() {
             self.node.unsubscribe(gone);
         }
@@ -247,6 +292,25 @@ impl Driver {
                 wake_at: self.node.poll_timeout(),
             }
         }
+    }
+
+    /// Sends every queued datagram. Returns whether the OS refused one because of
+    /// an earlier bounce (then retried once).
+    fn flush(&mut self, transport: &mut dyn Transport) -> bool {
+        let mut refused = false;
+        while let Some(transmit) = self.node.poll_transmit() {
+            let (to, payload) = (transmit.to, transmit.payload);
+            let mut result = transport.send_to(to, payload);
+            if matches!(&result, Err(e) if e.kind() == io::ErrorKind::ConnectionRefused) {
+                refused = true;
+                result = transport.send_to(to, payload);
+            }
+            if let Err(error) = result {
+                self.io_errors.send += 1;
+                debug!(%to, %error, "send failed; the datagram is lost");
+            }
+        }
+        refused
     }
 
     /// Applies a command; returns whether the task should stop now.
@@ -295,7 +359,7 @@ impl Driver {
                     self.node.unsubscribe(subscriber);
                 }
             }
-            Event::Tracker(_) => self.rows_dirty = true,
+            Event::Tracker(_) => {}
             Event::ModeChanged(mode) => info!(name = %self.node.name(), ?mode, "mode changed"),
             Event::LeaveFinished { spread } => {
                 info!(name = %self.node.name(), spread, "leave finished");
@@ -393,7 +457,7 @@ mod tests {
                     inputs.push(Input::Timeout);
                 }
                 for input in inputs {
-                    let mut send = |to, payload: &[u8]| {
+                    let mut send = |to: SocketAddr, payload: &[u8]| {
                         wire.push((me, to, payload.to_vec()));
                         Ok(())
                     };
@@ -471,7 +535,9 @@ mod tests {
         let start = origin();
         let mut a = peer("a", 7001, &[], start);
         let control = a.control.clone();
-        let flow = a.driver.step(start, Input::Closed, &mut |_, _| Ok(()));
+        let flow = a
+            .driver
+            .step(start, Input::Closed, &mut |_: SocketAddr, _: &[u8]| Ok(()));
         assert_eq!(flow, Flow::Stop);
         assert!(control.is_running());
         drop(a);
@@ -482,7 +548,8 @@ mod tests {
     fn send_and_receive_errors_do_not_stop_the_node() {
         let start = origin();
         let mut a = peer("a", 7001, &[7002], start);
-        let mut refuse = |_, _: &[u8]| Err(io::Error::from(io::ErrorKind::ConnectionRefused));
+        let mut refuse =
+            |_: SocketAddr, _: &[u8]| Err(io::Error::from(io::ErrorKind::ConnectionRefused));
         let flow = a.driver.step(start, Input::Timeout, &mut refuse);
         assert!(matches!(flow, Flow::Continue { wake_at: Some(_) }));
         let error = io::Error::from(io::ErrorKind::ConnectionRefused);
@@ -491,5 +558,51 @@ mod tests {
         let errors = a.control.io_errors();
         assert!(errors.send >= 1, "the join request failed to send");
         assert_eq!(errors.recv, 1);
+    }
+
+    /// Reports one bounce and refuses the first send, like a socket with
+    /// `IP_RECVERR` after an ICMP "port unreachable".
+    struct Bouncy {
+        refuse_next: bool,
+        bounced: Option<SocketAddr>,
+        sent: usize,
+    }
+
+    impl Transport for Bouncy {
+        fn send_to(&mut self, _: SocketAddr, _: &[u8]) -> io::Result<()> {
+            if std::mem::take(&mut self.refuse_next) {
+                return Err(io::ErrorKind::ConnectionRefused.into());
+            }
+            self.sent += 1;
+            Ok(())
+        }
+
+        fn take_bounced(&mut self, out: &mut Vec<SocketAddr>) {
+            out.extend(self.bounced.take());
+        }
+    }
+
+    #[test]
+    fn a_refused_send_is_retried_and_the_bounce_reaches_the_node() {
+        let start = origin();
+        let mut a = peer("a", 7001, &[7002], start);
+        let gone: SocketAddr = "127.0.0.1:7999".parse().expect("valid");
+        let mut transport = Bouncy {
+            refuse_next: true,
+            bounced: Some(gone),
+            sent: 0,
+        };
+        let flow = a.driver.step(start, Input::Timeout, &mut transport);
+        assert!(matches!(flow, Flow::Continue { .. }));
+        assert_eq!(transport.sent, 1, "the join request went out on the retry");
+        assert_eq!(a.control.io_errors().send, 0);
+        // 7999 is no member's: the node counts the hint and ignores it.
+        assert_eq!(
+            a.driver
+                .node()
+                .stats()
+                .dropped(crate::DropReason::UnknownAddress),
+            1
+        );
     }
 }

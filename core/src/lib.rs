@@ -106,7 +106,7 @@ pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
 pub use discovery::{Cidr, JoinError, Seed, SeedParseError};
 pub use driver::{
     Command, CommandError, Control, DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Driver, Flow, Input,
-    IoErrors, NodeUpdate, Options, Sink, SinkError, StartError, Update, prelude,
+    IoErrors, NodeUpdate, Options, Sink, SinkError, StartError, Transport, Update, prelude,
 };
 pub use event::{Event, Mode, Op, SubscriberId, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};

@@ -23,6 +23,7 @@ pub async fn start(options: Options) -> Result<Handle, StartError> {
     let bind_error = |source| StartError::Bind { addr, source };
     let socket = Async::<UdpSocket>::bind(addr).map_err(bind_error)?;
     let bound = socket.get_ref().local_addr().map_err(bind_error)?;
+    beethoven_udp::report_bounces(socket.get_ref());
     let mut resolved = Vec::new();
     for host in options.seed_hosts() {
         let addrs = smol::net::resolve(host.as_str()).await;

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use beethoven_core::{Command, Driver, Flow, Input};
+use beethoven_udp::UdpTransport;
 use smol::channel::{Receiver, RecvError};
 use smol::{Async, Timer, future};
 
@@ -48,9 +49,11 @@ pub(crate) async fn run(mut driver: Driver, socket: Async<UdpSocket>, commands: 
         };
         // The socket is non-blocking: a full buffer loses the datagram, as UDP may,
         // instead of holding up the node.
-        let sender = socket.get_ref();
-        let mut send = |to: SocketAddr, payload: &[u8]| sender.send_to(payload, to).map(drop);
-        match driver.step(Instant::now(), input, &mut send) {
+        match driver.step(
+            Instant::now(),
+            input,
+            &mut UdpTransport::new(socket.get_ref()),
+        ) {
             Flow::Continue { wake_at: Some(at) } => timer.set_at(at),
             Flow::Continue { wake_at: None } => timer = Timer::never(),
             Flow::Stop => break,

@@ -30,6 +30,7 @@ pub async fn start(options: Options) -> Result<Handle, StartError> {
     let bound = socket
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    beethoven_udp::report_bounces(&socket);
     let mut resolved = Vec::new();
     for host in options.seed_hosts() {
         match lookup_host(host.as_str()).await {

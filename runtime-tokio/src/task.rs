@@ -2,11 +2,10 @@
 //! hands it to the driver.
 
 use std::future::pending;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use beethoven_core::{Command, Driver, Flow, Input};
-use socket2::SockRef;
+use beethoven_udp::UdpTransport;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::sleep_until;
@@ -33,14 +32,9 @@ pub(crate) async fn run(
             },
             () = deadline(wake_at) => Input::Timeout,
         };
-        // A direct non-blocking send: a full socket buffer loses the datagram, as
+        // Direct non-blocking sends: a full socket buffer loses the datagram, as
         // UDP may, instead of holding up the node.
-        let mut send = |to: SocketAddr, payload: &[u8]| {
-            SockRef::from(&socket)
-                .send_to(payload, &to.into())
-                .map(drop)
-        };
-        match driver.step(Instant::now(), input, &mut send) {
+        match driver.step(Instant::now(), input, &mut UdpTransport::new(&socket)) {
             Flow::Continue { wake_at: next } => wake_at = next,
             Flow::Stop => break,
         }
