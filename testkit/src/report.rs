@@ -102,6 +102,10 @@ impl Report {
             ("window s", format!("{:.1}", self.duration_s)),
             ("formation s (sim)", format!("{:.3}", self.formation_s)),
             (
+                "quiet after formation s",
+                format!("{:.3}", self.quiet_after_s),
+            ),
+            (
                 "formation s (wall)",
                 format!("{:.3}", self.formation_wall_s),
             ),
