@@ -24,7 +24,7 @@ impl Node {
         source: Source,
     ) {
         if row.node == self.name {
-            self.apply_row_about_self(now, row);
+            self.apply_row_about_self(now, row, suspecter.as_ref());
             return;
         }
         if self.is_expired(now, &row) {
@@ -106,7 +106,14 @@ impl Node {
 
     /// News about this node itself: refute anything that says it is not alive at its
     /// current incarnation and address; otherwise merge (converging on a tie).
-    fn apply_row_about_self(&mut self, now: Instant, row: TrackerRow) {
+    /// The refutation also goes straight to whoever raised a suspicion: that
+    /// node's timer runs first, and gossip alone may happen to miss it.
+    fn apply_row_about_self(
+        &mut self,
+        now: Instant,
+        row: TrackerRow,
+        suspecter: Option<&NodeName>,
+    ) {
         if self.left {
             return;
         }
@@ -142,6 +149,10 @@ impl Node {
             "refuting news about self"
         );
         self.write_own_row(now, Health::Alive);
+        if let Some(accuser) = suspecter.and_then(|name| self.tracker.get(name)) {
+            let to = accuser.addr;
+            self.send(to, crate::wire::Message::Gossip);
+        }
     }
 
     /// Writes and spreads this node's own row at its current incarnation.

@@ -140,6 +140,8 @@ impl Node {
                             acked: false,
                         });
                     }
+                    // Twice: one lost datagram must not decide a death.
+                    self.ping(now, &name, seq);
                     self.ping(now, &name, seq);
                 }
                 Some(last) if last.acked => {
