@@ -14,3 +14,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's code blocks, compiled by `cargo test --doc` so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
