@@ -193,7 +193,7 @@ impl Driver {
         }
         let snapshot = Arc::new(Mutex::new(Snapshot {
             mode: node.mode(),
-            rows: node.tracker().rows().cloned().collect(),
+            rows: node.tracker().sorted_rows().into_iter().cloned().collect(),
             stats: node.stats().clone(),
             lagged: 0,
             io_errors: IoErrors::default(),
@@ -378,7 +378,13 @@ impl Driver {
         snapshot.lagged = self.router.lagged_total();
         snapshot.io_errors = self.io_errors;
         if std::mem::take(&mut self.rows_dirty) {
-            snapshot.rows = self.node.tracker().rows().cloned().collect();
+            snapshot.rows = self
+                .node
+                .tracker()
+                .sorted_rows()
+                .into_iter()
+                .cloned()
+                .collect();
         }
     }
 }

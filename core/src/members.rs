@@ -1,66 +1,84 @@
-//! The other online nodes, kept so that picking random ones and walking the probe
-//! order cost O(1) instead of a scan of the tracker (which matters at 10,000 nodes).
-
-use std::collections::BTreeMap;
+//! The other online nodes (and, separately, the dead ones), kept as tracker row
+//! ids so that picking random ones and walking the probe order cost O(1) and four
+//! bytes per member, instead of a scan of the tracker.
 
 use fastrand::Rng;
 
-use crate::name::NodeName;
+use crate::tracker::RowId;
 
-/// Online nodes other than self, with SWIM's randomized round-robin probe order.
+/// Marks an id that is not a member.
+const ABSENT: u32 = u32::MAX;
+
+/// A set of row ids with SWIM's randomized round-robin probe order.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
-    live: Vec<NodeName>,
-    index: BTreeMap<NodeName, usize>,
+    live: Vec<RowId>,
+    /// Position of each id in `live`, or `ABSENT`; indexed by id.
+    position: Vec<u32>,
     /// Probe order: a shuffled copy of `live`, walked from `cursor`.
-    order: Vec<NodeName>,
+    order: Vec<RowId>,
     cursor: usize,
 }
 
 impl Members {
     /// Adds a member; new members go to a random place in the rest of this round,
     /// so they are probed within one round without everybody probing them at once.
-    pub(crate) fn insert(&mut self, name: NodeName, rng: &mut Rng) {
-        if self.index.contains_key(&name) {
+    pub(crate) fn insert(&mut self, id: RowId, rng: &mut Rng) {
+        if self.contains(id) {
             return;
         }
-        self.index.insert(name.clone(), self.live.len());
-        self.live.push(name.clone());
-        let at = rng.usize(self.cursor..=self.order.len());
-        self.order.insert(at, name);
+        let at = id as usize;
+        if self.position.len() <= at {
+            self.position.resize(at + 1, ABSENT);
+        }
+        self.position[at] = self.live.len() as u32;
+        self.live.push(id);
+        let place = rng.usize(self.cursor..=self.order.len());
+        self.order.insert(place, id);
     }
 
     /// Removes a member (it stays in the probe order until its turn, where it is skipped).
-    pub(crate) fn remove(&mut self, name: &NodeName) {
-        let Some(at) = self.index.remove(name) else {
+    pub(crate) fn remove(&mut self, id: RowId) {
+        if !self.contains(id) {
             return;
-        };
-        self.live.swap_remove(at);
-        if let Some(moved) = self.live.get(at) {
-            self.index.insert(moved.clone(), at);
         }
+        let at = self.position[id as usize] as usize;
+        self.position[id as usize] = ABSENT;
+        self.live.swap_remove(at);
+        if let Some(&moved) = self.live.get(at) {
+            self.position[moved as usize] = at as u32;
+        }
+    }
+
+    pub(crate) fn contains(&self, id: RowId) -> bool {
+        self.position.get(id as usize).is_some_and(|&p| p != ABSENT)
     }
 
     pub(crate) fn len(&self) -> usize {
         self.live.len()
     }
 
+    /// Every member, in no particular order.
+    pub(crate) fn ids(&self) -> &[RowId] {
+        &self.live
+    }
+
     /// The next member to probe; reshuffles after each full round.
-    pub(crate) fn next_probe_target(&mut self, rng: &mut Rng) -> Option<NodeName> {
+    pub(crate) fn next_probe_target(&mut self, rng: &mut Rng) -> Option<RowId> {
         if self.live.is_empty() {
             return None;
         }
         // At most two passes: the rest of this round, then a fresh one.
         for _ in 0..2 {
             while self.cursor < self.order.len() {
-                let candidate = &self.order[self.cursor];
+                let candidate = self.order[self.cursor];
                 self.cursor += 1;
-                if self.index.contains_key(candidate) {
-                    return Some(candidate.clone());
+                if self.contains(candidate) {
+                    return Some(candidate);
                 }
             }
             self.order.clear();
-            self.order.extend(self.live.iter().cloned());
+            self.order.extend_from_slice(&self.live);
             rng.shuffle(&mut self.order);
             self.cursor = 0;
         }
@@ -68,11 +86,11 @@ impl Members {
     }
 
     /// One random member.
-    pub(crate) fn pick(&self, rng: &mut Rng) -> Option<&NodeName> {
+    pub(crate) fn pick(&self, rng: &mut Rng) -> Option<RowId> {
         if self.live.is_empty() {
             return None;
         }
-        Some(&self.live[rng.usize(..self.live.len())])
+        Some(self.live[rng.usize(..self.live.len())])
     }
 
     /// Appends up to `count` distinct random members other than `exclude` to `out`
@@ -80,24 +98,23 @@ impl Members {
     pub(crate) fn sample_into(
         &self,
         count: usize,
-        exclude: Option<&NodeName>,
+        exclude: Option<RowId>,
         rng: &mut Rng,
-        out: &mut Vec<NodeName>,
+        out: &mut Vec<RowId>,
     ) {
-        let excluded = exclude.is_some_and(|name| self.index.contains_key(name));
+        let excluded = exclude.is_some_and(|id| self.contains(id));
         let wanted = count.min(self.live.len() - usize::from(excluded));
         let start = out.len();
-        let eligible = |name: &NodeName, out: &[NodeName]| {
-            Some(name) != exclude && !out[start..].contains(name)
-        };
+        let eligible =
+            |id: RowId, out: &[RowId]| Some(id) != exclude && !out[start..].contains(&id);
         // Rejection sampling: a few draws suffice unless nearly every member is wanted.
         for _ in 0..wanted * 8 {
             if out.len() - start == wanted {
                 return;
             }
-            let candidate = &self.live[rng.usize(..self.live.len())];
+            let candidate = self.live[rng.usize(..self.live.len())];
             if eligible(candidate, out) {
-                out.push(candidate.clone());
+                out.push(candidate);
             }
         }
         // Unlucky draws: fill up from a random offset.
@@ -106,9 +123,9 @@ impl Members {
             if out.len() - start == wanted {
                 return;
             }
-            let candidate = &self.live[(offset + i) % self.live.len()];
+            let candidate = self.live[(offset + i) % self.live.len()];
             if eligible(candidate, out) {
-                out.push(candidate.clone());
+                out.push(candidate);
             }
         }
     }
@@ -119,8 +136,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    fn name(i: usize) -> NodeName {
-        NodeName::new(&format!("n{i}")).expect("valid")
+    fn name(i: u32) -> RowId {
+        i
     }
 
     #[test]
@@ -145,20 +162,20 @@ mod tests {
         for i in 0..5 {
             members.insert(name(i), &mut rng);
         }
-        members.remove(&name(3));
-        members.remove(&name(0));
+        members.remove(name(3));
+        members.remove(name(0));
         assert_eq!(members.len(), 3);
         for _ in 0..20 {
             let target = members.next_probe_target(&mut rng).expect("members exist");
             assert!(target != name(3) && target != name(0));
         }
         let mut sample = Vec::new();
-        members.sample_into(10, Some(&name(1)), &mut rng, &mut sample);
+        members.sample_into(10, Some(name(1)), &mut rng, &mut sample);
         assert_eq!(sample.len(), 2);
         assert!(!sample.contains(&name(1)));
         for _ in 0..20 {
             let picked = members.pick(&mut rng).expect("members exist");
-            assert!(*picked != name(3) && *picked != name(0));
+            assert!(picked != name(3) && picked != name(0));
         }
     }
 
@@ -170,7 +187,7 @@ mod tests {
             members.insert(name(i), &mut rng);
         }
         let mut sample = vec![name(5000)];
-        members.sample_into(3, Some(&name(7)), &mut rng, &mut sample);
+        members.sample_into(3, Some(name(7)), &mut rng, &mut sample);
         assert_eq!(sample[0], name(5000), "appends, keeping what was there");
         let distinct: BTreeSet<_> = sample[1..].iter().collect();
         assert_eq!(distinct.len(), 3);
@@ -181,7 +198,7 @@ mod tests {
             small.insert(name(i), &mut rng);
         }
         let mut all = Vec::new();
-        small.sample_into(10, Some(&name(2)), &mut rng, &mut all);
+        small.sample_into(10, Some(name(2)), &mut rng, &mut all);
         all.sort();
         assert_eq!(all, [name(0), name(1), name(3)]);
     }

@@ -23,7 +23,7 @@ use crate::name::{NodeName, fnv1a};
 use crate::probe::{LocalHealth, Probe, Relay};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
-use crate::tracker::{Health, Tracker, TrackerRow};
+use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update, WireRow};
 
 /// A datagram to send: `payload` to `to`. Borrowed from the node; send it before
@@ -99,8 +99,6 @@ pub struct Node {
     members: Members,
     /// Dead (not left) nodes, for the occasional anti-entropy exchange that heals partitions.
     dead: Members,
-    /// Address of each online member, for unreachable hints.
-    by_addr: BTreeMap<SocketAddr, NodeName>,
     subscribers: BTreeSet<SubscriberId>,
     mode: Mode,
     events: VecDeque<Event>,
@@ -124,7 +122,9 @@ pub struct Node {
     last_input_at: Instant,
     stats: Stats,
     /// Reused buffer for random member picks.
-    scratch: Vec<NodeName>,
+    scratch: Vec<RowId>,
+    /// Reused buffer for the addresses of online members.
+    addr_scratch: Vec<SocketAddr>,
     /// Seals and opens packets when a key ring is configured.
     sealer: Option<Sealer>,
     /// Reused buffer for opened packet bodies.
@@ -160,7 +160,6 @@ impl Node {
             tracker: Tracker::new(),
             members: Members::default(),
             dead: Members::default(),
-            by_addr: BTreeMap::new(),
             subscribers: BTreeSet::new(),
             mode: Mode::Standalone,
             events: VecDeque::new(),
@@ -184,6 +183,7 @@ impl Node {
             last_input_at: now,
             stats: Stats::default(),
             scratch: Vec::new(),
+            addr_scratch: Vec::new(),
             sealer: None,
             open_buf: Vec::new(),
         };
@@ -449,7 +449,7 @@ impl Node {
 
     /// Up to `count` random members other than `exclude`, in a reused buffer:
     /// hand it back with [`Node::recycle`].
-    fn sample_members(&mut self, count: usize, exclude: Option<&NodeName>) -> Vec<NodeName> {
+    fn sample_members(&mut self, count: usize, exclude: Option<RowId>) -> Vec<RowId> {
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
         self.members
@@ -457,15 +457,15 @@ impl Node {
         picked
     }
 
-    fn recycle(&mut self, picked: Vec<NodeName>) {
+    fn recycle(&mut self, picked: Vec<RowId>) {
         self.scratch = picked;
     }
 
     /// Sends the pending updates to `gossip_fanout` random members.
     fn gossip_to_random_members(&mut self) {
         let targets = self.sample_members(self.config.gossip_fanout, None);
-        for target in &targets {
-            if let Some(row) = self.tracker.get(target) {
+        for &target in &targets {
+            if let Some(row) = self.tracker.by_id(target) {
                 let to = row.addr;
                 self.send(to, Message::Gossip);
             }

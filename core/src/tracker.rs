@@ -6,14 +6,15 @@
 //! gives the same table.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::fmt;
 use std::net::SocketAddr;
+
+use hashbrown::HashTable;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::name::{NodeName, fnv1a};
+use crate::name::{Fnv, NodeName, fnv1a};
 
 /// Online or offline: what subscribers hear about (the original's `nodeStatus`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
@@ -123,14 +124,18 @@ impl TrackerRow {
 
     /// A hash of every field, stable across processes.
     fn content_hash(&self) -> u64 {
-        let mut bytes = Vec::with_capacity(self.node.as_str().len() + 48);
-        bytes.extend_from_slice(self.node.as_bytes());
-        bytes.push(0xff);
-        bytes.extend_from_slice(self.addr.to_string().as_bytes());
-        bytes.extend_from_slice(&self.incarnation.to_le_bytes());
-        bytes.push(self.health as u8);
-        bytes.extend_from_slice(&self.last_change.timestamp_millis().to_le_bytes());
-        fnv1a(&bytes)
+        let mut hash = Fnv::new();
+        hash.write(self.node.as_bytes());
+        hash.write(&[0xff]);
+        match self.addr {
+            SocketAddr::V4(addr) => hash.write(&addr.ip().octets()),
+            SocketAddr::V6(addr) => hash.write(&addr.ip().octets()),
+        }
+        hash.write(&self.addr.port().to_le_bytes());
+        hash.write(&self.incarnation.to_le_bytes());
+        hash.write(&[self.health as u8]);
+        hash.write(&self.last_change.timestamp_millis().to_le_bytes());
+        hash.finish()
     }
 }
 
@@ -144,16 +149,30 @@ pub type Digest = [u64; DIGEST_BUCKETS];
 /// A change the tracker accepted.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct RowChange {
+    pub(crate) id: RowId,
     pub(crate) old: Option<TrackerRow>,
     pub(crate) new: TrackerRow,
 }
 
 /// The replicated table: one row per known node, self included.
-#[derive(Clone, Debug, Default)]
+///
+/// Rows live in a slab with stable ids (so member lists can refer to them with
+/// four bytes), found by name through a hash index: about 110 bytes per row.
+#[derive(Clone, Default)]
 pub struct Tracker {
-    rows: BTreeMap<NodeName, TrackerRow>,
+    slots: Vec<Option<TrackerRow>>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    len: usize,
     digest: Digest,
     online: usize,
+}
+
+/// The stable id of a row in its tracker, valid until the row is removed.
+pub(crate) type RowId = u32;
+
+fn name_hash(name: &NodeName) -> u64 {
+    fnv1a(name.as_bytes())
 }
 
 impl Tracker {
@@ -165,25 +184,63 @@ impl Tracker {
     /// Merges a row: it is stored when the node is unknown or the row supersedes
     /// the stored one. Returns the change, or `None` when the row lost.
     pub(crate) fn merge(&mut self, row: TrackerRow) -> Option<RowChange> {
-        let old = match self.rows.entry(row.node.clone()) {
-            Entry::Vacant(slot) => {
-                slot.insert(row.clone());
-                None
-            }
-            Entry::Occupied(mut slot) => {
-                if !row.supersedes(slot.get()) {
+        let (id, old) = match self.id_of(&row.node) {
+            Some(id) => {
+                let slot = self.slots[id as usize]
+                    .as_mut()
+                    .expect("the index only holds ids of occupied slots");
+                if !row.supersedes(slot) {
                     return None;
                 }
-                Some(slot.insert(row.clone()))
+                (id, Some(std::mem::replace(slot, row.clone())))
             }
+            None => (self.insert(row.clone()), None),
         };
         self.account(old.as_ref(), Some(&row));
-        Some(RowChange { old, new: row })
+        Some(RowChange { id, old, new: row })
     }
 
-    /// Removes a node's row (retention reaping).
+    fn insert(&mut self, row: TrackerRow) -> RowId {
+        let hash = name_hash(&row.node);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(row);
+                id
+            }
+            None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by an eighth, not double: big trackers waste little.
+                    self.slots.reserve_exact((self.slots.len() / 8).max(16));
+                }
+                self.slots.push(Some(row));
+                (self.slots.len() - 1) as RowId
+            }
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, id, |&id| {
+            slots[id as usize]
+                .as_ref()
+                .map_or(0, |row| name_hash(&row.node))
+        });
+        self.len += 1;
+        id
+    }
+
+    /// Removes a node's row (retention reaping); its id may be reused.
     pub(crate) fn remove(&mut self, name: &NodeName) -> Option<TrackerRow> {
-        let old = self.rows.remove(name)?;
+        let slots = &self.slots;
+        let entry = self
+            .index
+            .find_entry(name_hash(name), |&id| {
+                slots[id as usize]
+                    .as_ref()
+                    .is_some_and(|row| row.node == *name)
+            })
+            .ok()?;
+        let (id, _) = entry.remove();
+        let old = self.slots[id as usize].take()?;
+        self.free.push(id);
+        self.len -= 1;
         self.account(Some(&old), None);
         Some(old)
     }
@@ -199,28 +256,48 @@ impl Tracker {
         }
     }
 
+    /// The id of a node's row.
+    pub(crate) fn id_of(&self, name: &NodeName) -> Option<RowId> {
+        self.index
+            .find(name_hash(name), |&id| {
+                self.slots[id as usize]
+                    .as_ref()
+                    .is_some_and(|row| row.node == *name)
+            })
+            .copied()
+    }
+
+    /// The row with this id.
+    pub(crate) fn by_id(&self, id: RowId) -> Option<&TrackerRow> {
+        self.slots.get(id as usize).and_then(Option::as_ref)
+    }
+
     /// One node's row.
     pub fn get(&self, name: &NodeName) -> Option<&TrackerRow> {
-        self.rows.get(name)
+        self.id_of(name).and_then(|id| self.by_id(id))
+    }
+
+    /// Every row, in no particular order (see [`Tracker::sorted_rows`]).
+    pub fn rows(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
+        self.slots.iter().filter_map(Option::as_ref)
     }
 
     /// Every row, ordered by name.
-    pub fn rows(&self) -> impl ExactSizeIterator<Item = &TrackerRow> + '_ {
-        self.rows.values()
+    pub fn sorted_rows(&self) -> Vec<&TrackerRow> {
+        let mut rows: Vec<&TrackerRow> = self.rows().collect();
+        rows.sort_unstable_by(|a, b| a.node.cmp(&b.node));
+        rows
     }
 
     /// The rows of one digest bucket.
     pub(crate) fn bucket_rows(&self, bucket: usize) -> impl Iterator<Item = &TrackerRow> + '_ {
-        self.rows
-            .values()
+        self.rows()
             .filter(move |row| TrackerRow::bucket(&row.node) == bucket)
     }
 
-    /// Rows whose status is `Online`, ordered by name.
+    /// Rows whose status is `Online`, in no particular order.
     pub fn online(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
-        self.rows
-            .values()
-            .filter(|row| row.status == NodeStatus::Online)
+        self.rows().filter(|row| row.status == NodeStatus::Online)
     }
 
     /// How many rows are `Online` (self included).
@@ -230,12 +307,12 @@ impl Tracker {
 
     /// How many rows there are.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.len
     }
 
     /// Whether the tracker has no rows (never true for a node's tracker, which holds itself).
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len == 0
     }
 
     /// The anti-entropy digest, kept up to date on every change.
@@ -245,12 +322,21 @@ impl Tracker {
 }
 
 impl PartialEq for Tracker {
+    /// Same rows, whatever the order they were learned in.
     fn eq(&self, other: &Self) -> bool {
-        self.rows == other.rows
+        self.len == other.len
+            && self.digest == other.digest
+            && self.rows().all(|row| other.get(&row.node) == Some(row))
     }
 }
 
 impl Eq for Tracker {}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.sorted_rows()).finish()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -108,8 +108,9 @@ impl Quiet {
 fn a_quiet_cluster_probes_without_allocating() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let mut cluster = Quiet::new();
-    // Join, spread, and let every buffer reach its working size.
-    cluster.run_for(Duration::from_secs(20));
+    // Join, spread, and let every buffer reach its working size (the slowest
+    // periodic task, the 30 s seed re-probe, included).
+    cluster.run_for(Duration::from_secs(35));
     assert!(
         cluster
             .nodes

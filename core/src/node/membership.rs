@@ -234,8 +234,11 @@ impl Node {
             .map(|row| row.node.clone())
             .collect();
         for name in expired {
+            if let Some(id) = self.tracker.id_of(&name) {
+                self.dead.remove(id);
+                self.members.remove(id);
+            }
             if let Some(old) = self.tracker.remove(&name) {
-                self.dead.remove(&name);
                 self.gossip.remove(&name);
                 self.events.push_back(Event::Tracker(TrackerEvent {
                     op: Op::Delete,
@@ -248,29 +251,21 @@ impl Node {
 
     /// Events, member lists and mode after a tracker change.
     pub(super) fn record(&mut self, change: RowChange) {
-        let RowChange { old, new } = change;
+        let RowChange { id, old, new } = change;
         let node = new.node.clone();
         let old_status = old.as_ref().map(|row| row.status);
-        if let Some(old) = &old
-            && self.by_addr.get(&old.addr) == Some(&node)
-        {
-            self.by_addr.remove(&old.addr);
-        }
-        if node != self.name && new.status == NodeStatus::Online {
-            self.by_addr.insert(new.addr, node.clone());
-        }
         if node != self.name {
             match new.status {
                 NodeStatus::Online => {
-                    self.members.insert(node.clone(), &mut self.rng);
-                    self.dead.remove(&node);
+                    self.members.insert(id, &mut self.rng);
+                    self.dead.remove(id);
                 }
                 NodeStatus::Offline => {
-                    self.members.remove(&node);
+                    self.members.remove(id);
                     if new.health == Health::Dead {
-                        self.dead.insert(node.clone(), &mut self.rng);
+                        self.dead.insert(id, &mut self.rng);
                     } else {
-                        self.dead.remove(&node);
+                        self.dead.remove(id);
                     }
                 }
             }

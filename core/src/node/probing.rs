@@ -33,7 +33,14 @@ impl Node {
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
         self.observe_input(now);
         let mut used = self.relay_bounced(addr);
-        if let Some(target) = self.by_addr.get(&addr).cloned() {
+        let member = self
+            .members
+            .ids()
+            .iter()
+            .filter_map(|&id| self.tracker.by_id(id))
+            .find(|row| row.addr == addr)
+            .map(|row| row.node.clone());
+        if let Some(target) = member {
             used = true;
             self.last_chance_bounced(now, &target);
             match self.probes.iter().position(|probe| probe.target == target) {
@@ -137,7 +144,11 @@ impl Node {
         }
         let probing = self.probes.iter().any(|probe| probe.regular);
         if !probing && !self.left && now >= self.next_probe_at {
-            match self.members.next_probe_target(&mut self.rng) {
+            let next = self.members.next_probe_target(&mut self.rng);
+            match next
+                .and_then(|id| self.tracker.by_id(id))
+                .map(|row| row.node.clone())
+            {
                 Some(target) => {
                     let _ = self.start_probe(now, target, true);
                 }
@@ -202,10 +213,10 @@ impl Node {
     fn probe_indirectly(&mut self, at: usize) {
         let probe = &self.probes[at];
         let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
-        let helpers = self.sample_members(self.config.indirect_probes, Some(&target));
+        let helpers = self.sample_members(self.config.indirect_probes, self.tracker.id_of(&target));
         let mut asked = 0;
-        for helper in &helpers {
-            if let Some(row) = self.tracker.get(helper) {
+        for &helper in &helpers {
+            if let Some(row) = self.tracker.by_id(helper) {
                 let to = row.addr;
                 self.send(
                     to,

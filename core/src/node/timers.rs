@@ -184,7 +184,7 @@ impl Node {
         };
         let target = pool
             .pick(&mut self.rng)
-            .and_then(|name| self.tracker.get(name));
+            .and_then(|id| self.tracker.by_id(id));
         if let Some(row) = target {
             let to = row.addr;
             self.send_sync(to, false);
@@ -229,12 +229,23 @@ impl Node {
             return;
         }
         rejoin.next_at = now + self.config.rejoin_interval;
-        let targets: Vec<SocketAddr> = rejoin
-            .targets
+        let mut online = std::mem::take(&mut self.addr_scratch);
+        online.clear();
+        online.extend(
+            self.members
+                .ids()
+                .iter()
+                .filter_map(|&id| self.tracker.by_id(id))
+                .map(|row| row.addr),
+        );
+        online.sort_unstable();
+        let targets: Vec<SocketAddr> = self
+            .rejoin
             .iter()
-            .copied()
-            .filter(|addr| !self.by_addr.contains_key(addr))
+            .flat_map(|rejoin| rejoin.targets.iter().copied())
+            .filter(|addr| online.binary_search(addr).is_err())
             .collect();
+        self.addr_scratch = online;
         if !targets.is_empty() {
             self.join_replies_until = Some(now + self.config.join_retry * 2);
             self.send_joins(&targets);
