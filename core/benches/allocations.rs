@@ -87,7 +87,10 @@ fn main() -> ExitCode {
         handle_and_send(&mut net.nodes[1], now, 0, &rich, &mut ack);
     }
     row(
-        "ping with 8 piggybacked rows (known) → ack",
+        &format!(
+            "ping carrying updates ({} B; sender learned 8 nodes, receiver knows them) → ack",
+            rich.len()
+        ),
         count(ROUNDS as u64, || {
             for _ in 0..ROUNDS {
                 handle_and_send(&mut net.nodes[1], now, 0, &rich, &mut ack);
