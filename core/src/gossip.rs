@@ -6,7 +6,7 @@
 //! cluster size (`retransmit_mult · ceil(log10(n + 1))`).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::name::NodeName;
 use crate::wire::{Update, encoded_len};
@@ -15,17 +15,16 @@ use crate::wire::{Update, encoded_len};
 struct Pending {
     update: Update,
     size: usize,
-    sent: u32,
-    seq: u64,
 }
 
-type OrderKey = (u32, Reverse<u64>, NodeName);
+/// Fewest sends first, then newest first (`seq` is unique, so it is the whole key).
+type OrderKey = (u32, Reverse<u64>);
 
 /// Updates waiting to be piggybacked.
 #[derive(Debug, Default)]
 pub(crate) struct GossipQueue {
-    pending: BTreeMap<NodeName, Pending>,
-    order: BTreeSet<OrderKey>,
+    order: BTreeMap<OrderKey, Pending>,
+    by_name: HashMap<NodeName, OrderKey>,
     next_seq: u64,
 }
 
@@ -33,32 +32,28 @@ pub(crate) struct GossipQueue {
 /// remaining space: keeps the cost per packet bounded when the queue is long.
 const SCAN_LIMIT: usize = 64;
 
+/// No update encodes smaller than this (a one-byte name, an IPv4 address, small
+/// numbers): a packet with less room left is full.
+const MIN_UPDATE_LEN: usize = 12;
+
 impl GossipQueue {
     /// Queues an update, replacing any pending one about the same node.
     /// Returns how many updates were evicted to stay within `capacity`.
     pub(crate) fn push(&mut self, update: Update, capacity: usize) -> u64 {
         let name = update.row.0.node.clone();
         self.remove(&name);
-        let seq = self.next_seq;
+        let key = (0, Reverse(self.next_seq));
         self.next_seq += 1;
         let size = encoded_len(&update);
-        self.order.insert((0, Reverse(seq), name.clone()));
-        self.pending.insert(
-            name,
-            Pending {
-                update,
-                size,
-                sent: 0,
-                seq,
-            },
-        );
+        self.order.insert(key, Pending { update, size });
+        self.by_name.insert(name, key);
         let mut evicted = 0;
-        while self.pending.len() > capacity {
+        while self.order.len() > capacity {
             // The last key has been sent the most times, and is the oldest among those.
-            let Some((_, _, victim)) = self.order.pop_last() else {
+            let Some((_, victim)) = self.order.pop_last() else {
                 break;
             };
-            self.pending.remove(&victim);
+            self.by_name.remove(&victim.update.row.0.node);
             evicted += 1;
         }
         evicted
@@ -66,40 +61,40 @@ impl GossipQueue {
 
     /// Drops the pending update about `name`, if any.
     pub(crate) fn remove(&mut self, name: &NodeName) {
-        if let Some(old) = self.pending.remove(name) {
-            self.order
-                .remove(&(old.sent, Reverse(old.seq), name.clone()));
+        if let Some(key) = self.by_name.remove(name) {
+            self.order.remove(&key);
         }
     }
 
     /// Picks updates that fit in `budget` bytes, counts them as sent once more, and
-    /// forgets those sent `limit` times. Returns clones to encode.
+    /// forgets those sent `limit` times. Returns them to encode.
     pub(crate) fn take_for_packet(&mut self, mut budget: usize, limit: u32) -> Vec<Update> {
-        let mut picked = Vec::new();
         let mut keys = Vec::new();
-        for key in self.order.iter().take(SCAN_LIMIT) {
-            let pending = &self.pending[&key.2];
-            if pending.size <= budget {
-                budget -= pending.size;
-                keys.push(key.clone());
-                picked.push(pending.update.clone());
-            }
-            if budget == 0 {
+        for (key, pending) in self.order.iter().take(SCAN_LIMIT) {
+            if budget < MIN_UPDATE_LEN {
                 break;
             }
+            if pending.size <= budget {
+                budget -= pending.size;
+                keys.push(*key);
+            }
         }
+        let mut picked = Vec::with_capacity(keys.len());
         for key in keys {
-            self.order.remove(&key);
-            let (sent, seq, name) = key;
-            let pending = self
-                .pending
-                .get_mut(&name)
-                .expect("order and pending hold the same names");
-            pending.sent = sent + 1;
-            if pending.sent >= limit {
-                self.pending.remove(&name);
+            let Some(pending) = self.order.remove(&key) else {
+                continue;
+            };
+            let (sent, seq) = key;
+            if sent + 1 >= limit {
+                self.by_name.remove(&pending.update.row.0.node);
+                picked.push(pending.update);
             } else {
-                self.order.insert((sent + 1, seq, name));
+                let next = (sent + 1, seq);
+                picked.push(pending.update.clone());
+                if let Some(slot) = self.by_name.get_mut(&pending.update.row.0.node) {
+                    *slot = next;
+                }
+                self.order.insert(next, pending);
             }
         }
         picked
@@ -107,15 +102,15 @@ impl GossipQueue {
 
     /// Whether an update about `name` is still pending.
     pub(crate) fn contains(&self, name: &NodeName) -> bool {
-        self.pending.contains_key(name)
+        self.by_name.contains_key(name)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.pending.len()
+        self.order.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.order.is_empty()
     }
 }
 
