@@ -84,6 +84,38 @@ fn process_crash_with_unreachable_hints_at_100_nodes_is_offline_everywhere_p50_h
     assert!(p99 <= SECOND, "p99 {p99:?}");
 }
 
+/// A process that dies and comes back on the same port within 200 ms is never
+/// offline, even though its datagrams bounced meanwhile (issue 8).
+#[test]
+fn a_process_restarting_on_the_same_port_within_200ms_is_never_declared_offline() {
+    let mut hints = 0;
+    for seed in 1..=8 {
+        let mut sim = lan(100, 0, seed);
+        let node = (seed as usize * 53) % 100;
+        let host = HostFate::StaysUp;
+        assert_eq!(sim.apply(Fault::Crash { node, host }), Outcome::Fired);
+        sim.run_for(Duration::from_millis(190));
+        let restart = Fault::Restart {
+            node,
+            new_addr: false,
+        };
+        assert_eq!(sim.apply(restart), Outcome::Fired);
+        sim.run_for(10 * SECOND);
+        hints += sim.metrics().unreachable_hints;
+        assert_eq!(
+            sim.metrics().offline_writes_about.get(&node),
+            None,
+            "seed {seed}: node {node} written offline"
+        );
+        assert_eq!(sim.metrics().offline_writes, 0, "seed {seed}");
+        assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+    }
+    assert!(
+        hints > 0,
+        "the crashes bounced datagrams: the fast path was exercised"
+    );
+}
+
 /// `beethoven-sim --nodes 100 --scenario join-storm --joiners 1 --seeds 20 --duration 10`.
 #[test]
 fn a_node_joining_100_nodes_is_online_everywhere_within_1s_p99() {
