@@ -1,0 +1,560 @@
+#!/usr/bin/env python3
+"""Chaos tests with real processes, each in its own network namespace.
+
+Starts N (default 5) `beethoven-node --json` processes, each in its own network
+namespace, joined by a bridge that lives in a namespace of its own (nothing is
+added to the root namespace; private addresses 10.77.0.0/24 exist only inside
+the namespaces this script creates). Then, reading the processes' JSON event
+streams:
+
+  kill       SIGKILL one node: offline on every survivor (latency); it restarts
+             under the same name and is online everywhere again.
+  stop       SIGSTOP one node for 10 s, then SIGCONT: offline everywhere while
+             stopped, then online again with a higher incarnation everywhere.
+  partition  nftables drops traffic between groups of 2 and 3 for 30 s, then
+             heals: all trackers identical again (status, health, incarnation,
+             addr of every row) and everyone online.
+  loss       10% random loss on every node (nftables `numgen random mod 100 < 10
+             drop` on each namespace's input) for 60 s: no node declared offline.
+
+Each check prints PASS/FAIL with its numbers; the exit status is non-zero if any
+failed (77, "skipped", when the prerequisites are missing: root, `ip netns`, `nft`).
+Namespaces, processes and nftables rules are removed on exit, even on failure
+or Ctrl-C/SIGTERM.
+
+    sudo python3 tests/chaos/netns_chaos.py                 # builds target/release/beethoven-node if missing
+    sudo python3 tests/chaos/netns_chaos.py --binary path/to/beethoven-node --only kill,stop
+"""
+
+import argparse
+import ctypes
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUBNET = "10.77.0"
+PORT = 7946
+CHECKS = ["kill", "stop", "partition", "loss"]
+NS_RE = re.compile(r"^bchaos-(\d+)-")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(*args, check=True, quiet=False, stdin=None):
+    res = subprocess.run(list(args), input=stdin, text=True, capture_output=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+    if not quiet and res.returncode != 0:
+        log(f"warning: {' '.join(args)}: {res.stderr.strip()}")
+    return res
+
+
+def parse_ts(value):
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _die_with_parent():
+    """In the child, before exec: get SIGKILL if this script dies (even by SIGKILL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class Net:
+    """A bridge namespace and one namespace per node, with veth pairs between."""
+
+    def __init__(self, count):
+        self.tag = f"bchaos-{os.getpid()}"
+        self.bridge = f"{self.tag}-br"
+        self.nodes = [f"{self.tag}-n{i}" for i in range(count)]
+        self.ips = [f"{SUBNET}.{10 + i}" for i in range(count)]
+        self.created = []
+
+    def ns_exec(self, ns, *args, **kw):
+        return run("ip", "netns", "exec", ns, *args, **kw)
+
+    def up(self):
+        for ns in [self.bridge] + self.nodes:
+            run("ip", "netns", "add", ns)
+            self.created.append(ns)
+            self.ns_exec(ns, "ip", "link", "set", "lo", "up")
+        self.ns_exec(self.bridge, "ip", "link", "add", "br0", "type", "bridge")
+        self.ns_exec(self.bridge, "ip", "link", "set", "br0", "up")
+        for i, ns in enumerate(self.nodes):
+            # Created inside the bridge namespace, its peer straight into the node's:
+            # no interface ever appears in the root namespace.
+            port = f"p{i}"
+            self.ns_exec(self.bridge, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self.ns_exec(self.bridge, "ip", "link", "set", port, "master", "br0")
+            self.ns_exec(self.bridge, "ip", "link", "set", port, "up")
+            self.ns_exec(ns, "ip", "addr", "add", f"{self.ips[i]}/24", "dev", "eth0")
+            self.ns_exec(ns, "ip", "link", "set", "eth0", "up")
+
+    def nft(self, i, script):
+        self.ns_exec(self.nodes[i], "nft", "-f", "-", stdin=script)
+
+    def nft_delete(self, i, table):
+        self.ns_exec(self.nodes[i], "nft", "delete", "table", "inet", table, check=False, quiet=True)
+
+    def nft_dropped(self, i, table):
+        """Packets counted by the `counter` statements of a table."""
+        out = self.ns_exec(self.nodes[i], "nft", "list", "table", "inet", table, check=False, quiet=True).stdout
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
+
+    def down(self):
+        for ns in reversed(self.created):
+            kill_netns_pids(ns)
+            run("ip", "netns", "del", ns, check=False)
+        self.created = []
+
+
+def kill_netns_pids(ns):
+    res = run("ip", "netns", "pids", ns, check=False, quiet=True)
+    for pid in res.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGCONT)
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def remove_stale_namespaces():
+    """Namespaces of earlier runs of this script whose process is gone."""
+    res = run("ip", "netns", "list", check=False, quiet=True)
+    for line in res.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = NS_RE.match(name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            log(f"removing stale namespace {name}")
+            kill_netns_pids(name)
+            run("ip", "netns", "del", name, check=False)
+
+
+class Proc:
+    """One beethoven-node process and what its JSON stream said."""
+
+    def __init__(self, binary, net, i, cluster, logdir):
+        self.name = f"n{i}"
+        self.index = i
+        self.addr = f"{net.ips[i]}:{PORT}"
+        args = ["ip", "netns", "exec", net.nodes[i], binary, "--name", self.name, "--bind", self.addr,
+                "--json", "--cluster", cluster]
+        if i != 0:
+            args += ["--seed", f"{net.ips[0]}:{PORT}"]
+        else:
+            args += ["--seed", f"{net.ips[1]}:{PORT}"]
+        self.stderr = open(os.path.join(logdir, f"{self.name}-{time.time():.0f}.stderr"), "w")
+        # `ip netns exec` execs the binary: signals reach the node itself.
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.lock = threading.Lock()
+        self.events = []
+        self.rows = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            event["_t"] = parse_ts(event["ts"]) if "ts" in event else time.time()
+            with self.lock:
+                self.events.append(event)
+                if event.get("event") == "tracker":
+                    row = event["new_row"]
+                    self.rows[row["node"]] = row
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def view(self):
+        """node -> (status, health, incarnation, addr) of the latest rows."""
+        with self.lock:
+            return {n: (r["status"], r["health"], r["incarnation"], r["addr"]) for n, r in self.rows.items()}
+
+    def last_changes(self):
+        with self.lock:
+            return {n: r.get("last_change") for n, r in self.rows.items()}
+
+    def row(self, node):
+        with self.lock:
+            return self.rows.get(node)
+
+    def events_since(self, t0, kind=None):
+        with self.lock:
+            return [e for e in self.events if e["_t"] >= t0 and (kind is None or e.get("event") == kind)]
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.alive():
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stderr.close()
+
+
+def wait_until(predicate, timeout, step=0.02):
+    """Seconds until `predicate()` held, or None after `timeout`."""
+    start = time.time()
+    while True:
+        if predicate():
+            return time.time() - start
+        if time.time() - start > timeout:
+            return None
+        time.sleep(step)
+
+
+def fmt_ms(seconds):
+    return f"{seconds * 1000:.0f} ms"
+
+
+class Chaos:
+    def __init__(self, args):
+        self.args = args
+        self.net = Net(args.nodes)
+        self.cluster = f"chaos-{os.getpid()}"
+        self.procs = []
+        self.logdir = tempfile.mkdtemp(prefix="bchaos-")
+        self.results = []  # (name, ok, detail)
+
+    # ----- bookkeeping -----
+
+    def record(self, name, ok, detail):
+        self.results.append((name, ok, detail))
+        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
+        return ok
+
+    def names(self):
+        return [p.name for p in self.procs]
+
+    def sees_online(self, observers, nodes):
+        for p in observers:
+            for n in nodes:
+                row = p.row(n)
+                if row is None or row["status"] != "online":
+                    return False
+        return True
+
+    def converged(self):
+        """Every process holds every node online, and all views are identical."""
+        if not self.sees_online(self.procs, self.names()):
+            return False
+        views = [p.view() for p in self.procs]
+        return all(v == views[0] for v in views[1:])
+
+    def view_diff(self):
+        lines = []
+        for p in self.procs:
+            v = p.view()
+            lines.append(f"    {p.name}: " + ", ".join(f"{n}={s}/{h}/i{i}" for n, (s, h, i, _a) in sorted(v.items())))
+        return "\n".join(lines)
+
+    def gate(self, what, timeout=30):
+        took = wait_until(self.converged, timeout)
+        if took is None:
+            self.record(f"{what} (precondition: converged cluster)", False,
+                        f"not converged within {timeout} s\n{self.view_diff()}")
+            return False
+        return True
+
+    def start_node(self, i):
+        proc = Proc(self.args.binary, self.net, i, self.cluster, self.logdir)
+        if i < len(self.procs):
+            self.procs[i] = proc
+        else:
+            self.procs.append(proc)
+        return proc
+
+    # ----- the run -----
+
+    def setup(self):
+        remove_stale_namespaces()
+        self.net.up()
+        log(f"{self.args.nodes} namespaces up ({SUBNET}.0/24 behind a bridge namespace), starting nodes")
+        t0 = time.time()
+        for i in range(self.args.nodes):
+            self.start_node(i)
+            time.sleep(0.05)
+        took = wait_until(self.converged, 30)
+        if took is None:
+            self.record("formation", False, f"no converged cluster within 30 s\n{self.view_diff()}")
+            return False
+        log(f"cluster of {self.args.nodes} formed in {fmt_ms(time.time() - t0)}")
+        time.sleep(1.0)
+        return True
+
+    def check_kill(self):
+        victim = self.procs[-1]
+        survivors = [p for p in self.procs if p is not victim]
+        before = max(p.row(victim.name)["incarnation"] for p in survivors)
+        kill_at = time.time()
+        victim.signal(signal.SIGKILL)
+        took = wait_until(lambda: all((p.row(victim.name) or {}).get("status") == "offline" for p in survivors), 30)
+        lat = {}
+        for p in survivors:
+            for e in p.events_since(kill_at, "node_update"):
+                if e["node"] == victim.name and e["status"] == "offline":
+                    lat[p.name] = e["_t"] - kill_at
+                    break
+        ok = took is not None and len(lat) == len(survivors)
+        detail = (f"{victim.name} SIGKILLed, offline on all {len(survivors)} survivors after "
+                  f"{fmt_ms(max(lat.values())) if lat else '-'} (first {fmt_ms(min(lat.values())) if lat else '-'}; "
+                  + ", ".join(f"{n} {fmt_ms(v)}" for n, v in sorted(lat.items())) + ")")
+        if took is None:
+            detail += f"; not offline everywhere within 30 s\n{self.view_diff()}"
+        self.record("kill: crashed node offline on every survivor", ok, detail)
+        self.kill_latency = max(lat.values()) if ok else None
+
+        victim.stop()
+        restart_at = time.time()
+        new = self.start_node(victim.index)
+        took = wait_until(self.converged, 30)
+        incs = {p.name: p.row(new.name)["incarnation"] for p in self.procs if p.row(new.name)}
+        ok2 = took is not None and all(i > before for i in incs.values())
+        self.record("kill: restarted node online everywhere, higher incarnation", ok2,
+                    f"restart under the same name and address: converged after "
+                    f"{fmt_ms(took) if took is not None else '> 30 s'}, incarnation {before} -> "
+                    f"{sorted(set(incs.values()))}" + ("" if took is not None else "\n" + self.view_diff()))
+        return ok and ok2
+
+    def check_stop(self):
+        victim = self.procs[-2]
+        survivors = [p for p in self.procs if p is not victim]
+        before = max(p.row(victim.name)["incarnation"] for p in survivors)
+        stop_at = time.time()
+        victim.signal(signal.SIGSTOP)
+        pause = self.args.pause
+        took = wait_until(lambda: all((p.row(victim.name) or {}).get("status") == "offline" for p in survivors),
+                          pause - 0.5)
+        offline_lat = {}
+        for p in survivors:
+            for e in p.events_since(stop_at, "node_update"):
+                if e["node"] == victim.name and e["status"] == "offline":
+                    offline_lat[p.name] = e["_t"] - stop_at
+                    break
+        time.sleep(max(0.0, stop_at + pause - time.time()))
+        cont_at = time.time()
+        victim.signal(signal.SIGCONT)
+
+        def back():
+            for p in self.procs:
+                row = p.row(victim.name)
+                if row is None or row["status"] != "online" or row["incarnation"] <= before:
+                    return False
+            return self.converged()
+
+        back_took = wait_until(back, 30)
+        incs = sorted({p.row(victim.name)["incarnation"] for p in self.procs if p.row(victim.name)})
+        ok1 = took is not None and len(offline_lat) == len(survivors)
+        self.record("stop: stopped node offline on every survivor", ok1,
+                    f"{victim.name} SIGSTOPped for {pause:.0f} s: offline everywhere after "
+                    f"{fmt_ms(max(offline_lat.values())) if ok1 else 'never (within the pause)'}"
+                    + ("" if ok1 else f"; saw: {sorted(offline_lat)}"))
+        # What the resumed node made of the others meanwhile (a starved node should not accuse healthy ones).
+        accused = [e["node"] for e in victim.events_since(cont_at, "node_update") if e["status"] == "offline"]
+        ok2 = back_took is not None
+        self.record("stop: back online with a higher incarnation everywhere", ok2,
+                    f"after SIGCONT: online everywhere after {fmt_ms(back_took) if ok2 else '> 30 s'}, "
+                    f"incarnation {before} -> {incs}; the resumed node declared {len(accused)} others offline"
+                    + ("" if ok2 else "\n" + self.view_diff()))
+        self.stop_latency = max(offline_lat.values()) if ok1 else None
+        self.stop_recovery = back_took
+        return ok1 and ok2
+
+    def check_partition(self):
+        n = len(self.procs)
+        left = list(range(0, 2))
+        right = list(range(2, n))
+        ips = self.net.ips
+        for side, other in [(left, right), (right, left)]:
+            peers = ", ".join(ips[j] for j in other)
+            for i in side:
+                self.net.nft(i, f"""table inet bchaos_part {{
+  chain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {peers} }} counter drop; }}
+  chain output {{ type filter hook output priority 0; policy accept; ip daddr {{ {peers} }} counter drop; }}
+}}
+""")
+        part_at = time.time()
+        names = self.names()
+
+        def split():
+            for i in range(n):
+                others = right if i in left else left
+                for j in others:
+                    row = self.procs[i].row(names[j])
+                    if row is None or row["status"] != "offline":
+                        return False
+            return True
+
+        split_took = wait_until(split, self.args.partition)
+        time.sleep(max(0.0, part_at + self.args.partition - time.time()))
+        dropped = sum(self.net.nft_dropped(i, "bchaos_part") for i in range(n))
+        for i in range(n):
+            self.net.nft_delete(i, "bchaos_part")
+        heal_at = time.time()
+        log(f"partition {len(left)}|{len(right)} healed after {self.args.partition:.0f} s "
+            f"({dropped} datagrams dropped)")
+        heal_took = wait_until(self.converged, self.args.heal_timeout)
+        self.record("partition: split seen by both sides", split_took is not None and dropped > 0,
+                    f"{len(left)}|{len(right)}: each side saw the other offline after "
+                    f"{fmt_ms(split_took) if split_took is not None else 'never'}; nft dropped {dropped} datagrams")
+        ok = heal_took is not None
+        same_changes = True
+        if ok:
+            full = [p.last_changes() for p in self.procs]
+            same_changes = all(f == full[0] for f in full[1:])
+        self.record("partition: healed, trackers identical, everyone online", ok,
+                    (f"converged {fmt_ms(heal_took)} after healing (rows compared: status, health, "
+                     f"incarnation, addr; last_change also identical: {'yes' if same_changes else 'no'})")
+                    if ok else f"not converged {self.args.heal_timeout:.0f} s after healing\n{self.view_diff()}")
+        self.heal_time = heal_took
+        self.split_time = split_took
+        return ok and split_took is not None
+
+    def check_loss(self):
+        n = len(self.procs)
+        for i in range(n):
+            # On input only: each datagram crosses one receiving namespace, so it is
+            # lost with probability 10%, once.
+            self.net.nft(i, f"""table inet bchaos_loss {{
+  chain input {{ type filter hook input priority 0; policy accept;
+    udp dport {PORT} numgen random mod 100 < {self.args.loss_pct} counter drop; }}
+}}
+""")
+        start = time.time()
+        time.sleep(self.args.loss_time)
+        dropped = sum(self.net.nft_dropped(i, "bchaos_loss") for i in range(n))
+        for i in range(n):
+            self.net.nft_delete(i, "bchaos_loss")
+        end = time.time()
+        time.sleep(1.0)  # let the last events of the window arrive
+        offline_updates = []
+        offline_rows = []
+        suspects = 0
+        for p in self.procs:
+            for e in p.events_since(start):
+                if e["_t"] > end + 0.5:
+                    continue
+                if e.get("event") == "node_update" and e["status"] == "offline":
+                    offline_updates.append(f"{p.name}: {e['node']}")
+                if e.get("event") == "tracker":
+                    row = e["new_row"]
+                    if row["status"] == "offline":
+                        offline_rows.append(f"{p.name}: {row['node']} {row['health']}")
+                    if row["health"] == "suspect":
+                        suspects += 1
+        ok = not offline_updates and not offline_rows and dropped > 0 and all(p.alive() for p in self.procs)
+        self.record(f"loss: {self.args.loss_pct}% loss for {self.args.loss_time:.0f} s, nobody offline", ok,
+                    f"nft dropped {dropped} datagrams; {len(offline_updates)} offline notifications, "
+                    f"{len(offline_rows)} rows gone offline, {suspects} suspicions raised (and refuted)"
+                    + (f"; {offline_updates[:5]} {offline_rows[:5]}" if not ok else ""))
+        self.loss_suspects = suspects
+        return ok
+
+    def teardown(self):
+        for p in self.procs:
+            p.stop()
+        self.net.down()
+
+    def main(self):
+        checks = self.args.only.split(",") if self.args.only else CHECKS
+        started = time.time()
+        try:
+            if not self.setup():
+                return 1
+            for name in checks:
+                if not self.gate(name):
+                    continue
+                log(f"== {name}")
+                getattr(self, f"check_{name}")()
+        finally:
+            self.teardown()
+        failed = [r for r in self.results if not r[1]]
+        print(f"{'FAIL' if failed else 'PASS'}: {len(self.results) - len(failed)}/{len(self.results)} checks passed "
+              f"in {time.time() - started:.0f} s" + (f" (node logs: {self.logdir})" if failed else ""), flush=True)
+        if not failed:
+            shutil.rmtree(self.logdir, ignore_errors=True)
+        return 1 if failed else 0
+
+
+def prerequisites():
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and nftables)"
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` not found (apt-get install -y iproute2 nftables)"
+    probe = f"bchaos-{os.getpid()}-probe"
+    res = run("ip", "netns", "add", probe, check=False, quiet=True)
+    if res.returncode != 0:
+        return f"`ip netns add` does not work here: {res.stderr.strip()}"
+    try:
+        res = run("ip", "netns", "exec", probe, "nft", "list", "ruleset", check=False, quiet=True)
+        if res.returncode != 0:
+            return f"nftables does not work in a namespace: {res.stderr.strip()}"
+    finally:
+        run("ip", "netns", "del", probe, check=False, quiet=True)
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven-node"),
+                        help="beethoven-node binary (default: target/release/beethoven-node, built if missing)")
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(CHECKS)}")
+    parser.add_argument("--pause", type=float, default=10.0, help="SIGSTOP duration, s")
+    parser.add_argument("--partition", type=float, default=30.0, help="partition duration, s")
+    parser.add_argument("--heal-timeout", type=float, default=60.0, help="bound on convergence after healing, s")
+    parser.add_argument("--loss-time", type=float, default=60.0, help="loss duration, s")
+    parser.add_argument("--loss-pct", type=int, default=10)
+    args = parser.parse_args()
+    if args.nodes < 5:
+        parser.error("--nodes must be at least 5")
+    if args.only and not set(args.only.split(",")) <= set(CHECKS):
+        parser.error(f"--only takes {','.join(CHECKS)}")
+
+    reason = prerequisites()
+    if reason:
+        print(f"SKIP chaos tests: {reason}", flush=True)
+        return 77
+    if not os.path.exists(args.binary):
+        log(f"{args.binary} missing: building it (cargo build --release -p beethoven-examples --bin beethoven-node)")
+        subprocess.run(["cargo", "build", "--release", "-p", "beethoven-examples", "--bin", "beethoven-node"],
+                       cwd=ROOT, check=True)
+    args.binary = os.path.abspath(args.binary)
+
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the cleanup in `finally` runs.
+    def unwind(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+    signal.signal(signal.SIGHUP, unwind)
+    return Chaos(args).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
