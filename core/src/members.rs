@@ -33,8 +33,11 @@ impl Members {
         }
         self.position[at] = self.live.len() as u32;
         self.live.push(id);
-        let place = rng.usize(self.cursor..=self.order.len());
-        self.order.insert(place, id);
+        // A random place in the rest of this round, in O(1): append, then swap.
+        self.order.push(id);
+        let last = self.order.len() - 1;
+        let place = rng.usize(self.cursor.min(last)..=last);
+        self.order.swap(place, last);
     }
 
     /// Removes a member (it stays in the probe order until its turn, where it is skipped).

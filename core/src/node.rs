@@ -146,8 +146,9 @@ impl Node {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         // Mixing in the name keeps nodes given one seed from walking in lockstep.
-        let rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
-        let next_sync_at = now + config.anti_entropy_interval;
+        let mut rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
+        // Jittered from the start, so nodes created together do not exchange in lockstep.
+        let next_sync_at = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
         let next_reap_at = config.offline_retention.map(|_| now);
         let mut node = Self {
             config,
