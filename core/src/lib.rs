@@ -116,7 +116,7 @@ pub use probe::LocalHealth;
 pub use stats::{DropReason, Stats};
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 pub use tracker::{DIGEST_BUCKETS, Digest, Health, NodeStatus, Tracker, TrackerRow};
-pub use wire::{HEADER_LEN, MAGIC, VERSION};
+pub use wire::{HEADER_LEN, MAGIC, MAX_INCARNATION, VERSION};
 
 /// Re-exported so users name the same `DateTime` type as the rows.
 pub use chrono;

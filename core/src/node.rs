@@ -332,7 +332,7 @@ impl Node {
                 self.send_sync(row.addr, false);
                 return Ok(());
             }
-            Some(row) => row.incarnation + 1,
+            Some(row) => row.incarnation.saturating_add(1),
         };
         let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
         self.apply_row(now, row, None, Source::Gossip);
@@ -352,7 +352,7 @@ impl Node {
         if self.left {
             self.left = false;
             self.leaving_until = None;
-            self.incarnation += 1;
+            self.incarnation = self.incarnation.saturating_add(1);
             self.write_own_row(now, Health::Alive);
         }
         self.rejoin = None;

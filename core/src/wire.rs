@@ -29,6 +29,12 @@ pub const HEADER_LEN: usize = 14;
 /// Flag bit: the body is sealed with the cluster key ring.
 const FLAG_SEALED: u8 = 1;
 
+/// The highest incarnation a packet may carry. Far beyond any real count (a node
+/// refuting a thousand times a second would need 146 million years), and low
+/// enough that outbidding it (`+ 1`) cannot overflow: a forged row at `u64::MAX`
+/// would otherwise wrap a refutation to 0 and keep its victim dead for good.
+pub const MAX_INCARNATION: u64 = u64::MAX >> 1;
+
 /// A tracker row as it travels: `last_change` in Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct WireRow(pub(crate) TrackerRow);
@@ -51,6 +57,9 @@ impl<'de> Deserialize<'de> for WireRow {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let (node, addr, incarnation, health, millis) =
             <(NodeName, SocketAddr, u64, Health, i64)>::deserialize(deserializer)?;
+        if incarnation > MAX_INCARNATION {
+            return Err(serde::de::Error::custom("incarnation out of range"));
+        }
         let last_change = DateTime::from_timestamp_millis(millis)
             .ok_or_else(|| serde::de::Error::custom("last_change out of range"))?;
         Ok(WireRow(TrackerRow::new(

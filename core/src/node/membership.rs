@@ -141,7 +141,9 @@ impl Node {
         if row.health == Health::Suspect {
             self.local_health.worsen(self.config.max_local_health);
         }
-        self.incarnation = row.incarnation + 1;
+        // Rows from the wire are at most MAX_INCARNATION, so this cannot saturate
+        // in practice; saturating keeps a bug from wrapping to 0.
+        self.incarnation = row.incarnation.saturating_add(1);
         self.stats.refutations += 1;
         debug!(
             incarnation = self.incarnation,

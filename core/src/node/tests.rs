@@ -462,3 +462,31 @@ fn a_stalled_node_gives_its_suspicions_more_time() {
     );
     assert!(node.local_health().score() > 0);
 }
+
+/// Found by fuzzing: a forged "you are suspect at incarnation u64::MAX" made the
+/// refutation overflow (a panic, or in release a wrap to 0 that kept the node
+/// dead everywhere). Out-of-range incarnations are now malformed.
+#[test]
+fn an_incarnation_beyond_the_maximum_is_malformed_and_the_maximum_is_outbid() {
+    let now = epoch();
+    let mut node = node(now);
+    let mut forged = alive("me", 1, u64::MAX);
+    forged.row.0.health = Health::Suspect;
+    forged.row.0.status = NodeStatus::Online;
+    node.handle_packet(
+        now,
+        addr(2),
+        &packet("peer", 0, Message::Gossip, &[&forged]),
+    );
+    assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+    assert_eq!(node.incarnation(), 0);
+    let mut highest = alive("me", 1, crate::wire::MAX_INCARNATION);
+    highest.row.0 = highest.row.0.with_health(Health::Suspect, wall());
+    node.handle_packet(
+        now,
+        addr(2),
+        &packet("peer", 0, Message::Gossip, &[&highest]),
+    );
+    assert_eq!(node.incarnation(), crate::wire::MAX_INCARNATION + 1);
+    assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Alive));
+}
