@@ -69,7 +69,7 @@ def _die_with_parent():
     """In the child, before exec: get SIGKILL if this script dies (even by SIGKILL)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:
         pass
 
