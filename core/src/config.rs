@@ -81,6 +81,12 @@ pub struct Config {
     /// key and only packets sealed with one of its keys are accepted. `None`
     /// (default): plaintext, kept apart from other clusters by `cluster_id` only.
     pub keys: Option<KeyRing>,
+    /// New nodes one source address may introduce by `Join` per second, after a
+    /// burst of `join_burst`; further joins of unknown names from it are dropped as
+    /// [`DropReason::RateLimited`](crate::DropReason::RateLimited). Default 20.
+    pub join_rate: u32,
+    /// See `join_rate`. Default 100.
+    pub join_burst: u32,
     /// Most rows the tracker holds; updates about further unknown nodes are dropped
     /// and counted. Default 65 536.
     pub max_nodes: usize,
@@ -112,6 +118,8 @@ impl Default for Config {
             leave_timeout: Duration::from_secs(2),
             offline_retention: None,
             keys: None,
+            join_rate: 20,
+            join_burst: 100,
             max_nodes: 65_536,
         }
     }
@@ -264,6 +272,8 @@ impl Config {
             "must be positive when set",
         )?;
         check(self.max_nodes >= 2, "max_nodes", "must be at least 2")?;
+        check(self.join_rate >= 1, "join_rate", "must be at least 1")?;
+        check(self.join_burst >= 1, "join_burst", "must be at least 1")?;
         Ok(())
     }
 }

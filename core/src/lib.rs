@@ -93,6 +93,7 @@ mod driver;
 mod event;
 mod gossip;
 mod keyring;
+mod limiter;
 mod members;
 mod name;
 mod node;

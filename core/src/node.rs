@@ -18,6 +18,7 @@ use crate::discovery::{JoinAttempts, JoinError, Seed, expand_seeds};
 use crate::event::{Event, Mode, SubscriberId};
 use crate::gossip::GossipQueue;
 use crate::keyring::{KeyRing, Sealer};
+use crate::limiter::JoinLimiter;
 use crate::members::Members;
 use crate::name::{NodeName, fnv1a};
 use crate::probe::{LocalHealth, Probe, Relay};
@@ -129,6 +130,8 @@ pub struct Node {
     sealer: Option<Sealer>,
     /// Reused buffer for opened packet bodies.
     open_buf: Vec<u8>,
+    /// Caps how fast one source can introduce new nodes by joining.
+    join_limiter: JoinLimiter,
 }
 
 impl Node {
@@ -150,6 +153,7 @@ impl Node {
         // Jittered from the start, so nodes created together do not exchange in lockstep.
         let next_sync_at = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
         let next_reap_at = config.offline_retention.map(|_| now);
+        let join_limiter = JoinLimiter::new(config.join_rate, config.join_burst);
         let mut node = Self {
             config,
             name,
@@ -187,6 +191,7 @@ impl Node {
             addr_scratch: Vec::new(),
             sealer: None,
             open_buf: Vec::new(),
+            join_limiter,
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);

@@ -33,11 +33,13 @@ pub enum DropReason {
     UnexpectedSeal,
     /// Sealed with a key this node does not hold, or altered on the way.
     Authentication,
+    /// A join of an unknown name from a source over its `join_rate`.
+    RateLimited,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -52,6 +54,7 @@ impl DropReason {
         DropReason::NotSealed,
         DropReason::UnexpectedSeal,
         DropReason::Authentication,
+        DropReason::RateLimited,
     ];
 }
 

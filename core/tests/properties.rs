@@ -144,3 +144,57 @@ proptest! {
         prop_assert!(pump.all_live_online() && pump.converged());
     }
 }
+
+#[test]
+fn a_join_flood_of_made_up_names_from_one_address_is_rate_limited_and_evicts_no_one() {
+    use beethoven_core::{Health, NodeName, TrackerRow};
+    let mut pump = settled();
+    let members: Vec<TrackerRow> = pump.node(0).tracker().rows().cloned().collect();
+    // Captured real Join packets of many made-up nodes, all sent from one address.
+    let flooder: std::net::SocketAddr = "10.66.66.66:7946".parse().expect("valid");
+    let mut joins = Vec::new();
+    for i in 0..2_000 {
+        let name = NodeName::new(&format!("fake-{i}")).expect("valid");
+        let mut fake = beethoven_core::Node::new(
+            common::config(10_000 + i),
+            name,
+            flooder,
+            pump.now,
+            pump.wall_now(),
+        )
+        .expect("valid config");
+        let now = pump.now;
+        fake.join(now, &[beethoven_core::Seed::Addr(pump.addrs[0])])
+            .expect("join starts");
+        while let Some(t) = fake.poll_transmit() {
+            joins.push(t.payload.to_vec());
+        }
+    }
+    let now = pump.now;
+    for bytes in &joins {
+        pump.node_mut(0).handle_packet(now, flooder, bytes);
+    }
+    let node = pump.node(0);
+    let burst = node.config().join_burst as usize;
+    assert_eq!(
+        node.tracker().len(),
+        members.len() + burst,
+        "only the burst got in"
+    );
+    assert_eq!(
+        node.stats().dropped(DropReason::RateLimited),
+        (joins.len() - burst) as u64
+    );
+    for member in &members {
+        let row = node.row(&member.node).expect("real members stay");
+        assert_eq!(row.health, Health::Alive);
+    }
+    // A second later the flooder gets a trickle, not another flood.
+    pump.run_for(Duration::from_secs(1));
+    let now = pump.now;
+    for bytes in &joins {
+        pump.node_mut(0).handle_packet(now, flooder, bytes);
+    }
+    let rate = pump.node(0).config().join_rate as usize;
+    assert!(pump.node(0).tracker().len() <= members.len() + burst + rate + 1);
+}

@@ -35,6 +35,12 @@ impl Node {
         if let Err(reason) = self.validate(now, &packet) {
             return self.drop_packet(from, reason);
         }
+        if let Message::Join { row } = &packet.message
+            && self.tracker.get(&row.0.node).is_none()
+            && !self.join_limiter.allow(from.ip(), now)
+        {
+            return self.drop_packet(from, DropReason::RateLimited);
+        }
         let Packet {
             message, gossip, ..
         } = packet;

@@ -1,0 +1,102 @@
+//! Rate limits on what strangers can make a node do: joins from one source
+//! address add at most a burst and then a steady trickle of new rows, so a flood
+//! of made-up names cannot fill the tracker in a moment.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Most source addresses tracked at once; when full, the longest-idle one is
+/// forgotten (it had refilled anyway).
+const MAX_SOURCES: usize = 1024;
+
+/// A token bucket per source address.
+#[derive(Debug)]
+pub(crate) struct JoinLimiter {
+    per_second: u32,
+    burst: u32,
+    buckets: BTreeMap<IpAddr, Bucket>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl JoinLimiter {
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst,
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `source` may add one more row now (and takes a token if so).
+    pub(crate) fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+        if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
+            let idle = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, bucket)| bucket.last)
+                .map(|(addr, _)| *addr);
+            if let Some(idle) = idle {
+                self.buckets.remove(&idle);
+            }
+        }
+        let burst = f64::from(self.burst);
+        let bucket = self.buckets.entry(source).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.last);
+        bucket.tokens =
+            (bucket.tokens + elapsed.as_secs_f64() * f64::from(self.per_second)).min(burst);
+        bucket.last = bucket.last.max(now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_then_a_trickle_per_source() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut limiter = JoinLimiter::new(10, 5);
+        let flooder: IpAddr = "10.0.0.66".parse().expect("valid");
+        let allowed = (0..100).filter(|_| limiter.allow(flooder, now)).count();
+        assert_eq!(allowed, 5, "the burst");
+        let later = now + Duration::from_secs(1);
+        let allowed = (0..100).filter(|_| limiter.allow(flooder, later)).count();
+        assert_eq!(allowed, 5, "refilled up to the burst, not beyond");
+        let half = later + Duration::from_millis(300); // three tokens at 10/s
+        assert_eq!((0..100).filter(|_| limiter.allow(flooder, half)).count(), 3);
+        let other: IpAddr = "10.0.0.7".parse().expect("valid");
+        assert!(
+            limiter.allow(other, later),
+            "other sources are not affected"
+        );
+    }
+
+    #[test]
+    fn the_table_of_sources_stays_bounded() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut limiter = JoinLimiter::new(1, 1);
+        for i in 0..(MAX_SOURCES as u32 + 500) {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(limiter.allow(addr, now + Duration::from_millis(u64::from(i))));
+        }
+        assert_eq!(limiter.buckets.len(), MAX_SOURCES);
+    }
+}
