@@ -8,8 +8,8 @@
 //! | `custom_loop` | `beethoven-core` driven by hand on a `std::net::UdpSocket`, no async runtime |
 //! | `subscriber` | a `NodeUpdate` callback and the async stream of updates |
 //!
-//! ```no_run
-//! // cargo run -p beethoven-examples --bin local_cluster
+//! ```sh
+//! cargo run -p beethoven-examples --bin local_cluster
 //! ```
 
 #![forbid(unsafe_code)]
