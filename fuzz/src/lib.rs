@@ -171,7 +171,8 @@ pub fn check_node(node: &Node, mirror: &Mirror) {
     }
     assert_eq!(online, tracker.online_count(), "online count");
     let mirrored: Vec<&TrackerRow> = mirror.rows.values().collect();
-    let actual: Vec<&TrackerRow> = tracker.rows().collect();
+    let mut actual: Vec<&TrackerRow> = tracker.rows().collect();
+    actual.sort_by(|a, b| a.node.cmp(&b.node)); // rows() has no set order
     assert_eq!(mirrored, actual, "tracker events replay to the tracker");
     if let Some(mode) = mirror.mode {
         assert_eq!(mode, node.mode(), "ModeChanged events replay to the mode");
@@ -644,4 +645,57 @@ impl Setup {
             Setup::Sealed => Sim::formed(true),
         }
     }
+}
+
+/// The `handle_packet` target: the first byte picks the node's state, the rest is
+/// one datagram for node 0 from node 1's address. Panics on a broken invariant:
+/// every datagram counted; a dropped one (a drop counter went up) changes nothing
+/// (tracker, mode, incarnation, no datagram sent, no event); the node's
+/// invariants hold afterwards.
+pub fn check_datagram(data: &[u8]) {
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let mut sim = Setup::from_byte(selector).build();
+    let now = sim.now;
+    let member = &mut sim.members[0];
+    let node = member.node.as_mut().expect("node 0 is running");
+    let tracker = node.tracker().clone();
+    let (mode, incarnation) = (node.mode(), node.incarnation());
+    let dropped = node.stats().dropped_total();
+    let received = node.stats().packets_received;
+
+    node.handle_packet(now, addr(1), bytes);
+
+    assert_eq!(
+        node.stats().packets_received,
+        received + 1,
+        "every datagram is counted"
+    );
+    if node.stats().dropped_total() > dropped {
+        assert_eq!(
+            node.stats().dropped_total(),
+            dropped + 1,
+            "one datagram, one drop"
+        );
+        assert!(
+            node.tracker() == &tracker,
+            "a dropped datagram changed the tracker"
+        );
+        assert_eq!(node.mode(), mode, "a dropped datagram changed the mode");
+        assert_eq!(
+            node.incarnation(),
+            incarnation,
+            "a dropped datagram changed the incarnation"
+        );
+        assert!(
+            node.poll_transmit().is_none(),
+            "a dropped datagram caused a send"
+        );
+        assert!(
+            node.poll_event().is_none(),
+            "a dropped datagram caused an event"
+        );
+    }
+    drain(node, &mut member.mirror, &mut |_| {});
 }

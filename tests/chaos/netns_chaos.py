@@ -491,6 +491,9 @@ class Chaos:
                     continue
                 log(f"== {name}")
                 getattr(self, f"check_{name}")()
+        except (KeyboardInterrupt, SystemExit):
+            print("INTERRUPTED: cleaning up namespaces, processes and nftables rules", flush=True)
+            raise
         finally:
             self.teardown()
         failed = [r for r in self.results if not r[1]]
