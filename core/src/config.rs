@@ -81,7 +81,7 @@ pub struct Config {
     /// key and only packets sealed with one of its keys are accepted. `None`
     /// (default): plaintext, kept apart from other clusters by `cluster_id` only.
     pub keys: Option<KeyRing>,
-    /// New nodes one source address may introduce by `Join` per second, after a
+    /// New nodes one source address (IP and port) may introduce by `Join` per second, after a
     /// burst of `join_burst`; further joins of unknown names from it are dropped as
     /// [`DropReason::RateLimited`](crate::DropReason::RateLimited). Default 20.
     pub join_rate: u32,

@@ -1,9 +1,10 @@
 //! Rate limits on what strangers can make a node do: joins from one source
-//! address add at most a burst and then a steady trickle of new rows, so a flood
-//! of made-up names cannot fill the tracker in a moment.
+//! address (IP and port: many nodes may share a host) add at most a burst and
+//! then a steady trickle of new rows, so a flood of made-up names cannot fill the
+//! tracker in a moment.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Most source addresses tracked at once; when full, the longest-idle one is
@@ -15,7 +16,7 @@ const MAX_SOURCES: usize = 1024;
 pub(crate) struct JoinLimiter {
     per_second: u32,
     burst: u32,
-    buckets: BTreeMap<IpAddr, Bucket>,
+    buckets: BTreeMap<SocketAddr, Bucket>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +35,7 @@ impl JoinLimiter {
     }
 
     /// Whether `source` may add one more row now (and takes a token if so).
-    pub(crate) fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, source: SocketAddr, now: Instant) -> bool {
         if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
             let idle = self
                 .buckets
@@ -73,7 +74,7 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
         let now = Instant::now();
         let mut limiter = JoinLimiter::new(10, 5);
-        let flooder: IpAddr = "10.0.0.66".parse().expect("valid");
+        let flooder: SocketAddr = "10.0.0.66:7946".parse().expect("valid");
         let allowed = (0..100).filter(|_| limiter.allow(flooder, now)).count();
         assert_eq!(allowed, 5, "the burst");
         let later = now + Duration::from_secs(1);
@@ -81,7 +82,7 @@ mod tests {
         assert_eq!(allowed, 5, "refilled up to the burst, not beyond");
         let half = later + Duration::from_millis(300); // three tokens at 10/s
         assert_eq!((0..100).filter(|_| limiter.allow(flooder, half)).count(), 3);
-        let other: IpAddr = "10.0.0.7".parse().expect("valid");
+        let other: SocketAddr = "10.0.0.66:7947".parse().expect("valid");
         assert!(
             limiter.allow(other, later),
             "other sources are not affected"
@@ -94,7 +95,7 @@ mod tests {
         let now = Instant::now();
         let mut limiter = JoinLimiter::new(1, 1);
         for i in 0..(MAX_SOURCES as u32 + 500) {
-            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let addr = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 7946));
             assert!(limiter.allow(addr, now + Duration::from_millis(u64::from(i))));
         }
         assert_eq!(limiter.buckets.len(), MAX_SOURCES);

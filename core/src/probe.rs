@@ -40,8 +40,10 @@ pub(crate) enum Verdict {
     Acked,
     /// The target did not answer, but helpers said so too: its problem.
     Failed,
-    /// The target did not answer and helpers' nacks went missing as well:
-    /// this node may be the one with the bad network (Lifeguard).
+    /// The target did not answer and no helper's nack came back either: this
+    /// node may be the one with the bad network (Lifeguard). One nack is enough
+    /// to clear it, so helpers that are themselves dead (a rack lost at once) do
+    /// not slow the survivors' probing.
     FailedWithMissingNacks,
 }
 
@@ -49,7 +51,7 @@ impl Probe {
     pub(crate) fn verdict(&self) -> Verdict {
         if self.acked {
             Verdict::Acked
-        } else if self.nacks < self.nacks_expected {
+        } else if self.nacks_expected > 0 && self.nacks == 0 {
             Verdict::FailedWithMissingNacks
         } else {
             Verdict::Failed
@@ -123,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn verdict_blames_self_only_when_nacks_go_missing() {
+    fn verdict_blames_self_only_when_every_nack_goes_missing() {
         #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
         let now = Instant::now();
         let mut probe = Probe {
@@ -143,6 +145,12 @@ mod tests {
         };
         assert_eq!(probe.verdict(), Verdict::Failed);
         probe.nacks = 1;
+        assert_eq!(
+            probe.verdict(),
+            Verdict::Failed,
+            "one helper answered: our network works"
+        );
+        probe.nacks = 0;
         assert_eq!(probe.verdict(), Verdict::FailedWithMissingNacks);
         probe.acked = true;
         assert_eq!(probe.verdict(), Verdict::Acked);

@@ -158,9 +158,11 @@ pub(crate) struct RowChange {
 ///
 /// Rows live in a slab with stable ids (so member lists can refer to them with
 /// four bytes), found by name through a hash index: about 110 bytes per row.
+/// The slab grows in fixed chunks, never by moving rows, so a growing tracker
+/// leaves no trail of freed blocks behind.
 #[derive(Clone, Default)]
 pub struct Tracker {
-    slots: Vec<Option<TrackerRow>>,
+    slots: Slab,
     free: Vec<u32>,
     index: HashTable<u32>,
     len: usize,
@@ -170,6 +172,48 @@ pub struct Tracker {
 
 /// The stable id of a row in its tracker, valid until the row is removed.
 pub(crate) type RowId = u32;
+
+/// Rows per slab chunk.
+const CHUNK: usize = 256;
+
+/// Fixed-size chunks of slots, addressed by id.
+#[derive(Clone, Default)]
+struct Slab {
+    chunks: Vec<Box<[Option<TrackerRow>]>>,
+    /// Ids handed out so far (the next fresh id).
+    used: u32,
+}
+
+impl Slab {
+    fn get(&self, id: RowId) -> Option<&TrackerRow> {
+        let id = id as usize;
+        self.chunks.get(id / CHUNK)?[id % CHUNK].as_ref()
+    }
+
+    fn get_mut(&mut self, id: RowId) -> Option<&mut Option<TrackerRow>> {
+        let id = id as usize;
+        self.chunks
+            .get_mut(id / CHUNK)
+            .map(|chunk| &mut chunk[id % CHUNK])
+    }
+
+    /// A fresh id, its chunk allocated.
+    fn fresh(&mut self) -> RowId {
+        let id = self.used;
+        if (id as usize).is_multiple_of(CHUNK) {
+            self.chunks.push(vec![None; CHUNK].into_boxed_slice());
+        }
+        self.used += 1;
+        id
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .filter_map(Option::as_ref)
+    }
+}
 
 fn name_hash(name: &NodeName) -> u64 {
     fnv1a(name.as_bytes())
@@ -186,8 +230,10 @@ impl Tracker {
     pub(crate) fn merge(&mut self, row: TrackerRow) -> Option<RowChange> {
         let (id, old) = match self.id_of(&row.node) {
             Some(id) => {
-                let slot = self.slots[id as usize]
-                    .as_mut()
+                let slot = self
+                    .slots
+                    .get_mut(id)
+                    .and_then(Option::as_mut)
                     .expect("the index only holds ids of occupied slots");
                 if !row.supersedes(slot) {
                     return None;
@@ -202,25 +248,13 @@ impl Tracker {
 
     fn insert(&mut self, row: TrackerRow) -> RowId {
         let hash = name_hash(&row.node);
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[id as usize] = Some(row);
-                id
-            }
-            None => {
-                if self.slots.len() == self.slots.capacity() {
-                    // Grow by an eighth, not double: big trackers waste little.
-                    self.slots.reserve_exact((self.slots.len() / 8).max(16));
-                }
-                self.slots.push(Some(row));
-                (self.slots.len() - 1) as RowId
-            }
-        };
+        let id = self.free.pop().unwrap_or_else(|| self.slots.fresh());
+        if let Some(slot) = self.slots.get_mut(id) {
+            *slot = Some(row);
+        }
         let slots = &self.slots;
         self.index.insert_unique(hash, id, |&id| {
-            slots[id as usize]
-                .as_ref()
-                .map_or(0, |row| name_hash(&row.node))
+            slots.get(id).map_or(0, |row| name_hash(&row.node))
         });
         self.len += 1;
         id
@@ -232,13 +266,11 @@ impl Tracker {
         let entry = self
             .index
             .find_entry(name_hash(name), |&id| {
-                slots[id as usize]
-                    .as_ref()
-                    .is_some_and(|row| row.node == *name)
+                slots.get(id).is_some_and(|row| row.node == *name)
             })
             .ok()?;
         let (id, _) = entry.remove();
-        let old = self.slots[id as usize].take()?;
+        let old = self.slots.get_mut(id)?.take()?;
         self.free.push(id);
         self.len -= 1;
         self.account(Some(&old), None);
@@ -260,16 +292,14 @@ impl Tracker {
     pub(crate) fn id_of(&self, name: &NodeName) -> Option<RowId> {
         self.index
             .find(name_hash(name), |&id| {
-                self.slots[id as usize]
-                    .as_ref()
-                    .is_some_and(|row| row.node == *name)
+                self.slots.get(id).is_some_and(|row| row.node == *name)
             })
             .copied()
     }
 
     /// The row with this id.
     pub(crate) fn by_id(&self, id: RowId) -> Option<&TrackerRow> {
-        self.slots.get(id as usize).and_then(Option::as_ref)
+        self.slots.get(id)
     }
 
     /// One node's row.
@@ -279,7 +309,7 @@ impl Tracker {
 
     /// Every row, in no particular order (see [`Tracker::sorted_rows`]).
     pub fn rows(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
-        self.slots.iter().filter_map(Option::as_ref)
+        self.slots.rows()
     }
 
     /// Every row, ordered by name.

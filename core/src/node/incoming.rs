@@ -37,7 +37,7 @@ impl Node {
         }
         if let Message::Join { row } = &packet.message
             && self.tracker.get(&row.0.node).is_none()
-            && !self.join_limiter.allow(from.ip(), now)
+            && !self.join_limiter.allow(from, now)
         {
             return self.drop_packet(from, DropReason::RateLimited);
         }
