@@ -8,7 +8,8 @@ the namespaces this script creates). Then, reading the processes' JSON event
 streams:
 
   kill       SIGKILL one node: offline on every survivor (latency); it restarts
-             under the same name and is online everywhere again.
+             under the same name and is online everywhere again with a higher
+             incarnation. Three rounds (--kills), a different node each time.
   stop       SIGSTOP one node for 10 s, then SIGCONT: offline everywhere while
              stopped, then online again with a higher incarnation everywhere.
   partition  nftables drops traffic between groups of 2 and 3 for 30 s, then
@@ -308,37 +309,52 @@ class Chaos:
         return True
 
     def check_kill(self):
-        victim = self.procs[-1]
-        survivors = [p for p in self.procs if p is not victim]
-        before = max(p.row(victim.name)["incarnation"] for p in survivors)
-        kill_at = time.time()
-        victim.signal(signal.SIGKILL)
-        took = wait_until(lambda: all((p.row(victim.name) or {}).get("status") == "offline" for p in survivors), 30)
-        lat = {}
-        for p in survivors:
-            for e in p.events_since(kill_at, "node_update"):
-                if e["node"] == victim.name and e["status"] == "offline":
-                    lat[p.name] = e["_t"] - kill_at
+        """SIGKILL a node (a different one each round), then restart it; `--kills` rounds."""
+        n = len(self.procs)
+        rounds = []  # (victim, {survivor: latency}, all offline in time)
+        restarts = []  # (victim, seconds or None, incarnation before, incarnations after)
+        for k in range(self.args.kills):
+            if k > 0:
+                if wait_until(self.converged, 30) is None:
                     break
-        ok = took is not None and len(lat) == len(survivors)
-        detail = (f"{victim.name} SIGKILLed, offline on all {len(survivors)} survivors after "
-                  f"{fmt_ms(max(lat.values())) if lat else '-'} (first {fmt_ms(min(lat.values())) if lat else '-'}; "
-                  + ", ".join(f"{n} {fmt_ms(v)}" for n, v in sorted(lat.items())) + ")")
-        if took is None:
-            detail += f"; not offline everywhere within 30 s\n{self.view_diff()}"
-        self.record("kill: crashed node offline on every survivor", ok, detail)
-        self.kill_latency = max(lat.values()) if ok else None
-
-        victim.stop()
-        restart_at = time.time()
-        new = self.start_node(victim.index)
-        took = wait_until(self.converged, 30)
-        incs = {p.name: p.row(new.name)["incarnation"] for p in self.procs if p.row(new.name)}
-        ok2 = took is not None and all(i > before for i in incs.values())
+                time.sleep(1.0)
+            victim = self.procs[n - 1 - k % (n - 1)]
+            survivors = [p for p in self.procs if p is not victim]
+            before = max(p.row(victim.name)["incarnation"] for p in survivors)
+            kill_at = time.time()
+            victim.signal(signal.SIGKILL)
+            took = wait_until(
+                lambda: all((p.row(victim.name) or {}).get("status") == "offline" for p in survivors), 30)
+            lat = {}
+            for p in survivors:
+                for e in p.events_since(kill_at, "node_update"):
+                    if e["node"] == victim.name and e["status"] == "offline":
+                        lat[p.name] = e["_t"] - kill_at
+                        break
+            rounds.append((victim.name, lat, took is not None and len(lat) == len(survivors)))
+            victim.stop()
+            new = self.start_node(victim.index)
+            took = wait_until(self.converged, 30)
+            incs = sorted({p.row(new.name)["incarnation"] for p in self.procs if p.row(new.name)})
+            restarts.append((new.name, took, before, incs))
+        everywhere = [max(lat.values()) for _, lat, ok in rounds if ok]
+        ok = len(rounds) == self.args.kills and all(r[2] for r in rounds)
+        per_round = "; ".join(
+            f"{v}: {fmt_ms(max(lat.values())) if ok_ else 'NOT everywhere within 30 s (' + ', '.join(sorted(lat)) + ')'}"
+            for v, lat, ok_ in rounds)
+        summary = (f"p50 {fmt_ms(statistics.median(everywhere))}, max {fmt_ms(max(everywhere))}"
+                   if everywhere else "no round completed")
+        self.record("kill: crashed node offline on every survivor", ok,
+                    f"{len(rounds)} SIGKILLs, offline on all {n - 1} survivors after {summary} ({per_round})"
+                    + ("" if ok else "\n" + self.view_diff()))
+        self.kill_latencies = everywhere
+        ok2 = len(restarts) == self.args.kills and all(
+            t is not None and all(i > before for i in incs) for _, t, before, incs in restarts)
         self.record("kill: restarted node online everywhere, higher incarnation", ok2,
-                    f"restart under the same name and address: converged after "
-                    f"{fmt_ms(took) if took is not None else '> 30 s'}, incarnation {before} -> "
-                    f"{sorted(set(incs.values()))}" + ("" if took is not None else "\n" + self.view_diff()))
+                    "restart under the same name and address: " + "; ".join(
+                        f"{v} converged after {fmt_ms(t) if t is not None else '> 30 s'}, "
+                        f"incarnation {before} -> {incs}" for v, t, before, incs in restarts)
+                    + ("" if ok2 else "\n" + self.view_diff()))
         return ok and ok2
 
     def check_stop(self):
@@ -529,6 +545,7 @@ def main():
                         help="beethoven-node binary (default: target/release/beethoven-node, built if missing)")
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CHECKS)}")
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILL rounds (each on another node)")
     parser.add_argument("--pause", type=float, default=10.0, help="SIGSTOP duration, s")
     parser.add_argument("--partition", type=float, default=30.0, help="partition duration, s")
     parser.add_argument("--heal-timeout", type=float, default=60.0, help="bound on convergence after healing, s")
