@@ -213,7 +213,22 @@ impl Node {
     fn probe_indirectly(&mut self, at: usize) {
         let probe = &self.probes[at];
         let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
-        let helpers = self.sample_members(self.config.indirect_probes, self.tracker.id_of(&target));
+        let asked = self.ask_helpers(seq, &target, target_addr);
+        self.send(target_addr, Message::Ping { seq, target });
+        let probe = &mut self.probes[at];
+        probe.indirect_sent = true;
+        probe.nacks_expected = asked;
+    }
+
+    /// Asks `k` random members to ping `target` for us under `seq`; their acks
+    /// come back relayed under the same `seq`. Returns how many were asked.
+    pub(super) fn ask_helpers(
+        &mut self,
+        seq: u32,
+        target: &NodeName,
+        target_addr: SocketAddr,
+    ) -> u32 {
+        let helpers = self.sample_members(self.config.indirect_probes, self.tracker.id_of(target));
         let mut asked = 0;
         for &helper in &helpers {
             if let Some(row) = self.tracker.by_id(helper) {
@@ -230,10 +245,7 @@ impl Node {
             }
         }
         self.recycle(helpers);
-        self.send(target_addr, Message::Ping { seq, target });
-        let probe = &mut self.probes[at];
-        probe.indirect_sent = true;
-        probe.nacks_expected = asked;
+        asked
     }
 
     fn finish_probe(&mut self, now: Instant, probe: Probe) {

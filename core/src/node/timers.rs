@@ -140,9 +140,13 @@ impl Node {
                             acked: false,
                         });
                     }
-                    // Twice: one lost datagram must not decide a death.
+                    // Twice directly, and through `k` others: lost datagrams must
+                    // not decide a death.
                     self.ping(now, &name, seq);
                     self.ping(now, &name, seq);
+                    if let Some(addr) = self.tracker.get(&name).map(|row| row.addr) {
+                        let _ = self.ask_helpers(seq, &name, addr);
+                    }
                 }
                 Some(last) if last.acked => {
                     if let Some(suspicion) = self.suspicions.get_mut(&name) {
