@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::name::NodeName;
+use crate::name::{FnvBuild, NodeName};
 use crate::wire::{Update, encoded_len};
 
 #[derive(Debug)]
@@ -24,7 +24,7 @@ type OrderKey = (u32, Reverse<u64>);
 #[derive(Debug, Default)]
 pub(crate) struct GossipQueue {
     order: BTreeMap<OrderKey, Pending>,
-    by_name: HashMap<NodeName, OrderKey>,
+    by_name: HashMap<NodeName, OrderKey, FnvBuild>,
     next_seq: u64,
 }
 

@@ -171,9 +171,29 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     hash.finish()
 }
 
-/// FNV-1a over several pieces, without gathering them first.
+/// FNV-1a over several pieces, without gathering them first. Also a `Hasher`
+/// for maps keyed by names: fast on short keys, and the same on every run.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        Fnv::write(self, bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`Fnv`] hashers for `HashMap`s.
+pub(crate) type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 impl Fnv {
     pub(crate) fn new() -> Self {

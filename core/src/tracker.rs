@@ -228,7 +228,13 @@ impl Tracker {
     /// Merges a row: it is stored when the node is unknown or the row supersedes
     /// the stored one. Returns the change, or `None` when the row lost.
     pub(crate) fn merge(&mut self, row: TrackerRow) -> Option<RowChange> {
-        let (id, old) = match self.id_of(&row.node) {
+        let id = self.id_of(&row.node);
+        self.merge_known(id, row)
+    }
+
+    /// [`Tracker::merge`] for a caller that already looked the row's id up.
+    pub(crate) fn merge_known(&mut self, id: Option<RowId>, row: TrackerRow) -> Option<RowChange> {
+        let (id, old) = match id {
             Some(id) => {
                 let slot = self
                     .slots

@@ -30,7 +30,10 @@ impl Node {
         if self.is_expired(now, &row) {
             return;
         }
-        let known = self.tracker.get(&row.node);
+        // One lookup serves the checks and the merge: this is the hot path of
+        // every piggybacked row.
+        let known_id = self.tracker.id_of(&row.node);
+        let known = known_id.and_then(|id| self.tracker.by_id(id));
         if known.is_none() && self.tracker.len() >= self.config.max_nodes {
             self.stats.count_drop(DropReason::TrackerFull);
             debug!(node = %row.node, "tracker full: update about an unknown node dropped");
@@ -46,7 +49,7 @@ impl Node {
         {
             self.push_gossip(now, row.clone(), suspecter.clone());
         }
-        let Some(change) = self.tracker.merge(row) else {
+        let Some(change) = self.tracker.merge_known(known_id, row) else {
             return;
         };
         let status_flipped = change
