@@ -83,7 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let node = beethoven_tokio::start(options).await?;
-    let out = Output { json: args.json };
+    let out = Output {
+        json: args.json,
+        name: args.name.clone(),
+    };
     out.emit(
         "started",
         json!({"name": node.name().as_str(), "addr": node.advertised_addr().to_string()}),
@@ -197,6 +200,8 @@ impl Watch {
 
 struct Output {
     json: bool,
+    /// Prefixes text lines, so several nodes can share a terminal.
+    name: String,
 }
 
 impl Output {
@@ -212,7 +217,7 @@ impl Output {
             }
             println!("{fields}");
         } else {
-            println!("{} {text}", now.format("%H:%M:%S%.3f"));
+            println!("{} [{}] {text}", now.format("%H:%M:%S%.3f"), self.name);
         }
     }
 }
