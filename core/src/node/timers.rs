@@ -116,8 +116,8 @@ impl Node {
         }
     }
 
-    /// Expired suspicions get a last-chance ping; those still unanswered after it
-    /// are declared dead.
+    /// Expired suspicions get a last-chance check (two pings, and `k` members asked
+    /// to ping); those still unanswered after it are declared dead.
     fn run_suspicions(&mut self, now: Instant) {
         let due: Vec<NodeName> = self
             .suspicions
