@@ -58,11 +58,42 @@ pub enum LeaveError {
     AlreadyLeft,
 }
 
+/// What waits to go out.
 #[derive(Debug)]
-struct Outgoing {
-    to: SocketAddr,
-    message: Message,
+enum Outgoing {
+    /// One message.
+    Message { to: SocketAddr, message: Message },
+    /// Tracker rows from id `next` on (of the buckets in `buckets`, a bit mask),
+    /// cut into datagrams as they are sent: a node answering many joins at once
+    /// holds a cursor per answer, not a copy of its table, and other traffic
+    /// interleaves with the chunks.
+    Rows {
+        to: SocketAddr,
+        next: RowId,
+        buckets: u32,
+        kind: RowsKind,
+    },
 }
+
+/// Which message carries streamed rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowsKind {
+    JoinReply,
+    Rows,
+}
+
+impl RowsKind {
+    fn message(self, rows: Vec<WireRow>) -> Message {
+        match self {
+            RowsKind::JoinReply => Message::JoinReply { rows },
+            RowsKind::Rows => Message::Rows { rows },
+        }
+    }
+}
+
+/// Every digest bucket.
+const ALL_BUCKETS: u32 = u32::MAX >> (32 - crate::tracker::DIGEST_BUCKETS);
+const _: () = assert!(crate::tracker::DIGEST_BUCKETS <= 32, "bucket masks are u32");
 
 /// Periodic re-probe of the seeds after a join ended, so split clusters merge.
 #[derive(Debug)]
@@ -392,7 +423,30 @@ impl Node {
     /// The next datagram to send, with pending updates piggybacked. Call until `None`.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        let out = self.outbox.pop_front()?;
+        let (to, message) = loop {
+            match self.outbox.pop_front()? {
+                Outgoing::Message { to, message } => break (to, message),
+                Outgoing::Rows {
+                    to,
+                    next,
+                    buckets,
+                    kind,
+                } => {
+                    let (rows, rest) = self.rows_chunk(next, buckets, kind);
+                    if let Some(next) = rest {
+                        self.outbox.push_back(Outgoing::Rows {
+                            to,
+                            next,
+                            buckets,
+                            kind,
+                        });
+                    }
+                    if !rows.is_empty() {
+                        break (to, kind.message(rows));
+                    }
+                }
+            }
+        };
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {
             cluster: self.config.cluster_id,
@@ -400,7 +454,7 @@ impl Node {
             incarnation: self.incarnation,
             sealed: self.sealer.is_some(),
         };
-        let base = wire::base_len(sender, &out.message);
+        let base = wire::base_len(sender, &message);
         // Two bytes of slack for the update count's varint growing past one byte.
         let budget = self.config.max_packet_size.saturating_sub(base + 2);
         let limit = retransmit_limit(self.config.retransmit_mult, self.tracker.online_count());
@@ -408,7 +462,7 @@ impl Node {
         let refs: Vec<&Update> = updates.iter().collect();
         wire::encode(
             sender,
-            &out.message,
+            &message,
             &refs,
             &mut self.send_buf,
             self.sealer.as_mut(),
@@ -417,7 +471,7 @@ impl Node {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += self.send_buf.len() as u64;
         Some(Transmit {
-            to: out.to,
+            to,
             payload: &self.send_buf,
         })
     }
@@ -450,7 +504,7 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, message: Message) {
-        self.outbox.push_back(Outgoing { to, message });
+        self.outbox.push_back(Outgoing::Message { to, message });
     }
 
     /// Up to `count` random members other than `exclude`, in a reused buffer:
@@ -489,40 +543,47 @@ impl Node {
         self.next_seq
     }
 
-    /// Queues `rows` to `to`, split into as many datagrams as needed; each applies
-    /// on its own.
-    fn send_rows<'r>(
-        &mut self,
-        to: SocketAddr,
-        rows: impl Iterator<Item = &'r TrackerRow>,
-        make: fn(Vec<WireRow>) -> Message,
-    ) {
-        let sender = self.sender();
+    /// Queues the rows of `buckets` (a bit mask) to `to`; they are cut into
+    /// datagrams when sent, and every one applies on its own.
+    fn send_rows(&mut self, to: SocketAddr, buckets: u32, kind: RowsKind) {
+        self.outbox.push_back(Outgoing::Rows {
+            to,
+            next: 0,
+            buckets,
+            kind,
+        });
+    }
+
+    /// The rows for one datagram from id `next` on, and where the next datagram
+    /// starts (`None` when these were the last).
+    fn rows_chunk(
+        &self,
+        next: RowId,
+        buckets: u32,
+        kind: RowsKind,
+    ) -> (Vec<WireRow>, Option<RowId>) {
         // Slack: the row count's varint may grow, and the incarnation may grow
         // before the chunk is encoded.
+        let empty = kind.message(Vec::new());
         let budget = self
             .config
             .max_packet_size
-            .saturating_sub(wire::base_len(sender, &make(Vec::new())) + 12);
-        let mut chunks = Vec::new();
-        let mut chunk = Vec::new();
+            .saturating_sub(wire::base_len(self.sender(), &empty) + 12);
+        let mut rows = Vec::new();
         let mut used = 0;
-        for row in rows {
+        for (id, row) in self.tracker.rows_from(next) {
+            if buckets & (1 << TrackerRow::bucket(&row.node)) == 0 {
+                continue;
+            }
             let row = WireRow(row.clone());
             let size = wire::encoded_len(&row);
-            if used + size > budget && !chunk.is_empty() {
-                chunks.push(make(std::mem::take(&mut chunk)));
-                used = 0;
+            if used + size > budget && !rows.is_empty() {
+                return (rows, Some(id));
             }
             used += size;
-            chunk.push(row);
+            rows.push(row);
         }
-        if !chunk.is_empty() {
-            chunks.push(make(chunk));
-        }
-        for message in chunks {
-            self.send(to, message);
-        }
+        (rows, None)
     }
 }
 

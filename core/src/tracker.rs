@@ -207,6 +207,11 @@ impl Slab {
         id
     }
 
+    /// Occupied slots from id `start` on, in id order.
+    fn from(&self, start: RowId) -> impl Iterator<Item = (RowId, &TrackerRow)> + '_ {
+        (start..self.used).filter_map(|id| self.get(id).map(|row| (id, row)))
+    }
+
     fn rows(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
         self.chunks
             .iter()
@@ -325,10 +330,13 @@ impl Tracker {
         rows
     }
 
-    /// The rows of one digest bucket.
-    pub(crate) fn bucket_rows(&self, bucket: usize) -> impl Iterator<Item = &TrackerRow> + '_ {
-        self.rows()
-            .filter(move |row| TrackerRow::bucket(&row.node) == bucket)
+    /// Rows with their ids, from id `start` on, in id order (a cursor that stays
+    /// valid while the tracker changes).
+    pub(crate) fn rows_from(
+        &self,
+        start: RowId,
+    ) -> impl Iterator<Item = (RowId, &TrackerRow)> + '_ {
+        self.slots.from(start)
     }
 
     /// Rows whose status is `Online`, in no particular order.

@@ -166,8 +166,7 @@ impl Node {
 
     fn handle_join(&mut self, now: Instant, from: SocketAddr, row: TrackerRow) {
         self.apply_row(now, row, None, Source::Gossip);
-        let rows: Vec<TrackerRow> = self.tracker.rows().cloned().collect();
-        self.send_rows(from, rows.iter(), |rows| Message::JoinReply { rows });
+        self.send_rows(from, super::ALL_BUCKETS, super::RowsKind::JoinReply);
     }
 
     fn handle_join_reply(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
@@ -197,15 +196,10 @@ impl Node {
             return;
         }
         self.stats.anti_entropy_repairs += 1;
-        let differing: Vec<usize> = (0..DIGEST_BUCKETS)
+        let differing = (0..DIGEST_BUCKETS)
             .filter(|&bucket| ours[bucket] != theirs[bucket])
-            .collect();
-        let rows: Vec<TrackerRow> = differing
-            .iter()
-            .flat_map(|&bucket| self.tracker.bucket_rows(bucket))
-            .cloned()
-            .collect();
-        self.send_rows(from, rows.iter(), |rows| Message::Rows { rows });
+            .fold(0u32, |mask, bucket| mask | 1 << bucket);
+        self.send_rows(from, differing, super::RowsKind::Rows);
         if !reply {
             self.send_sync(from, true);
         }
