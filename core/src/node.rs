@@ -507,6 +507,14 @@ impl Node {
         self.outbox.push_back(Outgoing::Message { to, message });
     }
 
+    /// The rows of the online members (self excluded), in no particular order.
+    fn member_rows(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
+        self.members
+            .ids()
+            .iter()
+            .filter_map(|&id| self.tracker.by_id(id))
+    }
+
     /// Up to `count` random members other than `exclude`, in a reused buffer:
     /// hand it back with [`Node::recycle`].
     fn sample_members(&mut self, count: usize, exclude: Option<RowId>) -> Vec<RowId> {

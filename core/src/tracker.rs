@@ -117,7 +117,7 @@ impl TrackerRow {
         self.precedence().cmp(&other.precedence()) == Ordering::Greater
     }
 
-    /// The number of buckets of the anti-entropy digest.
+    /// The anti-entropy digest bucket a node's row falls in.
     pub(crate) fn bucket(name: &NodeName) -> usize {
         (fnv1a(name.as_bytes()) % DIGEST_BUCKETS as u64) as usize
     }

@@ -34,10 +34,7 @@ impl Node {
         self.observe_input(now);
         let mut used = self.relay_bounced(addr);
         let member = self
-            .members
-            .ids()
-            .iter()
-            .filter_map(|&id| self.tracker.by_id(id))
+            .member_rows()
             .find(|row| row.addr == addr)
             .map(|row| row.node.clone());
         if let Some(target) = member {

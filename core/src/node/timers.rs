@@ -235,13 +235,7 @@ impl Node {
         rejoin.next_at = now + self.config.rejoin_interval;
         let mut online = std::mem::take(&mut self.addr_scratch);
         online.clear();
-        online.extend(
-            self.members
-                .ids()
-                .iter()
-                .filter_map(|&id| self.tracker.by_id(id))
-                .map(|row| row.addr),
-        );
+        online.extend(self.member_rows().map(|row| row.addr));
         online.sort_unstable();
         let targets: Vec<SocketAddr> = self
             .rejoin
