@@ -59,10 +59,22 @@ impl GossipQueue {
         evicted
     }
 
+    /// Gives back the index's room once a burst has drained to a quarter of it:
+    /// a formation wave queues an update per node, and a hash map never shrinks
+    /// by itself. Amortized O(1): a shrink follows at least 3/4 of its size in removals.
+    fn trim(&mut self) {
+        const KEEP: usize = 64;
+        let capacity = self.by_name.capacity();
+        if capacity > 4 * KEEP && self.by_name.len() < capacity / 4 {
+            self.by_name.shrink_to(KEEP.max(self.by_name.len() * 2));
+        }
+    }
+
     /// Drops the pending update about `name`, if any.
     pub(crate) fn remove(&mut self, name: &NodeName) {
         if let Some(key) = self.by_name.remove(name) {
             self.order.remove(&key);
+            self.trim();
         }
     }
 
@@ -97,6 +109,7 @@ impl GossipQueue {
                 self.order.insert(next, pending);
             }
         }
+        self.trim();
         picked
     }
 
@@ -149,6 +162,27 @@ mod tests {
         assert_eq!(names(&queue.take_for_packet(1000, 2)), ["c", "b", "a"]);
         assert_eq!(names(&queue.take_for_packet(1000, 2)), ["c"]);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_index_back() {
+        let mut queue = GossipQueue::default();
+        for i in 0..5000 {
+            queue.push(update(&format!("n{i}"), 0), 10_000);
+        }
+        let peak = queue.by_name.capacity();
+        assert!(peak >= 5000);
+        while !queue.is_empty() {
+            let _sent = queue.take_for_packet(1400, 1);
+        }
+        assert!(queue.by_name.capacity() <= 512, "{peak} kept");
+        // and a queue that stays small never reallocates its index
+        let small = queue.by_name.capacity();
+        for round in 0..100 {
+            queue.push(update("a", round), 10_000);
+            let _sent = queue.take_for_packet(1400, 1);
+        }
+        assert_eq!(queue.by_name.capacity(), small);
     }
 
     #[test]

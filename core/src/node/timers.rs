@@ -243,6 +243,8 @@ impl Node {
             .flat_map(|rejoin| rejoin.targets.iter().copied())
             .filter(|addr| online.binary_search(addr).is_err())
             .collect();
+        online.clear();
+        online.shrink_to(super::KEEP_QUEUED);
         self.addr_scratch = online;
         if !targets.is_empty() {
             self.join_replies_until = Some(now + self.config.join_retry * 2);
