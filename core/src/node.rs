@@ -91,6 +91,19 @@ impl RowsKind {
     }
 }
 
+/// Most entries a drained queue keeps room for. A burst (a join reply of 10,000
+/// rows queues 20,000 events) must not pin its peak for the node's lifetime: at
+/// ~180 bytes an event that would triple the memory a tracked node costs.
+pub(crate) const KEEP_QUEUED: usize = 256;
+
+/// Gives a drained queue's burst capacity back, keeping room for `KEEP_QUEUED`
+/// (so the steady state never reallocates).
+fn trim<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > KEEP_QUEUED {
+        queue.shrink_to(KEEP_QUEUED);
+    }
+}
+
 /// Every digest bucket.
 const ALL_BUCKETS: u32 = u32::MAX >> (32 - crate::tracker::DIGEST_BUCKETS);
 const _: () = assert!(crate::tracker::DIGEST_BUCKETS <= 32, "bucket masks are u32");
@@ -155,7 +168,8 @@ pub struct Node {
     stats: Stats,
     /// Reused buffer for random member picks.
     scratch: Vec<RowId>,
-    /// Reused buffer for the addresses of online members.
+    /// Reused buffer for the addresses of online members (for the seed
+    /// re-probe; trimmed after use, so a large cluster does not pin one per member).
     addr_scratch: Vec<SocketAddr>,
     /// Seals and opens packets when a key ring is configured.
     sealer: Option<Sealer>,
@@ -376,6 +390,25 @@ impl Node {
         Ok(())
     }
 
+    /// Loads rows of a table this node can trust as a starting point: what a
+    /// previous run of it held (`tracker().rows()` saved before a restart), or a
+    /// peer's table handed over out of band. The node knows its peers at once
+    /// instead of waiting for a join reply; `join` is still how it announces itself.
+    ///
+    /// Rows are merged as a join reply's are: a row replaces what is held only when
+    /// it ranks higher; nothing is gossiped unless it flips the status of a node
+    /// already known; online rows enter the probe rotation, so a stale one is found
+    /// dead by the failure detector. A row about this node that outranks its own
+    /// (an earlier life's) is refuted with a higher incarnation, as when a peer
+    /// holds one. Rows past `max_nodes` are dropped and counted
+    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
+    pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
+        self.observe_input(now);
+        for row in rows {
+            self.apply_row(now, row, None, Source::Bulk);
+        }
+    }
+
     /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
     /// Locator): sends join requests now, retries with backoff, and after
     /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
@@ -424,7 +457,11 @@ impl Node {
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         let (to, message) = loop {
-            match self.outbox.pop_front()? {
+            let Some(next) = self.outbox.pop_front() else {
+                trim(&mut self.outbox);
+                return None;
+            };
+            match next {
                 Outgoing::Message { to, message } => break (to, message),
                 Outgoing::Rows {
                     to,
@@ -479,7 +516,11 @@ impl Node {
     /// The next event for the owner. Call until `None`.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            trim(&mut self.events);
+        }
+        event
     }
 
     // ----- helpers shared by the submodules -----

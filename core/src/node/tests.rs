@@ -490,3 +490,84 @@ fn an_incarnation_beyond_the_maximum_is_malformed_and_the_maximum_is_outbid() {
     assert_eq!(node.incarnation(), crate::wire::MAX_INCARNATION + 1);
     assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Alive));
 }
+
+#[test]
+fn a_restored_table_makes_the_node_clustered_without_gossip_and_refutes_an_old_self() {
+    let now = epoch();
+    // A saved table: an earlier life of "me" at incarnation 4, and two peers, one dead.
+    let saved: Vec<TrackerRow> = [alive("a", 2, 0), alive("b", 3, 1), alive("me", 1, 4)]
+        .into_iter()
+        .map(|update| match update.row.0 {
+            row if row.node == name("b") => row.with_health(Health::Dead, wall()),
+            row => row,
+        })
+        .collect();
+
+    let mut node = node(now);
+    node.alert_me(SubscriberId(7));
+    node.restore(now, saved.clone());
+    assert_eq!(node.mode(), Mode::Clustered);
+    assert_eq!(node.tracker().len(), 3);
+    assert_eq!(
+        node.row(&name("a")).map(|r| r.status),
+        Some(NodeStatus::Online)
+    );
+    assert_eq!(
+        node.row(&name("b")).map(|r| r.status),
+        Some(NodeStatus::Offline)
+    );
+    assert_eq!(
+        node.incarnation(),
+        5,
+        "the earlier life's incarnation 4 is outbid"
+    );
+    // Only the refutation is news: restored peers are not gossiped.
+    assert_eq!(node.pending_updates(), 1);
+    let mut updates = Vec::new();
+    while let Some(event) = node.poll_event() {
+        if let Event::NodeUpdate { node, status, .. } = event {
+            updates.push((node, status));
+        }
+    }
+    assert_eq!(updates, vec![(name("a"), NodeStatus::Online)]);
+    // Restoring again changes nothing; the restored peer is probed.
+    node.restore(now, saved);
+    assert_eq!(node.tracker().len(), 3);
+    node.handle_timeout(now);
+    let pings: Vec<SocketAddr> = sent(&mut node)
+        .into_iter()
+        .filter(|(_, p)| matches!(p.message, Message::Ping { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(pings, vec![addr(2)]);
+}
+
+#[test]
+fn restore_respects_max_nodes() {
+    let now = epoch();
+    let config = Config {
+        max_nodes: 2,
+        ..Config::for_cluster("unit")
+    };
+    let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+    node.restore(now, [alive("a", 2, 0).row.0, alive("b", 3, 0).row.0]);
+    assert_eq!(node.tracker().len(), 2);
+    assert_eq!(node.stats().dropped(DropReason::TrackerFull), 1);
+}
+
+#[test]
+fn a_drained_burst_of_events_gives_its_memory_back() {
+    let now = epoch();
+    let mut node = node(now);
+    node.alert_me(SubscriberId(7));
+    node.restore(
+        now,
+        (0..2000).map(|i| alive(&format!("n{i}"), 2 + i as u16, 0).row.0),
+    );
+    assert!(
+        node.events.len() >= 4000,
+        "a row event and an update per peer"
+    );
+    while node.poll_event().is_some() {}
+    assert!(node.events.capacity() <= KEEP_QUEUED);
+}
