@@ -52,5 +52,5 @@ pub use fault::{Fault, FaultKind, HostFate, Outcome, Planner, Scheduled};
 pub use invariant::{Timing, Violation, ViolationKind};
 pub use metrics::{Metrics, Traffic, Watch, WatchKind, percentile};
 pub use network::{LinkRule, Network, NetworkModel};
-pub use sim::{BuildError, Sim, SimBuilder};
+pub use sim::{BuildError, Formation, Sim, SimBuilder};
 pub use trace::Trace;

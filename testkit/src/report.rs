@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::metrics::percentile_f64;
 use crate::scenario::ScenarioKind;
+use crate::sim::Formation;
 
 /// What one scenario run measured. Times are simulated seconds unless named `wall`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -23,7 +24,9 @@ pub struct Report {
     pub latency_ms: f64,
     /// The measured window, s.
     pub duration_s: f64,
-    /// Simulated time the cluster took to form (join waves until everyone agrees).
+    /// How the cluster was formed.
+    pub formation: Formation,
+    /// Simulated time the cluster took to form (until everyone agrees).
     pub formation_s: f64,
     /// Simulated time after formation until no node had updates pending (the
     /// window starts then).
@@ -100,6 +103,7 @@ impl Report {
             ("loss", format!("{:.3}", self.loss)),
             ("latency ms", format!("{:.3}", self.latency_ms)),
             ("window s", format!("{:.1}", self.duration_s)),
+            ("formation", format!("{:?}", self.formation)),
             ("formation s (sim)", format!("{:.3}", self.formation_s)),
             (
                 "quiet after formation s",
@@ -315,6 +319,7 @@ mod tests {
             loss: 0.0,
             latency_ms: 1.0,
             duration_s: 10.0,
+            formation: Formation::Join,
             formation_s: 1.0,
             formation_wall_s: 0.1,
             quiet_after_s: 0.5,

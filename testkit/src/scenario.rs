@@ -14,7 +14,7 @@ use crate::fault::{Fault, FaultKind, HostFate, random_schedule};
 use crate::metrics::{WatchKind, percentile};
 use crate::network::NetworkModel;
 pub use crate::report::Report;
-use crate::sim::{BuildError, Sim};
+use crate::sim::{BuildError, Formation, Sim};
 
 /// The scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -55,6 +55,8 @@ pub struct Params {
     /// What a crash in `crash` leaves behind: a vanished host (default) or a host
     /// that bounces datagrams with unreachable hints.
     pub crash_host: HostFate,
+    /// How the cluster is formed before the window.
+    pub formation: Formation,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -71,6 +73,7 @@ impl Params {
             duration: Duration::from_secs(60),
             joiners: None,
             crash_host: HostFate::Vanishes,
+            formation: Formation::Join,
             config: Config::for_cluster("sim"),
         }
     }
@@ -94,6 +97,7 @@ pub fn run(
         .seed(params.seed)
         .config(params.config.clone())
         .network(params.network.clone())
+        .formation(params.formation)
         .build()?;
     let formed_at = sim.now();
     // Let formation's gossip die down so the window measures a steady state.
@@ -229,6 +233,7 @@ fn build_report(
         loss: params.network.loss,
         latency_ms: params.network.latency.as_secs_f64() * 1000.0,
         duration_s: params.duration.as_secs_f64(),
+        formation: params.formation,
         formation_s: formed_at.as_secs_f64(),
         quiet_after_s: quiet_after.as_secs_f64(),
         formation_wall_s: formation_wall.as_secs_f64(),

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
+use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus, TrackerRow};
 
 use crate::fault::{Fault, HostFate, Outcome, Scheduled};
 use crate::invariant::{NotificationChecker, Timing, Violation, ViolationKind};
@@ -157,6 +157,27 @@ pub enum BuildError {
     },
 }
 
+/// How [`SimBuilder::build`] brings the cluster together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[non_exhaustive]
+pub enum Formation {
+    /// Real protocol traffic: node 0 starts alone and the others join in waves
+    /// of doubling size, each through one random earlier node. Its cost grows as
+    /// N² rows sent and merged; minutes beyond a few thousand nodes.
+    #[default]
+    Join,
+    /// A cluster that formed long ago: every node starts at time zero and, at a
+    /// random moment within the first probe interval, loads the whole table
+    /// with [`Node::restore`] (every node alive at incarnation 0). No join
+    /// traffic, and the nodes' probe cycles are not in lockstep. The way to start
+    /// 10,000 nodes.
+    Restore,
+    /// No cluster: every node standalone and unjoined at time zero.
+    #[cfg_attr(feature = "cli", value(skip))]
+    None,
+}
+
 /// Builds a [`Sim`]: N nodes with a config and a seed.
 #[derive(Clone, Debug)]
 pub struct SimBuilder {
@@ -165,7 +186,7 @@ pub struct SimBuilder {
     seed: u64,
     config: Config,
     network: NetworkModel,
-    form: bool,
+    formation: Formation,
     formation_limit: Duration,
     keep_trace: bool,
     max_wave: usize,
@@ -179,7 +200,7 @@ impl Default for SimBuilder {
             seed: 0,
             config: Config::for_cluster("sim"),
             network: NetworkModel::lan(),
-            form: true,
+            formation: Formation::Join,
             formation_limit: Duration::from_secs(600),
             keep_trace: false,
             max_wave: 512,
@@ -220,10 +241,20 @@ impl SimBuilder {
         self
     }
 
-    /// Whether `build` forms the cluster (default) or leaves every node standalone
-    /// and unjoined at time zero.
+    /// Whether `build` forms the cluster by joining (default) or leaves every
+    /// node standalone and unjoined at time zero (`false`).
     pub fn form(mut self, form: bool) -> Self {
-        self.form = form;
+        self.formation = if form {
+            Formation::Join
+        } else {
+            Formation::None
+        };
+        self
+    }
+
+    /// How `build` brings the cluster together (default [`Formation::Join`]).
+    pub fn formation(mut self, formation: Formation) -> Self {
+        self.formation = formation;
         self
     }
 
@@ -245,11 +276,10 @@ impl SimBuilder {
         self
     }
 
-    /// Builds the simulator. With `form` (the default) the cluster is formed with
-    /// real protocol traffic: node 0 starts alone and the others join in waves of
-    /// doubling size, each through one random earlier node, over a loss-free
-    /// network with the model's latency; then the run continues until every node
-    /// holds the same tracker with everyone online. Metrics start after that.
+    /// Builds the simulator. Unless the formation is [`Formation::None`], the
+    /// cluster is formed (see [`Formation`]) over a loss-free network with the
+    /// model's latency; then the run continues until every node holds the same
+    /// tracker with everyone online. Metrics start after that.
     pub fn build(self) -> Result<Sim, BuildError> {
         self.config.validate()?;
         #[allow(clippy::disallowed_methods)] // the simulator's epoch; only offsets matter
@@ -310,11 +340,13 @@ impl SimBuilder {
                 joined: false,
             });
         }
-        if self.form {
-            sim.form(self.nodes, self.max_wave, self.formation_limit)?;
-        } else {
-            for i in 0..self.nodes {
-                sim.spawn(i);
+        match self.formation {
+            Formation::Join => sim.form(self.nodes, self.max_wave, self.formation_limit)?,
+            Formation::Restore => sim.restore_formed(self.nodes, self.formation_limit)?,
+            Formation::None => {
+                for i in 0..self.nodes {
+                    sim.spawn(i);
+                }
             }
         }
         sim.network.set_model(self.network);
@@ -711,6 +743,33 @@ impl Sim {
                 range.clone().all(|i| sim.slots[i].joined)
             });
         }
+        self.await_formed(n, limit)
+    }
+
+    /// Forms the cluster of nodes `0..n` as one that formed long ago: see
+    /// [`Formation::Restore`].
+    fn restore_formed(&mut self, n: usize, limit: Duration) -> Result<(), BuildError> {
+        for i in 0..n {
+            self.spawn(i);
+        }
+        let rows: Vec<TrackerRow> = (0..n)
+            .filter_map(|i| self.slots[i].node()?.row(&self.slots[i].name).cloned())
+            .collect();
+        let interval = self.config.probe_interval;
+        let mut order: Vec<(Duration, usize)> = (0..n)
+            .map(|i| (interval.mul_f64(self.rng.f64()), i))
+            .collect();
+        order.sort_unstable();
+        for (at, i) in order {
+            self.run_for(at.saturating_sub(self.now));
+            self.drive(i, |node, now| node.restore(now, rows.iter().cloned()));
+            self.slots[i].joined = true;
+        }
+        self.await_formed(n, limit)
+    }
+
+    /// Runs until the formed cluster has settled.
+    fn await_formed(&mut self, n: usize, limit: Duration) -> Result<(), BuildError> {
         let every = if n > 1000 {
             Duration::from_millis(500)
         } else {

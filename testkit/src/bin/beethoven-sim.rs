@@ -3,7 +3,12 @@
 //! ```text
 //! beethoven-sim --nodes 1000 --scenario crash --seeds 5 --duration 60
 //! beethoven-sim --nodes 100 --loss 0.1 --scenario steady --duration 3600 --json
+//! beethoven-sim --nodes 10000 --scenario steady --duration 60
 //! ```
+//!
+//! Clusters of up to 1000 nodes are formed by real joins; larger ones start
+//! restored (every node loads the whole table, as a cluster formed long ago),
+//! since join formation costs N² rows sent and merged. `--formation` overrides.
 //!
 //! Memory per tracked node is the growth of resident memory while the cluster
 //! forms, divided by nodes² (every node tracks every node). Read from
@@ -21,7 +26,7 @@ use std::time::Duration;
 use beethoven_testkit::metrics::resident_memory;
 use beethoven_testkit::report::{Report, Summary};
 use beethoven_testkit::scenario::{self, Params, ScenarioKind};
-use beethoven_testkit::{HostFate, NetworkModel};
+use beethoven_testkit::{Formation, HostFate, NetworkModel};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -57,6 +62,10 @@ struct Args {
     /// unreachable hints (default: the host vanishes silently).
     #[arg(long)]
     hints: bool,
+    /// How the cluster forms before the window: real joins, or every node
+    /// restored with the whole table. Default: join up to 1000 nodes, restore above.
+    #[arg(long, value_enum)]
+    formation: Option<Formation>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -98,6 +107,11 @@ fn main() -> ExitCode {
             } else {
                 HostFate::Vanishes
             },
+            formation: args.formation.unwrap_or(if args.nodes > 1000 {
+                Formation::Restore
+            } else {
+                Formation::Join
+            }),
             ..Params::new(args.scenario)
         };
         if let Some(bar) = &bar {
