@@ -85,6 +85,8 @@ pub struct Report {
     pub trace_hash: String,
     /// Resident memory growth while forming, per tracked row (nodes²); set by the binary.
     pub memory_per_tracked_node_bytes: Option<f64>,
+    /// Wall time of the measured window (and the liveness gate after it).
+    pub window_wall_s: f64,
     /// Wall time of the whole run.
     pub wall_s: f64,
 }
@@ -154,6 +156,7 @@ impl Report {
                 "memory B/tracked node",
                 opt(self.memory_per_tracked_node_bytes).replace(".000", ""),
             ),
+            ("window s (wall)", format!("{:.3}", self.window_wall_s)),
             ("wall s", format!("{:.3}", self.wall_s)),
         ]
     }
@@ -184,7 +187,7 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 15] = [
+        let metrics: [(&str, Get); 16] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
@@ -201,6 +204,7 @@ impl Summary {
             ("convergence after heal s", |r| r.convergence_after_heal_s),
             ("settled after gate s", |r| r.settled_after_s),
             ("memory B/tracked node", |r| r.memory_per_tracked_node_bytes),
+            ("window s (wall)", |r| Some(r.window_wall_s)),
             ("wall s", |r| Some(r.wall_s)),
         ];
         type Samples = fn(&Report) -> &[f64];
@@ -349,6 +353,7 @@ mod tests {
             steps: 1000,
             trace_hash: "00".into(),
             memory_per_tracked_node_bytes: None,
+            window_wall_s: 0.1,
             wall_s: 0.2,
         }
     }

@@ -237,6 +237,7 @@ fn build_report(
         formation_s: formed_at.as_secs_f64(),
         quiet_after_s: quiet_after.as_secs_f64(),
         formation_wall_s: formation_wall.as_secs_f64(),
+        window_wall_s: (wall.elapsed() - formation_wall).as_secs_f64(),
         detections: detections.len(),
         undetected: m.unfinished(WatchKind::Crash),
         detection_p50_s: secs(percentile(&detections, 50.0)),

@@ -50,3 +50,19 @@ fn the_same_seed_and_schedule_replay_an_identical_trace() {
 fn another_seed_gives_another_trace() {
     assert_ne!(run(42).0, run(43).0);
 }
+
+#[test]
+fn a_restored_formation_replays_too() {
+    let run = |seed: u64| {
+        let mut sim = Sim::builder()
+            .nodes(30)
+            .seed(seed)
+            .formation(beethoven_testkit::Formation::Restore)
+            .build()
+            .expect("forms");
+        sim.run_for(Duration::from_secs(5));
+        (sim.trace().hash(), sim.steps())
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7).0, run(8).0);
+}

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use beethoven_core::{Health, NodeStatus};
-use beethoven_testkit::{Fault, HostFate, LinkRule, NetworkModel, Outcome, Sim, WatchKind};
+use beethoven_core::{Health, Mode, NodeStatus};
+use beethoven_testkit::{
+    Fault, Formation, HostFate, LinkRule, NetworkModel, Outcome, Sim, WatchKind,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -27,6 +29,37 @@ fn a_formed_cluster_agrees_and_stays_quiet() {
     sim.run_for(30 * SECOND);
     assert!(sim.settled());
     assert_eq!(sim.metrics().offline_writes, 0);
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_restored_cluster_is_formed_without_joins_and_detects_a_crash() {
+    let mut sim = Sim::builder()
+        .nodes(40)
+        .seed(3)
+        .formation(Formation::Restore)
+        .build()
+        .expect("the cluster forms");
+    assert!(sim.settled());
+    assert!(
+        sim.now() < 2 * sim.config().probe_interval,
+        "no join waves: formed at {:?}",
+        sim.now()
+    );
+    for i in 0..sim.len() {
+        let node = sim.node(i).expect("running");
+        assert_eq!(node.mode(), Mode::Clustered);
+        assert_eq!(node.tracker().len(), 40);
+        assert_eq!(node.stats().dropped_total(), 0);
+    }
+    sim.apply(Fault::Crash {
+        node: 7,
+        host: HostFate::Vanishes,
+    });
+    sim.run_for(15 * SECOND);
+    assert_eq!(sim.metrics().latencies(WatchKind::Crash).len(), 1);
+    assert!(sim.up().iter().all(|&i| sim.status(i, 7) == Some(NodeStatus::Offline)));
+    assert_eq!(sim.metrics().false_offline.len(), 0);
     assert_clean(&sim);
 }
 
