@@ -33,6 +33,10 @@ pub const SUBSCRIBER: beethoven_core::SubscriberId = beethoven_core::SubscriberI
 /// The port simulated nodes listen on (restarts elsewhere add their life count).
 pub const PORT: u16 = 7946;
 
+/// Deterministic and cheaper than SipHash for the lookups every packet and
+/// event makes (addresses and names here are the simulator's own).
+type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
 /// Most violations kept (all are counted).
 const MAX_KEPT_VIOLATIONS: usize = 1000;
 
@@ -293,8 +297,8 @@ impl SimBuilder {
             rng: fastrand::Rng::with_seed(self.seed),
             config: self.config.clone(),
             slots: Vec::with_capacity(total),
-            by_addr: HashMap::with_capacity(total),
-            by_name: HashMap::with_capacity(total),
+            by_addr: HashMap::with_capacity_and_hasher(total, FnvBuild::default()),
+            by_name: HashMap::with_capacity_and_hasher(total, FnvBuild::default()),
             heap: BinaryHeap::new(),
             seq: 0,
             network: Network::new(NetworkModel {
@@ -313,7 +317,9 @@ impl SimBuilder {
             timing: Timing::new(&self.config, self.nodes.max(2)),
             network_excuse_until: Duration::ZERO,
             running: 0,
-            watching: HashMap::new(),
+            watching: HashMap::default(),
+            datagram_buf: Vec::new(),
+            event_buf: Vec::new(),
             last_heal: None,
         };
         for i in 0..total {
@@ -365,8 +371,8 @@ pub struct Sim {
     rng: fastrand::Rng,
     config: Config,
     slots: Vec<Slot>,
-    by_addr: HashMap<SocketAddr, usize>,
-    by_name: HashMap<NodeName, usize>,
+    by_addr: HashMap<SocketAddr, usize, FnvBuild>,
+    by_name: HashMap<NodeName, usize, FnvBuild>,
     heap: BinaryHeap<Reverse<Entry>>,
     seq: u64,
     network: Network,
@@ -384,7 +390,11 @@ pub struct Sim {
     /// Running processes (paused and leaving ones included).
     running: usize,
     /// Unfinished watches by subject.
-    watching: HashMap<usize, Vec<usize>>,
+    watching: HashMap<usize, Vec<usize>, FnvBuild>,
+    /// Reused by `drain`.
+    datagram_buf: Vec<(SocketAddr, Vec<u8>)>,
+    /// Reused by `drain`.
+    event_buf: Vec<beethoven_core::Event>,
     last_heal: Option<Duration>,
 }
 

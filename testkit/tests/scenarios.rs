@@ -58,7 +58,11 @@ fn a_restored_cluster_is_formed_without_joins_and_detects_a_crash() {
     });
     sim.run_for(15 * SECOND);
     assert_eq!(sim.metrics().latencies(WatchKind::Crash).len(), 1);
-    assert!(sim.up().iter().all(|&i| sim.status(i, 7) == Some(NodeStatus::Offline)));
+    assert!(
+        sim.up()
+            .iter()
+            .all(|&i| sim.status(i, 7) == Some(NodeStatus::Offline))
+    );
     assert_eq!(sim.metrics().false_offline.len(), 0);
     assert_clean(&sim);
 }

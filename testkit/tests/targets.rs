@@ -17,7 +17,7 @@ use std::time::Duration;
 use beethoven_core::Config;
 use beethoven_testkit::metrics::percentile;
 use beethoven_testkit::scenario::{self, Params, ScenarioKind};
-use beethoven_testkit::{Fault, HostFate, NetworkModel, Outcome, Sim, WatchKind};
+use beethoven_testkit::{Fault, Formation, HostFate, NetworkModel, Outcome, Sim, WatchKind};
 
 const SECOND: Duration = Duration::from_secs(1);
 const SEEDS: u64 = 20;
@@ -142,12 +142,18 @@ fn a_node_joining_100_nodes_is_online_everywhere_within_1s_p99() {
     assert!(p99 <= SECOND, "p99 {p99:?}");
 }
 
-/// Steady-state traffic per node per second, measured over `window`.
+/// Steady-state traffic per node per second, measured over `window` (clusters
+/// over 1000 nodes start restored, as `beethoven-sim` does).
 fn steady_bytes(nodes: usize, window: Duration) -> f64 {
     let params = Params {
         nodes,
         duration: window,
         seed: 1,
+        formation: if nodes > 1000 {
+            Formation::Restore
+        } else {
+            Formation::Join
+        },
         ..Params::new(ScenarioKind::Steady)
     };
     let report = scenario::run(&params, &mut |_, _| {}).expect("forms");
@@ -174,6 +180,18 @@ fn steady_traffic_at_1000_nodes_is_at_most_1kb_and_within_1_2x_of_10_nodes() {
     let small = steady_bytes(10, 60 * SECOND);
     let big = steady_bytes(1000, 60 * SECOND);
     eprintln!("ratio N=1000 / N=10: {:.3}", big / small);
+    assert!(big <= 1000.0, "{big:.1} B/node/s");
+    assert!(big <= 1.2 * small, "{big:.1} vs {small:.1} B/node/s");
+}
+
+/// `beethoven-sim --nodes 10000 --scenario steady --duration 60`: ~12.5 GB of
+/// memory and about two minutes on the 2-core machine.
+#[test]
+#[ignore = "N=10000: run in release, needs ~13 GB"]
+fn steady_traffic_at_10000_nodes_is_at_most_1kb_and_within_1_2x_of_10_nodes() {
+    let small = steady_bytes(10, 60 * SECOND);
+    let big = steady_bytes(10_000, 60 * SECOND);
+    eprintln!("ratio N=10000 / N=10: {:.3}", big / small);
     assert!(big <= 1000.0, "{big:.1} B/node/s");
     assert!(big <= 1.2 * small, "{big:.1} vs {small:.1} B/node/s");
 }

@@ -209,8 +209,9 @@ impl Sim {
         let Proc::Running(node) = &mut self.slots[i].proc else {
             return;
         };
-        let mut datagrams: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-        let mut events: Vec<Event> = Vec::new();
+        // Reused across calls: a restored node emits two events per peer.
+        let mut datagrams = std::mem::take(&mut self.datagram_buf);
+        let mut events = std::mem::take(&mut self.event_buf);
         let drained = catch_unwind(AssertUnwindSafe(|| {
             while let Some(t) = node.poll_transmit() {
                 datagrams.push((t.to, t.payload.to_vec()));
@@ -223,14 +224,16 @@ impl Sim {
             self.on_panic(i, payload.as_ref());
             return;
         }
-        for (to, bytes) in datagrams {
+        for (to, bytes) in datagrams.drain(..) {
             self.send(i, to, bytes);
         }
         let mut finished_leave = false;
-        for event in &events {
+        for event in events.drain(..) {
             finished_leave |= matches!(event, Event::LeaveFinished { .. });
-            self.observe(i, event);
+            self.observe(i, &event);
         }
+        self.datagram_buf = datagrams;
+        self.event_buf = events;
         if let Err(kind) = self.slots[i].checker.flush() {
             self.violation(kind);
         }
