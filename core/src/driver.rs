@@ -321,6 +321,7 @@ impl Driver {
                     warn!(%name, %error, "new_node refused");
                 }
             }
+            CommandKind::Restore(rows) => self.node.restore(now, rows),
             CommandKind::Join(seeds) => match self.node.join(now, &seeds) {
                 Ok(()) => self.leaving = false,
                 Err(error) => warn!(%error, "join refused"),

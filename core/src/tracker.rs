@@ -122,6 +122,17 @@ impl TrackerRow {
         (fnv1a(name.as_bytes()) % DIGEST_BUCKETS as u64) as usize
     }
 
+    /// The serialized form (see the `Serialize` impl).
+    fn record(&self) -> RowRecord<&NodeName> {
+        RowRecord {
+            node: &self.node,
+            addr: self.addr,
+            incarnation: self.incarnation,
+            health: self.health,
+            last_change_ms: self.last_change.timestamp_millis(),
+        }
+    }
+
     /// A hash of every field, stable across processes.
     fn content_hash(&self) -> u64 {
         let mut hash = Fnv::new();
@@ -136,6 +147,49 @@ impl TrackerRow {
         hash.write(&[self.health as u8]);
         hash.write(&self.last_change.timestamp_millis().to_le_bytes());
         hash.finish()
+    }
+}
+
+/// A row as serialized, on the wire and in saved tables: `status` is left out
+/// (it follows from `health`) and `last_change` is in Unix milliseconds. Postcard
+/// writes a struct as its fields in order, so this is also the wire layout.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "TrackerRow")]
+struct RowRecord<N> {
+    node: N,
+    addr: SocketAddr,
+    incarnation: u64,
+    health: Health,
+    last_change_ms: i64,
+}
+
+/// A row serializes to `{node, addr, incarnation, health, last_change_ms}`, so a
+/// node's table can be saved (e.g. as JSON) and handed to
+/// [`Node::restore`](crate::Node::restore) after a restart.
+impl Serialize for TrackerRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.record().serialize(serializer)
+    }
+}
+
+/// Peer bytes and saved files alike are checked: an incarnation above
+/// [`MAX_INCARNATION`](crate::wire::MAX_INCARNATION) or a time chrono cannot
+/// represent is an error; `status` is derived from `health`.
+impl<'de> Deserialize<'de> for TrackerRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let record = RowRecord::<NodeName>::deserialize(deserializer)?;
+        if record.incarnation > crate::wire::MAX_INCARNATION {
+            return Err(serde::de::Error::custom("incarnation out of range"));
+        }
+        let last_change = DateTime::from_timestamp_millis(record.last_change_ms)
+            .ok_or_else(|| serde::de::Error::custom("last_change out of range"))?;
+        Ok(TrackerRow::new(
+            record.node,
+            record.addr,
+            record.health,
+            record.incarnation,
+            last_change,
+        ))
     }
 }
 
@@ -479,6 +533,37 @@ mod tests {
             precise,
         );
         assert_eq!(r.last_change, at(1));
+    }
+
+    #[test]
+    fn a_row_saves_as_json_and_loads_back_checked() {
+        let saved = row(Health::Suspect, 3);
+        let json = serde_json::to_string(&saved).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"node":"n","addr":"10.0.0.1:7946","incarnation":3,"health":"Suspect","last_change_ms":1700000000000}"#
+        );
+        let loaded: TrackerRow = serde_json::from_str(&json).expect("loads");
+        assert_eq!(loaded, saved);
+        assert_eq!(loaded.status, NodeStatus::Online, "status follows health");
+        let forged = json.replace(":3,", &format!(":{},", u64::MAX));
+        assert!(serde_json::from_str::<TrackerRow>(&forged).is_err());
+        let far = json.replace("1700000000000", &i64::MAX.to_string());
+        assert!(serde_json::from_str::<TrackerRow>(&far).is_err());
+    }
+
+    #[test]
+    fn the_wire_layout_is_the_fields_in_order() {
+        let r = row(Health::Dead, 2);
+        let expected = postcard::to_allocvec(&(
+            &r.node,
+            r.addr,
+            r.incarnation,
+            r.health,
+            r.last_change.timestamp_millis(),
+        ))
+        .expect("encodes");
+        assert_eq!(postcard::to_allocvec(&r).expect("encodes"), expected);
     }
 
     mod merge_properties {

@@ -12,13 +12,12 @@
 
 use std::net::SocketAddr;
 
-use chrono::DateTime;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::keyring::{SEAL_OVERHEAD, Sealer};
 use crate::name::{ClusterId, NodeName};
 use crate::stats::DropReason;
-use crate::tracker::{DIGEST_BUCKETS, Digest, Health, TrackerRow};
+use crate::tracker::{DIGEST_BUCKETS, Digest, TrackerRow};
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"BTHV";
@@ -35,42 +34,11 @@ const FLAG_SEALED: u8 = 1;
 /// would otherwise wrap a refutation to 0 and keep its victim dead for good.
 pub const MAX_INCARNATION: u64 = u64::MAX >> 1;
 
-/// A tracker row as it travels: `last_change` in Unix milliseconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A tracker row as it travels, in [`TrackerRow`]'s serialized form (validated
+/// when decoded: see its `Deserialize`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(crate) struct WireRow(pub(crate) TrackerRow);
-
-impl Serialize for WireRow {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let row = &self.0;
-        (
-            &row.node,
-            row.addr,
-            row.incarnation,
-            row.health,
-            row.last_change.timestamp_millis(),
-        )
-            .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for WireRow {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (node, addr, incarnation, health, millis) =
-            <(NodeName, SocketAddr, u64, Health, i64)>::deserialize(deserializer)?;
-        if incarnation > MAX_INCARNATION {
-            return Err(serde::de::Error::custom("incarnation out of range"));
-        }
-        let last_change = DateTime::from_timestamp_millis(millis)
-            .ok_or_else(|| serde::de::Error::custom("last_change out of range"))?;
-        Ok(WireRow(TrackerRow::new(
-            node,
-            addr,
-            health,
-            incarnation,
-            last_change,
-        )))
-    }
-}
 
 /// One piggybacked update: a row, and for a suspicion who raised it (so that
 /// independent confirmations can be counted, Lifeguard).
@@ -263,6 +231,8 @@ pub(crate) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracker::Health;
+    use chrono::DateTime;
     use proptest::prelude::*;
 
     fn name(s: &str) -> NodeName {

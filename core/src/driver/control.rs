@@ -28,6 +28,7 @@ pub struct Command(pub(crate) CommandKind);
 #[derive(Debug)]
 pub(crate) enum CommandKind {
     NewNode { name: NodeName, addr: SocketAddr },
+    Restore(Vec<TrackerRow>),
     Join(Vec<Seed>),
     Leave,
     Subscribe { id: SubscriberId, sink: Sink },
@@ -182,7 +183,8 @@ impl Control {
         self.snapshot().mode
     }
 
-    /// Every row of the tracker, self included, ordered by name.
+    /// Every row of the tracker, self included, ordered by name. Rows serialize,
+    /// so this is also how to save the table for [`Control::restore`].
     pub fn cluster_nodes(&self) -> Vec<TrackerRow> {
         self.snapshot().rows.clone()
     }
@@ -249,6 +251,13 @@ impl Control {
             }
         }
         self.send(CommandKind::NewNode { name, addr })
+    }
+
+    /// Loads a saved table (what [`Control::cluster_nodes`] returned before a
+    /// restart, e.g. kept as JSON); see [`Node::restore`](crate::Node::restore).
+    /// Call it before `join`, so the node knows its peers from the first probe.
+    pub fn restore(&self, rows: Vec<TrackerRow>) -> Result<(), CommandError> {
+        self.send(CommandKind::Restore(rows))
     }
 
     /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1`);

@@ -354,6 +354,37 @@ fn restarted_node_comes_back_online_under_its_name_on_a_new_port() {
     });
 }
 
+#[test]
+fn a_restarted_node_restores_its_saved_table_and_needs_no_seed() {
+    rt::block_on(async {
+        let nodes = cluster("warm", 3).await;
+        let saved = serde_json::to_string(&nodes[2].cluster_nodes()).expect("rows serialize");
+        let incarnation = row(&nodes[2], "n2").map(|r| r.incarnation);
+        nodes[2].clone().shutdown().await;
+        // No seed: everything it knows comes from the saved table.
+        let again = node("warm", "n2", None).await;
+        let rows: Vec<TrackerRow> = serde_json::from_str(&saved).expect("rows load");
+        again.restore(rows).expect("n2 runs");
+        eventually("n2 sees n0 and n1 online at once", || {
+            again.active_nodes().len() == 3
+        })
+        .await;
+        eventually("n0 and n1 see n2 online at its new address", || {
+            nodes[..2].iter().all(|h| {
+                row(h, "n2").is_some_and(|r| {
+                    r.status == NodeStatus::Online && r.addr == again.advertised_addr()
+                })
+            })
+        })
+        .await;
+        assert!(
+            row(&again, "n2").map(|r| r.incarnation) > incarnation,
+            "the saved life's row is outbid"
+        );
+        assert_eq!(again.mode(), Mode::Clustered);
+    });
+}
+
 // ----- hostile input -----
 
 #[test]
