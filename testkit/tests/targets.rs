@@ -1,7 +1,7 @@
 //! Performance targets (issue 7), measured in simulated time: deterministic, so
 //! they are ordinary tests. LAN defaults: 1 ms ± 0.5 ms, default config.
 //!
-//! The heavy ones (1-hour runs, 1000 nodes) are `#[ignore]`d to keep the debug
+//! The heavy ones (1-hour runs, 1000 and 10,000 nodes) are `#[ignore]`d to keep the debug
 //! suite fast; run them in release:
 //!
 //! ```text
