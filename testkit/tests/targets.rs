@@ -1,11 +1,11 @@
 //! Performance targets (issue 7), measured in simulated time: deterministic, so
 //! they are ordinary tests. LAN defaults: 1 ms ± 0.5 ms, default config.
 //!
-//! The heavy ones (1-hour runs, 1000 and 10,000 nodes) are `#[ignore]`d to keep the debug
-//! suite fast; run them in release:
+//! The heavy ones (1-hour runs, 1000 and 10,000 nodes) are `#[ignore]`d to keep
+//! the debug suite fast; run them in release (10,000 nodes need ~13 GB):
 //!
 //! ```text
-//! cargo test --release -p beethoven-testkit --test targets -- --ignored --nocapture
+//! cargo test --release -p beethoven-testkit --test targets -- --ignored --nocapture --test-threads=1
 //! ```
 //!
 //! Each also has a `beethoven-sim` command that reproduces its number (in its doc).
