@@ -6,7 +6,7 @@
 //! offline) within a bound derived from the protocol's own timers. Incremental
 //! invariants are checked on every event throughout; each case also asserts
 //! that the faults it drew actually fired. Failing cases are kept in
-//! `proptest-regressions/properties.txt` and replayed first.
+//! `properties.proptest-regressions` beside this file and replayed first.
 //!
 //! More cases: `PROPTEST_CASES=500 cargo test --release -p beethoven-testkit --test properties`.
 
@@ -48,10 +48,15 @@ proptest! {
         let bound = sim.timing().liveness;
         let gate = sim.liveness_gate(bound);
         prop_assert!(gate.is_ok(), "liveness gate: {}", gate.err().map(|v| v.to_string()).unwrap_or_default());
-        // A quiet period after settling: nothing may flap.
+        // A quiet period after settling: nothing may flap. The network may still
+        // lose datagrams, so a suspicion can be raised and refuted at any moment;
+        // the trackers must agree again within a detection bound, not at every
+        // instant.
         let writes = sim.metrics().offline_writes;
         sim.run_for(2 * sim.timing().detection);
-        prop_assert!(sim.settled(), "{}", sim.whole_cluster_violation(bound));
+        let again = sim.timing().detection;
+        let settled = sim.run_until(again, Duration::from_millis(10), |sim| sim.settled());
+        prop_assert!(settled.is_some(), "{}", sim.whole_cluster_violation(again));
         prop_assert_eq!(sim.metrics().offline_writes, writes, "offline writes in the quiet period");
         prop_assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
     }
