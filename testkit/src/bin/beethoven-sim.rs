@@ -35,22 +35,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(name = "beethoven-sim", version)]
 struct Args {
     /// Cluster size.
-    #[arg(long, default_value_t = 100)]
-    nodes: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    nodes: u32,
     /// The seed (the first one with --seeds).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Repeat over this many consecutive seeds and report percentiles.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
     /// Packet loss probability, 0.0..=1.0.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
     loss: f64,
     /// One-way latency in milliseconds (jitter is half of it).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
     latency: f64,
     /// Simulated seconds of the measured window.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = non_negative)]
     duration: f64,
     /// What to run.
     #[arg(long, value_enum, default_value_t = ScenarioKind::Steady)]
@@ -71,6 +71,23 @@ struct Args {
     json: bool,
 }
 
+/// A finite number of at least zero (seconds or milliseconds).
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if (0.0..=1e9).contains(&x) => Ok(x),
+        Ok(_) => Err("must be a finite number from 0 to 1e9".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A probability: a number from 0 to 1.
+fn probability(text: &str) -> Result<f64, String> {
+    match non_negative(text)? {
+        p if p <= 1.0 => Ok(p),
+        _ => Err("must be from 0.0 to 1.0".into()),
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -78,9 +95,10 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let network = NetworkModel::lan()
-        .with_latency(Duration::from_secs_f64(args.latency.max(0.0) / 1000.0))
+        .with_latency(Duration::from_secs_f64(args.latency / 1000.0))
         .with_loss(args.loss);
-    let long = args.nodes >= 1000 || args.duration >= 600.0 || args.seeds > 1;
+    let nodes = args.nodes as usize;
+    let long = nodes >= 1000 || args.duration >= 600.0 || args.seeds > 1;
     let bar = if long && !args.json {
         let bar = ProgressBar::new(args.seeds * args.duration.ceil() as u64);
         let style = ProgressStyle::with_template(
@@ -97,17 +115,17 @@ fn main() -> ExitCode {
     for k in 0..args.seeds {
         let params = Params {
             scenario: args.scenario,
-            nodes: args.nodes,
+            nodes,
             seed: args.seed + k,
             network: network.clone(),
-            duration: Duration::from_secs_f64(args.duration.max(0.0)),
+            duration: Duration::from_secs_f64(args.duration),
             joiners: args.joiners,
             crash_host: if args.hints {
                 HostFate::StaysUp
             } else {
                 HostFate::Vanishes
             },
-            formation: args.formation.unwrap_or(if args.nodes > 1000 {
+            formation: args.formation.unwrap_or(if nodes > 1000 {
                 Formation::Restore
             } else {
                 Formation::Join
@@ -139,7 +157,7 @@ fn main() -> ExitCode {
         if let (Some(before), Some(after)) = (rss_before, formed)
             && k == 0
         {
-            let rows = (args.nodes * args.nodes).max(1) as f64;
+            let rows = (nodes as f64) * (nodes as f64);
             report.memory_per_tracked_node_bytes = Some(after.saturating_sub(before) as f64 / rows);
         }
         reports.push(report);
