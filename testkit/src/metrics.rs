@@ -111,7 +111,8 @@ pub struct Metrics {
     /// Every watch, in the order started.
     pub watches: Vec<Watch>,
     /// Distinct false declarations: (node index, incarnation) of healthy nodes
-    /// declared dead.
+    /// declared dead. Each verdict is judged where it is first written; other
+    /// nodes' later copies of it are as accurate as it was.
     pub false_offline: BTreeSet<(usize, u64)>,
     /// Tracker writes that took a node offline as dead, anywhere.
     pub offline_writes: u64,

@@ -14,7 +14,7 @@ mod apply;
 mod drive;
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -321,6 +321,7 @@ impl SimBuilder {
             datagram_buf: Vec::new(),
             event_buf: Vec::new(),
             last_heal: None,
+            verdicts: HashSet::default(),
         };
         for i in 0..total {
             let name = node_name(i);
@@ -396,6 +397,9 @@ pub struct Sim {
     /// Reused by `drain`.
     event_buf: Vec<beethoven_core::Event>,
     last_heal: Option<Duration>,
+    /// Every death written so far, as (node index, incarnation): the accuracy
+    /// checker judges each verdict where it is first written.
+    verdicts: HashSet<(usize, u64), FnvBuild>,
 }
 
 impl Sim {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use beethoven_core::{Health, Mode, NodeStatus};
 use beethoven_testkit::{
-    Fault, Formation, HostFate, LinkRule, NetworkModel, Outcome, Sim, WatchKind,
+    Fault, Formation, HostFate, LinkRule, NetworkModel, Outcome, Sim, ViolationKind, WatchKind,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -172,6 +172,56 @@ fn a_short_pause_is_not_declared_and_queued_packets_arrive_on_resume() {
     assert_eq!(others, 0);
     assert!(sim.settled());
     assert_clean(&sim);
+}
+
+/// Found by the property test: a node paused while another was (rightly)
+/// suspected wakes up long after that node refuted its death, and reads the
+/// old verdict from its backlog before the refutation. Its write copies a death
+/// that was right when it was made; the accuracy check judges verdicts where
+/// they are first written, so this is no false offline.
+#[test]
+fn a_node_reading_its_backlog_after_a_pause_may_copy_a_death_that_was_right_when_made() {
+    let mut sim = cluster(6, 11);
+    sim.apply(Fault::Pause {
+        node: 0,
+        duration: SECOND * 3 / 2,
+    });
+    // Node 1 stops while node 0 is suspected, before the verdict reaches it, and
+    // wakes after node 0's own fault and grace are over.
+    sim.run_for(SECOND * 6 / 10);
+    sim.apply(Fault::Pause {
+        node: 1,
+        duration: 5 * SECOND,
+    });
+    sim.run_for(10 * SECOND);
+    assert_eq!(
+        sim.metrics().offline_writes_about.get(&0),
+        Some(&5),
+        "all five others wrote node 0 dead, node 1 after waking"
+    );
+    for i in sim.up() {
+        assert_eq!(sim.status(i, 0), Some(NodeStatus::Online), "refuted");
+    }
+    assert!(sim.settled());
+    assert_clean(&sim);
+}
+
+/// The accuracy checker's own check in a real run: at 60% loss healthy nodes
+/// are declared dead, and each such verdict is reported once.
+#[test]
+fn healthy_nodes_declared_dead_at_heavy_loss_are_reported_once_per_verdict() {
+    let mut sim = cluster(10, 2);
+    sim.network_mut()
+        .set_model(NetworkModel::lan().with_loss(0.6));
+    sim.run_for(30 * SECOND);
+    let reported = sim
+        .violations()
+        .iter()
+        .filter(|v| matches!(v.kind, ViolationKind::FalseOffline { .. }))
+        .count();
+    assert!(reported > 0, "60% loss fools any failure detector");
+    assert_eq!(reported, sim.metrics().false_offline.len());
+    assert!(sim.metrics().offline_writes >= reported as u64);
 }
 
 #[test]

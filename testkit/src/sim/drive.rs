@@ -288,11 +288,16 @@ impl Sim {
                     if let Some(j) = about {
                         *self.metrics.offline_writes_about.entry(j).or_default() += 1;
                     }
-                    let healthy = about.is_some_and(|j| self.is_healthy(j));
-                    let observer = self.slots[i].name.clone();
-                    if let Err(kind) = check_accuracy(&observer, change, |_| healthy) {
-                        let key = (about.unwrap_or(usize::MAX), change.new_row.incarnation);
-                        if self.metrics.false_offline.insert(key) {
+                    // A verdict is judged once, where it is first written: later
+                    // writes of the same death (gossip, anti-entropy, a node reading
+                    // its backlog after a pause) copy it and are as accurate as it
+                    // was, even if the target has refuted it meanwhile.
+                    let verdict = (about.unwrap_or(usize::MAX), change.new_row.incarnation);
+                    if self.verdicts.insert(verdict) {
+                        let healthy = about.is_some_and(|j| self.is_healthy(j));
+                        let observer = self.slots[i].name.clone();
+                        if let Err(kind) = check_accuracy(&observer, change, |_| healthy) {
+                            self.metrics.false_offline.insert(verdict);
                             self.violation(kind);
                         }
                     }
