@@ -8,7 +8,8 @@
 //! that the faults it drew actually fired. Failing cases are kept in
 //! `properties.proptest-regressions` beside this file and replayed first.
 //!
-//! More cases: `PROPTEST_CASES=500 cargo test --release -p beethoven-testkit --test properties`.
+//! 256 cases by default (a few seconds); a campaign: `PROPTEST_CASES=40000 cargo test
+//! --release -p beethoven-testkit --test properties` (about 5 minutes).
 
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ fn cluster_and_schedule() -> impl Strategy<Value = (ClusterSpec, Vec<Scheduled>)
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 24,
+        cases: 256,
         max_shrink_iters: 200,
         ..ProptestConfig::default()
     })]
