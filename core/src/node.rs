@@ -385,7 +385,7 @@ impl Node {
             Some(row) => row.incarnation.saturating_add(1),
         };
         let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
-        self.apply_row(now, row, None, Source::Gossip);
+        let _ = self.apply_row(now, row, None, Source::Gossip);
         self.send_sync(addr, false);
         Ok(())
     }
@@ -405,7 +405,7 @@ impl Node {
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
         self.observe_input(now);
         for row in rows {
-            self.apply_row(now, row, None, Source::Bulk);
+            let _ = self.apply_row(now, row, None, Source::Bulk);
         }
     }
 

@@ -44,10 +44,16 @@ impl Node {
         let Packet {
             message, gossip, ..
         } = packet;
+        let mut outdated = false;
         for update in gossip {
-            self.apply_row(now, update.row.0, update.suspecter, Source::Gossip);
+            outdated |= self.apply_row(now, update.row.0, update.suspecter, Source::Gossip);
         }
         self.dispatch(now, from, message);
+        if outdated {
+            // The sender suspects a live node from an outdated row: answer with the
+            // current one now, before its suspicion runs out.
+            self.send(from, Message::Gossip);
+        }
     }
 
     fn drop_packet(&mut self, from: SocketAddr, reason: DropReason) {
@@ -165,7 +171,7 @@ impl Node {
     }
 
     fn handle_join(&mut self, now: Instant, from: SocketAddr, row: TrackerRow) {
-        self.apply_row(now, row, None, Source::Gossip);
+        let _ = self.apply_row(now, row, None, Source::Gossip);
         self.send_rows(from, super::ALL_BUCKETS, super::RowsKind::JoinReply);
     }
 
@@ -207,7 +213,7 @@ impl Node {
 
     fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>) {
         for row in rows {
-            self.apply_row(now, row.0, None, Source::Bulk);
+            let _ = self.apply_row(now, row.0, None, Source::Bulk);
         }
     }
 }

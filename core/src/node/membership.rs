@@ -16,19 +16,25 @@ use crate::wire::{Update, WireRow};
 impl Node {
     /// Applies a row heard from a peer or decided here. `suspecter` names who raised
     /// a suspicion (for Lifeguard's independent confirmations).
+    ///
+    /// Returns whether the row was outdated bad news: it says a node is suspect,
+    /// dead or gone at an older incarnation than the one held here, where that
+    /// node is online. Whoever sent it missed the newer row (it was paused, or
+    /// declared dead itself while the news spread) and may be about to take a
+    /// live node offline; the current row is queued again for the caller to send.
     pub(super) fn apply_row(
         &mut self,
         now: Instant,
         row: TrackerRow,
         suspecter: Option<NodeName>,
         source: Source,
-    ) {
+    ) -> bool {
         if row.node == self.name {
             self.apply_row_about_self(now, row, suspecter.as_ref());
-            return;
+            return false;
         }
         if self.is_expired(now, &row) {
-            return;
+            return false;
         }
         // One lookup serves the checks and the merge: this is the hot path of
         // every piggybacked row.
@@ -37,7 +43,18 @@ impl Node {
         if known.is_none() && self.tracker.len() >= self.config.max_nodes {
             self.stats.count_drop(DropReason::TrackerFull);
             debug!(node = %row.node, "tracker full: update about an unknown node dropped");
-            return;
+            return false;
+        }
+        if let Some(known) = known
+            && row.health != Health::Alive
+            && row.incarnation < known.incarnation
+            && known.status == NodeStatus::Online
+        {
+            if !self.gossip.contains(&known.node) {
+                let current = known.clone();
+                self.push_gossip(now, current, None);
+            }
+            return true;
         }
         // A suspicion of the incarnation already suspected is a confirmation.
         if let (Some(known), Some(from)) = (known, &suspecter)
@@ -50,7 +67,7 @@ impl Node {
             self.push_gossip(now, row.clone(), suspecter.clone());
         }
         let Some(change) = self.tracker.merge_known(known_id, row) else {
-            return;
+            return false;
         };
         let status_flipped = change
             .old
@@ -59,11 +76,14 @@ impl Node {
         let suspecter = (change.new.health == Health::Suspect)
             .then_some(suspecter)
             .flatten();
-        if source == Source::Gossip || status_flipped {
+        // A pending update about this node is now outdated: replace it with the
+        // new row rather than keep spreading the old one.
+        if source == Source::Gossip || status_flipped || self.gossip.contains(&change.new.node) {
             self.push_gossip(now, change.new.clone(), suspecter.clone());
         }
         self.track_suspicion(now, &change.new, suspecter);
         self.record(change);
+        false
     }
 
     /// Suspects `target` at `incarnation` because this node's own probe failed.
@@ -87,7 +107,7 @@ impl Node {
         }
         let suspected = row.with_health(Health::Suspect, self.wall_clock(now));
         let addr = suspected.addr;
-        self.apply_row(now, suspected, me, Source::Gossip);
+        let _ = self.apply_row(now, suspected, me, Source::Gossip);
         // Tell the suspect directly so it can refute before the news has spread.
         self.send(addr, crate::wire::Message::Gossip);
     }
@@ -104,7 +124,7 @@ impl Node {
         }
         let dead = row.with_health(Health::Dead, self.wall_clock(now));
         debug!(node = %target, incarnation, "declared dead");
-        self.apply_row(now, dead, None, Source::Gossip);
+        let _ = self.apply_row(now, dead, None, Source::Gossip);
     }
 
     /// News about this node itself: refute anything that says it is not alive at its

@@ -66,6 +66,13 @@ fn alive(who: &str, port: u16, incarnation: u64) -> Update {
     }
 }
 
+fn suspect(who: &str, port: u16, incarnation: u64, by: &str) -> Update {
+    let mut update = alive(who, port, incarnation);
+    update.row.0 = update.row.0.with_health(Health::Suspect, wall());
+    update.suspecter = Some(name(by));
+    update
+}
+
 fn sent(node: &mut Node) -> Vec<(SocketAddr, Packet)> {
     let cluster = node.config().cluster_id;
     let mut out = Vec::new();
@@ -329,6 +336,56 @@ fn a_matching_digest_costs_no_reply() {
 }
 
 #[test]
+fn a_suspicion_from_an_outdated_row_is_answered_with_the_current_one() {
+    let now = epoch();
+    let mut node = node(now);
+    // This node knows "peer" refuted a suspicion: alive at incarnation 2.
+    let current = alive("peer", 2, 2);
+    node.handle_packet(
+        now,
+        addr(3),
+        &packet("other", 0, Message::Gossip, &[&current]),
+    );
+    let _ = sent(&mut node);
+    while node.poll_event().is_some() {}
+    // "late" missed that and suspects it at incarnation 1.
+    let outdated = suspect("peer", 2, 1, "late");
+    node.handle_packet(
+        now,
+        addr(4),
+        &packet("late", 0, Message::Gossip, &[&outdated]),
+    );
+    let row = node.row(&name("peer")).expect("tracked");
+    assert_eq!(
+        (row.health, row.incarnation),
+        (Health::Alive, 2),
+        "unchanged"
+    );
+    assert!(node.poll_event().is_none(), "no state change");
+    let out = sent(&mut node);
+    let answer = out
+        .iter()
+        .find(|(to, _)| *to == addr(4))
+        .map(|(_, packet)| packet)
+        .expect("the suspecter is answered at once");
+    assert!(
+        answer
+            .gossip
+            .iter()
+            .any(|u| u.row.0.node == name("peer") && u.row.0.incarnation == 2),
+        "with the current row: {answer:?}"
+    );
+    // Outdated good news needs no answer.
+    let stale_alive = alive("peer", 2, 1);
+    node.handle_packet(
+        now,
+        addr(4),
+        &packet("late", 0, Message::Gossip, &[&stale_alive]),
+    );
+    assert!(sent(&mut node).is_empty());
+}
+
+#[test]
 fn news_of_own_death_is_refuted_with_a_higher_incarnation() {
     let now = epoch();
     let mut node = node(now);
@@ -442,13 +499,11 @@ fn a_stalled_node_gives_its_suspicions_more_time() {
         addr(2),
         &packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]),
     );
-    let mut suspect = alive("peer", 2, 0);
-    suspect.row.0 = suspect.row.0.with_health(Health::Suspect, wall());
-    suspect.suspecter = Some(name("other"));
+    let suspected = suspect("peer", 2, 0, "other");
     node.handle_packet(
         now,
         addr(3),
-        &packet("other", 0, Message::Gossip, &[&suspect]),
+        &packet("other", 0, Message::Gossip, &[&suspected]),
     );
     let deadline = node.suspicions[&name("peer")].deadline();
     // The process sleeps far past the deadline, then is driven again.

@@ -176,7 +176,10 @@ impl Sim {
         let Proc::Running(node) = &mut self.slots[i].proc else {
             return None;
         };
+        // The core's logs name the node and the simulated time they belong to.
+        let span = tracing::debug_span!("node", i, at = ?self.now).entered();
         let result = catch_unwind(AssertUnwindSafe(|| f(node, now)));
+        drop(span);
         if let Some((per_event, _)) = self.slots[i].slow {
             self.slots[i].busy_until = self.now + per_event;
         }
