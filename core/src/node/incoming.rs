@@ -185,8 +185,7 @@ impl Node {
             // Rows that joined at the same time as this node were not in the reply,
             // and bulk rows are not gossiped on: compare digests with a random member
             // soon rather than at the first periodic exchange.
-            let soon = now + self.config.probe_interval.mul_f64(1.0 + self.rng.f64());
-            self.next_sync_at = self.next_sync_at.min(soon);
+            self.sync_soon(now);
         }
         // Later chunks of this reply are still welcome for a while.
         self.join_replies_until = Some(now + self.config.join_retry);

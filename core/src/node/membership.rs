@@ -174,6 +174,12 @@ impl Node {
             "refuting news about self"
         );
         self.write_own_row(now, Health::Alive);
+        if row.status == NodeStatus::Offline {
+            // Peers that held this node dead or gone stopped sending to it: it has
+            // missed news, so it compares tables soon instead of at the next
+            // periodic exchange.
+            self.sync_soon(now);
+        }
         if let Some(accuser) = suspecter.and_then(|name| self.tracker.get(name)) {
             let to = accuser.addr;
             self.send(to, crate::wire::Message::Gossip);

@@ -386,6 +386,30 @@ fn a_suspicion_from_an_outdated_row_is_answered_with_the_current_one() {
 }
 
 #[test]
+fn a_node_that_refutes_its_own_death_compares_tables_soon() {
+    let now = epoch();
+    let mut node = node(now);
+    let peer = alive("peer", 2, 0);
+    node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&peer]));
+    let mut dead = alive("me", 1, 0);
+    dead.row.0 = dead.row.0.with_health(Health::Dead, wall());
+    node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&dead]));
+    assert_eq!(node.incarnation(), 1);
+    let _ = sent(&mut node);
+    // Peers stopped sending to a node they held dead: it missed news.
+    let soon = now + 2 * node.config().probe_interval;
+    assert!(node.config().anti_entropy_interval > 4 * node.config().probe_interval);
+    let mut synced = false;
+    while let Some(at) = node.poll_timeout().filter(|at| *at <= soon) {
+        node.handle_timeout(at);
+        synced |= sent(&mut node)
+            .iter()
+            .any(|(_, p)| matches!(p.message, Message::Sync { .. }));
+    }
+    assert!(synced, "an anti-entropy exchange within two probe periods");
+}
+
+#[test]
 fn news_of_own_death_is_refuted_with_a_higher_incarnation() {
     let now = epoch();
     let mut node = node(now);

@@ -195,6 +195,13 @@ impl Node {
         }
     }
 
+    /// Brings the next anti-entropy exchange forward to within a probe period or
+    /// two, for a node that knows it has missed news.
+    pub(super) fn sync_soon(&mut self, now: Instant) {
+        let soon = now + self.config.probe_interval.mul_f64(1.0 + self.rng.f64());
+        self.next_sync_at = self.next_sync_at.min(soon);
+    }
+
     /// Sends the next join attempt when due; gives up after `join_attempts`.
     pub(super) fn run_join(&mut self, now: Instant) {
         let Some(join) = &mut self.join else {
