@@ -7,8 +7,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use crate::name::{FnvBuild, NodeName};
+use crate::tracker::Health;
 use crate::wire::{Update, encoded_len};
 
 #[derive(Debug)]
@@ -78,13 +80,29 @@ impl GossipQueue {
         }
     }
 
-    /// Picks updates that fit in `budget` bytes, counts them as sent once more, and
-    /// forgets those sent `limit` times. Returns them to encode.
-    pub(crate) fn take_for_packet(&mut self, mut budget: usize, limit: u32) -> Vec<Update> {
+    /// Picks updates that fit in `budget` bytes for a packet to `to`, counts them as
+    /// sent once more, and forgets those sent `limit` times. Returns them to encode.
+    ///
+    /// An update announcing the recipient itself alive at its address stays queued
+    /// for others: the recipient knows it, and right after a join most of the
+    /// seed's packets go to the joiner (reply, acks, the first exchange), which
+    /// would use up every send of the joiner's row before anyone else heard of it.
+    /// News the recipient must see about itself (suspect, dead, left, another
+    /// address) is sent as usual, so it can refute.
+    pub(crate) fn take_for_packet(
+        &mut self,
+        mut budget: usize,
+        limit: u32,
+        to: SocketAddr,
+    ) -> Vec<Update> {
         let mut keys = Vec::new();
         for (key, pending) in self.order.iter().take(SCAN_LIMIT) {
             if budget < MIN_UPDATE_LEN {
                 break;
+            }
+            let row = &pending.update.row.0;
+            if row.addr == to && row.health == Health::Alive {
+                continue;
             }
             if pending.size <= budget {
                 budget -= pending.size;
@@ -147,6 +165,11 @@ mod tests {
         }
     }
 
+    /// Not the address the test updates are about.
+    fn elsewhere() -> SocketAddr {
+        "127.0.0.1:2".parse().expect("valid")
+    }
+
     fn names(updates: &[Update]) -> Vec<String> {
         updates.iter().map(|u| u.row.0.node.to_string()).collect()
     }
@@ -156,11 +179,17 @@ mod tests {
         let mut queue = GossipQueue::default();
         queue.push(update("a", 0), 100);
         queue.push(update("b", 0), 100);
-        assert_eq!(names(&queue.take_for_packet(1000, 2)), ["b", "a"]);
+        assert_eq!(
+            names(&queue.take_for_packet(1000, 2, elsewhere())),
+            ["b", "a"]
+        );
         queue.push(update("c", 0), 100);
         // c was sent least, so it leads; a and b go out a second time and are done
-        assert_eq!(names(&queue.take_for_packet(1000, 2)), ["c", "b", "a"]);
-        assert_eq!(names(&queue.take_for_packet(1000, 2)), ["c"]);
+        assert_eq!(
+            names(&queue.take_for_packet(1000, 2, elsewhere())),
+            ["c", "b", "a"]
+        );
+        assert_eq!(names(&queue.take_for_packet(1000, 2, elsewhere())), ["c"]);
         assert!(queue.is_empty());
     }
 
@@ -173,14 +202,14 @@ mod tests {
         let peak = queue.by_name.capacity();
         assert!(peak >= 5000);
         while !queue.is_empty() {
-            let _sent = queue.take_for_packet(1400, 1);
+            let _sent = queue.take_for_packet(1400, 1, elsewhere());
         }
         assert!(queue.by_name.capacity() <= 512, "{peak} kept");
         // and a queue that stays small never reallocates its index
         let small = queue.by_name.capacity();
         for round in 0..100 {
             queue.push(update("a", round), 10_000);
-            let _sent = queue.take_for_packet(1400, 1);
+            let _sent = queue.take_for_packet(1400, 1, elsewhere());
         }
         assert_eq!(queue.by_name.capacity(), small);
     }
@@ -191,7 +220,7 @@ mod tests {
         queue.push(update("a", 0), 100);
         queue.push(update("a", 1), 100);
         assert_eq!(queue.len(), 1);
-        let sent = queue.take_for_packet(1000, 5);
+        let sent = queue.take_for_packet(1000, 5, elsewhere());
         assert_eq!(sent[0].row.0.incarnation, 1);
     }
 
@@ -200,18 +229,43 @@ mod tests {
         let mut queue = GossipQueue::default();
         queue.push(update("a", 0), 100);
         let size = encoded_len(&update("a", 0));
-        assert!(queue.take_for_packet(size - 1, 5).is_empty());
-        assert_eq!(queue.take_for_packet(size, 5).len(), 1);
+        assert!(queue.take_for_packet(size - 1, 5, elsewhere()).is_empty());
+        assert_eq!(queue.take_for_packet(size, 5, elsewhere()).len(), 1);
     }
 
     #[test]
     fn capacity_evicts_the_most_sent() {
         let mut queue = GossipQueue::default();
         queue.push(update("old", 0), 2);
-        let _ = queue.take_for_packet(1000, 10);
+        let _ = queue.take_for_packet(1000, 10, elsewhere());
         queue.push(update("x", 0), 2);
         assert_eq!(queue.push(update("y", 0), 2), 1);
         assert!(!queue.contains(&NodeName::new("old").expect("valid")));
         assert_eq!(queue.len(), 2);
+    }
+
+    #[test]
+    fn the_recipient_is_not_told_it_is_alive_but_is_told_it_is_suspected() {
+        let mut queue = GossipQueue::default();
+        let recipient: SocketAddr = "127.0.0.1:1".parse().expect("valid");
+        queue.push(update("joiner", 0), 100);
+        for _ in 0..10 {
+            assert!(queue.take_for_packet(1000, 2, recipient).is_empty());
+        }
+        assert_eq!(
+            names(&queue.take_for_packet(1000, 2, elsewhere())),
+            ["joiner"],
+            "its sends were kept for others"
+        );
+        let mut suspected = update("joiner", 0);
+        suspected.row.0 = suspected
+            .row
+            .0
+            .with_health(Health::Suspect, suspected.row.0.last_change);
+        queue.push(suspected, 100);
+        assert_eq!(
+            names(&queue.take_for_packet(1000, 2, recipient)),
+            ["joiner"]
+        );
     }
 }

@@ -495,7 +495,7 @@ impl Node {
         // Two bytes of slack for the update count's varint growing past one byte.
         let budget = self.config.max_packet_size.saturating_sub(base + 2);
         let limit = retransmit_limit(self.config.retransmit_mult, self.tracker.online_count());
-        let updates = self.gossip.take_for_packet(budget, limit);
+        let updates = self.gossip.take_for_packet(budget, limit, to);
         let refs: Vec<&Update> = updates.iter().collect();
         wire::encode(
             sender,

@@ -179,13 +179,13 @@ impl Sim {
         // The core's logs name the node and the simulated time they belong to.
         let span = tracing::debug_span!("node", i, at = ?self.now).entered();
         let result = catch_unwind(AssertUnwindSafe(|| f(node, now)));
-        drop(span);
         if let Some((per_event, _)) = self.slots[i].slow {
             self.slots[i].busy_until = self.now + per_event;
         }
         match result {
             Ok(r) => {
                 self.drain(i);
+                drop(span);
                 Some(r)
             }
             Err(payload) => {
