@@ -73,6 +73,12 @@ fn suspect(who: &str, port: u16, incarnation: u64, by: &str) -> Update {
     update
 }
 
+fn dead(who: &str, port: u16, incarnation: u64) -> Update {
+    let mut update = alive(who, port, incarnation);
+    update.row.0 = update.row.0.with_health(Health::Dead, wall());
+    update
+}
+
 fn sent(node: &mut Node) -> Vec<(SocketAddr, Packet)> {
     let cluster = node.config().cluster_id;
     let mut out = Vec::new();
@@ -391,9 +397,8 @@ fn a_node_that_refutes_its_own_death_compares_tables_soon() {
     let mut node = node(now);
     let peer = alive("peer", 2, 0);
     node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&peer]));
-    let mut dead = alive("me", 1, 0);
-    dead.row.0 = dead.row.0.with_health(Health::Dead, wall());
-    node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&dead]));
+    let death = dead("me", 1, 0);
+    node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&death]));
     assert_eq!(node.incarnation(), 1);
     let _ = sent(&mut node);
     // Peers stopped sending to a node they held dead: it missed news.
@@ -413,9 +418,8 @@ fn a_node_that_refutes_its_own_death_compares_tables_soon() {
 fn news_of_own_death_is_refuted_with_a_higher_incarnation() {
     let now = epoch();
     let mut node = node(now);
-    let mut dead = alive("me", 1, 3);
-    dead.row.0 = dead.row.0.with_health(Health::Dead, wall());
-    node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&dead]));
+    let death = dead("me", 1, 3);
+    node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&death]));
     assert_eq!(node.incarnation(), 4);
     assert_eq!(node.stats().refutations, 1);
     let own = node.row(&name("me")).expect("self");

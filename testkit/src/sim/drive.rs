@@ -176,8 +176,9 @@ impl Sim {
         let Proc::Running(node) = &mut self.slots[i].proc else {
             return None;
         };
-        // The core's logs name the node and the simulated time they belong to.
-        let span = tracing::debug_span!("node", i, at = ?self.now).entered();
+        // The core's logs, the drain's included, name the node and the simulated
+        // time they belong to (the span ends with this call).
+        let _span = tracing::debug_span!("node", i, at = ?self.now).entered();
         let result = catch_unwind(AssertUnwindSafe(|| f(node, now)));
         if let Some((per_event, _)) = self.slots[i].slow {
             self.slots[i].busy_until = self.now + per_event;
@@ -185,7 +186,6 @@ impl Sim {
         match result {
             Ok(r) => {
                 self.drain(i);
-                drop(span);
                 Some(r)
             }
             Err(payload) => {
