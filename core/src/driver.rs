@@ -78,7 +78,7 @@ pub mod prelude {
         NodeUpdate, Options, Seed, StartError, Stats, SubscriberId, TrackerRow, Update,
     };
 }
-pub use router::{NodeUpdate, Sink, SinkError, Update};
+pub use router::{NodeUpdate, Sink, SinkError, SubscriberId, Update};
 
 /// What woke the runtime's task.
 #[derive(Debug)]
@@ -281,9 +281,7 @@ impl Driver {
             stop |= self.route(event);
         }
         self.events = events;
-        for gone in self.router.flush() {
-            self.node.unsubscribe(gone);
-        }
+        let _ = self.router.flush();
         self.publish();
         if stop {
             Flow::Stop
@@ -331,11 +329,9 @@ impl Driver {
                 Err(error) => debug!(%error, "leave refused"),
             },
             CommandKind::Subscribe { id, sink } => {
-                self.node.alert_me(id);
                 self.router.insert(id, sink);
             }
             CommandKind::Unsubscribe(id) => {
-                self.node.unsubscribe(id);
                 self.router.remove(id);
             }
             CommandKind::Stop if self.leaving => self.stop_after_leave = true,
@@ -347,18 +343,8 @@ impl Driver {
     /// Routes one event; returns whether the task should stop now.
     fn route(&mut self, event: Event) -> bool {
         match event {
-            Event::NodeUpdate {
-                subscriber,
-                node,
-                status,
-            } => {
-                if self
-                    .router
-                    .deliver(subscriber, Update::Node { node, status })
-                    .is_err()
-                {
-                    self.node.unsubscribe(subscriber);
-                }
+            Event::NodeUpdate { node, status } => {
+                self.router.broadcast(&Update::Node { node, status });
             }
             Event::Tracker(_) => {}
             Event::ModeChanged(mode) => info!(name = %self.node.name(), ?mode, "mode changed"),

@@ -1,4 +1,4 @@
-//! What a node tells its owner: tracker changes, subscriber notifications, mode changes.
+//! What a node tells its owner: tracker changes, node updates, mode changes.
 
 use std::net::SocketAddr;
 
@@ -13,11 +13,6 @@ pub enum Mode {
     /// At least one other node is online.
     Clustered,
 }
-
-/// A local subscriber, chosen by the owner of the node (the original's `alert_me`
-/// took a module; here any number that names the subscriber).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct SubscriberId(pub u64);
 
 /// The kind of tracker change (the original's Mnesia `:write` / `:delete`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -45,11 +40,10 @@ pub struct TrackerEvent {
 pub enum Event {
     /// The tracker changed.
     Tracker(TrackerEvent),
-    /// Tell `subscriber` that another node went online or offline (the original's
-    /// `node_update/2` callback). Never about this node itself.
+    /// Another node went online or offline: what the original's `node_update/2`
+    /// callback is told. Reported once per transition, never about this node
+    /// itself; a runtime fans it out to its subscribers.
     NodeUpdate {
-        /// Who to tell.
-        subscriber: SubscriberId,
         /// Which node changed.
         node: NodeName,
         /// Its new status.

@@ -65,7 +65,7 @@
 //! | Elixir `Beethoven.CoreServer` | here |
 //! |---|---|
 //! | tracker table `(node, status, last_change)` | [`Tracker`] of [`TrackerRow`] |
-//! | `alert_me/1`, `node_update/2` | [`Node::alert_me`] → [`Event::NodeUpdate`] |
+//! | `alert_me/1`, `node_update/2` | [`Event::NodeUpdate`], once per transition of another node (runtimes fan it out to their subscribers) |
 //! | `new_node/1` | [`Node::new_node`] |
 //! | `get_mode/0` | [`Node::mode`] |
 //! | `add_node_to_mnesia/1`, Locator | [`Node::join`] with [`Seed`]s (addresses or CIDR ranges) |
@@ -107,9 +107,10 @@ pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
 pub use discovery::{Cidr, JoinError, Seed, SeedParseError};
 pub use driver::{
     Command, CommandError, Control, DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Driver, Flow, Input,
-    IoErrors, NodeUpdate, Options, Sink, SinkError, StartError, Transport, Update, prelude,
+    IoErrors, NodeUpdate, Options, Sink, SinkError, StartError, SubscriberId, Transport, Update,
+    prelude,
 };
-pub use event::{Event, Mode, Op, SubscriberId, TrackerEvent};
+pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{LeaveError, NewNodeError, Node, Transmit, retransmit_limit};

@@ -6,7 +6,7 @@ mod membership;
 mod probing;
 mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use fastrand::Rng;
 
 use crate::config::{Config, ConfigError};
 use crate::discovery::{JoinAttempts, JoinError, Seed, expand_seeds};
-use crate::event::{Event, Mode, SubscriberId};
+use crate::event::{Event, Mode};
 use crate::gossip::GossipQueue;
 use crate::keyring::{KeyRing, Sealer};
 use crate::limiter::JoinLimiter;
@@ -129,7 +129,7 @@ enum Source {
 /// for the loop that drives it).
 ///
 /// Methods come in four groups: getters; `handle_*` for input; commands
-/// (`alert_me`, `new_node`, `join`, `leave`, ...); `poll_*` for output.
+/// (`new_node`, `join`, `leave`, ...); `poll_*` for output.
 #[derive(Debug)]
 pub struct Node {
     config: Config,
@@ -144,7 +144,6 @@ pub struct Node {
     members: Members,
     /// Dead (not left) nodes, for the occasional anti-entropy exchange that heals partitions.
     dead: Members,
-    subscribers: BTreeSet<SubscriberId>,
     mode: Mode,
     events: VecDeque<Event>,
     outbox: VecDeque<Outgoing>,
@@ -210,7 +209,6 @@ impl Node {
             tracker: Tracker::new(),
             members: Members::default(),
             dead: Members::default(),
-            subscribers: BTreeSet::new(),
             mode: Mode::Standalone,
             events: VecDeque::new(),
             outbox: VecDeque::new(),
@@ -337,22 +335,6 @@ impl Node {
         prefix[..8].copy_from_slice(&first.to_le_bytes());
         prefix[8..].copy_from_slice(&second.to_le_bytes());
         Sealer::new(ring, prefix)
-    }
-
-    /// Subscribes `subscriber` to online/offline changes of other nodes. Subscribing
-    /// twice is one subscription. Returns whether it was new.
-    pub fn alert_me(&mut self, subscriber: SubscriberId) -> bool {
-        self.subscribers.insert(subscriber)
-    }
-
-    /// Ends a subscription. Returns whether there was one.
-    pub fn unsubscribe(&mut self, subscriber: SubscriberId) -> bool {
-        self.subscribers.remove(&subscriber)
-    }
-
-    /// The current subscribers.
-    pub fn subscribers(&self) -> impl Iterator<Item = SubscriberId> + '_ {
-        self.subscribers.iter().copied()
     }
 
     /// Adds a discovered node as online (the original's `new_node/1`), and starts an

@@ -39,7 +39,6 @@ fn main() -> std::io::Result<()> {
         }
         let script = [
             Action::Run { ms: 3_000 },
-            Action::AlertMe { node: 0, sub: 1 },
             Action::Crash { node: 2 },
             Action::Run { ms: 5_000 },
             Action::Restart {

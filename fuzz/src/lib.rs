@@ -14,7 +14,7 @@ use arbitrary::Arbitrary;
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{
     Cidr, Config, Event, Health, Key, KeyRing, Mode, Node, NodeName, NodeStatus, Op, Seed,
-    SubscriberId, TrackerRow,
+    TrackerRow,
 };
 
 /// Cluster name of every node the harness builds.
@@ -111,15 +111,10 @@ impl Mirror {
                 }
             },
             Event::NodeUpdate {
-                subscriber,
                 node: other,
                 status,
             } => {
                 assert_ne!(&other, node.name(), "no notification about self");
-                assert!(
-                    node.subscribers().any(|s| s == subscriber),
-                    "notification for a subscriber that is not subscribed"
-                );
                 let row = self
                     .rows
                     .get(&other)
@@ -489,12 +484,6 @@ impl Sim {
             Action::Leave { node } => self.with_node(node, |n, now| {
                 let _ = n.leave(now);
             }),
-            Action::AlertMe { node, sub } => self.with_node(node, |n, _| {
-                n.alert_me(SubscriberId(u64::from(sub % 4)));
-            }),
-            Action::Unsubscribe { node, sub } => self.with_node(node, |n, _| {
-                n.unsubscribe(SubscriberId(u64::from(sub % 4)));
-            }),
             Action::SetKeys { node, key: choice } => self.with_node(node, |n, _| {
                 n.set_key_ring(
                     choice.map(|byte| KeyRing::new(key(byte % 2 + 7)).accepting(key(7))),
@@ -584,10 +573,6 @@ pub enum Action {
     JoinRange { node: u8, prefix: u8 },
     /// `leave`.
     Leave { node: u8 },
-    /// `alert_me`.
-    AlertMe { node: u8, sub: u8 },
-    /// `unsubscribe`.
-    Unsubscribe { node: u8, sub: u8 },
     /// Replace the key ring (or remove it).
     SetKeys { node: u8, key: Option<u8> },
     /// The process dies (its datagrams in flight stay in flight).

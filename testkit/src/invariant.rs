@@ -72,7 +72,7 @@ pub enum ViolationKind {
         /// What was expected instead, if anything.
         expected: Option<(String, NodeStatus)>,
     },
-    /// A node notified its subscribers about itself.
+    /// A node reported a node update about itself.
     NotifiedAboutSelf {
         /// The node.
         node: String,
@@ -182,8 +182,8 @@ impl fmt::Display for ViolationKind {
     }
 }
 
-/// Whether a tracker event is an online/offline transition that subscribers must
-/// hear about: a write whose old and new status differ, or a first row that is online.
+/// Whether a tracker event is an online/offline transition that must be reported
+/// as a node update: a write whose old and new status differ, or a first row that is online.
 pub fn is_transition(event: &TrackerEvent) -> bool {
     event.op == Op::Write
         && match &event.old_row {
@@ -193,21 +193,19 @@ pub fn is_transition(event: &TrackerEvent) -> bool {
 }
 
 /// Incremental check of one node's notifications: each transition of another node
-/// is followed, in order, by one `NodeUpdate` per subscriber, before the next
-/// tracker event; none is about the node itself.
+/// is followed, in order, by exactly one `NodeUpdate`, before the next tracker
+/// event; none is about the node itself.
 #[derive(Clone, Debug)]
 pub struct NotificationChecker {
     me: NodeName,
-    subscribers: usize,
     expected: VecDeque<(NodeName, NodeStatus)>,
 }
 
 impl NotificationChecker {
-    /// A checker for node `me` with this many subscribers.
-    pub fn new(me: NodeName, subscribers: usize) -> Self {
+    /// A checker for node `me`.
+    pub fn new(me: NodeName) -> Self {
         Self {
             me,
-            subscribers,
             expected: VecDeque::new(),
         }
     }
@@ -218,10 +216,8 @@ impl NotificationChecker {
             Event::Tracker(change) => {
                 self.flush()?;
                 if change.new_row.node != self.me && is_transition(change) {
-                    for _ in 0..self.subscribers {
-                        self.expected
-                            .push_back((change.new_row.node.clone(), change.new_row.status));
-                    }
+                    self.expected
+                        .push_back((change.new_row.node.clone(), change.new_row.status));
                 }
                 Ok(())
             }
@@ -263,12 +259,8 @@ impl NotificationChecker {
 }
 
 /// Checks a whole recorded history of one node's events for notification errors.
-pub fn check_notifications(
-    me: &NodeName,
-    subscribers: usize,
-    events: &[Event],
-) -> Result<(), ViolationKind> {
-    let mut checker = NotificationChecker::new(me.clone(), subscribers);
+pub fn check_notifications(me: &NodeName, events: &[Event]) -> Result<(), ViolationKind> {
+    let mut checker = NotificationChecker::new(me.clone());
     events.iter().try_for_each(|e| checker.observe(e))?;
     checker.flush()
 }

@@ -27,9 +27,6 @@ use crate::metrics::{Metrics, Traffic};
 use crate::network::{Network, NetworkModel};
 use crate::trace::{Fnv, Trace};
 
-/// The subscriber every simulated node has (so notifications are checked).
-pub const SUBSCRIBER: beethoven_core::SubscriberId = beethoven_core::SubscriberId(1);
-
 /// The port simulated nodes listen on (restarts elsewhere add their life count).
 pub const PORT: u16 = 7946;
 
@@ -329,7 +326,7 @@ impl SimBuilder {
             sim.by_addr.insert(addr, i);
             sim.by_name.insert(name.clone(), i);
             sim.slots.push(Slot {
-                checker: NotificationChecker::new(name.clone(), 1),
+                checker: NotificationChecker::new(name.clone()),
                 name,
                 addr,
                 life: 0,

@@ -76,13 +76,8 @@ impl Trace {
                 t.new_row.hash(h);
                 t.old_row.hash(h);
             }
-            Event::NodeUpdate {
-                subscriber,
-                node,
-                status,
-            } => {
+            Event::NodeUpdate { node, status } => {
                 1u8.hash(h);
-                subscriber.hash(h);
                 node.hash(h);
                 status.hash(h);
             }

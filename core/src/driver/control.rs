@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::Config;
 use crate::discovery::{JoinError, Seed, expand_seeds};
-use crate::driver::router::Sink;
-use crate::event::{Mode, SubscriberId};
+use crate::driver::router::{Sink, SubscriberId};
+use crate::event::Mode;
 use crate::name::NodeName;
 use crate::node::{LeaveError, NewNodeError};
 use crate::stats::Stats;

@@ -12,9 +12,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tracing::{error, warn};
 
-use crate::event::SubscriberId;
 use crate::name::NodeName;
 use crate::tracker::NodeStatus;
+
+/// One subscription of a running node: returned by `alert_me` and `attach`, given
+/// back to `unsubscribe`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SubscriberId(pub u64);
 
 /// One item of a subscription: the original's `node_update(node, status)`, or a
 /// marker that the subscriber fell behind.
@@ -177,8 +181,17 @@ impl Router {
         self.lagged_total
     }
 
+    /// Offers `update` to every subscriber; routes whose receivers are gone are
+    /// removed.
+    pub(crate) fn broadcast(&mut self, update: &Update) {
+        let ids: Vec<SubscriberId> = self.routes.keys().copied().collect();
+        for id in ids {
+            let _ = self.deliver(id, update.clone());
+        }
+    }
+
     /// Offers `update` to one subscriber. `Err(Gone)` means its receiver is gone and
-    /// the route was removed: unsubscribe it from the node.
+    /// the route was removed.
     pub(crate) fn deliver(&mut self, id: SubscriberId, update: Update) -> Result<(), Gone> {
         let Some(route) = self.routes.get_mut(&id) else {
             return Ok(());

@@ -314,13 +314,7 @@ impl Node {
             None => status == NodeStatus::Online,
         };
         if node != self.name && transition {
-            for &subscriber in &self.subscribers {
-                self.events.push_back(Event::NodeUpdate {
-                    subscriber,
-                    node: node.clone(),
-                    status,
-                });
-            }
+            self.events.push_back(Event::NodeUpdate { node, status });
         }
         self.refresh_mode();
     }

@@ -145,7 +145,6 @@ fn spurious_timeouts_are_harmless() {
 fn a_ping_is_acked_and_its_gossip_applied() {
     let now = epoch();
     let mut node = node(now);
-    node.alert_me(SubscriberId(7));
     let update = alive("peer", 2, 0);
     let ping = packet(
         "peer",
@@ -168,7 +167,6 @@ fn a_ping_is_acked_and_its_gossip_applied() {
     assert_eq!(
         events[1],
         Event::NodeUpdate {
-            subscriber: SubscriberId(7),
             node: name("peer"),
             status: NodeStatus::Online
         }
@@ -587,7 +585,6 @@ fn a_restored_table_makes_the_node_clustered_without_gossip_and_refutes_an_old_s
         .collect();
 
     let mut node = node(now);
-    node.alert_me(SubscriberId(7));
     node.restore(now, saved.clone());
     assert_eq!(node.mode(), Mode::Clustered);
     assert_eq!(node.tracker().len(), 3);
@@ -642,7 +639,6 @@ fn restore_respects_max_nodes() {
 fn a_drained_burst_of_events_gives_its_memory_back() {
     let now = epoch();
     let mut node = node(now);
-    node.alert_me(SubscriberId(7));
     node.restore(
         now,
         (0..2000).map(|i| alive(&format!("n{i}"), 2 + i as u16, 0).row.0),

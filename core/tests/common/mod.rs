@@ -10,11 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{
-    Config, Event, Health, Mode, Node, NodeName, NodeStatus, Seed, SubscriberId, TrackerRow,
-};
-
-pub const SUBSCRIBER: SubscriberId = SubscriberId(1);
+use beethoven_core::{Config, Event, Health, Mode, Node, NodeName, NodeStatus, Seed, TrackerRow};
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct InFlight {
@@ -108,9 +104,8 @@ impl Pump {
     }
 
     pub fn add_node_named(&mut self, config: Config, name: NodeName, addr: SocketAddr) -> usize {
-        let mut node = Node::new(config, name.clone(), addr, self.now, self.wall_now())
+        let node = Node::new(config, name.clone(), addr, self.now, self.wall_now())
             .expect("test config is valid");
-        node.alert_me(SUBSCRIBER);
         self.nodes.push(Some(node));
         self.names.push(name);
         self.addrs.push(addr);
@@ -123,7 +118,7 @@ impl Pump {
     /// Replaces node `i` by a fresh process with the same name (optionally at a new
     /// address); it joins through `seed`.
     pub fn restart(&mut self, i: usize, new_addr: SocketAddr, seed: usize, config: Config) {
-        let mut node = Node::new(
+        let node = Node::new(
             config,
             self.names[i].clone(),
             new_addr,
@@ -131,7 +126,6 @@ impl Pump {
             self.wall_now(),
         )
         .expect("test config is valid");
-        node.alert_me(SUBSCRIBER);
         self.addrs[i] = new_addr;
         self.nodes[i] = Some(node);
         self.drain(i);

@@ -14,7 +14,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use beethoven_core::{Config, Event, Node, NodeName, Seed, SubscriberId};
+use beethoven_core::{Config, Event, Node, NodeName, Seed};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,7 +45,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started,
         std::time::SystemTime::now().into(),
     )?;
-    node.alert_me(SubscriberId(1));
     if !seeds.is_empty() {
         node.join(started, &seeds)?;
     }
@@ -63,7 +62,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Event::NodeUpdate {
                     node: other,
                     status,
-                    ..
                 } => {
                     println!(
                         "{:>7.3}s  {other} is {status:?}",

@@ -359,7 +359,7 @@ impl Sim {
         let now = self.epoch + self.now;
         let slot = &self.slots[i];
         let node = Node::new(config, slot.name.clone(), slot.addr, now, self.wall_clock());
-        let mut node = match node {
+        let node = match node {
             Ok(node) => node,
             Err(e) => {
                 // The config was validated when the simulator was built.
@@ -367,9 +367,8 @@ impl Sim {
                 return;
             }
         };
-        node.alert_me(super::SUBSCRIBER);
         let slot = &mut self.slots[i];
-        slot.checker = crate::invariant::NotificationChecker::new(slot.name.clone(), 1);
+        slot.checker = crate::invariant::NotificationChecker::new(slot.name.clone());
         slot.proc = Proc::Running(Box::new(node));
         slot.paused_until = None;
         slot.inbox.clear();
