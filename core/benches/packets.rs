@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use beethoven_core::DropReason;
 use beethoven_pump::lone::{big_node, handle_and_send, join_reply, joining_node, sent};
-use beethoven_pump::{Pump, addr, epoch, name, ping_with_updates, quiet_ping};
+use beethoven_pump::{addr, bench_cluster, config, epoch, name, ping_with_updates, quiet_ping};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 fn ping_ack(c: &mut Criterion) {
@@ -66,7 +66,7 @@ fn ping_ack(c: &mut Criterion) {
 }
 
 fn indirect_probe(c: &mut Criterion) {
-    let mut pump = Pump::cluster(3, 0);
+    let mut pump = bench_cluster(|i| config(i as u64));
     pump.run_for(Duration::from_secs(20));
     assert!(pump.quiet(), "the cluster converged");
     // Node 2 stops answering, frozen as it was; node 0 asks node 1 to probe it.

@@ -53,7 +53,16 @@ pub fn is_ping_for(pump: &mut Pump, from: usize, to: usize, bytes: &[u8]) -> boo
     probe.stats().dropped(DropReason::WrongTarget) == before + 1
 }
 
-/// A quiet three-node cluster (nodes with [`config`]`(i)`) and a Ping from node 0
+/// A three-node cluster for the benchmarks, nodes with `config(i)`, on a network
+/// without delay: a datagram arrives the moment it is sent, in sending order.
+pub fn bench_cluster(config: impl FnMut(usize) -> Config) -> Pump {
+    let mut pump = Pump::cluster_with(3, SEED, config);
+    pump.net.latency = Duration::ZERO;
+    pump.net.jitter = Duration::ZERO;
+    pump
+}
+
+/// A quiet [`bench_cluster`] (nodes with [`config`]`(i)`) and a Ping from node 0
 /// to node 1 captured in it.
 pub fn quiet_ping() -> (Pump, Vec<u8>) {
     quiet_ping_with(|i| config(i as u64))
@@ -61,7 +70,7 @@ pub fn quiet_ping() -> (Pump, Vec<u8>) {
 
 /// The same with `config(i)` for node `i`.
 pub fn quiet_ping_with(config: impl FnMut(usize) -> Config) -> (Pump, Vec<u8>) {
-    let mut pump = Pump::cluster_with(3, SEED, config);
+    let mut pump = bench_cluster(config);
     pump.run_for(Duration::from_secs(20));
     assert!(pump.quiet(), "the cluster converged");
     let (_, _, ping) = pump.capture(Duration::from_secs(5), |pump, from, to, bytes| {
@@ -70,7 +79,7 @@ pub fn quiet_ping_with(config: impl FnMut(usize) -> Config) -> (Pump, Vec<u8>) {
     (pump, ping)
 }
 
-/// A quiet three-node cluster in which node 0 has just learned `k` new nodes,
+/// A quiet [`bench_cluster`] in which node 0 has just learned `k` new nodes,
 /// and a Ping from node 0 to node 1 that carries updates (at least `k` rows
 /// worth of bytes more than a plain ping).
 ///

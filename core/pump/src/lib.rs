@@ -43,7 +43,7 @@ use std::time::Instant;
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{Config, NodeName};
 
-pub use capture::{is_ping_for, ping_with_updates, quiet_ping, quiet_ping_with};
+pub use capture::{bench_cluster, is_ping_for, ping_with_updates, quiet_ping, quiet_ping_with};
 pub use network::Network;
 pub use pump::Pump;
 
