@@ -1,10 +1,11 @@
 //! # beethoven-pump
 //!
 //! The one in-memory cluster pump of `beethoven-core`'s integration tests and
-//! benchmarks (dev-only, never published). It drives real [`Node`](beethoven_core::Node)s with nothing
-//! but their public API: a [`Pump`] holds many nodes, a seeded [`Network`] with
-//! latency, jitter, loss and blocked links, virtual time that jumps to the next
-//! datagram or deadline, and a log of every event each node emitted.
+//! benchmarks (dev-only, never published). It drives real
+//! [`Node`](beethoven_core::Node)s through their public API alone: a [`Pump`]
+//! holds many nodes, a seeded [`Network`] with latency, jitter, loss and blocked
+//! links, virtual time that jumps to the next datagram or deadline, and a log of
+//! every event each node emitted.
 //!
 //! Once warm it allocates nothing per datagram (buffers are reused), so the dhat
 //! tests can count the core's own allocations in a running cluster.
@@ -14,11 +15,12 @@
 //!
 //! ## Why a crate and not a module of the core
 //!
-//! The core is sans-IO and lint-bound to stay so; a harness wants a clock for its
-//! epoch, a heap of datagrams in flight, assertions that panic. As a separate
-//! crate it uses all of that without widening the core's public API, and core
-//! dev-depends on it (the cycle core → pump → core is one that cargo allows for
-//! integration tests and benches, which link the same core library).
+//! A `#[doc(hidden)]` module behind a feature would be compiled into the core,
+//! held to its sans-IO lints (no clock, not even for an epoch), part of its semver
+//! surface, and every test and bench would need the feature switched on. As a
+//! dev-only crate the pump is none of that: the core dev-depends on it, a cycle
+//! (core → pump → core) that cargo allows for integration tests and benches,
+//! which link the same core library as the pump.
 //!
 //! ## Pumps that stay elsewhere
 //!
@@ -27,6 +29,8 @@
 //! - `fuzz/` lets the fuzzer choose every delivery, loss, corruption and replay.
 //! - `bench-foca/` drives foca and beethoven through one loop, so that both
 //!   libraries are measured alike.
+//! - The driver's unit tests pump `Driver`s (commands, a stop), not bare nodes,
+//!   and move out of the core with the driver.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
