@@ -15,12 +15,13 @@
 //!
 //! ## Why a crate and not a module of the core
 //!
-//! A `#[doc(hidden)]` module behind a feature would be compiled into the core,
-//! held to its sans-IO lints (no clock, not even for an epoch), part of its semver
-//! surface, and every test and bench would need the feature switched on. As a
-//! dev-only crate the pump is none of that: the core dev-depends on it, a cycle
-//! (core → pump → core) that cargo allows for integration tests and benches,
-//! which link the same core library as the pump.
+//! A `#[doc(hidden)]` module behind a feature would ship a harness (and a clock
+//! read, for its epoch) in the sans-IO library, sit in its semver surface, and
+//! need the feature switched on for every test and bench. As a dev-only crate the
+//! pump is none of that: the core dev-depends on it, a cycle (core → pump → core)
+//! that cargo allows for integration tests and benches, which link the same core
+//! library as the pump. It still lives under `core/`, so `core/clippy.toml`
+//! applies to it too.
 //!
 //! ## Pumps that stay elsewhere
 //!
