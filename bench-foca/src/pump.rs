@@ -1,6 +1,13 @@
 //! The shared in-memory pump: a seeded discrete-event loop that delivers
 //! datagrams after a random LAN latency and fires timers in virtual time. Both
 //! libraries go through exactly this code; only the [`Engine`] differs.
+//!
+//! Why this is not the core's shared pump (`beethoven-pump`, in `core/pump`):
+//! that one drives beethoven `Node`s alone, while foca hands out timers as
+//! events to schedule rather than a deadline to poll. The comparison is fair
+//! only if both libraries run through the same loop, with the same latency,
+//! timer dispatch and handle-time measurement, so beethoven's side stays here
+//! too.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

@@ -8,13 +8,14 @@
 //! Run: `cargo bench -p beethoven-core --bench allocations`
 #![allow(clippy::print_stdout)] // a bench reports by printing
 
-mod common;
-
 use std::process::ExitCode;
 use std::time::Instant;
 
 use beethoven_core::Node;
-use common::{addr, handle_and_send, quiet_ping};
+use beethoven_pump::lone::{
+    big_node, discard, handle_and_send, join_reply, joining_node, quieten, sent,
+};
+use beethoven_pump::{Pump, addr, epoch, name, ping_with_updates, quiet_ping};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -39,7 +40,7 @@ fn row(what: &str, (blocks, bytes): (f64, f64)) {
 fn apply(node: &mut Node, now: Instant, from: usize, packets: &[Vec<u8>]) {
     for packet in packets {
         node.handle_packet(now, addr(from), packet);
-        common::discard(node);
+        discard(node);
     }
 }
 
@@ -60,19 +61,19 @@ fn main() -> ExitCode {
     println!("|---|---|---|");
 
     // Ping → ack in a quiet three-node cluster.
-    let (mut net, ping) = quiet_ping();
-    let now = net.now;
+    let (mut pump, ping) = quiet_ping();
+    let now = pump.now;
     let (mut ack, mut sink) = (Vec::with_capacity(2048), Vec::with_capacity(2048));
-    let mut round_trip = |net: &mut common::Net| {
-        handle_and_send(&mut net.nodes[1], now, 0, &ping, &mut ack);
-        handle_and_send(&mut net.nodes[0], now, 1, &ack, &mut sink);
+    let mut round_trip = |pump: &mut Pump| {
+        handle_and_send(pump.node_mut(1), now, 0, &ping, &mut ack);
+        handle_and_send(pump.node_mut(0), now, 1, &ack, &mut sink);
     };
     for _ in 0..WARM {
-        round_trip(&mut net);
+        round_trip(&mut pump);
     }
     let ping_ack = count(2 * ROUNDS as u64, || {
         for _ in 0..ROUNDS {
-            round_trip(&mut net);
+            round_trip(&mut pump);
         }
     });
     row(
@@ -81,10 +82,10 @@ fn main() -> ExitCode {
     );
 
     // A ping carrying 8 rows the receiver already holds.
-    let (mut net, rich) = common::ping_with_updates(8);
-    let now = net.now;
+    let (mut pump, rich) = ping_with_updates(8);
+    let now = pump.now;
     for _ in 0..WARM {
-        handle_and_send(&mut net.nodes[1], now, 0, &rich, &mut ack);
+        handle_and_send(pump.node_mut(1), now, 0, &rich, &mut ack);
     }
     row(
         &format!(
@@ -93,15 +94,15 @@ fn main() -> ExitCode {
         ),
         count(ROUNDS as u64, || {
             for _ in 0..ROUNDS {
-                handle_and_send(&mut net.nodes[1], now, 0, &rich, &mut ack);
+                handle_and_send(pump.node_mut(1), now, 0, &rich, &mut ack);
             }
         }),
     );
 
     // Join: a seed of 1000 rows answering one Join; a joiner applying the reply.
-    let (now, wall) = common::epoch();
-    let mut seed = common::big_node(0, 1000, now, wall);
-    let capture = common::join_reply(&mut seed, 0, 5000, now, wall);
+    let (now, wall) = epoch();
+    let mut seed = big_node(0, 1000, now, wall);
+    let capture = join_reply(&mut seed, 0, 5000, now, wall);
     for _ in 0..10 {
         handle_and_send(&mut seed, now, 5000, &capture.join_packet, &mut sink);
     }
@@ -116,7 +117,7 @@ fn main() -> ExitCode {
             }
         }),
     );
-    let mut joiner = common::joining_node(5000, 0, now, wall);
+    let mut joiner = joining_node(5000, 0, now, wall);
     let chunks = capture.chunks.len() as u64;
     row(
         "JoinReply chunk applied by a joiner (new rows)",
@@ -124,11 +125,9 @@ fn main() -> ExitCode {
     );
 
     // Anti-entropy with equal digests.
-    common::quieten(&mut joiner, now, 0);
-    joiner
-        .new_node(now, common::name(0), addr(0))
-        .expect("known");
-    let sync = common::drain(&mut joiner).remove(0).1;
+    quieten(&mut joiner, now, 0);
+    joiner.new_node(now, name(0), addr(0)).expect("known");
+    let sync = sent(&mut joiner).remove(0).1;
     apply(&mut seed, now, 5000, std::slice::from_ref(&sync));
     row(
         "digest packet with equal digests (1000 rows)",
@@ -145,10 +144,10 @@ fn main() -> ExitCode {
     println!("| one node tracking 10,000 rows | heap bytes | bytes / row |");
     println!("|---|---|---|");
     let rows = 10_000usize;
-    let mut seed = common::big_node(0, rows, now, wall);
-    let capture = common::join_reply(&mut seed, 0, 20_000, now, wall);
+    let mut seed = big_node(0, rows, now, wall);
+    let capture = join_reply(&mut seed, 0, 20_000, now, wall);
     let before = dhat::HeapStats::get().curr_bytes;
-    let mut joiner = common::joining_node(20_000, 0, now, wall);
+    let mut joiner = joining_node(20_000, 0, now, wall);
     apply(&mut joiner, now, 0, &capture.chunks);
     assert_eq!(joiner.tracker().len(), rows + 1);
     let fed = dhat::HeapStats::get().curr_bytes - before;
@@ -156,7 +155,7 @@ fn main() -> ExitCode {
         "| fed by JoinReply packets, updates still queued for gossip | {fed} | {:.1} |",
         fed as f64 / rows as f64
     );
-    common::quieten(&mut joiner, now, 0);
+    quieten(&mut joiner, now, 0);
     let quiet = dhat::HeapStats::get().curr_bytes - before;
     drop(seed);
     drop(capture);
@@ -171,7 +170,7 @@ fn main() -> ExitCode {
     }
     drop(joiner);
     let before = dhat::HeapStats::get().curr_bytes;
-    let built = common::big_node(1, rows, now, wall);
+    let built = big_node(1, rows, now, wall);
     let by_new_node = dhat::HeapStats::get().curr_bytes - before;
     println!(
         "| built with `new_node` × 9,999, queue drained | {by_new_node} | {:.1} |",

@@ -8,21 +8,20 @@
 //!
 //! Run: `cargo bench -p beethoven-core --bench packets`
 
-mod common;
-
 use std::hint::black_box;
 use std::time::Duration;
 
 use beethoven_core::DropReason;
-use common::{Net, addr, handle_and_send, name, quiet_ping};
+use beethoven_pump::lone::{big_node, handle_and_send, join_reply, joining_node, sent};
+use beethoven_pump::{addr, bench_cluster, config, epoch, name, ping_with_updates, quiet_ping};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 fn ping_ack(c: &mut Criterion) {
-    let (mut net, ping) = quiet_ping();
-    let now = net.now;
+    let (mut pump, ping) = quiet_ping();
+    let now = pump.now;
     let mut ack = Vec::with_capacity(2048);
     assert_eq!(
-        handle_and_send(&mut net.nodes[1], now, 0, &ping, &mut ack),
+        handle_and_send(pump.node_mut(1), now, 0, &ping, &mut ack),
         1,
         "a ping is answered by exactly one ack"
     );
@@ -30,18 +29,18 @@ fn ping_ack(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function(format!("handle_ping_send_ack ({} B)", ping.len()), |b| {
         let mut out = Vec::with_capacity(2048);
-        b.iter(|| handle_and_send(&mut net.nodes[1], now, 0, black_box(&ping), &mut out));
+        b.iter(|| handle_and_send(pump.node_mut(1), now, 0, black_box(&ping), &mut out));
     });
     group.bench_function(format!("handle_ack ({} B)", ack.len()), |b| {
         let mut out = Vec::with_capacity(2048);
-        b.iter(|| handle_and_send(&mut net.nodes[0], now, 1, black_box(&ack), &mut out));
+        b.iter(|| handle_and_send(pump.node_mut(0), now, 1, black_box(&ack), &mut out));
     });
     group.throughput(Throughput::Elements(2));
     group.bench_function("round_trip (2 packets)", |b| {
         let (mut ack, mut sink) = (Vec::with_capacity(2048), Vec::with_capacity(2048));
         b.iter(|| {
-            handle_and_send(&mut net.nodes[1], now, 0, black_box(&ping), &mut ack);
-            handle_and_send(&mut net.nodes[0], now, 1, &ack, &mut sink)
+            handle_and_send(pump.node_mut(1), now, 0, black_box(&ping), &mut ack);
+            handle_and_send(pump.node_mut(0), now, 1, &ack, &mut sink)
         });
     });
     group.finish();
@@ -50,8 +49,8 @@ fn ping_ack(c: &mut Criterion) {
     let mut group = c.benchmark_group("ping_ack_piggyback");
     group.throughput(Throughput::Elements(1));
     for k in [1usize, 4, 8] {
-        let (mut net, ping) = common::ping_with_updates(k);
-        let now = net.now;
+        let (mut pump, ping) = ping_with_updates(k);
+        let now = pump.now;
         group.bench_function(
             format!(
                 "handle_ping_send_ack/sender_learned_{k}_nodes ({} B)",
@@ -59,7 +58,7 @@ fn ping_ack(c: &mut Criterion) {
             ),
             |b| {
                 let mut out = Vec::with_capacity(2048);
-                b.iter(|| handle_and_send(&mut net.nodes[1], now, 0, black_box(&ping), &mut out));
+                b.iter(|| handle_and_send(pump.node_mut(1), now, 0, black_box(&ping), &mut out));
             },
         );
     }
@@ -67,23 +66,22 @@ fn ping_ack(c: &mut Criterion) {
 }
 
 fn indirect_probe(c: &mut Criterion) {
-    let mut net = Net::joined(3);
-    net.run_for(Duration::from_secs(20));
-    assert!(net.quiet(), "the cluster converged");
-    // Node 2 stops answering; node 0 asks node 1 to probe it.
-    net.down[2] = true;
-    let (_, _, ping_req) = net.capture(Duration::from_secs(10), |net, from, to, bytes| {
+    let mut pump = bench_cluster(|i| config(i as u64));
+    pump.run_for(Duration::from_secs(20));
+    assert!(pump.quiet(), "the cluster converged");
+    // Node 2 stops answering, frozen as it was; node 0 asks node 1 to probe it.
+    let mut target = pump.crash(2).expect("node 2 is running");
+    let (_, _, ping_req) = pump.capture(Duration::from_secs(10), |pump, from, to, bytes| {
         if from != 0 || to != 1 {
             return false;
         }
         // A ping-req makes the helper ping the target.
-        let now = net.now;
-        net.nodes[1].handle_packet(now, addr(0), bytes);
-        common::drain(&mut net.nodes[1])
-            .iter()
-            .any(|(to, _)| *to == addr(2))
+        let now = pump.now;
+        let helper = pump.node_mut(1);
+        helper.handle_packet(now, addr(0), bytes);
+        sent(helper).iter().any(|(to, _)| *to == addr(2))
     });
-    let now = net.now;
+    let now = pump.now;
     let mut group = c.benchmark_group("indirect_probe");
     group.throughput(Throughput::Elements(4));
     group.bench_function(
@@ -95,14 +93,14 @@ fn indirect_probe(c: &mut Criterion) {
             let (mut a, mut bb) = (Vec::with_capacity(2048), Vec::with_capacity(2048));
             b.iter(|| {
                 // helper 1: ping-req from 0 → ping to 2
-                let sent = handle_and_send(&mut net.nodes[1], now, 0, black_box(&ping_req), &mut a);
+                let sent = handle_and_send(pump.node_mut(1), now, 0, black_box(&ping_req), &mut a);
                 debug_assert_eq!(sent, 1);
                 // target 2: ping → ack to 1
-                handle_and_send(&mut net.nodes[2], now, 1, &a, &mut bb);
+                handle_and_send(&mut target, now, 1, &a, &mut bb);
                 // helper 1: ack → relayed ack to 0
-                handle_and_send(&mut net.nodes[1], now, 2, &bb, &mut a);
+                handle_and_send(pump.node_mut(1), now, 2, &bb, &mut a);
                 // requester 0: the relayed ack
-                handle_and_send(&mut net.nodes[0], now, 1, &a, &mut bb)
+                handle_and_send(pump.node_mut(0), now, 1, &a, &mut bb)
             });
         },
     );
@@ -112,11 +110,11 @@ fn indirect_probe(c: &mut Criterion) {
 fn join_replies(c: &mut Criterion) {
     let mut group = c.benchmark_group("join");
     group.sample_size(20);
-    let (now, wall) = common::epoch();
+    let (now, wall) = epoch();
     for rows in [100usize, 1000, 10_000] {
-        let mut seed = common::big_node(0, rows, now, wall);
+        let mut seed = big_node(0, rows, now, wall);
         let joiner = rows + 7;
-        let capture = common::join_reply(&mut seed, 0, joiner, now, wall);
+        let capture = join_reply(&mut seed, 0, joiner, now, wall);
         let bytes: usize = capture.chunks.iter().map(Vec::len).sum();
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_function(
@@ -139,7 +137,7 @@ fn join_replies(c: &mut Criterion) {
         );
         group.bench_function(format!("joiner_applies_reply/{rows}_rows"), |b| {
             b.iter_batched(
-                || common::joining_node(joiner, 0, now, wall),
+                || joining_node(joiner, 0, now, wall),
                 |mut node| {
                     let mut out = Vec::new();
                     for chunk in &capture.chunks {
@@ -156,26 +154,28 @@ fn join_replies(c: &mut Criterion) {
 }
 
 fn envelope(c: &mut Criterion) {
-    let (mut net, ping) = quiet_ping();
-    let now = net.now;
+    let (mut pump, ping) = quiet_ping();
+    let now = pump.now;
     let mut group = c.benchmark_group("envelope");
     group.throughput(Throughput::Elements(1));
     // Node 2 is not the ping's target: it decodes the whole packet, validates it
     // and drops it, so this is decoding alone.
     group.bench_function(format!("decode_ping ({} B)", ping.len()), |b| {
-        b.iter(|| net.nodes[2].handle_packet(now, addr(0), black_box(&ping)));
+        b.iter(|| {
+            pump.node_mut(2)
+                .handle_packet(now, addr(0), black_box(&ping))
+        });
     });
-    assert!(net.nodes[2].stats().dropped(DropReason::WrongTarget) > 0);
+    assert!(pump.node(2).stats().dropped(DropReason::WrongTarget) > 0);
     // `new_node` on a member already online queues one digest packet (Sync, 128-byte
     // digest); `poll_transmit` encodes it.
     group.bench_function(
         "encode_digest_packet (new_node of a known member + poll_transmit)",
         |b| {
             b.iter(|| {
-                net.nodes[0]
-                    .new_node(now, name(1), addr(1))
-                    .expect("known member");
-                let t = net.nodes[0].poll_transmit().expect("one digest packet");
+                let node = pump.node_mut(0);
+                node.new_node(now, name(1), addr(1)).expect("known member");
+                let t = node.poll_transmit().expect("one digest packet");
                 black_box(t.payload.len())
             });
         },

@@ -6,13 +6,12 @@
 //!
 //! Run: `cargo bench -p beethoven-core --bench tracker`
 
-mod common;
-
 use std::hint::black_box;
 use std::time::Duration;
 
 use beethoven_core::Node;
-use common::{addr, name};
+use beethoven_pump::lone::{big_node, join_reply, joining_node, quieten, sent};
+use beethoven_pump::{addr, epoch, name};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const ROWS: usize = 10_000;
@@ -32,9 +31,9 @@ fn apply(node: &mut Node, now: std::time::Instant, from: usize, packets: &[Vec<u
 }
 
 fn tracker(c: &mut Criterion) {
-    let (now, wall) = common::epoch();
-    let mut seed = common::big_node(0, ROWS, now, wall);
-    let capture = common::join_reply(&mut seed, 0, JOINER, now, wall);
+    let (now, wall) = epoch();
+    let mut seed = big_node(0, ROWS, now, wall);
+    let capture = join_reply(&mut seed, 0, JOINER, now, wall);
 
     let mut group = c.benchmark_group("tracker");
     group.sample_size(20);
@@ -46,7 +45,7 @@ fn tracker(c: &mut Criterion) {
         ),
         |b| {
             b.iter_batched(
-                || common::joining_node(JOINER, 0, now, wall),
+                || joining_node(JOINER, 0, now, wall),
                 |mut node| {
                     apply(&mut node, now, 0, &capture.chunks);
                     assert_eq!(node.tracker().len(), ROWS + 1);
@@ -56,7 +55,7 @@ fn tracker(c: &mut Criterion) {
             );
         },
     );
-    let mut joiner = common::joining_node(JOINER, 0, now, wall);
+    let mut joiner = joining_node(JOINER, 0, now, wall);
     apply(&mut joiner, now, 0, &capture.chunks);
     group.bench_function(format!("merge_{ROWS}_known_rows"), |b| {
         b.iter(|| apply(&mut joiner, now, 0, black_box(&capture.chunks)));
@@ -64,7 +63,7 @@ fn tracker(c: &mut Criterion) {
     group.finish();
 
     // The joiner now holds the seed's rows: their digests agree.
-    common::quieten(&mut joiner, now, 0);
+    quieten(&mut joiner, now, 0);
     assert_eq!(
         joiner.tracker(),
         seed.tracker(),
@@ -73,7 +72,7 @@ fn tracker(c: &mut Criterion) {
     joiner
         .new_node(now, name(0), addr(0))
         .expect("the seed is a known member");
-    let sync = common::drain(&mut joiner);
+    let sync = sent(&mut joiner);
     assert_eq!(sync.len(), 1, "one digest packet");
     let sync = &sync[0].1;
 
@@ -107,7 +106,7 @@ fn tracker(c: &mut Criterion) {
     let extra = 30_000;
     seed.new_node(now, name(extra), addr(extra))
         .expect("room in the tracker");
-    common::quieten(&mut seed, now, 1);
+    quieten(&mut seed, now, 1);
     let repair = apply(&mut seed, now, JOINER, std::slice::from_ref(sync));
     assert!(
         repair >= 2,

@@ -3,12 +3,10 @@
 //!
 //! One test per file: dhat counts the whole process.
 
-mod common;
-
 use std::time::Duration;
 
 use beethoven_core::{HEADER_LEN, MAGIC, VERSION};
-use common::Pump;
+use beethoven_pump::Pump;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;

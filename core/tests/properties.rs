@@ -1,13 +1,11 @@
 //! Properties of a node fed untrusted bytes.
 
-mod common;
-
 use std::time::Duration;
 
 use proptest::prelude::*;
 
 use beethoven_core::{DropReason, HEADER_LEN, MAGIC, VERSION};
-use common::Pump;
+use beethoven_pump::{Pump, config};
 
 /// A converged three-node cluster, to feed garbage into.
 fn settled() -> Pump {
@@ -87,8 +85,8 @@ fn oversized_and_foreign_packets_are_counted_by_reason() {
 fn a_packet_from_another_cluster_never_changes_state() {
     // A second cluster with another id on the same network: same addresses, other key.
     let mut pump = settled();
-    let mut other = common::Pump::new(5);
-    let mut config = common::config(9);
+    let mut other = Pump::new(5);
+    let mut config = config(9);
     config.cluster_id = beethoven_core::ClusterId::from_name("other");
     other.add_node(config);
     let now = pump.now;
@@ -155,14 +153,9 @@ fn a_join_flood_of_made_up_names_from_one_address_is_rate_limited_and_evicts_no_
     let mut joins = Vec::new();
     for i in 0..2_000 {
         let name = NodeName::new(&format!("fake-{i}")).expect("valid");
-        let mut fake = beethoven_core::Node::new(
-            common::config(10_000 + i),
-            name,
-            flooder,
-            pump.now,
-            pump.wall_now(),
-        )
-        .expect("valid config");
+        let mut fake =
+            beethoven_core::Node::new(config(10_000 + i), name, flooder, pump.now, pump.wall_now())
+                .expect("valid config");
         let now = pump.now;
         fake.join(now, &[beethoven_core::Seed::Addr(pump.addrs[0])])
             .expect("join starts");

@@ -1,11 +1,10 @@
-//! Whole-cluster behaviour, driven through the in-test pump.
-
-mod common;
+//! Whole-cluster behaviour, driven through the core's in-memory pump
+//! (`beethoven-pump`).
 
 use std::time::Duration;
 
 use beethoven_core::{Event, Health, Mode, NodeStatus, Seed};
-use common::{Pump, addr, config};
+use beethoven_pump::{Pump, addr, addr_on_port, config, name};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -89,13 +88,13 @@ fn false_suspicion_is_refuted_and_the_node_stays_online() {
     // Node 5 hears nothing for 700 ms: long enough to be suspected, far shorter
     // than the suspicion timeout.
     for j in 0..8 {
-        pump.blocked.insert((j, 5));
+        pump.net.blocked.insert((j, 5));
     }
     let suspected = pump.run_until(10 * SECOND, |p| {
         (0..8).any(|i| i != 5 && p.row(i, 5).is_some_and(|r| r.health == Health::Suspect))
     });
     assert!(suspected.is_some(), "node 5 was suspected");
-    pump.blocked.clear();
+    pump.net.blocked.clear();
     pump.run_until(10 * SECOND, |p| {
         p.all_see(5, Health::Alive) && p.converged()
     })
@@ -149,7 +148,7 @@ fn restart_with_a_new_address_comes_back_online_everywhere() {
     pump.crash(3);
     pump.run_until(30 * SECOND, |p| p.all_see(3, Health::Dead))
         .expect("crash detected");
-    let new_addr = addr(3, 9000);
+    let new_addr = addr_on_port(3, 9000);
     pump.restart(3, new_addr, 0, config(777));
     let took = pump
         .run_until(10 * SECOND, |p| {
@@ -192,8 +191,8 @@ fn partition_then_heal_gives_identical_trackers_with_everyone_online() {
     let (a, b) = ([0usize, 1, 2], [3usize, 4, 5, 6, 7]);
     for &i in &a {
         for &j in &b {
-            pump.blocked.insert((i, j));
-            pump.blocked.insert((j, i));
+            pump.net.blocked.insert((i, j));
+            pump.net.blocked.insert((j, i));
         }
     }
     pump.run_until(30 * SECOND, |p| {
@@ -206,7 +205,7 @@ fn partition_then_heal_gives_identical_trackers_with_everyone_online() {
         })
     })
     .expect("each side declares the other offline");
-    pump.blocked.clear();
+    pump.net.blocked.clear();
     let took = pump
         .run_until(60 * SECOND, |p| p.all_live_online() && p.converged())
         .expect("heals");
@@ -239,12 +238,12 @@ fn new_node_on_an_offline_row_brings_it_online_with_a_write_and_a_notification()
         .expect("converges");
     // Cut node 2 off until it is declared dead, then let it back.
     for j in 0..3 {
-        pump.blocked.insert((j, 2));
-        pump.blocked.insert((2, j));
+        pump.net.blocked.insert((j, 2));
+        pump.net.blocked.insert((2, j));
     }
     pump.run_until(30 * SECOND, |p| p.status(0, 2) == Some(NodeStatus::Offline))
         .expect("declared offline");
-    pump.blocked.clear();
+    pump.net.blocked.clear();
     let before = pump.events[0].len();
     let (now, name, at) = (pump.now, pump.names[2].clone(), pump.addrs[2]);
     pump.node_mut(0)
@@ -267,7 +266,7 @@ fn new_node_on_an_offline_row_brings_it_online_with_a_write_and_a_notification()
 
 #[test]
 fn new_node_adds_an_unknown_node_and_both_learn_each_other() {
-    let mut pump = common::Pump::new(11);
+    let mut pump = Pump::new(11);
     pump.add_node(config(1));
     pump.add_node(config(2));
     let (now, name, at) = (pump.now, pump.names[1].clone(), pump.addrs[1]);
@@ -279,9 +278,9 @@ fn new_node_adds_an_unknown_node_and_both_learn_each_other() {
 
 #[test]
 fn join_without_answer_falls_back_to_standalone_and_keeps_trying() {
-    let mut pump = common::Pump::new(12);
+    let mut pump = Pump::new(12);
     pump.add_node(config(1));
-    pump.join(0, &[Seed::Addr(addr(99, 7946))]);
+    pump.join(0, &[Seed::Addr(addr(99))]);
     pump.run_until(30 * SECOND, |p| {
         p.events[0]
             .iter()
@@ -290,7 +289,7 @@ fn join_without_answer_falls_back_to_standalone_and_keeps_trying() {
     .expect("gives up after three attempts");
     assert_eq!(pump.mode(0), Mode::Standalone);
     // The seed comes up later: the slow re-probe finds it and the two merge.
-    pump.add_node_named(config(2), common::name(99), addr(99, 7946));
+    pump.add_node_named(config(2), name(99), addr(99));
     pump.run_until(60 * SECOND, |p| p.all_live_online() && p.converged())
         .expect("the late seed is found by the re-probe");
     assert_eq!(pump.mode(0), Mode::Clustered);
@@ -298,7 +297,7 @@ fn join_without_answer_falls_back_to_standalone_and_keeps_trying() {
 
 #[test]
 fn join_by_scanning_a_cidr_range_finds_the_cluster() {
-    let mut pump = common::Pump::new(13);
+    let mut pump = Pump::new(13);
     pump.add_node(config(1)); // 10.0.0.1
     pump.add_node(config(2)); // 10.0.0.2
     pump.join(1, &["10.0.0.0/28:7946".parse().expect("valid seed")]);
@@ -332,7 +331,7 @@ fn the_same_seed_replays_the_same_run() {
 #[test]
 fn a_crashed_process_on_a_live_host_goes_offline_in_under_a_second() {
     let mut pump = Pump::cluster(20, 14);
-    pump.hosts_stay_up = true;
+    pump.net.hosts_stay_up = true;
     pump.run_until(10 * SECOND, |p| p.all_live_online() && p.converged())
         .expect("converges");
     pump.crash(9);
@@ -353,7 +352,7 @@ fn a_crashed_process_on_a_live_host_goes_offline_in_under_a_second() {
 fn a_process_restarting_on_the_same_port_within_200ms_is_never_offline() {
     for seed in 0..5 {
         let mut pump = Pump::cluster(10, 15 + seed);
-        pump.hosts_stay_up = true;
+        pump.net.hosts_stay_up = true;
         pump.run_until(10 * SECOND, |p| p.all_live_online() && p.converged())
             .expect("converges");
         pump.crash(4);

@@ -4,6 +4,13 @@
 //!
 //! Nothing here does IO: addresses are from TEST-NET-1 (192.0.2.0/24, reserved
 //! for documentation) and only ever used as map keys.
+//!
+//! Why this is not the core's shared pump (`beethoven-pump`, in `core/pump`):
+//! here the fuzzer, not a seeded model, decides every delivery, loss,
+//! corruption, replay and clock step, and a [`Mirror`] rebuilt from each node's
+//! events is checked after every one of them. A pump that chooses its own fates
+//! could not be steered by the input; and this crate is its own workspace, built
+//! with nightly `cargo fuzz`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
