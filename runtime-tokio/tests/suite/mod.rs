@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beethoven_core::{
-    CommandError, Config, DropReason, HEADER_LEN, Health, Mode, NodeName, NodeStatus, Options,
-    Seed, TrackerRow, Update,
+use beethoven_core::{DropReason, HEADER_LEN};
+use beethoven_driver::prelude::{
+    CommandError, Config, Health, Mode, NodeName, NodeStatus, Options, Seed, TrackerRow, Update,
 };
 
 use crate::rt::{self, Handle};
