@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use async_channel::{Receiver, TryRecvError};
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{Event, JoinError, Node, Seed};
+use socket2::SockRef;
 use tracing::{debug, info, warn};
 
 use crate::command::{Command, CommandKind, Reader};
@@ -18,7 +19,7 @@ use crate::options::{Options, StartError};
 use crate::router::{Router, Update};
 use crate::runtime::Runtime;
 use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot, lock};
-use crate::transport::Transport;
+use crate::transport::{AsSocket, Transport, report_bounces};
 
 /// Room for the largest UDP payload: a runtime's receive buffer, so oversized
 /// packets are seen (and counted) rather than cut.
@@ -101,18 +102,28 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Resolves the `host:port` seeds of `options` on a blocking thread of
-    /// `runtime`, then creates the driver with [`Driver::new`] at the current time.
-    /// What a runtime's `start` calls once its socket is bound at `bound`.
-    pub async fn start(
+    /// What a runtime's `start` calls with the result of binding its UDP socket at
+    /// [`Options::bind_addr`]: reads the bound address, asks the OS to report
+    /// bounces ([`report_bounces`]), resolves the `host:port` seeds on a blocking
+    /// thread of `runtime`, and creates the driver with [`Driver::new`] at the
+    /// current time. Returns the socket too, for the runtime's task.
+    pub async fn start<S: AsSocket>(
         options: Options,
-        bound: SocketAddr,
+        socket: io::Result<S>,
         runtime: Arc<dyn Runtime>,
-    ) -> Result<(Self, Handle), StartError> {
+    ) -> Result<(Self, Handle, S), StartError> {
+        let addr = options.bind_addr();
+        let bind_error = |source| StartError::Bind { addr, source };
+        let socket = socket.map_err(bind_error)?;
+        let bound = SockRef::from(&socket).local_addr().map_err(bind_error)?;
+        let not_ip = || bind_error(io::Error::other("not an IP socket"));
+        let bound = bound.as_socket().ok_or_else(not_ip)?;
+        report_bounces(&socket);
         let resolved = options.resolve_seed_hosts(runtime.as_ref()).await?;
         let now = Instant::now();
         let wall_clock = SystemTime::now().into();
-        Self::new(options, bound, &resolved, now, wall_clock, runtime)
+        let (driver, handle) = Self::new(options, bound, &resolved, now, wall_clock, runtime)?;
+        Ok((driver, handle, socket))
     }
 
     /// Creates the node for `options` on a socket bound at `bound` (the real

@@ -447,8 +447,12 @@ mod tests {
     #[test]
     fn subscriber_ids_are_distinct() {
         let (handle, _queue) = handle(16);
-        let a = handle.alert_me(|_: &NodeName, _: NodeStatus| {}).expect("open");
-        let b = handle.alert_me(|_: &NodeName, _: NodeStatus| {}).expect("open");
+        let a = handle
+            .alert_me(|_: &NodeName, _: NodeStatus| {})
+            .expect("open");
+        let b = handle
+            .alert_me(|_: &NodeName, _: NodeStatus| {})
+            .expect("open");
         assert_ne!(a, b, "two closures are two types");
     }
 
@@ -458,6 +462,10 @@ mod tests {
         let callback = |_: &NodeName, _: NodeStatus| {};
         let first = handle.alert_me(callback).expect("open");
         assert_eq!(handle.alert_me(callback), Ok(first));
-        assert_eq!(queued(&queue).len(), 2, "the node's router drops the second");
+        assert_eq!(
+            queued(&queue).len(),
+            2,
+            "the node's router drops the second"
+        );
     }
 }

@@ -74,12 +74,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! An async runtime's `start` binds its socket, calls [`report_bounces`] and
-//! [`Driver::start`] (which resolves `host:port` seeds on the runtime's blocking
-//! threads), spawns that loop and returns the [`Handle`]. When the loop ends it
-//! drops the socket before the driver: the driver's command channel then closes,
-//! which is what [`Handle::shutdown`] waits for, so the port is free when it
-//! returns.
+//! An async runtime's `start` binds its socket and hands it to [`Driver::start`]
+//! (which reads the bound address, turns on bounce reports and resolves
+//! `host:port` seeds on the runtime's blocking threads), spawns that loop and
+//! returns the [`Handle`]. When the loop ends it drops the socket before the
+//! driver: the driver's command channel then closes, which is what
+//! [`Handle::shutdown`] waits for, so the port is free when it returns.
 //!
 //! ## Addresses
 //!

@@ -276,7 +276,9 @@ mod tests {
         use crate::runtime::Threads;
         use futures_lite::future::block_on;
 
-        let options = options().seed_host("127.0.0.1:7946").seed_host("[::1]:7947");
+        let options = options()
+            .seed_host("127.0.0.1:7946")
+            .seed_host("[::1]:7947");
         let resolved = block_on(options.resolve_seed_hosts(&Threads)).expect("literal addresses");
         assert_eq!(resolved, [addr("127.0.0.1:7946"), addr("[::1]:7947")]);
         let none = block_on(self::options().resolve_seed_hosts(&Threads)).expect("no hosts");

@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use socket2::SockRef;
 
 #[cfg(unix)]
-use std::os::fd::AsFd as AsSocket;
+pub(crate) use std::os::fd::AsFd as AsSocket;
 #[cfg(windows)]
-use std::os::windows::io::AsSocket;
+pub(crate) use std::os::windows::io::AsSocket;
 
 /// How a driver sends: a non-blocking send, and (where the OS tells) which
 /// destinations bounced. Any `FnMut(SocketAddr, &[u8]) -> io::Result<()>` is a

@@ -33,7 +33,7 @@
 //! ```
 //!
 //! Only glue lives here: the node's task races a command, a datagram and the
-//! node's deadline, and steps the [`Driver`](beethoven_driver::Driver) of
+//! node's deadline, and steps the [`Driver`] of
 //! `beethoven-driver` with the winner. The driver crate owns the [`Handle`],
 //! subscribers, options and the UDP transport, and documents addresses,
 //! subscribers that never block the node, and stopping. Callbacks and seed
@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use beethoven_driver::{
-    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport, report_bounces,
+    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport,
 };
 use smol::{Async, Timer, future};
 
@@ -57,13 +57,8 @@ pub use beethoven_driver::prelude::*;
 /// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
 /// (if any) and spawns the node's task on smol's global executor.
 pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let addr = options.bind_addr();
-    let failed = |source| StartError::Bind { addr, source };
-    let socket = Async::<UdpSocket>::bind(addr).map_err(failed)?;
-    let bound = socket.get_ref().local_addr().map_err(failed)?;
-    report_bounces(socket.get_ref());
-    let started = Driver::start(options, bound, Arc::new(Smol));
-    let (driver, handle) = started.await?;
+    let socket = Async::<UdpSocket>::bind(options.bind_addr());
+    let (driver, handle, socket) = Driver::start(options, socket, Arc::new(Smol)).await?;
     smol::spawn(run(driver, socket)).detach();
     Ok(handle)
 }

@@ -35,7 +35,7 @@
 //!
 //! This crate is only glue: the node's task waits for a command, a datagram or
 //! the node's deadline and hands it to the runtime-independent
-//! [`Driver`](beethoven_driver::Driver) of `beethoven-driver`, which owns the rest
+//! [`Driver`] of `beethoven-driver`, which owns the rest
 //! (the [`Handle`], subscribers, options, the UDP transport); its docs say how
 //! addresses are chosen, why subscribers never block the node, and how a node
 //! stops. Callbacks and seed lookups run on tokio's blocking pool.
@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use beethoven_driver::{
-    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport, report_bounces,
+    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport,
 };
 use tokio::net::UdpSocket;
 use tokio::time::sleep_until;
@@ -62,19 +62,14 @@ pub use beethoven_driver::prelude::*;
 ///
 /// Outside a tokio runtime (like `tokio::spawn`).
 pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let addr = options.bind_addr();
-    let bind_error = |source| StartError::Bind { addr, source };
-    let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
-    report_bounces(&socket);
-    let runtime = Tokio(tokio::runtime::Handle::current());
-    let bound = socket.local_addr().map_err(bind_error)?;
-    let (driver, handle) = Driver::start(options, bound, Arc::new(runtime)).await?;
+    let socket = UdpSocket::bind(options.bind_addr()).await;
+    let runtime = Arc::new(Tokio(tokio::runtime::Handle::current()));
+    let (driver, handle, socket) = Driver::start(options, socket, runtime).await?;
     tokio::spawn(run(driver, socket));
     Ok(handle)
 }
 
-/// Blocking work goes to the blocking pool of the runtime `start` ran on, wherever
-/// the handle is used from.
+/// The blocking pool of the tokio runtime `start` ran on.
 #[derive(Debug)]
 struct Tokio(tokio::runtime::Handle);
 

@@ -198,10 +198,7 @@ fn a_refused_send_is_retried_and_the_bounce_reaches_the_node() {
     assert_eq!(a.handle.io_errors().send, 0);
     // 7999 is no member's: the node counts the hint and ignores it.
     assert_eq!(
-        a.driver
-            .node()
-            .stats()
-            .dropped(DropReason::UnknownAddress),
+        a.driver.node().stats().dropped(DropReason::UnknownAddress),
         1
     );
 }
