@@ -173,8 +173,10 @@ pub enum JoinError {
     },
 }
 
-/// Expands seeds to addresses, without `own` and without duplicates.
-pub(crate) fn expand_seeds(
+/// Expands seeds to the addresses a join sends to, without `own` and without
+/// duplicates: what [`Node::join`](crate::Node::join) checks before it starts, for
+/// whoever queues a join and wants the same answer first.
+pub fn expand_seeds(
     seeds: &[Seed],
     own: SocketAddr,
     limit: usize,

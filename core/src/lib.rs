@@ -10,8 +10,10 @@
 //! The core does no IO, reads no clock and holds no global randomness: you give it
 //! datagrams and the time, it gives you datagrams to send, events, and the next
 //! time it wants to be woken. The same inputs give the same outputs, bit for bit.
-//! `beethoven-tokio` and `beethoven-smol` drive it on real sockets;
-//! `beethoven-testkit` drives many of them in a deterministic simulator.
+//! `beethoven-driver` wraps it in everything a runtime shares (commands, a
+//! published snapshot, subscribers), which `beethoven-tokio` and `beethoven-smol`
+//! drive on real sockets; `beethoven-testkit` drives many nodes in a deterministic
+//! simulator.
 //!
 //! ## The loop you write
 //!
@@ -65,7 +67,7 @@
 //! | Elixir `Beethoven.CoreServer` | here |
 //! |---|---|
 //! | tracker table `(node, status, last_change)` | [`Tracker`] of [`TrackerRow`] |
-//! | `alert_me/1`, `node_update/2` | [`Event::NodeUpdate`], once per transition of another node (runtimes fan it out to their subscribers) |
+//! | `alert_me/1`, `node_update/2` | [`Event::NodeUpdate`], once per transition of another node (`beethoven-driver` fans it out to the runtimes' subscribers) |
 //! | `new_node/1` | [`Node::new_node`] |
 //! | `get_mode/0` | [`Node::mode`] |
 //! | `add_node_to_mnesia/1`, Locator | [`Node::join`] with [`Seed`]s (addresses or CIDR ranges) |
@@ -89,7 +91,6 @@
 
 mod config;
 mod discovery;
-mod driver;
 mod event;
 mod gossip;
 mod keyring;
@@ -104,12 +105,7 @@ mod tracker;
 mod wire;
 
 pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
-pub use discovery::{Cidr, JoinError, Seed, SeedParseError};
-pub use driver::{
-    Command, CommandError, Control, DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Driver, Flow, Input,
-    IoErrors, NodeUpdate, Options, Sink, SinkError, StartError, SubscriberId, Transport, Update,
-    prelude,
-};
+pub use discovery::{Cidr, JoinError, Seed, SeedParseError, expand_seeds};
 pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};

@@ -2,7 +2,6 @@
 //! two clusters on one network apart.
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -13,7 +12,7 @@ pub const MAX_NAME_LEN: usize = 255;
 ///
 /// UTF-8, 1..=255 bytes. Names of up to 30 bytes (almost all) are stored inline:
 /// decoding one from a packet allocates nothing, and cloning is a copy. Longer
-/// names are shared behind an `Arc`.
+/// names live on the heap (a clone copies them: the core shares nothing).
 #[derive(Clone)]
 pub struct NodeName(Repr);
 
@@ -23,7 +22,7 @@ const INLINE_LEN: usize = 30;
 #[derive(Clone)]
 enum Repr {
     Inline { len: u8, bytes: [u8; INLINE_LEN] },
-    Shared(Arc<str>),
+    Heap(Box<str>),
 }
 
 /// Why a string is not a valid [`NodeName`].
@@ -52,7 +51,7 @@ impl NodeName {
                     bytes,
                 }))
             }
-            _ => Ok(Self(Repr::Shared(Arc::from(name)))),
+            _ => Ok(Self(Repr::Heap(Box::from(name)))),
         }
     }
 
@@ -61,7 +60,7 @@ impl NodeName {
         match &self.0 {
             Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)])
                 .expect("inline bytes were copied from a str at a char boundary (the whole str)"),
-            Repr::Shared(name) => name,
+            Repr::Heap(name) => name,
         }
     }
 
@@ -69,7 +68,7 @@ impl NodeName {
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(name) => name.as_bytes(),
+            Repr::Heap(name) => name.as_bytes(),
         }
     }
 }
@@ -234,7 +233,7 @@ mod tests {
         let edge = NodeName::new(&"é".repeat(15)).expect("valid: 30 bytes of two-byte chars");
         assert!(matches!(short.0, Repr::Inline { .. }));
         assert!(matches!(edge.0, Repr::Inline { .. }));
-        assert!(matches!(long.0, Repr::Shared(_)));
+        assert!(matches!(long.0, Repr::Heap(_)));
         assert_eq!(short.as_str(), "api@10.0.0.7");
         assert_eq!(edge.as_str(), "é".repeat(15));
         assert_eq!(long.as_str(), "a".repeat(31));

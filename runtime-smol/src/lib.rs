@@ -1,10 +1,9 @@
 //! # beethoven-smol
 //!
-//! Runs a [Beethoven](beethoven_core) cluster member on smol: one UDP socket and
-//! one task per node, driven by the sans-IO [`Driver`](beethoven_core::Driver) of
-//! `beethoven-core`. [`start`] returns a cloneable [`Handle`]: getters and commands
-//! (through [`Control`], which `Handle` dereferences to), callbacks ([`Handle::alert_me`]),
-//! an async stream of updates ([`Handle::subscribe`]) and [`Handle::shutdown`].
+//! Runs a Beethoven cluster member on smol. [`start`] binds one UDP socket and
+//! spawns one task for the node on smol's global executor, and returns a
+//! cloneable [`Handle`]: getters, commands, callbacks ([`Handle::alert_me`]), an
+//! async stream of updates ([`Handle::subscribe`]) and [`Handle::shutdown`].
 //! `beethoven-tokio` has the same API on tokio.
 //!
 //! ```no_run
@@ -33,35 +32,81 @@
 //! }
 //! ```
 //!
-//! ## Addresses
-//!
-//! The socket binds [`Options::bind`]; port 0 picks a free port and
-//! [`Control::local_addr`] reports the real one. Other nodes must be told a
-//! reachable address: [`Options::advertise`], or else the bound address, where a
-//! wildcard IP (`0.0.0.0`, `::`) is replaced by loopback (`127.0.0.1:port`) — fine for
-//! clusters on one host only. [`Control::advertised_addr`] says what was chosen.
-//!
-//! ## Subscribers never block the node
-//!
-//! Every subscriber has a bounded queue ([`Options::queue_capacity`]); the node
-//! only ever `try_send`s into it. A callback runs on smol's blocking thread pool
-//! ([`smol::unblock`]), so a slow or panicking one (the panic is caught and logged)
-//! stalls only itself. A subscriber that falls behind loses updates and then
-//! receives [`Update::Lagged`] with how many it missed.
-//!
-//! ## Stopping
-//!
-//! [`Handle::shutdown`] ends the task and closes the socket (after a pending
-//! `leave` has spread, at most `leave_timeout`); dropping the last `Handle` does the
-//! same at once. Without `leave` the others see a crash and declare the node
-//! offline after their failure detector runs out. The node's task runs on smol's
-//! global executor ([`smol::spawn`]).
+//! Only glue lives here: the node's task races a command, a datagram and the
+//! node's deadline, and steps the [`Driver`] of
+//! `beethoven-driver` with the winner. The driver crate owns the [`Handle`],
+//! subscribers, options and the UDP transport, and documents addresses,
+//! subscribers that never block the node, and stopping. Callbacks and seed
+//! lookups run on smol's blocking thread pool ([`smol::unblock`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod handle;
-mod task;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Instant;
 
-pub use beethoven_core::prelude::*;
-pub use handle::{Handle, Updates, start};
+use beethoven_driver::{
+    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport,
+};
+use smol::{Async, Timer, future};
+
+pub use beethoven_driver::prelude::*;
+
+/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
+/// (if any) and spawns the node's task on smol's global executor.
+pub async fn start(options: Options) -> Result<Handle, StartError> {
+    let socket = Async::<UdpSocket>::bind(options.bind_addr());
+    let (driver, handle, socket) = Driver::start(options, socket, Arc::new(Smol)).await?;
+    smol::spawn(run(driver, socket)).detach();
+    Ok(handle)
+}
+
+/// smol's blocking thread pool.
+#[derive(Debug)]
+struct Smol;
+
+impl Runtime for Smol {
+    fn spawn_blocking(&self, work: BlockingWork) {
+        smol::unblock(work).detach();
+    }
+}
+
+/// What woke the task, before a datagram is borrowed from the buffer.
+enum Wake {
+    Input(Input<'static>),
+    Received(io::Result<(usize, SocketAddr)>),
+}
+
+/// The node's task.
+async fn run(mut driver: Driver, socket: Async<UdpSocket>) {
+    let mut buf = vec![0u8; RECV_BUFFER_SIZE];
+    let mut timer = Timer::at(Instant::now());
+    loop {
+        let command = async { Wake::Input(driver.next_command().await) };
+        let datagram = async { Wake::Received(socket.recv_from(&mut buf).await) };
+        let deadline = async {
+            (&mut timer).await;
+            Wake::Input(Input::Timeout)
+        };
+        // `or` polls its left side first: commands are not starved by datagrams.
+        let wake = future::or(command, future::or(datagram, deadline)).await;
+        let input = match wake {
+            Wake::Input(input) => input,
+            Wake::Received(received) => Input::received(received, &buf),
+        };
+        // The socket is non-blocking: a full buffer loses the datagram, as UDP may,
+        // instead of holding up the node.
+        let transport = &mut UdpTransport::new(socket.get_ref());
+        match driver.step(Instant::now(), input, transport) {
+            Flow::Continue { wake_at: Some(at) } => timer.set_at(at),
+            Flow::Continue { wake_at: None } => timer = Timer::never(),
+            Flow::Stop => break,
+        }
+    }
+    // The socket closes first: `Handle::shutdown` waits for the driver's command
+    // channel to close, and then finds the port free.
+    drop(socket);
+    drop(driver);
+}

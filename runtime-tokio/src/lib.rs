@@ -1,11 +1,10 @@
 //! # beethoven-tokio
 //!
-//! Runs a [Beethoven](beethoven_core) cluster member on tokio: one UDP socket and
-//! one task per node, driven by the sans-IO [`Driver`](beethoven_core::Driver) of
-//! `beethoven-core`. [`start`] returns a cloneable [`Handle`]: getters and commands
-//! (through [`Control`], which `Handle` dereferences to), callbacks ([`Handle::alert_me`]),
-//! an async stream of updates ([`Handle::subscribe`]) and [`Handle::shutdown`].
-//! `beethoven-smol` has the same API on smol.
+//! Runs a Beethoven cluster member on tokio. [`start`] binds one UDP socket and
+//! spawns one task for the node, and returns a cloneable [`Handle`]: getters,
+//! commands, callbacks ([`Handle::alert_me`]), an async stream of updates
+//! ([`Handle::subscribe`]) and [`Handle::shutdown`]. `beethoven-smol` has the same
+//! API on smol.
 //!
 //! ```no_run
 //! use beethoven_tokio::{Config, NodeName, NodeStatus, Options, Update};
@@ -34,34 +33,80 @@
 //! }
 //! ```
 //!
-//! ## Addresses
-//!
-//! The socket binds [`Options::bind`]; port 0 picks a free port and
-//! [`Control::local_addr`] reports the real one. Other nodes must be told a
-//! reachable address: [`Options::advertise`], or else the bound address, where a
-//! wildcard IP (`0.0.0.0`, `::`) is replaced by loopback (`127.0.0.1:port`) — fine for
-//! clusters on one host only. [`Control::advertised_addr`] says what was chosen.
-//!
-//! ## Subscribers never block the node
-//!
-//! Every subscriber has a bounded queue ([`Options::queue_capacity`]); the node
-//! only ever `try_send`s into it. A callback runs on tokio's blocking pool, so a
-//! slow or panicking one (the panic is caught and logged) stalls only itself. A
-//! subscriber that falls behind loses updates and then receives
-//! [`Update::Lagged`] with how many it missed.
-//!
-//! ## Stopping
-//!
-//! [`Handle::shutdown`] ends the task and closes the socket (after a pending
-//! `leave` has spread, at most `leave_timeout`); dropping the last `Handle` does the
-//! same at once. Without `leave` the others see a crash and declare the node
-//! offline after their failure detector runs out.
+//! This crate is only glue: the node's task waits for a command, a datagram or
+//! the node's deadline and hands it to the runtime-independent
+//! [`Driver`] of `beethoven-driver`, which owns the rest
+//! (the [`Handle`], subscribers, options, the UDP transport); its docs say how
+//! addresses are chosen, why subscribers never block the node, and how a node
+//! stops. Callbacks and seed lookups run on tokio's blocking pool.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod handle;
-mod task;
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Instant;
 
-pub use beethoven_core::prelude::*;
-pub use handle::{Handle, Updates, start};
+use beethoven_driver::{
+    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport,
+};
+use tokio::net::UdpSocket;
+use tokio::time::sleep_until;
+
+pub use beethoven_driver::prelude::*;
+
+/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
+/// (if any) and spawns the node's task on the current tokio runtime.
+///
+/// # Panics
+///
+/// Outside a tokio runtime (like `tokio::spawn`).
+pub async fn start(options: Options) -> Result<Handle, StartError> {
+    let socket = UdpSocket::bind(options.bind_addr()).await;
+    let runtime = Arc::new(Tokio(tokio::runtime::Handle::current()));
+    let (driver, handle, socket) = Driver::start(options, socket, runtime).await?;
+    tokio::spawn(run(driver, socket));
+    Ok(handle)
+}
+
+/// The blocking pool of the tokio runtime `start` ran on.
+#[derive(Debug)]
+struct Tokio(tokio::runtime::Handle);
+
+impl Runtime for Tokio {
+    fn spawn_blocking(&self, work: BlockingWork) {
+        drop(self.0.spawn_blocking(work));
+    }
+}
+
+/// The node's task.
+async fn run(mut driver: Driver, socket: UdpSocket) {
+    let mut buf = vec![0u8; RECV_BUFFER_SIZE];
+    let mut wake_at = Some(Instant::now());
+    loop {
+        // Commands first, so a stop is not starved by a datagram flood.
+        let input = tokio::select! {
+            biased;
+            command = driver.next_command() => command,
+            received = socket.recv_from(&mut buf) => Input::received(received, &buf),
+            () = deadline(wake_at) => Input::Timeout,
+        };
+        // Direct non-blocking sends: a full socket buffer loses the datagram, as UDP
+        // may, instead of holding up the node.
+        match driver.step(Instant::now(), input, &mut UdpTransport::new(&socket)) {
+            Flow::Continue { wake_at: next } => wake_at = next,
+            Flow::Stop => break,
+        }
+    }
+    // The socket closes before the driver's command channel, so whoever waits on
+    // that channel closing (`Handle::shutdown`) finds the port free.
+    drop(socket);
+    drop(driver);
+}
+
+async fn deadline(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at.into()).await,
+        None => pending().await,
+    }
+}

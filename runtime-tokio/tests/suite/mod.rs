@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beethoven_core::{
-    CommandError, Config, DropReason, HEADER_LEN, Health, Mode, NodeName, NodeStatus, Options,
-    Seed, TrackerRow, Update,
+use beethoven_core::{DropReason, HEADER_LEN};
+use beethoven_driver::prelude::{
+    CommandError, Config, Health, Mode, NodeName, NodeStatus, NodeUpdate, Options, Seed,
+    TrackerRow, Update,
 };
 
 use crate::rt::{self, Handle};
@@ -236,6 +237,52 @@ fn subscribers_hear_each_transition_once_and_never_about_themselves() {
             }
         }
         assert_eq!(streamed, recorders[0].log());
+    });
+}
+
+/// Counts what it is told. One type: one subscription per node, however many
+/// times it is given to `alert_me`.
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicUsize>);
+
+impl NodeUpdate for Counter {
+    fn node_update(&self, _: &NodeName, _: NodeStatus) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Counter {
+    fn told(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn alert_me_twice_with_the_same_callback_type_is_one_subscription() {
+    rt::block_on(async {
+        let a = node("twice", "a", None).await;
+        let counter = Counter::default();
+        let first = a.alert_me(counter.clone()).expect("a runs");
+        assert_eq!(
+            a.alert_me(counter.clone()),
+            Ok(first),
+            "the same subscription"
+        );
+        let other = a.alert_me(|_: &NodeName, _: NodeStatus| {});
+        assert_ne!(other, Ok(first), "another type is another subscription");
+        let b = node("twice", "b", Some(&a)).await;
+        eventually("a and b see each other", || all_online(&[&a, &b], 2)).await;
+        eventually("the callback heard of b", || counter.told() >= 1).await;
+        rt::sleep(Duration::from_millis(200)).await;
+        assert_eq!(counter.told(), 1, "b came online once and was told once");
+        // Once unsubscribed, the type subscribes anew, under the same id.
+        a.unsubscribe(first).expect("a runs");
+        assert_eq!(a.alert_me(counter.clone()), Ok(first));
+        b.shutdown().await;
+        eventually("the new subscription heard b go offline", || {
+            counter.told() == 2
+        })
+        .await;
     });
 }
 
@@ -480,7 +527,9 @@ fn slow_and_panicking_callbacks_do_not_stall_probing() {
             assert!(all_online(&all, 3), "a node went offline");
             rt::sleep(Duration::from_millis(50)).await;
         }
-        for recorder in &recorders {
+        // On n0 the `Recorder` callback type was subscribed by `prompt` already:
+        // that one subscription is what hears n0's updates.
+        for recorder in recorders.iter().chain([&prompt]) {
             assert!(
                 recorder.log().iter().all(|(_, s)| *s == NodeStatus::Online),
                 "an offline notification: {:?}",

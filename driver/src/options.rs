@@ -1,12 +1,13 @@
 //! What a runtime needs to start a node: name, protocol config, where to bind,
 //! what to advertise, where to find the cluster, and how deep subscriber queues are.
+//! Also the one place `host:port` seeds are resolved.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
-use crate::config::{Config, ConfigError};
-use crate::discovery::{JoinError, Seed};
-use crate::name::NodeName;
+use beethoven_core::{Config, ConfigError, JoinError, NodeName, Seed};
+
+use crate::runtime::Runtime;
 
 /// The default UDP port (also the port a CIDR scan probes when none is given).
 pub const DEFAULT_PORT: u16 = 7946;
@@ -17,13 +18,13 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 /// How to start a node on a runtime (builder style).
 ///
 /// ```
-/// use beethoven_core::{Config, NodeName, Options};
+/// use beethoven_driver::prelude::{Config, NodeName, Options, Seed};
 ///
 /// let options = Options::new(NodeName::new("api@10.0.0.7")?)
 ///     .config(Config::for_cluster("shop"))
 ///     .bind("0.0.0.0:7946".parse()?)
 ///     .advertise("10.0.0.7:7946".parse()?)
-///     .seed("10.0.0.0/24:7946".parse::<beethoven_core::Seed>()?)
+///     .seed("10.0.0.0/24:7946".parse::<Seed>()?)
 ///     .seed_host("db.internal:7946");
 /// assert_eq!(options.name().as_str(), "api@10.0.0.7");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -148,6 +149,42 @@ impl Options {
             None => bound,
         }
     }
+
+    /// Resolves the [`seed_hosts`](Options::seed_hosts) on a blocking thread of
+    /// `runtime` (name lookups block), every name to all its addresses.
+    pub(crate) async fn resolve_seed_hosts(
+        &self,
+        runtime: &dyn Runtime,
+    ) -> Result<Vec<SocketAddr>, StartError> {
+        if self.seed_hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hosts = self.seed_hosts.clone();
+        let (answer, resolved) = async_channel::bounded(1);
+        runtime.spawn_blocking(Box::new(move || {
+            let _ = answer.try_send(resolve(&hosts));
+        }));
+        resolved.recv().await.unwrap_or_else(|_| {
+            Err(StartError::Resolve {
+                host: self.seed_hosts.join(", "),
+                source: io::Error::other("the runtime dropped the lookup"),
+            })
+        })
+    }
+}
+
+fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, StartError> {
+    let mut resolved = Vec::new();
+    for host in hosts {
+        let addrs = host
+            .to_socket_addrs()
+            .map_err(|source| StartError::Resolve {
+                host: host.clone(),
+                source,
+            })?;
+        resolved.extend(addrs);
+    }
+    Ok(resolved)
 }
 
 /// Why a runtime could not start a node. Nothing was started.
@@ -232,5 +269,22 @@ mod tests {
         assert_eq!(options.seeds(), &[Seed::Addr(addr("127.0.0.1:9"))]);
         assert_eq!(options.seed_hosts(), &["localhost:9".to_owned()]);
         assert_eq!(options.subscriber_queue_capacity(), 1, "clamped to 1");
+    }
+
+    #[test]
+    fn seed_hosts_resolve_to_every_address_and_a_bad_name_is_a_start_error() {
+        use crate::runtime::Threads;
+        use futures_lite::future::block_on;
+
+        let options = options()
+            .seed_host("127.0.0.1:7946")
+            .seed_host("[::1]:7947");
+        let resolved = block_on(options.resolve_seed_hosts(&Threads)).expect("literal addresses");
+        assert_eq!(resolved, [addr("127.0.0.1:7946"), addr("[::1]:7947")]);
+        let none = block_on(self::options().resolve_seed_hosts(&Threads)).expect("no hosts");
+        assert!(none.is_empty());
+        let bad = options.seed_host("no port here");
+        let error = block_on(bad.resolve_seed_hosts(&Threads)).expect_err("no port");
+        assert!(matches!(error, StartError::Resolve { host, .. } if host == "no port here"));
     }
 }

@@ -1,47 +1,62 @@
-//! # beethoven-udp
-//!
-//! The socket code `beethoven-tokio` and `beethoven-smol` share, so that they stay
-//! glue: a [`Transport`] over any UDP socket (sends never wait), and on Linux the
-//! socket's error queue, which tells the node *which* destination answered with
-//! ICMP "port unreachable" — a process that died on a host that is still up.
+//! How a driver reaches the network: the [`Transport`] trait, and its UDP
+//! implementation every runtime shares, so that runtimes stay glue: sends never
+//! wait, and on Linux the socket's error queue tells the node *which* destination
+//! answered with ICMP "port unreachable" (a process that died on a host that is
+//! still up).
 //!
 //! On Linux, [`report_bounces`] sets `IP_RECVERR` (and `IPV6_RECVERR` on IPv6
 //! sockets). Then a later send or receive fails with `ECONNREFUSED`, and
 //! [`UdpTransport::take_bounced`] reads the error queue (`MSG_ERRQUEUE`) for the
 //! destinations. On other platforms both are no-ops: the node simply never gets
 //! the hint and relies on its timeouts.
-//!
-//! ```no_run
-//! use std::net::UdpSocket;
-//! use beethoven_udp::{UdpTransport, report_bounces};
-//!
-//! let socket = UdpSocket::bind("127.0.0.1:0")?;
-//! socket.set_nonblocking(true)?;
-//! report_bounces(&socket); // logged if the OS refuses
-//! let mut transport = UdpTransport::new(&socket);
-//! // driver.step(now, input, &mut transport);
-//! # Ok::<(), std::io::Error>(())
-//! ```
-
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 use std::io;
 use std::net::SocketAddr;
 
-pub use beethoven_core::Transport;
 use socket2::SockRef;
 
 #[cfg(unix)]
-use std::os::fd::AsFd as AsSocket;
+pub(crate) use std::os::fd::AsFd as AsSocket;
 #[cfg(windows)]
-use std::os::windows::io::AsSocket;
+pub(crate) use std::os::windows::io::AsSocket;
+
+/// How a driver sends: a non-blocking send, and (where the OS tells) which
+/// destinations bounced. Any `FnMut(SocketAddr, &[u8]) -> io::Result<()>` is a
+/// transport that never learns of bounces.
+pub trait Transport {
+    /// Sends one datagram without waiting.
+    fn send_to(&mut self, to: SocketAddr, payload: &[u8]) -> io::Result<()>;
+
+    /// Appends the destinations whose datagrams bounced ("port unreachable"),
+    /// as queued by the OS since the last call. The default knows of none.
+    fn take_bounced(&mut self, out: &mut Vec<SocketAddr>) {
+        let _ = out;
+    }
+}
+
+impl<F: FnMut(SocketAddr, &[u8]) -> io::Result<()>> Transport for F {
+    fn send_to(&mut self, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
+        self(to, payload)
+    }
+}
 
 /// Most bounce reports read from the error queue in one go, so a storm of them
 /// cannot keep the node's task from its other work.
 const MAX_BOUNCES_PER_READ: usize = 256;
 
 /// A [`Transport`] over a borrowed, non-blocking UDP socket (std, tokio or smol's).
+///
+/// ```no_run
+/// use std::net::UdpSocket;
+/// use beethoven_driver::{UdpTransport, report_bounces};
+///
+/// let socket = UdpSocket::bind("127.0.0.1:0")?;
+/// socket.set_nonblocking(true)?;
+/// report_bounces(&socket); // logged if the OS refuses
+/// let mut transport = UdpTransport::new(&socket);
+/// // driver.step(now, input, &mut transport);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct UdpTransport<'a, S: AsSocket> {
     socket: &'a S,

@@ -1,24 +1,46 @@
 //! Routing of subscriber notifications into bounded queues, with lag accounting,
-//! and the callback trait of the original (`node_update/2`).
+//! and the callback trait of the original (`node_update/2`). This is the one
+//! registry of a node's subscribers.
 //!
 //! The node never waits for a subscriber: every delivery is a non-blocking
-//! `try_send` into a queue the runtime owns. A full queue costs the subscriber the
+//! `try_send` into the subscriber's queue. A full queue costs the subscriber the
 //! update, which is counted; once the queue has room again the subscriber first
 //! receives [`Update::Lagged`] with the number it missed.
 
+use std::any::TypeId;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use async_channel::{Sender, TrySendError};
+use beethoven_core::{NodeName, NodeStatus};
 use tracing::{error, warn};
 
-use crate::name::NodeName;
-use crate::tracker::NodeStatus;
-
-/// One subscription of a running node: returned by `alert_me` and `attach`, given
-/// back to `unsubscribe`.
+/// One subscription of a running node: returned by
+/// [`Handle::alert_me`](crate::Handle::alert_me), given back to
+/// [`Handle::unsubscribe`](crate::Handle::unsubscribe).
+///
+/// A callback subscription is named by the callback's type, so the same type
+/// always gets the same id on a node; each stream has an id of its own.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct SubscriberId(pub u64);
+pub struct SubscriberId(Key);
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+enum Key {
+    Callback(TypeId),
+    Stream(u64),
+}
+
+impl SubscriberId {
+    /// The id of the `alert_me` subscription of callbacks of type `C`.
+    pub(crate) fn callback<C: NodeUpdate>() -> Self {
+        Self(Key::Callback(TypeId::of::<C>()))
+    }
+
+    /// The id of the `n`-th stream of a node.
+    pub(crate) fn stream(n: u64) -> Self {
+        Self(Key::Stream(n))
+    }
+}
 
 /// One item of a subscription: the original's `node_update(node, status)`, or a
 /// marker that the subscriber fell behind.
@@ -83,80 +105,47 @@ where
     }
 }
 
-/// Why a [`Sink`] did not take an update.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-#[non_exhaustive]
-pub enum SinkError {
-    /// The queue is full; the subscriber is still there.
-    Full,
-    /// Nobody receives any more: the subscription ends.
-    Closed,
-}
-
-/// The sending end of one subscriber's bounded queue, as a non-blocking
-/// `try_send` (a runtime wraps its channel's sender in one).
-pub struct Sink(Box<dyn FnMut(Update) -> Result<(), SinkError> + Send>);
-
-impl Sink {
-    /// Wraps a non-blocking send. It must never wait.
-    pub fn new(try_send: impl FnMut(Update) -> Result<(), SinkError> + Send + 'static) -> Self {
-        Self(Box::new(try_send))
-    }
-
-    fn try_send(&mut self, update: Update) -> Result<(), SinkError> {
-        (self.0)(update)
-    }
-}
-
-impl fmt::Debug for Sink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sink")
-    }
-}
-
 /// The subscription has no receiver any more.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Gone;
 
 #[derive(Debug)]
 struct Route {
-    sink: Sink,
+    queue: Sender<Update>,
     /// Updates dropped since the last lag marker went through.
     missed: u64,
 }
 
 impl Route {
+    /// Offers one item without waiting: `Ok(false)` when the queue is full.
+    fn try_send(&self, update: Update) -> Result<bool, Gone> {
+        match self.queue.try_send(update) {
+            Ok(()) => Ok(true),
+            Err(TrySendError::Full(_)) => Ok(false),
+            Err(TrySendError::Closed(_)) => Err(Gone),
+        }
+    }
+
     /// Sends the pending lag marker, if any. `Ok(false)` when it is still pending.
     fn send_marker(&mut self) -> Result<bool, Gone> {
         if self.missed == 0 {
             return Ok(true);
         }
-        match self.sink.try_send(Update::Lagged {
+        let sent = self.try_send(Update::Lagged {
             missed: self.missed,
-        }) {
-            Ok(()) => {
-                self.missed = 0;
-                Ok(true)
-            }
-            Err(SinkError::Full) => Ok(false),
-            Err(SinkError::Closed) => Err(Gone),
+        })?;
+        if sent {
+            self.missed = 0;
         }
+        Ok(sent)
     }
 
     fn offer(&mut self, update: Update) -> Result<(), Gone> {
         // Order is kept: nothing new goes in before the marker of what was lost.
-        if !self.send_marker()? {
+        if !self.send_marker()? || !self.try_send(update)? {
             self.missed += 1;
-            return Ok(());
         }
-        match self.sink.try_send(update) {
-            Ok(()) => Ok(()),
-            Err(SinkError::Full) => {
-                self.missed += 1;
-                Ok(())
-            }
-            Err(SinkError::Closed) => Err(Gone),
-        }
+        Ok(())
     }
 }
 
@@ -169,8 +158,14 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn insert(&mut self, id: SubscriberId, sink: Sink) {
-        self.routes.insert(id, Route { sink, missed: 0 });
+    /// Adds a subscriber; returns `false`, and keeps the one it has, when `id` is
+    /// subscribed already (a second `alert_me` with a callback of the same type).
+    pub(crate) fn insert(&mut self, id: SubscriberId, queue: Sender<Update>) -> bool {
+        if self.routes.contains_key(&id) {
+            return false;
+        }
+        self.routes.insert(id, Route { queue, missed: 0 });
+        true
     }
 
     pub(crate) fn remove(&mut self, id: SubscriberId) -> bool {
@@ -225,25 +220,9 @@ impl Router {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use super::*;
+    use async_channel::Receiver;
 
-    /// A bounded queue shared with the test.
-    fn queue(capacity: usize) -> (Sink, Arc<Mutex<Option<Vec<Update>>>>) {
-        let items = Arc::new(Mutex::new(Some(Vec::new())));
-        let shared = Arc::clone(&items);
-        let sink = Sink::new(move |update| {
-            let mut guard = shared.lock().expect("test mutex is never poisoned");
-            match guard.as_mut() {
-                None => Err(SinkError::Closed),
-                Some(items) if items.len() >= capacity => Err(SinkError::Full),
-                Some(items) => {
-                    items.push(update);
-                    Ok(())
-                }
-            }
-        });
-        (sink, items)
-    }
+    use super::*;
 
     fn online(name: &str) -> Update {
         Update::Node {
@@ -252,60 +231,50 @@ mod tests {
         }
     }
 
+    fn drain(queue: &Receiver<Update>) -> Vec<Update> {
+        std::iter::from_fn(|| queue.try_recv().ok()).collect()
+    }
+
     #[test]
     fn a_full_queue_drops_and_later_reports_the_lag_before_anything_new() {
-        let (sink, items) = queue(2);
+        let (sender, queue) = async_channel::bounded(2);
         let mut router = Router::default();
-        let id = SubscriberId(7);
-        router.insert(id, sink);
+        let id = SubscriberId::stream(7);
+        router.insert(id, sender);
         for name in ["a", "b", "c", "d", "e"] {
             assert_eq!(router.deliver(id, online(name)), Ok(()));
         }
         assert_eq!(router.lagged_total(), 3);
         // The reader drains; the marker goes first, then the next update.
-        let drained: Vec<Update> = std::mem::take(
-            items
-                .lock()
-                .expect("test mutex")
-                .as_mut()
-                .expect("queue open"),
-        );
-        assert_eq!(drained, vec![online("a"), online("b")]);
+        assert_eq!(drain(&queue), vec![online("a"), online("b")]);
         assert_eq!(router.deliver(id, online("f")), Ok(()));
-        let got = items
-            .lock()
-            .expect("test mutex")
-            .clone()
-            .expect("queue open");
-        assert_eq!(got, vec![Update::Lagged { missed: 3 }, online("f")]);
+        assert_eq!(
+            drain(&queue),
+            vec![Update::Lagged { missed: 3 }, online("f")]
+        );
     }
 
     #[test]
     fn flush_sends_a_pending_marker_without_a_new_update() {
-        let (sink, items) = queue(1);
+        let (sender, queue) = async_channel::bounded(1);
         let mut router = Router::default();
-        let id = SubscriberId(1);
-        router.insert(id, sink);
+        let id = SubscriberId::stream(1);
+        router.insert(id, sender);
         router.deliver(id, online("a")).expect("open");
         router.deliver(id, online("b")).expect("open");
         assert!(router.flush().is_empty(), "still full: marker pending");
-        items.lock().expect("test mutex").replace(Vec::new());
+        assert_eq!(drain(&queue), vec![online("a")]);
         assert!(router.flush().is_empty());
-        let got = items
-            .lock()
-            .expect("test mutex")
-            .clone()
-            .expect("queue open");
-        assert_eq!(got, vec![Update::Lagged { missed: 1 }]);
+        assert_eq!(drain(&queue), vec![Update::Lagged { missed: 1 }]);
     }
 
     #[test]
     fn a_closed_queue_ends_the_route() {
-        let (sink, items) = queue(4);
+        let (sender, queue) = async_channel::bounded(4);
         let mut router = Router::default();
-        let id = SubscriberId(3);
-        router.insert(id, sink);
-        items.lock().expect("test mutex").take();
+        let id = SubscriberId::stream(3);
+        router.insert(id, sender);
+        drop(queue);
         assert_eq!(router.deliver(id, online("a")), Err(Gone));
         assert!(router.routes.is_empty());
         assert_eq!(
@@ -313,6 +282,19 @@ mod tests {
             Ok(()),
             "unknown ids are ignored"
         );
+    }
+
+    #[test]
+    fn a_second_subscriber_under_a_taken_id_is_refused_and_the_first_stays() {
+        let (first, first_queue) = async_channel::bounded(4);
+        let (second, second_queue) = async_channel::bounded(4);
+        let mut router = Router::default();
+        let id = SubscriberId::callback::<fn(&NodeName, NodeStatus)>();
+        assert!(router.insert(id, first));
+        assert!(!router.insert(id, second));
+        assert!(second_queue.is_closed(), "the refused queue was dropped");
+        router.broadcast(&online("a"));
+        assert_eq!(drain(&first_queue), vec![online("a")]);
     }
 
     #[test]

@@ -1,0 +1,69 @@
+//! What a [`Handle`](crate::Handle) asks of the node's task, and why it may refuse.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use async_channel::Sender;
+use beethoven_core::{JoinError, LeaveError, NewNodeError, NodeName, Seed, TrackerRow};
+
+use crate::router::{SubscriberId, Update};
+use crate::runtime::BlockingWork;
+
+/// A request for the node's task, made by a [`Handle`](crate::Handle). Opaque: a
+/// runtime only carries it from [`Driver::next_command`](crate::Driver::next_command)
+/// to [`Driver::step`](crate::Driver::step).
+#[derive(Debug)]
+pub struct Command(pub(crate) CommandKind);
+
+#[derive(Debug)]
+pub(crate) enum CommandKind {
+    NewNode {
+        name: NodeName,
+        addr: SocketAddr,
+    },
+    Restore(Vec<TrackerRow>),
+    /// `ticket` orders joins and leaves (see `Handle::has_left`).
+    Join {
+        seeds: Vec<Seed>,
+        ticket: u64,
+    },
+    Leave {
+        ticket: u64,
+    },
+    Subscribe {
+        id: SubscriberId,
+        queue: Sender<Update>,
+        /// Reads the queue on a blocking thread (a callback); started only if the
+        /// subscription is new.
+        reader: Option<Reader>,
+    },
+    Unsubscribe(SubscriberId),
+    Stop,
+}
+
+/// The loop that hands a callback its updates, to start on a blocking thread.
+pub(crate) struct Reader(pub(crate) BlockingWork);
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+/// Why a command was refused. Nothing changed, and nothing was queued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The node's task has stopped (shut down, or every handle was dropped).
+    #[error("the node has shut down")]
+    Closed,
+    /// `new_node` refused.
+    #[error(transparent)]
+    NewNode(#[from] NewNodeError),
+    /// `join` refused to start.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// `leave` refused.
+    #[error(transparent)]
+    Leave(#[from] LeaveError),
+}

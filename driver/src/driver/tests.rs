@@ -1,0 +1,204 @@
+//! Drivers on a lossless in-memory network with virtual time.
+//!
+//! This pump is not the core's cluster pump: it steps whole [`Driver`]s, with the
+//! commands their [`Handle`]s queue and the snapshots they publish, which a pump
+//! of bare `Node`s cannot reach. It stays with the driver for that reason.
+
+use std::time::Duration;
+
+use beethoven_core::{Config, DropReason, Health, Mode, NodeName, NodeStatus};
+
+use super::*;
+use crate::runtime::Threads;
+
+struct Peer {
+    driver: Driver,
+    handle: Handle,
+    wake_at: Option<Instant>,
+}
+
+fn peer(name: &str, port: u16, seeds: &[u16], now: Instant) -> Peer {
+    let mut options = Options::new(NodeName::new(name).expect("valid name"))
+        .config(Config::for_cluster("driver-test"))
+        .queue_capacity(4);
+    for seed in seeds {
+        options = options.seed(SocketAddr::from(([127, 0, 0, 1], *seed)));
+    }
+    let bound = SocketAddr::from(([127, 0, 0, 1], port));
+    let runtime = Arc::new(Threads);
+    let (driver, handle) =
+        Driver::new(options, bound, &[], now, DateTime::UNIX_EPOCH, runtime).expect("valid");
+    Peer {
+        driver,
+        handle,
+        wake_at: Some(now),
+    }
+}
+
+/// Runs the peers on a lossless in-memory network with virtual time until `until`.
+/// Returns the peers that stopped.
+fn pump(peers: &mut [Peer], start: Instant, until: Duration) -> Vec<usize> {
+    let mut stopped = Vec::new();
+    let mut now = start;
+    let mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+    while now < start + until {
+        for (i, peer) in peers.iter_mut().enumerate() {
+            if stopped.contains(&i) {
+                continue;
+            }
+            let me = peer.handle.advertised_addr();
+            let commands = std::iter::from_fn(|| peer.driver.commands.try_recv().ok());
+            let mut inputs: Vec<Input<'_>> = commands.map(Input::Command).collect();
+            let mine: Vec<_> = wire
+                .iter()
+                .filter(|(_, to, _)| *to == me)
+                .cloned()
+                .collect();
+            wire.retain(|(_, to, _)| *to != me);
+            let datagrams: Vec<Input<'_>> = mine
+                .iter()
+                .map(|(from, _, bytes)| Input::Datagram { from: *from, bytes })
+                .collect();
+            inputs.extend(datagrams);
+            if peer.wake_at.is_some_and(|at| at <= now) {
+                inputs.push(Input::Timeout);
+            }
+            for input in inputs {
+                let mut send = |to: SocketAddr, payload: &[u8]| {
+                    wire.push((me, to, payload.to_vec()));
+                    Ok(())
+                };
+                match peer.driver.step(now, input, &mut send) {
+                    Flow::Continue { wake_at } => peer.wake_at = wake_at,
+                    Flow::Stop => {
+                        stopped.push(i);
+                        break;
+                    }
+                }
+            }
+        }
+        now += Duration::from_millis(10);
+    }
+    stopped
+}
+
+#[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+fn origin() -> Instant {
+    Instant::now()
+}
+
+#[test]
+fn two_drivers_join_publish_and_route_to_subscribers() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    let stream = peers[0].handle.subscribe();
+    assert_eq!(peers[0].handle.mode(), Mode::Standalone);
+    assert!(pump(&mut peers, start, Duration::from_secs(3)).is_empty());
+    for peer in &peers {
+        assert_eq!(peer.handle.mode(), Mode::Clustered);
+        assert_eq!(peer.handle.active_nodes().len(), 2);
+    }
+    let updates: Vec<Update> = std::iter::from_fn(|| stream.try_recv()).collect();
+    assert_eq!(
+        updates,
+        vec![Update::Node {
+            node: NodeName::new("b").expect("valid name"),
+            status: NodeStatus::Online
+        }],
+        "one update, about the other node only"
+    );
+    assert!(peers[1].handle.stats().packets_received > 0);
+}
+
+#[test]
+fn stop_after_leave_waits_for_the_leave_to_spread() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
+    peers[1].handle.leave().expect("running");
+    peers[1].handle.stop().expect("running");
+    let later = start + Duration::from_secs(2);
+    let stopped = pump(&mut peers, later, Duration::from_secs(4));
+    assert_eq!(stopped, vec![1]);
+    let row = peers[0]
+        .handle
+        .cluster_nodes()
+        .into_iter()
+        .find(|row| row.node.as_str() == "b")
+        .expect("b is tracked");
+    assert_eq!(row.health, Health::Left);
+    assert_eq!(peers[0].handle.mode(), Mode::Standalone);
+}
+
+#[test]
+fn closing_the_channel_stops_at_once_and_marks_the_handle_stopped() {
+    let start = origin();
+    let mut a = peer("a", 7001, &[], start);
+    let handle = a.handle.clone();
+    let flow = a
+        .driver
+        .step(start, Input::Closed, &mut |_: SocketAddr, _: &[u8]| Ok(()));
+    assert_eq!(flow, Flow::Stop);
+    assert!(handle.is_running());
+    drop(a);
+    assert!(!handle.is_running());
+}
+
+#[test]
+fn send_and_receive_errors_do_not_stop_the_node() {
+    let start = origin();
+    let mut a = peer("a", 7001, &[7002], start);
+    let mut refuse =
+        |_: SocketAddr, _: &[u8]| Err(io::Error::from(io::ErrorKind::ConnectionRefused));
+    let flow = a.driver.step(start, Input::Timeout, &mut refuse);
+    assert!(matches!(flow, Flow::Continue { wake_at: Some(_) }));
+    let error = io::Error::from(io::ErrorKind::ConnectionRefused);
+    let flow = a.driver.step(start, Input::RecvError(error), &mut refuse);
+    assert!(matches!(flow, Flow::Continue { .. }));
+    let errors = a.handle.io_errors();
+    assert!(errors.send >= 1, "the join request failed to send");
+    assert_eq!(errors.recv, 1);
+}
+
+/// Reports one bounce and refuses the first send, like a socket with
+/// `IP_RECVERR` after an ICMP "port unreachable".
+struct Bouncy {
+    refuse_next: bool,
+    bounced: Option<SocketAddr>,
+    sent: usize,
+}
+
+impl Transport for Bouncy {
+    fn send_to(&mut self, _: SocketAddr, _: &[u8]) -> io::Result<()> {
+        if std::mem::take(&mut self.refuse_next) {
+            return Err(io::ErrorKind::ConnectionRefused.into());
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn take_bounced(&mut self, out: &mut Vec<SocketAddr>) {
+        out.extend(self.bounced.take());
+    }
+}
+
+#[test]
+fn a_refused_send_is_retried_and_the_bounce_reaches_the_node() {
+    let start = origin();
+    let mut a = peer("a", 7001, &[7002], start);
+    let gone: SocketAddr = "127.0.0.1:7999".parse().expect("valid");
+    let mut transport = Bouncy {
+        refuse_next: true,
+        bounced: Some(gone),
+        sent: 0,
+    };
+    let flow = a.driver.step(start, Input::Timeout, &mut transport);
+    assert!(matches!(flow, Flow::Continue { .. }));
+    assert_eq!(transport.sent, 1, "the join request went out on the retry");
+    assert_eq!(a.handle.io_errors().send, 0);
+    // 7999 is no member's: the node counts the hint and ignores it.
+    assert_eq!(
+        a.driver.node().stats().dropped(DropReason::UnknownAddress),
+        1
+    );
+}
