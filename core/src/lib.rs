@@ -117,8 +117,10 @@ pub use node::{LeaveError, NewNodeError, Node, Transmit, retransmit_limit};
 pub use probe::LocalHealth;
 pub use stats::{DropReason, Stats};
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
-pub use tracker::{DIGEST_BUCKETS, Digest, Health, NodeStatus, Tracker, TrackerRow};
-pub use wire::{HEADER_LEN, MAGIC, MAX_INCARNATION, VERSION};
+pub use tracker::{
+    DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
+};
+pub use wire::{HEADER_LEN, MAGIC, VERSION};
 
 /// Re-exported so users name the same `DateTime` type as the rows.
 pub use chrono;

@@ -30,7 +30,7 @@ impl Node {
         );
         let packet = match decoded {
             Ok(packet) => packet,
-            Err(reason) => return self.drop_packet(from, reason),
+            Err(error) => return self.drop_packet(from, error.into()),
         };
         if let Err(reason) = self.validate(now, &packet) {
             return self.drop_packet(from, reason);

@@ -561,14 +561,14 @@ fn an_incarnation_beyond_the_maximum_is_malformed_and_the_maximum_is_outbid() {
     );
     assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
     assert_eq!(node.incarnation(), 0);
-    let mut highest = alive("me", 1, crate::wire::MAX_INCARNATION);
+    let mut highest = alive("me", 1, crate::tracker::MAX_INCARNATION);
     highest.row.0 = highest.row.0.with_health(Health::Suspect, wall());
     node.handle_packet(
         now,
         addr(2),
         &packet("peer", 0, Message::Gossip, &[&highest]),
     );
-    assert_eq!(node.incarnation(), crate::wire::MAX_INCARNATION + 1);
+    assert_eq!(node.incarnation(), crate::tracker::MAX_INCARNATION + 1);
     assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Alive));
 }
 
