@@ -91,15 +91,12 @@ mod config;
 mod discovery;
 mod driver;
 mod event;
-mod gossip;
 mod keyring;
 mod limiter;
 mod members;
 mod name;
 mod node;
-mod probe;
 mod stats;
-mod suspicion;
 mod tracker;
 mod wire;
 
@@ -113,10 +110,11 @@ pub use driver::{
 pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
-pub use node::{LeaveError, NewNodeError, Node, Transmit, retransmit_limit};
-pub use probe::LocalHealth;
+pub use node::{
+    LeaveError, LocalHealth, NewNodeError, Node, Transmit, retransmit_limit, suspicion_bounds,
+    suspicion_timeout,
+};
 pub use stats::{DropReason, Stats};
-pub use suspicion::{suspicion_bounds, suspicion_timeout};
 pub use tracker::{
     DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
 };

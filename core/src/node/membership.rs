@@ -1,19 +1,104 @@
-//! Applying row changes: precedence, refutation of news about self, suspicion
-//! bookkeeping, and the events that follow a change.
+//! Membership: applying rows heard from peers or decided here. Precedence decides
+//! what is kept, news about this node itself is refuted, and every change becomes
+//! events, member lists and the mode. Also the two commands that add rows:
+//! `new_node` and `restore`.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracing::debug;
 
-use super::{Node, Source};
+use super::Node;
 use crate::event::{Event, Mode, Op, TrackerEvent};
 use crate::name::NodeName;
 use crate::stats::DropReason;
-use crate::suspicion::{Suspicion, suspicion_bounds};
 use crate::tracker::{Health, NodeStatus, RowChange, TrackerRow};
-use crate::wire::{Update, WireRow};
+use crate::wire::{Message, WireRow};
+
+/// Why `new_node` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewNodeError {
+    /// The name is this node's own.
+    #[error("a node cannot add itself")]
+    IsSelf,
+    /// The tracker already holds `max_nodes` rows.
+    #[error("the tracker is full (max_nodes)")]
+    TrackerFull,
+}
+
+/// Where a row came from; decides whether it is passed on by gossip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Decided here or heard by gossip: spread it.
+    Gossip,
+    /// Part of a bulk transfer (join reply, anti-entropy): the sender's peers
+    /// mostly hold it already, so it is spread only when it flips a node's status.
+    Bulk,
+}
 
 impl Node {
+    /// Adds a discovered node as online (the original's `new_node/1`), and starts an
+    /// anti-entropy exchange with it so both learn each other's table.
+    ///
+    /// An unknown node is written `Alive`. A tracked node that is offline is brought
+    /// back online with its incarnation raised by one, the only case where another
+    /// node raises an incarnation: the operator vouches for it, and if it is not
+    /// actually there the failure detector takes it offline again. A node that is
+    /// already online is left as it is (its address is not overwritten).
+    pub fn new_node(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        addr: SocketAddr,
+    ) -> Result<(), NewNodeError> {
+        self.observe_input(now);
+        if name == self.name {
+            return Err(NewNodeError::IsSelf);
+        }
+        let incarnation = match self.tracker.get(&name) {
+            None if self.tracker.len() >= self.config.max_nodes => {
+                return Err(NewNodeError::TrackerFull);
+            }
+            None => 0,
+            Some(row) if row.status == NodeStatus::Online => {
+                self.send_sync(row.addr, false);
+                return Ok(());
+            }
+            Some(row) => row.incarnation.saturating_add(1),
+        };
+        let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
+        let _ = self.apply_row(now, row, None, Source::Gossip);
+        self.send_sync(addr, false);
+        Ok(())
+    }
+
+    /// Loads rows of a table this node can trust as a starting point: what a
+    /// previous run of it held (`tracker().rows()` saved before a restart), or a
+    /// peer's table handed over out of band. The node knows its peers at once
+    /// instead of waiting for a join reply; `join` is still how it announces itself.
+    ///
+    /// Rows are merged as a join reply's are: a row replaces what is held only when
+    /// it ranks higher; nothing is gossiped unless it flips the status of a node
+    /// already known; online rows enter the probe rotation, so a stale one is found
+    /// dead by the failure detector. A row about this node that outranks its own
+    /// (an earlier life's) is refuted with a higher incarnation, as when a peer
+    /// holds one. Rows past `max_nodes` are dropped and counted
+    /// ([`DropReason::TrackerFull`]).
+    pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
+        self.observe_input(now);
+        for row in rows {
+            let _ = self.apply_row(now, row, None, Source::Bulk);
+        }
+    }
+
+    /// Applies the rows of a bulk transfer (join reply, anti-entropy).
+    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>) {
+        for row in rows {
+            let _ = self.apply_row(now, row.0, None, Source::Bulk);
+        }
+    }
+
     /// Applies a row heard from a peer or decided here. `suspecter` names who raised
     /// a suspicion (for Lifeguard's independent confirmations).
     ///
@@ -61,10 +146,8 @@ impl Node {
             && row.health == Health::Suspect
             && known.health == Health::Suspect
             && known.incarnation == row.incarnation
-            && let Some(suspicion) = self.suspicions.get_mut(&row.node)
-            && suspicion.confirm(from)
         {
-            self.push_gossip(now, row.clone(), suspecter.clone());
+            self.confirm_suspicion(now, &row, from);
         }
         let Some(change) = self.tracker.merge_known(known_id, row) else {
             return false;
@@ -84,47 +167,6 @@ impl Node {
         self.track_suspicion(now, &change.new, suspecter);
         self.record(change);
         false
-    }
-
-    /// Suspects `target` at `incarnation` because this node's own probe failed.
-    pub(super) fn suspect(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
-        let Some(row) = self.tracker.get(target) else {
-            return;
-        };
-        if row.incarnation != incarnation || row.status == NodeStatus::Offline {
-            return;
-        }
-        let me = Some(self.name.clone());
-        if row.health == Health::Suspect {
-            // Already suspected by someone else: ours is an independent confirmation.
-            let row = row.clone();
-            if let Some(suspicion) = self.suspicions.get_mut(target)
-                && suspicion.confirm(&self.name)
-            {
-                self.push_gossip(now, row, me);
-            }
-            return;
-        }
-        let suspected = row.with_health(Health::Suspect, self.wall_clock(now));
-        let addr = suspected.addr;
-        let _ = self.apply_row(now, suspected, me, Source::Gossip);
-        // Tell the suspect directly so it can refute before the news has spread.
-        self.send(addr, crate::wire::Message::Gossip);
-    }
-
-    /// Declares a suspect dead: its suspicion ran out unrefuted (or its last-chance
-    /// ping bounced).
-    pub(super) fn declare_dead(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
-        self.suspicions.remove(target);
-        let Some(row) = self.tracker.get(target) else {
-            return;
-        };
-        if row.health != Health::Suspect || row.incarnation != incarnation {
-            return;
-        }
-        let dead = row.with_health(Health::Dead, self.wall_clock(now));
-        debug!(node = %target, incarnation, "declared dead");
-        let _ = self.apply_row(now, dead, None, Source::Gossip);
     }
 
     /// News about this node itself: refute anything that says it is not alive at its
@@ -162,7 +204,9 @@ impl Node {
         // Someone holds a view of this node at or above its incarnation that is
         // wrong (suspect, dead, left, another address): outbid it.
         if row.health == Health::Suspect {
-            self.local_health.worsen(self.config.max_local_health);
+            self.probing
+                .local_health
+                .worsen(self.config.max_local_health);
         }
         // Rows from the wire are at most MAX_INCARNATION, so this cannot saturate
         // in practice; saturating keeps a bug from wrapping to 0.
@@ -182,7 +226,7 @@ impl Node {
         }
         if let Some(accuser) = suspecter.and_then(|name| self.tracker.get(name)) {
             let to = accuser.addr;
-            self.send(to, crate::wire::Message::Gossip);
+            self.send(to, Message::Gossip);
         }
     }
 
@@ -192,91 +236,6 @@ impl Node {
         if let Some(change) = self.tracker.merge(own.clone()) {
             self.push_gossip(now, own, None);
             self.record(change);
-        }
-    }
-
-    /// Starts, keeps or ends the suspicion timer of a node after its row changed.
-    fn track_suspicion(&mut self, now: Instant, row: &TrackerRow, origin: Option<NodeName>) {
-        if row.health != Health::Suspect {
-            self.suspicions.remove(&row.node);
-            return;
-        }
-        if self
-            .suspicions
-            .get(&row.node)
-            .is_some_and(|s| s.incarnation == row.incarnation)
-        {
-            return;
-        }
-        let members = self.tracker.online_count();
-        let bounds = suspicion_bounds(
-            self.config.suspicion_min,
-            self.config.suspicion_max_factor,
-            members,
-        );
-        // Confirmations can only come from members other than the suspect and the origin.
-        let k = self
-            .config
-            .suspicion_confirmations
-            .min(members.saturating_sub(2) as u32);
-        let origin = origin.unwrap_or_else(|| self.name.clone());
-        self.suspicions.insert(
-            row.node.clone(),
-            Suspicion::new(now, row.incarnation, origin, bounds, k),
-        );
-    }
-
-    /// Queues an update for dissemination.
-    pub(super) fn push_gossip(
-        &mut self,
-        now: Instant,
-        row: TrackerRow,
-        suspecter: Option<NodeName>,
-    ) {
-        if self.gossip.is_empty() && self.next_gossip_at < now {
-            // The tick was idle: restart it from now instead of from a stale past.
-            self.next_gossip_at = now;
-        }
-        let update = Update {
-            row: WireRow(row),
-            suspecter,
-        };
-        self.stats.gossip_evicted += self.gossip.push(update, self.config.max_pending_updates);
-    }
-
-    /// Whether an offline row is older than the retention: it was reaped (or is about
-    /// to be) and must not come back through a slower replica.
-    fn is_expired(&self, now: Instant, row: &TrackerRow) -> bool {
-        match self.config.offline_retention {
-            Some(retention) if row.status == NodeStatus::Offline => {
-                let age = self.wall_clock(now) - row.last_change;
-                age.to_std().is_ok_and(|age| age >= retention)
-            }
-            _ => false,
-        }
-    }
-
-    /// Removes offline rows older than the retention, with `Op::Delete` events.
-    pub(super) fn reap(&mut self, now: Instant) {
-        let expired: Vec<NodeName> = self
-            .tracker
-            .rows()
-            .filter(|row| row.node != self.name && self.is_expired(now, row))
-            .map(|row| row.node.clone())
-            .collect();
-        for name in expired {
-            if let Some(id) = self.tracker.id_of(&name) {
-                self.dead.remove(id);
-                self.members.remove(id);
-            }
-            if let Some(old) = self.tracker.remove(&name) {
-                self.gossip.remove(&name);
-                self.events.push_back(Event::Tracker(TrackerEvent {
-                    op: Op::Delete,
-                    new_row: old,
-                    old_row: None,
-                }));
-            }
         }
     }
 

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 
 use super::*;
+use crate::discovery::{JoinError, Seed};
 use crate::event::{Op, TrackerEvent};
 use crate::stats::DropReason;
 use crate::tracker::NodeStatus;
-use crate::wire::{Packet, Sender, WireDigest, encode};
+use crate::wire::{Packet, Sender, WireDigest, WireRow, encode};
 
 fn epoch() -> Instant {
     #[allow(clippy::disallowed_methods)] // tests need some instant as an origin

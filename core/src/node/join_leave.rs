@@ -1,0 +1,324 @@
+//! Joining and leaving: join attempts with backoff and the replies that answer
+//! them, the slow re-probe of the seeds that lets split clusters merge, answering
+//! others' joins (rate-limited per source), a graceful leave, and the retention
+//! that reaps offline rows.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::Node;
+use super::anti_entropy::{ALL_BUCKETS, RowsKind};
+use super::membership::Source;
+use crate::config::Config;
+use crate::discovery::{JoinError, Seed, expand_seeds};
+use crate::event::{Event, Op, TrackerEvent};
+use crate::limiter::JoinLimiter;
+use crate::name::NodeName;
+use crate::tracker::{Health, NodeStatus, TrackerRow};
+use crate::wire::{Message, WireRow};
+
+/// Most often the reaper scans the tracker.
+const REAP_PERIOD: Duration = Duration::from_secs(1);
+
+/// Why `leave` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaveError {
+    /// `leave` was already called (and no `join` since).
+    #[error("the node has already left")]
+    AlreadyLeft,
+}
+
+/// The join side of the node: its own join in progress, the seeds it re-probes,
+/// and the limit on joins from strangers.
+#[derive(Debug)]
+pub(super) struct Joining {
+    attempts: Option<JoinAttempts>,
+    /// Until when join replies are accepted (later chunks of an answered join, or
+    /// answers to a seed re-probe).
+    replies_until: Option<Instant>,
+    rejoin: Option<Rejoin>,
+    /// Caps how fast one source can introduce new nodes by joining.
+    limiter: JoinLimiter,
+}
+
+impl Joining {
+    pub(super) fn new(config: &Config) -> Self {
+        Self {
+            attempts: None,
+            replies_until: None,
+            rejoin: None,
+            limiter: JoinLimiter::new(config.join_rate, config.join_burst),
+        }
+    }
+
+    /// When the next join attempt is due, while joining.
+    pub(super) fn next_attempt_at(&self) -> Option<Instant> {
+        self.attempts.as_ref().map(|join| join.next_at)
+    }
+
+    /// When the seeds are re-probed next, once a join has ended.
+    pub(super) fn next_rejoin_at(&self) -> Option<Instant> {
+        self.rejoin.as_ref().map(|rejoin| rejoin.next_at)
+    }
+}
+
+/// Progress of a join: attempts with exponential backoff, then standalone.
+#[derive(Clone, Debug)]
+struct JoinAttempts {
+    targets: Vec<SocketAddr>,
+    made: u32,
+    next_at: Instant,
+    first_wait: Duration,
+}
+
+impl JoinAttempts {
+    fn new(targets: Vec<SocketAddr>, now: Instant, first_wait: Duration) -> Self {
+        Self {
+            targets,
+            made: 0,
+            next_at: now,
+            first_wait,
+        }
+    }
+
+    /// Records an attempt made at `now` and schedules the next (wait doubles each time).
+    fn record_attempt(&mut self, now: Instant) {
+        let wait = self.first_wait * 2u32.saturating_pow(self.made.min(16));
+        self.made += 1;
+        self.next_at = now + wait;
+    }
+}
+
+/// Periodic re-probe of the seeds after a join ended, so split clusters merge.
+#[derive(Debug)]
+struct Rejoin {
+    targets: Vec<SocketAddr>,
+    next_at: Instant,
+}
+
+impl Node {
+    /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
+    /// Locator): sends join requests now, retries with backoff, and after
+    /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
+    /// standalone. Afterwards the seeds are re-probed every `rejoin_interval` so
+    /// split clusters merge. After `leave`, `join` brings the node back with a
+    /// higher incarnation.
+    pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        self.observe_input(now);
+        let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
+        if self.left {
+            self.left = false;
+            self.leaving_until = None;
+            self.incarnation = self.incarnation.saturating_add(1);
+            self.write_own_row(now, Health::Alive);
+        }
+        self.joining.rejoin = None;
+        self.joining.attempts = Some(JoinAttempts::new(targets, now, self.config.join_retry));
+        self.run_join(now);
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
+    /// others mark it offline at once, without suspicion. Probing stops.
+    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
+    /// passed; then the node can be dropped.
+    pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        self.observe_input(now);
+        if self.left {
+            return Err(LeaveError::AlreadyLeft);
+        }
+        self.left = true;
+        self.joining.attempts = None;
+        self.joining.rejoin = None;
+        self.probing.probes.clear();
+        self.suspicions.clear();
+        self.leaving_until = Some(now + self.config.leave_timeout);
+        self.write_own_row(now, Health::Left);
+        // Tell a few members right away rather than waiting for the gossip tick.
+        self.gossip_to_random_members();
+        Ok(())
+    }
+
+    /// Whether a join from `from` may be applied: a join of a name already tracked
+    /// always may; a new name takes a token from its source's budget.
+    pub(super) fn admits_join(&mut self, now: Instant, from: SocketAddr, row: &TrackerRow) -> bool {
+        self.tracker.get(&row.node).is_some() || self.joining.limiter.allow(from, now)
+    }
+
+    pub(super) fn accepts_join_replies(&self, now: Instant) -> bool {
+        self.joining.attempts.is_some()
+            || self.joining.replies_until.is_some_and(|until| now <= until)
+    }
+
+    pub(super) fn handle_join(&mut self, now: Instant, from: SocketAddr, row: TrackerRow) {
+        let _ = self.apply_row(now, row, None, Source::Gossip);
+        self.send_rows(from, ALL_BUCKETS, RowsKind::JoinReply);
+    }
+
+    pub(super) fn handle_join_reply(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
+        let knew_others = self.tracker.len() > 1;
+        self.apply_bulk(now, rows);
+        if let Some(join) = self.joining.attempts.take() {
+            self.events.push_back(Event::Joined { seed: from });
+            self.schedule_rejoin(now, join.targets);
+            // Rows that joined at the same time as this node were not in the reply,
+            // and bulk rows are not gossiped on: compare digests with a random member
+            // soon rather than at the first periodic exchange.
+            self.sync_soon(now);
+        }
+        // Later chunks of this reply are still welcome for a while.
+        self.joining.replies_until = Some(now + self.config.join_retry);
+        if knew_others {
+            // Two clusters meeting: make sure the seed's side learns ours too.
+            self.send_sync(from, false);
+        }
+    }
+
+    /// Sends the next join attempt when due; gives up after `join_attempts`.
+    pub(super) fn run_join(&mut self, now: Instant) {
+        let Some(join) = &mut self.joining.attempts else {
+            return;
+        };
+        if now < join.next_at {
+            return;
+        }
+        if join.made >= self.config.join_attempts {
+            let attempts = join.made;
+            let targets = std::mem::take(&mut join.targets);
+            self.joining.attempts = None;
+            debug!(attempts, "no seed answered: running standalone");
+            self.events.push_back(Event::JoinFailed { attempts });
+            self.schedule_rejoin(now, targets);
+            return;
+        }
+        join.record_attempt(now);
+        let targets = join.targets.clone();
+        self.send_joins(&targets);
+    }
+
+    fn schedule_rejoin(&mut self, now: Instant, targets: Vec<SocketAddr>) {
+        self.joining.rejoin = Some(Rejoin {
+            targets,
+            next_at: now + self.config.rejoin_interval,
+        });
+    }
+
+    /// Re-probes the seeds that no online member uses, so split clusters merge.
+    pub(super) fn run_rejoin(&mut self, now: Instant) {
+        let Some(rejoin) = &mut self.joining.rejoin else {
+            return;
+        };
+        if now < rejoin.next_at {
+            return;
+        }
+        rejoin.next_at = now + self.config.rejoin_interval;
+        let mut online = std::mem::take(&mut self.addr_scratch);
+        online.clear();
+        online.extend(self.member_rows().map(|row| row.addr));
+        online.sort_unstable();
+        let targets: Vec<SocketAddr> = self
+            .joining
+            .rejoin
+            .iter()
+            .flat_map(|rejoin| rejoin.targets.iter().copied())
+            .filter(|addr| online.binary_search(addr).is_err())
+            .collect();
+        online.clear();
+        online.shrink_to(super::KEEP_QUEUED);
+        self.addr_scratch = online;
+        if !targets.is_empty() {
+            self.joining.replies_until = Some(now + self.config.join_retry * 2);
+            self.send_joins(&targets);
+        }
+    }
+
+    fn send_joins(&mut self, targets: &[SocketAddr]) {
+        let Some(own) = self.tracker.get(&self.name).cloned() else {
+            return;
+        };
+        for &to in targets {
+            let row = WireRow(own.clone());
+            self.send(to, Message::Join { row });
+        }
+    }
+
+    /// Reports the end of a leave: once the news has spread, or at the deadline.
+    pub(super) fn run_leave(&mut self, now: Instant) {
+        let Some(until) = self.leaving_until else {
+            return;
+        };
+        let spread = !self.gossip.contains(&self.name) || self.members.len() == 0;
+        if spread || now >= until {
+            self.leaving_until = None;
+            self.events.push_back(Event::LeaveFinished { spread });
+        }
+    }
+
+    pub(super) fn run_reap(&mut self, now: Instant) {
+        let (Some(at), Some(retention)) = (self.next_reap_at, self.config.offline_retention) else {
+            return;
+        };
+        if now >= at {
+            self.reap(now);
+            self.next_reap_at = Some(now + retention.min(REAP_PERIOD));
+        }
+    }
+
+    /// Whether an offline row is older than the retention: it was reaped (or is about
+    /// to be) and must not come back through a slower replica.
+    pub(super) fn is_expired(&self, now: Instant, row: &TrackerRow) -> bool {
+        match self.config.offline_retention {
+            Some(retention) if row.status == NodeStatus::Offline => {
+                let age = self.wall_clock(now) - row.last_change;
+                age.to_std().is_ok_and(|age| age >= retention)
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes offline rows older than the retention, with `Op::Delete` events.
+    fn reap(&mut self, now: Instant) {
+        let expired: Vec<NodeName> = self
+            .tracker
+            .rows()
+            .filter(|row| row.node != self.name && self.is_expired(now, row))
+            .map(|row| row.node.clone())
+            .collect();
+        for name in expired {
+            if let Some(id) = self.tracker.id_of(&name) {
+                self.dead.remove(id);
+                self.members.remove(id);
+            }
+            if let Some(old) = self.tracker.remove(&name) {
+                self.gossip.remove(&name);
+                self.events.push_back(Event::Tracker(TrackerEvent {
+                    op: Op::Delete,
+                    new_row: old,
+                    old_row: None,
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_back_off_exponentially() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut attempts = JoinAttempts::new(vec![], now, Duration::from_secs(1));
+        attempts.record_attempt(now);
+        assert_eq!(attempts.next_at, now + Duration::from_secs(1));
+        attempts.record_attempt(now);
+        assert_eq!(attempts.next_at, now + Duration::from_secs(2));
+        attempts.record_attempt(now);
+        assert_eq!(attempts.next_at, now + Duration::from_secs(4));
+        assert_eq!(attempts.made, 3);
+    }
+}
