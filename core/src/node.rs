@@ -49,6 +49,7 @@ use dissemination::GossipQueue;
 use join_leave::Joining;
 use probing::Probing;
 use suspicion::Suspicion;
+use timer::{Timer, Timers};
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
@@ -113,15 +114,11 @@ pub struct Node {
     events: VecDeque<Event>,
     outbox: VecDeque<Outgoing>,
     send_buf: Vec<u8>,
+    timers: Timers,
     probing: Probing,
-    next_probe_at: Instant,
     suspicions: BTreeMap<NodeName, Suspicion>,
     gossip: GossipQueue,
-    next_gossip_at: Instant,
-    next_sync_at: Instant,
     joining: Joining,
-    leaving_until: Option<Instant>,
-    next_reap_at: Option<Instant>,
     last_input_at: Instant,
     stats: Stats,
     /// Reused buffer for random member picks.
@@ -151,9 +148,15 @@ impl Node {
         config.validate()?;
         // Mixing in the name keeps nodes given one seed from walking in lockstep.
         let mut rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
+        let mut timers = Timers::default();
+        timers.set(Timer::Probe, now);
+        timers.set(Timer::Gossip, now);
         // Jittered from the start, so nodes created together do not exchange in lockstep.
-        let next_sync_at = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
-        let next_reap_at = config.offline_retention.map(|_| now);
+        let first_sync = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
+        timers.set(Timer::AntiEntropy, first_sync);
+        if config.offline_retention.is_some() {
+            timers.set(Timer::Reap, now);
+        }
         let joining = Joining::new(&config);
         let mut node = Self {
             config,
@@ -171,15 +174,11 @@ impl Node {
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             send_buf: Vec::new(),
+            timers,
             probing: Probing::default(),
-            next_probe_at: now,
             suspicions: BTreeMap::new(),
             gossip: GossipQueue::default(),
-            next_gossip_at: now,
-            next_sync_at,
             joining,
-            leaving_until: None,
-            next_reap_at,
             last_input_at: now,
             stats: Stats::default(),
             scratch: Vec::new(),

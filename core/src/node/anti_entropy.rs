@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::timer::Timer;
 use super::{Node, Outgoing};
 use crate::tracker::{DIGEST_BUCKETS, Digest, RowId, TrackerRow};
 use crate::wire::{self, Message, WireRow};
@@ -46,12 +47,13 @@ impl RowsKind {
 
 impl Node {
     pub(super) fn run_anti_entropy(&mut self, now: Instant) {
-        if self.left || now < self.next_sync_at {
+        if self.left || !self.timers.is_expired(Timer::AntiEntropy, now) {
             return;
         }
         let interval = self.config.anti_entropy_interval;
         // Jitter keeps nodes from exchanging in lockstep.
-        self.next_sync_at = now + interval.mul_f64(0.75 + self.rng.f64() * 0.5);
+        let next = now + interval.mul_f64(0.75 + self.rng.f64() * 0.5);
+        self.timers.set(Timer::AntiEntropy, next);
         // One exchange in four goes to a node believed dead: if it is in fact
         // alive behind a healed partition, it learns of its death and refutes it.
         let pool = if self.dead.len() > 0 && (self.members.len() == 0 || self.rng.u8(..4) == 0) {
@@ -72,7 +74,11 @@ impl Node {
     /// two, for a node that knows it has missed news.
     pub(super) fn sync_soon(&mut self, now: Instant) {
         let soon = now + self.config.probe_interval.mul_f64(1.0 + self.rng.f64());
-        self.next_sync_at = self.next_sync_at.min(soon);
+        let next = self
+            .timers
+            .get(Timer::AntiEntropy)
+            .map_or(soon, |at| at.min(soon));
+        self.timers.set(Timer::AntiEntropy, next);
     }
 
     /// Sends this node's digest to `to`; `reply` marks the answer to theirs.

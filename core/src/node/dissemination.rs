@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::Node;
+use super::timer::Timer;
 use crate::name::{FnvBuild, NodeName};
 use crate::tracker::{Health, TrackerRow};
 use crate::wire::{Message, Update, WireRow, encoded_len};
@@ -157,9 +158,9 @@ impl Node {
         row: TrackerRow,
         suspecter: Option<NodeName>,
     ) {
-        if self.gossip.is_empty() && self.next_gossip_at < now {
+        if self.gossip.is_empty() && self.timers.get(Timer::Gossip).is_some_and(|at| at < now) {
             // The tick was idle: restart it from now instead of from a stale past.
-            self.next_gossip_at = now;
+            self.timers.set(Timer::Gossip, now);
         }
         let update = Update {
             row: WireRow(row),
@@ -178,10 +179,11 @@ impl Node {
     }
 
     pub(super) fn run_gossip(&mut self, now: Instant) {
-        if now < self.next_gossip_at {
+        if !self.timers.is_expired(Timer::Gossip, now) {
             return;
         }
-        self.next_gossip_at = now + self.config.gossip_interval;
+        self.timers
+            .set(Timer::Gossip, now + self.config.gossip_interval);
         if self.gossip.is_empty() {
             return;
         }

@@ -16,7 +16,10 @@ impl Node {
     /// Handles one received datagram. Never fails: bad packets are dropped, counted
     /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        self.observe_input(now);
+        self.input(now, |node| node.receive(now, from, bytes));
+    }
+
+    fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.packets_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if bytes.len() > self.config.max_packet_size {

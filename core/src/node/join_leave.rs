@@ -11,6 +11,7 @@ use tracing::debug;
 use super::Node;
 use super::anti_entropy::{ALL_BUCKETS, RowsKind};
 use super::membership::Source;
+use super::timer::Timer;
 use crate::config::Config;
 use crate::discovery::{JoinError, Seed, expand_seeds};
 use crate::event::{Event, Op, TrackerEvent};
@@ -35,11 +36,13 @@ pub enum LeaveError {
 /// and the limit on joins from strangers.
 #[derive(Debug)]
 pub(super) struct Joining {
+    /// The join in progress (its next attempt: [`Timer::Join`]).
     attempts: Option<JoinAttempts>,
+    /// The seeds re-probed once a join has ended (when: [`Timer::Rejoin`]).
+    rejoin_targets: Vec<SocketAddr>,
     /// Until when join replies are accepted (later chunks of an answered join, or
     /// answers to a seed re-probe).
     replies_until: Option<Instant>,
-    rejoin: Option<Rejoin>,
     /// Caps how fast one source can introduce new nodes by joining.
     limiter: JoinLimiter,
 }
@@ -48,20 +51,10 @@ impl Joining {
     pub(super) fn new(config: &Config) -> Self {
         Self {
             attempts: None,
+            rejoin_targets: Vec::new(),
             replies_until: None,
-            rejoin: None,
             limiter: JoinLimiter::new(config.join_rate, config.join_burst),
         }
-    }
-
-    /// When the next join attempt is due, while joining.
-    pub(super) fn next_attempt_at(&self) -> Option<Instant> {
-        self.attempts.as_ref().map(|join| join.next_at)
-    }
-
-    /// When the seeds are re-probed next, once a join has ended.
-    pub(super) fn next_rejoin_at(&self) -> Option<Instant> {
-        self.rejoin.as_ref().map(|rejoin| rejoin.next_at)
     }
 }
 
@@ -70,33 +63,25 @@ impl Joining {
 struct JoinAttempts {
     targets: Vec<SocketAddr>,
     made: u32,
-    next_at: Instant,
     first_wait: Duration,
 }
 
 impl JoinAttempts {
-    fn new(targets: Vec<SocketAddr>, now: Instant, first_wait: Duration) -> Self {
+    fn new(targets: Vec<SocketAddr>, first_wait: Duration) -> Self {
         Self {
             targets,
             made: 0,
-            next_at: now,
             first_wait,
         }
     }
 
-    /// Records an attempt made at `now` and schedules the next (wait doubles each time).
-    fn record_attempt(&mut self, now: Instant) {
+    /// Records an attempt made at `now`; returns when the next is due (the wait
+    /// doubles each time).
+    fn record_attempt(&mut self, now: Instant) -> Instant {
         let wait = self.first_wait * 2u32.saturating_pow(self.made.min(16));
         self.made += 1;
-        self.next_at = now + wait;
+        now + wait
     }
-}
-
-/// Periodic re-probe of the seeds after a join ended, so split clusters merge.
-#[derive(Debug)]
-struct Rejoin {
-    targets: Vec<SocketAddr>,
-    next_at: Instant,
 }
 
 impl Node {
@@ -107,16 +92,20 @@ impl Node {
     /// split clusters merge. After `leave`, `join` brings the node back with a
     /// higher incarnation.
     pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
-        self.observe_input(now);
+        self.input(now, |node| node.begin_join(now, seeds))
+    }
+
+    fn begin_join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
         let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
         if self.left {
             self.left = false;
-            self.leaving_until = None;
+            self.timers.stop(Timer::Leave);
             self.incarnation = self.incarnation.saturating_add(1);
             self.write_own_row(now, Health::Alive);
         }
-        self.joining.rejoin = None;
-        self.joining.attempts = Some(JoinAttempts::new(targets, now, self.config.join_retry));
+        self.stop_rejoin();
+        self.joining.attempts = Some(JoinAttempts::new(targets, self.config.join_retry));
+        self.timers.set(Timer::Join, now);
         self.run_join(now);
         Ok(())
     }
@@ -126,16 +115,20 @@ impl Node {
     /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
     /// passed; then the node can be dropped.
     pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
-        self.observe_input(now);
+        self.input(now, |node| node.begin_leave(now))
+    }
+
+    fn begin_leave(&mut self, now: Instant) -> Result<(), LeaveError> {
         if self.left {
             return Err(LeaveError::AlreadyLeft);
         }
         self.left = true;
-        self.joining.attempts = None;
-        self.joining.rejoin = None;
+        self.stop_join();
+        self.stop_rejoin();
         self.probing.probes.clear();
         self.suspicions.clear();
-        self.leaving_until = Some(now + self.config.leave_timeout);
+        self.timers
+            .set(Timer::Leave, now + self.config.leave_timeout);
         self.write_own_row(now, Health::Left);
         // Tell a few members right away rather than waiting for the gossip tick.
         self.gossip_to_random_members();
@@ -161,7 +154,7 @@ impl Node {
     pub(super) fn handle_join_reply(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
         let knew_others = self.tracker.len() > 1;
         self.apply_bulk(now, rows);
-        if let Some(join) = self.joining.attempts.take() {
+        if let Some(join) = self.stop_join() {
             self.events.push_back(Event::Joined { seed: from });
             self.schedule_rejoin(now, join.targets);
             // Rows that joined at the same time as this node were not in the reply,
@@ -182,48 +175,57 @@ impl Node {
         let Some(join) = &mut self.joining.attempts else {
             return;
         };
-        if now < join.next_at {
+        if !self.timers.is_expired(Timer::Join, now) {
             return;
         }
         if join.made >= self.config.join_attempts {
             let attempts = join.made;
             let targets = std::mem::take(&mut join.targets);
-            self.joining.attempts = None;
+            self.stop_join();
             debug!(attempts, "no seed answered: running standalone");
             self.events.push_back(Event::JoinFailed { attempts });
             self.schedule_rejoin(now, targets);
             return;
         }
-        join.record_attempt(now);
+        let next = join.record_attempt(now);
         let targets = join.targets.clone();
+        self.timers.set(Timer::Join, next);
         self.send_joins(&targets);
     }
 
+    /// Ends the join in progress, if any, and returns it.
+    fn stop_join(&mut self) -> Option<JoinAttempts> {
+        self.timers.stop(Timer::Join);
+        self.joining.attempts.take()
+    }
+
     fn schedule_rejoin(&mut self, now: Instant, targets: Vec<SocketAddr>) {
-        self.joining.rejoin = Some(Rejoin {
-            targets,
-            next_at: now + self.config.rejoin_interval,
-        });
+        self.joining.rejoin_targets = targets;
+        self.timers
+            .set(Timer::Rejoin, now + self.config.rejoin_interval);
+    }
+
+    fn stop_rejoin(&mut self) {
+        self.joining.rejoin_targets = Vec::new();
+        self.timers.stop(Timer::Rejoin);
     }
 
     /// Re-probes the seeds that no online member uses, so split clusters merge.
     pub(super) fn run_rejoin(&mut self, now: Instant) {
-        let Some(rejoin) = &mut self.joining.rejoin else {
-            return;
-        };
-        if now < rejoin.next_at {
+        if !self.timers.is_expired(Timer::Rejoin, now) {
             return;
         }
-        rejoin.next_at = now + self.config.rejoin_interval;
+        self.timers
+            .set(Timer::Rejoin, now + self.config.rejoin_interval);
         let mut online = std::mem::take(&mut self.addr_scratch);
         online.clear();
         online.extend(self.member_rows().map(|row| row.addr));
         online.sort_unstable();
         let targets: Vec<SocketAddr> = self
             .joining
-            .rejoin
+            .rejoin_targets
             .iter()
-            .flat_map(|rejoin| rejoin.targets.iter().copied())
+            .copied()
             .filter(|addr| online.binary_search(addr).is_err())
             .collect();
         online.clear();
@@ -247,23 +249,24 @@ impl Node {
 
     /// Reports the end of a leave: once the news has spread, or at the deadline.
     pub(super) fn run_leave(&mut self, now: Instant) {
-        let Some(until) = self.leaving_until else {
+        let Some(until) = self.timers.get(Timer::Leave) else {
             return;
         };
         let spread = !self.gossip.contains(&self.name) || self.members.len() == 0;
         if spread || now >= until {
-            self.leaving_until = None;
+            self.timers.stop(Timer::Leave);
             self.events.push_back(Event::LeaveFinished { spread });
         }
     }
 
     pub(super) fn run_reap(&mut self, now: Instant) {
-        let (Some(at), Some(retention)) = (self.next_reap_at, self.config.offline_retention) else {
+        let Some(retention) = self.config.offline_retention else {
             return;
         };
-        if now >= at {
+        if self.timers.is_expired(Timer::Reap, now) {
             self.reap(now);
-            self.next_reap_at = Some(now + retention.min(REAP_PERIOD));
+            self.timers
+                .set(Timer::Reap, now + retention.min(REAP_PERIOD));
         }
     }
 
@@ -312,13 +315,10 @@ mod tests {
     fn attempts_back_off_exponentially() {
         #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
         let now = Instant::now();
-        let mut attempts = JoinAttempts::new(vec![], now, Duration::from_secs(1));
-        attempts.record_attempt(now);
-        assert_eq!(attempts.next_at, now + Duration::from_secs(1));
-        attempts.record_attempt(now);
-        assert_eq!(attempts.next_at, now + Duration::from_secs(2));
-        attempts.record_attempt(now);
-        assert_eq!(attempts.next_at, now + Duration::from_secs(4));
+        let mut attempts = JoinAttempts::new(vec![], Duration::from_secs(1));
+        assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(1));
+        assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(2));
+        assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(4));
         assert_eq!(attempts.made, 3);
     }
 }

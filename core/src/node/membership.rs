@@ -52,7 +52,15 @@ impl Node {
         name: NodeName,
         addr: SocketAddr,
     ) -> Result<(), NewNodeError> {
-        self.observe_input(now);
+        self.input(now, |node| node.add_node(now, name, addr))
+    }
+
+    fn add_node(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        addr: SocketAddr,
+    ) -> Result<(), NewNodeError> {
         if name == self.name {
             return Err(NewNodeError::IsSelf);
         }
@@ -86,10 +94,11 @@ impl Node {
     /// holds one. Rows past `max_nodes` are dropped and counted
     /// ([`DropReason::TrackerFull`]).
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
-        self.observe_input(now);
-        for row in rows {
-            let _ = self.apply_row(now, row, None, Source::Bulk);
-        }
+        self.input(now, |node| {
+            for row in rows {
+                let _ = node.apply_row(now, row, None, Source::Bulk);
+            }
+        });
     }
 
     /// Applies the rows of a bulk transfer (join reply, anti-entropy).

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::Node;
+use super::timer::Timer;
 use crate::name::NodeName;
 use crate::stats::DropReason;
 use crate::tracker::Health;
@@ -168,7 +169,10 @@ impl Node {
     /// Hints about addresses no member uses are counted as
     /// [`DropReason::UnknownAddress`] and change nothing.
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
-        self.observe_input(now);
+        self.input(now, |node| node.unreachable(now, addr));
+    }
+
+    fn unreachable(&mut self, now: Instant, addr: SocketAddr) {
         let mut used = self.relay_bounced(addr);
         let member = self
             .member_rows()
@@ -356,7 +360,7 @@ impl Node {
             }
         }
         let probing = self.probing.regular_in_flight();
-        if !probing && !self.left && now >= self.next_probe_at {
+        if !probing && !self.left && self.timers.is_expired(Timer::Probe, now) {
             let next = self.members.next_probe_target(&mut self.rng);
             match next
                 .and_then(|id| self.tracker.by_id(id))
@@ -365,7 +369,9 @@ impl Node {
                 Some(target) => {
                     let _ = self.start_probe(now, target, true);
                 }
-                None => self.next_probe_at = now + self.config.probe_interval,
+                None => self
+                    .timers
+                    .set(Timer::Probe, now + self.config.probe_interval),
             }
         }
     }
@@ -395,7 +401,7 @@ impl Node {
             fast_suspected: false,
         });
         if regular {
-            self.next_probe_at = now + interval;
+            self.timers.set(Timer::Probe, now + interval);
         }
         self.stats.probes_sent += 1;
         Some(self.probing.probes.len() - 1)

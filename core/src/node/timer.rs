@@ -1,5 +1,25 @@
-//! Time as input: `handle_timeout` runs each part's due work, `poll_timeout` says
-//! when that is next, and a deadline missed by far tells this node it stalled.
+//! Time as input. Every timer of the node is named in [`Timer`], and its deadline
+//! is kept in one table, [`Timers`]: `poll_timeout` is the earliest deadline in
+//! the table, and `handle_timeout` runs each part's timer work, in the order of
+//! the enum.
+//!
+//! - Most timers keep their deadline only in the table: the probe cycle, the
+//!   gossip tick, anti-entropy, join attempts, the seed re-probe, the end of a
+//!   leave, the reaper.
+//! - Work that comes in many items (the probes in flight, the nacks owed to
+//!   others, the running suspicions) keeps its deadlines in the items, and the
+//!   table holds one entry per kind: the earliest of them, recomputed by
+//!   [`Node::reschedule`] at the end of every input. Items change only during an
+//!   input, and only the earliest can wake the node.
+//! - Three periodic timers keep their schedule while they have nothing to do, but
+//!   do not wake the node then ([`Node::wakes`]): probing and anti-entropy after
+//!   `leave` or with nobody to talk to, the gossip tick with nothing pending.
+//!   They still run when the node is awake for another reason.
+//!
+//! `handle_timeout` calls every part whatever the table says, and each part
+//! checks its own deadlines, so a call that comes early or twice does nothing
+//! more. A deadline missed by far tells this node that it stalled itself
+//! ([`Node::observe_input`]).
 
 use std::time::{Duration, Instant};
 
@@ -7,68 +27,151 @@ use tracing::debug;
 
 use super::Node;
 
+/// The timers of a node, in the order `handle_timeout` runs their work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// The next probe of the round-robin cycle.
+    Probe,
+    /// The earliest step of a probe in flight: its indirect round, or its verdict.
+    ProbeStep,
+    /// The earliest nack owed for an indirect probe run for another member.
+    Nack,
+    /// The earliest suspicion due: its last-chance ping, or the verdict after it.
+    Suspicion,
+    /// The next gossip tick.
+    Gossip,
+    /// The next anti-entropy exchange.
+    AntiEntropy,
+    /// The next join attempt, while joining.
+    Join,
+    /// The next re-probe of the seeds, once a join has ended.
+    Rejoin,
+    /// The latest time a leave reports that it finished.
+    Leave,
+    /// The next scan for offline rows past their retention.
+    Reap,
+}
+
+impl Timer {
+    /// Every timer, in declaration order.
+    const ALL: [Timer; 10] = [
+        Timer::Probe,
+        Timer::ProbeStep,
+        Timer::Nack,
+        Timer::Suspicion,
+        Timer::Gossip,
+        Timer::AntiEntropy,
+        Timer::Join,
+        Timer::Rejoin,
+        Timer::Leave,
+        Timer::Reap,
+    ];
+}
+
+/// The deadline of every timer; `None` when it is stopped.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Timers {
+    deadlines: [Option<Instant>; Timer::ALL.len()],
+}
+
+impl Timers {
+    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
+    pub(super) fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer as usize] = Some(at);
+    }
+
+    pub(super) fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer as usize] = None;
+    }
+
+    /// Whether the timer runs and its deadline has come.
+    pub(super) fn is_expired(&self, timer: Timer, now: Instant) -> bool {
+        self.get(timer).is_some_and(|at| at <= now)
+    }
+
+    /// The earliest deadline among the timers that `wakes` lets wake the node.
+    fn next_timeout(&self, wakes: impl Fn(Timer) -> bool) -> Option<Instant> {
+        Timer::ALL
+            .into_iter()
+            .filter(|&timer| wakes(timer))
+            .filter_map(|timer| self.get(timer))
+            .min()
+    }
+}
+
 impl Node {
     /// Does whatever is due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.observe_input(now);
-        self.run_probes(now);
-        self.run_relays(now);
-        self.run_suspicions(now);
-        self.run_gossip(now);
-        self.run_anti_entropy(now);
-        self.run_join(now);
-        self.run_rejoin(now);
-        self.run_leave(now);
-        self.run_reap(now);
+        self.input(now, |node| {
+            node.run_probes(now);
+            node.run_relays(now);
+            node.run_suspicions(now);
+            node.run_gossip(now);
+            node.run_anti_entropy(now);
+            node.run_join(now);
+            node.run_rejoin(now);
+            node.run_leave(now);
+            node.run_reap(now);
+        });
     }
 
     /// When [`handle_timeout`](Node::handle_timeout) should be called next; `None`
     /// when nothing is scheduled. Read it after draining the other `poll_*` calls.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut earliest: Option<Instant> = None;
-        let mut consider = |at: Instant| {
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-        };
+        self.timers.next_timeout(|timer| self.wakes(timer))
+    }
+
+    /// Whether a timer's deadline wakes the node now. Three periodic timers keep
+    /// their schedule while they have nothing to do, without waking it.
+    fn wakes(&self, timer: Timer) -> bool {
         let has_members = self.members.len() > 0;
-        self.probing
-            .next_step_at()
-            .into_iter()
-            .for_each(&mut consider);
-        if !self.left && has_members && !self.probing.regular_in_flight() {
-            consider(self.next_probe_at);
+        match timer {
+            Timer::Probe => !self.left && has_members,
+            Timer::Gossip => has_members && !self.gossip.is_empty(),
+            Timer::AntiEntropy => !self.left && (has_members || self.dead.len() > 0),
+            Timer::ProbeStep
+            | Timer::Nack
+            | Timer::Suspicion
+            | Timer::Join
+            | Timer::Rejoin
+            | Timer::Leave
+            | Timer::Reap => true,
         }
-        self.probing
-            .next_nack_at()
-            .into_iter()
-            .for_each(&mut consider);
-        self.next_suspicion_due()
-            .into_iter()
-            .for_each(&mut consider);
-        if has_members && !self.gossip.is_empty() {
-            consider(self.next_gossip_at);
+    }
+
+    /// Runs one input (a `handle_*` call or a command): notices whether this node
+    /// stalled, acts, then brings the timer table up to date.
+    pub(super) fn input<T>(&mut self, now: Instant, act: impl FnOnce(&mut Self) -> T) -> T {
+        self.observe_input(now);
+        let out = act(self);
+        self.reschedule();
+        out
+    }
+
+    /// Sets the entry of each kind of many-item work to its earliest item.
+    fn reschedule(&mut self) {
+        let entries = [
+            (Timer::ProbeStep, self.probing.next_step_at()),
+            (Timer::Nack, self.probing.next_nack_at()),
+            (Timer::Suspicion, self.next_suspicion_due()),
+        ];
+        for (timer, at) in entries {
+            match at {
+                Some(at) => self.timers.set(timer, at),
+                None => self.timers.stop(timer),
+            }
         }
-        if !self.left && (has_members || self.dead.len() > 0) {
-            consider(self.next_sync_at);
-        }
-        self.joining
-            .next_attempt_at()
-            .into_iter()
-            .for_each(&mut consider);
-        self.joining
-            .next_rejoin_at()
-            .into_iter()
-            .for_each(&mut consider);
-        self.leaving_until.into_iter().for_each(&mut consider);
-        self.next_reap_at.into_iter().for_each(&mut consider);
-        earliest
     }
 
     /// Notes that the node is being driven at `now`. If it was not driven for a while
     /// *and* missed a deadline meanwhile, this node itself stalled (GC, CPU
     /// starvation, a paused process): replies may be waiting unread, so pending
     /// verdicts get more time instead of blaming others (Lifeguard's local health).
-    pub(super) fn observe_input(&mut self, now: Instant) {
+    fn observe_input(&mut self, now: Instant) {
         let threshold = self.config.probe_timeout;
         let idle = now.saturating_duration_since(self.last_input_at);
         if idle > threshold
@@ -91,10 +194,56 @@ impl Node {
             .worsen(self.config.max_local_health);
         // Probes in flight prove nothing: their answers may be unread.
         self.probing.probes.clear();
-        self.next_probe_at = self.next_probe_at.max(now);
+        if let Some(at) = self.timers.get(Timer::Probe) {
+            self.timers.set(Timer::Probe, at.max(now));
+        }
         let grace = now + self.config.probe_interval;
         for suspicion in self.suspicions.values_mut() {
             suspicion.extend_to(grace);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_timer_has_its_own_entry() {
+        for (i, timer) in Timer::ALL.into_iter().enumerate() {
+            assert_eq!(timer as usize, i, "ALL is in declaration order");
+        }
+    }
+
+    #[test]
+    fn the_next_timeout_is_the_earliest_deadline_that_wakes() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut timers = Timers::default();
+        assert_eq!(timers.next_timeout(|_| true), None, "all stopped");
+        timers.set(Timer::Reap, now + Duration::from_secs(3));
+        timers.set(Timer::Gossip, now + Duration::from_secs(1));
+        timers.set(Timer::Join, now + Duration::from_secs(2));
+        assert_eq!(
+            timers.next_timeout(|_| true),
+            Some(now + Duration::from_secs(1))
+        );
+        assert_eq!(
+            timers.next_timeout(|timer| timer != Timer::Gossip),
+            Some(now + Duration::from_secs(2)),
+            "a timer that does not wake keeps its deadline but is skipped"
+        );
+        assert_eq!(
+            timers.get(Timer::Gossip),
+            Some(now + Duration::from_secs(1))
+        );
+        timers.stop(Timer::Join);
+        assert_eq!(
+            timers.next_timeout(|timer| timer != Timer::Gossip),
+            Some(now + Duration::from_secs(3))
+        );
+        assert!(timers.is_expired(Timer::Gossip, now + Duration::from_secs(1)));
+        assert!(!timers.is_expired(Timer::Gossip, now));
+        assert!(!timers.is_expired(Timer::Join, now + Duration::from_secs(9)));
     }
 }
