@@ -37,6 +37,7 @@ use chrono::{DateTime, Utc};
 use fastrand::Rng;
 
 use crate::config::{Config, ConfigError};
+use crate::discovery::{JoinError, Seed};
 use crate::event::{Event, Mode};
 use crate::keyring::{KeyRing, Sealer};
 use crate::members::Members;
@@ -47,6 +48,7 @@ use crate::wire::{self, Message, Sender, Update};
 use anti_entropy::RowStream;
 use dissemination::GossipQueue;
 use join_leave::Joining;
+use membership::Source;
 use probing::Probing;
 use suspicion::Suspicion;
 use timer::{Timer, Timers};
@@ -93,7 +95,8 @@ fn trim<T>(queue: &mut VecDeque<T>) {
 /// for the loop that drives it).
 ///
 /// Methods come in four groups: getters; `handle_*` for input; commands
-/// (`new_node`, `join`, `leave`, ...); `poll_*` for output.
+/// (`new_node`, `join`, `leave`, ...); `poll_*` for output. After every input
+/// or command, drain `poll_transmit`, then `poll_event`, then read `poll_timeout`.
 #[derive(Debug)]
 pub struct Node {
     config: Config,
@@ -259,7 +262,90 @@ impl Node {
         self.wall_epoch + now.saturating_duration_since(self.epoch)
     }
 
+    // ----- input -----
+
+    /// Handles one received datagram. Never fails: bad packets are dropped, counted
+    /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.input(now, |node| node.receive(now, from, bytes));
+    }
+
+    /// Does whatever is due at `now`. Calling it early or twice is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.input(now, |node| node.run_timers(now));
+    }
+
+    /// Hint from the OS that nothing listens at `addr` (ICMP port unreachable).
+    ///
+    /// Strong but unproven evidence, never enough on its own: a probe of the
+    /// member at `addr` starts at once, with indirect probes through `k` others
+    /// who report whether the target bounced for them too. When two independent
+    /// bounces agree, the member is suspected with the short `unreachable_grace`
+    /// timeout, and declared dead if its last-chance ping bounces as well. A member
+    /// that answers (a process restarted on the same port) refutes as usual.
+    /// Hints about addresses no member uses are counted as
+    /// [`DropReason::UnknownAddress`](crate::DropReason::UnknownAddress) and change
+    /// nothing.
+    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
+        self.input(now, |node| node.unreachable(now, addr));
+    }
+
     // ----- commands -----
+
+    /// Adds a discovered node as online (the original's `new_node/1`), and starts an
+    /// anti-entropy exchange with it so both learn each other's table.
+    ///
+    /// An unknown node is written `Alive`. A tracked node that is offline is brought
+    /// back online with its incarnation raised by one, the only case where another
+    /// node raises an incarnation: the operator vouches for it, and if it is not
+    /// actually there the failure detector takes it offline again. A node that is
+    /// already online is left as it is (its address is not overwritten).
+    pub fn new_node(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        addr: SocketAddr,
+    ) -> Result<(), NewNodeError> {
+        self.input(now, |node| node.add_node(now, name, addr))
+    }
+
+    /// Loads rows of a table this node can trust as a starting point: what a
+    /// previous run of it held (`tracker().rows()` saved before a restart), or a
+    /// peer's table handed over out of band. The node knows its peers at once
+    /// instead of waiting for a join reply; `join` is still how it announces itself.
+    ///
+    /// Rows are merged as a join reply's are: a row replaces what is held only when
+    /// it ranks higher; nothing is gossiped unless it flips the status of a node
+    /// already known; online rows enter the probe rotation, so a stale one is found
+    /// dead by the failure detector. A row about this node that outranks its own
+    /// (an earlier life's) is refuted with a higher incarnation, as when a peer
+    /// holds one. Rows past `max_nodes` are dropped and counted
+    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
+    pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
+        self.input(now, |node| {
+            for row in rows {
+                let _ = node.apply_row(now, row, None, Source::Bulk);
+            }
+        });
+    }
+
+    /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
+    /// Locator): sends join requests now, retries with backoff, and after
+    /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
+    /// standalone. Afterwards the seeds are re-probed every `rejoin_interval` so
+    /// split clusters merge. After `leave`, `join` brings the node back with a
+    /// higher incarnation.
+    pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        self.input(now, |node| node.begin_join(now, seeds))
+    }
+
+    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
+    /// others mark it offline at once, without suspicion. Probing stops.
+    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
+    /// passed; then the node can be dropped.
+    pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        self.input(now, |node| node.begin_leave(now))
+    }
 
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
     /// keys on a live cluster. Rotate in three steps, each applied on every node
@@ -340,6 +426,25 @@ impl Node {
             trim(&mut self.events);
         }
         event
+    }
+
+    /// When [`handle_timeout`](Node::handle_timeout) should be called next; `None`
+    /// when nothing is scheduled. Read it after draining the other `poll_*` calls.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_wake()
+    }
+
+    // ----- the one way in -----
+
+    /// Runs one input (a `handle_*` call or a command): first notices whether this
+    /// node stalled (from the deadlines as they stood), then acts, then brings the
+    /// timer table up to date for `poll_timeout`.
+    fn input<T>(&mut self, now: Instant, act: impl FnOnce(&mut Self) -> T) -> T {
+        self.observe_input(now);
+        let out = act(self);
+        self.reschedule();
+        out
     }
 
     // ----- helpers shared by the parts -----

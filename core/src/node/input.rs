@@ -13,13 +13,8 @@ use crate::tracker::Health;
 use crate::wire::{self, Message, Packet};
 
 impl Node {
-    /// Handles one received datagram. Never fails: bad packets are dropped, counted
-    /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
-    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        self.input(now, |node| node.receive(now, from, bytes));
-    }
-
-    fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    /// See [`Node::handle_packet`].
+    pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.packets_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if bytes.len() > self.config.max_packet_size {

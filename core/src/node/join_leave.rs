@@ -85,17 +85,8 @@ impl JoinAttempts {
 }
 
 impl Node {
-    /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
-    /// Locator): sends join requests now, retries with backoff, and after
-    /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
-    /// standalone. Afterwards the seeds are re-probed every `rejoin_interval` so
-    /// split clusters merge. After `leave`, `join` brings the node back with a
-    /// higher incarnation.
-    pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
-        self.input(now, |node| node.begin_join(now, seeds))
-    }
-
-    fn begin_join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+    /// See [`Node::join`].
+    pub(super) fn begin_join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
         let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
         if self.left {
             self.left = false;
@@ -110,15 +101,8 @@ impl Node {
         Ok(())
     }
 
-    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
-    /// others mark it offline at once, without suspicion. Probing stops.
-    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
-    /// passed; then the node can be dropped.
-    pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
-        self.input(now, |node| node.begin_leave(now))
-    }
-
-    fn begin_leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+    /// See [`Node::leave`].
+    pub(super) fn begin_leave(&mut self, now: Instant) -> Result<(), LeaveError> {
         if self.left {
             return Err(LeaveError::AlreadyLeft);
         }

@@ -1,7 +1,7 @@
-//! Membership: applying rows heard from peers or decided here. Precedence decides
-//! what is kept, news about this node itself is refuted, and every change becomes
-//! events, member lists and the mode. Also the two commands that add rows:
-//! `new_node` and `restore`.
+//! Membership: applying rows heard from peers, loaded by `restore` or decided
+//! here. Precedence decides what is kept, news about this node itself is refuted,
+//! and every change becomes events, member lists and the mode. Also `new_node`,
+//! which vouches for a node the owner discovered.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -38,24 +38,8 @@ pub(super) enum Source {
 }
 
 impl Node {
-    /// Adds a discovered node as online (the original's `new_node/1`), and starts an
-    /// anti-entropy exchange with it so both learn each other's table.
-    ///
-    /// An unknown node is written `Alive`. A tracked node that is offline is brought
-    /// back online with its incarnation raised by one, the only case where another
-    /// node raises an incarnation: the operator vouches for it, and if it is not
-    /// actually there the failure detector takes it offline again. A node that is
-    /// already online is left as it is (its address is not overwritten).
-    pub fn new_node(
-        &mut self,
-        now: Instant,
-        name: NodeName,
-        addr: SocketAddr,
-    ) -> Result<(), NewNodeError> {
-        self.input(now, |node| node.add_node(now, name, addr))
-    }
-
-    fn add_node(
+    /// See [`Node::new_node`].
+    pub(super) fn add_node(
         &mut self,
         now: Instant,
         name: NodeName,
@@ -79,26 +63,6 @@ impl Node {
         let _ = self.apply_row(now, row, None, Source::Gossip);
         self.send_sync(addr, false);
         Ok(())
-    }
-
-    /// Loads rows of a table this node can trust as a starting point: what a
-    /// previous run of it held (`tracker().rows()` saved before a restart), or a
-    /// peer's table handed over out of band. The node knows its peers at once
-    /// instead of waiting for a join reply; `join` is still how it announces itself.
-    ///
-    /// Rows are merged as a join reply's are: a row replaces what is held only when
-    /// it ranks higher; nothing is gossiped unless it flips the status of a node
-    /// already known; online rows enter the probe rotation, so a stale one is found
-    /// dead by the failure detector. A row about this node that outranks its own
-    /// (an earlier life's) is refuted with a higher incarnation, as when a peer
-    /// holds one. Rows past `max_nodes` are dropped and counted
-    /// ([`DropReason::TrackerFull`]).
-    pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
-        self.input(now, |node| {
-            for row in rows {
-                let _ = node.apply_row(now, row, None, Source::Bulk);
-            }
-        });
     }
 
     /// Applies the rows of a bulk transfer (join reply, anti-entropy).

@@ -158,21 +158,8 @@ impl LocalHealth {
 }
 
 impl Node {
-    /// Hint from the OS that nothing listens at `addr` (ICMP port unreachable).
-    ///
-    /// Strong but unproven evidence, never enough on its own: a probe of the
-    /// member at `addr` starts at once, with indirect probes through `k` others
-    /// who report whether the target bounced for them too. When two independent
-    /// bounces agree, the member is suspected with the short `unreachable_grace`
-    /// timeout, and declared dead if its last-chance ping bounces as well. A member
-    /// that answers (a process restarted on the same port) refutes as usual.
-    /// Hints about addresses no member uses are counted as
-    /// [`DropReason::UnknownAddress`] and change nothing.
-    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
-        self.input(now, |node| node.unreachable(now, addr));
-    }
-
-    fn unreachable(&mut self, now: Instant, addr: SocketAddr) {
+    /// The OS says nothing listens at `addr`: see [`Node::handle_unreachable`].
+    pub(super) fn unreachable(&mut self, now: Instant, addr: SocketAddr) {
         let mut used = self.relay_bounced(addr);
         let member = self
             .member_rows()

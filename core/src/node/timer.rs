@@ -103,25 +103,22 @@ impl Timers {
 }
 
 impl Node {
-    /// Does whatever is due at `now`. Calling it early or twice is harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.input(now, |node| {
-            node.run_probes(now);
-            node.run_relays(now);
-            node.run_suspicions(now);
-            node.run_gossip(now);
-            node.run_anti_entropy(now);
-            node.run_join(now);
-            node.run_rejoin(now);
-            node.run_leave(now);
-            node.run_reap(now);
-        });
+    /// Runs each part's timer work, in the order of [`Timer`]; each part checks
+    /// its own deadlines.
+    pub(super) fn run_timers(&mut self, now: Instant) {
+        self.run_probes(now);
+        self.run_relays(now);
+        self.run_suspicions(now);
+        self.run_gossip(now);
+        self.run_anti_entropy(now);
+        self.run_join(now);
+        self.run_rejoin(now);
+        self.run_leave(now);
+        self.run_reap(now);
     }
 
-    /// When [`handle_timeout`](Node::handle_timeout) should be called next; `None`
-    /// when nothing is scheduled. Read it after draining the other `poll_*` calls.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// The earliest deadline of the timers that have work to do.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
         self.timers.next_timeout(|timer| self.wakes(timer))
     }
 
@@ -143,17 +140,8 @@ impl Node {
         }
     }
 
-    /// Runs one input (a `handle_*` call or a command): notices whether this node
-    /// stalled, acts, then brings the timer table up to date.
-    pub(super) fn input<T>(&mut self, now: Instant, act: impl FnOnce(&mut Self) -> T) -> T {
-        self.observe_input(now);
-        let out = act(self);
-        self.reschedule();
-        out
-    }
-
     /// Sets the entry of each kind of many-item work to its earliest item.
-    fn reschedule(&mut self) {
+    pub(super) fn reschedule(&mut self) {
         let entries = [
             (Timer::ProbeStep, self.probing.next_step_at()),
             (Timer::Nack, self.probing.next_nack_at()),
@@ -171,11 +159,11 @@ impl Node {
     /// *and* missed a deadline meanwhile, this node itself stalled (GC, CPU
     /// starvation, a paused process): replies may be waiting unread, so pending
     /// verdicts get more time instead of blaming others (Lifeguard's local health).
-    fn observe_input(&mut self, now: Instant) {
+    pub(super) fn observe_input(&mut self, now: Instant) {
         let threshold = self.config.probe_timeout;
         let idle = now.saturating_duration_since(self.last_input_at);
         if idle > threshold
-            && let Some(deadline) = self.poll_timeout()
+            && let Some(deadline) = self.next_wake()
             && deadline + threshold < now
         {
             self.on_stall(now, now - deadline);
