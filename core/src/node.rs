@@ -496,4 +496,6 @@ impl Node {
 }
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;

@@ -156,3 +156,82 @@ impl Node {
         (rows, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    #[test]
+    fn join_replies_are_chunked_within_the_packet_size() {
+        let now = epoch();
+        let mut node = node(now);
+        let updates: Vec<Update> = (0..200)
+            .map(|i| alive(&format!("peer-with-a-long-name-{i:04}"), 1000 + i, 0))
+            .collect();
+        for chunk in updates.chunks(10) {
+            let refs: Vec<&Update> = chunk.iter().collect();
+            node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &refs));
+        }
+        let _ = sent(&mut node);
+        let join = packet(
+            "joiner",
+            0,
+            Message::Join {
+                row: alive("joiner", 3, 0).row,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(3), &join);
+        let mut rows = 0;
+        let mut chunks = 0;
+        let cluster = node.config.cluster_id;
+        while let Some(t) = node.poll_transmit() {
+            assert!(t.payload.len() <= 1400);
+            let packet =
+                crate::wire::decode(t.payload, cluster, None, &mut Vec::new()).expect("decodes");
+            if let Message::JoinReply { rows: chunk } = packet.message {
+                rows += chunk.len();
+                chunks += 1;
+            }
+        }
+        assert_eq!(rows, 202, "every row, self and joiner included");
+        assert!(chunks > 1);
+    }
+
+    #[test]
+    fn a_matching_digest_costs_no_reply() {
+        let now = epoch();
+        let mut node = node(now);
+        let digest: WireDigest = node.tracker().digest().into();
+        let sync = packet(
+            "peer",
+            0,
+            Message::Sync {
+                digest,
+                reply: false,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &sync);
+        assert!(sent(&mut node).is_empty());
+        let other = packet(
+            "peer",
+            0,
+            Message::Sync {
+                digest: [0u64; crate::tracker::DIGEST_BUCKETS].into(),
+                reply: false,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &other);
+        let kinds: Vec<_> = sent(&mut node)
+            .into_iter()
+            .map(|(_, p)| std::mem::discriminant(&p.message))
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            2,
+            "rows of the differing bucket, then our digest"
+        );
+    }
+}

@@ -98,3 +98,70 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    #[test]
+    fn a_ping_for_another_name_is_dropped_whole() {
+        let now = epoch();
+        let mut node = node(now);
+        let update = alive("peer", 2, 0);
+        let ping = packet(
+            "peer",
+            0,
+            Message::Ping {
+                seq: 1,
+                target: name("someone-else"),
+            },
+            &[&update],
+        );
+        node.handle_packet(now, addr(2), &ping);
+        assert_eq!(node.stats().dropped(DropReason::WrongTarget), 1);
+        assert!(sent(&mut node).is_empty());
+        assert_eq!(
+            node.tracker().len(),
+            1,
+            "the piggybacked update was not applied"
+        );
+    }
+
+    #[test]
+    fn packets_claiming_to_be_from_self_are_dropped() {
+        let now = epoch();
+        let mut node = node(now);
+        let bytes = packet("me", 9, Message::Gossip, &[&alive("x", 3, 0)]);
+        node.handle_packet(now, addr(9), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::FromSelf), 1);
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    /// Found by fuzzing: a forged "you are suspect at incarnation u64::MAX" made the
+    /// refutation overflow (a panic, or in release a wrap to 0 that kept the node
+    /// dead everywhere). Out-of-range incarnations are now malformed.
+    #[test]
+    fn an_incarnation_beyond_the_maximum_is_malformed_and_the_maximum_is_outbid() {
+        let now = epoch();
+        let mut node = node(now);
+        let mut forged = alive("me", 1, u64::MAX);
+        forged.row.0.health = Health::Suspect;
+        forged.row.0.status = NodeStatus::Online;
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&forged]),
+        );
+        assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+        assert_eq!(node.incarnation(), 0);
+        let mut highest = alive("me", 1, crate::tracker::MAX_INCARNATION);
+        highest.row.0 = highest.row.0.with_health(Health::Suspect, wall());
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&highest]),
+        );
+        assert_eq!(node.incarnation(), crate::tracker::MAX_INCARNATION + 1);
+        assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Alive));
+    }
+}

@@ -293,7 +293,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{JoinAttempts, LeaveError};
+    use crate::node::testing::*;
 
     #[test]
     fn attempts_back_off_exponentially() {
@@ -304,5 +305,86 @@ mod tests {
         assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(2));
         assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(4));
         assert_eq!(attempts.made, 3);
+    }
+
+    #[test]
+    fn an_unsolicited_join_reply_is_dropped() {
+        let now = epoch();
+        let mut node = node(now);
+        let bytes = packet(
+            "peer",
+            0,
+            Message::JoinReply {
+                rows: vec![alive("peer", 2, 0).row],
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::Unsolicited), 1);
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    #[test]
+    fn a_join_must_announce_its_own_sender_alive() {
+        let now = epoch();
+        let mut node = node(now);
+        let forged = packet(
+            "peer",
+            0,
+            Message::Join {
+                row: alive("victim", 3, 5).row,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &forged);
+        assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    #[test]
+    fn a_join_is_answered_with_the_tracker() {
+        let now = epoch();
+        let mut node = node(now);
+        let join = packet(
+            "peer",
+            0,
+            Message::Join {
+                row: alive("peer", 2, 0).row,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &join);
+        let replies: Vec<_> = sent(&mut node)
+            .into_iter()
+            .filter_map(|(to, p)| match p.message {
+                Message::JoinReply { rows } => Some((to, rows.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, [(addr(2), 2)]);
+    }
+
+    #[test]
+    fn leave_twice_is_an_error_and_join_afterwards_comes_back_higher() {
+        let now = epoch();
+        let mut node = node(now);
+        node.leave(now).expect("first leave");
+        assert_eq!(node.leave(now), Err(LeaveError::AlreadyLeft));
+        assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Left));
+        node.join(now, &[Seed::Addr(addr(2))]).expect("join");
+        assert!(!node.has_left());
+        let own = node.row(&name("me")).expect("self");
+        assert_eq!((own.health, own.incarnation), (Health::Alive, 1));
+    }
+
+    #[test]
+    fn join_refuses_seed_lists_with_nothing_but_self() {
+        let now = epoch();
+        let mut node = node(now);
+        assert_eq!(
+            node.join(now, &[Seed::Addr(addr(1))]),
+            Err(JoinError::NoSeeds)
+        );
+        assert_eq!(node.join(now, &[]), Err(JoinError::NoSeeds));
     }
 }

@@ -263,3 +263,194 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    #[test]
+    fn a_suspicion_from_an_outdated_row_is_answered_with_the_current_one() {
+        let now = epoch();
+        let mut node = node(now);
+        // This node knows "peer" refuted a suspicion: alive at incarnation 2.
+        let current = alive("peer", 2, 2);
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("other", 0, Message::Gossip, &[&current]),
+        );
+        let _ = sent(&mut node);
+        while node.poll_event().is_some() {}
+        // "late" missed that and suspects it at incarnation 1.
+        let outdated = suspect("peer", 2, 1, "late");
+        node.handle_packet(
+            now,
+            addr(4),
+            &packet("late", 0, Message::Gossip, &[&outdated]),
+        );
+        let row = node.row(&name("peer")).expect("tracked");
+        assert_eq!(
+            (row.health, row.incarnation),
+            (Health::Alive, 2),
+            "unchanged"
+        );
+        assert!(node.poll_event().is_none(), "no state change");
+        let out = sent(&mut node);
+        let answer = out
+            .iter()
+            .find(|(to, _)| *to == addr(4))
+            .map(|(_, packet)| packet)
+            .expect("the suspecter is answered at once");
+        assert!(
+            answer
+                .gossip
+                .iter()
+                .any(|u| u.row.0.node == name("peer") && u.row.0.incarnation == 2),
+            "with the current row: {answer:?}"
+        );
+        // Outdated good news needs no answer.
+        let stale_alive = alive("peer", 2, 1);
+        node.handle_packet(
+            now,
+            addr(4),
+            &packet("late", 0, Message::Gossip, &[&stale_alive]),
+        );
+        assert!(sent(&mut node).is_empty());
+    }
+
+    #[test]
+    fn a_node_that_refutes_its_own_death_compares_tables_soon() {
+        let now = epoch();
+        let mut node = node(now);
+        let peer = alive("peer", 2, 0);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&peer]));
+        let death = dead("me", 1, 0);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&death]));
+        assert_eq!(node.incarnation(), 1);
+        let _ = sent(&mut node);
+        // Peers stopped sending to a node they held dead: it missed news.
+        let soon = now + 2 * node.config().probe_interval;
+        assert!(node.config().anti_entropy_interval > 4 * node.config().probe_interval);
+        let mut synced = false;
+        while let Some(at) = node.poll_timeout().filter(|at| *at <= soon) {
+            node.handle_timeout(at);
+            synced |= sent(&mut node)
+                .iter()
+                .any(|(_, p)| matches!(p.message, Message::Sync { .. }));
+        }
+        assert!(synced, "an anti-entropy exchange within two probe periods");
+    }
+
+    #[test]
+    fn news_of_own_death_is_refuted_with_a_higher_incarnation() {
+        let now = epoch();
+        let mut node = node(now);
+        let death = dead("me", 1, 3);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&death]));
+        assert_eq!(node.incarnation(), 4);
+        assert_eq!(node.stats().refutations, 1);
+        let own = node.row(&name("me")).expect("self");
+        assert_eq!((own.health, own.incarnation), (Health::Alive, 4));
+        assert!(
+            node.poll_event().is_some(),
+            "the own row's write is an event"
+        );
+        assert!(
+            !std::iter::from_fn(|| node.poll_event())
+                .any(|e| matches!(e, Event::NodeUpdate { .. })),
+            "never a notification about self"
+        );
+    }
+
+    #[test]
+    fn new_node_refuses_self_and_a_full_tracker() {
+        let now = epoch();
+        let config = Config {
+            max_nodes: 2,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        assert_eq!(
+            node.new_node(now, name("me"), addr(1)),
+            Err(NewNodeError::IsSelf)
+        );
+        node.new_node(now, name("a"), addr(2))
+            .expect("room for one");
+        assert_eq!(
+            node.new_node(now, name("b"), addr(3)),
+            Err(NewNodeError::TrackerFull)
+        );
+        assert_eq!(node.tracker().len(), 2);
+        // gossip about further unknown nodes is counted, not stored
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("a", 0, Message::Gossip, &[&alive("c", 4, 0)]),
+        );
+        assert_eq!(node.stats().dropped(DropReason::TrackerFull), 1);
+        assert_eq!(node.tracker().len(), 2);
+    }
+
+    #[test]
+    fn a_restored_table_makes_the_node_clustered_without_gossip_and_refutes_an_old_self() {
+        let now = epoch();
+        // A saved table: an earlier life of "me" at incarnation 4, and two peers, one dead.
+        let saved: Vec<TrackerRow> = [alive("a", 2, 0), alive("b", 3, 1), alive("me", 1, 4)]
+            .into_iter()
+            .map(|update| match update.row.0 {
+                row if row.node == name("b") => row.with_health(Health::Dead, wall()),
+                row => row,
+            })
+            .collect();
+
+        let mut node = node(now);
+        node.restore(now, saved.clone());
+        assert_eq!(node.mode(), Mode::Clustered);
+        assert_eq!(node.tracker().len(), 3);
+        assert_eq!(
+            node.row(&name("a")).map(|r| r.status),
+            Some(NodeStatus::Online)
+        );
+        assert_eq!(
+            node.row(&name("b")).map(|r| r.status),
+            Some(NodeStatus::Offline)
+        );
+        assert_eq!(
+            node.incarnation(),
+            5,
+            "the earlier life's incarnation 4 is outbid"
+        );
+        // Only the refutation is news: restored peers are not gossiped.
+        assert_eq!(node.pending_updates(), 1);
+        let mut updates = Vec::new();
+        while let Some(event) = node.poll_event() {
+            if let Event::NodeUpdate { node, status, .. } = event {
+                updates.push((node, status));
+            }
+        }
+        assert_eq!(updates, vec![(name("a"), NodeStatus::Online)]);
+        // Restoring again changes nothing; the restored peer is probed.
+        node.restore(now, saved);
+        assert_eq!(node.tracker().len(), 3);
+        node.handle_timeout(now);
+        let pings: Vec<SocketAddr> = sent(&mut node)
+            .into_iter()
+            .filter(|(_, p)| matches!(p.message, Message::Ping { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(pings, vec![addr(2)]);
+    }
+
+    #[test]
+    fn restore_respects_max_nodes() {
+        let now = epoch();
+        let config = Config {
+            max_nodes: 2,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        node.restore(now, [alive("a", 2, 0).row.0, alive("b", 3, 0).row.0]);
+        assert_eq!(node.tracker().len(), 2);
+        assert_eq!(node.stats().dropped(DropReason::TrackerFull), 1);
+    }
+}

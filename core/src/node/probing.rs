@@ -491,7 +491,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{LocalHealth, Probe, Verdict};
+    use crate::node::testing::*;
 
     #[test]
     fn local_health_is_bounded_and_scales_durations() {
@@ -541,5 +542,69 @@ mod tests {
         assert_eq!(probe.verdict(), Verdict::FailedWithMissingNacks);
         probe.acked = true;
         assert_eq!(probe.verdict(), Verdict::Acked);
+    }
+
+    #[test]
+    fn a_ping_is_acked_and_its_gossip_applied() {
+        let now = epoch();
+        let mut node = node(now);
+        let update = alive("peer", 2, 0);
+        let ping = packet(
+            "peer",
+            0,
+            Message::Ping {
+                seq: 42,
+                target: name("me"),
+            },
+            &[&update],
+        );
+        node.handle_packet(now, addr(2), &ping);
+        let out = sent(&mut node);
+        assert!(
+            out.iter()
+                .any(|(to, p)| *to == addr(2) && p.message == Message::Ack { seq: 42 })
+        );
+        assert_eq!(node.mode(), Mode::Clustered);
+        let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+        assert!(matches!(&events[0], Event::Tracker(t) if t.new_row.node == name("peer")));
+        assert_eq!(
+            events[1],
+            Event::NodeUpdate {
+                node: name("peer"),
+                status: NodeStatus::Online
+            }
+        );
+        assert_eq!(events[2], Event::ModeChanged(Mode::Clustered));
+    }
+
+    #[test]
+    fn unreachable_hints_for_unknown_addresses_are_counted_and_ignored() {
+        let now = epoch();
+        let mut node = node(now);
+        node.handle_unreachable(now, addr(99));
+        assert_eq!(node.stats().dropped(DropReason::UnknownAddress), 1);
+        assert!(sent(&mut node).is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_hint_starts_a_probe_but_never_a_verdict() {
+        let now = epoch();
+        let mut node = node(now);
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]),
+        );
+        let _ = sent(&mut node);
+        node.handle_unreachable(now, addr(2));
+        let out = sent(&mut node);
+        assert!(
+            out.iter()
+                .any(|(to, p)| *to == addr(2) && matches!(p.message, Message::Ping { .. }))
+        );
+        assert_eq!(
+            node.row(&name("peer")).map(|r| r.health),
+            Some(Health::Alive)
+        );
     }
 }

@@ -194,7 +194,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Timer, Timers};
+    use crate::node::testing::*;
 
     #[test]
     fn every_timer_has_its_own_entry() {
@@ -233,5 +234,45 @@ mod tests {
         assert!(timers.is_expired(Timer::Gossip, now + Duration::from_secs(1)));
         assert!(!timers.is_expired(Timer::Gossip, now));
         assert!(!timers.is_expired(Timer::Join, now + Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn spurious_timeouts_are_harmless() {
+        let now = epoch();
+        let mut node = node(now);
+        for i in 0..10 {
+            node.handle_timeout(now + Duration::from_millis(i));
+        }
+        assert!(node.poll_event().is_none());
+        assert!(node.poll_transmit().is_none());
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    #[test]
+    fn a_stalled_node_gives_its_suspicions_more_time() {
+        let now = epoch();
+        let mut node = node(now);
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]),
+        );
+        let suspected = suspect("peer", 2, 0, "other");
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("other", 0, Message::Gossip, &[&suspected]),
+        );
+        let deadline = node.suspicions[&name("peer")].deadline();
+        // The process sleeps far past the deadline, then is driven again.
+        let late = deadline + Duration::from_secs(5);
+        node.handle_timeout(late);
+        assert_eq!(node.stats().stalls, 1);
+        assert_eq!(
+            node.row(&name("peer")).map(|r| r.health),
+            Some(Health::Suspect),
+            "not declared dead on waking"
+        );
+        assert!(node.local_health().score() > 0);
     }
 }
