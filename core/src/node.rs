@@ -1,24 +1,26 @@
 //! The node: one member's whole protocol state, driven by `handle_*` calls and
 //! drained by `poll_*` calls.
 //!
-//! Each part of the protocol lives in one file that holds its state, the messages
-//! it handles and its timers:
+//! This file holds the node itself and its whole public API: creation, getters,
+//! the `handle_*` inputs and the commands (thin wrappers, all run through
+//! `Node::input`), the `poll_*` outputs, and the helpers every part uses.
 //!
-//! - `input`: `handle_packet`, which only decodes, validates and dispatches;
-//! - `timer`: `handle_timeout`, `poll_timeout`, and noticing that this node stalled;
-//! - `probing`: the probe cycle, indirect probes and nacks, unreachable hints,
-//!   Lifeguard's local health;
+//! Each part of the protocol lives in one file that holds its state, the messages
+//! it handles and its timer work:
+//!
+//! - `input`: a datagram is decoded, validated and dispatched to the parts below;
+//! - `timer`: the timers by name and their deadline table, the order of
+//!   `handle_timeout`, and noticing that this node itself stalled;
+//! - `probing`: the probe cycle, indirect probes run for others and their nacks,
+//!   unreachable hints and bounces, Lifeguard's local health;
 //! - `suspicion`: suspicion timeouts and confirmations, last-chance pings,
 //!   declaring a member dead;
 //! - `dissemination`: updates piggybacked on every packet, the gossip tick;
 //! - `anti_entropy`: digest exchanges, and rows streamed in chunks;
-//! - `join_leave`: join attempts and replies, rejoin, leave, and the retention of
-//!   offline rows;
+//! - `join_leave`: join attempts and replies, the seed re-probe, leave, and the
+//!   retention that reaps offline rows;
 //! - `membership`: applying rows (precedence, news about this node itself) and
 //!   what follows a change: events, member lists, mode.
-//!
-//! This file holds the node itself: creation, getters, key rotation, the output
-//! queues, and the helpers every part uses.
 
 mod anti_entropy;
 mod dissemination;
@@ -117,11 +119,15 @@ pub struct Node {
     events: VecDeque<Event>,
     outbox: VecDeque<Outgoing>,
     send_buf: Vec<u8>,
+    /// Every deadline, by timer.
     timers: Timers,
     probing: Probing,
+    /// Running suspicions of other nodes.
     suspicions: BTreeMap<NodeName, Suspicion>,
+    /// Updates waiting to be piggybacked.
     gossip: GossipQueue,
     joining: Joining,
+    /// When the node was last driven (for noticing that it stalled).
     last_input_at: Instant,
     stats: Stats,
     /// Reused buffer for random member picks.

@@ -108,15 +108,7 @@ mod tests {
         let now = epoch();
         let mut node = node(now);
         let update = alive("peer", 2, 0);
-        let ping = packet(
-            "peer",
-            0,
-            Message::Ping {
-                seq: 1,
-                target: name("someone-else"),
-            },
-            &[&update],
-        );
+        let ping = ping_from_peer(1, "someone-else", &[&update]);
         node.handle_packet(now, addr(2), &ping);
         assert_eq!(node.stats().dropped(DropReason::WrongTarget), 1);
         assert!(sent(&mut node).is_empty());

@@ -62,6 +62,11 @@ impl Probing {
             .min()
     }
 
+    /// The probe in flight under `seq`.
+    fn probe_mut(&mut self, seq: u32) -> Option<&mut Probe> {
+        self.probes.iter_mut().find(|probe| probe.seq == seq)
+    }
+
     /// When the first nack for someone else's indirect probe is owed.
     pub(super) fn next_nack_at(&self) -> Option<Instant> {
         self.relays.iter().map(|relay| relay.nack_at).min()
@@ -188,13 +193,10 @@ impl Node {
         self.send(from, Message::Ack { seq });
     }
 
+    /// An ack answers a probe of ours, or one run for someone else (relayed to
+    /// them), or a last-chance ping; anything else came too late.
     pub(super) fn handle_ack(&mut self, seq: u32) {
-        if let Some(probe) = self
-            .probing
-            .probes
-            .iter_mut()
-            .find(|probe| probe.seq == seq)
-        {
+        if let Some(probe) = self.probing.probe_mut(seq) {
             probe.acked = true;
             return;
         }
@@ -219,17 +221,14 @@ impl Node {
         self.stats.late_acks += 1;
     }
 
+    /// A helper could not reach our probe's target either.
     pub(super) fn handle_nack(&mut self, seq: u32) {
-        if let Some(probe) = self
-            .probing
-            .probes
-            .iter_mut()
-            .find(|probe| probe.seq == seq)
-        {
+        if let Some(probe) = self.probing.probe_mut(seq) {
             probe.nacks += 1;
         }
     }
 
+    /// Another member asks this one to ping `target` for it.
     pub(super) fn handle_ping_req(
         &mut self,
         now: Instant,
@@ -549,15 +548,7 @@ mod tests {
         let now = epoch();
         let mut node = node(now);
         let update = alive("peer", 2, 0);
-        let ping = packet(
-            "peer",
-            0,
-            Message::Ping {
-                seq: 42,
-                target: name("me"),
-            },
-            &[&update],
-        );
+        let ping = ping_from_peer(42, "me", &[&update]);
         node.handle_packet(now, addr(2), &ping);
         let out = sent(&mut node);
         assert!(
@@ -589,12 +580,7 @@ mod tests {
     #[test]
     fn an_unreachable_hint_starts_a_probe_but_never_a_verdict() {
         let now = epoch();
-        let mut node = node(now);
-        node.handle_packet(
-            now,
-            addr(2),
-            &packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]),
-        );
+        let mut node = node_knowing_peer(now);
         let _ = sent(&mut node);
         node.handle_unreachable(now, addr(2));
         let out = sent(&mut node);

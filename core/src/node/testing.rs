@@ -62,6 +62,20 @@ pub(super) fn packet(
     out
 }
 
+/// A node that heard by gossip of "peer", alive at port 2.
+pub(super) fn node_knowing_peer(now: Instant) -> Node {
+    let mut node = node(now);
+    let gossip = packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]);
+    node.handle_packet(now, addr(2), &gossip);
+    node
+}
+
+/// A ping from "peer" for `target`, carrying `gossip`.
+pub(super) fn ping_from_peer(seq: u32, target: &str, gossip: &[&Update]) -> Vec<u8> {
+    let target = name(target);
+    packet("peer", 0, Message::Ping { seq, target }, gossip)
+}
+
 pub(super) fn alive(who: &str, port: u16, incarnation: u64) -> Update {
     Update {
         row: WireRow(TrackerRow::new(

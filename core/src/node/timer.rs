@@ -1,7 +1,7 @@
 //! Time as input. Every timer of the node is named in [`Timer`], and its deadline
 //! is kept in one table, [`Timers`]: `poll_timeout` is the earliest deadline in
-//! the table, and `handle_timeout` runs each part's timer work, in the order of
-//! the enum.
+//! the table (of the timers that have work to do), and `handle_timeout` runs each
+//! part's timer work, in the order of the enum.
 //!
 //! - Most timers keep their deadline only in the table: the probe cycle, the
 //!   gossip tick, anti-entropy, join attempts, the seed re-probe, the end of a
@@ -17,8 +17,8 @@
 //!   They still run when the node is awake for another reason.
 //!
 //! `handle_timeout` calls every part whatever the table says, and each part
-//! checks its own deadlines, so a call that comes early or twice does nothing
-//! more. A deadline missed by far tells this node that it stalled itself
+//! checks its own deadlines (a leave also checks whether its news has spread), so
+//! a call that comes early or twice does nothing more. A deadline missed by far tells this node that it stalled itself
 //! ([`Node::observe_input`]).
 
 use std::time::{Duration, Instant};
@@ -30,10 +30,10 @@ use super::Node;
 /// The timers of a node, in the order `handle_timeout` runs their work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Timer {
-    /// The next probe of the round-robin cycle.
-    Probe,
     /// The earliest step of a probe in flight: its indirect round, or its verdict.
     ProbeStep,
+    /// The next probe of the round-robin cycle.
+    Probe,
     /// The earliest nack owed for an indirect probe run for another member.
     Nack,
     /// The earliest suspicion due: its last-chance ping, or the verdict after it.
@@ -46,7 +46,8 @@ pub(super) enum Timer {
     Join,
     /// The next re-probe of the seeds, once a join has ended.
     Rejoin,
-    /// The latest time a leave reports that it finished.
+    /// The latest time a leave reports that it finished (it does sooner once
+    /// its news has spread).
     Leave,
     /// The next scan for offline rows past their retention.
     Reap,
@@ -55,8 +56,8 @@ pub(super) enum Timer {
 impl Timer {
     /// Every timer, in declaration order.
     const ALL: [Timer; 10] = [
-        Timer::Probe,
         Timer::ProbeStep,
+        Timer::Probe,
         Timer::Nack,
         Timer::Suspicion,
         Timer::Gossip,
@@ -127,6 +128,8 @@ impl Node {
     fn wakes(&self, timer: Timer) -> bool {
         let has_members = self.members.len() > 0;
         match timer {
+            // While the round-robin probe is in flight this deadline equals its
+            // verdict's (`ProbeStep`), so it needs no condition of its own.
             Timer::Probe => !self.left && has_members,
             Timer::Gossip => has_members && !self.gossip.is_empty(),
             Timer::AntiEntropy => !self.left && (has_members || self.dead.len() > 0),
@@ -251,12 +254,7 @@ mod tests {
     #[test]
     fn a_stalled_node_gives_its_suspicions_more_time() {
         let now = epoch();
-        let mut node = node(now);
-        node.handle_packet(
-            now,
-            addr(2),
-            &packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]),
-        );
+        let mut node = node_knowing_peer(now);
         let suspected = suspect("peer", 2, 0, "other");
         node.handle_packet(
             now,
