@@ -1,10 +1,9 @@
 //! Where to find a cluster: explicit seed addresses, or a CIDR range scanned on the
-//! cluster port (the original's Locator), and the retry schedule of a join.
+//! cluster port (the original's Locator).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
 
 /// An IP network, e.g. `10.0.0.0/24`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -208,33 +207,6 @@ pub fn expand_seeds(
     Ok(targets)
 }
 
-/// Progress of a join: attempts with exponential backoff, then standalone.
-#[derive(Clone, Debug)]
-pub(crate) struct JoinAttempts {
-    pub(crate) targets: Vec<SocketAddr>,
-    pub(crate) made: u32,
-    pub(crate) next_at: Instant,
-    pub(crate) first_wait: Duration,
-}
-
-impl JoinAttempts {
-    pub(crate) fn new(targets: Vec<SocketAddr>, now: Instant, first_wait: Duration) -> Self {
-        Self {
-            targets,
-            made: 0,
-            next_at: now,
-            first_wait,
-        }
-    }
-
-    /// Records an attempt made at `now` and schedules the next (wait doubles each time).
-    pub(crate) fn record_attempt(&mut self, now: Instant) {
-        let wait = self.first_wait * 2u32.saturating_pow(self.made.min(16));
-        self.made += 1;
-        self.next_at = now + wait;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,19 +278,5 @@ mod tests {
             expand_seeds(&["::/0:1".parse().expect("valid")], own, 10),
             Err(JoinError::TooManyTargets { .. })
         ));
-    }
-
-    #[test]
-    fn attempts_back_off_exponentially() {
-        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
-        let now = Instant::now();
-        let mut attempts = JoinAttempts::new(vec![], now, Duration::from_secs(1));
-        attempts.record_attempt(now);
-        assert_eq!(attempts.next_at, now + Duration::from_secs(1));
-        attempts.record_attempt(now);
-        assert_eq!(attempts.next_at, now + Duration::from_secs(2));
-        attempts.record_attempt(now);
-        assert_eq!(attempts.next_at, now + Duration::from_secs(4));
-        assert_eq!(attempts.made, 3);
     }
 }

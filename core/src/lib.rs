@@ -92,15 +92,12 @@
 mod config;
 mod discovery;
 mod event;
-mod gossip;
 mod keyring;
 mod limiter;
 mod members;
 mod name;
 mod node;
-mod probe;
 mod stats;
-mod suspicion;
 mod tracker;
 mod wire;
 
@@ -109,12 +106,15 @@ pub use discovery::{Cidr, JoinError, Seed, SeedParseError, expand_seeds};
 pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
-pub use node::{LeaveError, NewNodeError, Node, Transmit, retransmit_limit};
-pub use probe::LocalHealth;
+pub use node::{
+    LeaveError, LocalHealth, NewNodeError, Node, Transmit, retransmit_limit, suspicion_bounds,
+    suspicion_timeout,
+};
 pub use stats::{DropReason, Stats};
-pub use suspicion::{suspicion_bounds, suspicion_timeout};
-pub use tracker::{DIGEST_BUCKETS, Digest, Health, NodeStatus, Tracker, TrackerRow};
-pub use wire::{HEADER_LEN, MAGIC, MAX_INCARNATION, VERSION};
+pub use tracker::{
+    DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
+};
+pub use wire::{HEADER_LEN, MAGIC, VERSION};
 
 /// Re-exported so users name the same `DateTime` type as the rows.
 pub use chrono;

@@ -1,10 +1,35 @@
 //! The node: one member's whole protocol state, driven by `handle_*` calls and
 //! drained by `poll_*` calls.
+//!
+//! This file holds the node itself and its whole public API: creation, getters,
+//! the `handle_*` inputs and the commands (thin wrappers, all run through
+//! `Node::input`), the `poll_*` outputs, and the helpers every part uses.
+//!
+//! Each part of the protocol lives in one file that holds its state, the messages
+//! it handles and its timer work:
+//!
+//! - `input`: a datagram is decoded, validated and dispatched to the parts below;
+//! - `timer`: the timers by name and their deadline table, the order of
+//!   `handle_timeout`, and noticing that this node itself stalled;
+//! - `probing`: the probe cycle, indirect probes run for others and their nacks,
+//!   unreachable hints and bounces, Lifeguard's local health;
+//! - `suspicion`: suspicion timeouts and confirmations, last-chance pings,
+//!   declaring a member dead;
+//! - `dissemination`: updates piggybacked on every packet, the gossip tick;
+//! - `anti_entropy`: digest exchanges, and rows streamed in chunks;
+//! - `join_leave`: join attempts and replies, the seed re-probe, leave, and the
+//!   retention that reaps offline rows;
+//! - `membership`: applying rows (precedence, news about this node itself) and
+//!   what follows a change: events, member lists, mode.
 
-mod incoming;
+mod anti_entropy;
+mod dissemination;
+mod input;
+mod join_leave;
 mod membership;
 mod probing;
-mod timers;
+mod suspicion;
+mod timer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,18 +39,27 @@ use chrono::{DateTime, Utc};
 use fastrand::Rng;
 
 use crate::config::{Config, ConfigError};
-use crate::discovery::{JoinAttempts, JoinError, Seed, expand_seeds};
+use crate::discovery::{JoinError, Seed};
 use crate::event::{Event, Mode};
-use crate::gossip::GossipQueue;
 use crate::keyring::{KeyRing, Sealer};
-use crate::limiter::JoinLimiter;
 use crate::members::Members;
 use crate::name::{NodeName, fnv1a};
-use crate::probe::{LocalHealth, Probe, Relay};
 use crate::stats::Stats;
-use crate::suspicion::Suspicion;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
-use crate::wire::{self, Message, Sender, Update, WireRow};
+use crate::wire::{self, Message, Sender, Update};
+use anti_entropy::RowStream;
+use dissemination::GossipQueue;
+use join_leave::Joining;
+use membership::Source;
+use probing::Probing;
+use suspicion::Suspicion;
+use timer::{Timer, Timers};
+
+pub use dissemination::retransmit_limit;
+pub use join_leave::LeaveError;
+pub use membership::NewNodeError;
+pub use probing::LocalHealth;
+pub use suspicion::{suspicion_bounds, suspicion_timeout};
 
 /// A datagram to send: `payload` to `to`. Borrowed from the node; send it before
 /// the next call on the node.
@@ -37,58 +71,13 @@ pub struct Transmit<'a> {
     pub payload: &'a [u8],
 }
 
-/// Why `new_node` refused. No state changed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NewNodeError {
-    /// The name is this node's own.
-    #[error("a node cannot add itself")]
-    IsSelf,
-    /// The tracker already holds `max_nodes` rows.
-    #[error("the tracker is full (max_nodes)")]
-    TrackerFull,
-}
-
-/// Why `leave` refused. No state changed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LeaveError {
-    /// `leave` was already called (and no `join` since).
-    #[error("the node has already left")]
-    AlreadyLeft,
-}
-
 /// What waits to go out.
 #[derive(Debug)]
 enum Outgoing {
     /// One message.
     Message { to: SocketAddr, message: Message },
-    /// Tracker rows from id `next` on (of the buckets in `buckets`, a bit mask),
-    /// cut into datagrams as they are sent: a node answering many joins at once
-    /// holds a cursor per answer, not a copy of its table, and other traffic
-    /// interleaves with the chunks.
-    Rows {
-        to: SocketAddr,
-        next: RowId,
-        buckets: u32,
-        kind: RowsKind,
-    },
-}
-
-/// Which message carries streamed rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RowsKind {
-    JoinReply,
-    Rows,
-}
-
-impl RowsKind {
-    fn message(self, rows: Vec<WireRow>) -> Message {
-        match self {
-            RowsKind::JoinReply => Message::JoinReply { rows },
-            RowsKind::Rows => Message::Rows { rows },
-        }
-    }
+    /// Tracker rows, cut into datagrams as they are sent.
+    Rows(RowStream),
 }
 
 /// Most entries a drained queue keeps room for. A burst (a join reply of 10,000
@@ -104,32 +93,12 @@ fn trim<T>(queue: &mut VecDeque<T>) {
     }
 }
 
-/// Every digest bucket.
-const ALL_BUCKETS: u32 = u32::MAX >> (32 - crate::tracker::DIGEST_BUCKETS);
-const _: () = assert!(crate::tracker::DIGEST_BUCKETS <= 32, "bucket masks are u32");
-
-/// Periodic re-probe of the seeds after a join ended, so split clusters merge.
-#[derive(Debug)]
-struct Rejoin {
-    targets: Vec<SocketAddr>,
-    next_at: Instant,
-}
-
-/// Where a row came from; decides whether it is passed on by gossip.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    /// Decided here or heard by gossip: spread it.
-    Gossip,
-    /// Part of a bulk transfer (join reply, anti-entropy): the sender's peers
-    /// mostly hold it already, so it is spread only when it flips a node's status.
-    Bulk,
-}
-
 /// One cluster member's protocol state: a pure state machine (see the crate docs
 /// for the loop that drives it).
 ///
 /// Methods come in four groups: getters; `handle_*` for input; commands
-/// (`new_node`, `join`, `leave`, ...); `poll_*` for output.
+/// (`new_node`, `join`, `leave`, ...); `poll_*` for output. After every input
+/// or command, drain `poll_transmit`, then `poll_event`, then read `poll_timeout`.
 #[derive(Debug)]
 pub struct Node {
     config: Config,
@@ -145,24 +114,20 @@ pub struct Node {
     /// Dead (not left) nodes, for the occasional anti-entropy exchange that heals partitions.
     dead: Members,
     mode: Mode,
+    /// Whether `leave` was called (and no `join` since).
+    left: bool,
     events: VecDeque<Event>,
     outbox: VecDeque<Outgoing>,
     send_buf: Vec<u8>,
-    gossip: GossipQueue,
-    probes: Vec<Probe>,
-    next_probe_at: Instant,
-    relays: Vec<Relay>,
-    next_seq: u32,
-    local_health: LocalHealth,
+    /// Every deadline, by timer.
+    timers: Timers,
+    probing: Probing,
+    /// Running suspicions of other nodes.
     suspicions: BTreeMap<NodeName, Suspicion>,
-    next_gossip_at: Instant,
-    next_sync_at: Instant,
-    join: Option<JoinAttempts>,
-    join_replies_until: Option<Instant>,
-    rejoin: Option<Rejoin>,
-    leaving_until: Option<Instant>,
-    left: bool,
-    next_reap_at: Option<Instant>,
+    /// Updates waiting to be piggybacked.
+    gossip: GossipQueue,
+    joining: Joining,
+    /// When the node was last driven (for noticing that it stalled).
     last_input_at: Instant,
     stats: Stats,
     /// Reused buffer for random member picks.
@@ -174,8 +139,6 @@ pub struct Node {
     sealer: Option<Sealer>,
     /// Reused buffer for opened packet bodies.
     open_buf: Vec<u8>,
-    /// Caps how fast one source can introduce new nodes by joining.
-    join_limiter: JoinLimiter,
 }
 
 impl Node {
@@ -194,10 +157,16 @@ impl Node {
         config.validate()?;
         // Mixing in the name keeps nodes given one seed from walking in lockstep.
         let mut rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
+        let mut timers = Timers::default();
+        timers.set(Timer::Probe, now);
+        timers.set(Timer::Gossip, now);
         // Jittered from the start, so nodes created together do not exchange in lockstep.
-        let next_sync_at = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
-        let next_reap_at = config.offline_retention.map(|_| now);
-        let join_limiter = JoinLimiter::new(config.join_rate, config.join_burst);
+        let first_sync = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
+        timers.set(Timer::AntiEntropy, first_sync);
+        if config.offline_retention.is_some() {
+            timers.set(Timer::Reap, now);
+        }
+        let joining = Joining::new(&config);
         let mut node = Self {
             config,
             name,
@@ -210,31 +179,21 @@ impl Node {
             members: Members::default(),
             dead: Members::default(),
             mode: Mode::Standalone,
+            left: false,
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             send_buf: Vec::new(),
-            gossip: GossipQueue::default(),
-            probes: Vec::new(),
-            next_probe_at: now,
-            relays: Vec::new(),
-            next_seq: 0,
-            local_health: LocalHealth::default(),
+            timers,
+            probing: Probing::default(),
             suspicions: BTreeMap::new(),
-            next_gossip_at: now,
-            next_sync_at,
-            join: None,
-            join_replies_until: None,
-            rejoin: None,
-            leaving_until: None,
-            left: false,
-            next_reap_at,
+            gossip: GossipQueue::default(),
+            joining,
             last_input_at: now,
             stats: Stats::default(),
             scratch: Vec::new(),
             addr_scratch: Vec::new(),
             sealer: None,
             open_buf: Vec::new(),
-            join_limiter,
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -286,7 +245,7 @@ impl Node {
 
     /// Lifeguard's local health score (0 = healthy).
     pub fn local_health(&self) -> LocalHealth {
-        self.local_health
+        self.probing.local_health
     }
 
     /// The configuration in force.
@@ -309,7 +268,90 @@ impl Node {
         self.wall_epoch + now.saturating_duration_since(self.epoch)
     }
 
+    // ----- input -----
+
+    /// Handles one received datagram. Never fails: bad packets are dropped, counted
+    /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.input(now, |node| node.receive(now, from, bytes));
+    }
+
+    /// Does whatever is due at `now`. Calling it early or twice is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.input(now, |node| node.run_timers(now));
+    }
+
+    /// Hint from the OS that nothing listens at `addr` (ICMP port unreachable).
+    ///
+    /// Strong but unproven evidence, never enough on its own: a probe of the
+    /// member at `addr` starts at once, with indirect probes through `k` others
+    /// who report whether the target bounced for them too. When two independent
+    /// bounces agree, the member is suspected with the short `unreachable_grace`
+    /// timeout, and declared dead if its last-chance ping bounces as well. A member
+    /// that answers (a process restarted on the same port) refutes as usual.
+    /// Hints about addresses no member uses are counted as
+    /// [`DropReason::UnknownAddress`](crate::DropReason::UnknownAddress) and change
+    /// nothing.
+    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
+        self.input(now, |node| node.unreachable(now, addr));
+    }
+
     // ----- commands -----
+
+    /// Adds a discovered node as online (the original's `new_node/1`), and starts an
+    /// anti-entropy exchange with it so both learn each other's table.
+    ///
+    /// An unknown node is written `Alive`. A tracked node that is offline is brought
+    /// back online with its incarnation raised by one, the only case where another
+    /// node raises an incarnation: the operator vouches for it, and if it is not
+    /// actually there the failure detector takes it offline again. A node that is
+    /// already online is left as it is (its address is not overwritten).
+    pub fn new_node(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        addr: SocketAddr,
+    ) -> Result<(), NewNodeError> {
+        self.input(now, |node| node.add_node(now, name, addr))
+    }
+
+    /// Loads rows of a table this node can trust as a starting point: what a
+    /// previous run of it held (`tracker().rows()` saved before a restart), or a
+    /// peer's table handed over out of band. The node knows its peers at once
+    /// instead of waiting for a join reply; `join` is still how it announces itself.
+    ///
+    /// Rows are merged as a join reply's are: a row replaces what is held only when
+    /// it ranks higher; nothing is gossiped unless it flips the status of a node
+    /// already known; online rows enter the probe rotation, so a stale one is found
+    /// dead by the failure detector. A row about this node that outranks its own
+    /// (an earlier life's) is refuted with a higher incarnation, as when a peer
+    /// holds one. Rows past `max_nodes` are dropped and counted
+    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
+    pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
+        self.input(now, |node| {
+            for row in rows {
+                let _ = node.apply_row(now, row, None, Source::Bulk);
+            }
+        });
+    }
+
+    /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
+    /// Locator): sends join requests now, retries with backoff, and after
+    /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
+    /// standalone. Afterwards the seeds are re-probed every `rejoin_interval` so
+    /// split clusters merge. After `leave`, `join` brings the node back with a
+    /// higher incarnation.
+    pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        self.input(now, |node| node.begin_join(now, seeds))
+    }
+
+    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
+    /// others mark it offline at once, without suspicion. Probing stops.
+    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
+    /// passed; then the node can be dropped.
+    pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        self.input(now, |node| node.begin_leave(now))
+    }
 
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
     /// keys on a live cluster. Rotate in three steps, each applied on every node
@@ -337,102 +379,6 @@ impl Node {
         Sealer::new(ring, prefix)
     }
 
-    /// Adds a discovered node as online (the original's `new_node/1`), and starts an
-    /// anti-entropy exchange with it so both learn each other's table.
-    ///
-    /// An unknown node is written `Alive`. A tracked node that is offline is brought
-    /// back online with its incarnation raised by one, the only case where another
-    /// node raises an incarnation: the operator vouches for it, and if it is not
-    /// actually there the failure detector takes it offline again. A node that is
-    /// already online is left as it is (its address is not overwritten).
-    pub fn new_node(
-        &mut self,
-        now: Instant,
-        name: NodeName,
-        addr: SocketAddr,
-    ) -> Result<(), NewNodeError> {
-        self.observe_input(now);
-        if name == self.name {
-            return Err(NewNodeError::IsSelf);
-        }
-        let incarnation = match self.tracker.get(&name) {
-            None if self.tracker.len() >= self.config.max_nodes => {
-                return Err(NewNodeError::TrackerFull);
-            }
-            None => 0,
-            Some(row) if row.status == crate::tracker::NodeStatus::Online => {
-                self.send_sync(row.addr, false);
-                return Ok(());
-            }
-            Some(row) => row.incarnation.saturating_add(1),
-        };
-        let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
-        let _ = self.apply_row(now, row, None, Source::Gossip);
-        self.send_sync(addr, false);
-        Ok(())
-    }
-
-    /// Loads rows of a table this node can trust as a starting point: what a
-    /// previous run of it held (`tracker().rows()` saved before a restart), or a
-    /// peer's table handed over out of band. The node knows its peers at once
-    /// instead of waiting for a join reply; `join` is still how it announces itself.
-    ///
-    /// Rows are merged as a join reply's are: a row replaces what is held only when
-    /// it ranks higher; nothing is gossiped unless it flips the status of a node
-    /// already known; online rows enter the probe rotation, so a stale one is found
-    /// dead by the failure detector. A row about this node that outranks its own
-    /// (an earlier life's) is refuted with a higher incarnation, as when a peer
-    /// holds one. Rows past `max_nodes` are dropped and counted
-    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
-    pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
-        self.observe_input(now);
-        for row in rows {
-            let _ = self.apply_row(now, row, None, Source::Bulk);
-        }
-    }
-
-    /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1` and
-    /// Locator): sends join requests now, retries with backoff, and after
-    /// `join_attempts` unanswered attempts reports [`Event::JoinFailed`] and stays
-    /// standalone. Afterwards the seeds are re-probed every `rejoin_interval` so
-    /// split clusters merge. After `leave`, `join` brings the node back with a
-    /// higher incarnation.
-    pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
-        self.observe_input(now);
-        let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
-        if self.left {
-            self.left = false;
-            self.leaving_until = None;
-            self.incarnation = self.incarnation.saturating_add(1);
-            self.write_own_row(now, Health::Alive);
-        }
-        self.rejoin = None;
-        self.join = Some(JoinAttempts::new(targets, now, self.config.join_retry));
-        self.run_join(now);
-        Ok(())
-    }
-
-    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
-    /// others mark it offline at once, without suspicion. Probing stops.
-    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
-    /// passed; then the node can be dropped.
-    pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
-        self.observe_input(now);
-        if self.left {
-            return Err(LeaveError::AlreadyLeft);
-        }
-        self.left = true;
-        self.join = None;
-        self.rejoin = None;
-        self.probes.clear();
-        self.suspicions.clear();
-        self.leaving_until = Some(now + self.config.leave_timeout);
-        self.write_own_row(now, Health::Left);
-        // Tell a few members right away rather than waiting for the gossip tick.
-        self.gossip_to_random_members();
-        Ok(())
-    }
-
     // ----- output -----
 
     /// The next datagram to send, with pending updates piggybacked. Call until `None`.
@@ -445,27 +391,16 @@ impl Node {
             };
             match next {
                 Outgoing::Message { to, message } => break (to, message),
-                Outgoing::Rows {
-                    to,
-                    next,
-                    buckets,
-                    kind,
-                } => {
-                    let (rows, rest) = self.rows_chunk(next, buckets, kind);
-                    if let Some(next) = rest {
-                        self.outbox.push_back(Outgoing::Rows {
-                            to,
-                            next,
-                            buckets,
-                            kind,
-                        });
-                    }
-                    if !rows.is_empty() {
-                        break (to, kind.message(rows));
+                Outgoing::Rows(stream) => {
+                    if let Some(chunk) = self.next_chunk(stream) {
+                        break chunk;
                     }
                 }
             }
         };
+        let base = wire::base_len(self.sender(), &message);
+        let updates = self.piggyback(to, base);
+        let refs: Vec<&Update> = updates.iter().collect();
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {
             cluster: self.config.cluster_id,
@@ -473,12 +408,6 @@ impl Node {
             incarnation: self.incarnation,
             sealed: self.sealer.is_some(),
         };
-        let base = wire::base_len(sender, &message);
-        // Two bytes of slack for the update count's varint growing past one byte.
-        let budget = self.config.max_packet_size.saturating_sub(base + 2);
-        let limit = retransmit_limit(self.config.retransmit_mult, self.tracker.online_count());
-        let updates = self.gossip.take_for_packet(budget, limit, to);
-        let refs: Vec<&Update> = updates.iter().collect();
         wire::encode(
             sender,
             &message,
@@ -505,7 +434,26 @@ impl Node {
         event
     }
 
-    // ----- helpers shared by the submodules -----
+    /// When [`handle_timeout`](Node::handle_timeout) should be called next; `None`
+    /// when nothing is scheduled. Read it after draining the other `poll_*` calls.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_wake()
+    }
+
+    // ----- the one way in -----
+
+    /// Runs one input (a `handle_*` call or a command): first notices whether this
+    /// node stalled (from the deadlines as they stood), then acts, then brings the
+    /// timer table up to date for `poll_timeout`.
+    fn input<T>(&mut self, now: Instant, act: impl FnOnce(&mut Self) -> T) -> T {
+        self.observe_input(now);
+        let out = act(self);
+        self.reschedule();
+        out
+    }
+
+    // ----- helpers shared by the parts -----
 
     fn own_row(&self, now: Instant, health: Health) -> TrackerRow {
         TrackerRow::new(
@@ -551,78 +499,9 @@ impl Node {
     fn recycle(&mut self, picked: Vec<RowId>) {
         self.scratch = picked;
     }
-
-    /// Sends the pending updates to `gossip_fanout` random members.
-    fn gossip_to_random_members(&mut self) {
-        let targets = self.sample_members(self.config.gossip_fanout, None);
-        for &target in &targets {
-            if let Some(row) = self.tracker.by_id(target) {
-                let to = row.addr;
-                self.send(to, Message::Gossip);
-            }
-        }
-        self.recycle(targets);
-    }
-
-    fn send_sync(&mut self, to: SocketAddr, reply: bool) {
-        let digest = self.tracker.digest().into();
-        self.send(to, Message::Sync { digest, reply });
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
-    }
-
-    /// Queues the rows of `buckets` (a bit mask) to `to`; they are cut into
-    /// datagrams when sent, and every one applies on its own.
-    fn send_rows(&mut self, to: SocketAddr, buckets: u32, kind: RowsKind) {
-        self.outbox.push_back(Outgoing::Rows {
-            to,
-            next: 0,
-            buckets,
-            kind,
-        });
-    }
-
-    /// The rows for one datagram from id `next` on, and where the next datagram
-    /// starts (`None` when these were the last).
-    fn rows_chunk(
-        &self,
-        next: RowId,
-        buckets: u32,
-        kind: RowsKind,
-    ) -> (Vec<WireRow>, Option<RowId>) {
-        // Slack: the row count's varint may grow, and the incarnation may grow
-        // before the chunk is encoded.
-        let empty = kind.message(Vec::new());
-        let budget = self
-            .config
-            .max_packet_size
-            .saturating_sub(wire::base_len(self.sender(), &empty) + 12);
-        let mut rows = Vec::new();
-        let mut used = 0;
-        for (id, row) in self.tracker.rows_from(next) {
-            if buckets & (1 << TrackerRow::bucket(&row.node)) == 0 {
-                continue;
-            }
-            let row = WireRow(row.clone());
-            let size = wire::encoded_len(&row);
-            if used + size > budget && !rows.is_empty() {
-                return (rows, Some(id));
-            }
-            used += size;
-            rows.push(row);
-        }
-        (rows, None)
-    }
 }
 
-/// How many times each update is sent: `mult · ceil(log10(members + 1))`.
-pub fn retransmit_limit(mult: u32, members: usize) -> u32 {
-    let scale = ((members + 1) as f64).log10().ceil().max(1.0) as u32;
-    mult * scale
-}
-
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

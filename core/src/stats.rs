@@ -1,5 +1,7 @@
 //! Counters a node keeps about its own traffic, and why it dropped what it dropped.
 
+use crate::wire::DecodeError;
+
 /// Why an incoming packet (or an update inside one) was dropped. A dropped packet
 /// changes no state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -56,6 +58,22 @@ impl DropReason {
         DropReason::Authentication,
         DropReason::RateLimited,
     ];
+}
+
+/// The one place a datagram that does not decode becomes a counted drop.
+impl From<DecodeError> for DropReason {
+    fn from(error: DecodeError) -> Self {
+        match error {
+            DecodeError::Truncated => DropReason::Truncated,
+            DecodeError::BadMagic => DropReason::BadMagic,
+            DecodeError::UnsupportedVersion => DropReason::UnsupportedVersion,
+            DecodeError::WrongCluster => DropReason::WrongCluster,
+            DecodeError::Malformed => DropReason::Malformed,
+            DecodeError::NotSealed => DropReason::NotSealed,
+            DecodeError::UnexpectedSeal => DropReason::UnexpectedSeal,
+            DecodeError::Authentication => DropReason::Authentication,
+        }
+    }
 }
 
 /// Traffic and drop counters of one node, cumulative since it was created.

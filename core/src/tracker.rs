@@ -173,12 +173,12 @@ impl Serialize for TrackerRow {
 }
 
 /// Peer bytes and saved files alike are checked: an incarnation above
-/// [`MAX_INCARNATION`](crate::wire::MAX_INCARNATION) or a time chrono cannot
+/// [`MAX_INCARNATION`] or a time chrono cannot
 /// represent is an error; `status` is derived from `health`.
 impl<'de> Deserialize<'de> for TrackerRow {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let record = RowRecord::<NodeName>::deserialize(deserializer)?;
-        if record.incarnation > crate::wire::MAX_INCARNATION {
+        if record.incarnation > MAX_INCARNATION {
             return Err(serde::de::Error::custom("incarnation out of range"));
         }
         let last_change = DateTime::from_timestamp_millis(record.last_change_ms)
@@ -192,6 +192,13 @@ impl<'de> Deserialize<'de> for TrackerRow {
         ))
     }
 }
+
+/// The highest incarnation a row may carry (rows from peers or saved files above
+/// it do not load). Far beyond any real count (a node refuting a thousand times a
+/// second would need 146 million years), and low enough that outbidding it
+/// (`+ 1`) cannot overflow: a forged row at `u64::MAX` would otherwise wrap a
+/// refutation to 0 and keep its victim dead for good.
+pub const MAX_INCARNATION: u64 = u64::MAX >> 1;
 
 /// How many hash buckets the anti-entropy digest splits the tracker into.
 pub const DIGEST_BUCKETS: usize = 16;

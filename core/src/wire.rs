@@ -8,7 +8,7 @@
 //!
 //! The fixed header comes first so a packet of another protocol, version or cluster
 //! is told apart before anything is decoded. Decoding never panics: every failure
-//! is a [`DropReason`].
+//! is a [`DecodeError`].
 
 use std::net::SocketAddr;
 
@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::keyring::{SEAL_OVERHEAD, Sealer};
 use crate::name::{ClusterId, NodeName};
-use crate::stats::DropReason;
 use crate::tracker::{DIGEST_BUCKETS, Digest, TrackerRow};
 
 /// First bytes of every packet.
@@ -27,12 +26,6 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 14;
 /// Flag bit: the body is sealed with the cluster key ring.
 const FLAG_SEALED: u8 = 1;
-
-/// The highest incarnation a packet may carry. Far beyond any real count (a node
-/// refuting a thousand times a second would need 146 million years), and low
-/// enough that outbidding it (`+ 1`) cannot overflow: a forged row at `u64::MAX`
-/// would otherwise wrap a refutation to 0 and keep its victim dead for good.
-pub const MAX_INCARNATION: u64 = u64::MAX >> 1;
 
 /// A tracker row as it travels, in [`TrackerRow`]'s serialized form (validated
 /// when decoded: see its `Deserialize`).
@@ -102,6 +95,28 @@ struct Body<N, M, G> {
     gossip: G,
 }
 
+/// Why a datagram does not decode. The node counts each as the
+/// [`DropReason`](crate::DropReason) of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// Shorter than the fixed header.
+    Truncated,
+    /// Does not start with [`MAGIC`].
+    BadMagic,
+    /// Another protocol version.
+    UnsupportedVersion,
+    /// Another cluster's packet.
+    WrongCluster,
+    /// Unknown flags, or a body that does not decode whole.
+    Malformed,
+    /// Plaintext, where a sealed body is required.
+    NotSealed,
+    /// Sealed, where no key is held.
+    UnexpectedSeal,
+    /// Sealed with an unknown key, or altered on the way.
+    Authentication,
+}
+
 /// A decoded packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Packet {
@@ -120,45 +135,45 @@ pub(crate) fn decode(
     cluster: ClusterId,
     sealer: Option<&Sealer>,
     scratch: &mut Vec<u8>,
-) -> Result<Packet, DropReason> {
+) -> Result<Packet, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
-            DropReason::BadMagic
+            DecodeError::BadMagic
         } else {
-            DropReason::Truncated
+            DecodeError::Truncated
         });
     }
     let (header, body) = bytes.split_at(HEADER_LEN);
     if header[..4] != MAGIC {
-        return Err(DropReason::BadMagic);
+        return Err(DecodeError::BadMagic);
     }
     if header[4] != VERSION {
-        return Err(DropReason::UnsupportedVersion);
+        return Err(DecodeError::UnsupportedVersion);
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(&header[6..14]);
     if u64::from_le_bytes(id) != cluster.0 {
-        return Err(DropReason::WrongCluster);
+        return Err(DecodeError::WrongCluster);
     }
     let sealed = header[5] & FLAG_SEALED != 0;
     if header[5] & !FLAG_SEALED != 0 {
-        return Err(DropReason::Malformed);
+        return Err(DecodeError::Malformed);
     }
     let body = match (sealed, sealer) {
         (false, None) => body,
-        (false, Some(_)) => return Err(DropReason::NotSealed),
-        (true, None) => return Err(DropReason::UnexpectedSeal),
+        (false, Some(_)) => return Err(DecodeError::NotSealed),
+        (true, None) => return Err(DecodeError::UnexpectedSeal),
         (true, Some(sealer)) => {
             if !sealer.open(header, body, scratch) {
-                return Err(DropReason::Authentication);
+                return Err(DecodeError::Authentication);
             }
             scratch.as_slice()
         }
     };
     let (body, rest): (Body<NodeName, Message, Vec<Update>>, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|_| DropReason::Malformed)?;
+        postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
     if !rest.is_empty() {
-        return Err(DropReason::Malformed);
+        return Err(DecodeError::Malformed);
     }
     Ok(Packet {
         sender: body.sender,
@@ -280,7 +295,7 @@ mod tests {
         out
     }
 
-    fn plain(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DropReason> {
+    fn plain(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DecodeError> {
         decode(bytes, cluster, None, &mut Vec::new())
     }
 
@@ -334,16 +349,16 @@ mod tests {
     #[test]
     fn header_problems_have_their_own_reasons() {
         let good = encode_one(&Message::Gossip, &[]);
-        assert_eq!(plain(&good[..3], CLUSTER), Err(DropReason::Truncated));
-        assert_eq!(plain(&[], CLUSTER), Err(DropReason::Truncated));
-        assert_eq!(plain(b"GET / HTTP", CLUSTER), Err(DropReason::BadMagic));
+        assert_eq!(plain(&good[..3], CLUSTER), Err(DecodeError::Truncated));
+        assert_eq!(plain(&[], CLUSTER), Err(DecodeError::Truncated));
+        assert_eq!(plain(b"GET / HTTP", CLUSTER), Err(DecodeError::BadMagic));
         let mut bad_version = good.clone();
         bad_version[4] = 99;
         assert_eq!(
             plain(&bad_version, CLUSTER),
-            Err(DropReason::UnsupportedVersion)
+            Err(DecodeError::UnsupportedVersion)
         );
-        assert_eq!(plain(&good, ClusterId(43)), Err(DropReason::WrongCluster));
+        assert_eq!(plain(&good, ClusterId(43)), Err(DecodeError::WrongCluster));
     }
 
     #[test]
@@ -357,13 +372,13 @@ mod tests {
         for cut in HEADER_LEN..good.len() {
             assert_eq!(
                 plain(&good[..cut], CLUSTER),
-                Err(DropReason::Malformed),
+                Err(DecodeError::Malformed),
                 "cut at {cut}"
             );
         }
         let mut padded = good.clone();
         padded.push(0);
-        assert_eq!(plain(&padded, CLUSTER), Err(DropReason::Malformed));
+        assert_eq!(plain(&padded, CLUSTER), Err(DecodeError::Malformed));
     }
 
     #[test]
@@ -389,7 +404,7 @@ mod tests {
             )],
         };
         bytes = postcard::to_extend(&body, bytes).expect("encodes");
-        assert_eq!(plain(&bytes, CLUSTER), Err(DropReason::Malformed));
+        assert_eq!(plain(&bytes, CLUSTER), Err(DecodeError::Malformed));
     }
 
     #[test]
@@ -415,20 +430,20 @@ mod tests {
         let opener = Sealer::new(&ring, [2; 16]);
         let packet = decode(&out, CLUSTER, Some(&opener), &mut scratch).expect("opens");
         assert_eq!(packet.message, message);
-        assert_eq!(plain(&out, CLUSTER), Err(DropReason::UnexpectedSeal));
+        assert_eq!(plain(&out, CLUSTER), Err(DecodeError::UnexpectedSeal));
         let stranger = Sealer::new(&KeyRing::new(Key::new([5; 32])), [2; 16]);
         assert_eq!(
             decode(&out, CLUSTER, Some(&stranger), &mut scratch),
-            Err(DropReason::Authentication)
+            Err(DecodeError::Authentication)
         );
         let plaintext = encode_one(&message, &[]);
         assert_eq!(
             decode(&plaintext, CLUSTER, Some(&opener), &mut scratch),
-            Err(DropReason::NotSealed)
+            Err(DecodeError::NotSealed)
         );
         let mut unknown_flag = plaintext.clone();
         unknown_flag[5] = 0x80;
-        assert_eq!(plain(&unknown_flag, CLUSTER), Err(DropReason::Malformed));
+        assert_eq!(plain(&unknown_flag, CLUSTER), Err(DecodeError::Malformed));
     }
 
     #[test]

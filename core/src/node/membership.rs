@@ -1,19 +1,77 @@
-//! Applying row changes: precedence, refutation of news about self, suspicion
-//! bookkeeping, and the events that follow a change.
+//! Membership: applying rows heard from peers, loaded by `restore` or decided
+//! here. Precedence decides what is kept, news about this node itself is refuted,
+//! and every change becomes events, member lists and the mode. Also `new_node`,
+//! which vouches for a node the owner discovered.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tracing::debug;
 
-use super::{Node, Source};
+use super::Node;
 use crate::event::{Event, Mode, Op, TrackerEvent};
 use crate::name::NodeName;
 use crate::stats::DropReason;
-use crate::suspicion::{Suspicion, suspicion_bounds};
 use crate::tracker::{Health, NodeStatus, RowChange, TrackerRow};
-use crate::wire::{Update, WireRow};
+use crate::wire::{Message, WireRow};
+
+/// Why `new_node` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewNodeError {
+    /// The name is this node's own.
+    #[error("a node cannot add itself")]
+    IsSelf,
+    /// The tracker already holds `max_nodes` rows.
+    #[error("the tracker is full (max_nodes)")]
+    TrackerFull,
+}
+
+/// Where a row came from; decides whether it is passed on by gossip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Decided here or heard by gossip: spread it.
+    Gossip,
+    /// Part of a bulk transfer (join reply, anti-entropy): the sender's peers
+    /// mostly hold it already, so it is spread only when it flips a node's status.
+    Bulk,
+}
 
 impl Node {
+    /// See [`Node::new_node`].
+    pub(super) fn add_node(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        addr: SocketAddr,
+    ) -> Result<(), NewNodeError> {
+        if name == self.name {
+            return Err(NewNodeError::IsSelf);
+        }
+        let incarnation = match self.tracker.get(&name) {
+            None if self.tracker.len() >= self.config.max_nodes => {
+                return Err(NewNodeError::TrackerFull);
+            }
+            None => 0,
+            Some(row) if row.status == NodeStatus::Online => {
+                self.send_sync(row.addr, false);
+                return Ok(());
+            }
+            Some(row) => row.incarnation.saturating_add(1),
+        };
+        let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
+        let _ = self.apply_row(now, row, None, Source::Gossip);
+        self.send_sync(addr, false);
+        Ok(())
+    }
+
+    /// Applies the rows of a bulk transfer (join reply, anti-entropy).
+    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>) {
+        for row in rows {
+            let _ = self.apply_row(now, row.0, None, Source::Bulk);
+        }
+    }
+
     /// Applies a row heard from a peer or decided here. `suspecter` names who raised
     /// a suspicion (for Lifeguard's independent confirmations).
     ///
@@ -61,10 +119,8 @@ impl Node {
             && row.health == Health::Suspect
             && known.health == Health::Suspect
             && known.incarnation == row.incarnation
-            && let Some(suspicion) = self.suspicions.get_mut(&row.node)
-            && suspicion.confirm(from)
         {
-            self.push_gossip(now, row.clone(), suspecter.clone());
+            self.confirm_suspicion(now, &row, from);
         }
         let Some(change) = self.tracker.merge_known(known_id, row) else {
             return false;
@@ -84,47 +140,6 @@ impl Node {
         self.track_suspicion(now, &change.new, suspecter);
         self.record(change);
         false
-    }
-
-    /// Suspects `target` at `incarnation` because this node's own probe failed.
-    pub(super) fn suspect(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
-        let Some(row) = self.tracker.get(target) else {
-            return;
-        };
-        if row.incarnation != incarnation || row.status == NodeStatus::Offline {
-            return;
-        }
-        let me = Some(self.name.clone());
-        if row.health == Health::Suspect {
-            // Already suspected by someone else: ours is an independent confirmation.
-            let row = row.clone();
-            if let Some(suspicion) = self.suspicions.get_mut(target)
-                && suspicion.confirm(&self.name)
-            {
-                self.push_gossip(now, row, me);
-            }
-            return;
-        }
-        let suspected = row.with_health(Health::Suspect, self.wall_clock(now));
-        let addr = suspected.addr;
-        let _ = self.apply_row(now, suspected, me, Source::Gossip);
-        // Tell the suspect directly so it can refute before the news has spread.
-        self.send(addr, crate::wire::Message::Gossip);
-    }
-
-    /// Declares a suspect dead: its suspicion ran out unrefuted (or its last-chance
-    /// ping bounced).
-    pub(super) fn declare_dead(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
-        self.suspicions.remove(target);
-        let Some(row) = self.tracker.get(target) else {
-            return;
-        };
-        if row.health != Health::Suspect || row.incarnation != incarnation {
-            return;
-        }
-        let dead = row.with_health(Health::Dead, self.wall_clock(now));
-        debug!(node = %target, incarnation, "declared dead");
-        let _ = self.apply_row(now, dead, None, Source::Gossip);
     }
 
     /// News about this node itself: refute anything that says it is not alive at its
@@ -162,7 +177,9 @@ impl Node {
         // Someone holds a view of this node at or above its incarnation that is
         // wrong (suspect, dead, left, another address): outbid it.
         if row.health == Health::Suspect {
-            self.local_health.worsen(self.config.max_local_health);
+            self.probing
+                .local_health
+                .worsen(self.config.max_local_health);
         }
         // Rows from the wire are at most MAX_INCARNATION, so this cannot saturate
         // in practice; saturating keeps a bug from wrapping to 0.
@@ -182,7 +199,7 @@ impl Node {
         }
         if let Some(accuser) = suspecter.and_then(|name| self.tracker.get(name)) {
             let to = accuser.addr;
-            self.send(to, crate::wire::Message::Gossip);
+            self.send(to, Message::Gossip);
         }
     }
 
@@ -192,91 +209,6 @@ impl Node {
         if let Some(change) = self.tracker.merge(own.clone()) {
             self.push_gossip(now, own, None);
             self.record(change);
-        }
-    }
-
-    /// Starts, keeps or ends the suspicion timer of a node after its row changed.
-    fn track_suspicion(&mut self, now: Instant, row: &TrackerRow, origin: Option<NodeName>) {
-        if row.health != Health::Suspect {
-            self.suspicions.remove(&row.node);
-            return;
-        }
-        if self
-            .suspicions
-            .get(&row.node)
-            .is_some_and(|s| s.incarnation == row.incarnation)
-        {
-            return;
-        }
-        let members = self.tracker.online_count();
-        let bounds = suspicion_bounds(
-            self.config.suspicion_min,
-            self.config.suspicion_max_factor,
-            members,
-        );
-        // Confirmations can only come from members other than the suspect and the origin.
-        let k = self
-            .config
-            .suspicion_confirmations
-            .min(members.saturating_sub(2) as u32);
-        let origin = origin.unwrap_or_else(|| self.name.clone());
-        self.suspicions.insert(
-            row.node.clone(),
-            Suspicion::new(now, row.incarnation, origin, bounds, k),
-        );
-    }
-
-    /// Queues an update for dissemination.
-    pub(super) fn push_gossip(
-        &mut self,
-        now: Instant,
-        row: TrackerRow,
-        suspecter: Option<NodeName>,
-    ) {
-        if self.gossip.is_empty() && self.next_gossip_at < now {
-            // The tick was idle: restart it from now instead of from a stale past.
-            self.next_gossip_at = now;
-        }
-        let update = Update {
-            row: WireRow(row),
-            suspecter,
-        };
-        self.stats.gossip_evicted += self.gossip.push(update, self.config.max_pending_updates);
-    }
-
-    /// Whether an offline row is older than the retention: it was reaped (or is about
-    /// to be) and must not come back through a slower replica.
-    fn is_expired(&self, now: Instant, row: &TrackerRow) -> bool {
-        match self.config.offline_retention {
-            Some(retention) if row.status == NodeStatus::Offline => {
-                let age = self.wall_clock(now) - row.last_change;
-                age.to_std().is_ok_and(|age| age >= retention)
-            }
-            _ => false,
-        }
-    }
-
-    /// Removes offline rows older than the retention, with `Op::Delete` events.
-    pub(super) fn reap(&mut self, now: Instant) {
-        let expired: Vec<NodeName> = self
-            .tracker
-            .rows()
-            .filter(|row| row.node != self.name && self.is_expired(now, row))
-            .map(|row| row.node.clone())
-            .collect();
-        for name in expired {
-            if let Some(id) = self.tracker.id_of(&name) {
-                self.dead.remove(id);
-                self.members.remove(id);
-            }
-            if let Some(old) = self.tracker.remove(&name) {
-                self.gossip.remove(&name);
-                self.events.push_back(Event::Tracker(TrackerEvent {
-                    op: Op::Delete,
-                    new_row: old,
-                    old_row: None,
-                }));
-            }
         }
     }
 
@@ -329,5 +261,196 @@ impl Node {
             self.mode = mode;
             self.events.push_back(Event::ModeChanged(mode));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    #[test]
+    fn a_suspicion_from_an_outdated_row_is_answered_with_the_current_one() {
+        let now = epoch();
+        let mut node = node(now);
+        // This node knows "peer" refuted a suspicion: alive at incarnation 2.
+        let current = alive("peer", 2, 2);
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("other", 0, Message::Gossip, &[&current]),
+        );
+        let _ = sent(&mut node);
+        while node.poll_event().is_some() {}
+        // "late" missed that and suspects it at incarnation 1.
+        let outdated = suspect("peer", 2, 1, "late");
+        node.handle_packet(
+            now,
+            addr(4),
+            &packet("late", 0, Message::Gossip, &[&outdated]),
+        );
+        let row = node.row(&name("peer")).expect("tracked");
+        assert_eq!(
+            (row.health, row.incarnation),
+            (Health::Alive, 2),
+            "unchanged"
+        );
+        assert!(node.poll_event().is_none(), "no state change");
+        let out = sent(&mut node);
+        let answer = out
+            .iter()
+            .find(|(to, _)| *to == addr(4))
+            .map(|(_, packet)| packet)
+            .expect("the suspecter is answered at once");
+        assert!(
+            answer
+                .gossip
+                .iter()
+                .any(|u| u.row.0.node == name("peer") && u.row.0.incarnation == 2),
+            "with the current row: {answer:?}"
+        );
+        // Outdated good news needs no answer.
+        let stale_alive = alive("peer", 2, 1);
+        node.handle_packet(
+            now,
+            addr(4),
+            &packet("late", 0, Message::Gossip, &[&stale_alive]),
+        );
+        assert!(sent(&mut node).is_empty());
+    }
+
+    #[test]
+    fn a_node_that_refutes_its_own_death_compares_tables_soon() {
+        let now = epoch();
+        let mut node = node(now);
+        let peer = alive("peer", 2, 0);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&peer]));
+        let death = dead("me", 1, 0);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&death]));
+        assert_eq!(node.incarnation(), 1);
+        let _ = sent(&mut node);
+        // Peers stopped sending to a node they held dead: it missed news.
+        let soon = now + 2 * node.config().probe_interval;
+        assert!(node.config().anti_entropy_interval > 4 * node.config().probe_interval);
+        let mut synced = false;
+        while let Some(at) = node.poll_timeout().filter(|at| *at <= soon) {
+            node.handle_timeout(at);
+            synced |= sent(&mut node)
+                .iter()
+                .any(|(_, p)| matches!(p.message, Message::Sync { .. }));
+        }
+        assert!(synced, "an anti-entropy exchange within two probe periods");
+    }
+
+    #[test]
+    fn news_of_own_death_is_refuted_with_a_higher_incarnation() {
+        let now = epoch();
+        let mut node = node(now);
+        let death = dead("me", 1, 3);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&death]));
+        assert_eq!(node.incarnation(), 4);
+        assert_eq!(node.stats().refutations, 1);
+        let own = node.row(&name("me")).expect("self");
+        assert_eq!((own.health, own.incarnation), (Health::Alive, 4));
+        assert!(
+            node.poll_event().is_some(),
+            "the own row's write is an event"
+        );
+        assert!(
+            !std::iter::from_fn(|| node.poll_event())
+                .any(|e| matches!(e, Event::NodeUpdate { .. })),
+            "never a notification about self"
+        );
+    }
+
+    #[test]
+    fn new_node_refuses_self_and_a_full_tracker() {
+        let now = epoch();
+        let config = Config {
+            max_nodes: 2,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        assert_eq!(
+            node.new_node(now, name("me"), addr(1)),
+            Err(NewNodeError::IsSelf)
+        );
+        node.new_node(now, name("a"), addr(2))
+            .expect("room for one");
+        assert_eq!(
+            node.new_node(now, name("b"), addr(3)),
+            Err(NewNodeError::TrackerFull)
+        );
+        assert_eq!(node.tracker().len(), 2);
+        // gossip about further unknown nodes is counted, not stored
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("a", 0, Message::Gossip, &[&alive("c", 4, 0)]),
+        );
+        assert_eq!(node.stats().dropped(DropReason::TrackerFull), 1);
+        assert_eq!(node.tracker().len(), 2);
+    }
+
+    #[test]
+    fn a_restored_table_makes_the_node_clustered_without_gossip_and_refutes_an_old_self() {
+        let now = epoch();
+        // A saved table: an earlier life of "me" at incarnation 4, and two peers, one dead.
+        let saved: Vec<TrackerRow> = [alive("a", 2, 0), alive("b", 3, 1), alive("me", 1, 4)]
+            .into_iter()
+            .map(|update| match update.row.0 {
+                row if row.node == name("b") => row.with_health(Health::Dead, wall()),
+                row => row,
+            })
+            .collect();
+
+        let mut node = node(now);
+        node.restore(now, saved.clone());
+        assert_eq!(node.mode(), Mode::Clustered);
+        assert_eq!(node.tracker().len(), 3);
+        assert_eq!(
+            node.row(&name("a")).map(|r| r.status),
+            Some(NodeStatus::Online)
+        );
+        assert_eq!(
+            node.row(&name("b")).map(|r| r.status),
+            Some(NodeStatus::Offline)
+        );
+        assert_eq!(
+            node.incarnation(),
+            5,
+            "the earlier life's incarnation 4 is outbid"
+        );
+        // Only the refutation is news: restored peers are not gossiped.
+        assert_eq!(node.pending_updates(), 1);
+        let mut updates = Vec::new();
+        while let Some(event) = node.poll_event() {
+            if let Event::NodeUpdate { node, status, .. } = event {
+                updates.push((node, status));
+            }
+        }
+        assert_eq!(updates, vec![(name("a"), NodeStatus::Online)]);
+        // Restoring again changes nothing; the restored peer is probed.
+        node.restore(now, saved);
+        assert_eq!(node.tracker().len(), 3);
+        node.handle_timeout(now);
+        let pings: Vec<SocketAddr> = sent(&mut node)
+            .into_iter()
+            .filter(|(_, p)| matches!(p.message, Message::Ping { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(pings, vec![addr(2)]);
+    }
+
+    #[test]
+    fn restore_respects_max_nodes() {
+        let now = epoch();
+        let config = Config {
+            max_nodes: 2,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        node.restore(now, [alive("a", 2, 0).row.0, alive("b", 3, 0).row.0]);
+        assert_eq!(node.tracker().len(), 2);
+        assert_eq!(node.stats().dropped(DropReason::TrackerFull), 1);
     }
 }

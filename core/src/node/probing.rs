@@ -1,16 +1,17 @@
-//! The probe cycle (SWIM with Lifeguard's nacks) and the fast path for crashed
-//! processes: "port unreachable" hints from the OS start probes at once, and
-//! bounces confirmed by independent members shorten the suspicion to
+//! Probing: the probe cycle (SWIM with Lifeguard's nacks), the indirect probes
+//! this node runs for others, Lifeguard's local health score, and the fast path
+//! for crashed processes: "port unreachable" hints from the OS start probes at
+//! once, and bounces confirmed by independent members shorten the suspicion to
 //! `unreachable_grace`.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
 use super::Node;
+use super::timer::Timer;
 use crate::name::NodeName;
-use crate::probe::{MAX_HINT_PROBES, Probe, Verdict};
 use crate::stats::DropReason;
 use crate::tracker::Health;
 use crate::wire::Message;
@@ -19,19 +20,151 @@ use crate::wire::Message;
 /// take the short suspicion.
 const BOUNCES_TO_SUSPECT: u32 = 2;
 
+/// Most probes started by unreachable hints at once.
+const MAX_HINT_PROBES: usize = 4;
+
+/// Most indirect probes run for others at once; more requests are ignored, which
+/// bounds memory when a peer floods ping-reqs.
+const MAX_RELAYS: usize = 256;
+
+/// Probing state: the probes this node has in flight, the indirect probes it runs
+/// for others, and its local health.
+#[derive(Debug, Default)]
+pub(super) struct Probing {
+    /// One regular probe at most, plus those started by unreachable hints.
+    pub(super) probes: Vec<Probe>,
+    relays: Vec<Relay>,
+    /// The last sequence number a ping was sent under.
+    seq: u32,
+    pub(super) local_health: LocalHealth,
+}
+
+impl Probing {
+    /// A fresh sequence number for a ping.
+    pub(super) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Whether the round-robin probe is in flight.
+    pub(super) fn regular_in_flight(&self) -> bool {
+        self.probes.iter().any(|probe| probe.regular)
+    }
+
+    /// When a probe in flight next needs attention: its indirect round, or its verdict.
+    pub(super) fn next_step_at(&self) -> Option<Instant> {
+        self.probes
+            .iter()
+            .flat_map(|probe| {
+                let indirect = (!probe.acked && !probe.indirect_sent).then_some(probe.indirect_at);
+                indirect.into_iter().chain([probe.ends_at])
+            })
+            .min()
+    }
+
+    /// The probe in flight under `seq`.
+    fn probe_mut(&mut self, seq: u32) -> Option<&mut Probe> {
+        self.probes.iter_mut().find(|probe| probe.seq == seq)
+    }
+
+    /// When the first nack for someone else's indirect probe is owed.
+    pub(super) fn next_nack_at(&self) -> Option<Instant> {
+        self.relays.iter().map(|relay| relay.nack_at).min()
+    }
+}
+
+/// A probe in flight: ping, then `k` ping-reqs at `indirect_at`, then a verdict
+/// at `ends_at`. One regular probe runs at a time; probes started by unreachable
+/// hints run beside it.
+#[derive(Clone, Debug)]
+pub(super) struct Probe {
+    seq: u32,
+    target: NodeName,
+    target_addr: SocketAddr,
+    /// The incarnation probed; a suspicion names it.
+    incarnation: u64,
+    /// Part of the round-robin cycle (as opposed to started by an unreachable hint).
+    regular: bool,
+    indirect_at: Instant,
+    ends_at: Instant,
+    acked: bool,
+    indirect_sent: bool,
+    nacks_expected: u32,
+    nacks: u32,
+    /// Independent "port unreachable" evidence: our own hint plus helpers' reports.
+    bounces: u32,
+    /// Whether the bounces already led to a (short) suspicion.
+    fast_suspected: bool,
+}
+
+/// Whether a finished probe tells something about this node's own health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The target answered.
+    Acked,
+    /// The target did not answer, but helpers said so too: its problem.
+    Failed,
+    /// The target did not answer and no helper's nack came back either: this
+    /// node may be the one with the bad network (Lifeguard). One nack is enough
+    /// to clear it, so helpers that are themselves dead (a rack lost at once) do
+    /// not slow the survivors' probing.
+    FailedWithMissingNacks,
+}
+
+impl Probe {
+    fn verdict(&self) -> Verdict {
+        if self.acked {
+            Verdict::Acked
+        } else if self.nacks_expected > 0 && self.nacks == 0 {
+            Verdict::FailedWithMissingNacks
+        } else {
+            Verdict::Failed
+        }
+    }
+}
+
+/// An indirect probe run for another member: when our ping's ack comes back it is
+/// relayed; if nothing comes by `nack_at`, a nack is sent instead.
+#[derive(Clone, Debug)]
+struct Relay {
+    seq: u32,
+    requester: SocketAddr,
+    requester_seq: u32,
+    target_addr: SocketAddr,
+    nack_at: Instant,
+}
+
+/// Lifeguard's local health multiplier: rises when this node shows signs of its own
+/// trouble (missed nacks, having to refute a suspicion of itself, stalls), falls
+/// with each successful probe; probe interval and timeout stretch by `1 + score`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalHealth {
+    score: u32,
+}
+
+impl LocalHealth {
+    /// The current score, `0` when healthy.
+    pub fn score(self) -> u32 {
+        self.score
+    }
+
+    pub(super) fn worsen(&mut self, max: u32) {
+        self.score = (self.score + 1).min(max);
+    }
+
+    pub(super) fn improve(&mut self) {
+        self.score = self.score.saturating_sub(1);
+    }
+
+    /// `duration · (1 + score)`.
+    pub(super) fn scale(self, duration: Duration) -> Duration {
+        duration * (self.score + 1)
+    }
+}
+
 impl Node {
-    /// Hint from the OS that nothing listens at `addr` (ICMP port unreachable).
-    ///
-    /// Strong but unproven evidence, never enough on its own: a probe of the
-    /// member at `addr` starts at once, with indirect probes through `k` others
-    /// who report whether the target bounced for them too. When two independent
-    /// bounces agree, the member is suspected with the short `unreachable_grace`
-    /// timeout, and declared dead if its last-chance ping bounces as well. A member
-    /// that answers (a process restarted on the same port) refutes as usual.
-    /// Hints about addresses no member uses are counted as
-    /// [`DropReason::UnknownAddress`] and change nothing.
-    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
-        self.observe_input(now);
+    /// The OS says nothing listens at `addr`: see [`Node::handle_unreachable`].
+    pub(super) fn unreachable(&mut self, now: Instant, addr: SocketAddr) {
         let mut used = self.relay_bounced(addr);
         let member = self
             .member_rows()
@@ -40,7 +173,12 @@ impl Node {
         if let Some(target) = member {
             used = true;
             self.last_chance_bounced(now, &target);
-            match self.probes.iter().position(|probe| probe.target == target) {
+            match self
+                .probing
+                .probes
+                .iter()
+                .position(|probe| probe.target == target)
+            {
                 Some(at) => self.record_bounce(now, at),
                 None => self.start_hint_probe(now, target),
             }
@@ -51,13 +189,100 @@ impl Node {
         }
     }
 
+    pub(super) fn handle_ping(&mut self, from: SocketAddr, seq: u32) {
+        self.send(from, Message::Ack { seq });
+    }
+
+    /// An ack answers a probe of ours, or one run for someone else (relayed to
+    /// them), or a last-chance ping; anything else came too late.
+    pub(super) fn handle_ack(&mut self, seq: u32) {
+        if let Some(probe) = self.probing.probe_mut(seq) {
+            probe.acked = true;
+            return;
+        }
+        if let Some(at) = self
+            .probing
+            .relays
+            .iter()
+            .position(|relay| relay.seq == seq)
+        {
+            let relay = self.probing.relays.swap_remove(at);
+            self.send(
+                relay.requester,
+                Message::Ack {
+                    seq: relay.requester_seq,
+                },
+            );
+            return;
+        }
+        if self.last_chance_acked(seq) {
+            return;
+        }
+        self.stats.late_acks += 1;
+    }
+
+    /// A helper could not reach our probe's target either.
+    pub(super) fn handle_nack(&mut self, seq: u32) {
+        if let Some(probe) = self.probing.probe_mut(seq) {
+            probe.nacks += 1;
+        }
+    }
+
+    /// Another member asks this one to ping `target` for it.
+    pub(super) fn handle_ping_req(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        requester_seq: u32,
+        target: NodeName,
+        target_addr: SocketAddr,
+    ) {
+        if target == self.name {
+            // Asked to probe ourselves: we are evidently here.
+            self.send(from, Message::Ack { seq: requester_seq });
+            return;
+        }
+        if self.probing.relays.len() >= MAX_RELAYS {
+            debug!(%from, "too many indirect probes in flight: request ignored");
+            return;
+        }
+        let seq = self.probing.next_seq();
+        // Nack before the requester's period ends, so it can tell its own trouble
+        // from the target's (Lifeguard).
+        let window = self
+            .config
+            .probe_interval
+            .saturating_sub(self.config.probe_timeout);
+        self.probing.relays.push(Relay {
+            seq,
+            requester: from,
+            requester_seq,
+            target_addr,
+            nack_at: now + window.mul_f64(0.8),
+        });
+        self.send(target_addr, Message::Ping { seq, target });
+    }
+
+    /// A member asked to probe for us reports that the target bounced for it too.
+    pub(super) fn handle_bounced(&mut self, now: Instant, seq: u32) {
+        if let Some(at) = self
+            .probing
+            .probes
+            .iter()
+            .position(|probe| probe.seq == seq)
+        {
+            self.probing.probes[at].nacks += 1;
+            self.record_bounce(now, at);
+        }
+    }
+
     /// A helper's ping for someone else's indirect probe bounced: tell the requester.
     fn relay_bounced(&mut self, addr: SocketAddr) -> bool {
         let mut any = false;
         let mut i = 0;
-        while i < self.relays.len() {
-            if self.relays[i].target_addr == addr {
-                let relay = self.relays.swap_remove(i);
+        while i < self.probing.relays.len() {
+            if self.probing.relays[i].target_addr == addr {
+                let relay = self.probing.relays.swap_remove(i);
                 self.send(
                     relay.requester,
                     Message::Bounced {
@@ -72,36 +297,16 @@ impl Node {
         any
     }
 
-    /// The last-chance ping of an already suspected member bounced: it is gone.
-    fn last_chance_bounced(&mut self, now: Instant, target: &NodeName) {
-        let Some(suspicion) = self.suspicions.get(target) else {
-            return;
-        };
-        if suspicion.last_chance.is_some_and(|last| !last.acked) {
-            let incarnation = suspicion.incarnation;
-            debug!(node = %target, "last-chance ping bounced");
-            self.declare_dead(now, target, incarnation);
-        }
-    }
-
-    /// A member asked to probe for us reports that the target bounced for it too.
-    pub(super) fn handle_bounced(&mut self, now: Instant, seq: u32) {
-        if let Some(at) = self.probes.iter().position(|probe| probe.seq == seq) {
-            self.probes[at].nacks += 1;
-            self.record_bounce(now, at);
-        }
-    }
-
     fn record_bounce(&mut self, now: Instant, at: usize) {
-        let probe = &mut self.probes[at];
+        let probe = &mut self.probing.probes[at];
         probe.bounces += 1;
         if !probe.indirect_sent && !probe.acked {
             self.probe_indirectly(at);
         }
-        let probe = &self.probes[at];
+        let probe = &self.probing.probes[at];
         if probe.bounces >= BOUNCES_TO_SUSPECT && !probe.acked && !probe.fast_suspected {
             let (target, incarnation) = (probe.target.clone(), probe.incarnation);
-            self.probes[at].fast_suspected = true;
+            self.probing.probes[at].fast_suspected = true;
             debug!(node = %target, "bounces confirmed: short suspicion");
             self.suspect(now, &target, incarnation);
             if let Some(suspicion) = self.suspicions.get_mut(&target)
@@ -115,7 +320,8 @@ impl Node {
     /// A probe outside the round-robin order, for a member the OS says is gone:
     /// the hint itself counts as one bounce, and helpers are asked at once.
     fn start_hint_probe(&mut self, now: Instant, target: NodeName) {
-        if self.left || self.probes.iter().filter(|p| !p.regular).count() >= MAX_HINT_PROBES {
+        let hint_probes = self.probing.probes.iter().filter(|p| !p.regular).count();
+        if self.left || hint_probes >= MAX_HINT_PROBES {
             return;
         }
         if let Some(at) = self.start_probe(now, target, false) {
@@ -124,23 +330,23 @@ impl Node {
     }
 
     pub(super) fn run_probes(&mut self, now: Instant) {
-        for at in 0..self.probes.len() {
-            let probe = &self.probes[at];
+        for at in 0..self.probing.probes.len() {
+            let probe = &self.probing.probes[at];
             if !probe.acked && !probe.indirect_sent && now >= probe.indirect_at {
                 self.probe_indirectly(at);
             }
         }
         let mut at = 0;
-        while at < self.probes.len() {
-            if now >= self.probes[at].ends_at {
-                let probe = self.probes.swap_remove(at);
+        while at < self.probing.probes.len() {
+            if now >= self.probing.probes[at].ends_at {
+                let probe = self.probing.probes.swap_remove(at);
                 self.finish_probe(now, probe);
             } else {
                 at += 1;
             }
         }
-        let probing = self.probes.iter().any(|probe| probe.regular);
-        if !probing && !self.left && now >= self.next_probe_at {
+        let probing = self.probing.regular_in_flight();
+        if !probing && !self.left && self.timers.is_expired(Timer::Probe, now) {
             let next = self.members.next_probe_target(&mut self.rng);
             match next
                 .and_then(|id| self.tracker.by_id(id))
@@ -149,7 +355,9 @@ impl Node {
                 Some(target) => {
                     let _ = self.start_probe(now, target, true);
                 }
-                None => self.next_probe_at = now + self.config.probe_interval,
+                None => self
+                    .timers
+                    .set(Timer::Probe, now + self.config.probe_interval),
             }
         }
     }
@@ -159,11 +367,11 @@ impl Node {
     fn start_probe(&mut self, now: Instant, target: NodeName, regular: bool) -> Option<usize> {
         let row = self.tracker.get(&target)?;
         let (addr, incarnation) = (row.addr, row.incarnation);
-        let seq = self.next_seq();
-        let interval = self.local_health.scale(self.config.probe_interval);
-        let timeout = self.local_health.scale(self.config.probe_timeout);
+        let seq = self.probing.next_seq();
+        let interval = self.probing.local_health.scale(self.config.probe_interval);
+        let timeout = self.probing.local_health.scale(self.config.probe_timeout);
         self.ping(now, &target, seq);
-        self.probes.push(Probe {
+        self.probing.probes.push(Probe {
             seq,
             target,
             target_addr: addr,
@@ -179,10 +387,10 @@ impl Node {
             fast_suspected: false,
         });
         if regular {
-            self.next_probe_at = now + interval;
+            self.timers.set(Timer::Probe, now + interval);
         }
         self.stats.probes_sent += 1;
-        Some(self.probes.len() - 1)
+        Some(self.probing.probes.len() - 1)
     }
 
     /// Pings a member. A suspect gets its suspicion piggybacked (Lifeguard's buddy
@@ -208,11 +416,11 @@ impl Node {
     /// No direct ack in time (or a bounce): ask `k` others to ping the target, and
     /// ping it once more ourselves (a lost datagram is the likeliest cause).
     fn probe_indirectly(&mut self, at: usize) {
-        let probe = &self.probes[at];
+        let probe = &self.probing.probes[at];
         let (seq, target, target_addr) = (probe.seq, probe.target.clone(), probe.target_addr);
         let asked = self.ask_helpers(seq, &target, target_addr);
         self.send(target_addr, Message::Ping { seq, target });
-        let probe = &mut self.probes[at];
+        let probe = &mut self.probing.probes[at];
         probe.indirect_sent = true;
         probe.nacks_expected = asked;
     }
@@ -247,15 +455,142 @@ impl Node {
 
     fn finish_probe(&mut self, now: Instant, probe: Probe) {
         match probe.verdict() {
-            Verdict::Acked => self.local_health.improve(),
+            Verdict::Acked => self.probing.local_health.improve(),
             verdict => {
                 self.stats.probes_failed += 1;
                 if verdict == Verdict::FailedWithMissingNacks {
-                    self.local_health.worsen(self.config.max_local_health);
+                    self.probing
+                        .local_health
+                        .worsen(self.config.max_local_health);
                 }
                 debug!(target = %probe.target, ?verdict, "probe failed");
                 self.suspect(now, &probe.target, probe.incarnation);
             }
         }
+    }
+
+    /// Nacks the indirect probes run for others whose window ran out.
+    pub(super) fn run_relays(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.probing.relays.len() {
+            if self.probing.relays[i].nack_at <= now {
+                let relay = self.probing.relays.swap_remove(i);
+                self.send(
+                    relay.requester,
+                    Message::Nack {
+                        seq: relay.requester_seq,
+                    },
+                );
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LocalHealth, Probe, Verdict};
+    use crate::node::testing::*;
+
+    #[test]
+    fn local_health_is_bounded_and_scales_durations() {
+        let mut health = LocalHealth::default();
+        let base = Duration::from_millis(100);
+        assert_eq!(health.scale(base), base);
+        for _ in 0..20 {
+            health.worsen(8);
+        }
+        assert_eq!(health.score(), 8);
+        assert_eq!(health.scale(base), base * 9);
+        health.improve();
+        assert_eq!(health.score(), 7);
+        for _ in 0..20 {
+            health.improve();
+        }
+        assert_eq!(health.score(), 0);
+    }
+
+    #[test]
+    fn verdict_blames_self_only_when_every_nack_goes_missing() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut probe = Probe {
+            seq: 1,
+            target: NodeName::new("t").expect("valid"),
+            target_addr: "127.0.0.1:1".parse().expect("valid"),
+            incarnation: 0,
+            regular: true,
+            indirect_at: now,
+            ends_at: now,
+            acked: false,
+            indirect_sent: true,
+            nacks_expected: 3,
+            nacks: 3,
+            bounces: 0,
+            fast_suspected: false,
+        };
+        assert_eq!(probe.verdict(), Verdict::Failed);
+        probe.nacks = 1;
+        assert_eq!(
+            probe.verdict(),
+            Verdict::Failed,
+            "one helper answered: our network works"
+        );
+        probe.nacks = 0;
+        assert_eq!(probe.verdict(), Verdict::FailedWithMissingNacks);
+        probe.acked = true;
+        assert_eq!(probe.verdict(), Verdict::Acked);
+    }
+
+    #[test]
+    fn a_ping_is_acked_and_its_gossip_applied() {
+        let now = epoch();
+        let mut node = node(now);
+        let update = alive("peer", 2, 0);
+        let ping = ping_from_peer(42, "me", &[&update]);
+        node.handle_packet(now, addr(2), &ping);
+        let out = sent(&mut node);
+        assert!(
+            out.iter()
+                .any(|(to, p)| *to == addr(2) && p.message == Message::Ack { seq: 42 })
+        );
+        assert_eq!(node.mode(), Mode::Clustered);
+        let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+        assert!(matches!(&events[0], Event::Tracker(t) if t.new_row.node == name("peer")));
+        assert_eq!(
+            events[1],
+            Event::NodeUpdate {
+                node: name("peer"),
+                status: NodeStatus::Online
+            }
+        );
+        assert_eq!(events[2], Event::ModeChanged(Mode::Clustered));
+    }
+
+    #[test]
+    fn unreachable_hints_for_unknown_addresses_are_counted_and_ignored() {
+        let now = epoch();
+        let mut node = node(now);
+        node.handle_unreachable(now, addr(99));
+        assert_eq!(node.stats().dropped(DropReason::UnknownAddress), 1);
+        assert!(sent(&mut node).is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_hint_starts_a_probe_but_never_a_verdict() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let _ = sent(&mut node);
+        node.handle_unreachable(now, addr(2));
+        let out = sent(&mut node);
+        assert!(
+            out.iter()
+                .any(|(to, p)| *to == addr(2) && matches!(p.message, Message::Ping { .. }))
+        );
+        assert_eq!(
+            node.row(&name("peer")).map(|r| r.health),
+            Some(Health::Alive)
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Dissemination: the queue of updates waiting to ride on outgoing packets.
+//! Dissemination: updates ride on every outgoing packet, plus a gossip tick to a
+//! few random members while any are pending.
 //!
 //! One pending update per node (a newer one replaces the older). Updates that were
 //! sent the fewest times go first, the newest first among equals; an update is
@@ -8,10 +9,19 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::time::Instant;
 
+use super::Node;
+use super::timer::Timer;
 use crate::name::{FnvBuild, NodeName};
-use crate::tracker::Health;
-use crate::wire::{Update, encoded_len};
+use crate::tracker::{Health, TrackerRow};
+use crate::wire::{Message, Update, WireRow, encoded_len};
+
+/// How many times each update is sent: `mult · ceil(log10(members + 1))`.
+pub fn retransmit_limit(mult: u32, members: usize) -> u32 {
+    let scale = ((members + 1) as f64).log10().ceil().max(1.0) as u32;
+    mult * scale
+}
 
 #[derive(Debug)]
 struct Pending {
@@ -24,7 +34,7 @@ type OrderKey = (u32, Reverse<u64>);
 
 /// Updates waiting to be piggybacked.
 #[derive(Debug, Default)]
-pub(crate) struct GossipQueue {
+pub(super) struct GossipQueue {
     order: BTreeMap<OrderKey, Pending>,
     by_name: HashMap<NodeName, OrderKey, FnvBuild>,
     next_seq: u64,
@@ -41,7 +51,7 @@ const MIN_UPDATE_LEN: usize = 12;
 impl GossipQueue {
     /// Queues an update, replacing any pending one about the same node.
     /// Returns how many updates were evicted to stay within `capacity`.
-    pub(crate) fn push(&mut self, update: Update, capacity: usize) -> u64 {
+    fn push(&mut self, update: Update, capacity: usize) -> u64 {
         let name = update.row.0.node.clone();
         self.remove(&name);
         let key = (0, Reverse(self.next_seq));
@@ -73,7 +83,7 @@ impl GossipQueue {
     }
 
     /// Drops the pending update about `name`, if any.
-    pub(crate) fn remove(&mut self, name: &NodeName) {
+    pub(super) fn remove(&mut self, name: &NodeName) {
         if let Some(key) = self.by_name.remove(name) {
             self.order.remove(&key);
             self.trim();
@@ -89,12 +99,7 @@ impl GossipQueue {
     /// would use up every send of the joiner's row before anyone else heard of it.
     /// News the recipient must see about itself (suspect, dead, left, another
     /// address) is sent as usual, so it can refute.
-    pub(crate) fn take_for_packet(
-        &mut self,
-        mut budget: usize,
-        limit: u32,
-        to: SocketAddr,
-    ) -> Vec<Update> {
+    fn take_for_packet(&mut self, mut budget: usize, limit: u32, to: SocketAddr) -> Vec<Update> {
         let mut keys = Vec::new();
         for (key, pending) in self.order.iter().take(SCAN_LIMIT) {
             if budget < MIN_UPDATE_LEN {
@@ -132,24 +137,75 @@ impl GossipQueue {
     }
 
     /// Whether an update about `name` is still pending.
-    pub(crate) fn contains(&self, name: &NodeName) -> bool {
+    pub(super) fn contains(&self, name: &NodeName) -> bool {
         self.by_name.contains_key(name)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.order.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+}
+
+impl Node {
+    /// Queues an update for dissemination.
+    pub(super) fn push_gossip(
+        &mut self,
+        now: Instant,
+        row: TrackerRow,
+        suspecter: Option<NodeName>,
+    ) {
+        if self.gossip.is_empty() && self.timers.get(Timer::Gossip).is_some_and(|at| at < now) {
+            // The tick was idle: restart it from now instead of from a stale past.
+            self.timers.set(Timer::Gossip, now);
+        }
+        let update = Update {
+            row: WireRow(row),
+            suspecter,
+        };
+        self.stats.gossip_evicted += self.gossip.push(update, self.config.max_pending_updates);
+    }
+
+    /// The updates to piggyback on a packet to `to` whose own part takes `base`
+    /// bytes, counted as sent once more.
+    pub(super) fn piggyback(&mut self, to: SocketAddr, base: usize) -> Vec<Update> {
+        // Two bytes of slack for the update count's varint growing past one byte.
+        let budget = self.config.max_packet_size.saturating_sub(base + 2);
+        let limit = retransmit_limit(self.config.retransmit_mult, self.tracker.online_count());
+        self.gossip.take_for_packet(budget, limit, to)
+    }
+
+    pub(super) fn run_gossip(&mut self, now: Instant) {
+        if !self.timers.is_expired(Timer::Gossip, now) {
+            return;
+        }
+        self.timers
+            .set(Timer::Gossip, now + self.config.gossip_interval);
+        if self.gossip.is_empty() {
+            return;
+        }
+        self.gossip_to_random_members();
+    }
+
+    /// Sends the pending updates to `gossip_fanout` random members.
+    pub(super) fn gossip_to_random_members(&mut self) {
+        let targets = self.sample_members(self.config.gossip_fanout, None);
+        for &target in &targets {
+            if let Some(row) = self.tracker.by_id(target) {
+                let to = row.addr;
+                self.send(to, Message::Gossip);
+            }
+        }
+        self.recycle(targets);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::{Health, TrackerRow};
-    use crate::wire::WireRow;
     use chrono::DateTime;
 
     fn update(name: &str, incarnation: u64) -> Update {

@@ -1,0 +1,237 @@
+//! Anti-entropy: now and then this node sends a digest of its tracker to a random
+//! member (one time in four to a node believed dead, so partitions heal); the
+//! receiver answers only where the digests differ, with the rows of the differing
+//! buckets and its own digest, so one round trip repairs both sides.
+//!
+//! Rows go out as a stream cut into datagrams when they are sent (join replies use
+//! the same stream): every chunk applies on its own, and other traffic interleaves.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::timer::Timer;
+use super::{Node, Outgoing};
+use crate::tracker::{DIGEST_BUCKETS, Digest, RowId, TrackerRow};
+use crate::wire::{self, Message, WireRow};
+
+/// Every digest bucket.
+pub(super) const ALL_BUCKETS: u32 = u32::MAX >> (32 - DIGEST_BUCKETS);
+const _: () = assert!(DIGEST_BUCKETS <= 32, "bucket masks are u32");
+
+/// Tracker rows waiting to go out: those from id `next` on, of the buckets in
+/// `buckets` (a bit mask). A node answering many joins at once holds a cursor per
+/// answer, not a copy of its table.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RowStream {
+    to: SocketAddr,
+    next: RowId,
+    buckets: u32,
+    kind: RowsKind,
+}
+
+/// Which message carries streamed rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RowsKind {
+    JoinReply,
+    Rows,
+}
+
+impl RowsKind {
+    fn message(self, rows: Vec<WireRow>) -> Message {
+        match self {
+            RowsKind::JoinReply => Message::JoinReply { rows },
+            RowsKind::Rows => Message::Rows { rows },
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn run_anti_entropy(&mut self, now: Instant) {
+        if self.left || !self.timers.is_expired(Timer::AntiEntropy, now) {
+            return;
+        }
+        let interval = self.config.anti_entropy_interval;
+        // Jitter keeps nodes from exchanging in lockstep.
+        let next = now + interval.mul_f64(0.75 + self.rng.f64() * 0.5);
+        self.timers.set(Timer::AntiEntropy, next);
+        // One exchange in four goes to a node believed dead: if it is in fact
+        // alive behind a healed partition, it learns of its death and refutes it.
+        let pool = if self.dead.len() > 0 && (self.members.len() == 0 || self.rng.u8(..4) == 0) {
+            &self.dead
+        } else {
+            &self.members
+        };
+        let target = pool
+            .pick(&mut self.rng)
+            .and_then(|id| self.tracker.by_id(id));
+        if let Some(row) = target {
+            let to = row.addr;
+            self.send_sync(to, false);
+        }
+    }
+
+    /// Brings the next anti-entropy exchange forward to within a probe period or
+    /// two, for a node that knows it has missed news.
+    pub(super) fn sync_soon(&mut self, now: Instant) {
+        let soon = now + self.config.probe_interval.mul_f64(1.0 + self.rng.f64());
+        let next = self
+            .timers
+            .get(Timer::AntiEntropy)
+            .map_or(soon, |at| at.min(soon));
+        self.timers.set(Timer::AntiEntropy, next);
+    }
+
+    /// Sends this node's digest to `to`; `reply` marks the answer to theirs.
+    pub(super) fn send_sync(&mut self, to: SocketAddr, reply: bool) {
+        let digest = self.tracker.digest().into();
+        self.send(to, Message::Sync { digest, reply });
+    }
+
+    pub(super) fn handle_sync(&mut self, from: SocketAddr, theirs: Digest, reply: bool) {
+        let ours = self.tracker.digest();
+        if ours == theirs {
+            return;
+        }
+        self.stats.anti_entropy_repairs += 1;
+        let differing = (0..DIGEST_BUCKETS)
+            .filter(|&bucket| ours[bucket] != theirs[bucket])
+            .fold(0u32, |mask, bucket| mask | 1 << bucket);
+        self.send_rows(from, differing, RowsKind::Rows);
+        if !reply {
+            self.send_sync(from, true);
+        }
+    }
+
+    /// Queues the rows of `buckets` (a bit mask) to `to`; they are cut into
+    /// datagrams when sent, and every one applies on its own.
+    pub(super) fn send_rows(&mut self, to: SocketAddr, buckets: u32, kind: RowsKind) {
+        self.outbox.push_back(Outgoing::Rows(RowStream {
+            to,
+            next: 0,
+            buckets,
+            kind,
+        }));
+    }
+
+    /// The next datagram of a row stream, if any rows are left; the rest of the
+    /// stream goes to the back of the outbox, so other traffic interleaves.
+    pub(super) fn next_chunk(&mut self, stream: RowStream) -> Option<(SocketAddr, Message)> {
+        let (rows, rest) = self.rows_chunk(stream.next, stream.buckets, stream.kind);
+        if let Some(next) = rest {
+            self.outbox
+                .push_back(Outgoing::Rows(RowStream { next, ..stream }));
+        }
+        (!rows.is_empty()).then(|| (stream.to, stream.kind.message(rows)))
+    }
+
+    /// The rows for one datagram from id `next` on, and where the next datagram
+    /// starts (`None` when these were the last).
+    fn rows_chunk(
+        &self,
+        next: RowId,
+        buckets: u32,
+        kind: RowsKind,
+    ) -> (Vec<WireRow>, Option<RowId>) {
+        // Slack: the row count's varint may grow, and the incarnation may grow
+        // before the chunk is encoded.
+        let empty = kind.message(Vec::new());
+        let budget = self
+            .config
+            .max_packet_size
+            .saturating_sub(wire::base_len(self.sender(), &empty) + 12);
+        let mut rows = Vec::new();
+        let mut used = 0;
+        for (id, row) in self.tracker.rows_from(next) {
+            if buckets & (1 << TrackerRow::bucket(&row.node)) == 0 {
+                continue;
+            }
+            let row = WireRow(row.clone());
+            let size = wire::encoded_len(&row);
+            if used + size > budget && !rows.is_empty() {
+                return (rows, Some(id));
+            }
+            used += size;
+            rows.push(row);
+        }
+        (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    #[test]
+    fn join_replies_are_chunked_within_the_packet_size() {
+        let now = epoch();
+        let mut node = node(now);
+        let updates: Vec<Update> = (0..200)
+            .map(|i| alive(&format!("peer-with-a-long-name-{i:04}"), 1000 + i, 0))
+            .collect();
+        for chunk in updates.chunks(10) {
+            let refs: Vec<&Update> = chunk.iter().collect();
+            node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &refs));
+        }
+        let _ = sent(&mut node);
+        let join = packet(
+            "joiner",
+            0,
+            Message::Join {
+                row: alive("joiner", 3, 0).row,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(3), &join);
+        let mut rows = 0;
+        let mut chunks = 0;
+        let cluster = node.config.cluster_id;
+        while let Some(t) = node.poll_transmit() {
+            assert!(t.payload.len() <= 1400);
+            let packet =
+                crate::wire::decode(t.payload, cluster, None, &mut Vec::new()).expect("decodes");
+            if let Message::JoinReply { rows: chunk } = packet.message {
+                rows += chunk.len();
+                chunks += 1;
+            }
+        }
+        assert_eq!(rows, 202, "every row, self and joiner included");
+        assert!(chunks > 1);
+    }
+
+    #[test]
+    fn a_matching_digest_costs_no_reply() {
+        let now = epoch();
+        let mut node = node(now);
+        let digest: WireDigest = node.tracker().digest().into();
+        let sync = packet(
+            "peer",
+            0,
+            Message::Sync {
+                digest,
+                reply: false,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &sync);
+        assert!(sent(&mut node).is_empty());
+        let other = packet(
+            "peer",
+            0,
+            Message::Sync {
+                digest: [0u64; crate::tracker::DIGEST_BUCKETS].into(),
+                reply: false,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &other);
+        let kinds: Vec<_> = sent(&mut node)
+            .into_iter()
+            .map(|(_, p)| std::mem::discriminant(&p.message))
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            2,
+            "rows of the differing bucket, then our digest"
+        );
+    }
+}

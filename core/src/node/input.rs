@@ -1,0 +1,159 @@
+//! Network input: a datagram is decoded, validated, its piggybacked updates are
+//! applied, and its message goes to the part of the protocol it belongs to.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::Node;
+use super::membership::Source;
+use crate::stats::DropReason;
+use crate::tracker::Health;
+use crate::wire::{self, Message, Packet};
+
+impl Node {
+    /// See [`Node::handle_packet`].
+    pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        if bytes.len() > self.config.max_packet_size {
+            return self.drop_packet(from, DropReason::Oversized);
+        }
+        let decoded = wire::decode(
+            bytes,
+            self.config.cluster_id,
+            self.sealer.as_ref(),
+            &mut self.open_buf,
+        );
+        let packet = match decoded {
+            Ok(packet) => packet,
+            Err(error) => return self.drop_packet(from, error.into()),
+        };
+        if let Err(reason) = self.validate(now, &packet) {
+            return self.drop_packet(from, reason);
+        }
+        if let Message::Join { row } = &packet.message
+            && !self.admits_join(now, from, &row.0)
+        {
+            return self.drop_packet(from, DropReason::RateLimited);
+        }
+        let Packet {
+            message, gossip, ..
+        } = packet;
+        let mut outdated = false;
+        for update in gossip {
+            outdated |= self.apply_row(now, update.row.0, update.suspecter, Source::Gossip);
+        }
+        self.dispatch(now, from, message);
+        if outdated {
+            // The sender suspects a live node from an outdated row: answer with the
+            // current one now, before its suspicion runs out.
+            self.send(from, Message::Gossip);
+        }
+    }
+
+    fn drop_packet(&mut self, from: SocketAddr, reason: DropReason) {
+        self.stats.count_drop(reason);
+        debug!(%from, ?reason, "dropped packet");
+    }
+
+    /// Everything that can make a decoded packet unacceptable, checked before any
+    /// of it is applied.
+    fn validate(&self, now: Instant, packet: &Packet) -> Result<(), DropReason> {
+        if packet.sender == self.name {
+            return Err(DropReason::FromSelf);
+        }
+        match &packet.message {
+            Message::Ping { target, .. } if *target != self.name => Err(DropReason::WrongTarget),
+            Message::JoinReply { .. } if !self.accepts_join_replies(now) => {
+                Err(DropReason::Unsolicited)
+            }
+            // Only a node itself may announce itself alive.
+            Message::Join { row }
+                if row.0.node != packet.sender || row.0.health != Health::Alive =>
+            {
+                Err(DropReason::Malformed)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, from: SocketAddr, message: Message) {
+        match message {
+            Message::Ping { seq, .. } => self.handle_ping(from, seq),
+            Message::Ack { seq } => self.handle_ack(seq),
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => self.handle_ping_req(now, from, seq, target, target_addr),
+            Message::Nack { seq } => self.handle_nack(seq),
+            Message::Bounced { seq } => self.handle_bounced(now, seq),
+            Message::Join { row } => self.handle_join(now, from, row.0),
+            Message::JoinReply { rows } => self.handle_join_reply(now, from, rows),
+            Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
+            Message::Rows { rows } => self.apply_bulk(now, rows),
+            Message::Gossip => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    #[test]
+    fn a_ping_for_another_name_is_dropped_whole() {
+        let now = epoch();
+        let mut node = node(now);
+        let update = alive("peer", 2, 0);
+        let ping = ping_from_peer(1, "someone-else", &[&update]);
+        node.handle_packet(now, addr(2), &ping);
+        assert_eq!(node.stats().dropped(DropReason::WrongTarget), 1);
+        assert!(sent(&mut node).is_empty());
+        assert_eq!(
+            node.tracker().len(),
+            1,
+            "the piggybacked update was not applied"
+        );
+    }
+
+    #[test]
+    fn packets_claiming_to_be_from_self_are_dropped() {
+        let now = epoch();
+        let mut node = node(now);
+        let bytes = packet("me", 9, Message::Gossip, &[&alive("x", 3, 0)]);
+        node.handle_packet(now, addr(9), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::FromSelf), 1);
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    /// Found by fuzzing: a forged "you are suspect at incarnation u64::MAX" made the
+    /// refutation overflow (a panic, or in release a wrap to 0 that kept the node
+    /// dead everywhere). Out-of-range incarnations are now malformed.
+    #[test]
+    fn an_incarnation_beyond_the_maximum_is_malformed_and_the_maximum_is_outbid() {
+        let now = epoch();
+        let mut node = node(now);
+        let mut forged = alive("me", 1, u64::MAX);
+        forged.row.0.health = Health::Suspect;
+        forged.row.0.status = NodeStatus::Online;
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&forged]),
+        );
+        assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+        assert_eq!(node.incarnation(), 0);
+        let mut highest = alive("me", 1, crate::tracker::MAX_INCARNATION);
+        highest.row.0 = highest.row.0.with_health(Health::Suspect, wall());
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&highest]),
+        );
+        assert_eq!(node.incarnation(), crate::tracker::MAX_INCARNATION + 1);
+        assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Alive));
+    }
+}

@@ -1,0 +1,390 @@
+//! Joining and leaving: join attempts with backoff and the replies that answer
+//! them, the slow re-probe of the seeds that lets split clusters merge, answering
+//! others' joins (rate-limited per source), a graceful leave, and the retention
+//! that reaps offline rows.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::Node;
+use super::anti_entropy::{ALL_BUCKETS, RowsKind};
+use super::membership::Source;
+use super::timer::Timer;
+use crate::config::Config;
+use crate::discovery::{JoinError, Seed, expand_seeds};
+use crate::event::{Event, Op, TrackerEvent};
+use crate::limiter::JoinLimiter;
+use crate::name::NodeName;
+use crate::tracker::{Health, NodeStatus, TrackerRow};
+use crate::wire::{Message, WireRow};
+
+/// Most often the reaper scans the tracker.
+const REAP_PERIOD: Duration = Duration::from_secs(1);
+
+/// Why `leave` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaveError {
+    /// `leave` was already called (and no `join` since).
+    #[error("the node has already left")]
+    AlreadyLeft,
+}
+
+/// The join side of the node: its own join in progress, the seeds it re-probes,
+/// and the limit on joins from strangers.
+#[derive(Debug)]
+pub(super) struct Joining {
+    /// The join in progress (its next attempt: [`Timer::Join`]).
+    attempts: Option<JoinAttempts>,
+    /// The seeds re-probed once a join has ended (when: [`Timer::Rejoin`]).
+    rejoin_targets: Vec<SocketAddr>,
+    /// Until when join replies are accepted (later chunks of an answered join, or
+    /// answers to a seed re-probe).
+    replies_until: Option<Instant>,
+    /// Caps how fast one source can introduce new nodes by joining.
+    limiter: JoinLimiter,
+}
+
+impl Joining {
+    pub(super) fn new(config: &Config) -> Self {
+        Self {
+            attempts: None,
+            rejoin_targets: Vec::new(),
+            replies_until: None,
+            limiter: JoinLimiter::new(config.join_rate, config.join_burst),
+        }
+    }
+}
+
+/// Progress of a join: attempts with exponential backoff, then standalone.
+#[derive(Clone, Debug)]
+struct JoinAttempts {
+    targets: Vec<SocketAddr>,
+    made: u32,
+    first_wait: Duration,
+}
+
+impl JoinAttempts {
+    fn new(targets: Vec<SocketAddr>, first_wait: Duration) -> Self {
+        Self {
+            targets,
+            made: 0,
+            first_wait,
+        }
+    }
+
+    /// Records an attempt made at `now`; returns when the next is due (the wait
+    /// doubles each time).
+    fn record_attempt(&mut self, now: Instant) -> Instant {
+        let wait = self.first_wait * 2u32.saturating_pow(self.made.min(16));
+        self.made += 1;
+        now + wait
+    }
+}
+
+impl Node {
+    /// See [`Node::join`].
+    pub(super) fn begin_join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
+        if self.left {
+            self.left = false;
+            self.timers.stop(Timer::Leave);
+            self.incarnation = self.incarnation.saturating_add(1);
+            self.write_own_row(now, Health::Alive);
+        }
+        self.stop_rejoin();
+        self.joining.attempts = Some(JoinAttempts::new(targets, self.config.join_retry));
+        self.timers.set(Timer::Join, now);
+        self.run_join(now);
+        Ok(())
+    }
+
+    /// See [`Node::leave`].
+    pub(super) fn begin_leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        if self.left {
+            return Err(LeaveError::AlreadyLeft);
+        }
+        self.left = true;
+        self.stop_join();
+        self.stop_rejoin();
+        self.probing.probes.clear();
+        self.suspicions.clear();
+        self.timers
+            .set(Timer::Leave, now + self.config.leave_timeout);
+        self.write_own_row(now, Health::Left);
+        // Tell a few members right away rather than waiting for the gossip tick.
+        self.gossip_to_random_members();
+        Ok(())
+    }
+
+    /// Whether a join from `from` may be applied: a join of a name already tracked
+    /// always may; a new name takes a token from its source's budget.
+    pub(super) fn admits_join(&mut self, now: Instant, from: SocketAddr, row: &TrackerRow) -> bool {
+        self.tracker.get(&row.node).is_some() || self.joining.limiter.allow(from, now)
+    }
+
+    pub(super) fn accepts_join_replies(&self, now: Instant) -> bool {
+        self.joining.attempts.is_some()
+            || self.joining.replies_until.is_some_and(|until| now <= until)
+    }
+
+    pub(super) fn handle_join(&mut self, now: Instant, from: SocketAddr, row: TrackerRow) {
+        let _ = self.apply_row(now, row, None, Source::Gossip);
+        self.send_rows(from, ALL_BUCKETS, RowsKind::JoinReply);
+    }
+
+    pub(super) fn handle_join_reply(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
+        let knew_others = self.tracker.len() > 1;
+        self.apply_bulk(now, rows);
+        if let Some(join) = self.stop_join() {
+            self.events.push_back(Event::Joined { seed: from });
+            self.schedule_rejoin(now, join.targets);
+            // Rows that joined at the same time as this node were not in the reply,
+            // and bulk rows are not gossiped on: compare digests with a random member
+            // soon rather than at the first periodic exchange.
+            self.sync_soon(now);
+        }
+        // Later chunks of this reply are still welcome for a while.
+        self.joining.replies_until = Some(now + self.config.join_retry);
+        if knew_others {
+            // Two clusters meeting: make sure the seed's side learns ours too.
+            self.send_sync(from, false);
+        }
+    }
+
+    /// Sends the next join attempt when due; gives up after `join_attempts`.
+    pub(super) fn run_join(&mut self, now: Instant) {
+        let Some(join) = &mut self.joining.attempts else {
+            return;
+        };
+        if !self.timers.is_expired(Timer::Join, now) {
+            return;
+        }
+        if join.made >= self.config.join_attempts {
+            let attempts = join.made;
+            let targets = std::mem::take(&mut join.targets);
+            self.stop_join();
+            debug!(attempts, "no seed answered: running standalone");
+            self.events.push_back(Event::JoinFailed { attempts });
+            self.schedule_rejoin(now, targets);
+            return;
+        }
+        let next = join.record_attempt(now);
+        let targets = join.targets.clone();
+        self.timers.set(Timer::Join, next);
+        self.send_joins(&targets);
+    }
+
+    /// Ends the join in progress, if any, and returns it.
+    fn stop_join(&mut self) -> Option<JoinAttempts> {
+        self.timers.stop(Timer::Join);
+        self.joining.attempts.take()
+    }
+
+    fn schedule_rejoin(&mut self, now: Instant, targets: Vec<SocketAddr>) {
+        self.joining.rejoin_targets = targets;
+        self.timers
+            .set(Timer::Rejoin, now + self.config.rejoin_interval);
+    }
+
+    fn stop_rejoin(&mut self) {
+        self.joining.rejoin_targets = Vec::new();
+        self.timers.stop(Timer::Rejoin);
+    }
+
+    /// Re-probes the seeds that no online member uses, so split clusters merge.
+    pub(super) fn run_rejoin(&mut self, now: Instant) {
+        if !self.timers.is_expired(Timer::Rejoin, now) {
+            return;
+        }
+        self.timers
+            .set(Timer::Rejoin, now + self.config.rejoin_interval);
+        let mut online = std::mem::take(&mut self.addr_scratch);
+        online.clear();
+        online.extend(self.member_rows().map(|row| row.addr));
+        online.sort_unstable();
+        let targets: Vec<SocketAddr> = self
+            .joining
+            .rejoin_targets
+            .iter()
+            .copied()
+            .filter(|addr| online.binary_search(addr).is_err())
+            .collect();
+        online.clear();
+        online.shrink_to(super::KEEP_QUEUED);
+        self.addr_scratch = online;
+        if !targets.is_empty() {
+            self.joining.replies_until = Some(now + self.config.join_retry * 2);
+            self.send_joins(&targets);
+        }
+    }
+
+    fn send_joins(&mut self, targets: &[SocketAddr]) {
+        let Some(own) = self.tracker.get(&self.name).cloned() else {
+            return;
+        };
+        for &to in targets {
+            let row = WireRow(own.clone());
+            self.send(to, Message::Join { row });
+        }
+    }
+
+    /// Reports the end of a leave: once the news has spread, or at the deadline.
+    pub(super) fn run_leave(&mut self, now: Instant) {
+        let Some(until) = self.timers.get(Timer::Leave) else {
+            return;
+        };
+        let spread = !self.gossip.contains(&self.name) || self.members.len() == 0;
+        if spread || now >= until {
+            self.timers.stop(Timer::Leave);
+            self.events.push_back(Event::LeaveFinished { spread });
+        }
+    }
+
+    pub(super) fn run_reap(&mut self, now: Instant) {
+        let Some(retention) = self.config.offline_retention else {
+            return;
+        };
+        if self.timers.is_expired(Timer::Reap, now) {
+            self.reap(now);
+            self.timers
+                .set(Timer::Reap, now + retention.min(REAP_PERIOD));
+        }
+    }
+
+    /// Whether an offline row is older than the retention: it was reaped (or is about
+    /// to be) and must not come back through a slower replica.
+    pub(super) fn is_expired(&self, now: Instant, row: &TrackerRow) -> bool {
+        match self.config.offline_retention {
+            Some(retention) if row.status == NodeStatus::Offline => {
+                let age = self.wall_clock(now) - row.last_change;
+                age.to_std().is_ok_and(|age| age >= retention)
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes offline rows older than the retention, with `Op::Delete` events.
+    fn reap(&mut self, now: Instant) {
+        let expired: Vec<NodeName> = self
+            .tracker
+            .rows()
+            .filter(|row| row.node != self.name && self.is_expired(now, row))
+            .map(|row| row.node.clone())
+            .collect();
+        for name in expired {
+            if let Some(id) = self.tracker.id_of(&name) {
+                self.dead.remove(id);
+                self.members.remove(id);
+            }
+            if let Some(old) = self.tracker.remove(&name) {
+                self.gossip.remove(&name);
+                self.events.push_back(Event::Tracker(TrackerEvent {
+                    op: Op::Delete,
+                    new_row: old,
+                    old_row: None,
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{JoinAttempts, LeaveError};
+    use crate::node::testing::*;
+
+    #[test]
+    fn attempts_back_off_exponentially() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut attempts = JoinAttempts::new(vec![], Duration::from_secs(1));
+        assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(1));
+        assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(2));
+        assert_eq!(attempts.record_attempt(now), now + Duration::from_secs(4));
+        assert_eq!(attempts.made, 3);
+    }
+
+    #[test]
+    fn an_unsolicited_join_reply_is_dropped() {
+        let now = epoch();
+        let mut node = node(now);
+        let bytes = packet(
+            "peer",
+            0,
+            Message::JoinReply {
+                rows: vec![alive("peer", 2, 0).row],
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::Unsolicited), 1);
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    #[test]
+    fn a_join_must_announce_its_own_sender_alive() {
+        let now = epoch();
+        let mut node = node(now);
+        let forged = packet(
+            "peer",
+            0,
+            Message::Join {
+                row: alive("victim", 3, 5).row,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &forged);
+        assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+        assert_eq!(node.tracker().len(), 1);
+    }
+
+    #[test]
+    fn a_join_is_answered_with_the_tracker() {
+        let now = epoch();
+        let mut node = node(now);
+        let join = packet(
+            "peer",
+            0,
+            Message::Join {
+                row: alive("peer", 2, 0).row,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &join);
+        let replies: Vec<_> = sent(&mut node)
+            .into_iter()
+            .filter_map(|(to, p)| match p.message {
+                Message::JoinReply { rows } => Some((to, rows.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, [(addr(2), 2)]);
+    }
+
+    #[test]
+    fn leave_twice_is_an_error_and_join_afterwards_comes_back_higher() {
+        let now = epoch();
+        let mut node = node(now);
+        node.leave(now).expect("first leave");
+        assert_eq!(node.leave(now), Err(LeaveError::AlreadyLeft));
+        assert_eq!(node.row(&name("me")).map(|r| r.health), Some(Health::Left));
+        node.join(now, &[Seed::Addr(addr(2))]).expect("join");
+        assert!(!node.has_left());
+        let own = node.row(&name("me")).expect("self");
+        assert_eq!((own.health, own.incarnation), (Health::Alive, 1));
+    }
+
+    #[test]
+    fn join_refuses_seed_lists_with_nothing_but_self() {
+        let now = epoch();
+        let mut node = node(now);
+        assert_eq!(
+            node.join(now, &[Seed::Addr(addr(1))]),
+            Err(JoinError::NoSeeds)
+        );
+        assert_eq!(node.join(now, &[]), Err(JoinError::NoSeeds));
+    }
+}

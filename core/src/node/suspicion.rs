@@ -1,0 +1,395 @@
+//! Suspicion: a member that missed its probe is `Suspect` (still online) until a
+//! timeout runs out unrefuted, then gets a last-chance ping, then is declared dead.
+//!
+//! Lifeguard's dynamic timeout: a suspicion starts with the longest timeout. Each
+//! *independent* confirmation (another member that suspected the same incarnation
+//! on its own) shrinks it logarithmically toward the minimum, reached at `k`
+//! confirmations. A lone, possibly mistaken suspicion therefore waits long enough
+//! to be refuted, while a real failure, seen by many, is declared fast.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::Node;
+use super::membership::Source;
+use crate::name::NodeName;
+use crate::tracker::{Health, NodeStatus, TrackerRow};
+use crate::wire::Message;
+
+/// The timeout after `confirmations` independent confirmations.
+///
+/// `max - (max - min) · ln(c + 1) / ln(k + 1)`, never below `min`; with `k == 0`
+/// the minimum applies at once.
+pub fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmations: u32) -> Duration {
+    if k == 0 || confirmations >= k || max <= min {
+        return min;
+    }
+    let fraction = f64::from(confirmations + 1).ln() / f64::from(k + 1).ln();
+    let span = (max - min).as_secs_f64();
+    let timeout = max.as_secs_f64() - span * fraction;
+    Duration::from_secs_f64(timeout).max(min)
+}
+
+/// The bounds of the timeout for a cluster of `members` live nodes:
+/// `min = base · max(1, log10(members))`, `max = factor · min`.
+pub fn suspicion_bounds(base: Duration, factor: u32, members: usize) -> (Duration, Duration) {
+    let scale = (members.max(1) as f64).log10().max(1.0);
+    let min = base.mul_f64(scale);
+    (min, min * factor)
+}
+
+/// One running suspicion of one node.
+#[derive(Debug, Clone)]
+pub(super) struct Suspicion {
+    /// The incarnation suspected; a higher one refutes.
+    pub(super) incarnation: u64,
+    started: Instant,
+    min: Duration,
+    max: Duration,
+    k: u32,
+    /// Who raised it first; not a confirmation of itself.
+    origin: NodeName,
+    confirmers: BTreeSet<NodeName>,
+    /// Extra time granted after this node itself stalled.
+    grace: Duration,
+    /// The final ping sent when the timeout ran out.
+    last_chance: Option<LastChance>,
+    /// A deadline set by bounce evidence, earlier than the computed one.
+    cap: Option<Instant>,
+}
+
+/// Before declaring a suspect dead, this node pings it once more itself, with the
+/// suspicion piggybacked. A live suspect answers with its refutation on the ack;
+/// this closes the gap where the refutation's gossip missed this one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LastChance {
+    seq: u32,
+    until: Instant,
+    acked: bool,
+}
+
+impl Suspicion {
+    fn new(
+        now: Instant,
+        incarnation: u64,
+        origin: NodeName,
+        (min, max): (Duration, Duration),
+        k: u32,
+    ) -> Self {
+        Self {
+            incarnation,
+            started: now,
+            min,
+            max,
+            k,
+            origin,
+            confirmers: BTreeSet::new(),
+            grace: Duration::ZERO,
+            last_chance: None,
+            cap: None,
+        }
+    }
+
+    /// Brings the deadline forward to `at` (never later than it already is).
+    pub(super) fn cap_deadline(&mut self, at: Instant) {
+        self.cap = Some(self.cap.map_or(at, |cap| cap.min(at)));
+    }
+
+    /// When something is due: the last-chance ping, or the verdict after it.
+    fn due_at(&self) -> Instant {
+        match self.last_chance {
+            Some(last) => last.until,
+            None => self.deadline(),
+        }
+    }
+
+    /// Starts the timeout over (the suspect answered its last-chance ping: it is
+    /// alive, and now knows it must refute).
+    fn restart(&mut self, now: Instant) {
+        self.started = now;
+        self.confirmers.clear();
+        self.grace = Duration::ZERO;
+        self.last_chance = None;
+        self.cap = None;
+    }
+
+    /// Records that `from` suspects the same incarnation. Returns whether it was a new,
+    /// independent confirmation (worth re-gossiping).
+    fn confirm(&mut self, from: &NodeName) -> bool {
+        if *from == self.origin || self.confirmers.len() as u32 >= self.k {
+            return false;
+        }
+        self.confirmers.insert(from.clone())
+    }
+
+    fn confirmations(&self) -> u32 {
+        self.confirmers.len() as u32
+    }
+
+    /// When the suspect is declared dead unless refuted.
+    pub(super) fn deadline(&self) -> Instant {
+        let computed =
+            self.started + suspicion_timeout(self.min, self.max, self.k, self.confirmations());
+        self.cap.map_or(computed, |cap| cap.min(computed)) + self.grace
+    }
+
+    /// Gives the suspect more time because this node, not the suspect, was stalled:
+    /// refutations may be waiting unread in the socket.
+    pub(super) fn extend_to(&mut self, not_before: Instant) {
+        let deadline = self.deadline();
+        if deadline < not_before {
+            self.grace += not_before - deadline;
+        }
+        if let Some(last) = &mut self.last_chance {
+            last.until = last.until.max(not_before);
+        }
+    }
+}
+
+impl Node {
+    /// Suspects `target` at `incarnation` because this node's own probe failed.
+    pub(super) fn suspect(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
+        let Some(row) = self.tracker.get(target) else {
+            return;
+        };
+        if row.incarnation != incarnation || row.status == NodeStatus::Offline {
+            return;
+        }
+        let me = self.name.clone();
+        if row.health == Health::Suspect {
+            // Already suspected by someone else: ours is an independent confirmation.
+            let row = row.clone();
+            self.confirm_suspicion(now, &row, &me);
+            return;
+        }
+        let suspected = row.with_health(Health::Suspect, self.wall_clock(now));
+        let addr = suspected.addr;
+        let _ = self.apply_row(now, suspected, Some(me), Source::Gossip);
+        // Tell the suspect directly so it can refute before the news has spread.
+        self.send(addr, Message::Gossip);
+    }
+
+    /// `from` suspects `row`, at the incarnation already suspected here. A new,
+    /// independent confirmation shortens the timeout and is passed on.
+    pub(super) fn confirm_suspicion(&mut self, now: Instant, row: &TrackerRow, from: &NodeName) {
+        if let Some(suspicion) = self.suspicions.get_mut(&row.node)
+            && suspicion.confirm(from)
+        {
+            self.push_gossip(now, row.clone(), Some(from.clone()));
+        }
+    }
+
+    /// Starts, keeps or ends the suspicion timer of a node after its row changed.
+    pub(super) fn track_suspicion(
+        &mut self,
+        now: Instant,
+        row: &TrackerRow,
+        origin: Option<NodeName>,
+    ) {
+        if row.health != Health::Suspect {
+            self.suspicions.remove(&row.node);
+            return;
+        }
+        if self
+            .suspicions
+            .get(&row.node)
+            .is_some_and(|s| s.incarnation == row.incarnation)
+        {
+            return;
+        }
+        let members = self.tracker.online_count();
+        let bounds = suspicion_bounds(
+            self.config.suspicion_min,
+            self.config.suspicion_max_factor,
+            members,
+        );
+        // Confirmations can only come from members other than the suspect and the origin.
+        let k = self
+            .config
+            .suspicion_confirmations
+            .min(members.saturating_sub(2) as u32);
+        let origin = origin.unwrap_or_else(|| self.name.clone());
+        self.suspicions.insert(
+            row.node.clone(),
+            Suspicion::new(now, row.incarnation, origin, bounds, k),
+        );
+    }
+
+    /// When the first suspicion is due (a last-chance ping or a verdict).
+    pub(super) fn next_suspicion_due(&self) -> Option<Instant> {
+        self.suspicions.values().map(Suspicion::due_at).min()
+    }
+
+    /// Expired suspicions get a last-chance check (two pings, and `k` members asked
+    /// to ping); those still unanswered after it are declared dead.
+    pub(super) fn run_suspicions(&mut self, now: Instant) {
+        let due: Vec<NodeName> = self
+            .suspicions
+            .iter()
+            .filter(|(_, suspicion)| suspicion.due_at() <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            let Some(suspicion) = self.suspicions.get(&name) else {
+                continue;
+            };
+            match suspicion.last_chance {
+                None => {
+                    let seq = self.probing.next_seq();
+                    let until = now + self.probing.local_health.scale(self.config.probe_timeout);
+                    if let Some(suspicion) = self.suspicions.get_mut(&name) {
+                        suspicion.last_chance = Some(LastChance {
+                            seq,
+                            until,
+                            acked: false,
+                        });
+                    }
+                    // Twice directly, and through `k` others: lost datagrams must
+                    // not decide a death.
+                    self.ping(now, &name, seq);
+                    self.ping(now, &name, seq);
+                    if let Some(addr) = self.tracker.get(&name).map(|row| row.addr) {
+                        let _ = self.ask_helpers(seq, &name, addr);
+                    }
+                }
+                Some(last) if last.acked => {
+                    if let Some(suspicion) = self.suspicions.get_mut(&name) {
+                        suspicion.restart(now);
+                    }
+                }
+                Some(_) => {
+                    let incarnation = suspicion.incarnation;
+                    self.declare_dead(now, &name, incarnation);
+                }
+            }
+        }
+    }
+
+    /// An ack under `seq` answers a last-chance ping: the suspect is alive. Returns
+    /// whether one did.
+    pub(super) fn last_chance_acked(&mut self, seq: u32) -> bool {
+        if let Some(last) = self
+            .suspicions
+            .values_mut()
+            .filter_map(|suspicion| suspicion.last_chance.as_mut())
+            .find(|last| last.seq == seq)
+        {
+            last.acked = true;
+            return true;
+        }
+        false
+    }
+
+    /// The last-chance ping of an already suspected member bounced: it is gone.
+    pub(super) fn last_chance_bounced(&mut self, now: Instant, target: &NodeName) {
+        let Some(suspicion) = self.suspicions.get(target) else {
+            return;
+        };
+        if suspicion.last_chance.is_some_and(|last| !last.acked) {
+            let incarnation = suspicion.incarnation;
+            debug!(node = %target, "last-chance ping bounced");
+            self.declare_dead(now, target, incarnation);
+        }
+    }
+
+    /// Declares a suspect dead: its suspicion ran out unrefuted (or its last-chance
+    /// ping bounced).
+    pub(super) fn declare_dead(&mut self, now: Instant, target: &NodeName, incarnation: u64) {
+        self.suspicions.remove(target);
+        let Some(row) = self.tracker.get(target) else {
+            return;
+        };
+        if row.health != Health::Suspect || row.incarnation != incarnation {
+            return;
+        }
+        let dead = row.with_health(Health::Dead, self.wall_clock(now));
+        debug!(node = %target, incarnation, "declared dead");
+        let _ = self.apply_row(now, dead, None, Source::Gossip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(4);
+
+    #[test]
+    fn timeout_starts_at_max_and_reaches_min_at_k() {
+        assert_eq!(suspicion_timeout(MIN, MAX, 3, 0), MAX);
+        assert_eq!(suspicion_timeout(MIN, MAX, 3, 3), MIN);
+        assert_eq!(suspicion_timeout(MIN, MAX, 3, 10), MIN);
+        // ln(2)/ln(4) = 1/2: halfway after one of three confirmations
+        let one = suspicion_timeout(MIN, MAX, 3, 1);
+        assert!((one.as_secs_f64() - 2.5).abs() < 1e-9, "{one:?}");
+        let two = suspicion_timeout(MIN, MAX, 3, 2);
+        assert!(two < one && two > MIN);
+    }
+
+    #[test]
+    fn timeout_without_k_or_span_is_min() {
+        assert_eq!(suspicion_timeout(MIN, MAX, 0, 0), MIN);
+        assert_eq!(suspicion_timeout(MAX, MIN, 3, 0), MAX);
+    }
+
+    #[test]
+    fn bounds_scale_with_log10_of_members() {
+        let base = Duration::from_millis(500);
+        assert_eq!(suspicion_bounds(base, 4, 5), (base, base * 4));
+        let (min, max) = suspicion_bounds(base, 4, 100);
+        assert_eq!(min, Duration::from_secs(1));
+        assert_eq!(max, Duration::from_secs(4));
+        let (min, _) = suspicion_bounds(base, 4, 1000);
+        assert!((min.as_secs_f64() - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_cap_brings_the_deadline_forward_only() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let origin = NodeName::new("a").expect("valid");
+        let mut s = Suspicion::new(now, 1, origin, (MIN, MAX), 3);
+        s.cap_deadline(now + MAX * 2);
+        assert_eq!(s.deadline(), now + MAX, "a later cap changes nothing");
+        s.cap_deadline(now + MIN / 2);
+        s.cap_deadline(now + MIN);
+        assert_eq!(s.deadline(), now + MIN / 2, "the earliest cap holds");
+    }
+
+    #[test]
+    fn only_independent_confirmations_count() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let origin = NodeName::new("a").expect("valid");
+        let mut s = Suspicion::new(now, 1, origin.clone(), (MIN, MAX), 2);
+        assert_eq!(s.deadline(), now + MAX);
+        assert!(!s.confirm(&origin), "the origin does not confirm itself");
+        let b = NodeName::new("b").expect("valid");
+        assert!(s.confirm(&b));
+        assert!(
+            !s.confirm(&b),
+            "twice from the same node is one confirmation"
+        );
+        assert!(s.confirm(&NodeName::new("c").expect("valid")));
+        assert!(
+            !s.confirm(&NodeName::new("d").expect("valid")),
+            "capped at k"
+        );
+        assert_eq!(s.deadline(), now + MIN);
+        s.extend_to(now + MAX);
+        assert_eq!(s.deadline(), now + MAX);
+        assert_eq!(s.due_at(), now + MAX);
+        s.last_chance = Some(LastChance {
+            seq: 1,
+            until: now + MAX + MIN,
+            acked: false,
+        });
+        assert_eq!(s.due_at(), now + MAX + MIN);
+        s.restart(now + MAX);
+        assert_eq!(s.confirmations(), 0);
+        assert_eq!(s.due_at(), now + MAX + MAX, "a fresh full timeout");
+    }
+}
