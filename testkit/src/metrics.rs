@@ -211,7 +211,11 @@ impl Conflict {
 
     /// Records a row of the name at `incarnation`, written at `at`.
     pub fn saw(&mut self, at: Duration, incarnation: u64) {
-        if self.incarnations.last().is_none_or(|&(_, i)| incarnation > i) {
+        if self
+            .incarnations
+            .last()
+            .is_none_or(|&(_, i)| incarnation > i)
+        {
             self.incarnations.push((at, incarnation));
         }
     }
@@ -331,7 +335,11 @@ mod tests {
         conflict.saw(40 * s, 30);
         conflict.saw(80 * s, 90);
         assert_eq!(conflict.incarnation_at(12 * s), 6);
-        assert_eq!(conflict.incarnation_growth(60 * s, 69 * s), None, "not reached");
+        assert_eq!(
+            conflict.incarnation_growth(60 * s, 69 * s),
+            None,
+            "not reached"
+        );
         assert_eq!(conflict.incarnation_growth(60 * s, 70 * s), Some(26));
         conflict.detected_at = Some(20 * s);
         assert_eq!(conflict.incarnation_growth(60 * s, 80 * s), Some(84));

@@ -154,7 +154,8 @@ impl Network {
     /// Every datagram to `node` arrives late by a uniform draw from `min..=max`
     /// (on top of the model's delay and any link rule's), until [`heal`](Self::heal).
     pub fn set_inbound_delay(&mut self, node: usize, min: Duration, max: Duration) {
-        self.inbound_delay.insert(node, (min.min(max), max.max(min)));
+        self.inbound_delay
+            .insert(node, (min.min(max), max.max(min)));
     }
 
     /// The inbound delay range of `node`, if one is set.
@@ -411,7 +412,10 @@ mod tests {
         network.block_one_way(&[3], &[0, 1, 2]);
         let labels = network.components(4).expect("cut");
         assert_ne!(labels[3], labels[0]);
-        assert!(labels[0] == labels[1] && labels[1] == labels[2], "{labels:?}");
+        assert!(
+            labels[0] == labels[1] && labels[1] == labels[2],
+            "{labels:?}"
+        );
         // A partition splits; a link of loss 1 cuts like a block.
         network.heal();
         network.partition(&[vec![0, 1]]);

@@ -850,7 +850,10 @@ impl Sim {
         limit: Duration,
     ) -> Result<(), BuildError> {
         let done = |sim: &Sim| groups.iter().all(|g| sim.settled_among(g.clone()));
-        if self.run_until(limit, Duration::from_millis(20), done).is_none() {
+        if self
+            .run_until(limit, Duration::from_millis(20), done)
+            .is_none()
+        {
             return Err(BuildError::Formation {
                 limit,
                 violation: self.whole_cluster_violation(limit),

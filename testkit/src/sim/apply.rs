@@ -27,7 +27,12 @@ impl Sim {
             Fault::StartTwin { of, .. } => std::slice::from_ref(of),
             _ => &[],
         };
-        if fault.node().into_iter().chain(others.iter().copied()).any(|n| n >= self.slots.len()) {
+        if fault
+            .node()
+            .into_iter()
+            .chain(others.iter().copied())
+            .any(|n| n >= self.slots.len())
+        {
             return Outcome::Skipped("no such node");
         }
         let grace = self.timing.grace;
@@ -134,7 +139,8 @@ impl Sim {
                 self.join_through(node, seeds);
             }
             Fault::StartTwin { node, of } => {
-                if !matches!(self.slots[node].proc, Proc::Standby) || self.slots[of].node().is_none()
+                if !matches!(self.slots[node].proc, Proc::Standby)
+                    || self.slots[of].node().is_none()
                 {
                     return Outcome::Skipped("not on standby, or no process to share a name with");
                 }
