@@ -10,7 +10,7 @@
 //!
 //! The grey-zone scenarios (issue 14: partitions of a chosen length,
 //! `partition-retention`, `split-merge`, `loss`, `slow`, `name-conflict`) are
-//! set up in [`grey`] and add their figures to the report's
+//! set up in the `grey` submodule and add their figures to the report's
 //! [`GreyFigures`](crate::report::GreyFigures).
 
 mod grey;
