@@ -184,9 +184,10 @@ pub struct Conflict {
     /// When the second process started.
     pub since: Duration,
     /// When a node first reported the conflict. `None` while the core has no
-    /// event for it: when it gets one, the simulator's `observe` sets this on
-    /// that event, and [`incarnation_growth`](Self::incarnation_growth) then
-    /// counts from detection instead of from the start.
+    /// event for it: when it gets one, one arm in the simulator's `observe`
+    /// calls [`detect`](Self::detect) on that event, and
+    /// [`incarnation_growth`](Self::incarnation_growth) then counts from
+    /// detection instead of from the start.
     pub detected_at: Option<Duration>,
     /// Each time a tracker write anywhere raised the highest incarnation of the
     /// name seen so far: (when, that incarnation). The first entry is the
@@ -207,6 +208,12 @@ impl Conflict {
             incarnations: vec![(since, incarnation)],
             addr_flips: 0,
         }
+    }
+
+    /// A node reported the conflict at `at` (the first report counts). The
+    /// simulator calls this on the core's conflict event, once there is one.
+    pub fn detect(&mut self, at: Duration) {
+        self.detected_at.get_or_insert(at);
     }
 
     /// Records a row of the name at `incarnation`, written at `at`.
@@ -341,7 +348,8 @@ mod tests {
             "not reached"
         );
         assert_eq!(conflict.incarnation_growth(60 * s, 70 * s), Some(26));
-        conflict.detected_at = Some(20 * s);
+        conflict.detect(20 * s);
+        conflict.detect(30 * s); // the first report counts
         assert_eq!(conflict.incarnation_growth(60 * s, 80 * s), Some(84));
     }
 

@@ -324,7 +324,7 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 27] = [
+        let metrics: [(&str, Get); 28] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
@@ -357,6 +357,9 @@ impl Summary {
             }),
             ("declared while degraded", |r| {
                 Some(r.grey.as_ref()?.degraded_declared as f64)
+            }),
+            ("declared while apart", |r| {
+                Some(r.grey.as_ref()?.apart_declared as f64)
             }),
             ("refutations", |r| Some(r.grey.as_ref()?.refutations as f64)),
             ("conflict incarnation +60 s", |r| {

@@ -15,9 +15,9 @@
 //!   fault of its own: it is paused, slow to process (`Fault::Slow`), receives
 //!   every datagram at least a probe timeout late (`Fault::Delay` with a largest
 //!   delay of at least `probe_timeout`), shares its name with a second live
-//!   process (`Fault::StartTwin`), or one of these ended less than a grace ago
-//!   (the longest suspicion plus two probe periods: a suspicion raised during
-//!   the fault may still run out). DESIGN §4 allows declaring such a member
+//!   process (`Fault::StartTwin`), or one of these ended — or the process was
+//!   (re)started — less than a grace ago (the longest suspicion plus two probe
+//!   periods: a suspicion raised during the fault may still run out). DESIGN §4 allows declaring such a member
 //!   offline; the declaration is counted, not a violation.
 //! - [`Standing::Apart`]: writer and target were in different components of
 //!   the network at some moment of the last grace. Two nodes are in one
