@@ -12,6 +12,7 @@
 
 mod apply;
 mod drive;
+mod formation;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus, TrackerRow};
+use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
 
 use crate::fault::{Fault, HostFate, Outcome, Scheduled};
 use crate::invariant::{NotificationChecker, Reachability, Timing, Violation, ViolationKind};
@@ -673,6 +674,23 @@ impl Sim {
             && reference.tracker().online_count() == up.len()
     }
 
+    /// Whether the running nodes of `group` hold identical trackers in which
+    /// exactly they are online.
+    pub fn settled_among(&self, group: std::ops::Range<usize>) -> bool {
+        let up: Vec<usize> = group.filter(|&i| self.is_up(i)).collect();
+        let Some(reference) = up.first().and_then(|&i| self.node(i)) else {
+            return true;
+        };
+        let (digest, len) = (reference.tracker().digest(), reference.tracker().len());
+        up.iter().all(|&i| {
+            self.node(i)
+                .is_some_and(|n| n.tracker().len() == len && n.tracker().digest() == digest)
+                && reference
+                    .row(&self.slots[i].name)
+                    .is_some_and(|row| row.status == NodeStatus::Online)
+        }) && reference.tracker().online_count() == up.len()
+    }
+
     /// Whether no up node has updates waiting to be disseminated (gossip has
     /// died down; steady-state traffic is measured from here).
     pub fn quiet(&self) -> bool {
@@ -782,116 +800,5 @@ impl Sim {
         self.steps += 1;
         self.dispatch(entry);
         true
-    }
-
-    /// Forms the cluster of nodes `0..n` in doubling waves.
-    fn form(&mut self, n: usize, max_wave: usize, limit: Duration) -> Result<(), BuildError> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.form_range(0..n, max_wave, limit);
-        self.await_formed(n, limit)
-    }
-
-    /// Forms a cluster of the nodes in `nodes` in doubling waves, each joiner
-    /// through a random earlier node of the range; returns once every joiner has
-    /// joined (or `limit` passed), without waiting for agreement.
-    fn form_range(&mut self, nodes: std::ops::Range<usize>, max_wave: usize, limit: Duration) {
-        let (first, n) = (nodes.start, nodes.end);
-        if first >= n {
-            return;
-        }
-        self.spawn(first);
-        self.slots[first].joined = true;
-        let mut next = first + 1;
-        while next < n {
-            let wave = (next - first).min(max_wave).min(n - next);
-            for i in next..next + wave {
-                self.spawn(i);
-                let seed = self.rng.usize(first..next);
-                let seed = self.slots[seed].addr;
-                self.join_through(i, vec![seed]);
-            }
-            let range = next..next + wave;
-            next += wave;
-            self.run_until(limit, Duration::from_millis(10), |sim| {
-                range.clone().all(|i| sim.slots[i].joined)
-            });
-        }
-    }
-
-    /// Forms the cluster of nodes `0..n` as one that formed long ago: see
-    /// [`Formation::Restore`].
-    fn restore_formed(&mut self, n: usize, limit: Duration) -> Result<(), BuildError> {
-        for i in 0..n {
-            self.spawn(i);
-        }
-        let rows: Vec<TrackerRow> = (0..n)
-            .filter_map(|i| self.slots[i].node()?.row(&self.slots[i].name).cloned())
-            .collect();
-        let interval = self.config.probe_interval;
-        let mut order: Vec<(Duration, usize)> = (0..n)
-            .map(|i| (interval.mul_f64(self.rng.f64()), i))
-            .collect();
-        order.sort_unstable();
-        for (at, i) in order {
-            self.run_for(at.saturating_sub(self.now));
-            self.drive(i, |node, now| node.restore(now, rows.iter().cloned()));
-            self.slots[i].joined = true;
-        }
-        self.await_formed(n, limit)
-    }
-
-    /// Runs until each group of nodes agrees on itself: identical trackers
-    /// within the group, every member online, nothing else online.
-    fn await_settled<const G: usize>(
-        &mut self,
-        groups: [std::ops::Range<usize>; G],
-        limit: Duration,
-    ) -> Result<(), BuildError> {
-        let done = |sim: &Sim| groups.iter().all(|g| sim.settled_among(g.clone()));
-        if self
-            .run_until(limit, Duration::from_millis(20), done)
-            .is_none()
-        {
-            return Err(BuildError::Formation {
-                limit,
-                violation: self.whole_cluster_violation(limit),
-            });
-        }
-        Ok(())
-    }
-
-    /// Whether the running nodes of `group` hold identical trackers in which
-    /// exactly they are online.
-    pub fn settled_among(&self, group: std::ops::Range<usize>) -> bool {
-        let up: Vec<usize> = group.filter(|&i| self.is_up(i)).collect();
-        let Some(reference) = up.first().and_then(|&i| self.node(i)) else {
-            return true;
-        };
-        let (digest, len) = (reference.tracker().digest(), reference.tracker().len());
-        up.iter().all(|&i| {
-            self.node(i)
-                .is_some_and(|n| n.tracker().len() == len && n.tracker().digest() == digest)
-                && reference
-                    .row(&self.slots[i].name)
-                    .is_some_and(|row| row.status == NodeStatus::Online)
-        }) && reference.tracker().online_count() == up.len()
-    }
-
-    /// Runs until the formed cluster has settled.
-    fn await_formed(&mut self, n: usize, limit: Duration) -> Result<(), BuildError> {
-        let every = if n > 1000 {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_millis(20)
-        };
-        if self.run_until(limit, every, Sim::settled).is_none() {
-            return Err(BuildError::Formation {
-                limit,
-                violation: self.whole_cluster_violation(limit),
-            });
-        }
-        Ok(())
     }
 }
