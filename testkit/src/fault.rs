@@ -87,7 +87,46 @@ pub enum Fault {
         /// The rule.
         rule: LinkRule,
     },
-    /// Every partition and link rule is removed.
+    /// Every datagram to `node` arrives late by a uniform draw from
+    /// `min..=max` (drawn per datagram), until [`Fault::Heal`]: a member that
+    /// is alive but whose inbound traffic is seconds late. With a `max` of at
+    /// least the probe timeout the member is
+    /// [degraded](crate::invariant::Standing::Degraded) for the accuracy invariant.
+    Delay {
+        /// Node index.
+        node: usize,
+        /// The shortest extra delay.
+        min: Duration,
+        /// The longest extra delay.
+        max: Duration,
+    },
+    /// The whole network loses datagrams with this probability from now on,
+    /// until [`Fault::Heal`], which restores the loss the simulator was built with.
+    Loss {
+        /// Probability that a datagram is lost, in `0.0..=1.0`.
+        loss: f64,
+    },
+    /// A running node joins through the current addresses of other nodes (e.g.
+    /// one cluster's node learns a seed of another cluster).
+    Join {
+        /// Node index.
+        node: usize,
+        /// The nodes whose addresses it is given as seeds.
+        through: Vec<usize>,
+    },
+    /// A standby node starts as a *second* process under node `of`'s name, at
+    /// its own (different) address, and joins through a few running nodes: two
+    /// live processes claim one name. Both are
+    /// [degraded](crate::invariant::Standing::Degraded) for the accuracy
+    /// invariant while they run side by side.
+    StartTwin {
+        /// The standby node that starts.
+        node: usize,
+        /// The node whose name it takes.
+        of: usize,
+    },
+    /// Every partition, link rule and delay is removed, and loss set by
+    /// [`Fault::Loss`] returns to the model's.
     Heal,
 }
 
@@ -100,7 +139,10 @@ impl Fault {
             | Fault::Pause { node, .. }
             | Fault::Slow { node, .. }
             | Fault::Leave { node }
-            | Fault::Start { node } => Some(node),
+            | Fault::Start { node }
+            | Fault::Delay { node, .. }
+            | Fault::Join { node, .. }
+            | Fault::StartTwin { node, .. } => Some(node),
             _ => None,
         }
     }

@@ -6,6 +6,14 @@
 //! [`check_complete`], [`check_live`]) at the liveness gate. Each can also be
 //! fed a recorded history, which is how the self-tests at the bottom check that
 //! they catch deliberately broken ones.
+//!
+//! What counts as healthy for the accuracy invariant (and why a partitioned,
+//! paused or seconds-late member is not, while a lossy one is) is defined in
+//! [`accuracy`].
+
+pub mod accuracy;
+
+pub use accuracy::{Reachability, Standing};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -89,7 +97,8 @@ pub enum ViolationKind {
         /// Whether it has left.
         left: bool,
     },
-    /// A healthy, reachable node was declared offline.
+    /// A healthy node was declared offline by a node it was connected to (see
+    /// [`accuracy`] for the definition of healthy).
     FalseOffline {
         /// Who wrote it offline.
         observer: String,
@@ -342,7 +351,8 @@ pub fn is_declaration(event: &TrackerEvent) -> bool {
 }
 
 /// Checks one tracker event of `observer` against the ground truth: declaring a
-/// node dead is wrong when `healthy` says it was healthy and reachable.
+/// node dead is wrong when `healthy` says it was healthy and reachable (its
+/// [`Standing`] towards the observer is [`Standing::Healthy`]; see [`accuracy`]).
 pub fn check_accuracy(
     observer: &NodeName,
     event: &TrackerEvent,

@@ -26,12 +26,16 @@
 //! Modules, by what they hold:
 //!
 //! - [`sim`]: the simulator, its builder and the run loop;
-//! - [`network`]: latency, jitter, loss, duplication, reordering, partitions, link rules;
+//! - [`network`]: latency, jitter, loss, duplication, reordering, partitions, link rules,
+//!   members whose inbound datagrams are late;
 //! - [`fault`]: node and network faults, schedules, and a planner for random ones;
-//! - [`invariant`]: the checkers and their typed [`Violation`]s;
+//! - [`invariant`]: the checkers and their typed [`Violation`]s; what counts as a
+//!   healthy node for accuracy (under partitions, link rules, loss and delays) is
+//!   defined in [`invariant::accuracy`];
 //! - [`metrics`]: spread watches (detection, join, leave), traffic, percentiles;
 //! - [`strategy`]: proptest strategies for clusters and fault schedules;
-//! - [`scenario`]: the named scenarios the `beethoven-sim` binary runs;
+//! - [`scenario`]: the named scenarios the `beethoven-sim` binary runs, the grey-zone
+//!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) included;
 //! - [`report`]: their reports, as a table or JSON;
 //! - [`trace`]: the event trace and its replay hash.
 
@@ -49,7 +53,7 @@ pub mod strategy;
 pub mod trace;
 
 pub use fault::{Fault, FaultKind, HostFate, Outcome, Planner, Scheduled};
-pub use invariant::{Timing, Violation, ViolationKind};
+pub use invariant::{Standing, Timing, Violation, ViolationKind};
 pub use metrics::{Metrics, Traffic, Watch, WatchKind, percentile};
 pub use network::{LinkRule, Network, NetworkModel};
 pub use sim::{BuildError, Formation, Sim, SimBuilder};

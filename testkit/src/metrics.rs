@@ -1,5 +1,6 @@
 //! What a run measured: how fast news of a node spread (detection of a crash, a
-//! join, a leave), false offline declarations, and traffic.
+//! join, a leave), false offline declarations (and the excused ones), name
+//! conflicts, and traffic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -114,6 +115,15 @@ pub struct Metrics {
     /// declared dead. Each verdict is judged where it is first written; other
     /// nodes' later copies of it are as accurate as it was.
     pub false_offline: BTreeSet<(usize, u64)>,
+    /// Distinct declarations of degraded nodes (paused, slow, seconds late, or
+    /// sharing a name): excused, not violations (see
+    /// [`Standing::Degraded`](crate::invariant::Standing::Degraded)).
+    pub degraded_declared: BTreeSet<(usize, u64)>,
+    /// Distinct declarations by a node cut off from the target (see
+    /// [`Standing::Apart`](crate::invariant::Standing::Apart)).
+    pub apart_declared: BTreeSet<(usize, u64)>,
+    /// Names claimed by two live processes, one per `Fault::StartTwin`.
+    pub conflicts: Vec<Conflict>,
     /// Tracker writes that took a node offline as dead, anywhere.
     pub offline_writes: u64,
     /// Those writes by the node written dead (node index → count).
@@ -160,6 +170,79 @@ impl Metrics {
             .iter()
             .filter(|w| w.kind == kind && !w.is_done())
             .count()
+    }
+}
+
+/// One name claimed by two live processes (`Fault::StartTwin`): how the
+/// cluster's view of the name moved.
+#[derive(Clone, Debug, Serialize)]
+pub struct Conflict {
+    /// The node whose name was taken (its index keys every row of the name).
+    pub subject: usize,
+    /// The second process's node index.
+    pub twin: usize,
+    /// When the second process started.
+    pub since: Duration,
+    /// When a node first reported the conflict. `None` while the core has no
+    /// event for it: when it gets one, one arm in the simulator's `observe`
+    /// calls [`detect`](Self::detect) on that event, and
+    /// [`incarnation_growth`](Self::incarnation_growth) then counts from
+    /// detection instead of from the start.
+    pub detected_at: Option<Duration>,
+    /// Each time a tracker write anywhere raised the highest incarnation of the
+    /// name seen so far: (when, that incarnation). The first entry is the
+    /// subject's own incarnation when the second process started.
+    pub incarnations: Vec<(Duration, u64)>,
+    /// Tracker writes anywhere that moved the name's row to another address.
+    pub addr_flips: u64,
+}
+
+impl Conflict {
+    /// A conflict starting at `since` with the name at `incarnation`.
+    pub fn new(subject: usize, twin: usize, since: Duration, incarnation: u64) -> Self {
+        Self {
+            subject,
+            twin,
+            since,
+            detected_at: None,
+            incarnations: vec![(since, incarnation)],
+            addr_flips: 0,
+        }
+    }
+
+    /// A node reported the conflict at `at` (the first report counts). The
+    /// simulator calls this on the core's conflict event, once there is one.
+    pub fn detect(&mut self, at: Duration) {
+        self.detected_at.get_or_insert(at);
+    }
+
+    /// Records a row of the name at `incarnation`, written at `at`.
+    pub fn saw(&mut self, at: Duration, incarnation: u64) {
+        if self
+            .incarnations
+            .last()
+            .is_none_or(|&(_, i)| incarnation > i)
+        {
+            self.incarnations.push((at, incarnation));
+        }
+    }
+
+    /// The highest incarnation of the name seen by `at`.
+    pub fn incarnation_at(&self, at: Duration) -> u64 {
+        self.incarnations
+            .iter()
+            .take_while(|(t, _)| *t <= at)
+            .last()
+            .map_or(0, |&(_, i)| i)
+    }
+
+    /// How much the name's incarnation grew over `span` from detection (from
+    /// the second process's start while nothing detects it), given that the
+    /// run reached `now`; `None` when it did not reach the end of the span.
+    pub fn incarnation_growth(&self, span: Duration, now: Duration) -> Option<u64> {
+        let from = self.detected_at.unwrap_or(self.since);
+        let to = from + span;
+        (to <= now).then(|| self.incarnation_at(to) - self.incarnation_at(from))
     }
 }
 
@@ -248,6 +331,26 @@ mod tests {
         assert_eq!(watch.all_at, Some(30 * MS));
         assert_eq!(watch.most_at, Some(30 * MS));
         assert!(watch.is_done());
+    }
+
+    #[test]
+    fn a_conflict_counts_incarnation_growth_from_detection_or_else_from_its_start() {
+        let s = Duration::from_secs(1);
+        let mut conflict = Conflict::new(3, 9, 10 * s, 4);
+        conflict.saw(11 * s, 6);
+        conflict.saw(12 * s, 5); // lower: not a raise
+        conflict.saw(40 * s, 30);
+        conflict.saw(80 * s, 90);
+        assert_eq!(conflict.incarnation_at(12 * s), 6);
+        assert_eq!(
+            conflict.incarnation_growth(60 * s, 69 * s),
+            None,
+            "not reached"
+        );
+        assert_eq!(conflict.incarnation_growth(60 * s, 70 * s), Some(26));
+        conflict.detect(20 * s);
+        conflict.detect(30 * s); // the first report counts
+        assert_eq!(conflict.incarnation_growth(60 * s, 80 * s), Some(84));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The simulated network: latency and jitter, loss, duplication, reordering,
-//! symmetric and one-way partitions, and per-link rules.
+//! symmetric and one-way partitions, per-link rules, and per-node inbound delays.
 //!
 //! The network decides, when a datagram is sent, whether it arrives and after what
 //! delay (possibly twice, when duplicated). It is seeded through the generator the
@@ -88,6 +88,9 @@ pub struct Network {
     one_way: BTreeSet<(usize, usize)>,
     /// Per-link rules, directed.
     links: BTreeMap<(usize, usize), LinkRule>,
+    /// Per-node inbound delay: every datagram to the node arrives late by a
+    /// uniform draw from this range (a member whose every datagram is late).
+    inbound_delay: BTreeMap<usize, (Duration, Duration)>,
 }
 
 /// What the network does with one datagram.
@@ -148,23 +151,109 @@ impl Network {
         self.links.insert((from, to), rule);
     }
 
-    /// Removes every partition and link rule; the model stays.
+    /// Every datagram to `node` arrives late by a uniform draw from `min..=max`
+    /// (on top of the model's delay and any link rule's), until [`heal`](Self::heal).
+    pub fn set_inbound_delay(&mut self, node: usize, min: Duration, max: Duration) {
+        self.inbound_delay
+            .insert(node, (min.min(max), max.max(min)));
+    }
+
+    /// The inbound delay range of `node`, if one is set.
+    pub fn inbound_delay(&self, node: usize) -> Option<(Duration, Duration)> {
+        self.inbound_delay.get(&node).copied()
+    }
+
+    /// The nodes with an inbound delay, in index order.
+    pub fn delayed(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inbound_delay.keys().copied()
+    }
+
+    /// Removes every partition, link rule and inbound delay; the model stays.
     pub fn heal(&mut self) {
         self.groups.clear();
         self.one_way.clear();
         self.links.clear();
+        self.inbound_delay.clear();
     }
 
-    /// Whether any partition or link rule is in force.
+    /// Whether any partition, link rule or inbound delay is in force.
     pub fn is_disturbed(&self) -> bool {
-        !self.groups.is_empty() || !self.one_way.is_empty() || !self.links.is_empty()
+        !self.groups.is_empty()
+            || !self.one_way.is_empty()
+            || !self.links.is_empty()
+            || !self.inbound_delay.is_empty()
     }
 
-    /// Whether a partition or link rule touches node `node` (either direction).
+    /// Whether a partition, link rule or inbound delay touches node `node`
+    /// (either direction).
     pub fn touches(&self, node: usize) -> bool {
         self.groups.contains_key(&node)
             || self.one_way.iter().any(|&(a, b)| a == node || b == node)
             || self.links.keys().any(|&(a, b)| a == node || b == node)
+            || self.inbound_delay.contains_key(&node)
+    }
+
+    /// Whether nothing sent from `from` to `to` can arrive: a partition, a
+    /// one-way block, a blocked link, or a loss of 1 (the link's, else the
+    /// model's). Loss below 1 and delays of any size do not cut a link.
+    pub fn is_cut(&self, from: usize, to: usize) -> bool {
+        let loss = self
+            .links
+            .get(&(from, to))
+            .and_then(|rule| rule.loss)
+            .unwrap_or(self.model.loss);
+        !self.can_reach(from, to) || loss >= 1.0
+    }
+
+    /// The connected components of nodes `0..nodes` over the links that are
+    /// not cut (see [`is_cut`](Self::is_cut)) in *both* directions: two nodes
+    /// are in one component when datagrams can go back and forth between them,
+    /// directly or through other nodes. `None` when nothing is cut (one
+    /// component); otherwise a component label per node.
+    ///
+    /// Cost: near-linear in `nodes` plus the one-way blocks and link rules
+    /// (nodes are split by partition group first, then searched with a list of
+    /// unvisited nodes, so a cut pair is looked at once per visited node only
+    /// inside a group).
+    pub fn components(&self, nodes: usize) -> Option<Vec<u32>> {
+        if self.groups.is_empty()
+            && self.one_way.is_empty()
+            && self.model.loss < 1.0
+            && self
+                .links
+                .values()
+                .all(|rule| !rule.blocked && rule.loss.is_none_or(|loss| loss < 1.0))
+        {
+            return None;
+        }
+        let group = |n: usize| self.groups.get(&n).copied().unwrap_or(0);
+        let mut by_group: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for node in 0..nodes {
+            by_group.entry(group(node)).or_default().push(node);
+        }
+        let mut labels = vec![u32::MAX; nodes];
+        let mut next = 0u32;
+        for (_, mut unvisited) in by_group {
+            while let Some(root) = unvisited.pop() {
+                labels[root] = next;
+                let mut stack = vec![root];
+                while let Some(u) = stack.pop() {
+                    let mut k = 0;
+                    while k < unvisited.len() {
+                        let v = unvisited[k];
+                        if !self.is_cut(u, v) && !self.is_cut(v, u) {
+                            labels[v] = next;
+                            stack.push(v);
+                            unvisited.swap_remove(k);
+                        } else {
+                            k += 1;
+                        }
+                    }
+                }
+                next += 1;
+            }
+        }
+        Some(labels)
     }
 
     /// Whether `from` can reach `to` at all (partitions and blocked links only).
@@ -185,7 +274,11 @@ impl Network {
         if loss > 0.0 && rng.f64() < loss {
             return Fate::Dropped;
         }
-        let extra = rule.map_or(Duration::ZERO, |r| r.extra_latency);
+        let mut extra = rule.map_or(Duration::ZERO, |r| r.extra_latency);
+        if let Some((min, max)) = self.inbound_delay.get(&to) {
+            let span = (*max - *min).as_nanos() as u64;
+            extra += *min + Duration::from_nanos(rng.u64(0..=span));
+        }
         let first = self.delay(rng) + extra;
         if self.model.duplicate > 0.0 && rng.f64() < self.model.duplicate {
             Fate::Duplicated(first, self.delay(rng) + extra)
@@ -215,6 +308,8 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
 
     fn delivered(fate: Fate) -> Option<Duration> {
         match fate {
@@ -291,6 +386,73 @@ mod tests {
             },
         );
         assert_eq!(network.route(1, 0, &mut rng), Fate::Dropped);
+    }
+
+    #[test]
+    fn components_join_nodes_that_can_talk_both_ways_directly_or_through_others() {
+        let mut network = Network::new(NetworkModel::lan());
+        assert_eq!(network.components(4), None, "nothing cut: one component");
+        // Lossy and slow links do not cut.
+        network.set_link(
+            0,
+            1,
+            LinkRule {
+                loss: Some(0.9),
+                extra_latency: Duration::from_secs(3),
+                ..LinkRule::default()
+            },
+        );
+        network.set_inbound_delay(2, Duration::from_secs(1), Duration::from_secs(5));
+        assert_eq!(network.components(4), None);
+        // A one-way block between 0 and 1 leaves them connected through 2 and 3.
+        network.block_one_way(&[0], &[1]);
+        let labels = network.components(4).expect("something is cut");
+        assert!(labels.iter().all(|&l| l == labels[0]), "{labels:?}");
+        // A node that cannot send to anyone is alone.
+        network.block_one_way(&[3], &[0, 1, 2]);
+        let labels = network.components(4).expect("cut");
+        assert_ne!(labels[3], labels[0]);
+        assert!(
+            labels[0] == labels[1] && labels[1] == labels[2],
+            "{labels:?}"
+        );
+        // A partition splits; a link of loss 1 cuts like a block.
+        network.heal();
+        network.partition(&[vec![0, 1]]);
+        network.set_link(
+            2,
+            3,
+            LinkRule {
+                loss: Some(1.0),
+                ..LinkRule::default()
+            },
+        );
+        let labels = network.components(5).expect("cut");
+        assert_eq!(labels[0], labels[1]);
+        assert_ne!(labels[0], labels[2]);
+        assert_eq!(labels[2], labels[3], "2 and 3 still talk through 4");
+        assert_eq!(labels[3], labels[4]);
+        assert!(network.is_cut(2, 3) && !network.is_cut(3, 2));
+        network.heal();
+        assert_eq!(network.components(5), None);
+    }
+
+    #[test]
+    fn an_inbound_delay_makes_every_datagram_to_the_node_late_until_healed() {
+        let mut network = Network::new(NetworkModel::lan());
+        let mut rng = fastrand::Rng::with_seed(7);
+        network.set_inbound_delay(1, Duration::from_secs(1), Duration::from_secs(5));
+        assert!(network.touches(1) && network.is_disturbed());
+        for _ in 0..100 {
+            let d = delivered(network.route(0, 1, &mut rng)).expect("delivered");
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(5) + 2 * MS);
+            let back = delivered(network.route(1, 0, &mut rng)).expect("delivered");
+            assert!(back < 2 * MS, "only inbound datagrams are late");
+        }
+        network.heal();
+        assert_eq!(network.inbound_delay(1), None);
+        let d = delivered(network.route(0, 1, &mut rng)).expect("delivered");
+        assert!(d < 2 * MS);
     }
 
     #[test]

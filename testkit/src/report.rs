@@ -65,6 +65,9 @@ pub struct Report {
     pub bytes_per_node_s: f64,
     /// Heal → identical trackers with every up node online.
     pub convergence_after_heal_s: Option<f64>,
+    /// The grey-zone scenarios' own figures (absent from the others' reports).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub grey: Option<GreyFigures>,
     /// After the window: heal, restart the crashed, and the time until settled.
     pub settled_after_s: Option<f64>,
     /// The liveness gate's violation, if it failed.
@@ -91,6 +94,136 @@ pub struct Report {
     pub wall_s: f64,
 }
 
+/// What the grey-zone scenarios (partitions of a chosen length,
+/// `partition-retention`, `split-merge`, `loss`, `slow`, `name-conflict`)
+/// measure beyond the common figures. Counts of core counters are summed over
+/// the nodes running at both ends of the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GreyFigures {
+    /// How long the network stayed partitioned, s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_s: Option<f64>,
+    /// The nodes' `offline_retention`, s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_s: Option<f64>,
+    /// `split-merge`: from the moment the two clusters can reach each other
+    /// (one node is given a seed of the other) until one cluster: identical
+    /// trackers with every node online everywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_after_s: Option<f64>,
+    /// Distinct declarations of degraded members (excused: paused, slow,
+    /// seconds late, sharing a name).
+    pub degraded_declared: usize,
+    /// Distinct declarations across a cut (excused: writer and target apart).
+    pub apart_declared: usize,
+    /// `slow`: the members whose inbound datagrams are late.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slow_members: Vec<usize>,
+    /// `slow`: datagrams per node per second of the same cluster before the
+    /// delays began (the quiet figure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet_msgs_per_node_s: Option<f64>,
+    /// `slow`: the window's datagrams per node per second over the quiet figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_ratio_to_quiet: Option<f64>,
+    /// The busiest node's datagrams sent per second over the window.
+    pub max_node_msgs_per_s: f64,
+    /// `slow`: the busiest healthy (not slow) node's datagrams per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_healthy_node_msgs_per_s: Option<f64>,
+    /// The highest datagrams per node per second over any 10 s of the window.
+    pub peak_msgs_per_node_s: f64,
+    /// Refutations (a node raising its incarnation against a suspicion or a
+    /// death of itself) over the window.
+    pub refutations: u64,
+    /// Probes that ended without any ack, over the window.
+    pub probes_failed: u64,
+    /// Acks that came after their probe had ended, over the window.
+    pub late_acks: u64,
+    /// `name-conflict`: second process started → first report of the
+    /// conflict. `None` until the core emits a conflict event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_detected_after_s: Option<f64>,
+    /// `name-conflict`: growth of the name's highest incarnation over 60 s from
+    /// detection (from the second start while nothing detects it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_incarnation_growth_60s: Option<u64>,
+    /// `name-conflict`: tracker writes anywhere that moved the name's row to
+    /// another address, over the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_addr_flips: Option<u64>,
+    /// `name-conflict`: tracker writes anywhere that took the name offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_offline_writes: Option<u64>,
+}
+
+impl GreyFigures {
+    /// Rows of (metric, value) for the table: the optional figures only when set.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
+        let mut some = |name: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                rows.push((name, v));
+            }
+        };
+        let f3 = |v: f64| format!("{v:.3}");
+        some("partition s", self.partition_s.map(f3));
+        some("offline retention s", self.retention_s.map(f3));
+        some("one cluster after merge s", self.merged_after_s.map(f3));
+        some(
+            "slow members",
+            (!self.slow_members.is_empty()).then(|| format!("{:?}", self.slow_members)),
+        );
+        some(
+            "quiet msgs/node/s",
+            self.quiet_msgs_per_node_s.map(|v| format!("{v:.2}")),
+        );
+        some(
+            "msgs vs quiet",
+            self.msgs_ratio_to_quiet.map(|v| format!("{v:.2}x")),
+        );
+        some(
+            "busiest healthy node msgs/s",
+            self.max_healthy_node_msgs_per_s.map(|v| format!("{v:.2}")),
+        );
+        if let Some(flips) = self.conflict_addr_flips {
+            let growth = self.conflict_incarnation_growth_60s;
+            some(
+                "conflict detected after s",
+                Some(opt(self.conflict_detected_after_s)),
+            );
+            some(
+                "conflict incarnation +60 s",
+                Some(growth.map_or("-".into(), |g| g.to_string())),
+            );
+            some("conflict address flips", Some(flips.to_string()));
+            some(
+                "conflict offline writes",
+                self.conflict_offline_writes.map(|v| v.to_string()),
+            );
+        }
+        rows.extend([
+            (
+                "busiest node msgs/s",
+                format!("{:.2}", self.max_node_msgs_per_s),
+            ),
+            (
+                "peak msgs/node/s (10 s)",
+                format!("{:.2}", self.peak_msgs_per_node_s),
+            ),
+            (
+                "declared while degraded",
+                self.degraded_declared.to_string(),
+            ),
+            ("declared while apart", self.apart_declared.to_string()),
+            ("refutations", self.refutations.to_string()),
+            ("probes failed", self.probes_failed.to_string()),
+            ("late acks", self.late_acks.to_string()),
+        ]);
+        rows
+    }
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
 }
@@ -98,7 +231,7 @@ fn opt(v: Option<f64>) -> String {
 impl Report {
     /// Rows of (metric, value) for the table.
     pub fn rows(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut rows = vec![
             ("scenario", format!("{:?}", self.scenario)),
             ("nodes", self.nodes.to_string()),
             ("seed", self.seed.to_string()),
@@ -135,6 +268,9 @@ impl Report {
                 "convergence after heal s",
                 opt(self.convergence_after_heal_s),
             ),
+        ];
+        rows.extend(self.grey.iter().flat_map(GreyFigures::rows));
+        rows.extend([
             ("settled after gate s", opt(self.settled_after_s)),
             (
                 "gate violation",
@@ -158,7 +294,8 @@ impl Report {
             ),
             ("window s (wall)", format!("{:.3}", self.window_wall_s)),
             ("wall s", format!("{:.3}", self.wall_s)),
-        ]
+        ]);
+        rows
     }
 
     /// The report as an aligned two-column table.
@@ -187,7 +324,7 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 16] = [
+        let metrics: [(&str, Get); 28] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
@@ -202,6 +339,38 @@ impl Summary {
             ("msgs/node/s", |r| Some(r.msgs_per_node_s)),
             ("bytes/node/s", |r| Some(r.bytes_per_node_s)),
             ("convergence after heal s", |r| r.convergence_after_heal_s),
+            ("one cluster after merge s", |r| {
+                r.grey.as_ref()?.merged_after_s
+            }),
+            ("quiet msgs/node/s", |r| {
+                r.grey.as_ref()?.quiet_msgs_per_node_s
+            }),
+            ("msgs vs quiet", |r| r.grey.as_ref()?.msgs_ratio_to_quiet),
+            ("busiest node msgs/s", |r| {
+                Some(r.grey.as_ref()?.max_node_msgs_per_s)
+            }),
+            ("busiest healthy node msgs/s", |r| {
+                r.grey.as_ref()?.max_healthy_node_msgs_per_s
+            }),
+            ("peak msgs/node/s (10 s)", |r| {
+                Some(r.grey.as_ref()?.peak_msgs_per_node_s)
+            }),
+            ("declared while degraded", |r| {
+                Some(r.grey.as_ref()?.degraded_declared as f64)
+            }),
+            ("declared while apart", |r| {
+                Some(r.grey.as_ref()?.apart_declared as f64)
+            }),
+            ("refutations", |r| Some(r.grey.as_ref()?.refutations as f64)),
+            ("conflict incarnation +60 s", |r| {
+                Some(r.grey.as_ref()?.conflict_incarnation_growth_60s? as f64)
+            }),
+            ("conflict address flips", |r| {
+                Some(r.grey.as_ref()?.conflict_addr_flips? as f64)
+            }),
+            ("undetected crashes", |r| {
+                r.grey.as_ref().map(|_| r.undetected as f64)
+            }),
             ("settled after gate s", |r| r.settled_after_s),
             ("memory B/tracked node", |r| r.memory_per_tracked_node_bytes),
             ("window s (wall)", |r| Some(r.window_wall_s)),
@@ -343,6 +512,7 @@ mod tests {
             msgs_per_node_s: 5.0,
             bytes_per_node_s: 400.0,
             convergence_after_heal_s: None,
+            grey: None,
             settled_after_s: Some(1.0),
             gate_violation: None,
             violations: 0,

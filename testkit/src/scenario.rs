@@ -1,9 +1,19 @@
 //! Named scenarios: what the `beethoven-sim` binary runs, and the building
 //! blocks of the performance-target tests.
 //!
-//! Each scenario forms a cluster, resets the metrics, runs its faults over the
-//! given duration (traffic is measured over that window), then, if it had
-//! faults, passes the liveness gate. The result is a [`Report`].
+//! Each scenario forms a cluster over a loss-free network, waits until
+//! formation's gossip has died down, resets the metrics, turns the model's loss
+//! on (`--loss`: from the window's start, never during formation), runs its
+//! faults over the given duration (traffic is measured over that window), then,
+//! if it had faults, passes the liveness gate, which heals that loss first (see
+//! [`Sim::liveness_gate`]). The result is a [`Report`].
+//!
+//! The grey-zone scenarios (issue 14: partitions of a chosen length,
+//! `partition-retention`, `split-merge`, `loss`, `slow`, `name-conflict`) are
+//! set up in the `grey` submodule and add their figures to the report's
+//! [`GreyFigures`](crate::report::GreyFigures).
+
+mod grey;
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +35,8 @@ pub enum ScenarioKind {
     /// A crash every 10 s (silent unless `crash_host` says the host stays up):
     /// detection latency.
     Crash,
-    /// A third of the nodes is cut off, then healed halfway: convergence after heal.
+    /// A third of the nodes is cut off, then healed halfway (or, with
+    /// `partition`, cut off at 1 s for that long): convergence after heal.
     Partition,
     /// Random crashes (silent and with unreachable hints), restarts (some at new
     /// addresses), pauses and leaves.
@@ -35,6 +46,29 @@ pub enum ScenarioKind {
     /// A tenth of the cluster (at least one node, or `joiners`) joins at once:
     /// join spread.
     JoinStorm,
+    /// Nodes keep offline rows for `retention` (default 60 s); two fifths of
+    /// the cluster are cut off at 1 s for `partition` (default: the retention
+    /// plus 60 s, so each side reaps the other's rows), then healed:
+    /// convergence after heal.
+    PartitionRetention,
+    /// Two clusters of N/2, formed separately with disjoint seeds
+    /// ([`Formation::Split`]); at 1 s one node of the second is given a node of
+    /// the first as a seed: time to one cluster.
+    SplitMerge,
+    /// The network loses `loss` of all datagrams (0.5 when `--loss` is 0) over
+    /// the window, from its start; at half of it one node crashes silently:
+    /// false offline declarations, and the crash's detection everywhere.
+    Loss,
+    /// After 30 s of quiet traffic (the quiet figure), `slow_members` random
+    /// members receive every datagram `slow_delay` late (uniform per datagram)
+    /// over the window: false offline declarations of healthy members, and
+    /// traffic against the quiet figure.
+    Slow,
+    /// At the window's start (at least 70 s) a second process is started under a
+    /// random node's name at another address: conflict detection, the name's
+    /// incarnation growth over 60 s, its row's address flips. No liveness gate
+    /// (two processes under one name never settle into one row each).
+    NameConflict,
 }
 
 /// What to run.
@@ -57,6 +91,16 @@ pub struct Params {
     pub crash_host: HostFate,
     /// How the cluster is formed before the window.
     pub formation: Formation,
+    /// `partition` and `partition-retention`: how long the network stays
+    /// partitioned, from 1 s into the window. The window is stretched to at
+    /// least 1 s + this + 60 s so the heal is measured.
+    pub partition: Option<Duration>,
+    /// `partition-retention`: the nodes' `offline_retention` (default 60 s).
+    pub retention: Option<Duration>,
+    /// `slow`: how many members are slow (default 8).
+    pub slow_members: usize,
+    /// `slow`: the range every datagram to a slow member is late by (default 1–5 s).
+    pub slow_delay: (Duration, Duration),
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -74,7 +118,36 @@ impl Params {
             joiners: None,
             crash_host: HostFate::Vanishes,
             formation: Formation::Join,
+            partition: None,
+            retention: None,
+            slow_members: 8,
+            slow_delay: (Duration::from_secs(1), Duration::from_secs(5)),
             config: Config::for_cluster("sim"),
+        }
+    }
+
+    /// The measured window: `duration`, stretched for a partition of a chosen
+    /// length to 1 s + the partition + 60 s, and for `name-conflict` to 70 s
+    /// (the incarnation growth is measured over 60 s from a detection within 10 s).
+    pub fn window(&self) -> Duration {
+        match self.scenario {
+            ScenarioKind::Partition | ScenarioKind::PartitionRetention => {
+                match grey::partition_length(self) {
+                    Some(p) => self.duration.max(grey::PARTITION_AT + p + grey::AFTER_HEAL),
+                    None => self.duration,
+                }
+            }
+            ScenarioKind::NameConflict => self.duration.max(grey::CONFLICT_WINDOW),
+            _ => self.duration,
+        }
+    }
+
+    /// The loss the network gets from the window's start: `network.loss`, or
+    /// 0.5 for `loss` when that is 0.
+    pub fn window_loss(&self) -> f64 {
+        match self.scenario {
+            ScenarioKind::Loss if self.network.loss == 0.0 => 0.5,
+            _ => self.network.loss,
         }
     }
 }
@@ -89,15 +162,19 @@ pub fn run(
     let wall = Instant::now();
     let standby = match params.scenario {
         ScenarioKind::JoinStorm => params.joiners.unwrap_or((params.nodes / 10).max(1)),
+        ScenarioKind::NameConflict => 1,
         _ => 0,
     };
     let mut sim = Sim::builder()
         .nodes(params.nodes)
         .standby(standby)
         .seed(params.seed)
-        .config(params.config.clone())
-        .network(params.network.clone())
-        .formation(params.formation)
+        .config(grey::config(params))
+        .network(NetworkModel {
+            loss: 0.0,
+            ..params.network.clone()
+        })
+        .formation(grey::formation(params))
         .build()?;
     let formed_at = sim.now();
     // Let formation's gossip die down so the window measures a steady state.
@@ -107,10 +184,16 @@ pub fn run(
     let quiet_after = sim.now() - formed_at;
     let formation_wall = wall.elapsed();
     let mut rng = fastrand::Rng::with_seed(params.seed ^ 0x5ce7_a210);
+    let quiet = (params.scenario == ScenarioKind::Slow).then(|| grey::quiet_figure(&mut sim));
     let start = sim.now();
+    let loss = params.window_loss();
+    if loss > 0.0 {
+        sim.apply(Fault::Loss { loss });
+    }
     let n = params.nodes;
-    let d = params.duration;
+    let d = params.window();
     let mut has_faults = true;
+    let mut plan = grey::Plan::default();
     match params.scenario {
         ScenarioKind::Steady => has_faults = false,
         ScenarioKind::Crash => {
@@ -122,6 +205,17 @@ pub fn run(
                 sim.schedule(start + at, Fault::Crash { node, host });
                 at += Duration::from_secs(10);
             }
+        }
+        ScenarioKind::Partition if params.partition.is_some() => {
+            plan = grey::schedule(&mut sim, params, &mut rng, start);
+        }
+        ScenarioKind::PartitionRetention
+        | ScenarioKind::SplitMerge
+        | ScenarioKind::Loss
+        | ScenarioKind::Slow
+        | ScenarioKind::NameConflict => {
+            plan = grey::schedule(&mut sim, params, &mut rng, start);
+            has_faults = plan.gate;
         }
         ScenarioKind::Partition => {
             let offset = rng.usize(..n.max(1));
@@ -164,13 +258,20 @@ pub fn run(
         }
     }
     let before = sim.traffic();
+    let counters = grey::Counters::take(&sim);
+    let mut per_second = vec![before.packets];
     let step = Duration::from_secs(1);
     let mut done = Duration::ZERO;
     let mut convergence_after_heal = None;
     while done < d {
         let chunk = step.min(d - done);
         let target = start + done + chunk;
-        if let Some(heal) = sim.last_heal()
+        // The clock starts at the heal, or when the clusters of `split-merge`
+        // can first reach each other.
+        let since = sim
+            .last_heal()
+            .or(plan.merge_at.filter(|&at| sim.now() >= at));
+        if let Some(heal) = since
             && convergence_after_heal.is_none()
         {
             if sim
@@ -184,10 +285,23 @@ pub fn run(
         } else {
             sim.run_for(chunk);
         }
+        per_second.push(sim.traffic().packets);
         done += chunk;
         progress(done, d);
     }
     let traffic = before.rate(sim.traffic(), sim.up().len(), d);
+    let grey = plan.is_grey().then(|| {
+        let mut figures = grey::figures(&sim, params, &plan, &counters, &per_second, d, quiet);
+        if plan.merge_at.is_some() {
+            figures.merged_after_s = convergence_after_heal.map(|t| t.as_secs_f64());
+        }
+        figures
+    });
+    let convergence_after_heal = if plan.merge_at.is_some() {
+        None
+    } else {
+        convergence_after_heal
+    };
     let gate = if has_faults {
         Some(sim.liveness_gate(sim.timing().liveness))
     } else {
@@ -200,6 +314,7 @@ pub fn run(
         formation_wall,
         traffic,
         convergence_after_heal,
+        grey,
         gate,
         wall,
     ))
@@ -213,6 +328,7 @@ fn build_report(
     formation_wall: Duration,
     (msgs, bytes): (f64, f64),
     convergence_after_heal: Option<Duration>,
+    grey: Option<crate::report::GreyFigures>,
     gate: Option<Result<Duration, crate::invariant::Violation>>,
     wall: Instant,
 ) -> Report {
@@ -230,9 +346,9 @@ fn build_report(
         scenario: params.scenario,
         nodes: params.nodes,
         seed: params.seed,
-        loss: params.network.loss,
+        loss: params.window_loss(),
         latency_ms: params.network.latency.as_secs_f64() * 1000.0,
-        duration_s: params.duration.as_secs_f64(),
+        duration_s: params.window().as_secs_f64(),
         formation: params.formation,
         formation_s: formed_at.as_secs_f64(),
         quiet_after_s: quiet_after.as_secs_f64(),
@@ -261,6 +377,7 @@ fn build_report(
         msgs_per_node_s: msgs,
         bytes_per_node_s: bytes,
         convergence_after_heal_s: secs(convergence_after_heal),
+        grey,
         settled_after_s: gate_settled,
         gate_violation,
         violations: sim.violation_count(),
@@ -286,6 +403,8 @@ fn touched_nodes(sim: &Sim) -> std::collections::BTreeSet<usize> {
             Fault::Partition { groups } => touched.extend(groups.iter().flatten().copied()),
             Fault::OneWay { from, to } => touched.extend(from.iter().chain(to).copied()),
             Fault::Link { from, to, .. } => touched.extend([*from, *to]),
+            Fault::Join { node, through } => touched.extend(through.iter().chain([node])),
+            Fault::StartTwin { node, of } => touched.extend([*node, *of]),
             fault => touched.extend(fault.node()),
         }
     }
@@ -320,6 +439,96 @@ mod tests {
             assert_eq!(report.gate_violation, None, "{scenario:?}");
             assert_eq!(report.faults_fired, report.faults_scheduled, "{scenario:?}");
         }
+    }
+
+    #[test]
+    fn every_grey_zone_scenario_runs_on_a_small_cluster_and_reports_its_figures() {
+        let small = |scenario| Params {
+            nodes: 10,
+            duration: Duration::from_secs(20),
+            ..Params::new(scenario)
+        };
+        let mut partition = small(ScenarioKind::Partition);
+        partition.partition = Some(Duration::from_secs(5));
+        let mut retention = small(ScenarioKind::PartitionRetention);
+        retention.retention = Some(Duration::from_secs(5));
+        retention.partition = Some(Duration::from_secs(15));
+        let mut slow = small(ScenarioKind::Slow);
+        slow.slow_members = 2;
+        let mut loss = small(ScenarioKind::Loss);
+        loss.network = NetworkModel::lan().with_loss(0.1);
+        for params in [
+            partition,
+            retention,
+            small(ScenarioKind::SplitMerge),
+            loss,
+            slow,
+            small(ScenarioKind::NameConflict),
+        ] {
+            let scenario = params.scenario;
+            let report = run(&params, &mut |_, _| {}).expect("forms");
+            assert_eq!(report.faults_fired, report.faults_scheduled, "{scenario:?}");
+            assert!(report.faults_fired > 0, "{scenario:?}");
+            let grey = report.grey.as_ref().expect("grey-zone figures");
+            assert!(
+                report.table().contains("declared while apart"),
+                "{scenario:?}"
+            );
+            match scenario {
+                ScenarioKind::Partition => {
+                    assert_eq!(report.duration_s, 66.0, "1 s + 5 s + 60 s");
+                    assert_eq!(grey.partition_s, Some(5.0));
+                    assert!(grey.apart_declared > 0, "both sides declared the other");
+                    assert!(report.convergence_after_heal_s.is_some());
+                }
+                ScenarioKind::PartitionRetention => {
+                    assert_eq!(grey.retention_s, Some(5.0));
+                    assert!(
+                        report.settled_after_s.is_some(),
+                        "{:?}",
+                        report.gate_violation
+                    );
+                }
+                ScenarioKind::SplitMerge => {
+                    assert!(grey.merged_after_s.is_some());
+                    assert_eq!(report.convergence_after_heal_s, None);
+                }
+                ScenarioKind::Loss => {
+                    assert_eq!(report.loss, 0.1);
+                    assert_eq!(report.detections, 1, "the crash is detected");
+                    assert!(report.settled_after_s.is_some(), "the gate heals the loss");
+                }
+                ScenarioKind::Slow => {
+                    assert_eq!(grey.slow_members.len(), 2);
+                    assert!(grey.quiet_msgs_per_node_s.is_some_and(|q| q > 0.0));
+                    assert!(grey.max_healthy_node_msgs_per_s.is_some());
+                }
+                ScenarioKind::NameConflict => {
+                    assert_eq!(report.duration_s, 70.0);
+                    assert_eq!(
+                        grey.conflict_detected_after_s, None,
+                        "no conflict event yet"
+                    );
+                    assert!(grey.conflict_incarnation_growth_60s.is_some());
+                    assert!(grey.conflict_addr_flips.is_some());
+                    assert_eq!(report.settled_after_s, None, "no gate");
+                }
+                _ => unreachable!("only grey-zone scenarios here"),
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_partition_length_the_partition_scenario_reports_as_before() {
+        let params = Params {
+            nodes: 6,
+            duration: Duration::from_secs(20),
+            ..Params::new(ScenarioKind::Partition)
+        };
+        let report = run(&params, &mut |_, _| {}).expect("forms");
+        assert_eq!(report.grey, None);
+        assert_eq!(report.duration_s, 20.0);
+        assert!(!report.table().contains("declared while apart"));
     }
 
     #[test]

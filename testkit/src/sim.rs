@@ -12,6 +12,7 @@
 
 mod apply;
 mod drive;
+mod formation;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -19,10 +20,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus, TrackerRow};
+use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
 
 use crate::fault::{Fault, HostFate, Outcome, Scheduled};
-use crate::invariant::{NotificationChecker, Timing, Violation, ViolationKind};
+use crate::invariant::{NotificationChecker, Reachability, Timing, Violation, ViolationKind};
 use crate::metrics::{Metrics, Traffic};
 use crate::network::{Network, NetworkModel};
 use crate::trace::{Fnv, Trace};
@@ -80,6 +81,8 @@ struct Slot {
     disturbed_until: Duration,
     leaving: bool,
     joined: bool,
+    /// A second process under another slot's name (`Fault::StartTwin`).
+    twin_of: Option<usize>,
     checker: NotificationChecker,
 }
 
@@ -177,6 +180,12 @@ pub enum Formation {
     /// No cluster: every node standalone and unjoined at time zero.
     #[cfg_attr(feature = "cli", value(skip))]
     None,
+    /// Two clusters that do not know each other: nodes `0..n/2` and `n/2..n`
+    /// each form as [`Formation::Join`] does, every joiner through an earlier
+    /// node of its own half (disjoint seeds). The build waits until each half
+    /// agrees on itself. What `split-merge` starts from.
+    #[cfg_attr(feature = "cli", value(skip))]
+    Split,
 }
 
 /// Builds a [`Sim`]: N nodes with a config and a seed.
@@ -312,7 +321,8 @@ impl SimBuilder {
             trace: Trace::new(self.keep_trace),
             steps: 0,
             timing: Timing::new(&self.config, self.nodes.max(2)),
-            network_excuse_until: Duration::ZERO,
+            reachability: Reachability::new(Duration::ZERO),
+            loss_before_fault: None,
             running: 0,
             watching: HashMap::default(),
             datagram_buf: Vec::new(),
@@ -342,10 +352,18 @@ impl SimBuilder {
                 disturbed_until: Duration::ZERO,
                 leaving: false,
                 joined: false,
+                twin_of: None,
             });
         }
+        sim.reachability = Reachability::new(sim.timing.grace);
         match self.formation {
             Formation::Join => sim.form(self.nodes, self.max_wave, self.formation_limit)?,
+            Formation::Split => {
+                let half = self.nodes / 2;
+                sim.form_range(0..half, self.max_wave, self.formation_limit);
+                sim.form_range(half..self.nodes, self.max_wave, self.formation_limit);
+                sim.await_settled([0..half, half..self.nodes], self.formation_limit)?;
+            }
             Formation::Restore => sim.restore_formed(self.nodes, self.formation_limit)?,
             Formation::None => {
                 for i in 0..self.nodes {
@@ -382,9 +400,11 @@ pub struct Sim {
     trace: Trace,
     steps: u64,
     timing: Timing,
-    /// No declaration is checked for accuracy before this: a partition or link
-    /// rule was in force recently.
-    network_excuse_until: Duration,
+    /// Which nodes were cut off from which, lately: the accuracy checker's
+    /// ground truth for [`Standing::Apart`](crate::invariant::Standing::Apart).
+    reachability: Reachability,
+    /// The model's loss before the first `Fault::Loss` (restored by `Heal`).
+    loss_before_fault: Option<f64>,
     /// Running processes (paused and leaving ones included).
     running: usize,
     /// Unfinished watches by subject.
@@ -472,11 +492,12 @@ impl Sim {
         (0..self.slots.len()).filter(|&i| self.is_up(i)).collect()
     }
 
-    /// Names of the nodes that are down: crashed, or stopped after leaving.
+    /// Names of the nodes that are down: crashed, or stopped after leaving
+    /// (second processes under another node's name are not counted).
     pub fn down(&self) -> Vec<NodeName> {
         self.slots
             .iter()
-            .filter(|s| matches!(s.proc, Proc::Crashed(_) | Proc::Stopped))
+            .filter(|s| matches!(s.proc, Proc::Crashed(_) | Proc::Stopped) && s.twin_of.is_none())
             .map(|s| s.name.clone())
             .collect()
     }
@@ -551,6 +572,31 @@ impl Sim {
     /// When the network was last healed, if ever.
     pub fn last_heal(&self) -> Option<Duration> {
         self.last_heal
+    }
+
+    /// Where node `of` stands towards node `observer` now, for the accuracy
+    /// invariant: what a declaration of `of` by `observer` would be judged by
+    /// (see [`invariant::accuracy`](crate::invariant::accuracy)).
+    pub fn standing(&self, observer: usize, of: usize) -> crate::invariant::Standing {
+        use crate::invariant::Standing;
+        let slot = &self.slots[of];
+        let delayed = self
+            .network
+            .inbound_delay(of)
+            .is_some_and(|(_, max)| max >= self.config.probe_timeout);
+        if slot.node().is_none() || slot.leaving {
+            Standing::Down
+        } else if slot.paused_until.is_some()
+            || slot.slow.is_some_and(|(_, until)| until > self.now)
+            || self.now < slot.disturbed_until
+            || delayed
+        {
+            Standing::Degraded
+        } else if self.reachability.apart_within(observer, of, self.now) {
+            Standing::Apart
+        } else {
+            Standing::Healthy
+        }
     }
 
     // ----- commands -----
@@ -628,6 +674,23 @@ impl Sim {
             && reference.tracker().online_count() == up.len()
     }
 
+    /// Whether the running nodes of `group` hold identical trackers in which
+    /// exactly they are online.
+    pub fn settled_among(&self, group: std::ops::Range<usize>) -> bool {
+        let up: Vec<usize> = group.filter(|&i| self.is_up(i)).collect();
+        let Some(reference) = up.first().and_then(|&i| self.node(i)) else {
+            return true;
+        };
+        let (digest, len) = (reference.tracker().digest(), reference.tracker().len());
+        up.iter().all(|&i| {
+            self.node(i)
+                .is_some_and(|n| n.tracker().len() == len && n.tracker().digest() == digest)
+                && reference
+                    .row(&self.slots[i].name)
+                    .is_some_and(|row| row.status == NodeStatus::Online)
+        }) && reference.tracker().online_count() == up.len()
+    }
+
     /// Whether no up node has updates waiting to be disseminated (gossip has
     /// died down; steady-state traffic is measured from here).
     pub fn quiet(&self) -> bool {
@@ -641,10 +704,17 @@ impl Sim {
     /// settled, checking the whole-cluster invariants (convergence,
     /// completeness, liveness) if it does not within `bound`. Returns how long
     /// settling took.
+    ///
+    /// Healing is [`Fault::Heal`]: partitions, link rules and inbound delays
+    /// end, and loss turned on by [`Fault::Loss`] (the scenarios' `--loss`)
+    /// returns to the loss the simulator was built with. That base loss is the
+    /// network's climate, not a fault: it stays, and the bound must cover it.
+    /// A second process under another node's name (`Fault::StartTwin`) is not
+    /// restarted if it crashed.
     pub fn liveness_gate(&mut self, bound: Duration) -> Result<Duration, Violation> {
         self.apply(Fault::Heal);
         for i in 0..self.slots.len() {
-            if matches!(self.slots[i].proc, Proc::Crashed(_)) {
+            if matches!(self.slots[i].proc, Proc::Crashed(_)) && self.slots[i].twin_of.is_none() {
                 self.apply(Fault::Restart {
                     node: i,
                     new_addr: false,
@@ -730,68 +800,5 @@ impl Sim {
         self.steps += 1;
         self.dispatch(entry);
         true
-    }
-
-    /// Forms the cluster of nodes `0..n` in doubling waves.
-    fn form(&mut self, n: usize, max_wave: usize, limit: Duration) -> Result<(), BuildError> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.spawn(0);
-        self.slots[0].joined = true;
-        let mut next = 1;
-        while next < n {
-            let wave = next.min(max_wave).min(n - next);
-            for i in next..next + wave {
-                self.spawn(i);
-                let seed = self.rng.usize(0..next);
-                let seed = self.slots[seed].addr;
-                self.join_through(i, vec![seed]);
-            }
-            let range = next..next + wave;
-            next += wave;
-            self.run_until(limit, Duration::from_millis(10), |sim| {
-                range.clone().all(|i| sim.slots[i].joined)
-            });
-        }
-        self.await_formed(n, limit)
-    }
-
-    /// Forms the cluster of nodes `0..n` as one that formed long ago: see
-    /// [`Formation::Restore`].
-    fn restore_formed(&mut self, n: usize, limit: Duration) -> Result<(), BuildError> {
-        for i in 0..n {
-            self.spawn(i);
-        }
-        let rows: Vec<TrackerRow> = (0..n)
-            .filter_map(|i| self.slots[i].node()?.row(&self.slots[i].name).cloned())
-            .collect();
-        let interval = self.config.probe_interval;
-        let mut order: Vec<(Duration, usize)> = (0..n)
-            .map(|i| (interval.mul_f64(self.rng.f64()), i))
-            .collect();
-        order.sort_unstable();
-        for (at, i) in order {
-            self.run_for(at.saturating_sub(self.now));
-            self.drive(i, |node, now| node.restore(now, rows.iter().cloned()));
-            self.slots[i].joined = true;
-        }
-        self.await_formed(n, limit)
-    }
-
-    /// Runs until the formed cluster has settled.
-    fn await_formed(&mut self, n: usize, limit: Duration) -> Result<(), BuildError> {
-        let every = if n > 1000 {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_millis(20)
-        };
-        if self.run_until(limit, every, Sim::settled).is_none() {
-            return Err(BuildError::Formation {
-                limit,
-                violation: self.whole_cluster_violation(limit),
-            });
-        }
-        Ok(())
     }
 }

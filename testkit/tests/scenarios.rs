@@ -224,6 +224,55 @@ fn healthy_nodes_declared_dead_at_heavy_loss_are_reported_once_per_verdict() {
     assert!(sim.metrics().offline_writes >= reported as u64);
 }
 
+/// Link rules no longer switch the accuracy checker off: a member behind
+/// links that lose 95% of what it is sent is alive and connected, so declaring
+/// it dead is still reported, once per verdict; a member cut off entirely is
+/// not falsely declared, and must come back after the heal.
+#[test]
+fn healthy_nodes_declared_dead_behind_very_lossy_links_are_still_reported() {
+    let mut sim = cluster(10, 2);
+    for from in (0..10).filter(|&i| i != 3) {
+        let rule = LinkRule {
+            loss: Some(0.95),
+            ..LinkRule::default()
+        };
+        sim.apply(Fault::Link { from, to: 3, rule });
+    }
+    sim.run_for(30 * SECOND);
+    let false_deaths: Vec<&ViolationKind> = sim
+        .violations()
+        .iter()
+        .map(|v| &v.kind)
+        .filter(|kind| matches!(kind, ViolationKind::FalseOffline { .. }))
+        .collect();
+    assert!(
+        false_deaths.iter().any(
+            |kind| matches!(kind, ViolationKind::FalseOffline { target, .. } if target == "node-3")
+        ),
+        "95% inbound loss fools the detector: {false_deaths:#?}"
+    );
+    assert_eq!(false_deaths.len(), sim.metrics().false_offline.len());
+    // Cut off entirely (loss 1): excused, and back after the heal.
+    let mut sim = cluster(10, 2);
+    for from in (0..10).filter(|&i| i != 3) {
+        let rule = LinkRule {
+            loss: Some(1.0),
+            ..LinkRule::default()
+        };
+        sim.apply(Fault::Link { from, to: 3, rule });
+    }
+    sim.run_for(30 * SECOND);
+    assert!(
+        sim.metrics()
+            .apart_declared
+            .iter()
+            .any(|&(node, _)| node == 3)
+    );
+    let bound = sim.timing().liveness;
+    sim.liveness_gate(bound).expect("back after the heal");
+    assert_clean(&sim);
+}
+
 #[test]
 fn a_graceful_leave_goes_offline_everywhere_and_the_process_stops() {
     let mut sim = cluster(8, 6);

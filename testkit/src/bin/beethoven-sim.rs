@@ -4,7 +4,16 @@
 //! beethoven-sim --nodes 1000 --scenario crash --seeds 5 --duration 60
 //! beethoven-sim --nodes 100 --loss 0.1 --scenario steady --duration 3600 --json
 //! beethoven-sim --nodes 10000 --scenario steady --duration 60
+//! beethoven-sim --nodes 100 --scenario partition --partition-secs 600 --seeds 10
+//! beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seeds 5
+//! beethoven-sim --nodes 100 --scenario slow --duration 300
 //! ```
+//!
+//! `--loss` is the network's loss over the measured window: the cluster forms,
+//! and formation's gossip dies down, on a loss-free network; the loss is turned
+//! on when the window starts. Scenarios with faults end with the liveness gate,
+//! which heals that loss with the partitions and delays before it waits for the
+//! cluster to settle, so it reports only what the healed network leaves wrong.
 //!
 //! Clusters of up to 1000 nodes are formed by real joins; larger ones start
 //! restored (every node loads the whole table, as a cluster formed long ago),
@@ -43,7 +52,8 @@ struct Args {
     /// Repeat over this many consecutive seeds and report percentiles.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
-    /// Packet loss probability, 0.0..=1.0.
+    /// Packet loss probability over the measured window, 0.0..=1.0 (turned on
+    /// after formation; healed before the liveness gate). `loss` defaults to 0.5.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     loss: f64,
     /// One-way latency in milliseconds (jitter is half of it).
@@ -66,6 +76,24 @@ struct Args {
     /// restored with the whole table. Default: join up to 1000 nodes, restore above.
     #[arg(long, value_enum)]
     formation: Option<Formation>,
+    /// partition, partition-retention: cut the nodes off at 1 s for this many
+    /// seconds, then heal (the window grows to at least this + 61 s).
+    /// Default: partition heals halfway through the window;
+    /// partition-retention lasts the retention + 60 s.
+    #[arg(long, value_parser = non_negative)]
+    partition_secs: Option<f64>,
+    /// partition-retention: the nodes' offline_retention in seconds (default 60).
+    #[arg(long, value_parser = non_negative)]
+    retention_secs: Option<f64>,
+    /// slow: how many members receive every datagram late.
+    #[arg(long, default_value_t = 8)]
+    slow_members: usize,
+    /// slow: the shortest delay of a datagram to a slow member, seconds.
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    slow_min_secs: f64,
+    /// slow: the longest delay of a datagram to a slow member, seconds.
+    #[arg(long, default_value_t = 5.0, value_parser = non_negative)]
+    slow_max_secs: f64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -98,9 +126,34 @@ fn main() -> ExitCode {
         .with_latency(Duration::from_secs_f64(args.latency / 1000.0))
         .with_loss(args.loss);
     let nodes = args.nodes as usize;
-    let long = nodes >= 1000 || args.duration >= 600.0 || args.seeds > 1;
+    let secs = Duration::from_secs_f64;
+    let base = Params {
+        scenario: args.scenario,
+        nodes,
+        seed: args.seed,
+        network: network.clone(),
+        duration: secs(args.duration),
+        joiners: args.joiners,
+        crash_host: if args.hints {
+            HostFate::StaysUp
+        } else {
+            HostFate::Vanishes
+        },
+        formation: args.formation.unwrap_or(if nodes > 1000 {
+            Formation::Restore
+        } else {
+            Formation::Join
+        }),
+        partition: args.partition_secs.map(secs),
+        retention: args.retention_secs.map(secs),
+        slow_members: args.slow_members,
+        slow_delay: (secs(args.slow_min_secs), secs(args.slow_max_secs)),
+        ..Params::new(args.scenario)
+    };
+    let window = base.window().as_secs_f64();
+    let long = nodes >= 1000 || window >= 600.0 || args.seeds > 1;
     let bar = if long && !args.json {
-        let bar = ProgressBar::new(args.seeds * args.duration.ceil() as u64);
+        let bar = ProgressBar::new(args.seeds * window.ceil() as u64);
         let style = ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} sim s {msg}",
         )
@@ -114,29 +167,14 @@ fn main() -> ExitCode {
     let mut reports: Vec<Report> = Vec::new();
     for k in 0..args.seeds {
         let params = Params {
-            scenario: args.scenario,
-            nodes,
             seed: args.seed + k,
-            network: network.clone(),
-            duration: Duration::from_secs_f64(args.duration),
-            joiners: args.joiners,
-            crash_host: if args.hints {
-                HostFate::StaysUp
-            } else {
-                HostFate::Vanishes
-            },
-            formation: args.formation.unwrap_or(if nodes > 1000 {
-                Formation::Restore
-            } else {
-                Formation::Join
-            }),
-            ..Params::new(args.scenario)
+            ..base.clone()
         };
         if let Some(bar) = &bar {
             bar.set_message(format!("seed {} forming", params.seed));
         }
         let rss_before = resident_memory();
-        let base = k * args.duration.ceil() as u64;
+        let base = k * window.ceil() as u64;
         let mut formed = None;
         let mut progress = |done: Duration, _total: Duration| {
             if formed.is_none() {

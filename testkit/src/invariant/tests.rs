@@ -205,3 +205,150 @@ fn timing_bounds_grow_with_the_cluster_and_follow_the_config() {
     };
     assert_eq!(violation.to_string(), "at 1.500s: a notified about itself");
 }
+
+// ----- accuracy under partitions, link rules, loss and delays -----
+
+const S: Duration = Duration::from_secs(1);
+
+#[test]
+fn reachability_excuses_a_pair_only_while_cut_and_for_a_grace_after() {
+    let mut r = Reachability::new(4 * S);
+    assert!(r.connected(0, 1) && !r.apart_within(0, 1, S));
+    // 10 s: {0} | {1, 2}; 20 s: healed.
+    r.record(10 * S, Some(vec![0, 1, 1]));
+    r.record(20 * S, None);
+    assert!(!r.apart_within(0, 1, 9 * S), "before the cut");
+    assert!(r.apart_within(0, 1, 15 * S) && r.apart_within(1, 0, 15 * S));
+    assert!(!r.apart_within(1, 2, 15 * S), "same side");
+    assert!(r.connected(0, 1), "healed");
+    assert!(
+        r.apart_within(0, 1, 23 * S),
+        "within the grace after the heal"
+    );
+    assert!(!r.apart_within(0, 1, 24 * S), "a grace after the heal");
+    // Old history is forgotten once a grace past it.
+    r.record(60 * S, Some(vec![0, 0, 1]));
+    assert!(!r.apart_within(0, 1, 60 * S) && r.apart_within(1, 2, 60 * S));
+}
+
+/// A formed 6-node cluster and the tracker event of node 0 writing node 1
+/// dead (a deliberately broken history if node 1 is healthy).
+fn sim_and_false_death() -> (crate::Sim, TrackerEvent) {
+    let sim = crate::Sim::builder()
+        .nodes(6)
+        .seed(3)
+        .build()
+        .expect("the cluster forms");
+    let online = sim
+        .node(0)
+        .and_then(|n| n.row(sim.name(1)))
+        .cloned()
+        .expect("node 0 tracks node 1");
+    let event = TrackerEvent {
+        op: Op::Write,
+        new_row: online.clone(),
+        old_row: Some(online),
+    };
+    (sim, b_dead(&event))
+}
+
+fn judge(sim: &crate::Sim, observer: usize, target: usize, event: &TrackerEvent) -> bool {
+    let healthy = sim.standing(observer, target) == Standing::Healthy;
+    check_accuracy(sim.name(observer), event, |_| healthy).is_err()
+}
+
+#[test]
+fn a_false_death_under_lossy_and_slow_link_rules_and_loss_is_still_caught() {
+    let (mut sim, dead) = sim_and_false_death();
+    assert!(judge(&sim, 0, 1, &dead), "caught without faults");
+    let rule = crate::LinkRule {
+        loss: Some(0.9),
+        extra_latency: Duration::from_millis(40),
+        ..crate::LinkRule::default()
+    };
+    for (from, to) in [(0, 1), (1, 0)] {
+        let rule = rule.clone();
+        sim.apply(crate::Fault::Link { from, to, rule });
+    }
+    sim.apply(crate::Fault::Loss { loss: 0.5 });
+    sim.run_for(S);
+    assert_eq!(sim.standing(0, 1), Standing::Healthy);
+    assert!(
+        judge(&sim, 0, 1, &dead),
+        "a lossy, slow link does not excuse it"
+    );
+    // A blocked link with a detour (0 → 1 cut, 0 → 2 → 1 open) does not either.
+    let blocked = crate::LinkRule {
+        blocked: true,
+        ..crate::LinkRule::default()
+    };
+    sim.apply(crate::Fault::Link {
+        from: 0,
+        to: 1,
+        rule: blocked,
+    });
+    assert!(judge(&sim, 0, 1, &dead), "connected through the others");
+}
+
+#[test]
+fn a_death_across_a_partition_is_excused_until_a_grace_after_the_heal() {
+    let (mut sim, dead) = sim_and_false_death();
+    sim.apply(crate::Fault::Partition {
+        groups: vec![vec![0, 2]],
+    });
+    sim.run_for(10 * S);
+    assert_eq!(sim.standing(0, 1), Standing::Apart);
+    assert!(!judge(&sim, 0, 1, &dead), "cut off from its writer");
+    assert_eq!(sim.standing(2, 0), Standing::Healthy, "same side");
+    sim.apply(crate::Fault::Heal);
+    sim.run_for(S);
+    assert_eq!(sim.standing(0, 1), Standing::Apart, "within the grace");
+    sim.run_for(sim.timing().grace);
+    assert!(judge(&sim, 0, 1, &dead), "a grace after the heal it counts");
+}
+
+#[test]
+fn a_node_that_cannot_send_or_cannot_hear_is_apart_from_everyone() {
+    let (mut sim, dead) = sim_and_false_death();
+    sim.apply(crate::Fault::OneWay {
+        from: vec![1],
+        to: vec![0, 2, 3, 4, 5],
+    });
+    assert_eq!(sim.standing(0, 1), Standing::Apart);
+    assert!(!judge(&sim, 0, 1, &dead));
+    assert_eq!(sim.standing(0, 2), Standing::Healthy);
+}
+
+#[test]
+fn a_member_seconds_late_is_degraded_and_one_a_little_late_is_healthy() {
+    let (mut sim, dead) = sim_and_false_death();
+    let ms = Duration::from_millis(1);
+    sim.apply(crate::Fault::Delay {
+        node: 1,
+        min: ms,
+        max: 10 * ms,
+    });
+    assert_eq!(
+        sim.standing(0, 1),
+        Standing::Healthy,
+        "below the probe timeout"
+    );
+    assert!(judge(&sim, 0, 1, &dead));
+    sim.apply(crate::Fault::Delay {
+        node: 1,
+        min: S,
+        max: 5 * S,
+    });
+    assert_eq!(sim.standing(0, 1), Standing::Degraded);
+    assert!(!judge(&sim, 0, 1, &dead));
+    // Node 1 is degraded, but whom it accuses is judged.
+    assert_eq!(sim.standing(1, 2), Standing::Healthy);
+    sim.apply(crate::Fault::Heal);
+    assert_eq!(
+        sim.standing(0, 1),
+        Standing::Degraded,
+        "grace after the delay"
+    );
+    sim.run_for(sim.timing().grace);
+    assert_eq!(sim.standing(0, 1), Standing::Healthy);
+}

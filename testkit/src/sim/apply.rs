@@ -22,8 +22,16 @@ impl Sim {
     }
 
     fn apply_inner(&mut self, fault: &Fault) -> Outcome {
-        if let Some(node) = fault.node()
-            && node >= self.slots.len()
+        let others: &[usize] = match fault {
+            Fault::Join { through, .. } => through,
+            Fault::StartTwin { of, .. } => std::slice::from_ref(of),
+            _ => &[],
+        };
+        if fault
+            .node()
+            .into_iter()
+            .chain(others.iter().copied())
+            .any(|n| n >= self.slots.len())
         {
             return Outcome::Skipped("no such node");
         }
@@ -97,31 +105,92 @@ impl Sim {
             }
             Fault::Partition { ref groups } => {
                 self.network.partition(groups);
-                self.network_excuse_until = Duration::MAX;
+                self.note_topology();
             }
             Fault::OneWay { ref from, ref to } => {
                 self.network.block_one_way(from, to);
-                self.network_excuse_until = Duration::MAX;
+                self.note_topology();
             }
             Fault::Link { from, to, ref rule } => {
                 if from >= self.slots.len() || to >= self.slots.len() {
                     return Outcome::Skipped("no such node");
                 }
                 self.network.set_link(from, to, rule.clone());
-                self.network_excuse_until = Duration::MAX;
+                self.note_topology();
+            }
+            Fault::Delay { node, min, max } => {
+                if self.slots[node].node().is_none() {
+                    return Outcome::Skipped("not running");
+                }
+                self.network.set_inbound_delay(node, min, max);
+            }
+            Fault::Loss { loss } => {
+                let mut model = self.network.model().clone();
+                self.loss_before_fault.get_or_insert(model.loss);
+                model.loss = loss.clamp(0.0, 1.0);
+                self.network.set_model(model);
+                self.note_topology();
+            }
+            Fault::Join { node, ref through } => {
+                let seeds: Vec<_> = through.iter().map(|&j| self.slots[j].addr).collect();
+                if self.slots[node].node().is_none() || seeds.is_empty() {
+                    return Outcome::Skipped("not running, or no seeds");
+                }
+                self.join_through(node, seeds);
+            }
+            Fault::StartTwin { node, of } => {
+                if !matches!(self.slots[node].proc, Proc::Standby)
+                    || self.slots[of].node().is_none()
+                {
+                    return Outcome::Skipped("not on standby, or no process to share a name with");
+                }
+                self.start_twin(node, of);
             }
             Fault::Heal => {
-                self.network.heal();
-                self.last_heal = Some(self.now);
-                // Verdicts reached during the partition (each side declared the
-                // other dead) spread after the heal until both sides merge; the
-                // liveness bound covers that merge.
-                if self.network_excuse_until == Duration::MAX {
-                    self.network_excuse_until = self.now + self.timing.liveness;
+                // A member that was seconds late may still be suspected for a
+                // grace (its own fault, like a pause).
+                let delayed: Vec<usize> = self.network.delayed().collect();
+                for node in delayed {
+                    let slot = &mut self.slots[node];
+                    slot.disturbed_until = slot.disturbed_until.max(self.now + grace);
                 }
+                self.network.heal();
+                if let Some(loss) = self.loss_before_fault.take() {
+                    let mut model = self.network.model().clone();
+                    model.loss = loss;
+                    self.network.set_model(model);
+                }
+                self.last_heal = Some(self.now);
+                // Pairs that were apart stay excused for a grace
+                // (`Reachability`): a suspicion raised while they were cut off
+                // may still run out.
+                self.note_topology();
             }
         }
         Outcome::Fired
+    }
+
+    /// Records the network's components from now on, for the accuracy checker.
+    fn note_topology(&mut self) {
+        let labels = self.network.components(self.slots.len());
+        self.reachability.record(self.now, labels);
+    }
+
+    /// Starts standby slot `node` as a second process under `of`'s name, at
+    /// its own address, joined through a few up nodes. Both processes are
+    /// degraded for accuracy while the two run.
+    fn start_twin(&mut self, node: usize, of: usize) {
+        let name = self.slots[of].name.clone();
+        self.slots[node].name = name;
+        self.spawn(node);
+        self.slots[node].twin_of = Some(of);
+        self.slots[node].disturbed_until = Duration::MAX;
+        self.slots[of].disturbed_until = Duration::MAX;
+        let incarnation = self.slots[of].node().map_or(0, |n| n.incarnation());
+        let conflict = crate::metrics::Conflict::new(of, node, self.now, incarnation);
+        self.metrics.conflicts.push(conflict);
+        let seeds = self.pick_seeds(JOIN_SEEDS, &[node, of]);
+        self.join_through(node, seeds);
     }
 
     /// Starts a new process in slot `node` and joins it through a few up nodes.
@@ -129,7 +198,7 @@ impl Sim {
         self.spawn(node);
         self.slots[node].disturbed_until = self.now + self.timing.grace;
         self.start_watch(WatchKind::Join, node, NodeStatus::Online);
-        let seeds = self.pick_seeds(JOIN_SEEDS, node);
+        let seeds = self.pick_seeds(JOIN_SEEDS, &[node]);
         self.join_through(node, seeds);
     }
 }

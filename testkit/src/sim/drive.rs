@@ -10,7 +10,7 @@ use beethoven_core::{Event, Node, NodeStatus, Op, Seed};
 
 use super::{Action, Entry, Proc, Sim};
 use crate::fault::HostFate;
-use crate::invariant::{ViolationKind, check_accuracy, check_mode, is_declaration};
+use crate::invariant::{Standing, ViolationKind, check_accuracy, check_mode, is_declaration};
 use crate::metrics::{Watch, WatchKind};
 use crate::network::Fate;
 
@@ -297,34 +297,44 @@ impl Sim {
                     // was, even if the target has refuted it meanwhile.
                     let verdict = (about.unwrap_or(usize::MAX), change.new_row.incarnation);
                     if self.verdicts.insert(verdict) {
-                        let healthy = about.is_some_and(|j| self.is_healthy(j));
+                        let standing = about.map(|j| self.standing(i, j));
+                        let healthy = standing == Some(Standing::Healthy);
                         let observer = self.slots[i].name.clone();
                         if let Err(kind) = check_accuracy(&observer, change, |_| healthy) {
                             self.metrics.false_offline.insert(verdict);
                             self.violation(kind);
+                        }
+                        match standing {
+                            Some(Standing::Degraded) => {
+                                self.metrics.degraded_declared.insert(verdict);
+                            }
+                            Some(Standing::Apart) => {
+                                self.metrics.apart_declared.insert(verdict);
+                            }
+                            _ => {}
                         }
                     }
                 }
                 if let Some(j) = about {
                     let status = (change.op == Op::Write).then_some(change.new_row.status);
                     self.watch_update(j, i, status);
+                    if change.op == Op::Write {
+                        let moved = change
+                            .old_row
+                            .as_ref()
+                            .is_some_and(|old| old.addr != change.new_row.addr);
+                        let now = self.now;
+                        let conflicts = self.metrics.conflicts.iter_mut();
+                        for conflict in conflicts.filter(|c| c.subject == j) {
+                            conflict.saw(now, change.new_row.incarnation);
+                            conflict.addr_flips += u64::from(moved);
+                        }
+                    }
                 }
             }
             Event::Joined { .. } => self.slots[i].joined = true,
             _ => {}
         }
-    }
-
-    /// Ground truth for accuracy: node `j` is healthy and reachable now, and has
-    /// been long enough that no suspicion of it can be legitimately pending.
-    pub(super) fn is_healthy(&self, j: usize) -> bool {
-        let slot = &self.slots[j];
-        slot.node().is_some()
-            && !slot.leaving
-            && slot.paused_until.is_none()
-            && slot.slow.is_none_or(|(_, until)| until <= self.now)
-            && self.now >= slot.disturbed_until
-            && self.now >= self.network_excuse_until
     }
 
     /// Keeps node `i`'s single timer entry in step with its `poll_timeout`.
@@ -375,6 +385,7 @@ impl Sim {
         slot.slow = None;
         slot.leaving = false;
         slot.joined = false;
+        slot.twin_of = None;
         self.running += 1;
         self.drain(i);
     }
@@ -391,9 +402,13 @@ impl Sim {
         }
     }
 
-    /// Up to `k` distinct up nodes' addresses other than `except`.
-    pub(super) fn pick_seeds(&mut self, k: usize, except: usize) -> Vec<SocketAddr> {
-        let mut candidates: Vec<usize> = self.up().into_iter().filter(|&j| j != except).collect();
+    /// Up to `k` distinct up nodes' addresses, none of `except`.
+    pub(super) fn pick_seeds(&mut self, k: usize, except: &[usize]) -> Vec<SocketAddr> {
+        let mut candidates: Vec<usize> = self
+            .up()
+            .into_iter()
+            .filter(|j| !except.contains(j))
+            .collect();
         let mut seeds = Vec::new();
         while seeds.len() < k && !candidates.is_empty() {
             let at = self.rng.usize(..candidates.len());
