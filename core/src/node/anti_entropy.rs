@@ -102,6 +102,23 @@ impl Node {
         }
     }
 
+    /// Rows from an exchange, or from a node that holds this one dead (see
+    /// `reunion.rs`). A refutation they caused goes straight back to `from`: it
+    /// holds this node dead or outdated and is the first that needs to know. Rows
+    /// about nodes this one did not know (two clusters meeting, a healed partition
+    /// past the retention) bring the next exchange forward, so the news spreads
+    /// through this side table by table, not only at the periodic pace.
+    pub(super) fn handle_rows(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
+        let (incarnation, known) = (self.incarnation, self.tracker.len());
+        self.apply_bulk(now, rows);
+        if self.incarnation != incarnation {
+            self.send(from, Message::Gossip);
+        }
+        if self.tracker.len() > known {
+            self.sync_soon(now);
+        }
+    }
+
     /// Queues the rows of `buckets` (a bit mask) to `to`; they are cut into
     /// datagrams when sent, and every one applies on its own.
     pub(super) fn send_rows(&mut self, to: SocketAddr, buckets: u32, kind: RowsKind) {

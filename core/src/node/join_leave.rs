@@ -136,7 +136,8 @@ impl Node {
     }
 
     pub(super) fn handle_join_reply(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
-        let knew_others = self.tracker.len() > 1;
+        let known = self.tracker.len();
+        let knew_others = known > 1;
         self.apply_bulk(now, rows);
         if let Some(join) = self.stop_join() {
             self.events.push_back(Event::Joined { seed: from });
@@ -151,6 +152,10 @@ impl Node {
         if knew_others {
             // Two clusters meeting: make sure the seed's side learns ours too.
             self.send_sync(from, false);
+            if self.tracker.len() > known {
+                // ... and that this side learns theirs soon, exchange by exchange.
+                self.sync_soon(now);
+            }
         }
     }
 
@@ -215,9 +220,15 @@ impl Node {
         online.clear();
         online.shrink_to(super::KEEP_QUEUED);
         self.addr_scratch = online;
+        self.rejoin_through(now, &targets);
+    }
+
+    /// Sends joins to `targets` outside a join (a seed re-probe, a forgotten
+    /// address); their replies are welcome for a while.
+    pub(super) fn rejoin_through(&mut self, now: Instant, targets: &[SocketAddr]) {
         if !targets.is_empty() {
             self.joining.replies_until = Some(now + self.config.join_retry * 2);
-            self.send_joins(&targets);
+            self.send_joins(targets);
         }
     }
 
@@ -281,6 +292,9 @@ impl Node {
             }
             if let Some(old) = self.tracker.remove(&name) {
                 self.gossip.remove(&name);
+                if old.health == Health::Dead {
+                    self.remember_reaped(now, old.addr);
+                }
                 self.events.push_back(Event::Tracker(TrackerEvent {
                     op: Op::Delete,
                     new_row: old,

@@ -114,6 +114,28 @@ impl Node {
             }
             return true;
         }
+        // A death learned in bulk (an exchange, a join reply, a restored table) at
+        // the very incarnation held online here is checked before it takes the
+        // node offline: after a partition heals, each side's tables hold the other
+        // dead at the incarnations the other side holds alive, and copying them
+        // would take nodes that stayed reachable offline until they refuted. It
+        // becomes a suspicion of this node's own instead: the suspect is pinged
+        // with it (and refutes if alive), and is declared dead here only if no
+        // answer comes. Deaths heard as gossip are fresh and apply as they are.
+        let row = match known {
+            Some(known)
+                if source == Source::Bulk
+                    && row.health == Health::Dead
+                    && row.incarnation == known.incarnation
+                    && known.status == NodeStatus::Online =>
+            {
+                if known.health == Health::Suspect {
+                    return false;
+                }
+                known.with_health(Health::Suspect, self.wall_clock(now))
+            }
+            _ => row,
+        };
         // A suspicion of the incarnation already suspected is a confirmation.
         if let (Some(known), Some(from)) = (known, &suspecter)
             && row.health == Health::Suspect
@@ -221,7 +243,10 @@ impl Node {
             match new.status {
                 NodeStatus::Online => {
                     self.members.insert(id, &mut self.rng);
-                    self.dead.remove(id);
+                    if self.dead.contains(id) {
+                        self.dead.remove(id);
+                        self.revived();
+                    }
                 }
                 NodeStatus::Offline => {
                     self.members.remove(id);
