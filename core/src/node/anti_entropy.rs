@@ -104,18 +104,12 @@ impl Node {
 
     /// Rows from an exchange, or from a node that holds this one dead (see
     /// `reunion.rs`). A refutation they caused goes straight back to `from`: it
-    /// holds this node dead or outdated and is the first that needs to know. Rows
-    /// about nodes this one did not know (two clusters meeting, a healed partition
-    /// past the retention) bring the next exchange forward, so the news spreads
-    /// through this side table by table, not only at the periodic pace.
+    /// holds this node dead or outdated and is the first that needs to know.
     pub(super) fn handle_rows(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
-        let (incarnation, known) = (self.incarnation, self.tracker.len());
-        self.apply_bulk(now, rows);
+        let incarnation = self.incarnation;
+        self.apply_bulk(now, rows, self.bulk_source(now));
         if self.incarnation != incarnation {
             self.send(from, Message::Gossip);
-        }
-        if self.tracker.len() > known {
-            self.sync_soon(now);
         }
     }
 

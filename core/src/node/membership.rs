@@ -32,9 +32,14 @@ pub enum NewNodeError {
 pub(super) enum Source {
     /// Decided here or heard by gossip: spread it.
     Gossip,
-    /// Part of a bulk transfer (join reply, anti-entropy): the sender's peers
-    /// mostly hold it already, so it is spread only when it flips a node's status.
+    /// Part of a bulk transfer (join reply, anti-entropy, a restored table): the
+    /// sender's peers mostly hold it already, so it is spread only when it flips a
+    /// node's status.
     Bulk,
+    /// A bulk transfer to a node that already had a cluster: a row introducing a
+    /// node is news for this side too (two clusters meeting, a partition healed
+    /// past the retention), so it is spread like gossip.
+    Merge,
 }
 
 impl Node {
@@ -66,9 +71,9 @@ impl Node {
     }
 
     /// Applies the rows of a bulk transfer (join reply, anti-entropy).
-    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>) {
+    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>, source: Source) {
         for row in rows {
-            let _ = self.apply_row(now, row.0, None, Source::Bulk);
+            let _ = self.apply_row(now, row.0, None, source);
         }
     }
 
@@ -124,7 +129,7 @@ impl Node {
         // answer comes. Deaths heard as gossip are fresh and apply as they are.
         let row = match known {
             Some(known)
-                if source == Source::Bulk
+                if source != Source::Gossip
                     && row.health == Health::Dead
                     && row.incarnation == known.incarnation
                     && known.status == NodeStatus::Online =>
@@ -156,7 +161,14 @@ impl Node {
             .flatten();
         // A pending update about this node is now outdated: replace it with the
         // new row rather than keep spreading the old one.
-        if source == Source::Gossip || status_flipped || self.gossip.contains(&change.new.node) {
+        let introduced = source == Source::Merge
+            && change.old.is_none()
+            && change.new.status == NodeStatus::Online;
+        if source == Source::Gossip
+            || status_flipped
+            || introduced
+            || self.gossip.contains(&change.new.node)
+        {
             self.push_gossip(now, change.new.clone(), suspecter.clone());
         }
         self.track_suspicion(now, &change.new, suspecter);
