@@ -51,14 +51,16 @@ impl Node {
         self.reunion.forgotten.retain(|&(_, until)| until > now);
         let dead = self.dead.len();
         let pool = dead + self.reunion.forgotten.len();
-        let spacing = (self.members.len() as f64 / pool.max(1) as f64).max(MIN_SPACING);
+        if pool == 0 {
+            // Keeps a schedule without waking the node (see `has_reunion_work`).
+            let idle = self.config.probe_interval.mul_f64(MIN_SPACING);
+            self.timers.set(Timer::Reunion, now + idle);
+            return;
+        }
+        let spacing = (self.members.len() as f64 / pool as f64).max(MIN_SPACING);
         // Jitter keeps the contacts of a whole side from arriving together.
         let wait = self.config.probe_interval.mul_f64(spacing * (0.5 + self.rng.f64()));
         self.timers.set(Timer::Reunion, now + wait);
-        if pool == 0 {
-            // Keeps its schedule without waking the node (see `has_reunion_work`).
-            return;
-        }
         let pick = self.rng.usize(..pool);
         if pick < dead {
             let row = self
