@@ -59,7 +59,10 @@ impl Node {
         }
         let spacing = (self.members.len() as f64 / pool as f64).max(MIN_SPACING);
         // Jitter keeps the contacts of a whole side from arriving together.
-        let wait = self.config.probe_interval.mul_f64(spacing * (0.5 + self.rng.f64()));
+        let wait = self
+            .config
+            .probe_interval
+            .mul_f64(spacing * (0.5 + self.rng.f64()));
         self.timers.set(Timer::Reunion, now + wait);
         let pick = self.rng.usize(..pool);
         if pick < dead {
@@ -70,7 +73,12 @@ impl Node {
                 .cloned();
             if let Some(row) = row {
                 let to = row.addr;
-                self.send(to, Message::Rows { rows: vec![WireRow(row)] });
+                self.send(
+                    to,
+                    Message::Rows {
+                        rows: vec![WireRow(row)],
+                    },
+                );
             }
         } else {
             let (to, _) = self.reunion.forgotten[pick - dead];
@@ -90,7 +98,10 @@ impl Node {
     pub(super) fn revived(&mut self) {
         let now = self.last_input_at;
         let soon = now + self.config.probe_interval.mul_f64(self.rng.f64());
-        let next = self.timers.get(Timer::Reunion).map_or(soon, |at| at.min(soon));
+        let next = self
+            .timers
+            .get(Timer::Reunion)
+            .map_or(soon, |at| at.min(soon));
         self.timers.set(Timer::Reunion, next);
     }
 
@@ -111,5 +122,180 @@ impl Node {
     /// the past by an idle stretch makes the first contact go out at once.
     pub(super) fn has_reunion_work(&self) -> bool {
         !self.left && (self.dead.len() > 0 || !self.reunion.forgotten.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::*;
+
+    /// A node that knows "peer" alive and "gone" dead.
+    fn node_holding_one_dead(now: Instant) -> Node {
+        let mut node = node_knowing_peer(now);
+        let gone = dead("gone", 3, 4);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&gone]));
+        assert_eq!(
+            node.row(&name("gone")).map(|row| row.status),
+            Some(NodeStatus::Offline)
+        );
+        while node.poll_event().is_some() {}
+        let _ = sent(&mut node);
+        node
+    }
+
+    /// Drives the node's timers until `until`; every datagram it sent meanwhile.
+    fn run_until(node: &mut Node, until: Instant) -> Vec<(SocketAddr, Packet)> {
+        let mut out = Vec::new();
+        while let Some(at) = node.poll_timeout().filter(|at| *at <= until) {
+            node.handle_timeout(at);
+            out.extend(sent(node));
+        }
+        out
+    }
+
+    #[test]
+    fn a_member_held_dead_is_sent_its_own_dead_row_now_and_then() {
+        let now = epoch();
+        let mut node = node_holding_one_dead(now);
+        let until = now + 10 * node.config().probe_interval;
+        let out = run_until(&mut node, until);
+        let contacts: Vec<&Packet> = out
+            .iter()
+            .filter(|(to, _)| *to == addr(3))
+            .map(|(_, packet)| packet)
+            .collect();
+        assert!(!contacts.is_empty(), "the dead member was contacted");
+        assert!(contacts.iter().all(|packet| matches!(
+            &packet.message,
+            Message::Rows { rows } if rows.len() == 1
+                && rows[0].0.node == name("gone")
+                && rows[0].0.health == Health::Dead
+        )));
+        assert!(
+            contacts.len() <= 5,
+            "at most one contact per two probe intervals: {}",
+            contacts.len()
+        );
+    }
+
+    #[test]
+    fn nobody_dead_means_no_contacts_and_no_wakeups_for_them() {
+        let now = epoch();
+        let node = node(now);
+        assert!(!node.has_reunion_work());
+        assert_eq!(node.poll_timeout(), None, "a lone node sleeps");
+    }
+
+    #[test]
+    fn a_node_told_it_is_dead_refutes_and_answers_the_teller_at_once() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let _ = sent(&mut node);
+        let own_death = dead("me", 1, 0);
+        let rows = vec![own_death.row.clone()];
+        node.handle_packet(
+            now,
+            addr(9),
+            &packet("stranger", 0, Message::Rows { rows }, &[]),
+        );
+        assert_eq!(node.incarnation(), 1);
+        let out = sent(&mut node);
+        let answer = out
+            .iter()
+            .find(|(to, _)| *to == addr(9))
+            .expect("the teller is answered");
+        assert!(
+            answer
+                .1
+                .gossip
+                .iter()
+                .any(|update| update.row.0.node == name("me")
+                    && update.row.0.incarnation == 1
+                    && update.row.0.health == Health::Alive),
+            "the answer carries the refutation"
+        );
+    }
+
+    #[test]
+    fn a_death_learned_in_bulk_at_the_incarnation_held_online_is_checked_not_copied() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        while node.poll_event().is_some() {}
+        let rows = vec![dead("peer", 2, 0).row];
+        node.handle_packet(
+            now,
+            addr(5),
+            &packet("other", 0, Message::Rows { rows }, &[]),
+        );
+        let row = node.row(&name("peer")).expect("tracked");
+        assert_eq!(row.health, Health::Suspect, "suspected here, not dead");
+        assert_eq!(row.status, NodeStatus::Online);
+        assert!(
+            std::iter::from_fn(|| node.poll_event())
+                .all(|event| !matches!(event, Event::NodeUpdate { .. })),
+            "nobody is told it went offline"
+        );
+        // A death at a newer incarnation is another life's: copied as it is.
+        let rows = vec![dead("peer", 2, 1).row];
+        node.handle_packet(
+            now,
+            addr(5),
+            &packet("other", 0, Message::Rows { rows }, &[]),
+        );
+        assert_eq!(
+            node.row(&name("peer")).map(|row| row.status),
+            Some(NodeStatus::Offline)
+        );
+    }
+
+    #[test]
+    fn rows_that_introduce_a_node_to_a_clustered_node_are_spread_a_first_view_is_not() {
+        let now = epoch();
+        // Clustered: a new node in an exchange's rows is news for this side.
+        let mut clustered = node_knowing_peer(now);
+        let _ = sent(&mut clustered);
+        let before = clustered.pending_updates();
+        let rows = vec![alive("stranger", 7, 0).row];
+        clustered.handle_packet(
+            now,
+            addr(7),
+            &packet("stranger", 0, Message::Rows { rows }, &[]),
+        );
+        assert_eq!(clustered.pending_updates(), before + 1);
+        // A fresh joiner: its join reply is its first view, spread to nobody.
+        let mut joiner = node(now);
+        joiner.join(now, &[Seed::Addr(addr(2))]).expect("a seed");
+        let _ = sent(&mut joiner);
+        let before = joiner.pending_updates();
+        let rows = vec![alive("peer", 2, 0).row, alive("stranger", 7, 0).row];
+        joiner.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::JoinReply { rows }, &[]),
+        );
+        assert_eq!(joiner.tracker().len(), 3);
+        assert_eq!(joiner.pending_updates(), before);
+    }
+
+    #[test]
+    fn a_reaped_address_is_contacted_with_a_join() {
+        let now = epoch();
+        let config = Config {
+            offline_retention: Some(Duration::from_secs(1)),
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        let gossip = packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]);
+        node.handle_packet(now, addr(2), &gossip);
+        let gone = dead("gone", 3, 4);
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&gone]));
+        let later = now + Duration::from_secs(3);
+        let out = run_until(&mut node, later);
+        assert!(node.row(&name("gone")).is_none(), "reaped");
+        let joins = out
+            .iter()
+            .filter(|(to, p)| *to == addr(3) && matches!(p.message, Message::Join { .. }))
+            .count();
+        assert!(joins >= 1, "the forgotten address was asked to join us");
     }
 }
