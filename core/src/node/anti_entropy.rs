@@ -63,9 +63,10 @@ impl Node {
         };
         let target = pool
             .pick(&mut self.rng)
-            .and_then(|id| self.tracker.by_id(id));
-        if let Some(row) = target {
-            let to = row.addr;
+            .and_then(|id| self.tracker.by_id(id))
+            .map(|row| row.addr);
+        // A member just revived goes first (see `Node::revived`).
+        if let Some(to) = self.reunion.exchange_with.take().or(target) {
             self.send_sync(to, false);
         }
     }

@@ -257,7 +257,7 @@ impl Node {
                     self.members.insert(id, &mut self.rng);
                     if self.dead.contains(id) {
                         self.dead.remove(id);
-                        self.revived();
+                        self.revived(new.addr);
                     }
                 }
                 NodeStatus::Offline => {

@@ -40,6 +40,9 @@ const MIN_SPACING: f64 = 2.0;
 #[derive(Debug, Default)]
 pub(super) struct Reunion {
     forgotten: VecDeque<(SocketAddr, Instant)>,
+    /// A member just found alive after being held dead: the next anti-entropy
+    /// exchange goes to it, since it holds the other side's table.
+    pub(super) exchange_with: Option<SocketAddr>,
 }
 
 impl Node {
@@ -94,9 +97,16 @@ impl Node {
     /// A node held dead is alive after all: a partition has likely healed, and
     /// the others held dead may be back too. The next contact comes within a
     /// probe interval instead of at the idle pace; each revival it finds brings
-    /// the one after forward again, so a whole side is found in a few rounds.
-    pub(super) fn revived(&mut self) {
+    /// the one after forward again, so a whole side is found in a few rounds. The
+    /// next anti-entropy exchange, brought forward too, goes to the revived node:
+    /// it holds the rest of its side, refutations included, in a few datagrams
+    /// instead of row by row through gossip.
+    pub(super) fn revived(&mut self, addr: SocketAddr) {
         let now = self.last_input_at;
+        if self.reunion.exchange_with.is_none() {
+            self.reunion.exchange_with = Some(addr);
+            self.sync_soon(now);
+        }
         let soon = now + self.config.probe_interval.mul_f64(self.rng.f64());
         let next = self
             .timers
