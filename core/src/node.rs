@@ -28,6 +28,7 @@ mod input;
 mod join_leave;
 mod membership;
 mod probing;
+mod reunion;
 mod suspicion;
 mod timer;
 
@@ -52,6 +53,7 @@ use dissemination::GossipQueue;
 use join_leave::Joining;
 use membership::Source;
 use probing::Probing;
+use reunion::Reunion;
 use suspicion::Suspicion;
 use timer::{Timer, Timers};
 
@@ -127,6 +129,8 @@ pub struct Node {
     /// Updates waiting to be piggybacked.
     gossip: GossipQueue,
     joining: Joining,
+    /// Addresses of reaped rows, still contacted for a while.
+    reunion: Reunion,
     /// When the node was last driven (for noticing that it stalled).
     last_input_at: Instant,
     stats: Stats,
@@ -163,6 +167,7 @@ impl Node {
         // Jittered from the start, so nodes created together do not exchange in lockstep.
         let first_sync = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
         timers.set(Timer::AntiEntropy, first_sync);
+        timers.set(Timer::Reunion, now);
         if config.offline_retention.is_some() {
             timers.set(Timer::Reap, now);
         }
@@ -188,6 +193,7 @@ impl Node {
             suspicions: BTreeMap::new(),
             gossip: GossipQueue::default(),
             joining,
+            reunion: Reunion::default(),
             last_input_at: now,
             stats: Stats::default(),
             scratch: Vec::new(),

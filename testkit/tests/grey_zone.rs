@@ -59,7 +59,6 @@ fn partition_heal(nodes: usize, partition: Duration, seeds: u64) -> (f64, f64) {
 
 /// `beethoven-sim --nodes 100 --scenario partition --partition-secs 30 --seeds 10`.
 #[test]
-#[ignore = "hostile networks: not met yet (issue 14)"]
 fn a_third_of_100_nodes_partitioned_for_30s_converges_within_1s_of_the_heal_p99_over_10_seeds() {
     let (_, p99) = partition_heal(100, 30 * SECOND, 10);
     assert!(p99 <= 1.0, "p99 {p99:.3} s");
@@ -67,7 +66,6 @@ fn a_third_of_100_nodes_partitioned_for_30s_converges_within_1s_of_the_heal_p99_
 
 /// `beethoven-sim --nodes 100 --scenario partition --partition-secs 600 --seeds 10`.
 #[test]
-#[ignore = "hostile networks: not met yet (issue 14)"]
 fn a_third_of_100_nodes_partitioned_for_600s_converges_within_1s_of_the_heal_p99_over_10_seeds() {
     let (_, p99) = partition_heal(100, 600 * SECOND, 10);
     assert!(p99 <= 1.0, "p99 {p99:.3} s");
@@ -88,7 +86,6 @@ fn a_third_of_1000_nodes_partitioned_for_30s_or_600s_converges_within_2s_of_the_
 /// split for 120 s with `offline_retention` 60 s, so each side has reaped the
 /// other's rows when the network heals.
 #[test]
-#[ignore = "hostile networks: not met yet (issue 14)"]
 fn a_two_three_split_that_outlasts_offline_retention_is_one_cluster_within_2s_of_the_heal() {
     for seed in 1..=5 {
         let report = run(&Params {
@@ -106,7 +103,6 @@ fn a_two_three_split_that_outlasts_offline_retention_is_one_cluster_within_2s_of
 
 /// `beethoven-sim --nodes 100 --scenario split-merge --seeds 5`.
 #[test]
-#[ignore = "hostile networks: not met yet (issue 14)"]
 fn two_clusters_of_50_are_one_within_3s_of_reaching_each_other_through_one_seed() {
     for seed in 1..=5 {
         let report = run(&Params {

@@ -63,9 +63,10 @@ impl Node {
         };
         let target = pool
             .pick(&mut self.rng)
-            .and_then(|id| self.tracker.by_id(id));
-        if let Some(row) = target {
-            let to = row.addr;
+            .and_then(|id| self.tracker.by_id(id))
+            .map(|row| row.addr);
+        // A member just revived goes first (see `Node::revived`).
+        if let Some(to) = self.reunion.exchange_with.take().or(target) {
             self.send_sync(to, false);
         }
     }
@@ -99,6 +100,17 @@ impl Node {
         self.send_rows(from, differing, RowsKind::Rows);
         if !reply {
             self.send_sync(from, true);
+        }
+    }
+
+    /// Rows from an exchange, or from a node that holds this one dead (see
+    /// `reunion.rs`). A refutation they caused goes straight back to `from`: it
+    /// holds this node dead or outdated and is the first that needs to know.
+    pub(super) fn handle_rows(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
+        let incarnation = self.incarnation;
+        self.apply_bulk(now, rows, self.bulk_source(now));
+        if self.incarnation != incarnation {
+            self.send(from, Message::Gossip);
         }
     }
 

@@ -93,7 +93,7 @@ impl Node {
             Message::Join { row } => self.handle_join(now, from, row.0),
             Message::JoinReply { rows } => self.handle_join_reply(now, from, rows),
             Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
-            Message::Rows { rows } => self.apply_bulk(now, rows),
+            Message::Rows { rows } => self.handle_rows(now, from, rows),
             Message::Gossip => {}
         }
     }

@@ -45,6 +45,9 @@ pub(super) struct Joining {
     replies_until: Option<Instant>,
     /// Caps how fast one source can introduce new nodes by joining.
     limiter: JoinLimiter,
+    /// The last join (or seed re-probe) began with nobody online here: what its
+    /// replies bring is this node's first view, not news for anyone else.
+    fresh: bool,
 }
 
 impl Joining {
@@ -54,6 +57,7 @@ impl Joining {
             rejoin_targets: Vec::new(),
             replies_until: None,
             limiter: JoinLimiter::new(config.join_rate, config.join_burst),
+            fresh: true,
         }
     }
 }
@@ -95,6 +99,7 @@ impl Node {
             self.write_own_row(now, Health::Alive);
         }
         self.stop_rejoin();
+        self.joining.fresh = self.members.len() == 0;
         self.joining.attempts = Some(JoinAttempts::new(targets, self.config.join_retry));
         self.timers.set(Timer::Join, now);
         self.run_join(now);
@@ -125,6 +130,18 @@ impl Node {
         self.tracker.get(&row.node).is_some() || self.joining.limiter.allow(from, now)
     }
 
+    /// How rows of a bulk transfer arriving now are taken: as news to spread
+    /// when they introduce a node ([`Source::Merge`]), unless this node is taking
+    /// its first view of the cluster from a join it began alone.
+    pub(super) fn bulk_source(&self, now: Instant) -> Source {
+        let first_view = self.joining.fresh && self.accepts_join_replies(now);
+        if first_view || self.members.len() == 0 {
+            Source::Bulk
+        } else {
+            Source::Merge
+        }
+    }
+
     pub(super) fn accepts_join_replies(&self, now: Instant) -> bool {
         self.joining.attempts.is_some()
             || self.joining.replies_until.is_some_and(|until| now <= until)
@@ -136,8 +153,9 @@ impl Node {
     }
 
     pub(super) fn handle_join_reply(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
-        let knew_others = self.tracker.len() > 1;
-        self.apply_bulk(now, rows);
+        let known = self.tracker.len();
+        let knew_others = known > 1;
+        self.apply_bulk(now, rows, self.bulk_source(now));
         if let Some(join) = self.stop_join() {
             self.events.push_back(Event::Joined { seed: from });
             self.schedule_rejoin(now, join.targets);
@@ -215,9 +233,16 @@ impl Node {
         online.clear();
         online.shrink_to(super::KEEP_QUEUED);
         self.addr_scratch = online;
+        self.rejoin_through(now, &targets);
+    }
+
+    /// Sends joins to `targets` outside a join (a seed re-probe, a forgotten
+    /// address); their replies are welcome for a while.
+    pub(super) fn rejoin_through(&mut self, now: Instant, targets: &[SocketAddr]) {
         if !targets.is_empty() {
+            self.joining.fresh = self.members.len() == 0;
             self.joining.replies_until = Some(now + self.config.join_retry * 2);
-            self.send_joins(&targets);
+            self.send_joins(targets);
         }
     }
 
@@ -281,6 +306,9 @@ impl Node {
             }
             if let Some(old) = self.tracker.remove(&name) {
                 self.gossip.remove(&name);
+                if old.health == Health::Dead {
+                    self.remember_reaped(now, old.addr);
+                }
                 self.events.push_back(Event::Tracker(TrackerEvent {
                     op: Op::Delete,
                     new_row: old,

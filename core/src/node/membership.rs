@@ -32,9 +32,14 @@ pub enum NewNodeError {
 pub(super) enum Source {
     /// Decided here or heard by gossip: spread it.
     Gossip,
-    /// Part of a bulk transfer (join reply, anti-entropy): the sender's peers
-    /// mostly hold it already, so it is spread only when it flips a node's status.
+    /// Part of a bulk transfer (join reply, anti-entropy, a restored table): the
+    /// sender's peers mostly hold it already, so it is spread only when it flips a
+    /// node's status.
     Bulk,
+    /// A bulk transfer to a node that already had a cluster: a row introducing a
+    /// node is news for this side too (two clusters meeting, a partition healed
+    /// past the retention), so it is spread like gossip.
+    Merge,
 }
 
 impl Node {
@@ -66,9 +71,9 @@ impl Node {
     }
 
     /// Applies the rows of a bulk transfer (join reply, anti-entropy).
-    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>) {
+    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>, source: Source) {
         for row in rows {
-            let _ = self.apply_row(now, row.0, None, Source::Bulk);
+            let _ = self.apply_row(now, row.0, None, source);
         }
     }
 
@@ -114,6 +119,28 @@ impl Node {
             }
             return true;
         }
+        // A death learned in bulk (an exchange, a join reply, a restored table) at
+        // the very incarnation held online here is checked before it takes the
+        // node offline: after a partition heals, each side's tables hold the other
+        // dead at the incarnations the other side holds alive, and copying them
+        // would take nodes that stayed reachable offline until they refuted. It
+        // becomes a suspicion of this node's own instead: the suspect is pinged
+        // with it (and refutes if alive), and is declared dead here only if no
+        // answer comes. Deaths heard as gossip are fresh and apply as they are.
+        let row = match known {
+            Some(known)
+                if source != Source::Gossip
+                    && row.health == Health::Dead
+                    && row.incarnation == known.incarnation
+                    && known.status == NodeStatus::Online =>
+            {
+                if known.health == Health::Suspect {
+                    return false;
+                }
+                known.with_health(Health::Suspect, self.wall_clock(now))
+            }
+            _ => row,
+        };
         // A suspicion of the incarnation already suspected is a confirmation.
         if let (Some(known), Some(from)) = (known, &suspecter)
             && row.health == Health::Suspect
@@ -134,7 +161,14 @@ impl Node {
             .flatten();
         // A pending update about this node is now outdated: replace it with the
         // new row rather than keep spreading the old one.
-        if source == Source::Gossip || status_flipped || self.gossip.contains(&change.new.node) {
+        let introduced = source == Source::Merge
+            && change.old.is_none()
+            && change.new.status == NodeStatus::Online;
+        if source == Source::Gossip
+            || status_flipped
+            || introduced
+            || self.gossip.contains(&change.new.node)
+        {
             self.push_gossip(now, change.new.clone(), suspecter.clone());
         }
         self.track_suspicion(now, &change.new, suspecter);
@@ -221,7 +255,10 @@ impl Node {
             match new.status {
                 NodeStatus::Online => {
                     self.members.insert(id, &mut self.rng);
-                    self.dead.remove(id);
+                    if self.dead.contains(id) {
+                        self.dead.remove(id);
+                        self.revived(new.addr);
+                    }
                 }
                 NodeStatus::Offline => {
                     self.members.remove(id);

@@ -42,6 +42,8 @@ pub(super) enum Timer {
     Gossip,
     /// The next anti-entropy exchange.
     AntiEntropy,
+    /// The next contact with a node believed dead or forgotten.
+    Reunion,
     /// The next join attempt, while joining.
     Join,
     /// The next re-probe of the seeds, once a join has ended.
@@ -55,13 +57,14 @@ pub(super) enum Timer {
 
 impl Timer {
     /// Every timer, in declaration order.
-    const ALL: [Timer; 10] = [
+    const ALL: [Timer; 11] = [
         Timer::ProbeStep,
         Timer::Probe,
         Timer::Nack,
         Timer::Suspicion,
         Timer::Gossip,
         Timer::AntiEntropy,
+        Timer::Reunion,
         Timer::Join,
         Timer::Rejoin,
         Timer::Leave,
@@ -112,6 +115,7 @@ impl Node {
         self.run_suspicions(now);
         self.run_gossip(now);
         self.run_anti_entropy(now);
+        self.run_reunion(now);
         self.run_join(now);
         self.run_rejoin(now);
         self.run_leave(now);
@@ -133,6 +137,7 @@ impl Node {
             Timer::Probe => !self.left && has_members,
             Timer::Gossip => has_members && !self.gossip.is_empty(),
             Timer::AntiEntropy => !self.left && (has_members || self.dead.len() > 0),
+            Timer::Reunion => self.has_reunion_work(),
             Timer::ProbeStep
             | Timer::Nack
             | Timer::Suspicion
