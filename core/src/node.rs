@@ -20,8 +20,10 @@
 //! - `join_leave`: join attempts and replies, the seed re-probe, leave, and the
 //!   retention that reaps offline rows;
 //! - `membership`: applying rows (precedence, news about this node itself) and
-//!   what follows a change: events, member lists, mode.
+//!   what follows a change: events, member lists, mode;
+//! - `answers`: the limit on answering outdated bad news at once.
 
+mod answers;
 mod anti_entropy;
 mod dissemination;
 mod input;
@@ -47,6 +49,7 @@ use crate::name::{NodeName, fnv1a};
 use crate::stats::Stats;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update};
+use answers::Answers;
 use anti_entropy::RowStream;
 use dissemination::GossipQueue;
 use join_leave::Joining;
@@ -126,6 +129,8 @@ pub struct Node {
     suspicions: BTreeMap<NodeName, Suspicion>,
     /// Updates waiting to be piggybacked.
     gossip: GossipQueue,
+    /// Answers sent to outdated bad news, for their limit.
+    answers: Answers,
     joining: Joining,
     /// When the node was last driven (for noticing that it stalled).
     last_input_at: Instant,
@@ -187,6 +192,7 @@ impl Node {
             probing: Probing::default(),
             suspicions: BTreeMap::new(),
             gossip: GossipQueue::default(),
+            answers: Answers::default(),
             joining,
             last_input_at: now,
             stats: Stats::default(),
