@@ -13,6 +13,8 @@
 //!   `handle_timeout`, and noticing that this node itself stalled;
 //! - `probing`: the probe cycle, indirect probes run for others and their nacks,
 //!   unreachable hints and bounces, Lifeguard's local health;
+//! - `lateness`: members, or this node's own path, known to answer late, and how
+//!   long a probe waits for them;
 //! - `suspicion`: suspicion timeouts and confirmations, last-chance pings,
 //!   declaring a member dead;
 //! - `dissemination`: updates piggybacked on every packet, the gossip tick;
@@ -28,6 +30,7 @@ mod anti_entropy;
 mod dissemination;
 mod input;
 mod join_leave;
+mod lateness;
 mod membership;
 mod probing;
 mod suspicion;
@@ -53,6 +56,7 @@ use answers::Answers;
 use anti_entropy::RowStream;
 use dissemination::GossipQueue;
 use join_leave::Joining;
+use lateness::Lateness;
 use membership::Source;
 use probing::Probing;
 use suspicion::Suspicion;
@@ -125,6 +129,8 @@ pub struct Node {
     /// Every deadline, by timer.
     timers: Timers,
     probing: Probing,
+    /// Members (or this node's own path) known to answer late.
+    lateness: Lateness,
     /// Running suspicions of other nodes.
     suspicions: BTreeMap<NodeName, Suspicion>,
     /// Updates waiting to be piggybacked.
@@ -190,6 +196,7 @@ impl Node {
             send_buf: Vec::new(),
             timers,
             probing: Probing::default(),
+            lateness: Lateness::default(),
             suspicions: BTreeMap::new(),
             gossip: GossipQueue::default(),
             answers: Answers::default(),

@@ -135,9 +135,8 @@ impl Node {
         {
             self.confirm_suspicion(now, &row, from);
         }
-        let Some(change) = self.tracker.merge_known(known_id, row) else {
-            return None;
-        };
+        // Nothing changed: nothing to record, and no outdated news either.
+        let change = self.tracker.merge_known(known_id, row)?;
         let status_flipped = change
             .old
             .as_ref()
