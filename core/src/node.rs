@@ -13,6 +13,8 @@
 //!   `handle_timeout`, and noticing that this node itself stalled;
 //! - `probing`: the probe cycle, indirect probes run for others and their nacks,
 //!   unreachable hints and bounces, Lifeguard's local health;
+//! - `lateness`: members, or this node's own path, known to answer late, and how
+//!   long a probe waits for them;
 //! - `suspicion`: suspicion timeouts and confirmations, last-chance pings,
 //!   declaring a member dead;
 //! - `dissemination`: updates piggybacked on every packet, the gossip tick;
@@ -20,12 +22,15 @@
 //! - `join_leave`: join attempts and replies, the seed re-probe, leave, and the
 //!   retention that reaps offline rows;
 //! - `membership`: applying rows (precedence, news about this node itself) and
-//!   what follows a change: events, member lists, mode.
+//!   what follows a change: events, member lists, mode;
+//! - `answers`: the limit on answering outdated bad news at once.
 
+mod answers;
 mod anti_entropy;
 mod dissemination;
 mod input;
 mod join_leave;
+mod lateness;
 mod membership;
 mod probing;
 mod reunion;
@@ -48,9 +53,11 @@ use crate::name::{NodeName, fnv1a};
 use crate::stats::Stats;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update};
+use answers::Answers;
 use anti_entropy::RowStream;
 use dissemination::GossipQueue;
 use join_leave::Joining;
+use lateness::Lateness;
 use membership::Source;
 use probing::Probing;
 use reunion::Reunion;
@@ -124,10 +131,14 @@ pub struct Node {
     /// Every deadline, by timer.
     timers: Timers,
     probing: Probing,
+    /// Members (or this node's own path) known to answer late.
+    lateness: Lateness,
     /// Running suspicions of other nodes.
     suspicions: BTreeMap<NodeName, Suspicion>,
     /// Updates waiting to be piggybacked.
     gossip: GossipQueue,
+    /// Answers sent to outdated bad news, for their limit.
+    answers: Answers,
     joining: Joining,
     /// Addresses of reaped rows, still contacted for a while.
     reunion: Reunion,
@@ -190,8 +201,10 @@ impl Node {
             send_buf: Vec::new(),
             timers,
             probing: Probing::default(),
+            lateness: Lateness::default(),
             suspicions: BTreeMap::new(),
             gossip: GossipQueue::default(),
+            answers: Answers::default(),
             joining,
             reunion: Reunion::default(),
             last_input_at: now,

@@ -150,10 +150,11 @@ fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_off
 }
 
 /// `beethoven-sim --nodes 100 --scenario slow --duration 300`: 8 members
-/// receive every datagram 1–5 s late. Today the accuracy half holds (no
-/// healthy member is declared offline); the traffic half does not.
+/// receive every datagram 1–5 s late. No healthy member is declared offline,
+/// and traffic stays within 3× quiet since answers to outdated news are limited
+/// (`core/src/node/answers.rs`) and probes wait for members known to answer
+/// late (`core/src/node/lateness.rs`): 2.24× (50.5× before). About 5 s wall.
 #[test]
-#[ignore = "hostile networks: not met yet (issue 14)"]
 fn eight_slow_members_get_no_healthy_member_declared_offline_and_traffic_stays_within_3x_quiet() {
     let report = run(&Params {
         duration: 300 * SECOND,

@@ -41,14 +41,26 @@ impl Node {
         let Packet {
             message, gossip, ..
         } = packet;
-        let mut outdated = false;
+        let mut answer = false;
         for update in gossip {
-            outdated |= self.apply_row(now, update.row.0, update.suspecter, Source::Gossip);
+            if let Some(outdated) =
+                self.apply_row(now, update.row.0, update.suspecter, Source::Gossip)
+            {
+                // Not `answer = answer || ...`: every answered row must be recorded.
+                answer |= self.answers.allow(
+                    now,
+                    self.config.suspicion_min,
+                    from,
+                    &outdated.node,
+                    outdated.incarnation,
+                );
+            }
         }
         self.dispatch(now, from, message);
-        if outdated {
+        if answer {
             // The sender suspects a live node from an outdated row: answer with the
-            // current one now, before its suspicion runs out.
+            // current one now, before its suspicion runs out (at most once per
+            // row and window: see `answers`).
             self.send(from, Message::Gossip);
         }
     }
@@ -82,7 +94,7 @@ impl Node {
     fn dispatch(&mut self, now: Instant, from: SocketAddr, message: Message) {
         match message {
             Message::Ping { seq, .. } => self.handle_ping(from, seq),
-            Message::Ack { seq } => self.handle_ack(seq),
+            Message::Ack { seq } => self.handle_ack(now, seq),
             Message::PingReq {
                 seq,
                 target,
@@ -127,6 +139,44 @@ mod tests {
         node.handle_packet(now, addr(9), &bytes);
         assert_eq!(node.stats().dropped(DropReason::FromSelf), 1);
         assert_eq!(node.tracker().len(), 1);
+    }
+
+    #[test]
+    fn the_same_outdated_news_from_one_peer_is_answered_once_per_window() {
+        let now = epoch();
+        let mut node = node(now);
+        let current = alive("peer", 2, 2);
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("other", 0, Message::Gossip, &[&current]),
+        );
+        let _ = sent(&mut node);
+        let outdated = suspect("peer", 2, 1, "slow");
+        let answers_to = |node: &mut Node, to| {
+            sent(node)
+                .iter()
+                .filter(|(at, p)| *at == to && p.message == Message::Gossip)
+                .count()
+        };
+        let from_slow = packet("slow", 0, Message::Gossip, &[&outdated]);
+        node.handle_packet(now, addr(4), &from_slow);
+        assert_eq!(answers_to(&mut node, addr(4)), 1, "answered at once");
+        // A slow member repeats the news before the answer reaches it.
+        let soon = now + node.config().suspicion_min / 2;
+        node.handle_packet(soon, addr(4), &from_slow);
+        assert_eq!(answers_to(&mut node, addr(4)), 0, "not answered twice");
+        let from_other = packet("late", 0, Message::Gossip, &[&outdated]);
+        node.handle_packet(soon, addr(5), &from_other);
+        assert_eq!(
+            answers_to(&mut node, addr(5)),
+            1,
+            "another peer is answered"
+        );
+        // Still outdated after the window: the answer may have been lost.
+        let later = now + node.config().suspicion_min;
+        node.handle_packet(later, addr(4), &from_slow);
+        assert_eq!(answers_to(&mut node, addr(4)), 1, "answered again");
     }
 
     /// Found by fuzzing: a forged "you are suspect at incarnation u64::MAX" made the

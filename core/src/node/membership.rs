@@ -27,6 +27,14 @@ pub enum NewNodeError {
     TrackerFull,
 }
 
+/// Outdated bad news, as `apply_row` found it: `node` is online here at the
+/// newer `incarnation`, and the current row is queued for the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Outdated {
+    pub(super) node: NodeName,
+    pub(super) incarnation: u64,
+}
+
 /// Where a row came from; decides whether it is passed on by gossip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Source {
@@ -80,24 +88,25 @@ impl Node {
     /// Applies a row heard from a peer or decided here. `suspecter` names who raised
     /// a suspicion (for Lifeguard's independent confirmations).
     ///
-    /// Returns whether the row was outdated bad news: it says a node is suspect,
+    /// Returns the row as outdated bad news if it was: it says a node is suspect,
     /// dead or gone at an older incarnation than the one held here, where that
     /// node is online. Whoever sent it missed the newer row (it was paused, or
     /// declared dead itself while the news spread) and may be about to take a
-    /// live node offline; the current row is queued again for the caller to send.
+    /// live node offline; the current row is queued again for the caller to send
+    /// (within the limit of `answers`).
     pub(super) fn apply_row(
         &mut self,
         now: Instant,
         row: TrackerRow,
         suspecter: Option<NodeName>,
         source: Source,
-    ) -> bool {
+    ) -> Option<Outdated> {
         if row.node == self.name {
             self.apply_row_about_self(now, row, suspecter.as_ref());
-            return false;
+            return None;
         }
         if self.is_expired(now, &row) {
-            return false;
+            return None;
         }
         // One lookup serves the checks and the merge: this is the hot path of
         // every piggybacked row.
@@ -106,18 +115,22 @@ impl Node {
         if known.is_none() && self.tracker.len() >= self.config.max_nodes {
             self.stats.count_drop(DropReason::TrackerFull);
             debug!(node = %row.node, "tracker full: update about an unknown node dropped");
-            return false;
+            return None;
         }
         if let Some(known) = known
             && row.health != Health::Alive
             && row.incarnation < known.incarnation
             && known.status == NodeStatus::Online
         {
+            let outdated = Outdated {
+                node: known.node.clone(),
+                incarnation: known.incarnation,
+            };
             if !self.gossip.contains(&known.node) {
                 let current = known.clone();
                 self.push_gossip(now, current, None);
             }
-            return true;
+            return Some(outdated);
         }
         // A death learned in bulk (an exchange, a join reply, a restored table) at
         // the very incarnation held online here is checked before it takes the
@@ -149,9 +162,8 @@ impl Node {
         {
             self.confirm_suspicion(now, &row, from);
         }
-        let Some(change) = self.tracker.merge_known(known_id, row) else {
-            return false;
-        };
+        // Nothing changed: nothing to record, and no outdated news either.
+        let change = self.tracker.merge_known(known_id, row)?;
         let status_flipped = change
             .old
             .as_ref()
@@ -173,7 +185,7 @@ impl Node {
         }
         self.track_suspicion(now, &change.new, suspecter);
         self.record(change);
-        false
+        None
     }
 
     /// News about this node itself: refute anything that says it is not alive at its

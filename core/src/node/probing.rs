@@ -46,9 +46,11 @@ impl Probing {
         self.seq
     }
 
-    /// Whether the round-robin probe is in flight.
+    /// Whether the round-robin probe is in flight (a patient one waits aside).
     pub(super) fn regular_in_flight(&self) -> bool {
-        self.probes.iter().any(|probe| probe.regular)
+        self.probes
+            .iter()
+            .any(|probe| probe.regular && !probe.patient)
     }
 
     /// When a probe in flight next needs attention: its indirect round, or its verdict.
@@ -95,6 +97,11 @@ pub(super) struct Probe {
     bounces: u32,
     /// Whether the bounces already led to a (short) suspicion.
     fast_suspected: bool,
+    sent_at: Instant,
+    /// Waits for an answer known to come late, without helpers (see `lateness`).
+    patient: bool,
+    /// Answered, but after a plain probe would have ended.
+    answered_late: bool,
 }
 
 /// Whether a finished probe tells something about this node's own health.
@@ -195,9 +202,19 @@ impl Node {
 
     /// An ack answers a probe of ours, or one run for someone else (relayed to
     /// them), or a last-chance ping; anything else came too late.
-    pub(super) fn handle_ack(&mut self, seq: u32) {
+    pub(super) fn handle_ack(&mut self, now: Instant, seq: u32) {
+        let in_time = self.probing.local_health.scale(self.config.probe_interval);
         if let Some(probe) = self.probing.probe_mut(seq) {
             probe.acked = true;
+            let rtt = now.saturating_duration_since(probe.sent_at);
+            if rtt <= in_time {
+                let target = probe.target.clone();
+                self.lateness.answered_in_time(&target);
+            } else {
+                probe.answered_late = true;
+                let target = probe.target.clone();
+                self.lateness.answered_late(now, target, rtt);
+            }
             return;
         }
         if let Some(at) = self
@@ -219,6 +236,7 @@ impl Node {
             return;
         }
         self.stats.late_acks += 1;
+        let _ = self.lateness.late_ack(now, seq);
     }
 
     /// A helper could not reach our probe's target either.
@@ -352,6 +370,10 @@ impl Node {
                 .and_then(|id| self.tracker.by_id(id))
                 .map(|row| row.node.clone())
             {
+                // A patient probe of it still waits: the next one is its answer.
+                Some(target) if self.probing.probes.iter().any(|p| p.target == target) => self
+                    .timers
+                    .set(Timer::Probe, now + self.config.probe_interval),
                 Some(target) => {
                     let _ = self.start_probe(now, target, true);
                 }
@@ -370,6 +392,7 @@ impl Node {
         let seq = self.probing.next_seq();
         let interval = self.probing.local_health.scale(self.config.probe_interval);
         let timeout = self.probing.local_health.scale(self.config.probe_timeout);
+        let patience = self.lateness.patience(&target);
         self.ping(now, &target, seq);
         self.probing.probes.push(Probe {
             seq,
@@ -378,13 +401,17 @@ impl Node {
             incarnation,
             regular,
             indirect_at: now + timeout,
-            ends_at: now + interval,
+            ends_at: now + patience.map_or(interval, |patience| patience.max(interval)),
             acked: false,
-            indirect_sent: false,
+            // Helpers' pings would be answered as late as ours.
+            indirect_sent: patience.is_some(),
             nacks_expected: 0,
             nacks: 0,
             bounces: 0,
             fast_suspected: false,
+            sent_at: now,
+            patient: patience.is_some(),
+            answered_late: false,
         });
         if regular {
             self.timers.set(Timer::Probe, now + interval);
@@ -455,9 +482,18 @@ impl Node {
 
     fn finish_probe(&mut self, now: Instant, probe: Probe) {
         match probe.verdict() {
+            // Answered late because this node's own path is slow: its own trouble.
+            Verdict::Acked if probe.answered_late && self.lateness.own_path_late() => self
+                .probing
+                .local_health
+                .worsen(self.config.max_local_health),
+            // Answered late by a slow member: says nothing about this node.
+            Verdict::Acked if probe.answered_late => {}
             Verdict::Acked => self.probing.local_health.improve(),
             verdict => {
                 self.stats.probes_failed += 1;
+                self.lateness
+                    .probe_failed(probe.seq, probe.target.clone(), probe.sent_at);
                 if verdict == Verdict::FailedWithMissingNacks {
                     self.probing
                         .local_health
@@ -529,6 +565,9 @@ mod tests {
             nacks: 3,
             bounces: 0,
             fast_suspected: false,
+            sent_at: now,
+            patient: false,
+            answered_late: false,
         };
         assert_eq!(probe.verdict(), Verdict::Failed);
         probe.nacks = 1;

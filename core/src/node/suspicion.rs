@@ -238,7 +238,11 @@ impl Node {
             match suspicion.last_chance {
                 None => {
                     let seq = self.probing.next_seq();
-                    let until = now + self.probing.local_health.scale(self.config.probe_timeout);
+                    let timeout = self.probing.local_health.scale(self.config.probe_timeout);
+                    // A suspect known to answer late is waited for (see `lateness`),
+                    // and helpers, who would hear from it as late, are not asked.
+                    let patience = self.lateness.patience(&name);
+                    let until = now + patience.map_or(timeout, |patience| patience.max(timeout));
                     if let Some(suspicion) = self.suspicions.get_mut(&name) {
                         suspicion.last_chance = Some(LastChance {
                             seq,
@@ -250,7 +254,9 @@ impl Node {
                     // not decide a death.
                     self.ping(now, &name, seq);
                     self.ping(now, &name, seq);
-                    if let Some(addr) = self.tracker.get(&name).map(|row| row.addr) {
+                    if let Some(addr) = self.tracker.get(&name).map(|row| row.addr)
+                        && patience.is_none()
+                    {
                         let _ = self.ask_helpers(seq, &name, addr);
                     }
                 }

@@ -1,0 +1,294 @@
+//! Lateness: members whose acks come back seconds late, and this node's own late
+//! path.
+//!
+//! An ack that arrives after its probe ended proves the target alive, only slow
+//! (or this node's own network slow). Plain SWIM suspects such a member at every
+//! probe: it refutes seconds later, is suspected again at the next probe, and each
+//! round costs a suspicion, its confirmations, a refutation, last-chance rounds
+//! and often a death and a second refutation, all of it gossiped. Eight such
+//! members of a hundred kept the cluster at ten times its quiet traffic
+//! (BENCHMARKS.md, "Slow members").
+//!
+//! So a probe waits longer, and without helpers (they would be answered as late),
+//! when there is evidence that its answer comes late:
+//!
+//! - the target answered one of this node's probes late and has not answered one
+//!   in time since: wait twice the longest round trip it took;
+//! - or this node's last [`OWN_STREAK`] answered probes were all answered late,
+//!   whoever the target: the trouble is this node's own path (Lifeguard's
+//!   reasoning), so every probe waits twice the longest of those round trips.
+//!
+//! Never more than [`MAX_PATIENCE`]. A probe still unanswered after its patience
+//! fails as any other: a slow member that crashes is suspected that much later,
+//! and only by the nodes that saw it answer late. Healthy clusters see no late
+//! acks, so nothing changes there.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::name::NodeName;
+
+/// Late answers in a row, with no answer in time between them, that make this
+/// node blame its own path.
+pub(super) const OWN_STREAK: u32 = 3;
+
+/// The longest a probe waits for its answer.
+pub(super) const MAX_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Most failed probes kept for matching a late ack (the oldest is forgotten).
+const FAILED_KEPT: usize = 32;
+
+/// Most late members remembered (the one heard from longest ago is forgotten).
+const MAX_LATE_MEMBERS: usize = 64;
+
+/// What this node knows about answers that come late.
+#[derive(Debug, Default)]
+pub(super) struct Lateness {
+    /// Probes that ended without an answer, oldest first: a late ack matches one.
+    failed: VecDeque<Failed>,
+    /// Members that answered late and not in time since.
+    members: BTreeMap<NodeName, Late>,
+    /// Answers in a row that came late.
+    streak: u32,
+    /// The longest round trip of that streak.
+    own_rtt: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct Failed {
+    seq: u32,
+    target: NodeName,
+    sent_at: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Late {
+    /// The longest round trip seen.
+    rtt: Duration,
+    /// When it last answered late.
+    at: Instant,
+}
+
+impl Lateness {
+    /// How long a probe of `target` waits for its answer, if it is known to come
+    /// late; `None`: the usual probe.
+    pub(super) fn patience(&self, target: &NodeName) -> Option<Duration> {
+        let rtt = match self.members.get(target) {
+            Some(late) => late.rtt.max(self.own_rtt_if_late()),
+            None if self.own_path_late() => self.own_rtt,
+            None => return None,
+        };
+        Some((rtt * 2).min(MAX_PATIENCE))
+    }
+
+    /// Whether this node's own path is the slow one (see the module docs).
+    pub(super) fn own_path_late(&self) -> bool {
+        self.streak >= OWN_STREAK
+    }
+
+    fn own_rtt_if_late(&self) -> Duration {
+        if self.own_path_late() {
+            self.own_rtt
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// A probe of `target` under `seq`, sent at `sent_at`, ended unanswered.
+    pub(super) fn probe_failed(&mut self, seq: u32, target: NodeName, sent_at: Instant) {
+        if self.failed.len() >= FAILED_KEPT {
+            self.failed.pop_front();
+        }
+        self.failed.push_back(Failed {
+            seq,
+            target,
+            sent_at,
+        });
+    }
+
+    /// An ack under `seq` matched nothing in flight. Returns whether it answered
+    /// one of the failed probes kept (then recorded as late).
+    pub(super) fn late_ack(&mut self, now: Instant, seq: u32) -> bool {
+        let Some(at) = self.failed.iter().position(|failed| failed.seq == seq) else {
+            return false;
+        };
+        let Some(failed) = self.failed.remove(at) else {
+            return false;
+        };
+        let rtt = now.saturating_duration_since(failed.sent_at);
+        self.answered_late(now, failed.target, rtt);
+        true
+    }
+
+    /// `target` answered a probe, `rtt` after it was sent, but too late for a
+    /// plain probe.
+    pub(super) fn answered_late(&mut self, now: Instant, target: NodeName, rtt: Duration) {
+        self.streak = self.streak.saturating_add(1);
+        self.own_rtt = self.own_rtt.max(rtt);
+        if !self.members.contains_key(&target) && self.members.len() >= MAX_LATE_MEMBERS {
+            let oldest = self
+                .members
+                .iter()
+                .min_by_key(|(_, late)| late.at)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                self.members.remove(&oldest);
+            }
+        }
+        let late = self.members.entry(target).or_insert(Late { rtt, at: now });
+        late.rtt = late.rtt.max(rtt);
+        late.at = now;
+    }
+
+    /// `target` answered a probe in time: neither it nor this node is late now.
+    pub(super) fn answered_in_time(&mut self, target: &NodeName) {
+        self.members.remove(target);
+        self.streak = 0;
+        self.own_rtt = Duration::ZERO;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).expect("valid")
+    }
+
+    #[test]
+    fn a_member_that_answered_late_is_given_twice_its_round_trip_until_it_answers_in_time() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut lateness = Lateness::default();
+        assert_eq!(lateness.patience(&name("slow")), None);
+        lateness.probe_failed(7, name("slow"), now);
+        assert!(!lateness.late_ack(now, 8), "no such probe");
+        assert!(lateness.late_ack(now + Duration::from_secs(2), 7));
+        assert!(!lateness.late_ack(now, 7), "matched once");
+        assert_eq!(
+            lateness.patience(&name("slow")),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(lateness.patience(&name("other")), None, "only that member");
+        lateness.answered_late(now, name("slow"), Duration::from_secs(8));
+        assert_eq!(lateness.patience(&name("slow")), Some(MAX_PATIENCE));
+        lateness.answered_in_time(&name("slow"));
+        assert_eq!(lateness.patience(&name("slow")), None);
+    }
+
+    #[test]
+    fn late_answers_from_several_members_in_a_row_make_every_probe_patient() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut lateness = Lateness::default();
+        let second = Duration::from_secs(1);
+        for (i, target) in ["a", "b"].into_iter().enumerate() {
+            lateness.answered_late(now, name(target), second * (i as u32 + 1));
+        }
+        assert!(!lateness.own_path_late());
+        lateness.answered_late(now, name("c"), second);
+        assert!(lateness.own_path_late());
+        assert_eq!(lateness.patience(&name("d")), Some(second * 4));
+        lateness.answered_in_time(&name("d"));
+        assert!(!lateness.own_path_late(), "one answer in time clears it");
+        assert_eq!(lateness.patience(&name("d")), None);
+        assert_eq!(lateness.patience(&name("b")), Some(second * 4));
+    }
+
+    #[test]
+    fn what_it_remembers_stays_bounded() {
+        #[allow(clippy::disallowed_methods)] // tests need some instant as an origin
+        let now = Instant::now();
+        let mut lateness = Lateness::default();
+        for i in 0..200u32 {
+            let target = name(&format!("n{i}"));
+            lateness.probe_failed(i, target.clone(), now);
+            lateness.answered_late(
+                now + Duration::from_millis(u64::from(i)),
+                target,
+                Duration::from_secs(1),
+            );
+        }
+        assert_eq!(lateness.failed.len(), FAILED_KEPT);
+        assert_eq!(lateness.members.len(), MAX_LATE_MEMBERS);
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    use crate::node::testing::*;
+
+    /// "peer" answers every ping two seconds late and refutes the suspicion it
+    /// reads on the answer; "h1" and "h2" answer at once.
+    #[test]
+    fn a_member_that_answers_late_is_suspected_once_then_waited_for_without_helpers() {
+        let start = epoch();
+        let mut now = start;
+        let mut node = node_knowing_peer(now);
+        for (who, port) in [("h1", 3), ("h2", 4)] {
+            let hello = packet(who, 0, Message::Gossip, &[&alive(who, port, 0)]);
+            node.handle_packet(now, addr(port), &hello);
+        }
+        let _ = sent(&mut node);
+        while node.poll_event().is_some() {}
+        let delay = Duration::from_secs(2);
+        let mut due: Vec<(Instant, u32)> = Vec::new();
+        let (mut suspicions, mut helpers_after_late, mut pings_to_h1) = (0, 0, 0);
+        let mut late_seen = false;
+        let mut patient_seqs = Vec::new();
+        while now < start + Duration::from_secs(30) {
+            node.handle_timeout(now);
+            for (to, sent) in sent(&mut node) {
+                match sent.message {
+                    Message::Ping { seq, .. } if to == addr(2) => {
+                        if late_seen {
+                            patient_seqs.push(seq);
+                        }
+                        due.push((now + delay, seq));
+                    }
+                    Message::Ping { seq, target } => {
+                        pings_to_h1 += usize::from(target == name("h1"));
+                        let ack = packet(target.as_str(), 0, Message::Ack { seq }, &[]);
+                        node.handle_packet(now, to, &ack);
+                    }
+                    Message::PingReq { seq, .. } if patient_seqs.contains(&seq) => {
+                        helpers_after_late += 1;
+                    }
+                    _ => {}
+                }
+            }
+            let (ready, waiting): (Vec<_>, Vec<_>) = due.iter().partition(|(at, _)| *at <= now);
+            due = waiting;
+            for (_, seq) in ready {
+                late_seen = true;
+                let row = node.row(&name("peer")).expect("tracked").clone();
+                let refuted = alive("peer", 2, row.incarnation + 1);
+                let gossip: Vec<&Update> = match row.health {
+                    Health::Suspect => vec![&refuted],
+                    _ => vec![],
+                };
+                let ack = packet("peer", row.incarnation, Message::Ack { seq }, &gossip);
+                node.handle_packet(now, addr(2), &ack);
+            }
+            while let Some(event) = node.poll_event() {
+                if let Event::Tracker(write) = event
+                    && write.new_row.node == name("peer")
+                {
+                    assert_ne!(write.new_row.health, Health::Dead, "never declared dead");
+                    suspicions += usize::from(write.new_row.health == Health::Suspect);
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        assert_eq!(suspicions, 1, "only before its first late answer");
+        assert_eq!(helpers_after_late, 0, "helpers would hear from it as late");
+        assert!(
+            patient_seqs.len() > 5,
+            "probed since: {}",
+            patient_seqs.len()
+        );
+        assert!(pings_to_h1 > 20, "the probe cycle goes on: {pings_to_h1}");
+        assert!(node.stats().late_acks > 0);
+    }
+}
