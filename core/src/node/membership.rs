@@ -148,7 +148,7 @@ impl Node {
                     && known.status == NodeStatus::Online =>
             {
                 if known.health == Health::Suspect {
-                    return false;
+                    return None;
                 }
                 known.with_health(Health::Suspect, self.wall_clock(now))
             }
