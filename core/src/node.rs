@@ -20,9 +20,12 @@
 //! - `join_leave`: join attempts and replies, the seed re-probe, leave, and the
 //!   retention that reaps offline rows;
 //! - `membership`: applying rows (precedence, news about this node itself) and
-//!   what follows a change: events, member lists, mode.
+//!   what follows a change: events, member lists, mode;
+//! - `conflict`: two live processes under one name: the handshake between them,
+//!   the rule for who keeps the name, and what observers report.
 
 mod anti_entropy;
+mod conflict;
 mod dissemination;
 mod input;
 mod join_leave;
@@ -48,6 +51,7 @@ use crate::stats::Stats;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update};
 use anti_entropy::RowStream;
+use conflict::Conflicts;
 use dissemination::GossipQueue;
 use join_leave::Joining;
 use membership::Source;
@@ -139,6 +143,8 @@ pub struct Node {
     sealer: Option<Sealer>,
     /// Reused buffer for opened packet bodies.
     open_buf: Vec<u8>,
+    /// Other processes under this node's name, and conflicts seen about others.
+    conflicts: Conflicts,
 }
 
 impl Node {
@@ -194,6 +200,7 @@ impl Node {
             addr_scratch: Vec::new(),
             sealer: None,
             open_buf: Vec::new(),
+            conflicts: Conflicts::default(),
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -263,6 +270,13 @@ impl Node {
         self.left
     }
 
+    /// Where the process that kept this node's name listens, once this node lost
+    /// it ([`Event::NameLost`]); `None` while the name is this node's. A node
+    /// that lost its name is inert for good.
+    pub fn name_taken_by(&self) -> Option<SocketAddr> {
+        self.conflicts.lost_to()
+    }
+
     /// The wall-clock time at `now`, derived from the anchor given at creation.
     pub fn wall_clock(&self, now: Instant) -> DateTime<Utc> {
         self.wall_epoch + now.saturating_duration_since(self.epoch)
@@ -273,11 +287,20 @@ impl Node {
     /// Handles one received datagram. Never fails: bad packets are dropped, counted
     /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if self.conflicts.lost_to().is_some() {
+            self.stats.packets_received += 1;
+            self.stats.bytes_received += bytes.len() as u64;
+            self.stats.count_drop(crate::DropReason::NameLost);
+            return;
+        }
         self.input(now, |node| node.receive(now, from, bytes));
     }
 
     /// Does whatever is due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.conflicts.lost_to().is_some() {
+            return;
+        }
         self.input(now, |node| node.run_timers(now));
     }
 
@@ -293,6 +316,9 @@ impl Node {
     /// [`DropReason::UnknownAddress`](crate::DropReason::UnknownAddress) and change
     /// nothing.
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
+        if self.conflicts.lost_to().is_some() {
+            return;
+        }
         self.input(now, |node| node.unreachable(now, addr));
     }
 
@@ -312,6 +338,9 @@ impl Node {
         name: NodeName,
         addr: SocketAddr,
     ) -> Result<(), NewNodeError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(NewNodeError::NameTaken { by });
+        }
         self.input(now, |node| node.add_node(now, name, addr))
     }
 
@@ -328,6 +357,9 @@ impl Node {
     /// holds one. Rows past `max_nodes` are dropped and counted
     /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
+        if self.conflicts.lost_to().is_some() {
+            return;
+        }
         self.input(now, |node| {
             for row in rows {
                 let _ = node.apply_row(now, row, None, Source::Bulk);
@@ -342,6 +374,9 @@ impl Node {
     /// split clusters merge. After `leave`, `join` brings the node back with a
     /// higher incarnation.
     pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(JoinError::NameTaken { by });
+        }
         self.input(now, |node| node.begin_join(now, seeds))
     }
 
@@ -350,6 +385,9 @@ impl Node {
     /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
     /// passed; then the node can be dropped.
     pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(LeaveError::NameTaken { by });
+        }
         self.input(now, |node| node.begin_leave(now))
     }
 
@@ -435,9 +473,13 @@ impl Node {
     }
 
     /// When [`handle_timeout`](Node::handle_timeout) should be called next; `None`
-    /// when nothing is scheduled. Read it after draining the other `poll_*` calls.
+    /// when nothing is scheduled (always, once the node lost its name). Read it
+    /// after draining the other `poll_*` calls.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.conflicts.lost_to().is_some() {
+            return None;
+        }
         self.next_wake()
     }
 
