@@ -3,6 +3,11 @@
 //! (`--json`) one JSON object per line with a timestamp. Ctrl-C or SIGTERM leaves
 //! the cluster gracefully before exiting.
 //!
+//! Name conflicts are printed (`name_conflict`). If another live process under
+//! this name started first, this one loses the name: it prints `name_lost` and a
+//! message naming the other address on stderr, and exits with status 3 without
+//! leaving (a leave would take the other process's name offline).
+//!
 //! ```sh
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name a --bind 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
@@ -56,6 +61,9 @@ struct Args {
     #[arg(long = "for")]
     run_for: Option<f64>,
 }
+
+/// Exit status when another live process kept this node's name.
+const EXIT_NAME_TAKEN: i32 = 3;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -120,17 +128,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(Update::Lagged { missed }) => {
                     out.emit("lagged", json!({"missed": missed}), &format!("missed {missed} updates"));
                 }
+                Some(Update::NameConflict { node: name, addrs }) => {
+                    out.emit(
+                        "name_conflict",
+                        json!({"node": name.as_str(), "addrs": [addrs[0].to_string(), addrs[1].to_string()]}),
+                        &format!("name conflict: two live processes claim {name}, at {} and {}", addrs[0], addrs[1]),
+                    );
+                    if node.name_taken_by().is_some() {
+                        break;
+                    }
+                }
                 Some(_) => {}
                 None => break,
             },
             _ = tick.tick() => {
                 watch.diff(&node, &out);
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                if node.name_taken_by().is_some()
+                    || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+                {
                     break;
                 }
             }
             _ = terminate.recv() => break,
         }
+    }
+    if let Some(winner) = node.name_taken_by() {
+        // No leave: the name is the other process's now.
+        out.emit(
+            "name_lost",
+            json!({"node": node.name().as_str(), "winner": winner.to_string()}),
+            &format!("lost the name {} to the process at {winner}", node.name()),
+        );
+        let name = node.name().clone();
+        node.shutdown().await;
+        out.emit("stopped", json!({}), "stopped");
+        eprintln!(
+            "beethoven-node: the name `{name}` is taken by another live process at {winner}, \
+             which started first and keeps it; this process stops. Restart it under another name."
+        );
+        std::process::exit(EXIT_NAME_TAKEN);
     }
     if node.leave().is_ok() {
         out.emit("leaving", json!({}), "leaving the cluster");
