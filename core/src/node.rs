@@ -162,7 +162,8 @@ impl Node {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         // Mixing in the name keeps nodes given one seed from walking in lockstep.
-        let mut rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
+        let seed = config.rng_seed ^ fnv1a(name.as_bytes());
+        let mut rng = Rng::with_seed(seed);
         let mut timers = Timers::default();
         timers.set(Timer::Probe, now);
         timers.set(Timer::Gossip, now);
@@ -200,7 +201,7 @@ impl Node {
             addr_scratch: Vec::new(),
             sealer: None,
             open_buf: Vec::new(),
-            conflicts: Conflicts::default(),
+            conflicts: Conflicts::new(seed),
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -437,7 +438,13 @@ impl Node {
             }
         };
         let base = wire::base_len(self.sender(), &message);
-        let updates = self.piggyback(to, base);
+        // A claim goes where a dead predecessor may have lived (`conflict.rs`):
+        // updates sent there would spend their retransmissions on nobody.
+        let updates = if matches!(message, Message::Claim { .. }) {
+            Vec::new()
+        } else {
+            self.piggyback(to, base)
+        };
         let refs: Vec<&Update> = updates.iter().collect();
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {

@@ -528,17 +528,11 @@ class Chaos:
                     twin_events.append(json.loads(line))
                 except json.JSONDecodeError:
                     pass
-        # Reports: the first process's and any observer's, and the twin's own.
         pair = {target.addr, twin_addr}
-        reports = {}
-        for p in self.procs:
-            for e in p.events_since(started - 1.0, "name_conflict"):
-                if e["node"] == target.name and set(e["addrs"]) == pair:
-                    reports.setdefault(p.name, e["_t"] - started)
         twin_reported = any(e.get("event") == "name_conflict" and set(e.get("addrs", [])) == pair
                             for e in twin_events)
         lost = [e for e in twin_events if e.get("event") == "name_lost"]
-        first_report = min(reports.values()) if reports else None
+
         # After the twin is gone: the first process keeps the name everywhere, at its address.
         def kept():
             for p in self.procs:
@@ -550,11 +544,18 @@ class Chaos:
         settled = wait_until(kept, 10)
         time.sleep(2.0)
         incs = sorted({p.row(target.name)["incarnation"] for p in self.procs if p.row(target.name)})
+        # Reports by the cluster's processes: the first process's own, observers'.
+        reports = {}
+        for p in self.procs:
+            for e in p.events_since(started - 1.0, "name_conflict"):
+                if e["node"] == target.name and set(e["addrs"]) == pair:
+                    reports.setdefault(p.name, e["_t"] - started)
+        first_report = min(reports.values()) if reports else None
         still = settled is not None and kept() and target.alive()
         ok_exit = code == EXIT_NAME_TAKEN and target.addr in message and "taken" in message
         ok_lost = len(lost) == 1 and lost[0].get("winner") == target.addr
         ok_report = bool(reports) and first_report is not None and first_report <= 5.0
-        ok = ok_exit and ok_lost and ok_report and still
+        ok = ok_exit and ok_lost and ok_report and twin_reported and still
         self.record(f"conflict: second process under {target.name} reported, it exits, the first keeps the name", ok,
                     f"twin at {twin_addr} exited with status {code} after {fmt_ms(exited)} "
                     f"(stderr: {message!r}); name_lost {[e.get('winner') for e in lost]}; "

@@ -52,8 +52,12 @@ const REPORT_MEMORY: Duration = Duration::from_secs(60);
 const MAX_REPORTED: usize = 32;
 
 /// What a node knows about conflicts over its own name and others'.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Conflicts {
+    /// Draws the nonces. A generator of its own (seeded like the node's), so
+    /// that the claim a restart sends to its predecessor's address does not
+    /// shift the node's probe order and gossip targets.
+    rng: fastrand::Rng,
     /// Processes seen claiming this node's name, by their address.
     rivals: Vec<Rival>,
     /// Where the process that kept this node's name listens, once it lost it.
@@ -65,6 +69,17 @@ pub(super) struct Conflicts {
 }
 
 impl Conflicts {
+    /// The state of a node whose own generator was seeded with `seed`.
+    pub(super) fn new(seed: u64) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(seed ^ 0xc1a1_4ec1_a14e_c1a1),
+            rivals: Vec::new(),
+            lost_to: None,
+            moves: VecDeque::new(),
+            reported: VecDeque::new(),
+        }
+    }
+
     /// Where the process that kept this node's name listens, once it lost it.
     pub(super) fn lost_to(&self) -> Option<SocketAddr> {
         self.lost_to
@@ -181,7 +196,7 @@ impl Node {
             let stale = rivals.iter().position(|r| !r.confirmed)?;
             rivals.remove(stale);
         }
-        let nonce = self.rng.u64(..);
+        let nonce = self.conflicts.rng.u64(..);
         rivals.push(Rival {
             addr,
             nonce,

@@ -114,6 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut terminate = termination()?;
+    let mut own_conflict_printed = false;
     loop {
         tokio::select! {
             update = updates.recv() => match update {
@@ -129,11 +130,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     out.emit("lagged", json!({"missed": missed}), &format!("missed {missed} updates"));
                 }
                 Some(Update::NameConflict { node: name, addrs }) => {
-                    out.emit(
-                        "name_conflict",
-                        json!({"node": name.as_str(), "addrs": [addrs[0].to_string(), addrs[1].to_string()]}),
-                        &format!("name conflict: two live processes claim {name}, at {} and {}", addrs[0], addrs[1]),
-                    );
+                    out.conflict(&name, addrs);
+                    if name == *node.name() {
+                        own_conflict_printed = true;
+                    }
                     if node.name_taken_by().is_some() {
                         break;
                     }
@@ -153,6 +153,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Some(winner) = node.name_taken_by() {
+        if !own_conflict_printed {
+            // The loss was seen on the tick, before the stream's update.
+            let me = node.advertised_addr();
+            out.conflict(node.name(), [me.min(winner), me.max(winner)]);
+        }
         // No leave: the name is the other process's now.
         out.emit(
             "name_lost",
@@ -241,6 +246,15 @@ struct Output {
 }
 
 impl Output {
+    fn conflict(&self, name: &NodeName, addrs: [SocketAddr; 2]) {
+        let [a, b] = addrs;
+        self.emit(
+            "name_conflict",
+            json!({"node": name.as_str(), "addrs": [a.to_string(), b.to_string()]}),
+            &format!("name conflict: two live processes claim {name}, at {a} and {b}"),
+        );
+    }
+
     fn emit(&self, event: &str, mut fields: Value, text: &str) {
         let now = DateTime::<Utc>::from(SystemTime::now());
         if self.json {
