@@ -23,7 +23,7 @@ pub const MAGIC: [u8; 4] = *b"BTHV";
 /// The protocol version this build speaks. Packets of any other version are
 /// dropped and counted as [`DropReason::UnsupportedVersion`](crate::DropReason::UnsupportedVersion).
 ///
-/// Version 2 added [`Message::Claim`] (the name-conflict handshake).
+/// Version 2 added the name-conflict handshake (a `Claim` message).
 pub const VERSION: u8 = 2;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 14;
