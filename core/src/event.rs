@@ -1,4 +1,5 @@
-//! What a node tells its owner: tracker changes, node updates, mode changes.
+//! What a node tells its owner: tracker changes, node updates, mode changes,
+//! name conflicts.
 
 use std::net::SocketAddr;
 
@@ -67,5 +68,45 @@ pub enum Event {
     LeaveFinished {
         /// Whether the announcement was fully disseminated.
         spread: bool,
+    },
+    /// Two live processes claim the name `node`, one at each of `addrs` (lower
+    /// address first). Reported once per conflict by every node that sees it
+    /// (and logged as a warning):
+    ///
+    /// - the two processes themselves, once each has proof that the other is
+    ///   alive: a round trip of the name-conflict handshake, a nonce of its own
+    ///   echoed from the other address. A process that restarted elsewhere is
+    ///   not in conflict with its own dead predecessor: nobody at the old
+    ///   address answers, and the new process wins by refuting, as before;
+    /// - any other node whose row of `node` moved from one address to the other
+    ///   and back, at rising incarnations, within 10 s: only a live process at
+    ///   the first address can have raised its incarnation after the move.
+    ///
+    /// **Who keeps the name.** The process that started first (the wall-clock
+    /// anchor given to [`Node::new`](crate::Node::new), exchanged in the
+    /// handshake), and on a tie the lower address. Both compute it from the
+    /// same two (start, address) pairs, so they agree even when their clocks
+    /// disagree. Started-first means that a newcomer (a copied config, a typo)
+    /// can never take a serving node's name away: the newcomer is the one told
+    /// to go, and told where the name lives. The loser reports
+    /// [`Event::NameLost`] and falls silent; the winner refutes the loser's last
+    /// row once, and the name's incarnation stops rising.
+    NameConflict {
+        /// The name both processes claim.
+        node: NodeName,
+        /// Where the two processes listen, lower address first.
+        addrs: [SocketAddr; 2],
+    },
+    /// This node lost its name to the live process at `winner` (see
+    /// [`Event::NameConflict`] for the rule). From now on the node is inert: it
+    /// no longer refutes, probes, gossips or answers (it never announces
+    /// `Left`, which would take the winner offline), its deadlines are gone
+    /// (`poll_timeout` is `None`), every datagram is dropped and counted
+    /// ([`DropReason::NameLost`](crate::DropReason::NameLost)), and `join`,
+    /// `leave` and `new_node` are refused with a `NameTaken` error. The owner
+    /// should stop the process, or restart it under another name.
+    NameLost {
+        /// Where the process that kept the name listens.
+        winner: SocketAddr,
     },
 }

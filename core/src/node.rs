@@ -24,9 +24,12 @@
 //! - `membership`: applying rows (precedence, news about this node itself) and
 //!   what follows a change: events, member lists, mode;
 //! - `answers`: the limit on answering outdated bad news at once.
+//! - `conflict`: two live processes under one name: the handshake between them,
+//!   the rule for who keeps the name, and what observers report.
 
 mod answers;
 mod anti_entropy;
+mod conflict;
 mod dissemination;
 mod input;
 mod join_leave;
@@ -55,6 +58,7 @@ use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update};
 use answers::Answers;
 use anti_entropy::RowStream;
+use conflict::Conflicts;
 use dissemination::GossipQueue;
 use join_leave::Joining;
 use lateness::Lateness;
@@ -154,6 +158,8 @@ pub struct Node {
     sealer: Option<Sealer>,
     /// Reused buffer for opened packet bodies.
     open_buf: Vec<u8>,
+    /// Other processes under this node's name, and conflicts seen about others.
+    conflicts: Conflicts,
 }
 
 impl Node {
@@ -171,7 +177,8 @@ impl Node {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         // Mixing in the name keeps nodes given one seed from walking in lockstep.
-        let mut rng = Rng::with_seed(config.rng_seed ^ fnv1a(name.as_bytes()));
+        let seed = config.rng_seed ^ fnv1a(name.as_bytes());
+        let mut rng = Rng::with_seed(seed);
         let mut timers = Timers::default();
         timers.set(Timer::Probe, now);
         timers.set(Timer::Gossip, now);
@@ -213,6 +220,7 @@ impl Node {
             addr_scratch: Vec::new(),
             sealer: None,
             open_buf: Vec::new(),
+            conflicts: Conflicts::new(seed),
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -282,6 +290,13 @@ impl Node {
         self.left
     }
 
+    /// Where the process that kept this node's name listens, once this node lost
+    /// it ([`Event::NameLost`]); `None` while the name is this node's. A node
+    /// that lost its name is inert for good.
+    pub fn name_taken_by(&self) -> Option<SocketAddr> {
+        self.conflicts.lost_to()
+    }
+
     /// The wall-clock time at `now`, derived from the anchor given at creation.
     pub fn wall_clock(&self, now: Instant) -> DateTime<Utc> {
         self.wall_epoch + now.saturating_duration_since(self.epoch)
@@ -292,11 +307,20 @@ impl Node {
     /// Handles one received datagram. Never fails: bad packets are dropped, counted
     /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if self.conflicts.lost_to().is_some() {
+            self.stats.packets_received += 1;
+            self.stats.bytes_received += bytes.len() as u64;
+            self.stats.count_drop(crate::DropReason::NameLost);
+            return;
+        }
         self.input(now, |node| node.receive(now, from, bytes));
     }
 
     /// Does whatever is due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.conflicts.lost_to().is_some() {
+            return;
+        }
         self.input(now, |node| node.run_timers(now));
     }
 
@@ -312,6 +336,9 @@ impl Node {
     /// [`DropReason::UnknownAddress`](crate::DropReason::UnknownAddress) and change
     /// nothing.
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
+        if self.conflicts.lost_to().is_some() {
+            return;
+        }
         self.input(now, |node| node.unreachable(now, addr));
     }
 
@@ -331,6 +358,9 @@ impl Node {
         name: NodeName,
         addr: SocketAddr,
     ) -> Result<(), NewNodeError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(NewNodeError::NameTaken { by });
+        }
         self.input(now, |node| node.add_node(now, name, addr))
     }
 
@@ -347,6 +377,9 @@ impl Node {
     /// holds one. Rows past `max_nodes` are dropped and counted
     /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
+        if self.conflicts.lost_to().is_some() {
+            return;
+        }
         self.input(now, |node| {
             for row in rows {
                 let _ = node.apply_row(now, row, None, Source::Bulk);
@@ -361,6 +394,9 @@ impl Node {
     /// split clusters merge. After `leave`, `join` brings the node back with a
     /// higher incarnation.
     pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(JoinError::NameTaken { by });
+        }
         self.input(now, |node| node.begin_join(now, seeds))
     }
 
@@ -369,6 +405,9 @@ impl Node {
     /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
     /// passed; then the node can be dropped.
     pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(LeaveError::NameTaken { by });
+        }
         self.input(now, |node| node.begin_leave(now))
     }
 
@@ -418,7 +457,13 @@ impl Node {
             }
         };
         let base = wire::base_len(self.sender(), &message);
-        let updates = self.piggyback(to, base);
+        // A claim goes where a dead predecessor may have lived (`conflict.rs`):
+        // updates sent there would spend their retransmissions on nobody.
+        let updates = if matches!(message, Message::Claim { .. }) {
+            Vec::new()
+        } else {
+            self.piggyback(to, base)
+        };
         let refs: Vec<&Update> = updates.iter().collect();
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {
@@ -454,9 +499,13 @@ impl Node {
     }
 
     /// When [`handle_timeout`](Node::handle_timeout) should be called next; `None`
-    /// when nothing is scheduled. Read it after draining the other `poll_*` calls.
+    /// when nothing is scheduled (always, once the node lost its name). Read it
+    /// after draining the other `poll_*` calls.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.conflicts.lost_to().is_some() {
+            return None;
+        }
         self.next_wake()
     }
 

@@ -23,7 +23,8 @@ pub enum DropReason {
     FromSelf,
     /// A reply nobody asked for (e.g. rows of a join this node never sent).
     Unsolicited,
-    /// A ping meant for another node name (the address now belongs to someone else).
+    /// A ping meant for another node name (the address now belongs to someone
+    /// else), or a name-conflict claim from a process under another name.
     WrongTarget,
     /// The tracker is full (`max_nodes`): updates about further unknown nodes are dropped.
     TrackerFull,
@@ -37,11 +38,15 @@ pub enum DropReason {
     Authentication,
     /// A join of an unknown name from a source over its `join_rate`.
     RateLimited,
+    /// Anything that reaches a node after it lost its name to another live
+    /// process ([`Event::NameLost`](crate::Event::NameLost)): such a node takes
+    /// no more input.
+    NameLost,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -57,6 +62,7 @@ impl DropReason {
         DropReason::UnexpectedSeal,
         DropReason::Authentication,
         DropReason::RateLimited,
+        DropReason::NameLost,
     ];
 }
 

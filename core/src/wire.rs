@@ -20,8 +20,11 @@ use crate::tracker::{DIGEST_BUCKETS, Digest, TrackerRow};
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"BTHV";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks. Packets of any other version are
+/// dropped and counted as [`DropReason::UnsupportedVersion`](crate::DropReason::UnsupportedVersion).
+///
+/// Version 2 added the name-conflict handshake (a `Claim` message).
+pub const VERSION: u8 = 2;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 14;
 /// Flag bit: the body is sealed with the cluster key ring.
@@ -85,6 +88,19 @@ pub(crate) enum Message {
     Gossip,
     /// I tried `PingReq` `seq` and the target's port was unreachable for me too.
     Bounced { seq: u32 },
+    /// I am a live process under your name (the envelope's sender is the name
+    /// both claim): the name-conflict handshake (`node/conflict.rs`). `addr` is
+    /// where I listen, `started` my start (the wall-clock anchor of my
+    /// creation, Unix milliseconds), `nonce` mine for you, `echo` yours that I
+    /// received last, and `confirmed` whether I already hold an echo of mine
+    /// from you (then you need not answer).
+    Claim {
+        addr: SocketAddr,
+        started: i64,
+        nonce: u64,
+        echo: Option<u64>,
+        confirmed: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -327,6 +343,13 @@ mod tests {
             },
             Message::Gossip,
             Message::Bounced { seq: 3 },
+            Message::Claim {
+                addr: "10.0.0.2:7946".parse().expect("valid"),
+                started: -5,
+                nonce: u64::MAX,
+                echo: Some(1),
+                confirmed: true,
+            },
         ]
     }
 
@@ -354,6 +377,12 @@ mod tests {
         assert_eq!(plain(b"GET / HTTP", CLUSTER), Err(DecodeError::BadMagic));
         let mut bad_version = good.clone();
         bad_version[4] = 99;
+        assert_eq!(
+            plain(&bad_version, CLUSTER),
+            Err(DecodeError::UnsupportedVersion)
+        );
+        // Version 1 had no name-conflict handshake: its packets are refused whole.
+        bad_version[4] = 1;
         assert_eq!(
             plain(&bad_version, CLUSTER),
             Err(DecodeError::UnsupportedVersion)

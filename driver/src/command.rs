@@ -66,4 +66,14 @@ pub enum CommandError {
     /// `leave` refused.
     #[error(transparent)]
     Leave(#[from] LeaveError),
+    /// This node lost its name to the live process at `by`
+    /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
+    /// commands but `stop` (and `shutdown`). Restart it under another name.
+    #[error(
+        "the name is taken by the process at {by}: this node lost it and takes no more commands"
+    )]
+    NameTaken {
+        /// Where the process that kept the name listens.
+        by: SocketAddr,
+    },
 }

@@ -333,6 +333,14 @@ impl Driver {
             }
             Event::Tracker(_) => {}
             Event::ModeChanged(mode) => info!(name = %self.node.name(), ?mode, "mode changed"),
+            Event::NameConflict { node, addrs } => {
+                self.router.broadcast(&Update::NameConflict { node, addrs });
+            }
+            Event::NameLost { winner } => {
+                // Logged by the node already; from now on the handle refuses
+                // commands with `CommandError::NameTaken`.
+                debug!(name = %self.node.name(), %winner, "name lost");
+            }
             Event::LeaveFinished { spread } => {
                 info!(name = %self.node.name(), spread, "leave finished");
                 self.leave_finished = true;
@@ -351,6 +359,7 @@ impl Driver {
         snapshot.io_errors = self.io_errors;
         snapshot.left = self.node.has_left();
         snapshot.applied = self.applied;
+        snapshot.name_taken_by = self.node.name_taken_by();
         if std::mem::take(&mut self.rows_dirty) {
             snapshot.rows = self
                 .node

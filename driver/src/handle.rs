@@ -182,6 +182,24 @@ impl Handle {
         self.snapshot().running
     }
 
+    /// Where the process that kept this node's name listens, once this node
+    /// lost it to that process (see
+    /// [`Event::NameConflict`](beethoven_core::Event::NameConflict) for the
+    /// rule); `None` while the name is this node's. Once set, every command but
+    /// `stop` and `shutdown` returns [`CommandError::NameTaken`]: stop the
+    /// process, or restart it under another name.
+    pub fn name_taken_by(&self) -> Option<SocketAddr> {
+        self.snapshot().name_taken_by
+    }
+
+    /// `Err(NameTaken)` once the node lost its name.
+    fn check_name(&self) -> Result<(), CommandError> {
+        match self.name_taken_by() {
+            Some(by) => Err(CommandError::NameTaken { by }),
+            None => Ok(()),
+        }
+    }
+
     /// Depth of each subscriber's queue.
     pub fn queue_capacity(&self) -> usize {
         self.shared.queue_capacity
@@ -194,6 +212,7 @@ impl Handle {
     ///
     /// `TrackerFull` is checked against the last published tracker.
     pub fn new_node(&self, name: NodeName, addr: SocketAddr) -> Result<(), CommandError> {
+        self.check_name()?;
         if name == self.shared.name {
             return Err(NewNodeError::IsSelf.into());
         }
@@ -211,6 +230,7 @@ impl Handle {
     /// restart, e.g. kept as JSON); see [`Node::restore`](beethoven_core::Node::restore).
     /// Call it before `join`, so the node knows its peers from the first probe.
     pub fn restore(&self, rows: Vec<TrackerRow>) -> Result<(), CommandError> {
+        self.check_name()?;
         self.send(CommandKind::Restore(rows))
     }
 
@@ -218,6 +238,7 @@ impl Handle {
     /// see [`Node::join`](beethoven_core::Node::join). After `leave`, brings the
     /// node back.
     pub fn join(&self, seeds: &[Seed]) -> Result<(), CommandError> {
+        self.check_name()?;
         expand_seeds(
             seeds,
             self.shared.advertised_addr,
@@ -236,6 +257,7 @@ impl Handle {
     /// running (and can `join` again); a shutdown after `leave` first lets the
     /// announcement spread, for at most `leave_timeout`.
     pub fn leave(&self) -> Result<(), CommandError> {
+        self.check_name()?;
         let mut queued = lock(&self.shared.queued);
         if self.left_after(&queued) {
             return Err(LeaveError::AlreadyLeft.into());
@@ -267,6 +289,7 @@ impl Handle {
     /// one closure expression evaluated twice has one type. End the subscription
     /// with [`unsubscribe`](Handle::unsubscribe).
     pub fn alert_me<C: NodeUpdate>(&self, callback: C) -> Result<SubscriberId, CommandError> {
+        self.check_name()?;
         let id = SubscriberId::callback::<C>();
         let (queue, updates) = async_channel::bounded::<Update>(self.queue_capacity());
         let reader = Reader(Box::new(move || {
@@ -300,6 +323,7 @@ impl Handle {
 
     /// Ends a subscription; its queue is closed (a callback's thread finishes).
     pub fn unsubscribe(&self, subscriber: SubscriberId) -> Result<(), CommandError> {
+        self.check_name()?;
         self.send(CommandKind::Unsubscribe(subscriber))
     }
 
@@ -373,6 +397,7 @@ mod tests {
             running: true,
             left: false,
             applied: 0,
+            name_taken_by: None,
         }));
         let local = "127.0.0.1:7000".parse().expect("valid address");
         let handle = Handle::new(&options, local, snapshot, commands);

@@ -9,6 +9,7 @@
 
 use std::any::TypeId;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use async_channel::{Sender, TrySendError};
@@ -60,6 +61,17 @@ pub enum Update {
         /// How many updates were lost.
         missed: u64,
     },
+    /// Two live processes claim the name `node`, one at each of `addrs` (lower
+    /// first): see [`Event::NameConflict`](beethoven_core::Event::NameConflict)
+    /// for who keeps it. Once per conflict. `node` may be this node's own name:
+    /// then [`Handle::name_taken_by`](crate::Handle::name_taken_by) says
+    /// whether this process lost it.
+    NameConflict {
+        /// The name both processes claim.
+        node: NodeName,
+        /// Where the two processes listen, lower address first.
+        addrs: [SocketAddr; 2],
+    },
 }
 
 impl Update {
@@ -70,6 +82,7 @@ impl Update {
         let outcome = catch_unwind(AssertUnwindSafe(|| match &self {
             Update::Node { node, status } => callback.node_update(node, *status),
             Update::Lagged { missed } => callback.lagged(*missed),
+            Update::NameConflict { node, addrs } => callback.name_conflict(node, *addrs),
         }));
         if outcome.is_err() {
             error!(update = ?self, "a node_update callback panicked; the subscription stays");
@@ -93,6 +106,13 @@ pub trait NodeUpdate: Send + Sync + 'static {
             missed,
             "a node_update subscriber fell behind; updates were dropped"
         );
+    }
+
+    /// Two live processes claim the name `node`, at `addrs` (see
+    /// [`Update::NameConflict`]). The default does nothing: the node has logged
+    /// a warning already.
+    fn name_conflict(&self, node: &NodeName, addrs: [SocketAddr; 2]) {
+        let _ = (node, addrs);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The state a [`Handle`](crate::Handle)'s getters read: published by the node's
 //! task after every step, so a getter never waits for the task.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use beethoven_core::{Mode, Node, Stats, TrackerRow};
@@ -19,6 +20,8 @@ pub(crate) struct Snapshot {
     /// The ticket of the last `join` or `leave` the node applied: a handle compares
     /// it with what it queued since (see `Handle::has_left`).
     pub(crate) applied: u64,
+    /// The node's own [`Node::name_taken_by`].
+    pub(crate) name_taken_by: Option<SocketAddr>,
 }
 
 impl Snapshot {
@@ -32,6 +35,7 @@ impl Snapshot {
             running: true,
             left: node.has_left(),
             applied: 0,
+            name_taken_by: node.name_taken_by(),
         }
     }
 }

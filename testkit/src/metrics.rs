@@ -183,11 +183,10 @@ pub struct Conflict {
     pub twin: usize,
     /// When the second process started.
     pub since: Duration,
-    /// When a node first reported the conflict. `None` while the core has no
-    /// event for it: when it gets one, one arm in the simulator's `observe`
-    /// calls [`detect`](Self::detect) on that event, and
-    /// [`incarnation_growth`](Self::incarnation_growth) then counts from
-    /// detection instead of from the start.
+    /// When a node first reported the conflict (`Event::NameConflict`: the
+    /// simulator's `observe` calls [`detect`](Self::detect)); `None` while
+    /// nobody has. [`incarnation_growth`](Self::incarnation_growth) counts from
+    /// detection, or from the start while there is none.
     pub detected_at: Option<Duration>,
     /// Each time a tracker write anywhere raised the highest incarnation of the
     /// name seen so far: (when, that incarnation). The first entry is the
@@ -211,7 +210,7 @@ impl Conflict {
     }
 
     /// A node reported the conflict at `at` (the first report counts). The
-    /// simulator calls this on the core's conflict event, once there is one.
+    /// simulator calls this on every `Event::NameConflict` about the name.
     pub fn detect(&mut self, at: Duration) {
         self.detected_at.get_or_insert(at);
     }

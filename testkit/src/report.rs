@@ -141,7 +141,7 @@ pub struct GreyFigures {
     /// Acks that came after their probe had ended, over the window.
     pub late_acks: u64,
     /// `name-conflict`: second process started → first report of the
-    /// conflict. `None` until the core emits a conflict event.
+    /// conflict (`Event::NameConflict` on any node). `None`: never reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_detected_after_s: Option<f64>,
     /// `name-conflict`: growth of the name's highest incarnation over 60 s from
@@ -324,7 +324,7 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 28] = [
+        let metrics: [(&str, Get); 29] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
@@ -362,6 +362,9 @@ impl Summary {
                 Some(r.grey.as_ref()?.apart_declared as f64)
             }),
             ("refutations", |r| Some(r.grey.as_ref()?.refutations as f64)),
+            ("conflict detected after s", |r| {
+                r.grey.as_ref()?.conflict_detected_after_s
+            }),
             ("conflict incarnation +60 s", |r| {
                 Some(r.grey.as_ref()?.conflict_incarnation_growth_60s? as f64)
             }),

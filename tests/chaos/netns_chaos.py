@@ -17,6 +17,11 @@ streams:
              addr of every row) and everyone online, within 2 s (--heal-bound).
   loss       10% random loss on every node (nftables `numgen random mod 100 < 10
              drop` on each namespace's input) for 60 s: no node declared offline.
+  conflict   a second process under a live node's name, at another address
+             (another namespace, port +1): the conflict is reported
+             (`name_conflict`), the second process (it started last) exits
+             with status 3 and a message naming the first one's address, and
+             the first stays online under the name everywhere, at its address.
 
 Each check prints PASS/FAIL with its numbers; the exit status is non-zero if any
 failed (77, "skipped", when the prerequisites are missing: root, `ip netns`, `nft`).
@@ -45,7 +50,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SUBNET = "10.77.0"
 PORT = 7946
-CHECKS = ["kill", "stop", "partition", "loss"]
+CHECKS = ["kill", "stop", "partition", "loss", "conflict"]
+EXIT_NAME_TAKEN = 3
 NS_RE = re.compile(r"^bchaos-(\d+)-")
 
 
@@ -492,6 +498,75 @@ class Chaos:
                     f"{len(offline_rows)} rows gone offline, {suspects} suspicions raised"
                     + (f"; {offline_updates[:5]} {offline_rows[:5]}" if not ok else ""))
         self.loss_suspects = suspects
+        return ok
+
+    def check_conflict(self):
+        """A second process under a live node's name, at another address: one of the two stays."""
+        target = self.procs[2]
+        host = 3  # the twin's namespace: another IP, and port + 1
+        twin_addr = f"{self.net.ips[host]}:{PORT + 1}"
+        stamp = f"{time.time():.0f}"
+        out_path = os.path.join(self.logdir, f"{target.name}-twin-{stamp}.stdout")
+        err_path = os.path.join(self.logdir, f"{target.name}-twin-{stamp}.stderr")
+        before = max(p.row(target.name)["incarnation"] for p in self.procs)
+        args = ["ip", "netns", "exec", self.net.nodes[host], self.args.binary, "--name", target.name,
+                "--bind", twin_addr, "--json", "--cluster", self.cluster, "--seed", f"{self.net.ips[0]}:{PORT}"]
+        started = time.time()
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            twin = subprocess.Popen(args, stdout=out, stderr=err, text=True, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
+            try:
+                code = twin.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                twin.kill()
+                twin.wait()
+                code = None
+        exited = time.time() - started
+        with open(err_path) as f:
+            message = f.read().strip()
+        twin_events = []
+        with open(out_path) as f:
+            for line in f:
+                try:
+                    twin_events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        pair = {target.addr, twin_addr}
+        twin_reported = any(e.get("event") == "name_conflict" and set(e.get("addrs", [])) == pair
+                            for e in twin_events)
+        lost = [e for e in twin_events if e.get("event") == "name_lost"]
+
+        # After the twin is gone: the first process keeps the name everywhere, at its address.
+        def kept():
+            for p in self.procs:
+                row = p.row(target.name)
+                if row is None or row["status"] != "online" or row["addr"] != target.addr:
+                    return False
+            return self.converged()
+
+        settled = wait_until(kept, 10)
+        time.sleep(2.0)
+        incs = sorted({p.row(target.name)["incarnation"] for p in self.procs if p.row(target.name)})
+        # Reports by the cluster's processes: the first process's own, observers'.
+        reports = {}
+        for p in self.procs:
+            for e in p.events_since(started - 1.0, "name_conflict"):
+                if e["node"] == target.name and set(e["addrs"]) == pair:
+                    reports.setdefault(p.name, e["_t"] - started)
+        first_report = min(reports.values()) if reports else None
+        still = settled is not None and kept() and target.alive()
+        ok_exit = code == EXIT_NAME_TAKEN and target.addr in message and "taken" in message
+        ok_lost = len(lost) == 1 and lost[0].get("winner") == target.addr
+        ok_report = bool(reports) and first_report is not None and first_report <= 5.0
+        ok = ok_exit and ok_lost and ok_report and twin_reported and still
+        self.record(f"conflict: second process under {target.name} reported, it exits, the first keeps the name", ok,
+                    f"twin at {twin_addr} exited with status {code} after {fmt_ms(exited)} "
+                    f"(stderr: {message!r}); name_lost {[e.get('winner') for e in lost]}; "
+                    f"reported by {sorted(reports)} (first {fmt_ms(first_report) if first_report is not None else 'never'}"
+                    f" after the second start; the twin itself: {'yes' if twin_reported else 'no'}); "
+                    f"{target.name} online at {target.addr} everywhere: {'yes' if still else 'NO'}; "
+                    f"incarnation {before} -> {incs}"
+                    + ("" if ok else "\n" + self.view_diff()))
         return ok
 
     def teardown(self):

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::Node;
+use super::conflict::Claim;
 use super::membership::Source;
 use crate::stats::DropReason;
 use crate::tracker::Health;
@@ -74,9 +75,22 @@ impl Node {
     /// of it is applied.
     fn validate(&self, now: Instant, packet: &Packet) -> Result<(), DropReason> {
         if packet.sender == self.name {
-            return Err(DropReason::FromSelf);
+            return match &packet.message {
+                // Another process under this name (`conflict.rs`): its half of
+                // the handshake, or its join sent to this address.
+                Message::Claim { addr, .. } if *addr != self.addr => Ok(()),
+                Message::Join { row }
+                    if row.0.node == self.name
+                        && row.0.addr != self.addr
+                        && row.0.health == Health::Alive =>
+                {
+                    Ok(())
+                }
+                _ => Err(DropReason::FromSelf),
+            };
         }
         match &packet.message {
+            Message::Claim { .. } => Err(DropReason::WrongTarget),
             Message::Ping { target, .. } if *target != self.name => Err(DropReason::WrongTarget),
             Message::JoinReply { .. } if !self.accepts_join_replies(now) => {
                 Err(DropReason::Unsolicited)
@@ -102,11 +116,28 @@ impl Node {
             } => self.handle_ping_req(now, from, seq, target, target_addr),
             Message::Nack { seq } => self.handle_nack(seq),
             Message::Bounced { seq } => self.handle_bounced(now, seq),
+            Message::Join { row } if row.0.node == self.name => self.suspect_rival(now, row.0.addr),
             Message::Join { row } => self.handle_join(now, from, row.0),
             Message::JoinReply { rows } => self.handle_join_reply(now, from, rows),
             Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
             Message::Rows { rows } => self.handle_rows(now, from, rows),
             Message::Gossip => {}
+            Message::Claim {
+                addr,
+                started,
+                nonce,
+                echo,
+                confirmed,
+            } => {
+                let claim = Claim {
+                    addr,
+                    started,
+                    nonce,
+                    echo,
+                    confirmed,
+                };
+                self.handle_claim(now, from, claim);
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Membership: applying rows heard from peers, loaded by `restore` or decided
-//! here. Precedence decides what is kept, news about this node itself is refuted,
-//! and every change becomes events, member lists and the mode. Also `new_node`,
-//! which vouches for a node the owner discovered.
+//! here. Precedence decides what is kept, news about this node itself is refuted
+//! (a row at another address also asks whether a rival lives there:
+//! `conflict.rs`), and every change becomes events, member lists and the mode.
+//! Also `new_node`, which vouches for a node the owner discovered.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -25,6 +26,13 @@ pub enum NewNodeError {
     /// The tracker already holds `max_nodes` rows.
     #[error("the tracker is full (max_nodes)")]
     TrackerFull,
+    /// This node lost its name to the live process at `by`
+    /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
+    #[error("this node's name is taken by the process at {by}")]
+    NameTaken {
+        /// Where the process that kept the name listens.
+        by: std::net::SocketAddr,
+    },
 }
 
 /// Outdated bad news, as `apply_row` found it: `node` is online here at the
@@ -184,6 +192,7 @@ impl Node {
             self.push_gossip(now, change.new.clone(), suspecter.clone());
         }
         self.track_suspicion(now, &change.new, suspecter);
+        self.note_move(now, &change);
         self.record(change);
         None
     }
@@ -221,7 +230,12 @@ impl Node {
             return;
         }
         // Someone holds a view of this node at or above its incarnation that is
-        // wrong (suspect, dead, left, another address): outbid it.
+        // wrong (suspect, dead, left, another address): outbid it. A row at
+        // another address may be a live process under this name: ask it
+        // (`conflict.rs`); until it answers, it is a predecessor's row.
+        if row.addr != self.addr {
+            self.suspect_rival(now, row.addr);
+        }
         if row.health == Health::Suspect {
             self.probing
                 .local_health

@@ -9,6 +9,7 @@ use std::time::Duration;
 use beethoven_core::{Config, DropReason, Health, Mode, NodeName, NodeStatus};
 
 use super::*;
+use crate::CommandError;
 use crate::runtime::Threads;
 
 struct Peer {
@@ -201,4 +202,57 @@ fn a_refused_send_is_retried_and_the_bounce_reaches_the_node() {
         a.driver.node().stats().dropped(DropReason::UnknownAddress),
         1
     );
+}
+
+#[test]
+fn a_process_that_loses_its_name_refuses_commands_and_subscribers_hear_of_the_conflict() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
+    let stream = peers[1].handle.subscribe();
+    // A second "b": both start at the same wall-clock instant here, so the tie
+    // goes to the lower address, 7002.
+    let later = start + Duration::from_secs(2);
+    peers.push(peer("b", 7009, &[7001], later));
+    assert!(pump(&mut peers, later, Duration::from_secs(3)).is_empty());
+    let first = SocketAddr::from(([127, 0, 0, 1], 7002));
+    let second = SocketAddr::from(([127, 0, 0, 1], 7009));
+    let loser = &peers[2].handle;
+    assert_eq!(loser.name_taken_by(), Some(first));
+    assert_eq!(peers[1].handle.name_taken_by(), None);
+    let refused = Err(CommandError::NameTaken { by: first });
+    assert_eq!(
+        loser.join(&[Seed::Addr(SocketAddr::from(([127, 0, 0, 1], 7001)))]),
+        refused
+    );
+    assert_eq!(
+        loser.leave(),
+        refused,
+        "a loser never announces Left for the name"
+    );
+    assert_eq!(loser.restore(Vec::new()), refused);
+    let b = NodeName::new("b").expect("valid name");
+    let updates: Vec<Update> = std::iter::from_fn(|| stream.try_recv()).collect();
+    assert_eq!(
+        updates,
+        vec![Update::NameConflict {
+            node: b.clone(),
+            addrs: [first, second]
+        }],
+        "the winner reports the conflict once (the observer never saw the loser's row)"
+    );
+    let row = peers[0]
+        .handle
+        .cluster_nodes()
+        .into_iter()
+        .find(|row| row.node == b)
+        .expect("b is tracked");
+    assert_eq!((row.addr, row.health), (first, Health::Alive));
+    assert_eq!(loser.stop(), Ok(()), "stop still works");
+    let stopped = pump(
+        &mut peers,
+        later + Duration::from_secs(3),
+        Duration::from_millis(50),
+    );
+    assert_eq!(stopped, vec![2]);
 }

@@ -3,6 +3,11 @@
 //! (`--json`) one JSON object per line with a timestamp. Ctrl-C or SIGTERM leaves
 //! the cluster gracefully before exiting.
 //!
+//! Name conflicts are printed (`name_conflict`). If another live process under
+//! this name started first, this one loses the name: it prints `name_lost` and a
+//! message naming the other address on stderr, and exits with status 3 without
+//! leaving (a leave would take the other process's name offline).
+//!
 //! ```sh
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name a --bind 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
@@ -57,6 +62,9 @@ struct Args {
     run_for: Option<f64>,
 }
 
+/// Exit status when another live process kept this node's name.
+const EXIT_NAME_TAKEN: i32 = 3;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -106,6 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut terminate = termination()?;
+    let mut own_conflict_printed = false;
     loop {
         tokio::select! {
             update = updates.recv() => match update {
@@ -120,17 +129,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(Update::Lagged { missed }) => {
                     out.emit("lagged", json!({"missed": missed}), &format!("missed {missed} updates"));
                 }
+                Some(Update::NameConflict { node: name, addrs }) => {
+                    out.conflict(&name, addrs);
+                    if name == *node.name() {
+                        own_conflict_printed = true;
+                    }
+                    if node.name_taken_by().is_some() {
+                        break;
+                    }
+                }
                 Some(_) => {}
                 None => break,
             },
             _ = tick.tick() => {
                 watch.diff(&node, &out);
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                if node.name_taken_by().is_some()
+                    || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+                {
                     break;
                 }
             }
             _ = terminate.recv() => break,
         }
+    }
+    if let Some(winner) = node.name_taken_by() {
+        if !own_conflict_printed {
+            // The loss was seen on the tick, before the stream's update.
+            let me = node.advertised_addr();
+            out.conflict(node.name(), [me.min(winner), me.max(winner)]);
+        }
+        // No leave: the name is the other process's now.
+        out.emit(
+            "name_lost",
+            json!({"node": node.name().as_str(), "winner": winner.to_string()}),
+            &format!("lost the name {} to the process at {winner}", node.name()),
+        );
+        let name = node.name().clone();
+        node.shutdown().await;
+        out.emit("stopped", json!({}), "stopped");
+        eprintln!(
+            "beethoven-node: the name `{name}` is taken by another live process at {winner}, \
+             which started first and keeps it; this process stops. Restart it under another name."
+        );
+        std::process::exit(EXIT_NAME_TAKEN);
     }
     if node.leave().is_ok() {
         out.emit("leaving", json!({}), "leaving the cluster");
@@ -205,6 +246,15 @@ struct Output {
 }
 
 impl Output {
+    fn conflict(&self, name: &NodeName, addrs: [SocketAddr; 2]) {
+        let [a, b] = addrs;
+        self.emit(
+            "name_conflict",
+            json!({"node": name.as_str(), "addrs": [a.to_string(), b.to_string()]}),
+            &format!("name conflict: two live processes claim {name}, at {a} and {b}"),
+        );
+    }
+
     fn emit(&self, event: &str, mut fields: Value, text: &str) {
         let now = DateTime::<Utc>::from(SystemTime::now());
         if self.json {

@@ -333,6 +333,17 @@ impl Sim {
                 }
             }
             Event::Joined { .. } => self.slots[i].joined = true,
+            // The first report of a conflict, by either process or any observer.
+            Event::NameConflict { node, .. } => {
+                let about = self.by_name.get(node).copied();
+                let now = self.now;
+                let conflicts = self.metrics.conflicts.iter_mut();
+                for conflict in
+                    conflicts.filter(|c| Some(c.subject) == about || Some(c.twin) == about)
+                {
+                    conflict.detect(now);
+                }
+            }
             _ => {}
         }
     }
