@@ -41,7 +41,10 @@ pub struct Config {
     pub max_local_health: u32,
 
     /// Suspicion timeout with all expected confirmations, per unit of `log10(members)`
-    /// (at least one unit). Default 500 ms, i.e. 1 s at 100 members.
+    /// (at least one unit). Default 500 ms, i.e. 1 s at 100 members. A node that
+    /// measures more than 10% loss stretches both bounds of the timeouts it starts
+    /// by `(0.9 / (1 - loss))²` (×3.2 at 50% loss; see
+    /// [`Node::measured_loss`](crate::Node::measured_loss)).
     pub suspicion_min: Duration,
     /// The timeout with no confirmation is `suspicion_max_factor` times the minimum. Default 4.
     pub suspicion_max_factor: u32,
