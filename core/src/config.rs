@@ -41,7 +41,10 @@ pub struct Config {
     pub max_local_health: u32,
 
     /// Suspicion timeout with all expected confirmations, per unit of `log10(members)`
-    /// (at least one unit). Default 500 ms, i.e. 1 s at 100 members.
+    /// (at least one unit). Default 500 ms, i.e. 1 s at 100 members. A node that
+    /// measures more than 10% loss stretches both bounds of the timeouts it starts
+    /// by `(0.9 / (1 - loss))²` (×3.2 at 50% loss; see
+    /// [`Node::measured_loss`](crate::Node::measured_loss)).
     pub suspicion_min: Duration,
     /// The timeout with no confirmation is `suspicion_max_factor` times the minimum. Default 4.
     pub suspicion_max_factor: u32,
@@ -53,7 +56,8 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// Members each gossip tick sends to. Default 3.
     pub gossip_fanout: usize,
-    /// Each update is sent about `retransmit_mult * ceil(log10(members + 1))` times. Default 4.
+    /// Each update is sent `round(retransmit_mult * (1 + log10(members + 1)))` times
+    /// (12 at 100 members, 16 at 1000). Default 4.
     pub retransmit_mult: u32,
     /// Most updates held for dissemination; the oldest, most-sent ones are dropped first
     /// (anti-entropy repairs what gossip missed). Default 4096.

@@ -275,6 +275,15 @@ impl Node {
         self.probing.local_health
     }
 
+    /// The share of datagrams this node estimates are lost on its paths,
+    /// `0.0..=0.75`, from how many of its probes' pings were acked directly
+    /// (averaged over the last ~32 probes). Above 0.1 it stretches the
+    /// suspicion timeouts this node starts and repeats its last-chance checks,
+    /// so heavy loss delays verdicts instead of causing false ones.
+    pub fn measured_loss(&self) -> f64 {
+        self.probing.loss.loss()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config

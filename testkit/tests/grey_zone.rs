@@ -116,12 +116,11 @@ fn two_clusters_of_50_are_one_within_3s_of_reaching_each_other_through_one_seed(
     }
 }
 
-/// `beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seeds 5`.
-#[test]
-#[ignore = "hostile networks: not met yet (issue 14)"]
-fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s()
- {
-    for seed in 1..=5 {
+/// 50 % loss on every datagram for 300 s at N=100, a node crashing silently
+/// halfway: no healthy node declared offline, the crash offline everywhere
+/// within 15 s, the cluster whole after the heal. Over `seeds`.
+fn fifty_percent_loss(seeds: std::ops::RangeInclusive<u64>) {
+    for seed in seeds {
         let report = run(&Params {
             seed,
             duration: 300 * SECOND,
@@ -147,6 +146,25 @@ fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_off
         );
         assert_eq!(report.gate_violation, None, "seed {seed}");
     }
+}
+
+/// `beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300`: seed 1
+/// only, so that `cargo test --workspace` stays short (a 300-s run at 50 % loss
+/// takes 10–30 s on the 2-core machine); the five seeds of the target run in
+/// the `..._over_5_seeds` variant, behind `--ignored`.
+#[test]
+fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s()
+ {
+    fifty_percent_loss(1..=1);
+}
+
+/// `beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seeds 5`:
+/// the whole target (about a minute in release, more under load).
+#[test]
+#[ignore = "five 300-s runs at 50% loss: run with --release --ignored"]
+fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s_over_5_seeds()
+ {
+    fifty_percent_loss(1..=5);
 }
 
 /// `beethoven-sim --nodes 100 --scenario slow --duration 300`: 8 members

@@ -37,6 +37,8 @@ pub(super) struct Probing {
     /// The last sequence number a ping was sent under.
     seq: u32,
     pub(super) local_health: LocalHealth,
+    /// The datagram loss this node measures on its own probes.
+    pub(super) loss: LossMeter,
 }
 
 impl Probing {
@@ -90,6 +92,8 @@ pub(super) struct Probe {
     indirect_at: Instant,
     ends_at: Instant,
     acked: bool,
+    /// Acked before the indirect round: the direct ping and its ack both arrived.
+    direct_acked: bool,
     indirect_sent: bool,
     nacks_expected: u32,
     nacks: u32,
@@ -169,6 +173,59 @@ impl LocalHealth {
     }
 }
 
+/// This node's estimate of the loss of a datagram on its paths: from the share
+/// of its round-robin probes whose direct ping was acked before the indirect
+/// round. A round trip is two datagrams, so with independent loss `p` it
+/// succeeds with `(1 - p)²`: the estimate is `1 - sqrt(success)`, the success
+/// rate being an exponentially weighted average over the last ~`1 / WEIGHT`
+/// probes (a few seconds at the default probe interval).
+///
+/// A crashed member counts as loss until it is declared dead (it is probed
+/// about once per cluster round by each node), which is why what it scales
+/// starts only above [`LossMeter::TOLERATED`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct LossMeter {
+    /// Weighted share of direct round trips that succeeded, `1.0` at the start.
+    delivered: f64,
+}
+
+impl Default for LossMeter {
+    fn default() -> Self {
+        Self { delivered: 1.0 }
+    }
+}
+
+impl LossMeter {
+    /// Weight of the newest probe in the average.
+    const WEIGHT: f64 = 1.0 / 32.0;
+    /// Loss the default timeouts already ride out (10 % loss for an hour
+    /// declares no one offline): below it nothing is stretched.
+    pub(super) const TOLERATED: f64 = 0.1;
+    /// The estimate never goes above this, so the stretches stay bounded even
+    /// when every probe fails (this node cut off, or its peers gone).
+    const MAX_LOSS: f64 = 0.75;
+
+    pub(super) fn record(&mut self, direct_ack: bool) {
+        let sample = if direct_ack { 1.0 } else { 0.0 };
+        self.delivered += Self::WEIGHT * (sample - self.delivered);
+    }
+
+    /// The estimated loss of one datagram, `0.0..=MAX_LOSS`.
+    pub(super) fn loss(self) -> f64 {
+        (1.0 - self.delivered.max(0.0).sqrt()).clamp(0.0, Self::MAX_LOSS)
+    }
+
+    /// How much longer than without loss a suspicion waits:
+    /// `((1 - TOLERATED) / (1 - loss))²`, at least 1. Squared because a
+    /// refutation takes two trips through the lossy network: the news of the
+    /// suspicion to the suspect, its refutation back to the accusers.
+    pub(super) fn suspicion_stretch(self) -> f64 {
+        ((1.0 - Self::TOLERATED) / (1.0 - self.loss()))
+            .powi(2)
+            .max(1.0)
+    }
+}
+
 impl Node {
     /// The OS says nothing listens at `addr`: see [`Node::handle_unreachable`].
     pub(super) fn unreachable(&mut self, now: Instant, addr: SocketAddr) {
@@ -206,6 +263,7 @@ impl Node {
         let in_time = self.probing.local_health.scale(self.config.probe_interval);
         if let Some(probe) = self.probing.probe_mut(seq) {
             probe.acked = true;
+            probe.direct_acked |= !probe.indirect_sent;
             let rtt = now.saturating_duration_since(probe.sent_at);
             if rtt <= in_time {
                 let target = probe.target.clone();
@@ -403,6 +461,7 @@ impl Node {
             indirect_at: now + timeout,
             ends_at: now + patience.map_or(interval, |patience| patience.max(interval)),
             acked: false,
+            direct_acked: false,
             // Helpers' pings would be answered as late as ours.
             indirect_sent: patience.is_some(),
             nacks_expected: 0,
@@ -481,6 +540,12 @@ impl Node {
     }
 
     fn finish_probe(&mut self, now: Instant, probe: Probe) {
+        if probe.regular && !probe.patient {
+            // Hint probes go to members the OS already reported gone: they would
+            // count a crash as loss. A member known to answer late is slow, not
+            // lossy: waiting for it measures nothing about the network.
+            self.probing.loss.record(probe.direct_acked);
+        }
         match probe.verdict() {
             // Answered late because this node's own path is slow: its own trouble.
             Verdict::Acked if probe.answered_late && self.lateness.own_path_late() => self
@@ -526,8 +591,74 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::{LocalHealth, Probe, Verdict};
+    use super::{LocalHealth, LossMeter, Probe, Verdict};
     use crate::node::testing::*;
+
+    /// A meter fed `probes` outcomes at a steady loss: one in `every` round trips
+    /// succeeds.
+    fn meter(every: usize, probes: usize) -> LossMeter {
+        let mut meter = LossMeter::default();
+        for i in 0..probes {
+            meter.record(i % every == 0);
+        }
+        meter
+    }
+
+    #[test]
+    fn the_loss_meter_reads_the_loss_of_one_datagram_from_round_trips() {
+        assert_eq!(LossMeter::default().loss(), 0.0);
+        assert_eq!(meter(1, 1000).loss(), 0.0, "every direct ack came");
+        // One round trip in four succeeds: each datagram is lost half the time.
+        let half = meter(4, 1000).loss();
+        assert!((half - 0.5).abs() < 0.05, "{half}");
+        assert_eq!(meter(usize::MAX, 1000).loss(), LossMeter::MAX_LOSS);
+    }
+
+    #[test]
+    fn the_suspicion_stretch_starts_above_the_tolerated_loss_and_is_bounded() {
+        assert_eq!(LossMeter::default().suspicion_stretch(), 1.0);
+        // One failed probe in a healthy run (a crashed member) stretches nothing.
+        let mut one_failure = meter(1, 100);
+        one_failure.record(false);
+        assert!(one_failure.loss() > 0.0);
+        assert_eq!(one_failure.suspicion_stretch(), 1.0);
+        let half = meter(4, 1000).suspicion_stretch();
+        assert!((2.5..4.0).contains(&half), "{half}");
+        let most = meter(usize::MAX, 1000).suspicion_stretch();
+        assert!((most - (0.9f64 / 0.25).powi(2)).abs() < 1e-9, "{most}");
+    }
+
+    #[test]
+    fn only_direct_acks_of_round_robin_probes_count_as_delivered() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let _ = sent(&mut node);
+        let interval = node.config().probe_interval;
+        let mut at = now;
+        // Acked at once, then twice never answered.
+        for answer in [true, false, false] {
+            node.handle_timeout(at);
+            let seq = sent(&mut node)
+                .into_iter()
+                .find_map(|(_, p)| match p.message {
+                    Message::Ping { seq, .. } => Some(seq),
+                    _ => None,
+                })
+                .expect("a probe is sent each interval");
+            if answer {
+                node.handle_packet(at, addr(2), &packet("peer", 0, Message::Ack { seq }, &[]));
+            }
+            at += interval;
+        }
+        node.handle_timeout(at);
+        let after_two_misses = node.measured_loss();
+        assert!(after_two_misses > 0.0);
+        let mut expected = LossMeter::default();
+        for direct in [true, false, false] {
+            expected.record(direct);
+        }
+        assert_eq!(after_two_misses, expected.loss());
+    }
 
     #[test]
     fn local_health_is_bounded_and_scales_durations() {
@@ -560,6 +691,7 @@ mod tests {
             indirect_at: now,
             ends_at: now,
             acked: false,
+            direct_acked: false,
             indirect_sent: true,
             nacks_expected: 3,
             nacks: 3,

@@ -1,11 +1,41 @@
 //! Suspicion: a member that missed its probe is `Suspect` (still online) until a
-//! timeout runs out unrefuted, then gets a last-chance ping, then is declared dead.
+//! timeout runs out unrefuted, then gets a last-chance check, then is declared dead.
 //!
 //! Lifeguard's dynamic timeout: a suspicion starts with the longest timeout. Each
 //! *independent* confirmation (another member that suspected the same incarnation
 //! on its own) shrinks it logarithmically toward the minimum, reached at `k`
 //! confirmations. A lone, possibly mistaken suspicion therefore waits long enough
 //! to be refuted, while a real failure, seen by many, is declared fast.
+//!
+//! # Under loss
+//!
+//! On a lossy network confirmations prove little: every member's probes fail
+//! now and then, so a live member is suspected by several at once and its
+//! suspicion runs at the minimum. What saves it is its refutation reaching every
+//! accuser in time, or its answer to the last-chance check. Both take longer
+//! the more datagrams are lost, so each node scales them by the loss it measures
+//! itself (`LossMeter` in `probing.rs`):
+//!
+//! - **The estimate.** The share of this node's round-robin probes whose direct
+//!   ping was acked before the indirect round, averaged over the last ~32 probes
+//!   (about 5 s at the default probe interval). A round trip is two datagrams,
+//!   so a success rate `s` means a loss of `p = 1 - sqrt(s)`, capped at 0.75.
+//!   Available as [`Node::measured_loss`].
+//! - **Timeout bounds** are multiplied by `((1 - 0.1) / (1 - p))²` when a
+//!   suspicion starts, never by less than 1: nothing changes up to 10 % loss
+//!   (which the defaults ride out already), ×3.2 at 50 %, ×13 at most. Squared
+//!   because a refutation needs two trips through the network: the news of the
+//!   suspicion to the suspect, its refutation back to the accusers.
+//! - **Last-chance rounds.** A round is two pings and `k` ping-reqs, answered
+//!   within a probe timeout. At a loss above 10 %, as many rounds, one after
+//!   another, as it takes for a live suspect to miss all of them with a chance
+//!   below 1/1000 (each round's miss chance computed from `p`), at most 8:
+//!   one round up to 10 % loss, 6 at 40 %, 8 at 50 %.
+//!
+//! A crashed member is still found: its probes fail for everyone, so
+//! confirmations take its suspicion to the (stretched) minimum, and no round
+//! of its last-chance check is answered; it only takes a few seconds longer
+//! (BENCHMARKS.md, "Loss tolerance (after)").
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,6 +44,7 @@ use tracing::debug;
 
 use super::Node;
 use super::membership::Source;
+use super::probing::LossMeter;
 use crate::name::NodeName;
 use crate::tracker::{Health, NodeStatus, TrackerRow};
 use crate::wire::Message;
@@ -68,6 +99,31 @@ struct LastChance {
     seq: u32,
     until: Instant,
     acked: bool,
+    /// Further rounds of pings to try, one after another, before the verdict.
+    rounds_left: u32,
+}
+
+/// Most rounds of a last-chance check, whatever the loss.
+const MAX_LAST_CHANCE_ROUNDS: u32 = 8;
+
+/// How many last-chance rounds make it unlikely (below `MISS`) that a live
+/// suspect misses all of them at datagram loss `loss`, when each round is
+/// `direct` pings and `helpers` ping-reqs: a direct round trip is two
+/// datagrams, an indirect one four. One round up to the tolerated loss.
+fn last_chance_rounds(loss: f64, direct: u32, helpers: u32) -> u32 {
+    const MISS: f64 = 1e-3;
+    if loss <= LossMeter::TOLERATED {
+        return 1;
+    }
+    let delivered = 1.0 - loss;
+    let miss_direct = (1.0 - delivered.powi(2)).powi(direct as i32);
+    let miss_indirect = (1.0 - delivered.powi(4)).powi(helpers as i32);
+    let miss = miss_direct * miss_indirect;
+    if miss <= MISS {
+        return 1;
+    }
+    let rounds = (MISS.ln() / miss.ln()).ceil();
+    (rounds as u32).clamp(1, MAX_LAST_CHANCE_ROUNDS)
 }
 
 impl Suspicion {
@@ -200,11 +256,13 @@ impl Node {
             return;
         }
         let members = self.tracker.online_count();
-        let bounds = suspicion_bounds(
+        let (min, max) = suspicion_bounds(
             self.config.suspicion_min,
             self.config.suspicion_max_factor,
             members,
         );
+        let stretch = self.probing.loss.suspicion_stretch();
+        let bounds = (min.mul_f64(stretch), max.mul_f64(stretch));
         // Confirmations can only come from members other than the suspect and the origin.
         let k = self
             .config
@@ -222,8 +280,9 @@ impl Node {
         self.suspicions.values().map(Suspicion::due_at).min()
     }
 
-    /// Expired suspicions get a last-chance check (two pings, and `k` members asked
-    /// to ping); those still unanswered after it are declared dead.
+    /// Expired suspicions get a last-chance check: rounds of two pings and `k`
+    /// members asked to ping, as many as the measured loss needs (one without
+    /// loss), one after another; those still unanswered after it are declared dead.
     pub(super) fn run_suspicions(&mut self, now: Instant) {
         let due: Vec<NodeName> = self
             .suspicions
@@ -236,40 +295,55 @@ impl Node {
                 continue;
             };
             match suspicion.last_chance {
-                None => {
-                    let seq = self.probing.next_seq();
-                    let timeout = self.probing.local_health.scale(self.config.probe_timeout);
-                    // A suspect known to answer late is waited for (see `lateness`),
-                    // and helpers, who would hear from it as late, are not asked.
-                    let patience = self.lateness.patience(&name);
-                    let until = now + patience.map_or(timeout, |patience| patience.max(timeout));
-                    if let Some(suspicion) = self.suspicions.get_mut(&name) {
-                        suspicion.last_chance = Some(LastChance {
-                            seq,
-                            until,
-                            acked: false,
-                        });
-                    }
-                    // Twice directly, and through `k` others: lost datagrams must
-                    // not decide a death.
-                    self.ping(now, &name, seq);
-                    self.ping(now, &name, seq);
-                    if let Some(addr) = self.tracker.get(&name).map(|row| row.addr)
-                        && patience.is_none()
-                    {
-                        let _ = self.ask_helpers(seq, &name, addr);
-                    }
-                }
                 Some(last) if last.acked => {
                     if let Some(suspicion) = self.suspicions.get_mut(&name) {
                         suspicion.restart(now);
                     }
+                }
+                Some(last) if last.rounds_left > 0 => {
+                    self.last_chance_round(now, &name, last.seq, last.rounds_left - 1);
+                }
+                None => {
+                    let seq = self.probing.next_seq();
+                    let rounds = last_chance_rounds(
+                        self.probing.loss.loss(),
+                        2,
+                        self.config.indirect_probes as u32,
+                    );
+                    self.last_chance_round(now, &name, seq, rounds - 1);
                 }
                 Some(_) => {
                     let incarnation = suspicion.incarnation;
                     self.declare_dead(now, &name, incarnation);
                 }
             }
+        }
+    }
+
+    /// One round of the last-chance check of `name`, answered under `seq` (the
+    /// same for every round, so a late ack of an earlier round still counts).
+    fn last_chance_round(&mut self, now: Instant, name: &NodeName, seq: u32, rounds_left: u32) {
+        let timeout = self.probing.local_health.scale(self.config.probe_timeout);
+        // A suspect known to answer late is waited for (see `lateness`), and
+        // helpers, who would hear from it as late, are not asked.
+        let patience = self.lateness.patience(name);
+        let until = now + patience.map_or(timeout, |patience| patience.max(timeout));
+        if let Some(suspicion) = self.suspicions.get_mut(name) {
+            suspicion.last_chance = Some(LastChance {
+                seq,
+                until,
+                acked: false,
+                rounds_left,
+            });
+        }
+        // Twice directly, and through `k` others: lost datagrams must not
+        // decide a death.
+        self.ping(now, name, seq);
+        self.ping(now, name, seq);
+        if let Some(addr) = self.tracker.get(name).map(|row| row.addr)
+            && patience.is_none()
+        {
+            let _ = self.ask_helpers(seq, name, addr);
         }
     }
 
@@ -319,9 +393,103 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::testing::{self, addr, epoch, name, node_knowing_peer, packet, sent};
+    use std::collections::BTreeMap;
 
     const MIN: Duration = Duration::from_secs(1);
     const MAX: Duration = Duration::from_secs(4);
+
+    #[test]
+    fn last_chance_rounds_grow_with_loss_above_the_tolerated_and_are_capped() {
+        assert_eq!(last_chance_rounds(0.0, 2, 3), 1);
+        assert_eq!(last_chance_rounds(LossMeter::TOLERATED, 2, 3), 1);
+        let rounds: Vec<u32> = [0.2, 0.3, 0.4, 0.5, 0.75]
+            .into_iter()
+            .map(|loss| last_chance_rounds(loss, 2, 3))
+            .collect();
+        assert_eq!(rounds, [2, 4, 6, 8, 8]);
+        assert_eq!(last_chance_rounds(0.5, 2, 0), MAX_LAST_CHANCE_ROUNDS);
+    }
+
+    /// A node whose probes measured `loss` (one direct round trip in `every`).
+    fn lossy_node_suspecting_peer(now: Instant, every: usize) -> Node {
+        let mut node = node_knowing_peer(now);
+        for i in 0..1000 {
+            node.probing.loss.record(i % every == 0);
+        }
+        let suspected = testing::suspect("peer", 2, 0, "other");
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("other", 0, Message::Gossip, &[&suspected]),
+        );
+        node
+    }
+
+    #[test]
+    fn a_node_that_measures_heavy_loss_gives_a_suspect_longer_and_several_last_chance_rounds() {
+        let now = epoch();
+        let peer = name("peer");
+        let quiet = lossy_node_suspecting_peer(now, 1);
+        let mut lossy = lossy_node_suspecting_peer(now, 4);
+        let (quiet_deadline, lossy_deadline) = (
+            quiet.suspicions[&peer].deadline(),
+            lossy.suspicions[&peer].deadline(),
+        );
+        let stretch = (lossy_deadline - now).as_secs_f64() / (quiet_deadline - now).as_secs_f64();
+        assert!((2.5..4.0).contains(&stretch), "{stretch}");
+
+        // Nothing answers: pings under one sequence number, round after round,
+        // then the verdict.
+        let _ = sent(&mut lossy);
+        let mut pings = BTreeMap::<u32, u32>::new();
+        while lossy
+            .row(&peer)
+            .is_some_and(|row| row.health == Health::Suspect)
+        {
+            let at = lossy.poll_timeout().expect("the suspicion is due");
+            lossy.handle_timeout(at);
+            for (to, packet) in sent(&mut lossy) {
+                if let (true, Message::Ping { seq, .. }) = (to == addr(2), packet.message) {
+                    *pings.entry(seq).or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(lossy.row(&peer).map(|row| row.health), Some(Health::Dead));
+        let last_chance = pings.values().max().copied().unwrap_or(0);
+        let expected = last_chance_rounds(lossy.measured_loss(), 2, 3);
+        assert!(expected > 1);
+        assert_eq!(last_chance, 2 * expected, "two pings a round");
+    }
+
+    #[test]
+    fn a_suspect_that_answers_a_later_last_chance_round_is_not_declared_dead() {
+        let now = epoch();
+        let peer = name("peer");
+        let mut node = lossy_node_suspecting_peer(now, 4);
+        let rounds_left = |node: &Node| node.suspicions[&peer].last_chance.map(|l| l.rounds_left);
+        let mut at = now;
+        let mut first = None;
+        // Until the third round is in flight.
+        while first.is_none_or(|first: u32| rounds_left(&node) != Some(first - 2)) {
+            at = node.poll_timeout().expect("the suspicion is due");
+            node.handle_timeout(at);
+            let _ = sent(&mut node);
+            first = first.or(rounds_left(&node));
+        }
+        let seq = node.suspicions[&peer]
+            .last_chance
+            .map(|last| last.seq)
+            .expect("in its third round");
+        node.handle_packet(at, addr(2), &packet("peer", 0, Message::Ack { seq }, &[]));
+        let until = node.suspicions[&peer].due_at();
+        node.handle_timeout(until);
+        assert_eq!(node.row(&peer).map(|row| row.health), Some(Health::Suspect));
+        assert!(
+            node.suspicions[&peer].last_chance.is_none(),
+            "the timeout starts over"
+        );
+    }
 
     #[test]
     fn timeout_starts_at_max_and_reaches_min_at_k() {
@@ -392,6 +560,7 @@ mod tests {
             seq: 1,
             until: now + MAX + MIN,
             acked: false,
+            rounds_left: 0,
         });
         assert_eq!(s.due_at(), now + MAX + MIN);
         s.restart(now + MAX);
