@@ -46,6 +46,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let node = beethoven_smol::start(options).await?;
         println!("{} listening on {}", node.name(), node.local_addr());
         let mut updates = node.subscribe();
+        // The join began at start: a node met before the subscription was made
+        // is only in the table. Subscribe first, then catch up from the table;
+        // any change after this read arrives as an update.
+        for other in node.active_nodes() {
+            if &other != node.name() {
+                println!("{other} is Online (mode {:?}, from the table)", node.mode());
+            }
+        }
         let listen = async {
             while let Some(update) = updates.recv().await {
                 match update {
