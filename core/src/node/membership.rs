@@ -93,6 +93,15 @@ impl Node {
         }
     }
 
+    /// Whether an online row was last changed longer ago than an anti-entropy
+    /// interval: its node has been around for a while.
+    fn is_long_known(&self, now: Instant, row: &TrackerRow) -> bool {
+        row.status == NodeStatus::Online
+            && (self.wall_clock(now) - row.last_change)
+                .to_std()
+                .is_ok_and(|age| age > self.config.anti_entropy_interval)
+    }
+
     /// Applies a row heard from a peer or decided here. `suspecter` names who raised
     /// a suspicion (for Lifeguard's independent confirmations).
     ///
@@ -190,6 +199,13 @@ impl Node {
             || self.gossip.contains(&change.new.node)
         {
             self.push_gossip(now, change.new.clone(), suspecter.clone());
+        }
+        if source != Source::Bulk && change.old.is_none() && self.is_long_known(now, &change.new) {
+            // A node met for the first time whose row is old is no joiner: this
+            // side was cut off from it (two clusters meeting, a side forgotten past
+            // the retention). Gossip may miss a few of the many such rows; an
+            // exchange soon picks up the rest.
+            self.sync_soon(now);
         }
         self.track_suspicion(now, &change.new, suspecter);
         self.note_move(now, &change);
