@@ -288,6 +288,12 @@ impl Handle {
     /// nothing (its callback is dropped). Every closure has a type of its own, but
     /// one closure expression evaluated twice has one type. End the subscription
     /// with [`unsubscribe`](Handle::unsubscribe).
+    ///
+    /// Changes are reported from the moment of subscribing. A `start` with seeds
+    /// joins at once, so nodes met before this call are only in
+    /// [`cluster_nodes`](Handle::cluster_nodes): to hear about every node, start
+    /// without seeds, subscribe, then [`join`](Handle::join), or read the table
+    /// after subscribing.
     pub fn alert_me<C: NodeUpdate>(&self, callback: C) -> Result<SubscriberId, CommandError> {
         self.check_name()?;
         let id = SubscriberId::callback::<C>();
@@ -305,7 +311,9 @@ impl Handle {
     /// A stream of online/offline changes of other nodes, with
     /// [`Update::Lagged`] markers when it is read too slowly. Each call is a
     /// subscription of its own. It ends when the node stops (at once if it has
-    /// stopped already); dropping it unsubscribes.
+    /// stopped already); dropping it unsubscribes. Like
+    /// [`alert_me`](Handle::alert_me), it reports changes from the moment of
+    /// subscribing.
     pub fn subscribe(&self) -> Updates {
         let n = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let (queue, updates) = async_channel::bounded(self.queue_capacity());
