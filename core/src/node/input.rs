@@ -175,14 +175,7 @@ mod tests {
     #[test]
     fn the_same_outdated_news_from_one_peer_is_answered_once_per_window() {
         let now = epoch();
-        let mut node = node(now);
-        let current = alive("peer", 2, 2);
-        node.handle_packet(
-            now,
-            addr(3),
-            &packet("other", 0, Message::Gossip, &[&current]),
-        );
-        let _ = sent(&mut node);
+        let mut node = node_knowing_peer_refuted(now);
         let outdated = suspect("peer", 2, 1, "slow");
         let answers_to = |node: &mut Node, to| {
             sent(node)

@@ -350,15 +350,8 @@ mod tests {
     #[test]
     fn a_suspicion_from_an_outdated_row_is_answered_with_the_current_one() {
         let now = epoch();
-        let mut node = node(now);
         // This node knows "peer" refuted a suspicion: alive at incarnation 2.
-        let current = alive("peer", 2, 2);
-        node.handle_packet(
-            now,
-            addr(3),
-            &packet("other", 0, Message::Gossip, &[&current]),
-        );
-        let _ = sent(&mut node);
+        let mut node = node_knowing_peer_refuted(now);
         while node.poll_event().is_some() {}
         // "late" missed that and suspects it at incarnation 1.
         let outdated = suspect("peer", 2, 1, "late");

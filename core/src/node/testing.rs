@@ -70,6 +70,20 @@ pub(super) fn node_knowing_peer(now: Instant) -> Node {
     node
 }
 
+/// A node that heard from "other" that "peer" (port 2) refuted a suspicion: it
+/// holds it alive at incarnation 2. What it sent is drained.
+pub(super) fn node_knowing_peer_refuted(now: Instant) -> Node {
+    let mut node = node(now);
+    let current = alive("peer", 2, 2);
+    node.handle_packet(
+        now,
+        addr(3),
+        &packet("other", 0, Message::Gossip, &[&current]),
+    );
+    let _ = sent(&mut node);
+    node
+}
+
 /// A ping from "peer" for `target`, carrying `gossip`.
 pub(super) fn ping_from_peer(seq: u32, target: &str, gossip: &[&Update]) -> Vec<u8> {
     let target = name(target);
