@@ -540,10 +540,17 @@ impl Node {
     }
 
     fn finish_probe(&mut self, now: Instant, probe: Probe) {
-        if probe.regular && !probe.patient {
+        let suspected = self
+            .tracker
+            .get(&probe.target)
+            .is_some_and(|row| row.health == Health::Suspect);
+        if probe.regular && !probe.patient && !suspected {
             // Hint probes go to members the OS already reported gone: they would
             // count a crash as loss. A member known to answer late is slow, not
-            // lossy: waiting for it measures nothing about the network.
+            // lossy: waiting for it measures nothing about the network. A member
+            // already suspected counts once, not at every probe until its verdict:
+            // behind a partition or a crash each far member then weighs one failed
+            // probe, while random loss still shows in every member's probes.
             self.probing.loss.record(probe.direct_acked);
         }
         match probe.verdict() {
@@ -629,7 +636,7 @@ mod tests {
     }
 
     #[test]
-    fn only_direct_acks_of_round_robin_probes_count_as_delivered() {
+    fn only_direct_acks_of_round_robin_probes_count_and_a_suspect_counts_once() {
         let now = epoch();
         let mut node = node_knowing_peer(now);
         let _ = sent(&mut node);
@@ -653,8 +660,15 @@ mod tests {
         node.handle_timeout(at);
         let after_two_misses = node.measured_loss();
         assert!(after_two_misses > 0.0);
+        assert_eq!(
+            node.row(&name("peer")).map(|row| row.health),
+            Some(Health::Suspect)
+        );
+        // The first miss made "peer" a suspect; the second, of a suspect, is not
+        // counted (behind a partition or a crash it would be counted at every
+        // probe until the verdict, and read as loss).
         let mut expected = LossMeter::default();
-        for direct in [true, false, false] {
+        for direct in [true, false] {
             expected.record(direct);
         }
         assert_eq!(after_two_misses, expected.loss());
