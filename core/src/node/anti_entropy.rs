@@ -103,14 +103,30 @@ impl Node {
         }
     }
 
-    /// Rows from an exchange, or from a node that holds this one dead (see
-    /// `reunion.rs`). A refutation they caused goes straight back to `from`: it
-    /// holds this node dead or outdated and is the first that needs to know.
+    /// Rows from an exchange, from a node that holds this one dead (see
+    /// `reunion.rs`) or suspects it (see `apply_row`), or an answer to outdated
+    /// news. A refutation they caused, or the current row when they were
+    /// outdated about this node, goes straight back to `from`: it holds this node
+    /// dead, suspect or outdated and is the first that needs to know.
     pub(super) fn handle_rows(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
         let incarnation = self.incarnation;
-        self.apply_bulk(now, rows, self.bulk_source(now));
-        if self.incarnation != incarnation {
-            self.send(from, Message::Gossip);
+        let outdated = self.apply_bulk(now, rows, self.bulk_source(now));
+        if (self.incarnation != incarnation || outdated)
+            && self.answers.allow(
+                now,
+                self.config.suspicion_min,
+                from,
+                &self.name,
+                self.incarnation,
+            )
+            && let Some(own) = self.tracker.get(&self.name).cloned()
+        {
+            self.send(
+                from,
+                Message::Rows {
+                    rows: vec![WireRow(own)],
+                },
+            );
         }
     }
 

@@ -11,7 +11,7 @@ use super::conflict::Claim;
 use super::membership::Source;
 use crate::stats::DropReason;
 use crate::tracker::Health;
-use crate::wire::{self, Message, Packet};
+use crate::wire::{self, Message, Packet, WireRow};
 
 impl Node {
     /// See [`Node::handle_packet`].
@@ -42,27 +42,31 @@ impl Node {
         let Packet {
             message, gossip, ..
         } = packet;
-        let mut answer = false;
+        let mut answer = Vec::new();
         for update in gossip {
             if let Some(outdated) =
                 self.apply_row(now, update.row.0, update.suspecter, Source::Gossip)
-            {
-                // Not `answer = answer || ...`: every answered row must be recorded.
-                answer |= self.answers.allow(
+                && self.answers.allow(
                     now,
                     self.config.suspicion_min,
                     from,
                     &outdated.node,
                     outdated.incarnation,
-                );
+                )
+                && let Some(current) = self.tracker.get(&outdated.node)
+            {
+                answer.push(WireRow(current.clone()));
             }
         }
         self.dispatch(now, from, message);
-        if answer {
+        if !answer.is_empty() {
             // The sender suspects a live node from an outdated row: answer with the
-            // current one now, before its suspicion runs out (at most once per
-            // row and window: see `answers`).
-            self.send(from, Message::Gossip);
+            // current rows themselves, now, before its suspicion runs out (at most
+            // once per row and window: see `answers`). Gossip could carry them
+            // too, but among many fresher rows (after a partition heals) it may
+            // leave them out, and the suspicion would then stand until an
+            // exchange.
+            self.send(from, Message::Rows { rows: answer });
         }
     }
 
@@ -180,7 +184,7 @@ mod tests {
         let answers_to = |node: &mut Node, to| {
             sent(node)
                 .iter()
-                .filter(|(at, p)| *at == to && p.message == Message::Gossip)
+                .filter(|(at, p)| *at == to && matches!(p.message, Message::Rows { .. }))
                 .count()
         };
         let from_slow = packet("slow", 0, Message::Gossip, &[&outdated]);

@@ -86,11 +86,16 @@ impl Node {
         Ok(())
     }
 
-    /// Applies the rows of a bulk transfer (join reply, anti-entropy).
-    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>, source: Source) {
+    /// Applies the rows of a bulk transfer (join reply, anti-entropy). Returns
+    /// whether one of them was outdated bad news about this node itself (the
+    /// sender missed its refutation and is owed its current row).
+    pub(super) fn apply_bulk(&mut self, now: Instant, rows: Vec<WireRow>, source: Source) -> bool {
+        let mut outdated_about_self = false;
         for row in rows {
-            let _ = self.apply_row(now, row.0, None, source);
+            let outdated = self.apply_row(now, row.0, None, source);
+            outdated_about_self |= outdated.is_some_and(|outdated| outdated.node == self.name);
         }
+        outdated_about_self
     }
 
     /// Whether an online row was last changed longer ago than an anti-entropy
@@ -119,8 +124,7 @@ impl Node {
         source: Source,
     ) -> Option<Outdated> {
         if row.node == self.name {
-            self.apply_row_about_self(now, row, suspecter.as_ref());
-            return None;
+            return self.apply_row_about_self(now, row, suspecter.as_ref());
         }
         if self.is_expired(now, &row) {
             return None;
@@ -157,6 +161,7 @@ impl Node {
         // becomes a suspicion of this node's own instead: the suspect is pinged
         // with it (and refutes if alive), and is declared dead here only if no
         // answer comes. Deaths heard as gossip are fresh and apply as they are.
+        let mut ask_suspect = false;
         let row = match known {
             Some(known)
                 if source != Source::Gossip
@@ -167,6 +172,7 @@ impl Node {
                 if known.health == Health::Suspect {
                     return None;
                 }
+                ask_suspect = true;
                 known.with_health(Health::Suspect, self.wall_clock(now))
             }
             _ => row,
@@ -181,6 +187,19 @@ impl Node {
         }
         // Nothing changed: nothing to record, and no outdated news either.
         let change = self.tracker.merge_known(known_id, row)?;
+        if ask_suspect {
+            // Asked now, not at the suspicion's last chance: the suspect is sent
+            // its suspected row and answers with its current one (it may have
+            // refuted already, and the gossip of that missed this node), or
+            // refutes (see `handle_rows`).
+            let suspected = WireRow(change.new.clone());
+            self.send(
+                change.new.addr,
+                Message::Rows {
+                    rows: vec![suspected],
+                },
+            );
+        }
         let status_flipped = change
             .old
             .as_ref()
@@ -217,14 +236,17 @@ impl Node {
     /// current incarnation and address; otherwise merge (converging on a tie).
     /// The refutation also goes straight to whoever raised a suspicion: that
     /// node's timer runs first, and gossip alone may happen to miss it.
+    ///
+    /// Bad news at an older incarnation is returned as [`Outdated`]: its sender
+    /// missed the refutation and is answered with the current row.
     fn apply_row_about_self(
         &mut self,
         now: Instant,
         row: TrackerRow,
         suspecter: Option<&NodeName>,
-    ) {
+    ) -> Option<Outdated> {
         if self.left {
-            return;
+            return None;
         }
         let current = row.incarnation == self.incarnation
             && row.health == Health::Alive
@@ -233,17 +255,21 @@ impl Node {
             if let Some(change) = self.tracker.merge(row) {
                 self.record(change);
             }
-            return;
+            return None;
         }
         if row.incarnation < self.incarnation {
             // A peer holds an outdated view of this node, likely because the
-            // refutation's gossip missed it: announce the current row again.
+            // refutation's gossip missed it: announce the current row again, and
+            // answer the sender if the news was bad.
             if !self.gossip.contains(&self.name)
                 && let Some(own) = self.tracker.get(&self.name).cloned()
             {
                 self.push_gossip(now, own, None);
             }
-            return;
+            return (row.health != Health::Alive).then(|| Outdated {
+                node: self.name.clone(),
+                incarnation: self.incarnation,
+            });
         }
         // Someone holds a view of this node at or above its incarnation that is
         // wrong (suspect, dead, left, another address): outbid it. A row at
@@ -277,6 +303,7 @@ impl Node {
             let to = accuser.addr;
             self.send(to, Message::Gossip);
         }
+        None
     }
 
     /// Writes and spreads this node's own row at its current incarnation.
@@ -374,11 +401,9 @@ mod tests {
             .map(|(_, packet)| packet)
             .expect("the suspecter is answered at once");
         assert!(
-            answer
-                .gossip
-                .iter()
-                .any(|u| u.row.0.node == name("peer") && u.row.0.incarnation == 2),
-            "with the current row: {answer:?}"
+            matches!(&answer.message, Message::Rows { rows }
+                if rows.iter().any(|r| r.0.node == name("peer") && r.0.incarnation == 2)),
+            "with the current row itself: {answer:?}"
         );
         // Outdated good news needs no answer.
         let stale_alive = alive("peer", 2, 1);
@@ -388,6 +413,42 @@ mod tests {
             &packet("late", 0, Message::Gossip, &[&stale_alive]),
         );
         assert!(sent(&mut node).is_empty());
+    }
+
+    #[test]
+    fn outdated_bad_news_about_self_is_answered_with_the_current_row() {
+        let now = epoch();
+        let mut node = node(now);
+        // Refutes a suspicion: alive at incarnation 1.
+        let peer = alive("peer", 2, 0);
+        let suspicion = suspect("me", 1, 0, "peer");
+        node.handle_packet(
+            now,
+            addr(2),
+            &packet("peer", 0, Message::Gossip, &[&peer, &suspicion]),
+        );
+        assert_eq!(node.incarnation(), 1);
+        let _ = sent(&mut node);
+        let answered_with_own_row = |out: &[(SocketAddr, Packet)], to: SocketAddr| {
+            out.iter().any(|(at, packet)| {
+                *at == to
+                    && matches!(&packet.message, Message::Rows { rows }
+                        if rows.iter().any(|r| r.0.node == name("me") && r.0.incarnation == 1))
+            })
+        };
+        // "late" missed the refutation: its gossip is answered with the row.
+        let late = suspect("me", 1, 0, "late");
+        node.handle_packet(now, addr(4), &packet("late", 0, Message::Gossip, &[&late]));
+        assert!(answered_with_own_row(&sent(&mut node), addr(4)));
+        // So are rows sent in bulk by a node that holds this one dead or suspect.
+        let rows = vec![dead("me", 1, 0).row];
+        node.handle_packet(now, addr(5), &packet("far", 0, Message::Rows { rows }, &[]));
+        assert!(answered_with_own_row(&sent(&mut node), addr(5)));
+        assert_eq!(node.incarnation(), 1, "no new refutation");
+        // Outdated good news needs no answer.
+        let rows = vec![alive("me", 1, 0).row];
+        node.handle_packet(now, addr(6), &packet("far", 0, Message::Rows { rows }, &[]));
+        assert!(!answered_with_own_row(&sent(&mut node), addr(6)));
     }
 
     #[test]

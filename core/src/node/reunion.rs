@@ -240,6 +240,14 @@ mod tests {
         let row = node.row(&name("peer")).expect("tracked");
         assert_eq!(row.health, Health::Suspect, "suspected here, not dead");
         assert_eq!(row.status, NodeStatus::Online);
+        // The suspect is asked at once, with its suspected row: it refutes, or
+        // answers with the newer row whose gossip missed this node.
+        let asked = sent(&mut node).into_iter().any(|(to, packet)| {
+            to == addr(2)
+                && matches!(&packet.message, Message::Rows { rows }
+                    if rows.len() == 1 && rows[0].0.health == Health::Suspect)
+        });
+        assert!(asked, "the suspect is sent its suspected row");
         assert!(
             std::iter::from_fn(|| node.poll_event())
                 .all(|event| !matches!(event, Event::NodeUpdate { .. })),
