@@ -268,11 +268,17 @@ impl Node {
         let Some(until) = self.timers.get(Timer::Leave) else {
             return;
         };
-        let spread = !self.gossip.contains(&self.name) || self.members.len() == 0;
+        let spread = self.leave_has_spread();
         if spread || now >= until {
             self.timers.stop(Timer::Leave);
             self.events.push_back(Event::LeaveFinished { spread });
         }
+    }
+
+    /// Whether this node's leave has gone out: its news was sent as many times
+    /// as any update is, or there is nobody to tell.
+    pub(super) fn leave_has_spread(&self) -> bool {
+        !self.gossip.contains(&self.name) || self.members.len() == 0
     }
 
     pub(super) fn run_reap(&mut self, now: Instant) {
@@ -397,6 +403,19 @@ mod tests {
             })
             .collect();
         assert_eq!(replies, [(addr(2), 2)]);
+    }
+
+    #[test]
+    fn a_standalone_leave_finishes_at_the_next_timeout_not_at_the_deadline() {
+        let now = epoch();
+        let mut node = node(now);
+        node.leave(now).expect("first leave");
+        let _ = sent(&mut node);
+        let wake = node.poll_timeout().expect("the leave asks to be woken");
+        assert!(wake <= now, "woken at once, not after leave_timeout");
+        node.handle_timeout(now);
+        let events: Vec<_> = std::iter::from_fn(|| node.poll_event()).collect();
+        assert!(events.contains(&Event::LeaveFinished { spread: true }));
     }
 
     #[test]
