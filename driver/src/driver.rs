@@ -314,6 +314,10 @@ impl Driver {
             CommandKind::Unsubscribe(id) => {
                 self.router.remove(id);
             }
+            CommandKind::SetKeyRing(ring) => {
+                info!(name = %self.node.name(), keys = ring.as_ref().map_or(0, |r| r.keys().count()), "key ring replaced");
+                self.node.set_key_ring(ring);
+            }
             CommandKind::Stop if self.leave_spreading() => self.stop_after_leave = true,
             CommandKind::Stop => return true,
         }

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 
 use async_channel::{Receiver, Sender};
 use beethoven_core::{
-    LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow, expand_seeds,
+    KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow,
+    expand_seeds,
 };
 use futures_core::Stream;
 
@@ -327,6 +328,16 @@ impl Handle {
         Updates {
             queue: Box::pin(updates),
         }
+    }
+
+    /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
+    /// keys on a live cluster; see
+    /// [`Node::set_key_ring`](beethoven_core::Node::set_key_ring). Rotate in three
+    /// steps, each applied on every node before the next: accept the new key, make
+    /// it primary, drop the old one.
+    pub fn set_key_ring(&self, ring: Option<KeyRing>) -> Result<(), CommandError> {
+        self.check_name()?;
+        self.send(CommandKind::SetKeyRing(ring))
     }
 
     /// Ends a subscription; its queue is closed (a callback's thread finishes).
