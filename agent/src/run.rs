@@ -92,11 +92,12 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         }
         None => None,
     };
+    let http_addr = http_addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string());
     info!(
         name = %node.name(),
         bound = %node.local_addr(),
         advertised = %node.advertised_addr(),
-        http = ?http_addr,
+        http = %http_addr,
         "agent started"
     );
 
