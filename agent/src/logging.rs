@@ -19,8 +19,11 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) -> Result<(), AgentEr
         })?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // Colours only for a terminal: a log file or journal gets plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     // A subscriber installed already (tests) keeps its place.
     let _ = match format {
