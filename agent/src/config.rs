@@ -231,40 +231,20 @@ impl Settings {
         Ok(config)
     }
 
-    /// The seeds: addresses and ranges, and `host:port` names to resolve.
-    pub(crate) fn parsed_seeds(&self) -> Result<(Vec<Seed>, Vec<String>), AgentError> {
-        let mut seeds = Vec::new();
-        let mut hosts = Vec::new();
-        for text in self
-            .seeds
+    /// The seeds: addresses, ranges and `host:port` names (resolved by the
+    /// runtime at start and again before each seed re-probe).
+    pub(crate) fn parsed_seeds(&self) -> Result<Vec<Seed>, AgentError> {
+        self.seeds
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-        {
-            if let Ok(seed) = text.parse::<Seed>() {
-                seeds.push(seed);
-            } else if is_host_port(text) {
-                hosts.push(text.to_owned());
-            } else {
-                return Err(AgentError::BadSeed {
+            .map(|text| {
+                text.parse::<Seed>().map_err(|_| AgentError::BadSeed {
                     seed: text.to_owned(),
-                });
-            }
-        }
-        Ok((seeds, hosts))
+                })
+            })
+            .collect()
     }
-}
-
-/// `name:port` with a plausible host name (letters, digits, `-`, `.`, `_`).
-fn is_host_port(text: &str) -> bool {
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return false;
-    };
-    !host.is_empty()
-        && port.parse::<u16>().is_ok()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 #[cfg(test)]
@@ -292,9 +272,8 @@ mod tests {
             Some(HumanDuration(Duration::from_secs(90)))
         );
         assert_eq!(settings.log_format, Some(LogFormat::Json));
-        let (seeds, hosts) = settings.parsed_seeds().expect("valid seeds");
-        assert_eq!(seeds.len(), 1);
-        assert_eq!(hosts, ["db:7946"]);
+        let seeds = settings.parsed_seeds().expect("valid seeds");
+        assert_eq!(seeds[1].host_port().as_deref(), Some("db:7946"));
     }
 
     #[test]
@@ -344,9 +323,9 @@ mod tests {
             ],
             ..Settings::default()
         };
-        let (seeds, hosts) = settings.parsed_seeds().expect("valid");
-        assert_eq!(seeds.len(), 2);
-        assert_eq!(hosts, ["seed.internal:7946"]);
+        let seeds = settings.parsed_seeds().expect("valid");
+        assert_eq!(seeds.len(), 3);
+        assert_eq!(seeds[2].host_port().as_deref(), Some("seed.internal:7946"));
         for bad in ["no-port", "a b:1", "host:99999"] {
             let settings = Settings {
                 seeds: vec![bad.into()],

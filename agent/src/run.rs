@@ -35,7 +35,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     if let Some(path) = &settings.key_file {
         config.keys = Some(keys::read(path)?);
     }
-    let (seeds, hosts) = settings.parsed_seeds()?;
+    let seeds = settings.parsed_seeds()?;
     let bind = settings.bind_addr();
     // The HTTP port first: a port in use stops the agent before it joins anyone.
     let listener = match settings.http {
@@ -51,7 +51,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime_error)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(runtime_error)?;
 
-    let join_window = (!seeds.is_empty() || !hosts.is_empty()).then(|| {
+    let join_window = (!seeds.is_empty()).then(|| {
         config
             .join_retry
             .saturating_mul(1 << config.join_attempts.min(16))
@@ -61,10 +61,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         options = options.advertise(advertise);
     }
     for seed in &seeds {
-        options = options.seed(*seed);
-    }
-    for host in &hosts {
-        options = options.seed_host(host.clone());
+        options = options.seed(seed.clone());
     }
     let node = beethoven_tokio::start(options).await?;
     Warnings::at_start(

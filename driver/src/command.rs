@@ -39,6 +39,8 @@ pub(crate) enum CommandKind {
     },
     Unsubscribe(SubscriberId),
     SetKeyRing(Option<KeyRing>),
+    /// What the `host:port` seeds resolve to now (see `Driver::resolve_if_due`).
+    SeedsResolved(Vec<SocketAddr>),
     Stop,
 }
 
