@@ -253,19 +253,26 @@ impl Drop for Agent {
     }
 }
 
-/// Sends `raw` to `addr` and reads the whole answer: (status, body).
+/// Sends `raw` to `addr` and reads the answer: (status, body). The body ends at
+/// its `Content-Length`, or when the server closes the connection.
 pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("the agent's HTTP port answers");
+    let mut stream = TcpStream::connect(addr).expect("the HTTP port answers");
     stream
         .set_read_timeout(Some(DEADLINE))
         .expect("a read timeout");
     stream
         .write_all(raw.as_bytes())
         .expect("the request is sent");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .expect("the answer is read");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).expect("the answer is read");
+        answer.extend_from_slice(&chunk[..read]);
+        if read == 0 || complete(&answer) {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
     let status = answer
         .split(' ')
         .nth(1)
@@ -276,6 +283,19 @@ pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Whether `answer` holds its headers and as many body bytes as they announce.
+fn complete(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+        .is_some_and(|length| body.len() >= length)
 }
 
 /// Polls `condition` until it holds; panics after [`DEADLINE`].
