@@ -204,3 +204,38 @@ fn flags_win_over_the_environment_which_wins_over_the_config_file() {
     );
     assert_eq!(name_of(&from_flag), "from-flag");
 }
+
+#[test]
+fn a_second_live_process_under_a_taken_name_stops_with_status_3() {
+    let first = Agent::start("twin", &[]);
+    let mut second = Agent::start("twin", &["--seed", &first.udp.to_string()]);
+    assert_eq!(
+        second.wait().code(),
+        Some(3),
+        "the later process gives the name up"
+    );
+    let lost = second
+        .log()
+        .into_iter()
+        .find(|line| line["level"] == "ERROR")
+        .expect("an error line says why");
+    let message = lost["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("another live process started first under this name and keeps it"),
+        "{lost}"
+    );
+    assert_eq!(lost["winner"], first.udp.to_string());
+    assert_eq!(first.get("/v1/health").0, 200, "the first keeps running");
+}
+
+#[test]
+fn a_loopback_advertise_and_a_seed_of_the_other_family_are_warned_about() {
+    let mut wildcard = Agent::start_with(&["--name", "wild", "--bind", "0.0.0.0:0"], &[]);
+    wildcard.wait_for_log(
+        "bound to every interface but advertising loopback: nodes on other hosts cannot reach this one; set --advertise to this host's address",
+    );
+    let mut mixed = Agent::start("v4", &["--seed", "[::1]:7946"]);
+    mixed.wait_for_log(
+        "seed of another address family than this node's: it cannot be reached from this socket",
+    );
+}

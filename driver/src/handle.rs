@@ -237,7 +237,9 @@ impl Handle {
 
     /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1`);
     /// see [`Node::join`](beethoven_core::Node::join). After `leave`, brings the
-    /// node back.
+    /// node back. Host names ([`Seed::Host`]) are not resolved here (that would
+    /// block): give them to [`Options::seed`] at start, where they are resolved
+    /// and re-resolved; here they count as no address.
     pub fn join(&self, seeds: &[Seed]) -> Result<(), CommandError> {
         self.check_name()?;
         expand_seeds(

@@ -106,17 +106,24 @@ impl Agent {
     }
 
     /// Starts `beethoven agent --bind 127.0.0.1:0 --http 127.0.0.1:0 --log-format
-    /// json ARGS...` with `env` set, and waits for its start line.
+    /// json ARGS...` with `env` set (the `--bind` only when ARGS has none), and
+    /// waits for its start line.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let name = extra
             .iter()
             .position(|arg| *arg == "--name")
             .map_or("agent", |i| extra[i + 1]);
+        let bind: &[&str] = if extra.contains(&"--bind") {
+            &[]
+        } else {
+            &["--bind", "127.0.0.1:0"]
+        };
         let mut child = beethoven()
             .envs(env.iter().copied())
-            .args(["agent", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["agent", "--http", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log-level", "info"])
             .args(["--join-retry", "300ms"])
+            .args(bind)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
