@@ -123,7 +123,8 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             _ = sigterm.recv() => break Ending::Signal("SIGTERM"),
             _ = sigint.recv() => break Ending::Signal("SIGINT"),
             _ = sighup.recv() => reload(&node, &settings),
-            _ = stop_asked.recv() => break Ending::LeaveOverHttp,
+            // `None` (the HTTP server ended) disables this branch: no leave.
+            Some(()) = stop_asked.recv() => break Ending::LeaveOverHttp,
         }
     };
     Ok(finish(node, ending).await)
