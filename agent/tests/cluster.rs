@@ -239,3 +239,29 @@ fn a_loopback_advertise_and_a_seed_of_the_other_family_are_warned_about() {
         "seed of another address family than this node's: it cannot be reached from this socket",
     );
 }
+
+#[test]
+fn rust_log_sets_the_filter_unless_a_log_level_is_given() {
+    let levels = |extra: &[&str]| {
+        let mut args = vec!["--name", "verbose"];
+        args.extend_from_slice(extra);
+        let mut agent = Agent::start_raw(&args, &[("RUST_LOG", "debug")]);
+        agent.signal("TERM");
+        assert_eq!(agent.wait().code(), Some(0));
+        agent
+            .log()
+            .iter()
+            .map(|line| line["level"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        levels(&[]).iter().any(|level| level == "DEBUG"),
+        "RUST_LOG=debug lets debug lines through (`node stopped`)"
+    );
+    assert!(
+        !levels(&["--log-level", "info"])
+            .iter()
+            .any(|level| level == "DEBUG"),
+        "--log-level wins over RUST_LOG"
+    );
+}

@@ -92,6 +92,8 @@ pub struct Agent {
     pub name: String,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `log`; ends when the process does.
+    reader: Option<std::thread::JoinHandle<()>>,
     pub http: SocketAddr,
     pub udp: SocketAddr,
 }
@@ -106,9 +108,16 @@ impl Agent {
     }
 
     /// Starts `beethoven agent --bind 127.0.0.1:0 --http 127.0.0.1:0 --log-format
-    /// json ARGS...` with `env` set (the `--bind` only when ARGS has none), and
-    /// waits for its start line.
+    /// json --log-level info ARGS...` with `env` set (the `--bind` only when ARGS
+    /// has none), and waits for its start line.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut args = vec!["--log-level", "info"];
+        args.extend_from_slice(extra);
+        Agent::start_raw(&args, env)
+    }
+
+    /// As [`Agent::start_with`], without `--log-level info`.
+    pub fn start_raw(extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let name = extra
             .iter()
             .position(|arg| *arg == "--name")
@@ -121,7 +130,7 @@ impl Agent {
         let mut child = beethoven()
             .envs(env.iter().copied())
             .args(["agent", "--http", "127.0.0.1:0"])
-            .args(["--log-format", "json", "--log-level", "info"])
+            .args(["--log-format", "json"])
             .args(["--join-retry", "300ms"])
             .args(bind)
             .args(extra)
@@ -133,7 +142,7 @@ impl Agent {
         let log = Arc::new(Mutex::new(Vec::new()));
         let lines = BufReader::new(child.stderr.take().expect("stderr is piped"));
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
                 sink.lock().expect("the log is never poisoned").push(line);
             }
@@ -142,6 +151,7 @@ impl Agent {
             name: name.to_owned(),
             child,
             log,
+            reader: Some(reader),
             http: "0.0.0.0:0".parse().expect("valid"),
             udp: "0.0.0.0:0".parse().expect("valid"),
         };
@@ -201,11 +211,14 @@ impl Agent {
         assert!(status.success(), "kill -{signal} worked");
     }
 
-    /// Waits for the process to end.
+    /// Waits for the process to end, and for its last log lines.
     pub fn wait(&mut self) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waitable") {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(started.elapsed() < DEADLINE, "{} did not exit", self.name);
