@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Real-process crash detection: 5 `beethoven-node` processes on loopback, SIGKILL
+"""Real-process crash detection: 5 `beethoven agent` processes on loopback, SIGKILL
 one, and measure how long until every survivor reports it offline.
 
     python3 scripts/crash_detection.py            # 10 runs, release build
     python3 scripts/crash_detection.py --runs 3 --nodes 5
 
-The kill time and the survivors' event timestamps come from the same wall clock
-(one host), so latency = survivor's `node_update offline` timestamp - kill time.
+The kill time and the survivors' log timestamps come from the same wall clock
+(one host), so latency = the timestamp of a survivor's `node update` (status
+offline) JSON log line - kill time.
 Prints one line per run and the p50/max over runs.
 """
 
@@ -31,21 +32,26 @@ def parse_ts(value):
 
 class Node:
     def __init__(self, binary, name, port, seed_port, cluster):
-        args = [binary, "--name", name, "--bind", f"127.0.0.1:{port}", "--json", "--cluster", cluster]
+        args = [binary, "agent", "--name", name, "--bind", f"127.0.0.1:{port}", "--log-format", "json",
+                "--cluster", cluster]
         if seed_port is not None:
             args += ["--seed", f"127.0.0.1:{seed_port}"]
         self.name = name
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        # The agent logs on stderr; its `node update` lines are the events.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.events = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.online = set()
 
     def _read(self):
-        for line in self.proc.stdout:
+        for line in self.proc.stderr:
             try:
-                self.events.put(json.loads(line))
+                log = json.loads(line)
             except json.JSONDecodeError:
-                pass
+                continue
+            if log.get("message") == "node update":
+                self.events.put({"event": "node_update", "node": log["node"], "status": log["status"],
+                                 "ts": log["timestamp"]})
 
     def drain(self, timeout=0.0):
         """Yields events until none arrives within `timeout`."""
@@ -118,11 +124,10 @@ def main():
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--base-port", type=int, default=17900)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven-node"))
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven"))
     args = parser.parse_args()
     if not os.path.exists(args.binary) or os.environ.get("REBUILD"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-examples", "--bin", "beethoven-node"],
-                       cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-agent"], cwd=ROOT, check=True)
     lasts = []
     for run in range(args.runs):
         last, first = one_run(args.binary, args.nodes, args.base_port + 10 * run, run)

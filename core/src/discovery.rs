@@ -114,7 +114,7 @@ impl fmt::Display for Cidr {
 }
 
 /// Where a join looks for the cluster.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Seed {
     /// A known member's address.
     Addr(SocketAddr),
@@ -125,6 +125,27 @@ pub enum Seed {
         /// The cluster port.
         port: u16,
     },
+    /// A host name with a port (`seeds.shop.internal:7946`). The core does no
+    /// IO, so it cannot resolve names and skips these seeds
+    /// ([`expand_seeds`]); a runtime resolves them to [`Seed::Addr`]s, at start
+    /// and again before each slow re-probe ([`Node::refresh_seeds`](crate::Node::refresh_seeds)),
+    /// since the addresses behind a name change (a Kubernetes headless service).
+    Host {
+        /// The name, as given.
+        name: String,
+        /// The cluster port.
+        port: u16,
+    },
+}
+
+impl Seed {
+    /// `host:port`, the form a resolver takes, for a [`Seed::Host`].
+    pub fn host_port(&self) -> Option<String> {
+        match self {
+            Seed::Host { name, port } => Some(format!("{name}:{port}")),
+            _ => None,
+        }
+    }
 }
 
 impl From<SocketAddr> for Seed {
@@ -136,7 +157,8 @@ impl From<SocketAddr> for Seed {
 impl FromStr for Seed {
     type Err = SeedParseError;
 
-    /// `10.0.0.7:7946`, `[::1]:7946`, or a range `10.0.0.0/24:7946`.
+    /// `10.0.0.7:7946`, `[::1]:7946`, a range `10.0.0.0/24:7946`, or a host
+    /// name `seeds.shop.internal:7946` (letters, digits, `-`, `_` and `.`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Seed::Addr(addr));
@@ -147,12 +169,33 @@ impl FromStr for Seed {
         let port: u16 = port
             .parse()
             .map_err(|_| SeedParseError::BadSeed(s.to_owned()))?;
+        if is_host_name(range) {
+            return Ok(Seed::Host {
+                name: range.to_owned(),
+                port,
+            });
+        }
         let range = range.trim_start_matches('[').trim_end_matches(']');
         Ok(Seed::Range {
             cidr: range.parse()?,
             port,
         })
     }
+}
+
+/// A DNS name: labels of letters, digits, `-` and `_`, joined by dots, at
+/// least one letter somewhere (so `10.0.0.300` is a bad address, not a name).
+fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        })
+        && text.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 /// Why `join` refused to start. No state changed.
@@ -192,6 +235,7 @@ pub fn expand_seeds(
         .map(|seed| match seed {
             Seed::Addr(_) => 1,
             Seed::Range { cidr, .. } => cidr.host_count(),
+            Seed::Host { .. } => 0,
         })
         .fold(0u128, u128::saturating_add);
     if hosts > limit as u128 {
@@ -199,11 +243,13 @@ pub fn expand_seeds(
     }
     let mut targets = Vec::with_capacity(hosts as usize);
     for seed in seeds {
-        match *seed {
-            Seed::Addr(addr) => targets.push(addr),
-            Seed::Range { cidr, port } => {
+        match seed {
+            Seed::Addr(addr) => targets.push(*addr),
+            &Seed::Range { cidr, port } => {
                 targets.extend(cidr.hosts().map(|ip| SocketAddr::new(ip, port)));
             }
+            // Resolved by the runtime, which passes the addresses instead.
+            Seed::Host { .. } => {}
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -261,6 +307,26 @@ mod tests {
             Ok(Seed::Range { port: 7946, .. })
         ));
         assert!("nonsense".parse::<Seed>().is_err());
+        assert_eq!(
+            "seeds.shop.internal:7946".parse::<Seed>(),
+            Ok(Seed::Host {
+                name: "seeds.shop.internal".to_owned(),
+                port: 7946
+            })
+        );
+        assert_eq!(
+            "db:7946".parse::<Seed>().map(|seed| seed.host_port()),
+            Ok(Some("db:7946".to_owned()))
+        );
+        for bad in [
+            "10.0.0.300:7946",
+            "a b:7946",
+            "host:99999",
+            "10.0.0.0/33:7946",
+            ":7946",
+        ] {
+            assert!(bad.parse::<Seed>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -409,6 +409,19 @@ impl Node {
         self.input(now, |node| node.begin_join(now, seeds))
     }
 
+    /// Replaces the addresses of the seeds that the slow re-probe contacts once
+    /// a join has ended (see [`join`](Node::join)): what a runtime calls after
+    /// resolving [`Seed::Host`] names again, as the addresses behind a name
+    /// change. Before a join has ended it changes nothing (the join's own seeds
+    /// are re-probed when it ends). Refused like `join` when the seeds expand to
+    /// no address or too many; nothing changes then.
+    pub fn refresh_seeds(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(JoinError::NameTaken { by });
+        }
+        self.input(now, |node| node.replace_rejoin_targets(seeds))
+    }
+
     /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
     /// others mark it offline at once, without suspicion. Probing stops.
     /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`

@@ -100,6 +100,12 @@ pub struct Stats {
     pub probes_failed: u64,
     /// Acks that came after their probe had ended (the gossip they carry is still used).
     pub late_acks: u64,
+    /// Indirect probes (ping-reqs) this node asked others to make for its probes.
+    pub indirect_probes_sent: u64,
+    /// Members this node began to suspect because its own probe failed.
+    pub suspicions_raised: u64,
+    /// Suspects this node declared dead (their suspicion ran out unrefuted).
+    pub deaths_declared: u64,
     /// Times this node refuted a suspicion (or a death) of itself.
     pub refutations: u64,
     /// Updates evicted from the gossip queue by `max_pending_updates`.

@@ -123,12 +123,20 @@ fn leave_marks_the_node_offline_at_once_without_suspicion() {
         .run_until(5 * SECOND, |p| p.all_see(2, Health::Left))
         .expect("everyone sees the leave");
     assert!(took < SECOND, "leave spread in {took:?}");
-    pump.run_until(5 * SECOND, |p| {
-        p.events[2]
-            .iter()
-            .any(|(_, e)| matches!(e, Event::LeaveFinished { spread: true }))
-    })
-    .expect("the leaver learns its news spread");
+    let finished = pump
+        .run_until(5 * SECOND, |p| {
+            p.events[2]
+                .iter()
+                .any(|(_, e)| matches!(e, Event::LeaveFinished { spread: true }))
+        })
+        .expect("the leaver learns its news spread");
+    // As soon as its news went out, not at the deadline (`leave_timeout`, 2 s):
+    // a shutdown after `leave` waits for this.
+    assert!(
+        took + finished < SECOND,
+        "the leave finished after {:?}",
+        took + finished
+    );
     assert_eq!(pump.mode(2), Mode::Standalone);
     // No one ever suspected it on the way.
     for i in 0..6 {

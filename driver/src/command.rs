@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use async_channel::Sender;
-use beethoven_core::{JoinError, LeaveError, NewNodeError, NodeName, Seed, TrackerRow};
+use beethoven_core::{JoinError, KeyRing, LeaveError, NewNodeError, NodeName, Seed, TrackerRow};
 
 use crate::router::{SubscriberId, Update};
 use crate::runtime::BlockingWork;
@@ -38,6 +38,9 @@ pub(crate) enum CommandKind {
         reader: Option<Reader>,
     },
     Unsubscribe(SubscriberId),
+    SetKeyRing(Option<KeyRing>),
+    /// What the `host:port` seeds resolve to now (see `Driver::resolve_if_due`).
+    SeedsResolved(Vec<SocketAddr>),
     Stop,
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use async_channel::{Receiver, TryRecvError};
+use async_channel::{Receiver, TryRecvError, WeakSender};
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{Event, JoinError, Node, Seed};
 use socket2::SockRef;
@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::command::{Command, CommandKind, Reader};
 use crate::handle::Handle;
-use crate::options::{Options, StartError};
+use crate::options::{Options, StartError, resolve_each};
 use crate::router::{Router, Update};
 use crate::runtime::Runtime;
 use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot, lock};
@@ -99,6 +99,14 @@ pub struct Driver {
     /// Reused buffers: events of one step, addresses that bounced.
     events: Vec<Event>,
     bounced: Vec<SocketAddr>,
+    /// The seeds given as addresses or ranges, and as `host:port` names: the
+    /// names are resolved again every `rejoin_interval` for the seed re-probe.
+    seeds: Vec<Seed>,
+    seed_hosts: Vec<String>,
+    resolve_at: Option<Instant>,
+    /// Where resolved names come back, as a command. Weak, so that the channel
+    /// still closes when every handle is gone.
+    resolved: WeakSender<Command>,
 }
 
 impl Driver {
@@ -147,6 +155,9 @@ impl Driver {
         let mut node = Node::new(config, name, advertised, now, wall_clock_at_now)?;
         let mut seeds = options.seeds().to_vec();
         seeds.extend(resolved_hosts.iter().copied().map(Seed::Addr));
+        let seed_hosts = options.seed_hosts().to_vec();
+        let resolve_at =
+            (!seed_hosts.is_empty()).then(|| now + options.protocol_config().rejoin_interval);
         if !seeds.is_empty() {
             match node.join(now, &seeds) {
                 Ok(()) => {}
@@ -156,6 +167,7 @@ impl Driver {
         }
         let snapshot = Arc::new(Mutex::new(Snapshot::of(&node)));
         let (sender, commands) = async_channel::unbounded();
+        let resolved = sender.downgrade();
         let handle = Handle::new(&options, bound, Arc::clone(&snapshot), sender);
         info!(name = %node.name(), %bound, %advertised, "node started");
         let driver = Self {
@@ -171,6 +183,10 @@ impl Driver {
             stop_after_leave: false,
             events: Vec::new(),
             bounced: Vec::new(),
+            seeds: options.seeds().to_vec(),
+            seed_hosts,
+            resolve_at,
+            resolved,
         };
         Ok((driver, handle))
     }
@@ -210,6 +226,7 @@ impl Driver {
     /// error belonged to an earlier datagram).
     pub fn step(&mut self, now: Instant, input: Input<'_>, transport: &mut dyn Transport) -> Flow {
         let mut stop = false;
+        self.resolve_if_due(now);
         let mut refused = matches!(
             &input,
             Input::RecvError(error) if error.kind() == io::ErrorKind::ConnectionRefused
@@ -257,10 +274,32 @@ impl Driver {
         if stop {
             Flow::Stop
         } else {
-            Flow::Continue {
-                wake_at: self.node.poll_timeout(),
-            }
+            let wake_at = match (self.node.poll_timeout(), self.resolve_at) {
+                (Some(node), Some(resolve)) => Some(node.min(resolve)),
+                (node, resolve) => node.or(resolve),
+            };
+            Flow::Continue { wake_at }
         }
+    }
+
+    /// Every `rejoin_interval`, resolves the `host:port` seeds again on a
+    /// blocking thread; the addresses come back as a command.
+    fn resolve_if_due(&mut self, now: Instant) {
+        let Some(at) = self.resolve_at else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        self.resolve_at = Some(now + self.node.config().rejoin_interval);
+        let hosts = self.seed_hosts.clone();
+        let back = self.resolved.clone();
+        self.runtime.spawn_blocking(Box::new(move || {
+            let addrs = resolve_each(&hosts);
+            if let Some(commands) = back.upgrade() {
+                let _ = commands.try_send(Command(CommandKind::SeedsResolved(addrs)));
+            }
+        }));
     }
 
     /// Sends every queued datagram. Returns whether the OS refused one because of
@@ -313,6 +352,17 @@ impl Driver {
             }
             CommandKind::Unsubscribe(id) => {
                 self.router.remove(id);
+            }
+            CommandKind::SeedsResolved(addrs) => {
+                let mut seeds = self.seeds.clone();
+                seeds.extend(addrs.into_iter().map(Seed::Addr));
+                if let Err(error) = self.node.refresh_seeds(now, &seeds) {
+                    debug!(%error, "no seed address to re-probe");
+                }
+            }
+            CommandKind::SetKeyRing(ring) => {
+                info!(name = %self.node.name(), keys = ring.as_ref().map_or(0, |r| r.keys().count()), "key ring replaced");
+                self.node.set_key_ring(ring);
             }
             CommandKind::Stop if self.leave_spreading() => self.stop_after_leave = true,
             CommandKind::Stop => return true,

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 
 use async_channel::{Receiver, Sender};
 use beethoven_core::{
-    LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow, expand_seeds,
+    KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow,
+    expand_seeds,
 };
 use futures_core::Stream;
 
@@ -236,7 +237,9 @@ impl Handle {
 
     /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1`);
     /// see [`Node::join`](beethoven_core::Node::join). After `leave`, brings the
-    /// node back.
+    /// node back. Host names ([`Seed::Host`]) are not resolved here (that would
+    /// block): give them to [`Options::seed`] at start, where they are resolved
+    /// and re-resolved; here they count as no address.
     pub fn join(&self, seeds: &[Seed]) -> Result<(), CommandError> {
         self.check_name()?;
         expand_seeds(
@@ -327,6 +330,16 @@ impl Handle {
         Updates {
             queue: Box::pin(updates),
         }
+    }
+
+    /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
+    /// keys on a live cluster; see
+    /// [`Node::set_key_ring`](beethoven_core::Node::set_key_ring). Rotate in three
+    /// steps, each applied on every node before the next: accept the new key, make
+    /// it primary, drop the old one.
+    pub fn set_key_ring(&self, ring: Option<KeyRing>) -> Result<(), CommandError> {
+        self.check_name()?;
+        self.send(CommandKind::SetKeyRing(ring))
     }
 
     /// Ends a subscription; its queue is closed (a callback's thread finishes).

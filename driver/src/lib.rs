@@ -136,7 +136,7 @@ pub mod prelude {
         Updates,
     };
     pub use beethoven_core::{
-        Cidr, Config, Health, JoinError, LeaveError, Mode, NewNodeError, NodeName, NodeStatus,
-        Seed, Stats, TrackerRow,
+        Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,
+        NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow,
     };
 }

@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use beethoven_core::{Config, ConfigError, JoinError, NodeName, Seed};
 
+use tracing::warn;
+
 use crate::runtime::Runtime;
 
 /// The default UDP port (also the port a CIDR scan probes when none is given).
@@ -75,14 +77,22 @@ impl Options {
         self
     }
 
-    /// Adds a seed: a member's address, or a CIDR range scanned on a port.
+    /// Adds a seed: a member's address, a CIDR range scanned on a port, or a
+    /// host name ([`Seed::Host`], as [`seed_host`](Options::seed_host)).
     pub fn seed(mut self, seed: impl Into<Seed>) -> Self {
-        self.seeds.push(seed.into());
+        let seed = seed.into();
+        match seed.host_port() {
+            Some(host_port) => self.seed_hosts.push(host_port),
+            None => self.seeds.push(seed),
+        }
         self
     }
 
-    /// Adds a seed by `host:port` name; the runtime resolves it once, at start,
-    /// and every address it resolves to becomes a seed.
+    /// Adds a seed by `host:port` name. The runtime resolves it at start (a
+    /// name that does not resolve then is a [`StartError::Resolve`]), and
+    /// every address it resolves to becomes a seed; it resolves the name again
+    /// every `rejoin_interval`, for the slow re-probe of the seeds, as the
+    /// addresses behind a name change.
     pub fn seed_host(mut self, host_port: impl Into<String>) -> Self {
         self.seed_hosts.push(host_port.into());
         self
@@ -171,6 +181,19 @@ impl Options {
             })
         })
     }
+}
+
+/// Resolves every name it can; a name that does not resolve is logged and
+/// skipped (the next re-probe tries it again).
+pub(crate) fn resolve_each(hosts: &[String]) -> Vec<SocketAddr> {
+    let mut resolved = Vec::new();
+    for host in hosts {
+        match host.to_socket_addrs() {
+            Ok(addrs) => resolved.extend(addrs),
+            Err(error) => warn!(%host, %error, "seed name did not resolve; trying again later"),
+        }
+    }
+    resolved
 }
 
 fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, StartError> {
@@ -264,10 +287,14 @@ mod tests {
             .bind(addr("127.0.0.1:0"))
             .seed(addr("127.0.0.1:9"))
             .seed_host("localhost:9")
+            .seed("db.internal:7946".parse::<Seed>().expect("a host seed"))
             .queue_capacity(0);
         assert_eq!(options.bind_addr(), addr("127.0.0.1:0"));
         assert_eq!(options.seeds(), &[Seed::Addr(addr("127.0.0.1:9"))]);
-        assert_eq!(options.seed_hosts(), &["localhost:9".to_owned()]);
+        assert_eq!(
+            options.seed_hosts(),
+            &["localhost:9".to_owned(), "db.internal:7946".to_owned()]
+        );
         assert_eq!(options.subscriber_queue_capacity(), 1, "clamped to 1");
     }
 

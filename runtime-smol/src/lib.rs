@@ -15,7 +15,7 @@
 //!             .config(Config::for_cluster("shop"))
 //!             .bind("0.0.0.0:7946".parse()?)
 //!             .advertise("10.0.0.7:7946".parse()?) // what the others dial
-//!             .seed_host("seed.shop.internal:7946") // resolved once, at start
+//!             .seed_host("seed.shop.internal:7946") // resolved at start, again for each seed re-probe
 //!             .seed("10.0.0.0/24:7946".parse::<beethoven_smol::Seed>()?); // scan a range
 //!         let node = beethoven_smol::start(options).await?;
 //!         node.alert_me(|name: &NodeName, status: NodeStatus| println!("{name} is {status:?}"))?;

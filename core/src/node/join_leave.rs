@@ -214,6 +214,15 @@ impl Node {
             .set(Timer::Rejoin, now + self.config.rejoin_interval);
     }
 
+    /// See [`Node::refresh_seeds`].
+    pub(super) fn replace_rejoin_targets(&mut self, seeds: &[Seed]) -> Result<(), JoinError> {
+        let targets = expand_seeds(seeds, self.addr, self.config.max_join_targets)?;
+        if self.timers.get(Timer::Rejoin).is_some() {
+            self.joining.rejoin_targets = targets;
+        }
+        Ok(())
+    }
+
     fn stop_rejoin(&mut self) {
         self.joining.rejoin_targets = Vec::new();
         self.timers.stop(Timer::Rejoin);
@@ -268,11 +277,17 @@ impl Node {
         let Some(until) = self.timers.get(Timer::Leave) else {
             return;
         };
-        let spread = !self.gossip.contains(&self.name) || self.members.len() == 0;
+        let spread = self.leave_has_spread();
         if spread || now >= until {
             self.timers.stop(Timer::Leave);
             self.events.push_back(Event::LeaveFinished { spread });
         }
+    }
+
+    /// Whether this node's leave has gone out: its news was sent as many times
+    /// as any update is, or there is nobody to tell.
+    pub(super) fn leave_has_spread(&self) -> bool {
+        !self.gossip.contains(&self.name) || self.members.len() == 0
     }
 
     pub(super) fn run_reap(&mut self, now: Instant) {
@@ -397,6 +412,60 @@ mod tests {
             })
             .collect();
         assert_eq!(replies, [(addr(2), 2)]);
+    }
+
+    #[test]
+    fn refreshed_seeds_are_the_ones_the_slow_re_probe_contacts() {
+        let mut now = epoch();
+        let mut node = node(now);
+        node.join(now, &[Seed::Addr(addr(2))]).expect("a seed");
+        // Nobody answers: the join ends and the re-probe is scheduled.
+        let mut failed = false;
+        for _ in 0..64 {
+            now = node.poll_timeout().expect("a timer runs").max(now);
+            node.handle_timeout(now);
+            let _ = sent(&mut node);
+            failed |= std::iter::from_fn(|| node.poll_event())
+                .any(|e| matches!(e, Event::JoinFailed { .. }));
+            if failed {
+                break;
+            }
+        }
+        assert!(failed, "the join gave up");
+        node.refresh_seeds(now, &[Seed::Addr(addr(3))])
+            .expect("an address");
+        assert_eq!(
+            node.refresh_seeds(
+                now,
+                &[Seed::Host {
+                    name: "db".into(),
+                    port: 1
+                }]
+            ),
+            Err(JoinError::NoSeeds),
+            "a name the core cannot resolve is no address"
+        );
+        now += node.config().rejoin_interval;
+        node.handle_timeout(now);
+        let joins: Vec<SocketAddr> = sent(&mut node)
+            .into_iter()
+            .filter(|(_, p)| matches!(p.message, Message::Join { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(joins, [addr(3)]);
+    }
+
+    #[test]
+    fn a_standalone_leave_finishes_at_the_next_timeout_not_at_the_deadline() {
+        let now = epoch();
+        let mut node = node(now);
+        node.leave(now).expect("first leave");
+        let _ = sent(&mut node);
+        let wake = node.poll_timeout().expect("the leave asks to be woken");
+        assert!(wake <= now, "woken at once, not after leave_timeout");
+        node.handle_timeout(now);
+        let events: Vec<_> = std::iter::from_fn(|| node.poll_event()).collect();
+        assert!(events.contains(&Event::LeaveFinished { spread: true }));
     }
 
     #[test]

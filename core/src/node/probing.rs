@@ -533,6 +533,7 @@ impl Node {
                     },
                 );
                 asked += 1;
+                self.stats.indirect_probes_sent += 1;
             }
         }
         self.recycle(helpers);

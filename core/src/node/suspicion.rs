@@ -222,6 +222,7 @@ impl Node {
         }
         let suspected = row.with_health(Health::Suspect, self.wall_clock(now));
         let addr = suspected.addr;
+        self.stats.suspicions_raised += 1;
         let _ = self.apply_row(now, suspected, Some(me), Source::Gossip);
         // Tell the suspect directly so it can refute before the news has spread.
         self.send(addr, Message::Gossip);
@@ -386,6 +387,7 @@ impl Node {
         }
         let dead = row.with_health(Health::Dead, self.wall_clock(now));
         debug!(node = %target, incarnation, "declared dead");
+        self.stats.deaths_declared += 1;
         let _ = self.apply_row(now, dead, None, Source::Gossip);
     }
 }

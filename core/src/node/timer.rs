@@ -124,7 +124,15 @@ impl Node {
 
     /// The earliest deadline of the timers that have work to do.
     pub(super) fn next_wake(&self) -> Option<Instant> {
-        self.timers.next_timeout(|timer| self.wakes(timer))
+        let next = self.timers.next_timeout(|timer| self.wakes(timer));
+        // The last sends of a leave's news are counted when its datagrams are
+        // taken (`poll_transmit`), after the timers ran: nothing else may wake the
+        // node before the leave's deadline, so a leave that has spread asks to be
+        // woken at once to report it.
+        if self.timers.get(Timer::Leave).is_some() && self.leave_has_spread() {
+            return Some(self.last_input_at);
+        }
+        next
     }
 
     /// Whether a timer's deadline wakes the node now. Three periodic timers keep

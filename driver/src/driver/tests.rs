@@ -256,3 +256,63 @@ fn a_process_that_loses_its_name_refuses_commands_and_subscribers_hear_of_the_co
     );
     assert_eq!(stopped, vec![2]);
 }
+
+#[test]
+fn host_seeds_are_resolved_again_for_the_seed_re_probe() {
+    let start = Instant::now();
+    let mut config = Config::for_cluster("driver-test");
+    config.join_retry = Duration::from_millis(100);
+    config.rejoin_interval = Duration::from_secs(1);
+    let options = Options::new(NodeName::new("me").expect("valid name"))
+        .config(config)
+        .seed_host("localhost:7001");
+    // At start the name pointed elsewhere (7009); now it resolves to port 7001.
+    let earlier = [SocketAddr::from(([127, 0, 0, 1], 7009))];
+    let bound = SocketAddr::from(([127, 0, 0, 1], 7000));
+    let (mut driver, _handle) = Driver::new(
+        options,
+        bound,
+        &earlier,
+        start,
+        DateTime::UNIX_EPOCH,
+        Arc::new(Threads),
+    )
+    .expect("valid");
+    let mut sent_to = Vec::new();
+    let step =
+        |driver: &mut Driver, now: Instant, input: Input<'_>, sent_to: &mut Vec<SocketAddr>| {
+            let mut send = |to: SocketAddr, _: &[u8]| {
+                sent_to.push(to);
+                Ok(())
+            };
+            driver.step(now, input, &mut send)
+        };
+    let tick = Duration::from_millis(50);
+    let mut now = start;
+    // Nobody answers: the join ends, and the resolution comes due.
+    while now < start + Duration::from_millis(1050) {
+        now += tick;
+        let _ = step(&mut driver, now, Input::Timeout, &mut sent_to);
+    }
+    assert!(sent_to.iter().all(|to| to.port() == 7009), "{sent_to:?}");
+    let waited = Instant::now();
+    let resolved = loop {
+        if let Some(input) = driver.try_next_command() {
+            break input;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the name was resolved again"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = step(&mut driver, now, resolved, &mut sent_to);
+    while now < start + Duration::from_secs(3) {
+        now += tick;
+        let _ = step(&mut driver, now, Input::Timeout, &mut sent_to);
+    }
+    assert!(
+        sent_to.contains(&SocketAddr::from(([127, 0, 0, 1], 7001))),
+        "the re-probe went to the address the name has now: {sent_to:?}"
+    );
+}

@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let options = Options::new(NodeName::new(&format!("node-{i}"))?)
             .config(config.clone())
             .bind("127.0.0.1:0".parse()?)
-            .seed(seed);
+            .seed(seed.clone());
         others.push(beethoven_tokio::start(options).await?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use beethoven_core::{DropReason, HEADER_LEN};
 use beethoven_driver::prelude::{
-    CommandError, Config, Health, Mode, NodeName, NodeStatus, NodeUpdate, Options, Seed,
-    TrackerRow, Update,
+    CommandError, Config, Health, Key, KeyRing, Mode, NodeName, NodeStatus, NodeUpdate, Options,
+    Seed, TrackerRow, Update,
 };
 
 use crate::rt::{self, Handle};
@@ -373,6 +373,95 @@ fn leaving_node_is_offline_everywhere_at_once() {
         assert!(took < Duration::from_secs(2), "leave took {took:?}");
         leaver.shutdown().await;
         assert!(port_is_free(addr));
+    });
+}
+
+#[test]
+fn shutdown_after_leave_does_not_wait_out_leave_timeout() {
+    rt::block_on(async {
+        let slow_deadline = |node: &str| {
+            let mut options = options("leave-soon", node);
+            let mut config = config("leave-soon");
+            config.leave_timeout = Duration::from_secs(600);
+            options = options.config(config);
+            options
+        };
+        let alone = start(slow_deadline("alone")).await;
+        alone.leave().expect("the node runs");
+        rt::timeout(DEADLINE, alone.shutdown())
+            .await
+            .expect("a standalone leave has nobody to tell: the shutdown ends at once");
+        let first = start(slow_deadline("n0")).await;
+        let second = start(slow_deadline("n1").seed(first.advertised_addr())).await;
+        eventually("the two see each other", || {
+            all_online(&[&first, &second], 2)
+        })
+        .await;
+        second.leave().expect("the node runs");
+        rt::timeout(DEADLINE, second.shutdown())
+            .await
+            .expect("the shutdown ends once the leave has spread");
+        assert_eq!(
+            row(&first, "n1").map(|r| r.health),
+            Some(Health::Left),
+            "the news reached the other node"
+        );
+    });
+}
+
+#[test]
+fn keys_rotate_on_a_running_cluster_without_anyone_going_offline() {
+    let old = Key::new([1; 32]);
+    let new = Key::new([2; 32]);
+    rt::block_on(async {
+        let keyed = |node: &str, ring: KeyRing| {
+            let mut config = config("rotate");
+            config.keys = Some(ring);
+            options("rotate", node).config(config)
+        };
+        let first = start(keyed("n0", KeyRing::new(old.clone()))).await;
+        let mut nodes = vec![first.clone()];
+        for i in 1..3 {
+            let options = keyed(&format!("n{i}"), KeyRing::new(old.clone()));
+            nodes.push(start(options.seed(first.advertised_addr())).await);
+        }
+        let all: Vec<&Handle> = nodes.iter().collect();
+        eventually("every node sees every node online", || all_online(&all, 3)).await;
+        // The three steps, each on every node before the next.
+        let steps = [
+            KeyRing::new(old.clone()).accepting(new.clone()),
+            KeyRing::new(new.clone()).accepting(old.clone()),
+            KeyRing::new(new.clone()),
+        ];
+        for ring in steps {
+            for node in &nodes {
+                node.set_key_ring(Some(ring.clone()))
+                    .expect("the node runs");
+            }
+            // A few probe rounds under each ring.
+            rt::sleep(Duration::from_millis(600)).await;
+            assert!(all_online(&all, 3), "nobody went offline");
+        }
+        for node in &nodes {
+            assert_eq!(node.stats().dropped(DropReason::Authentication), 0);
+        }
+        // Only the new key opens the cluster now.
+        let late =
+            start(keyed("late", KeyRing::new(new.clone())).seed(first.advertised_addr())).await;
+        let mut with_late = all.clone();
+        with_late.push(&late);
+        eventually("a node holding only the new key joins", || {
+            all_online(&with_late, 4)
+        })
+        .await;
+        let stale =
+            start(keyed("stale", KeyRing::new(old.clone())).seed(first.advertised_addr())).await;
+        eventually("the old key is refused", || {
+            first.stats().dropped(DropReason::Authentication) > 0
+        })
+        .await;
+        assert_eq!(status(&first, "stale"), None, "never let in");
+        stale.shutdown().await;
     });
 }
 

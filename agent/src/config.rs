@@ -1,0 +1,340 @@
+//! The agent's settings, from three sources: flags win over `BEETHOVEN_*`
+//! environment variables, which win over the TOML config file (`--config`).
+//!
+//! One struct, [`Settings`], is both the clap arguments (each flag with its
+//! environment variable) and the file's schema, so a setting cannot exist in one
+//! source and not the others. An unknown key in the file is an error naming it;
+//! durations are written the human way (`"150ms"`, `"2s"`, `"1m 30s"`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use beethoven_tokio::{Config, NodeName, Seed};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Deserializer};
+
+use crate::error::AgentError;
+
+/// The default UDP address: every interface, the cluster port.
+pub(crate) const DEFAULT_BIND: &str = "0.0.0.0:7946";
+/// The default cluster name.
+pub(crate) const DEFAULT_CLUSTER: &str = "beethoven";
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A duration written the human way: `150ms`, `2s`, `1m 30s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub(crate) Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s)
+            .map(HumanDuration)
+            .map_err(|error| {
+                format!("bad duration `{s}` ({error}); write e.g. \"150ms\", \"2s\", \"1m 30s\"")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// Every setting of `beethoven agent`: a flag, an environment variable and a
+/// config file key each. `None` (or empty) means "not given here".
+#[derive(Args, Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// TOML file with any of these settings (keys as the flags, with `_`).
+    #[arg(long, env = "BEETHOVEN_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub(crate) config: Option<PathBuf>,
+    /// This node's name (stable across restarts), e.g. `api@10.0.0.7`.
+    #[arg(long, env = "BEETHOVEN_NAME")]
+    pub(crate) name: Option<String>,
+    /// UDP address to bind; port 0 picks a free one [default: 0.0.0.0:7946].
+    #[arg(long, env = "BEETHOVEN_BIND", value_name = "IP:PORT")]
+    pub(crate) bind: Option<SocketAddr>,
+    /// Address the others reach this node at [default: the bound address; a
+    /// wildcard IP becomes 127.0.0.1, which only works on one host].
+    #[arg(long, env = "BEETHOVEN_ADVERTISE", value_name = "IP:PORT")]
+    pub(crate) advertise: Option<SocketAddr>,
+    /// A member to join through: `ip:port`, `host:port` or `cidr:port` (scans
+    /// the range); repeatable, or comma-separated in the environment.
+    #[arg(
+        long = "seed",
+        env = "BEETHOVEN_SEEDS",
+        value_delimiter = ',',
+        value_name = "SEED"
+    )]
+    #[serde(default)]
+    pub(crate) seeds: Vec<String>,
+    /// Cluster name; other clusters' packets are dropped [default: beethoven].
+    #[arg(long, env = "BEETHOVEN_CLUSTER")]
+    pub(crate) cluster: Option<String>,
+    /// File of hex keys, one per line: the first seals, all open. Re-read on
+    /// SIGHUP and on `POST /v1/keys/reload`.
+    #[arg(long, env = "BEETHOVEN_KEY_FILE", value_name = "FILE")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// Serve the HTTP API, metrics and status page here (off by default), e.g.
+    /// 127.0.0.1:7947.
+    #[arg(long, env = "BEETHOVEN_HTTP", value_name = "IP:PORT")]
+    pub(crate) http: Option<SocketAddr>,
+    /// Log filter, e.g. `info` or `beethoven_core=debug` [default: RUST_LOG, else info].
+    #[arg(long, env = "BEETHOVEN_LOG_LEVEL", value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+    /// Log line format [default: text].
+    #[arg(long, env = "BEETHOVEN_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Time between probes [default: 150ms].
+    #[arg(long, env = "BEETHOVEN_PROBE_INTERVAL", value_name = "DURATION")]
+    pub(crate) probe_interval: Option<HumanDuration>,
+    /// How long a probe waits for its ack [default: 75ms].
+    #[arg(long, env = "BEETHOVEN_PROBE_TIMEOUT", value_name = "DURATION")]
+    pub(crate) probe_timeout: Option<HumanDuration>,
+    /// Shortest suspicion before a member is declared offline [default: 500ms].
+    #[arg(long, env = "BEETHOVEN_SUSPICION_MIN", value_name = "DURATION")]
+    pub(crate) suspicion_min: Option<HumanDuration>,
+    /// Time between gossip ticks [default: 100ms].
+    #[arg(long, env = "BEETHOVEN_GOSSIP_INTERVAL", value_name = "DURATION")]
+    pub(crate) gossip_interval: Option<HumanDuration>,
+    /// First wait between join attempts (it doubles) [default: 1s].
+    #[arg(long, env = "BEETHOVEN_JOIN_RETRY", value_name = "DURATION")]
+    pub(crate) join_retry: Option<HumanDuration>,
+    /// Time between re-probes of the seeds once a join has ended [default: 30s].
+    #[arg(long, env = "BEETHOVEN_REJOIN_INTERVAL", value_name = "DURATION")]
+    pub(crate) rejoin_interval: Option<HumanDuration>,
+    /// Longest wait for a leave to spread before exiting [default: 2s].
+    #[arg(long, env = "BEETHOVEN_LEAVE_TIMEOUT", value_name = "DURATION")]
+    pub(crate) leave_timeout: Option<HumanDuration>,
+    /// Forget offline members after this long [default: keep them].
+    #[arg(long, env = "BEETHOVEN_OFFLINE_RETENTION", value_name = "DURATION")]
+    pub(crate) offline_retention: Option<HumanDuration>,
+}
+
+impl Settings {
+    /// These settings, with what `lower` has filled in where these have nothing.
+    pub(crate) fn over(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            name: self.name.or(lower.name),
+            bind: self.bind.or(lower.bind),
+            advertise: self.advertise.or(lower.advertise),
+            seeds: if self.seeds.is_empty() {
+                lower.seeds
+            } else {
+                self.seeds
+            },
+            cluster: self.cluster.or(lower.cluster),
+            key_file: self.key_file.or(lower.key_file),
+            http: self.http.or(lower.http),
+            log_level: self.log_level.or(lower.log_level),
+            log_format: self.log_format.or(lower.log_format),
+            probe_interval: self.probe_interval.or(lower.probe_interval),
+            probe_timeout: self.probe_timeout.or(lower.probe_timeout),
+            suspicion_min: self.suspicion_min.or(lower.suspicion_min),
+            gossip_interval: self.gossip_interval.or(lower.gossip_interval),
+            join_retry: self.join_retry.or(lower.join_retry),
+            rejoin_interval: self.rejoin_interval.or(lower.rejoin_interval),
+            leave_timeout: self.leave_timeout.or(lower.leave_timeout),
+            offline_retention: self.offline_retention.or(lower.offline_retention),
+        }
+    }
+
+    /// The settings of a TOML config file.
+    pub(crate) fn from_file(path: &Path) -> Result<Settings, AgentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AgentError::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    fn from_toml(path: &Path, text: &str) -> Result<Settings, AgentError> {
+        toml::from_str(text).map_err(|error| AgentError::ConfigParse {
+            path: path.to_owned(),
+            message: error.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// The node's name, checked.
+    pub(crate) fn node_name(&self) -> Result<NodeName, AgentError> {
+        let name = self.name.as_deref().ok_or(AgentError::MissingName)?;
+        NodeName::new(name).map_err(|error| AgentError::BadName {
+            name: name.to_owned(),
+            reason: error.to_string(),
+        })
+    }
+
+    /// Where to bind the UDP socket.
+    pub(crate) fn bind_addr(&self) -> SocketAddr {
+        self.bind.unwrap_or_else(|| {
+            DEFAULT_BIND
+                .parse()
+                .expect("DEFAULT_BIND is a valid socket address")
+        })
+    }
+
+    /// The protocol configuration: the cluster and any timings given.
+    pub(crate) fn protocol(&self, rng_seed: u64) -> Result<Config, AgentError> {
+        let cluster = self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER);
+        if cluster.is_empty() {
+            return Err(AgentError::BadCluster {
+                cluster: cluster.to_owned(),
+                reason: "a cluster name is not empty".to_owned(),
+            });
+        }
+        let mut config = Config::for_cluster(cluster).with_rng_seed(rng_seed);
+        let timings = [
+            (self.probe_interval, &mut config.probe_interval),
+            (self.probe_timeout, &mut config.probe_timeout),
+            (self.suspicion_min, &mut config.suspicion_min),
+            (self.gossip_interval, &mut config.gossip_interval),
+            (self.join_retry, &mut config.join_retry),
+            (self.rejoin_interval, &mut config.rejoin_interval),
+            (self.leave_timeout, &mut config.leave_timeout),
+        ];
+        for (given, field) in timings {
+            if let Some(HumanDuration(value)) = given {
+                *field = value;
+            }
+        }
+        if let Some(HumanDuration(retention)) = self.offline_retention {
+            config.offline_retention = Some(retention);
+        }
+        config
+            .validate()
+            .map_err(|error| AgentError::Protocol(error.to_string()))?;
+        Ok(config)
+    }
+
+    /// The seeds: addresses, ranges and `host:port` names (resolved by the
+    /// runtime at start and again before each seed re-probe).
+    pub(crate) fn parsed_seeds(&self) -> Result<Vec<Seed>, AgentError> {
+        self.seeds
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|text| {
+                text.parse::<Seed>().map_err(|_| AgentError::BadSeed {
+                    seed: text.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml(text: &str) -> Result<Settings, AgentError> {
+        Settings::from_toml(Path::new("agent.toml"), text)
+    }
+
+    #[test]
+    fn a_file_reads_every_kind_of_value() {
+        let settings = toml(
+            "name = \"a\"\nbind = \"127.0.0.1:7000\"\nseeds = [\"127.0.0.1:7001\", \"db:7946\"]\n\
+             probe_interval = \"200ms\"\nleave_timeout = \"1m 30s\"\nlog_format = \"json\"\n",
+        )
+        .expect("valid file");
+        assert_eq!(settings.name.as_deref(), Some("a"));
+        assert_eq!(
+            settings.probe_interval,
+            Some(HumanDuration(Duration::from_millis(200)))
+        );
+        assert_eq!(
+            settings.leave_timeout,
+            Some(HumanDuration(Duration::from_secs(90)))
+        );
+        assert_eq!(settings.log_format, Some(LogFormat::Json));
+        let seeds = settings.parsed_seeds().expect("valid seeds");
+        assert_eq!(seeds[1].host_port().as_deref(), Some("db:7946"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = toml("name = \"a\"\nprobe_intervall = \"1s\"\n").expect_err("unknown key");
+        let message = error.to_string();
+        assert!(
+            message.contains("unknown field `probe_intervall`"),
+            "{message}"
+        );
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_duration_is_named_with_its_key() {
+        let error = toml("probe_interval = \"fast\"\n").expect_err("bad duration");
+        let message = error.to_string();
+        assert!(message.contains("bad duration `fast`"), "{message}");
+        assert!(message.contains("probe_interval"), "{message}");
+    }
+
+    #[test]
+    fn the_higher_source_wins_and_the_lower_fills_gaps() {
+        let flags = Settings {
+            name: Some("flag".into()),
+            ..Settings::default()
+        };
+        let file = Settings {
+            name: Some("file".into()),
+            cluster: Some("shop".into()),
+            seeds: vec!["127.0.0.1:1".into()],
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.name.as_deref(), Some("flag"));
+        assert_eq!(merged.cluster.as_deref(), Some("shop"));
+        assert_eq!(merged.seeds, ["127.0.0.1:1"]);
+    }
+
+    #[test]
+    fn seeds_are_addresses_ranges_or_host_names() {
+        let settings = Settings {
+            seeds: vec![
+                "127.0.0.1:7946".into(),
+                "10.0.0.0/24:7946".into(),
+                "seed.internal:7946".into(),
+            ],
+            ..Settings::default()
+        };
+        let seeds = settings.parsed_seeds().expect("valid");
+        assert_eq!(seeds.len(), 3);
+        assert_eq!(seeds[2].host_port().as_deref(), Some("seed.internal:7946"));
+        for bad in ["no-port", "a b:1", "host:99999"] {
+            let settings = Settings {
+                seeds: vec![bad.into()],
+                ..Settings::default()
+            };
+            assert!(
+                matches!(settings.parsed_seeds(), Err(AgentError::BadSeed { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Everything that can stop the agent, each with the context an operator needs
+//! (the file and line, the address, the seed), and the exit status it maps to.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use beethoven_tokio::{KeyError, StartError};
+
+/// Exit statuses of `beethoven`, documented in the README and `--help`.
+pub(crate) mod exit {
+    /// The agent left and stopped, or a client command succeeded.
+    pub(crate) const OK: i32 = 0;
+    /// A client command (`members`, `reload-keys`) could not get its answer.
+    pub(crate) const CLIENT: i32 = 1;
+    /// The command line is wrong (clap's own status for usage errors).
+    pub(crate) const USAGE: i32 = 2;
+    /// Another live process kept this node's name; this one stopped.
+    pub(crate) const NAME_TAKEN: i32 = 3;
+    /// The configuration is wrong: config file, environment, name, key file.
+    pub(crate) const CONFIG: i32 = 4;
+    /// The agent could not start: an address would not bind, a seed did not
+    /// resolve.
+    pub(crate) const START: i32 = 5;
+}
+
+/// Why a key file cannot be used. Shared by start-up, SIGHUP and the HTTP reload.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeyFileError {
+    #[error("cannot read key file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "key file {} has no key: put one key of 64 hex digits per line (the first seals, all open)",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+    #[error("key file {}, line {line}: {source}", path.display())]
+    BadKey {
+        path: PathBuf,
+        line: usize,
+        source: KeyError,
+    },
+}
+
+/// Why the agent or a client command stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AgentError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    ConfigRead { path: PathBuf, source: io::Error },
+    #[error("config file {}: {message}", path.display())]
+    ConfigParse { path: PathBuf, message: String },
+    #[error("no node name: give --name, BEETHOVEN_NAME or `name` in the config file")]
+    MissingName,
+    #[error("bad node name `{name}`: {reason}")]
+    BadName { name: String, reason: String },
+    #[error("bad cluster name `{cluster}`: {reason}")]
+    BadCluster { cluster: String, reason: String },
+    #[error("bad log level `{level}`: {reason}")]
+    BadLogLevel { level: String, reason: String },
+    #[error(
+        "bad seed `{seed}`: expected `ip:port`, `host:port` or `cidr:port` (e.g. 10.0.0.0/24:7946)"
+    )]
+    BadSeed { seed: String },
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("bad protocol setting: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Start(StartError),
+    #[error("cannot bind the HTTP listener at {addr}: {source}")]
+    HttpBind { addr: SocketAddr, source: io::Error },
+    #[error("cannot set up the process (runtime or signal handlers): {source}")]
+    Runtime { source: io::Error },
+    #[error("cannot reach the agent at {url}: {reason}")]
+    Client { url: String, reason: String },
+}
+
+impl AgentError {
+    /// The exit status this error ends the process with.
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            AgentError::ConfigRead { .. }
+            | AgentError::ConfigParse { .. }
+            | AgentError::MissingName
+            | AgentError::BadName { .. }
+            | AgentError::BadCluster { .. }
+            | AgentError::BadLogLevel { .. }
+            | AgentError::BadSeed { .. }
+            | AgentError::KeyFile(_)
+            | AgentError::Protocol(_) => exit::CONFIG,
+            AgentError::Start(StartError::Config(_)) => exit::CONFIG,
+            AgentError::Start(_) | AgentError::HttpBind { .. } | AgentError::Runtime { .. } => {
+                exit::START
+            }
+            AgentError::Client { .. } => exit::CLIENT,
+        }
+    }
+}
+
+impl From<StartError> for AgentError {
+    fn from(error: StartError) -> Self {
+        AgentError::Start(error)
+    }
+}

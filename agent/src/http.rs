@@ -1,0 +1,206 @@
+//! The HTTP API (off unless `--http` is given): members, health, Prometheus
+//! metrics, leave, key reload, and the status page at `/`. Every error is a 4xx
+//! or 5xx with a JSON body `{"error": "..."}`.
+
+use std::path::PathBuf;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use beethoven_tokio::{CommandError, Handle, LeaveError, Mode, NodeStatus, TrackerRow};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::keys;
+use crate::metrics::{self, label};
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub(crate) struct Api {
+    pub(crate) node: Handle,
+    pub(crate) key_file: Option<PathBuf>,
+    /// Tells the agent to stop (after a leave asked over HTTP).
+    pub(crate) stop: mpsc::Sender<()>,
+}
+
+/// One row of `GET /v1/members` (and of `beethoven members`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MemberRow {
+    pub(crate) name: String,
+    pub(crate) addr: String,
+    /// `online` or `offline`.
+    pub(crate) status: String,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub(crate) health: String,
+    pub(crate) incarnation: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub(crate) last_change: String,
+}
+
+impl From<&TrackerRow> for MemberRow {
+    fn from(row: &TrackerRow) -> Self {
+        MemberRow {
+            name: row.node.as_str().to_owned(),
+            addr: row.addr.to_string(),
+            status: label(row.status),
+            health: label(row.health),
+            incarnation: row.incarnation,
+            last_change: row.last_change.to_rfc3339(),
+        }
+    }
+}
+
+/// The routes.
+pub(crate) fn router(api: Api) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/v1/members", get(members))
+        .route("/v1/health", get(health))
+        .route("/metrics", get(prometheus))
+        .route("/v1/leave", post(leave))
+        .route("/v1/keys/reload", post(reload_keys))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+/// An error answer: `status` with `{"error": message}`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /v1/members, /v1/health, /metrics, POST /v1/leave, POST /v1/keys/reload",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn status_page() -> Html<&'static str> {
+    Html(include_str!("status.html"))
+}
+
+/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembersQuery {
+    status: Option<String>,
+    health: Option<String>,
+}
+
+async fn members(
+    State(api): State<Api>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let filters = [
+        (&query.status, &["online", "offline"][..], "status"),
+        (
+            &query.health,
+            &["alive", "suspect", "dead", "left"][..],
+            "health",
+        ),
+    ];
+    for (given, allowed, what) in filters {
+        if let Some(value) = given
+            && !allowed.contains(&value.as_str())
+        {
+            let allowed = allowed.join(", ");
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown {what} `{value}`: expected one of {allowed}"),
+            );
+        }
+    }
+    let rows: Vec<MemberRow> = api
+        .node
+        .cluster_nodes()
+        .iter()
+        .map(MemberRow::from)
+        .filter(|row| query.status.as_ref().is_none_or(|s| *s == row.status))
+        .filter(|row| query.health.as_ref().is_none_or(|h| *h == row.health))
+        .collect();
+    Json(rows).into_response()
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    let node = &api.node;
+    let mode = match node.mode() {
+        Mode::Clustered => "clustered",
+        _ => "standalone",
+    };
+    let online = node
+        .cluster_nodes()
+        .iter()
+        .filter(|row| row.status == NodeStatus::Online)
+        .count();
+    let running = node.is_running() && !node.has_left();
+    let body = json!({
+        "name": node.name().as_str(),
+        "addr": node.advertised_addr().to_string(),
+        "status": if running { "running" } else { "leaving" },
+        "mode": mode,
+        "online": online,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let status = if running {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn prometheus(State(api): State<Api>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics::render(&api.node),
+    )
+        .into_response()
+}
+
+async fn leave(State(api): State<Api>) -> Response {
+    match api.node.leave() {
+        Ok(()) => {
+            // The agent's loop sees it and stops once the leave has spread.
+            let _ = api.stop.try_send(());
+            Json(json!({ "left": true, "name": api.node.name().as_str() })).into_response()
+        }
+        Err(CommandError::Leave(LeaveError::AlreadyLeft)) => {
+            error(StatusCode::CONFLICT, "this node has left already")
+        }
+        Err(other) => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+async fn reload_keys(State(api): State<Api>) -> Response {
+    let Some(path) = &api.key_file else {
+        return error(
+            StatusCode::CONFLICT,
+            "this agent runs without keys: start it with --key-file to reload one",
+        );
+    };
+    match keys::reload(&api.node, path) {
+        Ok(count) => {
+            Json(json!({ "keys": count, "file": path.display().to_string() })).into_response()
+        }
+        Err(bad) => error(StatusCode::UNPROCESSABLE_ENTITY, bad.to_string()),
+    }
+}

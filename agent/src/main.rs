@@ -1,0 +1,113 @@
+//! `beethoven`: the Beethoven agent, one cluster member as an operator-ready
+//! process, and the client commands that query a running agent.
+//!
+//! ```sh
+//! beethoven agent --name a --bind 127.0.0.1:7946 --http 127.0.0.1:8946
+//! beethoven agent --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
+//! beethoven members --http 127.0.0.1:8946
+//! ```
+//!
+//! Settings come from flags, `BEETHOVEN_*` environment variables and a TOML
+//! file (`--config`), in that order of precedence ([`config`]). Logs go to
+//! stderr ([`logging`]). Exit statuses are listed in [`error::exit`] and in
+//! `--help`.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod error;
+mod http;
+mod keys;
+mod logging;
+mod metrics;
+mod run;
+mod warnings;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::error::{AgentError, exit};
+
+const EXIT_STATUSES: &str = "\
+Exit status:
+  0  the agent left and stopped; a client command succeeded
+  1  a client command could not get its answer from the agent
+  2  bad command line (unknown flag, bad value)
+  3  another live process kept this node's name (the agent stopped without leaving)
+  4  bad configuration: config file, environment, name, key file, log level
+  5  could not start: an address would not bind, a seed did not resolve";
+
+#[derive(Parser, Debug)]
+#[command(name = "beethoven", version, about = "The Beethoven cluster membership agent", after_help = EXIT_STATUSES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a cluster member until SIGTERM or SIGINT, then leave gracefully.
+    /// SIGHUP re-reads the key file.
+    #[command(after_help = EXIT_STATUSES)]
+    Agent(Box<Settings>),
+    /// List the members a running agent knows (needs the agent's --http).
+    Members(client::MembersArgs),
+    /// Ask a running agent to re-read its key file.
+    ReloadKeys(client::Agent),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(usage) => {
+            // `--help` and `--version` are answers on stdout; the rest are errors.
+            let _ = usage.print();
+            return exit_code(if usage.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let result = match cli.command {
+        Command::Agent(flags) => agent(*flags),
+        Command::Members(args) => client::members(&args).map(|()| exit::OK),
+        Command::ReloadKeys(agent) => client::reload_keys(&agent).map(|()| exit::OK),
+    };
+    match result {
+        Ok(code) => exit_code(code),
+        Err(error) => {
+            #[allow(clippy::print_stderr)] // the one place errors reach the operator
+            {
+                eprintln!("beethoven: {error}");
+            }
+            exit_code(error.exit_code())
+        }
+    }
+}
+
+/// Merges the sources, sets up logging, and runs the agent on tokio.
+fn agent(flags: Settings) -> Result<i32, AgentError> {
+    let file = match &flags.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let settings = flags.over(file);
+    logging::init(
+        settings.log_level.as_deref(),
+        settings.log_format.unwrap_or_default(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| AgentError::Runtime { source })?;
+    runtime.block_on(run::run(settings))
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

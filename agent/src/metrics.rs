@@ -1,0 +1,194 @@
+//! `GET /metrics`: the node's counters in the Prometheus text format, encoded by
+//! `prometheus-client` from a registry filled at each scrape (the node keeps
+//! the counts; a scrape only reads them).
+
+use beethoven_tokio::{DropReason, Handle, Health, Mode, NodeStatus, TrackerRow};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The Prometheus text of `node`'s metrics now.
+pub(crate) fn render(node: &Handle) -> String {
+    let mut registry = Registry::with_prefix("beethoven");
+    let rows = node.cluster_nodes();
+
+    let by_status = count_by(
+        &rows,
+        "status",
+        [NodeStatus::Online, NodeStatus::Offline],
+        |row| row.status,
+    );
+    registry.register(
+        "members",
+        "Tracked nodes (this one included) by status",
+        by_status,
+    );
+    let healths = [Health::Alive, Health::Suspect, Health::Dead, Health::Left];
+    let by_health = count_by(&rows, "health", healths, |row| row.health);
+    registry.register(
+        "members_by_health",
+        "Tracked nodes (this one included) by the failure detector's view",
+        by_health,
+    );
+    let clustered = Gauge::<i64>::default();
+    clustered.set(i64::from(node.mode() == Mode::Clustered));
+    registry.register(
+        "clustered",
+        "1 while another node is online, else 0",
+        clustered,
+    );
+
+    let stats = node.stats();
+    let counters = [
+        ("probes_sent", "Probes started", stats.probes_sent),
+        (
+            "probes_failed",
+            "Probes that ended without any ack",
+            stats.probes_failed,
+        ),
+        (
+            "indirect_probes_sent",
+            "Indirect probes (ping-req) sent for this node's probes",
+            stats.indirect_probes_sent,
+        ),
+        (
+            "suspicions_raised",
+            "Members this node began to suspect",
+            stats.suspicions_raised,
+        ),
+        (
+            "refutations",
+            "Suspicions (or deaths) of this node that it refuted",
+            stats.refutations,
+        ),
+        (
+            "deaths_declared",
+            "Members this node declared dead",
+            stats.deaths_declared,
+        ),
+        ("datagrams_sent", "UDP datagrams sent", stats.packets_sent),
+        (
+            "datagrams_received",
+            "UDP datagrams received, dropped ones included",
+            stats.packets_received,
+        ),
+        (
+            "sent_bytes",
+            "Bytes in the datagrams sent",
+            stats.bytes_sent,
+        ),
+        (
+            "received_bytes",
+            "Bytes in the datagrams received",
+            stats.bytes_received,
+        ),
+        (
+            "anti_entropy_repairs",
+            "Anti-entropy exchanges that found a difference",
+            stats.anti_entropy_repairs,
+        ),
+        (
+            "gossip_evicted",
+            "Updates evicted from a full gossip queue",
+            stats.gossip_evicted,
+        ),
+        (
+            "stalls",
+            "Times this node found itself paused or starved",
+            stats.stalls,
+        ),
+        (
+            "subscriber_lagged_updates",
+            "Updates lost by subscribers that fell behind",
+            node.lagged_updates(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value);
+        registry.register(name, help, counter);
+    }
+    let drops = Family::<Labels, Counter>::default();
+    for reason in DropReason::ALL {
+        drops
+            .get_or_create(&vec![("reason", snake_case(&format!("{reason:?}")))])
+            .inc_by(stats.dropped(reason));
+    }
+    registry.register(
+        "dropped_packets",
+        "Datagrams (or updates) dropped, by reason",
+        drops,
+    );
+    let io = node.io_errors();
+    let io_errors = Family::<Labels, Counter>::default();
+    io_errors
+        .get_or_create(&vec![("op", "send".to_owned())])
+        .inc_by(io.send);
+    io_errors
+        .get_or_create(&vec![("op", "recv".to_owned())])
+        .inc_by(io.recv);
+    registry.register(
+        "socket_errors",
+        "Socket errors the node went on from",
+        io_errors,
+    );
+
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &registry);
+    text
+}
+
+/// How many of `rows` have each of `values` (read by `of`), labelled `key`.
+fn count_by<T: PartialEq + std::fmt::Debug, const N: usize>(
+    rows: &[TrackerRow],
+    key: &'static str,
+    values: [T; N],
+    of: impl Fn(&TrackerRow) -> T,
+) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    for value in values {
+        let count = rows.iter().filter(|row| of(row) == value).count();
+        family
+            .get_or_create(&vec![(key, label(&value))])
+            .set(count as i64);
+    }
+    family
+}
+
+/// `Online` → `online`, as in the JSON API.
+pub(crate) fn label(value: impl std::fmt::Debug) -> String {
+    snake_case(&format!("{value:?}"))
+}
+
+/// `WrongCluster` → `wrong_cluster`.
+fn snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_snake_case() {
+        assert_eq!(snake_case("WrongCluster"), "wrong_cluster");
+        assert_eq!(label(NodeStatus::Online), "online");
+        assert_eq!(label(DropReason::UnexpectedSeal), "unexpected_seal");
+    }
+}

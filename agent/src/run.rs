@@ -1,0 +1,179 @@
+//! `beethoven agent`: start the node (and the HTTP API), log what happens,
+//! reload keys on SIGHUP, and on SIGTERM or SIGINT leave and exit once the leave
+//! has spread.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use beethoven_tokio::{Handle, Options, Update};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::error::{AgentError, exit};
+use crate::http::{self, Api};
+use crate::keys;
+use crate::metrics::label;
+use crate::warnings::Warnings;
+
+/// How often the agent checks the node's counters for warnings.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Why the agent's loop ended.
+enum Ending {
+    Signal(&'static str),
+    LeaveOverHttp,
+    NodeStopped,
+    NameLost,
+}
+
+/// Runs the agent until it is told to stop; returns the exit status.
+pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
+    let name = settings.node_name()?;
+    let mut config = settings.protocol(seed_from_clock())?;
+    if let Some(path) = &settings.key_file {
+        config.keys = Some(keys::read(path)?);
+    }
+    let seeds = settings.parsed_seeds()?;
+    let bind = settings.bind_addr();
+    // The HTTP port first: a port in use stops the agent before it joins anyone.
+    let listener = match settings.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::HttpBind { addr, source })?,
+        ),
+        None => None,
+    };
+    let runtime_error = |source| AgentError::Runtime { source };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(runtime_error)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(runtime_error)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(runtime_error)?;
+
+    let join_window = (!seeds.is_empty()).then(|| {
+        config
+            .join_retry
+            .saturating_mul(1 << config.join_attempts.min(16))
+    });
+    let mut options = Options::new(name).config(config).bind(bind);
+    if let Some(advertise) = settings.advertise {
+        options = options.advertise(advertise);
+    }
+    for seed in &seeds {
+        options = options.seed(seed.clone());
+    }
+    let node = beethoven_tokio::start(options).await?;
+    Warnings::at_start(
+        bind,
+        node.advertised_addr(),
+        settings.advertise.is_some(),
+        &seeds,
+    );
+    let mut warnings = Warnings::new(Instant::now(), &settings.seeds, join_window);
+    let (stop, mut stop_asked) = mpsc::channel(1);
+    let http_addr = match listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let api = Api {
+                node: node.clone(),
+                key_file: settings.key_file.clone(),
+                stop,
+            };
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, http::router(api)).await {
+                    error!(%error, "the HTTP API stopped");
+                }
+            });
+            addr
+        }
+        None => None,
+    };
+    let http_addr = http_addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    info!(
+        name = %node.name(),
+        bound = %node.local_addr(),
+        advertised = %node.advertised_addr(),
+        http = %http_addr,
+        "agent started"
+    );
+
+    let mut updates = node.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    let ending = loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(Update::Node { node: other, status }) => {
+                    info!(node = %other, status = %label(status), "node update");
+                }
+                Some(Update::Lagged { missed }) => {
+                    warn!(missed, "the agent's own update stream fell behind");
+                }
+                // The core logs the conflict; losing the name is checked here.
+                Some(_) if node.name_taken_by().is_some() => break Ending::NameLost,
+                Some(_) => {}
+                None => break Ending::NodeStopped,
+            },
+            _ = tick.tick() => {
+                warnings.check(Instant::now(), &node);
+                if node.name_taken_by().is_some() {
+                    break Ending::NameLost;
+                }
+            }
+            _ = sigterm.recv() => break Ending::Signal("SIGTERM"),
+            _ = sigint.recv() => break Ending::Signal("SIGINT"),
+            _ = sighup.recv() => reload(&node, &settings),
+            // `None` (the HTTP server ended) disables this branch: no leave.
+            Some(()) = stop_asked.recv() => break Ending::LeaveOverHttp,
+        }
+    };
+    Ok(finish(node, ending).await)
+}
+
+/// SIGHUP: re-read the key file; a bad file keeps the keys in use.
+fn reload(node: &Handle, settings: &Settings) {
+    match &settings.key_file {
+        Some(path) => {
+            if let Err(error) = keys::reload(node, path) {
+                error!(%error, "keys not reloaded; the node keeps its keys");
+            }
+        }
+        None => warn!("SIGHUP: no key file to reload (start with --key-file)"),
+    }
+}
+
+/// Leaves (unless the name was lost), waits for the leave to spread, stops.
+async fn finish(node: Handle, ending: Ending) -> i32 {
+    match ending {
+        Ending::NameLost => {
+            let winner = node
+                .name_taken_by()
+                .map_or_else(String::new, |addr| addr.to_string());
+            error!(
+                name = %node.name(),
+                %winner,
+                "another live process started first under this name and keeps it: stopping without leaving (restart under another name)"
+            );
+            node.shutdown().await;
+            return exit::NAME_TAKEN;
+        }
+        Ending::Signal(signal) => info!(signal, "leaving the cluster"),
+        Ending::LeaveOverHttp => info!("leaving the cluster (asked over HTTP)"),
+        Ending::NodeStopped => warn!("the node stopped"),
+    }
+    if !node.has_left() {
+        // Refused only when the node stopped already: nothing to announce then.
+        let _ = node.leave();
+    }
+    node.shutdown().await;
+    info!("stopped");
+    exit::OK
+}
+
+/// Each process gets its own random stream (probe order, gossip targets).
+fn seed_from_clock() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
+}

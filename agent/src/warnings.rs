@@ -1,0 +1,121 @@
+//! The warnings an operator must see: packets dropped for keys or cluster id,
+//! a wildcard bind advertising loopback, seeds of another address family, and
+//! a node that stays alone although it was given seeds. Each kind at most once
+//! per [`PERIOD`].
+//!
+//! (A join that no seed answered is also logged by the driver when it gives up;
+//! name conflicts are logged by the core.)
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use beethoven_tokio::{DropReason, Handle, Mode, Seed, Stats};
+use tracing::warn;
+
+use crate::logging::RateLimit;
+
+/// How often one kind of warning may repeat.
+pub(crate) const PERIOD: Duration = Duration::from_secs(30);
+
+/// Drops that mean a misconfigured peer, with what to check.
+const DROPS: [(DropReason, &str); 4] = [
+    (
+        DropReason::Authentication,
+        "sealed with a key this node does not hold (check the key files of every node)",
+    ),
+    (
+        DropReason::NotSealed,
+        "sent without keys while this node requires them (give every node the key file)",
+    ),
+    (
+        DropReason::UnexpectedSeal,
+        "sealed while this node has no keys (give this node the key file)",
+    ),
+    (
+        DropReason::WrongCluster,
+        "from another cluster (check --cluster on every node)",
+    ),
+];
+
+/// Checks at start, then on every tick of the agent.
+#[derive(Debug)]
+pub(crate) struct Warnings {
+    limit: RateLimit<&'static str>,
+    /// Each reason's count when it was last reported.
+    reported: [u64; DROPS.len()],
+    /// When the node should have found a seed if any answered; `None` without
+    /// seeds, and once it was clustered.
+    alone_after: Option<Instant>,
+    seeds: String,
+}
+
+impl Warnings {
+    /// `seeds` as given (shown in the warning); `join_window`: how long the
+    /// join attempts take before the node gives up.
+    pub(crate) fn new(now: Instant, seeds: &[String], join_window: Option<Duration>) -> Self {
+        Self {
+            limit: RateLimit::new(PERIOD),
+            reported: [0; DROPS.len()],
+            alone_after: join_window.map(|window| now + window),
+            seeds: seeds.join(", "),
+        }
+    }
+
+    /// What can be told before the node runs.
+    pub(crate) fn at_start(
+        bind: SocketAddr,
+        advertised: SocketAddr,
+        explicit: bool,
+        seeds: &[Seed],
+    ) {
+        if bind.ip().is_unspecified() && !explicit && advertised.ip().is_loopback() {
+            warn!(
+                %bind,
+                %advertised,
+                "bound to every interface but advertising loopback: nodes on other hosts cannot reach this one; set --advertise to this host's address"
+            );
+        }
+        for seed in seeds {
+            if let Seed::Addr(addr) = seed
+                && addr.is_ipv4() != advertised.is_ipv4()
+            {
+                warn!(
+                    seed = %addr,
+                    %advertised,
+                    "seed of another address family than this node's: it cannot be reached from this socket"
+                );
+            }
+        }
+    }
+
+    /// Compares the node's counters with the last check.
+    pub(crate) fn check(&mut self, now: Instant, node: &Handle) {
+        self.check_drops(now, &node.stats());
+        if node.mode() == Mode::Clustered {
+            // A seed answered: being alone later is the failure detector's news.
+            self.alone_after = None;
+        }
+        if let Some(after) = self.alone_after
+            && now >= after
+            && node.mode() == Mode::Standalone
+            && !node.has_left()
+            && self.limit.allow("alone", now)
+        {
+            warn!(
+                seeds = %self.seeds,
+                "no seed answered: running standalone and re-probing the seeds slowly (is a seed up, and are --cluster and the keys the same?)"
+            );
+        }
+    }
+
+    fn check_drops(&mut self, now: Instant, stats: &Stats) {
+        for (i, (reason, hint)) in DROPS.iter().enumerate() {
+            let count = stats.dropped(*reason);
+            let new = count.saturating_sub(self.reported[i]);
+            if new > 0 && self.limit.allow(hint, now) {
+                self.reported[i] = count;
+                warn!(reason = ?reason, dropped = new, "dropped packets {hint}");
+            }
+        }
+    }
+}

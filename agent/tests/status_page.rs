@@ -1,0 +1,190 @@
+//! The status page in a real browser: headless Chromium loads it from an agent
+//! of a 3-agent cluster, one agent is killed, and its row turns offline on the
+//! page by itself (the page refreshes its table).
+//!
+//! The browser is driven over the Chrome DevTools Protocol (a WebSocket). It is
+//! `$STATUS_PAGE_BROWSER`, or the first of `chromium-headless-shell`,
+//! `chromium`, `chromium-browser` found on `PATH`; without one the test says so
+//! and skips, unless `STATUS_PAGE_BROWSER` is set (`.ci/run` sets it once it
+//! has installed Chromium), when a missing browser is a failure.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use serde_json::{Value, json};
+use support::{Agent, DEADLINE, Scratch, eventually, request};
+use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
+
+const BROWSERS: [&str; 3] = ["chromium-headless-shell", "chromium", "chromium-browser"];
+
+fn browser() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("STATUS_PAGE_BROWSER") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    BROWSERS.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A headless browser showing one page, killed when dropped.
+struct Browser {
+    child: Child,
+    page: WebSocket<MaybeTlsStream<std::net::TcpStream>>,
+    next_id: u64,
+    _profile: Scratch,
+}
+
+impl Browser {
+    fn open(binary: &PathBuf, url: &str) -> Browser {
+        let profile = Scratch::new("browser-profile");
+        let mut child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--user-data-dir={}", profile.0.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
+        // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
+        let (found, port) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().expect("piped"));
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("ws://").nth(1)
+                    && let Some(addr) = rest.split('/').next()
+                    && let Ok(addr) = addr.parse::<SocketAddr>()
+                {
+                    let _ = found.send(addr);
+                }
+            }
+        });
+        let devtools = port
+            .recv_timeout(DEADLINE)
+            .expect("the browser announces its DevTools port");
+        let mut page_url = None;
+        eventually("the browser lists its page", || {
+            // The answer's WebSocket addresses are built from the Host header.
+            let (_, body) = request(
+                devtools,
+                &format!(
+                    "GET /json/list HTTP/1.1\r\nHost: {devtools}\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            let targets: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+            page_url = targets
+                .iter()
+                .find(|t| t["type"] == "page")
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned));
+            page_url.is_some()
+        });
+        let (page, _) = tungstenite::connect(page_url.expect("found")).expect("DevTools connects");
+        Browser {
+            child,
+            page,
+            next_id: 1,
+            _profile: profile,
+        }
+    }
+
+    /// Evaluates `expression` in the page; its value.
+    fn eval(&mut self, expression: &str) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "returnByValue": true },
+        });
+        self.page
+            .send(Message::text(call.to_string()))
+            .expect("the call is sent");
+        loop {
+            let message = self.page.read().expect("DevTools answers");
+            let Ok(text) = message.to_text() else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(text).unwrap_or_default();
+            if answer["id"] == id {
+                return answer["result"]["result"]["value"].clone();
+            }
+        }
+    }
+
+    /// `[name, status]` of every row of the page's table.
+    fn rows(&mut self) -> Vec<(String, String)> {
+        let value = self.eval(
+            "[...document.querySelectorAll('tr[data-name]')].map(r => [r.dataset.name, r.dataset.status])",
+        );
+        serde_json::from_value(value).unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn row(rows: &[(String, String)], name: &str) -> Option<String> {
+    rows.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone())
+}
+
+#[test]
+fn the_status_page_shows_a_killed_agent_turn_offline() {
+    let Some(binary) = browser() else {
+        #[allow(clippy::print_stderr)] // the skip must be visible in the test log
+        {
+            eprintln!(
+                "SKIP the_status_page_shows_a_killed_agent_turn_offline: no Chromium on PATH \
+                 ({}); install one (apt-get install chromium-headless-shell) or set STATUS_PAGE_BROWSER",
+                BROWSERS.join(", ")
+            );
+        }
+        return;
+    };
+    let first = Agent::start("n0", &[]);
+    let seed = first.udp.to_string();
+    let second = Agent::start("n1", &["--seed", &seed]);
+    let mut third = Agent::start("n2", &["--seed", &seed]);
+    let agents = [&first, &second, &third];
+    eventually("every agent sees three online", || {
+        agents.iter().all(|agent| agent.sees_online(3))
+    });
+
+    let mut browser = Browser::open(&binary, &format!("http://{}/", first.http));
+    eventually("the page shows the three agents online", || {
+        let rows = browser.rows();
+        rows.len() == 3 && rows.iter().all(|(_, status)| status == "online")
+    });
+    let title = browser.eval("document.title");
+    assert_eq!(title, "Beethoven cluster");
+
+    // A crash, not a leave: the failure detector has to find it.
+    third.signal("KILL");
+    let _ = third.wait();
+    eventually("the page shows n2 offline without a reload", || {
+        row(&browser.rows(), "n2").as_deref() == Some("offline")
+    });
+    let rows = browser.rows();
+    assert_eq!(row(&rows, "n0").as_deref(), Some("online"));
+    assert_eq!(row(&rows, "n1").as_deref(), Some("online"));
+    // The same page all along: no navigation happened.
+    let loads = browser.eval("performance.getEntriesByType('navigation').length");
+    assert_eq!(loads, 1);
+}
