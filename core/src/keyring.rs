@@ -31,7 +31,8 @@ impl Key {
     /// A key from 64 hexadecimal digits (surrounding whitespace is ignored).
     pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
         let hex = hex.trim();
-        if !hex.is_ascii() {
+        // Hex digits only: `from_str_radix` alone would take a `+` sign too.
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(KeyError::NotHex);
         }
         if hex.len() != 64 {
@@ -217,6 +218,8 @@ mod tests {
         assert_eq!(format!("{key:?}"), "Key(..)");
         assert_eq!(Key::from_hex("abc"), Err(KeyError::Length(3)));
         assert_eq!(Key::from_hex(&"zz".repeat(32)), Err(KeyError::NotHex));
+        // `u8::from_str_radix` takes a sign: "+1" is not a hex pair.
+        assert_eq!(Key::from_hex(&"+1".repeat(32)), Err(KeyError::NotHex));
         assert_eq!(
             Key::from_hex(&"é".repeat(32)),
             Err(KeyError::NotHex),
