@@ -119,8 +119,8 @@ mod snapshot;
 mod transport;
 
 pub use command::{Command, CommandError};
-pub use driver::{Driver, Flow, Input, RECV_BUFFER_SIZE};
-pub use handle::{Handle, Updates};
+pub use driver::{Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
+pub use handle::{Changes, Handle, Updates};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 pub use router::{NodeUpdate, SubscriberId, Update};
 pub use runtime::{BlockingWork, Runtime};
@@ -132,8 +132,8 @@ pub use transport::{Transport, UdpTransport, report_bounces};
 /// their APIs match item for item.
 pub mod prelude {
     pub use crate::{
-        CommandError, Handle, IoErrors, NodeUpdate, Options, StartError, SubscriberId, Update,
-        Updates,
+        Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, StartError, SubscriberId,
+        Update, Updates,
     };
     pub use beethoven_core::{
         Cidr, Config, Health, JoinError, LeaveError, Mode, NewNodeError, NodeName, NodeStatus,

@@ -86,9 +86,20 @@ enum RuntimeChoice {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // Everything on the main thread: a quiet node wakes only for its own timers and
+    // datagrams, with no hop between threads.
     let status = match args.runtime {
-        RuntimeChoice::Tokio => tokio::runtime::Runtime::new()?.block_on(run(args, Tokio))?,
-        RuntimeChoice::Smol => smol::block_on(run(args, Smol))?,
+        RuntimeChoice::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(args, Tokio))?,
+        RuntimeChoice::Smol => {
+            let executor: smol::Executor<'static> = smol::Executor::new();
+            // `future::block_on` rather than `smol::block_on`: the reactor stays on
+            // its own thread, which then sleeps until an event instead of polling on
+            // a backoff after each one (see `beethoven_smol::start_on`).
+            future::block_on(executor.run(run(args, Smol(&executor))))?
+        }
     };
     if let Some(code) = status {
         std::process::exit(code);
@@ -99,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// What the CLI needs from a runtime beyond the node itself.
 trait Runtime {
     fn start(&self, options: Options) -> impl Future<Output = Result<Handle, StartError>>;
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
+    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()>;
     /// Ctrl-C or SIGTERM, as one stream of "please stop".
     fn termination(&self) -> std::io::Result<async_channel::Receiver<()>>;
 }
@@ -111,8 +122,8 @@ impl Runtime for Tokio {
         beethoven_tokio::start(options).await
     }
 
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
+    async fn sleep_until(&self, at: Instant) {
+        tokio::time::sleep_until(at.into()).await;
     }
 
     fn termination(&self) -> std::io::Result<async_channel::Receiver<()>> {
@@ -137,15 +148,16 @@ impl Runtime for Tokio {
     }
 }
 
-struct Smol;
+/// smol, with every task on the executor the main thread runs.
+struct Smol<'a>(&'a smol::Executor<'static>);
 
-impl Runtime for Smol {
+impl Runtime for Smol<'_> {
     async fn start(&self, options: Options) -> Result<Handle, StartError> {
-        beethoven_smol::start(options).await
+        beethoven_smol::start_on(self.0, options).await
     }
 
-    async fn sleep(&self, duration: Duration) {
-        smol::Timer::after(duration).await;
+    async fn sleep_until(&self, at: Instant) {
+        smol::Timer::at(at).await;
     }
 
     fn termination(&self) -> std::io::Result<async_channel::Receiver<()>> {
@@ -153,12 +165,13 @@ impl Runtime for Smol {
         use smol::stream::StreamExt;
         let mut signals = Signals::new([Signal::Int, Signal::Term])?;
         let (tx, rx) = async_channel::bounded(1);
-        smol::spawn(async move {
-            if signals.next().await.is_some() {
-                let _ = tx.send(()).await;
-            }
-        })
-        .detach();
+        self.0
+            .spawn(async move {
+                if signals.next().await.is_some() {
+                    let _ = tx.send(()).await;
+                }
+            })
+            .detach();
         Ok(rx)
     }
 }
@@ -166,7 +179,9 @@ impl Runtime for Smol {
 /// What woke the CLI's loop.
 enum Wake {
     Update(Option<Update>),
-    Tick,
+    Changed(bool),
+    Stats,
+    Deadline,
     Terminate,
 }
 
@@ -212,6 +227,9 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     );
 
     let mut updates = node.subscribe();
+    // Woken by what the getters read changing (the table, the mode, a lost name),
+    // never on a clock: an idle node's CLI sleeps.
+    let mut changes = node.watch();
     let mut watch = Watch::default();
     watch.diff(&node, &out);
     let started = Instant::now();
@@ -220,18 +238,31 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     let mut next_stats = stats_every.map(|every| started + every);
     let terminate = runtime.termination()?;
     let mut own_conflict_printed = false;
+    let mut running = true;
     loop {
         let wake = future::or(
-            async { Wake::Update(updates.recv().await) },
+            future::or(async { Wake::Update(updates.recv().await) }, async {
+                if running {
+                    Wake::Changed(changes.changed().await)
+                } else {
+                    future::pending().await
+                }
+            }),
             future::or(
-                async {
-                    runtime.sleep(TICK).await;
-                    Wake::Tick
-                },
                 async {
                     let _ = terminate.recv().await;
                     Wake::Terminate
                 },
+                future::or(
+                    async {
+                        at_or_never(&runtime, deadline).await;
+                        Wake::Deadline
+                    },
+                    async {
+                        at_or_never(&runtime, next_stats).await;
+                        Wake::Stats
+                    },
+                ),
             ),
         )
         .await;
@@ -267,25 +298,23 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
                 Some(_) => {}
                 None => break,
             },
-            Wake::Tick => {
+            Wake::Changed(still_running) => {
+                running = still_running;
                 watch.diff(&node, &out);
-                let now = Instant::now();
-                if let (Some(at), Some(every)) = (next_stats, stats_every)
-                    && now >= at
-                {
-                    out.stats(&node);
-                    next_stats = Some(at + every);
-                }
-                if node.name_taken_by().is_some() || deadline.is_some_and(|d| now >= d) {
+                if node.name_taken_by().is_some() {
                     break;
                 }
             }
-            Wake::Terminate => break,
+            Wake::Stats => {
+                out.stats(&node);
+                next_stats = next_stats.zip(stats_every).map(|(at, every)| at + every);
+            }
+            Wake::Deadline | Wake::Terminate => break,
         }
     }
     if let Some(winner) = node.name_taken_by() {
         if !own_conflict_printed {
-            // The loss was seen on the tick, before the stream's update.
+            // The loss was seen in the published state, before the stream's update.
             let me = node.advertised_addr();
             out.conflict(node.name(), [me.min(winner), me.max(winner)]);
         }
@@ -312,8 +341,13 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     Ok(None)
 }
 
-/// How often the table and mode are read for changes.
-const TICK: Duration = Duration::from_millis(20);
+/// Waits until `at`, or forever.
+async fn at_or_never(runtime: &impl Runtime, at: Option<Instant>) {
+    match at {
+        Some(at) => runtime.sleep_until(at).await,
+        None => future::pending().await,
+    }
+}
 
 /// Tracks the published table and mode, and reports their changes.
 #[derive(Default)]
