@@ -11,7 +11,8 @@ settling pause):
   - CPU ms per second: utime+stime of the whole process (/proc/PID/stat, all its
     threads, clock ticks), and the same from the threads' schedstat in ns as a
     cross-check (threads that exit during the window are missed there);
-  - RSS (VmRSS) at the end of the window;
+  - RSS at the end of the window, with PSS and the private part (RSS counts
+    the binary's and libc's pages shared with the other processes in full);
   - voluntary and involuntary context switches per second, summed over the
     process's threads (/proc/PID/task/*/status);
   - datagrams per second, sent + received, from the node's own counters (the
@@ -79,15 +80,21 @@ class Node:
 
 def read_proc(pid):
     """CPU ticks (utime+stime), CPU ns (threads' schedstat), RSS kB, voluntary and
-    involuntary switches (all threads), thread count."""
+    involuntary switches (all threads), thread count, PSS kB and private kB (the
+    pages no other process shares: what one more process costs)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    rss_kb = 0
-    with open(f"/proc/{pid}/status") as f:
+    rss_kb = pss_kb = private_kb = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                rss_kb = int(line.split()[1])
+            key, _, value = line.partition(":")
+            if key == "Rss":
+                rss_kb = int(value.split()[0])
+            elif key == "Pss":
+                pss_kb = int(value.split()[0])
+            elif key in ("Private_Clean", "Private_Dirty"):
+                private_kb += int(value.split()[0])
     ns = voluntary = involuntary = threads = 0
     for task in glob.glob(f"/proc/{pid}/task/*"):
         try:
@@ -102,7 +109,7 @@ def read_proc(pid):
             threads += 1
         except (FileNotFoundError, ProcessLookupError):
             pass  # the thread ended meanwhile
-    return ticks, ns, rss_kb, voluntary, involuntary, threads
+    return ticks, ns, rss_kb, voluntary, involuntary, threads, pss_kb, private_kb
 
 
 def rate(samples, start, end):
@@ -150,6 +157,8 @@ def one_run(args, run):
                 "cpu_ms_per_s": (a[0] - b[0]) * 1000 / CLK_TCK / span,
                 "cpu_ns_ms_per_s": (a[1] - b[1]) / 1e6 / span,
                 "rss_mb": a[2] / 1024,
+                "pss_mb": a[6] / 1024,
+                "private_mb": a[7] / 1024,
                 "voluntary_per_s": (a[3] - b[3]) / span,
                 "involuntary_per_s": (a[4] - b[4]) / span,
                 "threads": a[5],
@@ -182,6 +191,8 @@ def summary(result, args):
         "cpu_schedstat_ms_per_node_s": round(mean("cpu_ns_ms_per_s"), 3),
         "rss_mb": round(mean("rss_mb"), 2),
         "rss_mb_max": round(top("rss_mb"), 2),
+        "pss_mb": round(mean("pss_mb"), 2),
+        "private_mb": round(mean("private_mb"), 2),
         "threads": top("threads"),
         "voluntary_cs_per_node_s": round(mean("voluntary_per_s"), 1),
         "involuntary_cs_per_node_s": round(mean("involuntary_per_s"), 1),
@@ -213,7 +224,8 @@ def main():
             print(f"{line['runtime']:>5} N={line['nodes']:<3} window {line['window_s']:.0f} s: "
                   f"CPU {line['cpu_ms_per_node_s']:.3f} ms/node/s (max {line['cpu_ms_max']:.3f}; "
                   f"schedstat {line['cpu_schedstat_ms_per_node_s']:.3f}), "
-                  f"RSS {line['rss_mb']:.2f} MB (max {line['rss_mb_max']:.2f}), {line['threads']} threads, "
+                  f"RSS {line['rss_mb']:.2f} MB (max {line['rss_mb_max']:.2f}; PSS {line['pss_mb']:.2f}, "
+                  f"private {line['private_mb']:.2f}), {line['threads']} threads, "
                   f"switches {line['voluntary_cs_per_node_s']:.1f} vol + {line['involuntary_cs_per_node_s']:.1f} "
                   f"invol /node/s, {line['datagrams_per_node_s']:.1f} datagrams/node/s, "
                   f"{line['cpu_us_per_datagram']} us CPU/datagram", flush=True)
