@@ -2,14 +2,17 @@
 //! its [`Handle`] queues, routes notifications to subscribers, and publishes the
 //! state the getters read.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError};
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{Event, JoinError, Node, Seed};
+use futures_core::Stream;
 use socket2::SockRef;
 use tracing::{debug, info, warn};
 
@@ -79,6 +82,20 @@ pub enum Flow {
     /// End the task: drop the socket, then the driver (whose command channel then
     /// closes, which tells [`Handle::shutdown`] the port is free).
     Stop,
+}
+
+/// The commands a driver's handles queue (see [`Driver::commands`]).
+#[derive(Debug)]
+pub struct Commands(Pin<Box<Receiver<Command>>>);
+
+impl Commands {
+    /// Waits for the next command; [`Input::Closed`] once every [`Handle`] is gone.
+    /// Dropping the future before it is ready loses nothing.
+    pub async fn next(&mut self) -> Input<'static> {
+        poll_fn(|cx| self.0.as_mut().poll_next(cx))
+            .await
+            .map_or(Input::Closed, Input::Command)
+    }
 }
 
 /// One node and everything around it that is not IO: commands, subscriber
@@ -191,6 +208,15 @@ impl Driver {
             .recv()
             .await
             .map_or(Input::Closed, Input::Command)
+    }
+
+    /// The commands of this driver's handles as a [`Commands`] stream, for a
+    /// runtime's task to keep across its loop instead of calling
+    /// [`next_command`](Driver::next_command) each time: it keeps its registration
+    /// with the channel between waits, so a wakeup allocates nothing. Drop it with
+    /// the driver, after the socket.
+    pub fn commands(&self) -> Commands {
+        Commands(Box::pin(self.commands.clone()))
     }
 
     /// The next command if one is queued, without waiting (for a loop that is not

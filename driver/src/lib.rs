@@ -119,7 +119,7 @@ mod snapshot;
 mod transport;
 
 pub use command::{Command, CommandError};
-pub use driver::{Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
+pub use driver::{Commands, Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
 pub use handle::{Changes, Handle, Updates};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 pub use router::{NodeUpdate, SubscriberId, Update};

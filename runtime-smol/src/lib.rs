@@ -116,11 +116,12 @@ enum Wake {
 /// The node's task.
 async fn run(mut driver: Driver, socket: Async<UdpSocket>) {
     let mut buf = vec![0u8; RECV_BUFFER_SIZE];
+    let mut commands = driver.commands();
     let mut wake_at = Some(Instant::now());
     // One timer, moved only when the deadline moves: each move wakes the reactor.
     let mut timer = Timer::at(Instant::now());
     loop {
-        let command = async { Wake::Input(driver.next_command().await) };
+        let command = async { Wake::Input(commands.next().await) };
         let deadline = async {
             (&mut timer).await;
             Wake::Input(Input::Timeout)
@@ -159,5 +160,6 @@ async fn run(mut driver: Driver, socket: Async<UdpSocket>) {
     // The socket closes first: `Handle::shutdown` waits for the driver's command
     // channel to close, and then finds the port free.
     drop(socket);
+    drop(commands);
     drop(driver);
 }

@@ -88,6 +88,7 @@ enum Wake {
 /// The node's task.
 async fn run(mut driver: Driver, socket: UdpSocket) {
     let mut buf = vec![0u8; RECV_BUFFER_SIZE];
+    let mut commands = driver.commands();
     let mut wake_at = Some(Instant::now());
     // One timer for the task's life, moved only when the deadline moves.
     let timer = sleep_until(Instant::now().into());
@@ -97,7 +98,7 @@ async fn run(mut driver: Driver, socket: UdpSocket) {
         // timer, which is ready only once its deadline has passed.
         let wake = tokio::select! {
             biased;
-            command = driver.next_command() => Wake::Input(command),
+            command = commands.next() => Wake::Input(command),
             () = &mut timer, if wake_at.is_some() => Wake::Input(Input::Timeout),
             ready = socket.readable() => Wake::Readable(ready),
         };
@@ -130,5 +131,6 @@ async fn run(mut driver: Driver, socket: UdpSocket) {
     // The socket closes before the driver's command channel, so whoever waits on
     // that channel closing (`Handle::shutdown`) finds the port free.
     drop(socket);
+    drop(commands);
     drop(driver);
 }
