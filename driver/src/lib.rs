@@ -13,8 +13,12 @@
 //!
 //! Wait for the first of a command ([`Driver::next_command`]), a datagram, or the
 //! deadline of the last [`Flow::Continue`]; hand it to [`Driver::step`]; repeat
-//! until [`Flow::Stop`]. Here with a plain `std::net::UdpSocket` and no async
-//! runtime:
+//! until [`Flow::Stop`]. An async runtime's task keeps one [`Commands`] stream
+//! ([`Driver::commands`]) and one timer across its loop, moves the timer only when
+//! the deadline moves, and on a readable socket calls [`Driver::receive`], which
+//! steps once per queued datagram: a quiet node then wakes only for its own
+//! deadlines and datagrams, and allocates nothing per wakeup. Here with a plain
+//! `std::net::UdpSocket` and no async runtime:
 //!
 //! ```no_run
 //! use std::io::ErrorKind;
