@@ -55,7 +55,9 @@ use smol::{Async, Timer, future};
 pub use beethoven_driver::prelude::*;
 
 /// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
-/// (if any) and spawns the node's task on smol's global executor.
+/// (if any) and spawns the node's task on smol's global executor. A process that
+/// keeps its nodes on one thread of its own costs less when quiet: see
+/// [`start_on`].
 pub async fn start(options: Options) -> Result<Handle, StartError> {
     let (driver, handle, socket) = bind(options).await?;
     smol::spawn(run(driver, socket)).detach();
