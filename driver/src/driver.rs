@@ -2,14 +2,17 @@
 //! its [`Handle`] queues, routes notifications to subscribers, and publishes the
 //! state the getters read.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError, WeakSender};
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{Event, JoinError, Node, Seed};
+use futures_core::Stream;
 use socket2::SockRef;
 use tracing::{debug, info, warn};
 
@@ -18,12 +21,16 @@ use crate::handle::Handle;
 use crate::options::{Options, StartError, resolve_each};
 use crate::router::{Router, Update};
 use crate::runtime::Runtime;
-use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot, lock};
+use crate::snapshot::{IoErrors, Published, SharedSnapshot, Snapshot};
 use crate::transport::{AsSocket, Transport, report_bounces};
 
 /// Room for the largest UDP payload: a runtime's receive buffer, so oversized
 /// packets are seen (and counted) rather than cut.
 pub const RECV_BUFFER_SIZE: usize = 65_536;
+
+/// Most datagrams [`Driver::receive`] reads in one go, so a flood cannot keep
+/// the task from its commands and its timer.
+pub const MAX_DATAGRAMS_PER_WAKE: usize = 64;
 
 /// What woke the runtime's task.
 #[derive(Debug)]
@@ -75,6 +82,20 @@ pub enum Flow {
     /// End the task: drop the socket, then the driver (whose command channel then
     /// closes, which tells [`Handle::shutdown`] the port is free).
     Stop,
+}
+
+/// The commands a driver's handles queue (see [`Driver::commands`]).
+#[derive(Debug)]
+pub struct Commands(Pin<Box<Receiver<Command>>>);
+
+impl Commands {
+    /// Waits for the next command; [`Input::Closed`] once every [`Handle`] is gone.
+    /// Dropping the future before it is ready loses nothing.
+    pub async fn next(&mut self) -> Input<'static> {
+        poll_fn(|cx| self.0.as_mut().poll_next(cx))
+            .await
+            .map_or(Input::Closed, Input::Command)
+    }
 }
 
 /// One node and everything around it that is not IO: commands, subscriber
@@ -165,7 +186,7 @@ impl Driver {
                 Err(error) => return Err(error.into()),
             }
         }
-        let snapshot = Arc::new(Mutex::new(Snapshot::of(&node)));
+        let snapshot = Arc::new(Published::new(Snapshot::of(&node)));
         let (sender, commands) = async_channel::unbounded();
         let resolved = sender.downgrade();
         let handle = Handle::new(&options, bound, Arc::clone(&snapshot), sender);
@@ -203,6 +224,15 @@ impl Driver {
             .recv()
             .await
             .map_or(Input::Closed, Input::Command)
+    }
+
+    /// The commands of this driver's handles as a [`Commands`] stream, for a
+    /// runtime's task to keep across its loop instead of calling
+    /// [`next_command`](Driver::next_command) each time: it keeps its registration
+    /// with the channel between waits, so a wakeup allocates nothing. Drop it with
+    /// the driver, after the socket.
+    pub fn commands(&self) -> Commands {
+        Commands(Box::pin(self.commands.clone()))
     }
 
     /// The next command if one is queued, without waiting (for a loop that is not
@@ -265,20 +295,29 @@ impl Driver {
         events.extend(std::iter::from_fn(|| self.node.poll_event()));
         self.rows_dirty |= events.iter().any(|e| matches!(e, Event::Tracker(_)));
         self.publish();
+        let lagged = self.router.lagged_total();
         for event in events.drain(..) {
             stop |= self.route(event);
         }
         self.events = events;
         let _ = self.router.flush();
-        self.publish();
+        if self.router.lagged_total() != lagged {
+            self.publish();
+        }
         if stop {
             Flow::Stop
         } else {
-            let wake_at = match (self.node.poll_timeout(), self.resolve_at) {
-                (Some(node), Some(resolve)) => Some(node.min(resolve)),
-                (node, resolve) => node.or(resolve),
-            };
-            Flow::Continue { wake_at }
+            Flow::Continue {
+                wake_at: self.wake_at(),
+            }
+        }
+    }
+
+    /// The earlier of the node's next deadline and the next seed resolution.
+    fn wake_at(&self) -> Option<Instant> {
+        match (self.node.poll_timeout(), self.resolve_at) {
+            (Some(node), Some(resolve)) => Some(node.min(resolve)),
+            (node, resolve) => node.or(resolve),
         }
     }
 
@@ -300,6 +339,30 @@ impl Driver {
                 let _ = commands.try_send(Command(CommandKind::SeedsResolved(addrs)));
             }
         }));
+    }
+
+    /// Steps the node with every datagram the socket holds, read with `recv` (the
+    /// runtime's non-blocking `recv_from`) into `buf`, until it would block or
+    /// [`MAX_DATAGRAMS_PER_WAKE`] were read. What a runtime calls when its socket is
+    /// readable: one wakeup then serves every datagram that arrived meanwhile.
+    pub fn receive(
+        &mut self,
+        buf: &mut [u8],
+        mut recv: impl FnMut(&mut [u8]) -> io::Result<(usize, SocketAddr)>,
+        transport: &mut dyn Transport,
+    ) -> Flow {
+        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            let received = match recv(buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                received => received,
+            };
+            if self.step(Instant::now(), Input::received(received, buf), transport) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue {
+            wake_at: self.wake_at(),
+        }
     }
 
     /// Sends every queued datagram. Returns whether the OS refused one because of
@@ -401,30 +464,56 @@ impl Driver {
         false
     }
 
+    /// Publishes the counters, and what readers see when it changed: then the
+    /// version is raised and the watchers woken. The rows are copied only when an
+    /// event said they changed.
     fn publish(&mut self) {
-        let mut snapshot = lock(&self.snapshot);
-        snapshot.mode = self.node.mode();
+        let mut snapshot = self.snapshot.lock();
         snapshot.stats.clone_from(self.node.stats());
         snapshot.lagged = self.router.lagged_total();
         snapshot.io_errors = self.io_errors;
-        snapshot.left = self.node.has_left();
-        snapshot.applied = self.applied;
-        snapshot.name_taken_by = self.node.name_taken_by();
-        if std::mem::take(&mut self.rows_dirty) {
-            snapshot.rows = self
-                .node
-                .tracker()
-                .sorted_rows()
-                .into_iter()
-                .cloned()
-                .collect();
+        let seen = (
+            self.node.mode(),
+            self.node.has_left(),
+            self.applied,
+            self.node.name_taken_by(),
+        );
+        let rows_dirty = std::mem::take(&mut self.rows_dirty);
+        let changed = rows_dirty
+            || seen
+                != (
+                    snapshot.mode,
+                    snapshot.left,
+                    snapshot.applied,
+                    snapshot.name_taken_by,
+                );
+        if !changed {
+            return;
         }
+        (
+            snapshot.mode,
+            snapshot.left,
+            snapshot.applied,
+            snapshot.name_taken_by,
+        ) = seen;
+        if rows_dirty {
+            let rows = self.node.tracker().sorted_rows().into_iter().cloned();
+            snapshot.rows.clear();
+            snapshot.rows.extend(rows);
+        }
+        snapshot.version += 1;
+        drop(snapshot);
+        self.snapshot.notify_changed();
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        lock(&self.snapshot).running = false;
+        let mut snapshot = self.snapshot.lock();
+        snapshot.running = false;
+        snapshot.version += 1;
+        drop(snapshot);
+        self.snapshot.notify_changed();
         debug!(name = %self.node.name(), "node stopped");
     }
 }

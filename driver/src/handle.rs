@@ -101,7 +101,7 @@ impl Handle {
     }
 
     fn snapshot(&self) -> MutexGuard<'_, Snapshot> {
-        lock(&self.shared.snapshot)
+        self.shared.snapshot.lock()
     }
 
     // ----- getters -----
@@ -342,6 +342,18 @@ impl Handle {
         self.send(CommandKind::SetKeyRing(ring))
     }
 
+    /// A watch on what the getters read: [`Changes::changed`] waits until the
+    /// table ([`cluster_nodes`](Handle::cluster_nodes)), the mode, whether the node
+    /// has left, lost its name or still runs changed, so a reader that mirrors them
+    /// need not poll. The counters ([`stats`](Handle::stats)) are not watched: they
+    /// change with every datagram.
+    pub fn watch(&self) -> Changes {
+        Changes {
+            seen: self.snapshot().version,
+            published: Arc::clone(&self.shared.snapshot),
+        }
+    }
+
     /// Ends a subscription; its queue is closed (a callback's thread finishes).
     pub fn unsubscribe(&self, subscriber: SubscriberId) -> Result<(), CommandError> {
         self.check_name()?;
@@ -364,6 +376,29 @@ impl Handle {
         let _ = self.stop();
         // The task drops its end of the channel after its socket.
         self.shared.commands.closed().await;
+    }
+}
+
+/// Changes of what a [`Handle`]'s getters read (see [`Handle::watch`]).
+#[derive(Debug)]
+pub struct Changes {
+    published: SharedSnapshot,
+    /// The version of the snapshot this watch last reported.
+    seen: u64,
+}
+
+impl Changes {
+    /// Waits until the published state changed since the last call (since
+    /// [`Handle::watch`] for the first), then returns `true`; several changes in
+    /// between are reported once, so read the getters after it returns. Returns
+    /// `false`, at once, once the node has stopped.
+    pub async fn changed(&mut self) -> bool {
+        if !self.published.lock().running {
+            return false;
+        }
+        // The task raises the version as it stops, so this wait ends then too.
+        self.seen = self.published.changed_since(self.seen).await;
+        self.published.lock().running
     }
 }
 
@@ -401,6 +436,7 @@ mod tests {
     use beethoven_core::{Config, JoinError};
 
     use super::*;
+    use crate::snapshot::Published;
 
     fn handle(max_nodes: usize) -> (Handle, Receiver<Command>) {
         let (commands, queue) = async_channel::unbounded();
@@ -409,7 +445,8 @@ mod tests {
         let options = Options::new(NodeName::new("me").expect("valid name"))
             .config(config)
             .queue_capacity(8);
-        let snapshot = Arc::new(Mutex::new(Snapshot {
+        let snapshot = Arc::new(Published::new(Snapshot {
+            version: 0,
             mode: Mode::Standalone,
             rows: Vec::new(),
             stats: Stats::default(),
@@ -471,13 +508,13 @@ mod tests {
         let (handle, _queue) = handle(16);
         assert_eq!(handle.leave(), Ok(()));
         {
-            let mut published = lock(&handle.shared.snapshot);
+            let mut published = handle.shared.snapshot.lock();
             published.applied = 1;
             published.left = true;
         }
         assert!(handle.has_left());
         // Only the node's answer counts now: were it to say otherwise, it would win.
-        lock(&handle.shared.snapshot).left = false;
+        handle.shared.snapshot.lock().left = false;
         assert!(!handle.has_left());
     }
 

@@ -13,8 +13,12 @@
 //!
 //! Wait for the first of a command ([`Driver::next_command`]), a datagram, or the
 //! deadline of the last [`Flow::Continue`]; hand it to [`Driver::step`]; repeat
-//! until [`Flow::Stop`]. Here with a plain `std::net::UdpSocket` and no async
-//! runtime:
+//! until [`Flow::Stop`]. An async runtime's task keeps one [`Commands`] stream
+//! ([`Driver::commands`]) and one timer across its loop, moves the timer only when
+//! the deadline moves, and on a readable socket calls [`Driver::receive`], which
+//! steps once per queued datagram: a quiet node then wakes only for its own
+//! deadlines and datagrams, and allocates nothing per wakeup. Here with a plain
+//! `std::net::UdpSocket` and no async runtime:
 //!
 //! ```no_run
 //! use std::io::ErrorKind;
@@ -119,8 +123,8 @@ mod snapshot;
 mod transport;
 
 pub use command::{Command, CommandError};
-pub use driver::{Driver, Flow, Input, RECV_BUFFER_SIZE};
-pub use handle::{Handle, Updates};
+pub use driver::{Commands, Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
+pub use handle::{Changes, Handle, Updates};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 pub use router::{NodeUpdate, SubscriberId, Update};
 pub use runtime::{BlockingWork, Runtime};
@@ -132,8 +136,8 @@ pub use transport::{Transport, UdpTransport, report_bounces};
 /// their APIs match item for item.
 pub mod prelude {
     pub use crate::{
-        CommandError, Handle, IoErrors, NodeUpdate, Options, StartError, SubscriberId, Update,
-        Updates,
+        Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, StartError, SubscriberId,
+        Update, Updates,
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,

@@ -43,7 +43,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::future::pending;
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,34 +79,58 @@ impl Runtime for Tokio {
     }
 }
 
+/// What woke the node's task.
+enum Wake {
+    Input(Input<'static>),
+    Readable(io::Result<()>),
+}
+
 /// The node's task.
 async fn run(mut driver: Driver, socket: UdpSocket) {
     let mut buf = vec![0u8; RECV_BUFFER_SIZE];
+    let mut commands = driver.commands();
     let mut wake_at = Some(Instant::now());
+    // One timer for the task's life, moved only when the deadline moves.
+    let timer = sleep_until(Instant::now().into());
+    tokio::pin!(timer);
     loop {
-        // Commands first, so a stop is not starved by a datagram flood.
-        let input = tokio::select! {
+        // Commands first, so a stop is not starved by a datagram flood; then the
+        // timer, which is ready only once its deadline has passed.
+        let wake = tokio::select! {
             biased;
-            command = driver.next_command() => command,
-            received = socket.recv_from(&mut buf) => Input::received(received, &buf),
-            () = deadline(wake_at) => Input::Timeout,
+            command = commands.next() => Wake::Input(command),
+            () = &mut timer, if wake_at.is_some() => Wake::Input(Input::Timeout),
+            ready = socket.readable() => Wake::Readable(ready),
         };
         // Direct non-blocking sends: a full socket buffer loses the datagram, as UDP
         // may, instead of holding up the node.
-        match driver.step(Instant::now(), input, &mut UdpTransport::new(&socket)) {
-            Flow::Continue { wake_at: next } => wake_at = next,
+        let transport = &mut UdpTransport::new(&socket);
+        let timed_out = matches!(wake, Wake::Input(Input::Timeout));
+        let flow = match wake {
+            Wake::Input(input) => driver.step(Instant::now(), input, transport),
+            // Every datagram queued meanwhile, in this one wakeup.
+            Wake::Readable(Ok(())) => {
+                driver.receive(&mut buf, |buf| socket.try_recv_from(buf), transport)
+            }
+            Wake::Readable(Err(error)) => {
+                driver.step(Instant::now(), Input::RecvError(error), transport)
+            }
+        };
+        match flow {
+            Flow::Continue { wake_at: next } => {
+                if let Some(at) = next
+                    && (timed_out || next != wake_at)
+                {
+                    timer.as_mut().reset(at.into());
+                }
+                wake_at = next;
+            }
             Flow::Stop => break,
         }
     }
     // The socket closes before the driver's command channel, so whoever waits on
     // that channel closing (`Handle::shutdown`) finds the port free.
     drop(socket);
+    drop(commands);
     drop(driver);
-}
-
-async fn deadline(at: Option<Instant>) {
-    match at {
-        Some(at) => sleep_until(at.into()).await,
-        None => pending().await,
-    }
 }

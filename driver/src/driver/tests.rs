@@ -316,3 +316,74 @@ fn host_seeds_are_resolved_again_for_the_seed_re_probe() {
         "the re-probe went to the address the name has now: {sent_to:?}"
     );
 }
+
+#[test]
+fn only_changes_readers_see_raise_the_version_and_wake_watchers() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    let mut changes = peers[0].handle.watch();
+    assert!(pump(&mut peers, start, Duration::from_secs(3)).is_empty());
+    // b joined: the table and the mode changed, so the watch returns at once.
+    assert!(futures_lite::future::block_on(changes.changed()));
+    let quiet = peers[0].driver.snapshot.lock().version;
+    let received = peers[0].handle.stats().packets_received;
+    // Formed and quiet: probes and acks flow, the table stays as it is.
+    assert!(
+        pump(
+            &mut peers,
+            start + Duration::from_secs(3),
+            Duration::from_secs(3)
+        )
+        .is_empty()
+    );
+    assert!(
+        peers[0].handle.stats().packets_received > received,
+        "counters published"
+    );
+    assert_eq!(
+        peers[0].driver.snapshot.lock().version,
+        quiet,
+        "no change a reader sees: no new version"
+    );
+    let waiting = futures_lite::future::poll_once(changes.changed());
+    assert!(
+        futures_lite::future::block_on(waiting).is_none(),
+        "nothing to report"
+    );
+    // The task's end is a change too, and ends every later wait at once.
+    peers.pop();
+    drop(peers);
+    assert!(!futures_lite::future::block_on(changes.changed()));
+    assert!(!futures_lite::future::block_on(changes.changed()));
+}
+
+#[test]
+fn receive_steps_every_queued_datagram_until_the_socket_would_block() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
+    let from = SocketAddr::from(([127, 0, 0, 1], 7002));
+    let mut queued = vec![b"junk".to_vec(); MAX_DATAGRAMS_PER_WAKE + 3];
+    queued.reverse();
+    let mut buf = vec![0u8; RECV_BUFFER_SIZE];
+    let mut recv = |buf: &mut [u8]| match queued.pop() {
+        Some(bytes) => {
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            Ok((bytes.len(), from))
+        }
+        None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+    };
+    let mut send = |_: SocketAddr, _: &[u8]| Ok(());
+    let before = peers[0].handle.stats().packets_received;
+    let flow = peers[0].driver.receive(&mut buf, &mut recv, &mut send);
+    assert!(matches!(flow, Flow::Continue { wake_at: Some(_) }));
+    let after = peers[0].handle.stats().packets_received;
+    assert_eq!(
+        after - before,
+        MAX_DATAGRAMS_PER_WAKE as u64,
+        "one wakeup reads a bounded batch"
+    );
+    peers[0].driver.receive(&mut buf, &mut recv, &mut send);
+    let last = peers[0].handle.stats().packets_received;
+    assert_eq!(last - after, 3, "the rest, then it stops at would-block");
+}

@@ -12,22 +12,29 @@
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name a --bind 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name c --bind 127.0.0.1:7948 --scan 127.0.0.1/32
+//! cargo run -p beethoven-examples --bin beethoven-node -- --name d --bind 127.0.0.1:7949 --seed 127.0.0.1:7946 --runtime smol
 //! ```
+//!
+//! `--runtime` picks the runtime the whole process runs on (tokio or smol); the
+//! output is the same. `--stats-every SECONDS` adds a `stats` line with the node's
+//! counters (datagrams and bytes sent and received), for `scripts/idle_cost.py`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use beethoven_core::chrono::{DateTime, SecondsFormat, Utc};
 use beethoven_core::{Cidr, Key, KeyRing};
 use beethoven_tokio::{
-    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, TrackerRow, Update,
+    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, StartError, TrackerRow, Update,
 };
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+use smol::future;
 
 #[derive(Parser, Debug)]
 #[command(name = "beethoven-node", about = "Run one Beethoven cluster member")]
@@ -60,14 +67,127 @@ struct Args {
     /// Leave and exit after this many seconds.
     #[arg(long = "for")]
     run_for: Option<f64>,
+    /// The runtime the process runs on.
+    #[arg(long, value_enum, default_value_t = RuntimeChoice::Tokio)]
+    runtime: RuntimeChoice,
+    /// Print the node's counters (`stats`) every this many seconds.
+    #[arg(long)]
+    stats_every: Option<f64>,
 }
 
 /// Exit status when another live process kept this node's name.
 const EXIT_NAME_TAKEN: i32 = 3;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RuntimeChoice {
+    Tokio,
+    Smol,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // Everything on the main thread: a quiet node wakes only for its own timers and
+    // datagrams, with no hop between threads.
+    let status = match args.runtime {
+        RuntimeChoice::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(args, Tokio))?,
+        RuntimeChoice::Smol => {
+            let executor: smol::Executor<'static> = smol::Executor::new();
+            // `future::block_on` rather than `smol::block_on`: the reactor stays on
+            // its own thread, which then sleeps until an event instead of polling on
+            // a backoff after each one (see `beethoven_smol::start_on`).
+            future::block_on(executor.run(run(args, Smol(&executor))))?
+        }
+    };
+    if let Some(code) = status {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// What the CLI needs from a runtime beyond the node itself.
+trait Runtime {
+    fn start(&self, options: Options) -> impl Future<Output = Result<Handle, StartError>>;
+    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()>;
+    /// Ctrl-C or SIGTERM, as one stream of "please stop".
+    fn termination(&self) -> std::io::Result<async_channel::Receiver<()>>;
+}
+
+struct Tokio;
+
+impl Runtime for Tokio {
+    async fn start(&self, options: Options) -> Result<Handle, StartError> {
+        beethoven_tokio::start(options).await
+    }
+
+    async fn sleep_until(&self, at: Instant) {
+        tokio::time::sleep_until(at.into()).await;
+    }
+
+    fn termination(&self) -> std::io::Result<async_channel::Receiver<()>> {
+        let (tx, rx) = async_channel::bounded(1);
+        let ctrl_c = tx.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = ctrl_c.send(()).await;
+            }
+        });
+        #[cfg(unix)]
+        {
+            let mut sigterm =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::spawn(async move {
+                if sigterm.recv().await.is_some() {
+                    let _ = tx.send(()).await;
+                }
+            });
+        }
+        Ok(rx)
+    }
+}
+
+/// smol, with every task on the executor the main thread runs.
+struct Smol<'a>(&'a smol::Executor<'static>);
+
+impl Runtime for Smol<'_> {
+    async fn start(&self, options: Options) -> Result<Handle, StartError> {
+        beethoven_smol::start_on(self.0, options).await
+    }
+
+    async fn sleep_until(&self, at: Instant) {
+        smol::Timer::at(at).await;
+    }
+
+    fn termination(&self) -> std::io::Result<async_channel::Receiver<()>> {
+        use async_signal::{Signal, Signals};
+        use smol::stream::StreamExt;
+        let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+        let (tx, rx) = async_channel::bounded(1);
+        self.0
+            .spawn(async move {
+                if signals.next().await.is_some() {
+                    let _ = tx.send(()).await;
+                }
+            })
+            .detach();
+        Ok(rx)
+    }
+}
+
+/// What woke the CLI's loop.
+enum Wake {
+    Update(Option<Update>),
+    Changed(bool),
+    Stats,
+    Deadline,
+    Terminate,
+}
+
+/// Runs the node until a signal, `--for` or a lost name; returns the exit status
+/// to end with, if not success.
+async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn std::error::Error>> {
     let mut config = Config::for_cluster(&args.cluster).with_rng_seed(seed_from_clock());
     if let Some(path) = &args.key_file {
         config.keys = Some(read_keys(path)?);
@@ -90,7 +210,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             port: args.bind.port(),
         });
     }
-    let node = beethoven_tokio::start(options).await?;
+    let node = runtime.start(options).await?;
     let out = Output {
         json: args.json,
         name: args.name.clone(),
@@ -107,18 +227,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut updates = node.subscribe();
+    // Woken by what the getters read changing (the table, the mode, a lost name),
+    // never on a clock: an idle node's CLI sleeps.
+    let mut changes = node.watch();
     let mut watch = Watch::default();
     watch.diff(&node, &out);
-    let deadline = args
-        .run_for
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut terminate = termination()?;
+    let started = Instant::now();
+    let deadline = args.run_for.map(|s| started + Duration::from_secs_f64(s));
+    let stats_every = args.stats_every.map(Duration::from_secs_f64);
+    let mut next_stats = stats_every.map(|every| started + every);
+    let terminate = runtime.termination()?;
     let mut own_conflict_printed = false;
+    let mut running = true;
     loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Some(Update::Node { node: other, status }) => {
+        let wake = future::or(
+            future::or(async { Wake::Update(updates.recv().await) }, async {
+                if running {
+                    Wake::Changed(changes.changed().await)
+                } else {
+                    future::pending().await
+                }
+            }),
+            future::or(
+                async {
+                    let _ = terminate.recv().await;
+                    Wake::Terminate
+                },
+                future::or(
+                    async {
+                        at_or_never(&runtime, deadline).await;
+                        Wake::Deadline
+                    },
+                    async {
+                        at_or_never(&runtime, next_stats).await;
+                        Wake::Stats
+                    },
+                ),
+            ),
+        )
+        .await;
+        match wake {
+            Wake::Update(update) => match update {
+                Some(Update::Node {
+                    node: other,
+                    status,
+                }) => {
                     out.emit(
                         "node_update",
                         json!({"node": other.as_str(), "status": status_str(status)}),
@@ -127,7 +280,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     watch.diff(&node, &out);
                 }
                 Some(Update::Lagged { missed }) => {
-                    out.emit("lagged", json!({"missed": missed}), &format!("missed {missed} updates"));
+                    out.emit(
+                        "lagged",
+                        json!({"missed": missed}),
+                        &format!("missed {missed} updates"),
+                    );
                 }
                 Some(Update::NameConflict { node: name, addrs }) => {
                     out.conflict(&name, addrs);
@@ -141,20 +298,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(_) => {}
                 None => break,
             },
-            _ = tick.tick() => {
+            Wake::Changed(still_running) => {
+                running = still_running;
                 watch.diff(&node, &out);
-                if node.name_taken_by().is_some()
-                    || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
-                {
+                if node.name_taken_by().is_some() {
                     break;
                 }
             }
-            _ = terminate.recv() => break,
+            Wake::Stats => {
+                out.stats(&node);
+                next_stats = next_stats.zip(stats_every).map(|(at, every)| at + every);
+            }
+            Wake::Deadline | Wake::Terminate => break,
         }
     }
     if let Some(winner) = node.name_taken_by() {
         if !own_conflict_printed {
-            // The loss was seen on the tick, before the stream's update.
+            // The loss was seen in the published state, before the stream's update.
             let me = node.advertised_addr();
             out.conflict(node.name(), [me.min(winner), me.max(winner)]);
         }
@@ -171,36 +331,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "beethoven-node: the name `{name}` is taken by another live process at {winner}, \
              which started first and keeps it; this process stops. Restart it under another name."
         );
-        std::process::exit(EXIT_NAME_TAKEN);
+        return Ok(Some(EXIT_NAME_TAKEN));
     }
     if node.leave().is_ok() {
         out.emit("leaving", json!({}), "leaving the cluster");
     }
     node.shutdown().await;
     out.emit("stopped", json!({}), "stopped");
-    Ok(())
+    Ok(None)
 }
 
-/// Ctrl-C or SIGTERM, as one stream of "please stop".
-fn termination() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let ctrl_c = tx.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = ctrl_c.send(()).await;
-        }
-    });
-    #[cfg(unix)]
-    {
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::spawn(async move {
-            if sigterm.recv().await.is_some() {
-                let _ = tx.send(()).await;
-            }
-        });
+/// Waits until `at`, or forever.
+async fn at_or_never(runtime: &impl Runtime, at: Option<Instant>) {
+    match at {
+        Some(at) => runtime.sleep_until(at).await,
+        None => future::pending().await,
     }
-    Ok(rx)
 }
 
 /// Tracks the published table and mode, and reports their changes.
@@ -252,6 +398,23 @@ impl Output {
             "name_conflict",
             json!({"node": name.as_str(), "addrs": [a.to_string(), b.to_string()]}),
             &format!("name conflict: two live processes claim {name}, at {a} and {b}"),
+        );
+    }
+
+    fn stats(&self, node: &Handle) {
+        let stats = node.stats();
+        self.emit(
+            "stats",
+            json!({
+                "packets_sent": stats.packets_sent,
+                "packets_received": stats.packets_received,
+                "bytes_sent": stats.bytes_sent,
+                "bytes_received": stats.bytes_received,
+            }),
+            &format!(
+                "stats: {} datagrams sent, {} received",
+                stats.packets_sent, stats.packets_received
+            ),
         );
     }
 

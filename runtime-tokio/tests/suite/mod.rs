@@ -489,6 +489,13 @@ fn restarted_node_comes_back_online_under_its_name_on_a_new_port() {
             }) && again.active_nodes().len() == 3
         })
         .await;
+        // The table is published before the updates are handed to subscribers, and
+        // a callback runs on a thread of its own: under load it hears the return a
+        // little after the table shows it.
+        eventually("n0's callback heard n2 come back", || {
+            recorder.count("n2", NodeStatus::Online) >= 1
+        })
+        .await;
         assert_eq!(
             recorder.about("n2"),
             vec![NodeStatus::Offline, NodeStatus::Online]
