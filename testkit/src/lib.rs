@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod fault;
 pub mod invariant;
 pub mod metrics;
@@ -52,9 +53,21 @@ pub mod sim;
 pub mod strategy;
 pub mod trace;
 
+pub use app::{App, Context, Failure, When};
 pub use fault::{Fault, FaultKind, HostFate, Outcome, Planner, Scheduled};
-pub use invariant::{Standing, Timing, Violation, ViolationKind};
-pub use metrics::{Metrics, Traffic, Watch, WatchKind, percentile};
+pub use invariant::{RunFailure, Standing, Timing, Violation, ViolationKind};
+pub use metrics::{Metrics, Suspicions, Traffic, Watch, WatchId, WatchKind, percentile};
 pub use network::{LinkRule, Network, NetworkModel};
-pub use sim::{BuildError, Formation, Sim, SimBuilder};
-pub use trace::Trace;
+pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder};
+pub use strategy::{ClusterSpec, Scenario, ScenarioSpace, arb_scenario, arb_scenario_in};
+pub use trace::{Trace, TraceEntry};
+
+/// The core's types a test of your own logic meets, so `beethoven-testkit` is
+/// the one dev-dependency it needs (with `proptest`); the whole core crate is
+/// [`core`].
+pub use beethoven_core::{
+    Config, Event, Health, Mode, Node, NodeName, NodeStatus, Op, TrackerEvent, TrackerRow,
+};
+
+/// The core crate itself, for anything not re-exported above.
+pub use beethoven_core as core;
