@@ -125,8 +125,9 @@ impl<'a> Context<'a> {
     }
 
     /// [`App::timer`] is called with `timer` after `after` of simulated time
-    /// (later if the node is paused then; never if its process has ended).
-    /// Timers are not cancelled: give each a token and ignore stale ones.
+    /// (at least a microsecond; later if the node is paused then; never if its
+    /// process has ended). Timers are not cancelled: give each a token and
+    /// ignore stale ones.
     pub fn set_timer(&mut self, after: Duration, timer: u64) {
         self.requests.push(Request::Timer(after, timer));
     }

@@ -199,8 +199,10 @@ impl Sim {
             }
             match request {
                 Request::Timer(after, timer) => {
+                    // Time moves between two firings, so a timer re-armed from
+                    // its own callback cannot hold the run at one instant.
                     self.push(
-                        self.now + after,
+                        self.now + after.max(Duration::from_micros(1)),
                         Action::AppTimer {
                             node: i,
                             life,
