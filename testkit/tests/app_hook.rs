@@ -335,3 +335,48 @@ fn apply_returns_the_watch_it_started_and_a_cut_trace_starts_there() {
     assert!(kept.iter().all(|e| e.at >= cut_at));
     assert!(!kept.is_empty());
 }
+
+/// Brings its standalone node into node 0's cluster when it starts: by `join`
+/// or by `new_node`.
+#[derive(Debug)]
+struct Introducer {
+    by_join: bool,
+}
+
+impl App for Introducer {
+    fn start(&mut self, ctx: &mut Context<'_>) {
+        if ctx.index() == 0 {
+            return;
+        }
+        let seed = beethoven_testkit::sim::node_addr(0, 0);
+        if self.by_join {
+            ctx.join([seed]);
+        } else {
+            ctx.new_node(beethoven_testkit::sim::node_name(0), seed);
+        }
+    }
+
+    fn event(&mut self, _: &mut Context<'_>, _: &Event) {}
+}
+
+#[test]
+fn apps_can_bring_their_nodes_together_by_join_or_new_node() {
+    let mut sim = cluster(5)
+        .form(false)
+        .app(|i, _| Introducer {
+            by_join: i % 2 == 1,
+        })
+        .build()
+        .expect("builds");
+    let took = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        Sim::settled,
+    );
+    assert!(
+        took.is_some(),
+        "{}",
+        sim.whole_cluster_violation(Duration::from_secs(30))
+    );
+    sim.ensure_clean().expect("no violation");
+}
