@@ -174,12 +174,6 @@ impl Config {
         }
     }
 
-    /// The same config with another random seed (builder style).
-    pub fn with_rng_seed(mut self, seed: u64) -> Self {
-        self.rng_seed = seed;
-        self
-    }
-
     /// Checks every field; the error names the first one that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn check(ok: bool, field: &'static str, reason: &'static str) -> Result<(), ConfigError> {
@@ -282,6 +276,54 @@ impl Config {
     }
 }
 
+/// `with_<field>` setters, one per field: `Config` is `#[non_exhaustive]`, so code
+/// outside this crate cannot write `Config { field, ..Config::default() }`; it
+/// chains these instead. Nothing is checked here: [`Config::validate`] (called by
+/// `Node::new`) is the one place values are judged.
+macro_rules! setters {
+    ($($setter:ident => $field:ident: $ty:ty,)*) => {
+        impl Config {
+            $(
+                #[doc = concat!("The same config with [`", stringify!($field), "`](Config::", stringify!($field), ") set (builder style).")]
+                #[must_use]
+                pub fn $setter(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    with_cluster_id => cluster_id: ClusterId,
+    with_rng_seed => rng_seed: u64,
+    with_max_packet_size => max_packet_size: usize,
+    with_probe_interval => probe_interval: Duration,
+    with_probe_timeout => probe_timeout: Duration,
+    with_indirect_probes => indirect_probes: usize,
+    with_unreachable_grace => unreachable_grace: Duration,
+    with_max_local_health => max_local_health: u32,
+    with_suspicion_min => suspicion_min: Duration,
+    with_suspicion_max_factor => suspicion_max_factor: u32,
+    with_suspicion_confirmations => suspicion_confirmations: u32,
+    with_gossip_interval => gossip_interval: Duration,
+    with_gossip_fanout => gossip_fanout: usize,
+    with_retransmit_mult => retransmit_mult: u32,
+    with_max_pending_updates => max_pending_updates: usize,
+    with_anti_entropy_interval => anti_entropy_interval: Duration,
+    with_join_attempts => join_attempts: u32,
+    with_join_retry => join_retry: Duration,
+    with_rejoin_interval => rejoin_interval: Duration,
+    with_max_join_targets => max_join_targets: usize,
+    with_leave_timeout => leave_timeout: Duration,
+    with_offline_retention => offline_retention: Option<Duration>,
+    with_keys => keys: Option<KeyRing>,
+    with_join_rate => join_rate: u32,
+    with_join_burst => join_burst: u32,
+    with_max_nodes => max_nodes: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +333,30 @@ mod tests {
         assert_eq!(Config::default().validate(), Ok(()));
         assert_eq!(Config::lan(), Config::default());
         assert_eq!(Config::wan().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_field_can_be_set_by_its_setter() {
+        let config = Config::lan()
+            .with_probe_interval(Duration::from_millis(300))
+            .with_probe_timeout(Duration::from_millis(100))
+            .with_offline_retention(Some(Duration::from_secs(60)))
+            .with_gossip_fanout(5)
+            .with_max_nodes(10);
+        assert_eq!(config.probe_interval, Duration::from_millis(300));
+        assert_eq!(config.probe_timeout, Duration::from_millis(100));
+        assert_eq!(config.offline_retention, Some(Duration::from_secs(60)));
+        assert_eq!(config.gossip_fanout, 5);
+        assert_eq!(config.max_nodes, 10);
+        let same = Config {
+            probe_interval: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(100),
+            offline_retention: Some(Duration::from_secs(60)),
+            gossip_fanout: 5,
+            max_nodes: 10,
+            ..Config::lan()
+        };
+        assert_eq!(config, same, "a setter touches its own field only");
     }
 
     #[test]

@@ -132,6 +132,16 @@ pub enum ViolationKind {
         /// The live node.
         target: String,
     },
+    /// A user invariant over the apps' states (see [`Sim::invariant`](crate::Sim::invariant))
+    /// did not hold.
+    App {
+        /// The invariant's name.
+        invariant: String,
+        /// The node it is about, if one.
+        node: Option<String>,
+        /// What the check said.
+        message: String,
+    },
 }
 
 impl fmt::Display for ViolationKind {
@@ -187,7 +197,41 @@ impl fmt::Display for ViolationKind {
             Self::NotLive { observer, target } => {
                 write!(f, "{observer} does not see live node {target} online")
             }
+            Self::App {
+                invariant,
+                node: Some(node),
+                message,
+            } => write!(f, "app invariant `{invariant}` failed at {node}: {message}"),
+            Self::App {
+                invariant,
+                node: None,
+                message,
+            } => write!(f, "app invariant `{invariant}` failed: {message}"),
         }
+    }
+}
+
+/// A run that broke invariants: the seed that replays it, how many violations
+/// there were, and those kept. Returned by [`Sim::ensure_clean`](crate::Sim::ensure_clean);
+/// `?` turns it into a failed proptest case.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.report())]
+pub struct RunFailure {
+    /// The simulator's seed.
+    pub seed: u64,
+    /// Violations found (kept or not).
+    pub count: u64,
+    /// The violations kept, in order.
+    pub violations: Vec<Violation>,
+}
+
+impl RunFailure {
+    fn report(&self) -> String {
+        let mut text = format!("seed {}: {} violation(s)", self.seed, self.count);
+        for violation in self.violations.iter().take(10) {
+            text.push_str(&format!("\n  {violation}"));
+        }
+        text
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use beethoven_core::NodeStatus;
+use beethoven_core::{Health, NodeStatus};
 use serde::Serialize;
 
 /// Why a spread is being watched.
@@ -106,6 +106,11 @@ impl Watch {
     }
 }
 
+/// Which watch in [`Metrics::watches`]: what [`Sim::apply`](crate::Sim::apply)
+/// returns for the watch it started. Valid until [`Metrics::reset`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct WatchId(pub usize);
+
 /// Counters and watches of one run, kept by the simulator.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Metrics {
@@ -138,9 +143,53 @@ pub struct Metrics {
     pub packets_dropped: u64,
     /// Unreachable hints given to senders.
     pub unreachable_hints: u64,
+    /// Suspicions raised, confirmed and refuted, anywhere.
+    pub suspicions: Suspicions,
+}
+
+/// Suspicions as the trackers record them: each count is of tracker writes on
+/// any node (one suspicion seen by 9 observers counts 9), since formation or
+/// the last [`Metrics::reset`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Suspicions {
+    /// Rows written `Suspect` that were not suspect before.
+    pub raised: u64,
+    /// Suspect rows written `Dead`: the suspicion ran out, or news of the death came.
+    pub confirmed: u64,
+    /// Suspect rows written `Alive` again: the member refuted.
+    pub refuted: u64,
+    /// When the first suspicion was raised (simulated time since the start).
+    pub first_raised_at: Option<Duration>,
+}
+
+impl Suspicions {
+    /// Counts one tracker write at `now` from health `old` (`None`: a new row) to `new`.
+    pub fn saw(&mut self, now: Duration, old: Option<Health>, new: Health) {
+        let was_suspect = old == Some(Health::Suspect);
+        match new {
+            Health::Suspect if !was_suspect => {
+                self.raised += 1;
+                self.first_raised_at.get_or_insert(now);
+            }
+            Health::Dead if was_suspect => self.confirmed += 1,
+            Health::Alive if was_suspect => self.refuted += 1,
+            _ => {}
+        }
+    }
+
+    /// How long after `since` the first suspicion was raised (`None`: none yet,
+    /// or only before `since`).
+    pub fn time_to_first(&self, since: Duration) -> Option<Duration> {
+        self.first_raised_at.and_then(|at| at.checked_sub(since))
+    }
 }
 
 impl Metrics {
+    /// The watch `id` (`None` after a reset).
+    pub fn watch(&self, id: WatchId) -> Option<&Watch> {
+        self.watches.get(id.0)
+    }
+
     /// Forgets everything measured so far.
     pub fn reset(&mut self) {
         *self = Self::default();

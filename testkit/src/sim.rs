@@ -13,6 +13,9 @@
 mod apply;
 mod drive;
 mod formation;
+mod host;
+
+pub use apply::Applied;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
 
+use crate::app::{App, AppFactory, Hosted, UserInvariant};
 use crate::fault::{Fault, HostFate, Outcome, Scheduled};
 use crate::invariant::{NotificationChecker, Reachability, Timing, Violation, ViolationKind};
 use crate::metrics::{Metrics, Traffic};
@@ -84,6 +88,8 @@ struct Slot {
     /// A second process under another slot's name (`Fault::StartTwin`).
     twin_of: Option<usize>,
     checker: NotificationChecker,
+    /// The user's app beside the running process, if the simulator has a factory.
+    app: Option<Hosted>,
 }
 
 impl Slot {
@@ -118,6 +124,14 @@ enum Action {
         life: u16,
     },
     Fault(usize),
+    /// A timer an app set (in the node's life `life`).
+    AppTimer {
+        node: usize,
+        life: u16,
+        timer: u64,
+    },
+    /// A periodic user invariant (its index) is due.
+    Check(usize),
 }
 
 #[derive(Debug)]
@@ -200,6 +214,7 @@ pub struct SimBuilder {
     formation_limit: Duration,
     keep_trace: bool,
     max_wave: usize,
+    app: Option<AppFactory>,
 }
 
 impl Default for SimBuilder {
@@ -214,6 +229,7 @@ impl Default for SimBuilder {
             formation_limit: Duration::from_secs(600),
             keep_trace: false,
             max_wave: 512,
+            app: None,
         }
     }
 }
@@ -280,6 +296,17 @@ impl SimBuilder {
         self
     }
 
+    /// Runs an [`App`] beside every node: `factory` builds a node's state from
+    /// its index and name each time the node's process starts (formation
+    /// included, so the apps hear the whole cluster form). See [`crate::app`].
+    pub fn app<A: App>(
+        mut self,
+        factory: impl Fn(usize, &NodeName) -> A + Send + Sync + 'static,
+    ) -> Self {
+        self.app = Some(AppFactory::new(factory));
+        self
+    }
+
     /// Most nodes joining in one formation wave (default 512).
     pub fn max_wave(mut self, max_wave: usize) -> Self {
         self.max_wave = max_wave.max(1);
@@ -329,6 +356,9 @@ impl SimBuilder {
             event_buf: Vec::new(),
             last_heal: None,
             verdicts: HashSet::default(),
+            app_factory: self.app.clone(),
+            invariants: Vec::new(),
+            every_event_checks: false,
         };
         for i in 0..total {
             let name = node_name(i);
@@ -353,6 +383,7 @@ impl SimBuilder {
                 leaving: false,
                 joined: false,
                 twin_of: None,
+                app: None,
             });
         }
         sim.reachability = Reachability::new(sim.timing.grace);
@@ -417,6 +448,12 @@ pub struct Sim {
     /// Every death written so far, as (node index, incarnation): the accuracy
     /// checker judges each verdict where it is first written.
     verdicts: HashSet<(usize, u64), FnvBuild>,
+    /// Builds each node's app when its process starts (none: no apps).
+    app_factory: Option<AppFactory>,
+    /// The user's invariants.
+    invariants: Vec<UserInvariant>,
+    /// Whether any user invariant is checked after every event.
+    every_event_checks: bool,
 }
 
 impl Sim {
@@ -550,6 +587,12 @@ impl Sim {
     /// The event trace.
     pub fn trace(&self) -> &Trace {
         &self.trace
+    }
+
+    /// Cuts the trace now (see [`Trace::cut`]): returns the events kept so far
+    /// (formation, say) and keeps every event from here on.
+    pub fn cut_trace(&mut self) -> Vec<crate::trace::TraceEntry> {
+        self.trace.cut()
     }
 
     /// Bounds derived from the protocol's timers for this cluster's size.
@@ -799,6 +842,9 @@ impl Sim {
         self.now = self.now.max(entry.at);
         self.steps += 1;
         self.dispatch(entry);
+        if self.every_event_checks {
+            self.check_every_event();
+        }
         true
     }
 }

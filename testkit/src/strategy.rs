@@ -1,9 +1,15 @@
-//! proptest strategies: clusters (size, seed, network) and coherent fault schedules.
+//! proptest strategies: whole [`Scenario`]s ([`arb_scenario`]: cluster size,
+//! seed, network, config and fault schedule), or their parts: clusters, networks,
+//! configs and coherent fault schedules.
 //!
 //! A schedule is drawn as raw (time, kind, number) triples and made coherent by
 //! the [`Planner`], so proptest shrinks the raw draws and every shrunk case is
-//! still a schedule whose faults can all fire. A failing case prints the cluster
-//! (with its seed) and the minimal schedule.
+//! still a schedule whose faults can all fire. [`arb_scenario`] draws every part
+//! independently (no `prop_flat_map`): the schedule is planned for whatever size
+//! was drawn, so each part shrinks on its own (fewer nodes, fewer and earlier
+//! faults, a plainer network, the default config). A failing case prints the
+//! scenario, seed included, and proptest keeps it in the test's
+//! `.proptest-regressions` file, replayed first on every later run.
 
 use std::time::Duration;
 
@@ -12,7 +18,7 @@ use proptest::prelude::*;
 
 use crate::fault::{FaultKind, Planner, Scheduled};
 use crate::network::NetworkModel;
-use crate::sim::{BuildError, Sim};
+use crate::sim::{BuildError, Sim, SimBuilder};
 
 /// A cluster to simulate.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,12 +39,16 @@ impl ClusterSpec {
 
     /// Builds and forms the cluster with `config`.
     pub fn build_with(&self, config: Config) -> Result<Sim, BuildError> {
+        self.builder(config).build()
+    }
+
+    /// A builder for the cluster with `config`, to add to (an app, say).
+    pub fn builder(&self, config: Config) -> SimBuilder {
         Sim::builder()
             .nodes(self.nodes)
             .seed(self.seed)
             .config(config)
             .network(self.network.clone())
-            .build()
     }
 }
 
@@ -89,15 +99,164 @@ pub fn arb_fault_schedule_of(
     max_faults: usize,
     kinds: Vec<FaultKind>,
 ) -> impl Strategy<Value = Vec<Scheduled>> {
+    proptest::collection::vec(arb_draw(span, kinds), 1..=max_faults.max(1))
+        .prop_map(move |draws| plan(nodes, draws))
+}
+
+/// One raw fault draw: (milliseconds into the span, kind, a number the planner
+/// picks nodes and durations with).
+type Draw = (u64, FaultKind, u64);
+
+fn arb_draw(span: Duration, kinds: Vec<FaultKind>) -> impl Strategy<Value = Draw> {
     let span_ms = span.as_millis().max(1) as u64;
-    let draw = (0..span_ms, proptest::sample::select(kinds), any::<u64>());
-    proptest::collection::vec(draw, 1..=max_faults.max(1)).prop_map(move |mut draws| {
-        draws.sort_by_key(|&(at, ..)| at);
-        let mut planner = Planner::new(nodes);
-        for (at, kind, pick) in draws {
-            planner.push(Duration::from_millis(at), kind, pick);
+    (0..span_ms, proptest::sample::select(kinds), any::<u64>())
+}
+
+/// Raw draws made a coherent schedule for `nodes` nodes.
+fn plan(nodes: usize, mut draws: Vec<Draw>) -> Vec<Scheduled> {
+    draws.sort_by_key(|&(at, ..)| at);
+    let mut planner = Planner::new(nodes);
+    for (at, kind, pick) in draws {
+        planner.push(Duration::from_millis(at), kind, pick);
+    }
+    planner.finish()
+}
+
+/// A config near the LAN defaults: probe interval, suspicion minimum, gossip
+/// fanout and retransmissions each drawn from a few values, the default first
+/// (so a failing case shrinks back to the default config where it can).
+pub fn arb_config() -> impl Strategy<Value = Config> {
+    use proptest::sample::select;
+    (
+        select(vec![150u64, 100, 200, 300]),
+        select(vec![500u64, 300, 800, 1200]),
+        select(vec![3usize, 2, 4]),
+        select(vec![4u32, 3, 6]),
+    )
+        .prop_map(|(probe_ms, suspicion_ms, fanout, retransmit)| {
+            Config::for_cluster("prop")
+                .with_probe_interval(Duration::from_millis(probe_ms))
+                .with_probe_timeout(Duration::from_millis(probe_ms / 2))
+                .with_suspicion_min(Duration::from_millis(suspicion_ms))
+                .with_gossip_fanout(fanout)
+                .with_retransmit_mult(retransmit)
+        })
+}
+
+/// One random case: a cluster (size, seed, network), a config, and a fault
+/// schedule over a chaos phase. See [`arb_scenario`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Size, seed and network.
+    pub cluster: ClusterSpec,
+    /// The nodes' config.
+    pub config: Config,
+    /// The faults, as offsets from the start of the chaos phase.
+    pub schedule: Vec<Scheduled>,
+    /// How long the chaos phase lasts (faults are drawn over it).
+    pub chaos: Duration,
+}
+
+/// How long after the chaos phase a pause or slowness drawn at its very end may
+/// still last (the [`Planner`] draws them up to 3 s).
+pub const FAULT_TAIL: Duration = Duration::from_secs(3);
+
+impl Scenario {
+    /// A builder for the scenario's cluster and config: add an app, then build.
+    pub fn builder(&self) -> SimBuilder {
+        self.cluster.builder(self.config.clone())
+    }
+
+    /// Builds and forms the cluster (no app).
+    pub fn build(&self) -> Result<Sim, BuildError> {
+        self.builder().build()
+    }
+
+    /// Runs the chaos phase on `sim` from now: schedules the faults and runs
+    /// until the last of them (and any pause or slowness it started) is over.
+    /// Then [`Sim::liveness_gate`] is the calm phase.
+    pub fn run_chaos(&self, sim: &mut Sim) {
+        sim.schedule_all(sim.now(), &self.schedule);
+        sim.run_for(self.chaos + FAULT_TAIL);
+    }
+}
+
+/// The ranges [`arb_scenario_in`] draws from.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ScenarioSpace {
+    /// Cluster sizes. Default 4–8 (crashes need 4: the planner keeps more than
+    /// two thirds of the nodes up).
+    pub nodes: std::ops::RangeInclusive<usize>,
+    /// The chaos phase. Default 8 s.
+    pub chaos: Duration,
+    /// Most faults (0 is drawn too). Default 4.
+    pub max_faults: usize,
+    /// The fault kinds drawn from; the first is what a shrunk fault becomes.
+    /// Default [`FaultKind::ALL`].
+    pub kinds: Vec<FaultKind>,
+}
+
+impl Default for ScenarioSpace {
+    fn default() -> Self {
+        Self {
+            nodes: 4..=8,
+            chaos: Duration::from_secs(8),
+            max_faults: 4,
+            kinds: FaultKind::ALL.to_vec(),
         }
-        planner.finish()
+    }
+}
+
+impl ScenarioSpace {
+    /// The same space with cluster sizes `nodes`.
+    pub fn with_nodes(mut self, nodes: std::ops::RangeInclusive<usize>) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// The same space with a chaos phase of `chaos`.
+    pub fn with_chaos(mut self, chaos: Duration) -> Self {
+        self.chaos = chaos;
+        self
+    }
+
+    /// The same space with at most `max_faults` faults.
+    pub fn with_max_faults(mut self, max_faults: usize) -> Self {
+        self.max_faults = max_faults;
+        self
+    }
+
+    /// The same space drawing faults of `kinds` only.
+    pub fn with_kinds(mut self, kinds: Vec<FaultKind>) -> Self {
+        self.kinds = kinds;
+        self
+    }
+}
+
+/// Random [`Scenario`]s from the default [`ScenarioSpace`]: 4–8 nodes, any
+/// seed, [`arb_network`], [`arb_config`], up to 4 faults of any kind over 8 s.
+pub fn arb_scenario() -> impl Strategy<Value = Scenario> {
+    arb_scenario_in(ScenarioSpace::default())
+}
+
+/// Random [`Scenario`]s from `space`. Every part is drawn independently and
+/// shrinks on its own.
+pub fn arb_scenario_in(space: ScenarioSpace) -> impl Strategy<Value = Scenario> {
+    let ScenarioSpace {
+        nodes,
+        chaos,
+        max_faults,
+        kinds,
+    } = space;
+    let draws = proptest::collection::vec(arb_draw(chaos, kinds), 0..=max_faults);
+    (arb_cluster_of(nodes), arb_config(), draws).prop_map(move |(cluster, config, draws)| {
+        Scenario {
+            schedule: plan(cluster.nodes, draws),
+            cluster,
+            config,
+            chaos,
+        }
     })
 }
 
@@ -135,5 +294,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn drawn_scenarios_are_in_their_space_with_valid_configs() {
+        let mut runner = TestRunner::deterministic();
+        let space = ScenarioSpace::default().with_max_faults(6);
+        for _ in 0..100 {
+            let scenario = arb_scenario_in(space.clone())
+                .new_tree(&mut runner)
+                .expect("draws")
+                .current();
+            assert!(space.nodes.contains(&scenario.cluster.nodes));
+            assert_eq!(scenario.config.validate(), Ok(()));
+            assert!(scenario.schedule.len() <= 6);
+            assert!(scenario.schedule.iter().all(|s| s.at <= space.chaos));
+            let nodes = scenario.cluster.nodes;
+            assert!(
+                scenario
+                    .schedule
+                    .iter()
+                    .filter_map(|s| s.fault.node())
+                    .all(|n| n < nodes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_scenario_shrinks_to_fewer_nodes_and_faults_and_the_default_config() {
+        let mut runner = TestRunner::deterministic();
+        let mut tree = arb_scenario().new_tree(&mut runner).expect("draws");
+        // Shrink as if every case failed: proptest's walk to the simplest value.
+        let mut steps = 0;
+        while tree.simplify() && steps < 10_000 {
+            steps += 1;
+        }
+        let simplest = tree.current();
+        assert_eq!(simplest.cluster.nodes, 4);
+        assert!(simplest.schedule.is_empty());
+        assert_eq!(simplest.config, Config::for_cluster("prop"), "the defaults");
+        assert_eq!(simplest.cluster.network.loss, 0.0);
     }
 }

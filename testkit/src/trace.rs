@@ -120,6 +120,13 @@ impl Trace {
         self.events == 0
     }
 
+    /// Cuts the trace here: returns the events kept so far and keeps every
+    /// later one (from now on, even if events were not kept before). The hash
+    /// is not cut: it still covers the whole run, for replay checks.
+    pub fn cut(&mut self) -> Vec<TraceEntry> {
+        self.log.replace(Vec::new()).unwrap_or_default()
+    }
+
     /// The recorded events, if kept.
     pub fn entries(&self) -> Option<&[TraceEntry]> {
         self.log.as_deref()
@@ -150,5 +157,25 @@ mod tests {
         assert_ne!(run(1, 0, Mode::Clustered).0, run(1, 1, Mode::Clustered).0);
         assert_ne!(run(1, 0, Mode::Clustered).0, run(1, 0, Mode::Standalone).0);
         assert_eq!(run(1, 0, Mode::Clustered).2, Some(1));
+    }
+
+    #[test]
+    fn a_cut_keeps_later_events_only_and_leaves_the_hash_whole() {
+        let event = Event::ModeChanged(Mode::Clustered);
+        let mut cut = Trace::new(false);
+        let mut whole = Trace::new(true);
+        for trace in [&mut cut, &mut whole] {
+            trace.event(Duration::from_millis(1), 0, &event);
+        }
+        assert!(cut.cut().is_empty(), "nothing was kept before the cut");
+        for trace in [&mut cut, &mut whole] {
+            trace.event(Duration::from_millis(2), 1, &event);
+        }
+        let kept = cut.entries().expect("kept since the cut");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].at, Duration::from_millis(2));
+        assert_eq!(cut.hash(), whole.hash());
+        assert_eq!(whole.cut().len(), 2);
+        assert_eq!(whole.entries().map(<[_]>::len), Some(0));
     }
 }

@@ -6,19 +6,48 @@ use beethoven_core::NodeStatus;
 
 use super::{Action, Proc, Sim, node_addr};
 use crate::fault::{Fault, Outcome};
-use crate::metrics::WatchKind;
+use crate::metrics::{WatchId, WatchKind};
+
+/// What [`Sim::apply`] did: whether the fault fired, and the watch it started.
+/// Compares equal to an [`Outcome`], so `assert_eq!(sim.apply(f), Outcome::Fired)` reads as before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether it took effect, or why not.
+    pub outcome: Outcome,
+    /// The spread watch it started: a crash watches the node go offline
+    /// everywhere, a leave likewise, a start or restart watches it come online.
+    pub watch: Option<WatchId>,
+}
+
+impl Applied {
+    /// Whether the fault took effect.
+    pub fn fired(&self) -> bool {
+        self.outcome == Outcome::Fired
+    }
+}
+
+impl PartialEq<Outcome> for Applied {
+    fn eq(&self, other: &Outcome) -> bool {
+        self.outcome == *other
+    }
+}
 
 /// How many running nodes a (re)started node joins through.
 const JOIN_SEEDS: usize = 3;
 
 impl Sim {
-    /// Applies `fault` now. Returns whether it took effect, or why not.
-    pub fn apply(&mut self, fault: Fault) -> Outcome {
+    /// Applies `fault` now. Returns whether it took effect, or why not, and
+    /// the watch it started, if any (a crash, a leave, a start or restart
+    /// watches its news spread: [`Metrics::watch`](crate::Metrics::watch)).
+    pub fn apply(&mut self, fault: Fault) -> Applied {
+        let watches = self.metrics.watches.len();
         let outcome = self.apply_inner(&fault);
         tracing::debug!(at = ?self.now, ?fault, ?outcome, "fault");
         self.trace
             .fault(self.now, &fault, outcome == Outcome::Fired);
-        outcome
+        let started = self.metrics.watches.len();
+        let watch = (started > watches).then(|| WatchId(started - 1));
+        Applied { outcome, watch }
     }
 
     fn apply_inner(&mut self, fault: &Fault) -> Outcome {

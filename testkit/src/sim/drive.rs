@@ -37,10 +37,12 @@ impl Sim {
                 }
             }
             Action::Resume { node, life } => self.resume(node, life),
+            Action::AppTimer { node, life, timer } => self.fire_app_timer(node, life, timer),
+            Action::Check(index) => self.check_periodic(index),
             Action::Fault(index) => {
                 let fault = self.schedule[index].fault.clone();
-                let outcome = self.apply(fault);
-                self.outcomes[index] = Some(outcome);
+                let applied = self.apply(fault);
+                self.outcomes[index] = Some(applied.outcome);
             }
         }
     }
@@ -196,11 +198,7 @@ impl Sim {
     }
 
     fn on_panic(&mut self, i: usize, payload: &(dyn std::any::Any + Send)) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".into());
+        let message = panic_message(payload);
         let node = self.slots[i].name.to_string();
         self.violation(ViolationKind::Panic { node, message });
         self.take_down(i, Proc::Crashed(HostFate::Vanishes));
@@ -231,9 +229,15 @@ impl Sim {
             self.send(i, to, bytes);
         }
         let mut finished_leave = false;
+        // Only a node with an app keeps its events past the checkers.
+        let hosting = self.slots[i].app.is_some();
+        let mut for_app = Vec::new();
         for event in events.drain(..) {
             finished_leave |= matches!(event, Event::LeaveFinished { .. });
             self.observe(i, &event);
+            if hosting {
+                for_app.push(event);
+            }
         }
         self.datagram_buf = datagrams;
         self.event_buf = events;
@@ -244,6 +248,9 @@ impl Sim {
             && let Err(kind) = check_mode(node)
         {
             self.violation(kind);
+        }
+        if hosting {
+            self.deliver_to_app(i, for_app);
         }
         if finished_leave {
             self.take_down(i, Proc::Stopped);
@@ -314,6 +321,12 @@ impl Sim {
                             _ => {}
                         }
                     }
+                }
+                if change.op == Op::Write {
+                    let old = change.old_row.as_ref().map(|row| row.health);
+                    self.metrics
+                        .suspicions
+                        .saw(self.now, old, change.new_row.health);
                 }
                 if let Some(j) = about {
                     let status = (change.op == Op::Write).then_some(change.new_row.status);
@@ -398,6 +411,7 @@ impl Sim {
         slot.joined = false;
         slot.twin_of = None;
         self.running += 1;
+        self.start_app(i);
         self.drain(i);
     }
 
@@ -435,6 +449,7 @@ impl Sim {
             self.running -= 1;
         }
         slot.proc = to;
+        slot.app = None;
         slot.token += 1;
         slot.timer_at = None;
         slot.paused_until = None;
@@ -487,4 +502,13 @@ impl Sim {
             self.watching.remove(&subject);
         }
     }
+}
+
+/// The message a panic was raised with.
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
 }
