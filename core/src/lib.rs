@@ -98,6 +98,7 @@ mod members;
 mod name;
 mod node;
 mod stats;
+mod tags;
 mod tracker;
 mod wire;
 
@@ -107,10 +108,11 @@ pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{
-    LeaveError, LocalHealth, NewNodeError, Node, Transmit, retransmit_limit, suspicion_bounds,
-    suspicion_timeout,
+    LeaveError, LocalHealth, NewNodeError, Node, SetTagsError, Transmit, retransmit_limit,
+    suspicion_bounds, suspicion_timeout,
 };
 pub use stats::{DropReason, Stats};
+pub use tags::{TagQuery, Tags, TagsError, TagsIter};
 pub use tracker::{
     DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
 };

@@ -54,6 +54,7 @@ use crate::keyring::{KeyRing, Sealer};
 use crate::members::Members;
 use crate::name::{NodeName, fnv1a};
 use crate::stats::Stats;
+use crate::tags::Tags;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update};
 use answers::Answers;
@@ -70,7 +71,7 @@ use timer::{Timer, Timers};
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
-pub use membership::NewNodeError;
+pub use membership::{NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 
@@ -118,6 +119,8 @@ pub struct Node {
     name: NodeName,
     addr: SocketAddr,
     incarnation: u64,
+    /// This node's own tags (see `set_tags`).
+    tags: Tags,
     epoch: Instant,
     wall_epoch: DateTime<Utc>,
     rng: Rng,
@@ -195,6 +198,7 @@ impl Node {
             name,
             addr,
             incarnation: 0,
+            tags: Tags::new(),
             epoch: now,
             wall_epoch: wall_clock_at_now,
             rng,
@@ -242,6 +246,11 @@ impl Node {
     /// This node's current incarnation.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// This node's own tags.
+    pub fn tags(&self) -> &Tags {
+        &self.tags
     }
 
     /// `Clustered` while any other node is online (the original's `get_mode/0`).
@@ -420,6 +429,20 @@ impl Node {
         self.input(now, |node| node.begin_leave(now))
     }
 
+    /// Replaces this node's tags. A change raises the incarnation and writes
+    /// the own row (one `Event::Tracker` write, with the old row), and spreads
+    /// it like a refutation, so every replica converges on it; setting the tags
+    /// already held changes nothing. Refused, with nothing changed, when the tags
+    /// break `max_tags_size` or `max_tags`, or the own row would not fit one
+    /// datagram ([`TagsError`](crate::TagsError) names the limit). After
+    /// `leave`, the tags are kept and announced by the next `join`.
+    pub fn set_tags(&mut self, now: Instant, tags: Tags) -> Result<(), SetTagsError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(SetTagsError::NameTaken { by });
+        }
+        self.input(now, |node| node.change_tags(now, tags))
+    }
+
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
     /// keys on a live cluster. Rotate in three steps, each applied on every node
     /// before the next: accept the new key, make it primary, drop the old one.
@@ -540,6 +563,7 @@ impl Node {
             self.incarnation,
             self.wall_clock(now),
         )
+        .with_tags(self.tags.clone())
     }
 
     fn sender(&self) -> Sender<'_> {

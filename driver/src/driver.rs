@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError};
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Event, JoinError, Node, Seed};
+use beethoven_core::{Event, JoinError, Node, Op, Seed, SetTagsError, TrackerEvent};
 use socket2::SockRef;
 use tracing::{debug, info, warn};
 
@@ -145,6 +145,13 @@ impl Driver {
         let config = options.protocol_config().clone();
         let name = options.name().clone();
         let mut node = Node::new(config, name, advertised, now, wall_clock_at_now)?;
+        if !options.initial_tags().is_empty() {
+            node.set_tags(now, options.initial_tags().clone())
+                .map_err(|error| match error {
+                    SetTagsError::Invalid(error) => StartError::Tags(error),
+                    other => unreachable!("a new node holds its name: {other}"),
+                })?;
+        }
         let mut seeds = options.seeds().to_vec();
         seeds.extend(resolved_hosts.iter().copied().map(Seed::Addr));
         if !seeds.is_empty() {
@@ -304,8 +311,18 @@ impl Driver {
                     Err(error) => debug!(%error, "leave refused"),
                 }
             }
-            CommandKind::Subscribe { id, queue, reader } => {
-                if !self.router.insert(id, queue) {
+            CommandKind::SetTags(tags) => {
+                if let Err(error) = self.node.set_tags(now, tags) {
+                    warn!(%error, "set_tags refused");
+                }
+            }
+            CommandKind::Subscribe {
+                id,
+                queue,
+                reader,
+                interest,
+            } => {
+                if !self.router.insert(id, queue, interest) {
                     debug!(?id, "subscribed already: one subscription");
                 } else if let Some(Reader(work)) = reader {
                     self.runtime.spawn_blocking(work);
@@ -330,6 +347,20 @@ impl Driver {
         match event {
             Event::NodeUpdate { node, status } => {
                 self.router.broadcast(&Update::Node { node, status });
+            }
+            Event::Tracker(TrackerEvent {
+                op: Op::Write,
+                new_row,
+                old_row,
+            }) if new_row.node != *self.node.name()
+                && old_row
+                    .as_ref()
+                    .map_or(!new_row.tags.is_empty(), |old| old.tags != new_row.tags) =>
+            {
+                self.router.broadcast(&Update::Tags {
+                    node: new_row.node,
+                    tags: new_row.tags,
+                });
             }
             Event::Tracker(_) => {}
             Event::ModeChanged(mode) => info!(name = %self.node.name(), ?mode, "mode changed"),

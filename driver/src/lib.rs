@@ -137,6 +137,6 @@ pub mod prelude {
     };
     pub use beethoven_core::{
         Cidr, Config, Health, JoinError, LeaveError, Mode, NewNodeError, NodeName, NodeStatus,
-        Seed, Stats, TrackerRow,
+        Seed, Stats, TagQuery, Tags, TagsError, TrackerRow,
     };
 }

@@ -16,11 +16,13 @@ mod formation;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
+use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus, Tags};
 
 use crate::fault::{Fault, HostFate, Outcome, Scheduled};
 use crate::invariant::{NotificationChecker, Reachability, Timing, Violation, ViolationKind};
@@ -83,6 +85,9 @@ struct Slot {
     joined: bool,
     /// A second process under another slot's name (`Fault::StartTwin`).
     twin_of: Option<usize>,
+    /// The tags every process of this slot starts with (and the last
+    /// `Fault::SetTags`).
+    tags: Tags,
     checker: NotificationChecker,
 }
 
@@ -200,6 +205,21 @@ pub struct SimBuilder {
     formation_limit: Duration,
     keep_trace: bool,
     max_wave: usize,
+    tags: NodeTags,
+}
+
+/// The tags of each node slot, given to the builder.
+#[derive(Clone, Default)]
+struct NodeTags(Option<Arc<dyn Fn(usize) -> Tags + Send + Sync>>);
+
+impl fmt::Debug for NodeTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "NodeTags(..)"
+        } else {
+            "NodeTags(none)"
+        })
+    }
 }
 
 impl Default for SimBuilder {
@@ -214,11 +234,19 @@ impl Default for SimBuilder {
             formation_limit: Duration::from_secs(600),
             keep_trace: false,
             max_wave: 512,
+            tags: NodeTags::default(),
         }
     }
 }
 
 impl SimBuilder {
+    /// The tags node `i` starts with (standby nodes included; restarts keep
+    /// them). Default: none.
+    pub fn tags(mut self, tags: impl Fn(usize) -> Tags + Send + Sync + 'static) -> Self {
+        self.tags = NodeTags(Some(Arc::new(tags)));
+        self
+    }
+
     /// How many nodes form the cluster.
     pub fn nodes(mut self, nodes: usize) -> Self {
         self.nodes = nodes;
@@ -353,6 +381,7 @@ impl SimBuilder {
                 leaving: false,
                 joined: false,
                 twin_of: None,
+                tags: self.tags.0.as_ref().map_or_else(Tags::new, |tags| tags(i)),
             });
         }
         sim.reachability = Reachability::new(sim.timing.grace);

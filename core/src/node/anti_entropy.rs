@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use tracing::debug;
+
 use super::timer::Timer;
 use super::{Node, Outgoing};
 use crate::tracker::{DIGEST_BUCKETS, Digest, RowId, TrackerRow};
@@ -144,13 +146,11 @@ impl Node {
         buckets: u32,
         kind: RowsKind,
     ) -> (Vec<WireRow>, Option<RowId>) {
-        // Slack: the row count's varint may grow, and the incarnation may grow
-        // before the chunk is encoded.
         let empty = kind.message(Vec::new());
         let budget = self
             .config
             .max_packet_size
-            .saturating_sub(wire::base_len(self.sender(), &empty) + 12);
+            .saturating_sub(wire::base_len(self.sender(), &empty) + wire::ROW_SLACK);
         let mut rows = Vec::new();
         let mut used = 0;
         for (id, row) in self.tracker.rows_from(next) {
@@ -159,6 +159,13 @@ impl Node {
             }
             let row = WireRow(row.clone());
             let size = wire::encoded_len(&row);
+            if size > budget {
+                // Only a row with large tags relayed by a node with a long name
+                // can be this large (its owner checked that it fits its own
+                // packets): skipped, never sent oversized; others can relay it.
+                debug!(node = %row.0.node, size, budget, "row too large for a datagram from here");
+                continue;
+            }
             if used + size > budget && !rows.is_empty() {
                 return (rows, Some(id));
             }
@@ -185,22 +192,20 @@ mod tests {
             node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &refs));
         }
         let _ = sent(&mut node);
-        let join = packet(
-            "joiner",
-            0,
-            Message::Join {
-                row: alive("joiner", 3, 0).row,
-            },
-            &[],
-        );
-        node.handle_packet(now, addr(3), &join);
+        node.handle_packet(now, addr(3), &join_from_joiner());
         let mut rows = 0;
         let mut chunks = 0;
         let cluster = node.config.cluster_id;
         while let Some(t) = node.poll_transmit() {
             assert!(t.payload.len() <= 1400);
-            let packet =
-                crate::wire::decode(t.payload, cluster, None, &mut Vec::new()).expect("decodes");
+            let packet = crate::wire::decode(
+                t.payload,
+                cluster,
+                None,
+                &mut Vec::new(),
+                crate::config::Config::default().tag_limits(),
+            )
+            .expect("decodes");
             if let Message::JoinReply { rows: chunk } = packet.message {
                 rows += chunk.len();
                 chunks += 1;
@@ -208,6 +213,56 @@ mod tests {
         }
         assert_eq!(rows, 202, "every row, self and joiner included");
         assert!(chunks > 1);
+    }
+
+    #[test]
+    fn rows_with_near_limit_tags_are_chunked_within_the_packet_size() {
+        let now = epoch();
+        let mut node = node(now);
+        let near_limit = |i: usize| {
+            // 1020 of the 1024 encoded bytes allowed by default.
+            Tags::from_pairs([(format!("k{i:02}"), "v".repeat(1014))]).expect("valid")
+        };
+        for i in 0..30 {
+            let mut update = alive(&format!("peer-{i:04}"), 1000 + i as u16, 0);
+            update.row.0 = update.row.0.with_tags(near_limit(i));
+            assert_eq!(update.row.0.tags.encoded_len(), 1020);
+            node.handle_packet(
+                now,
+                addr(2),
+                &packet("peer", 0, Message::Gossip, &[&update]),
+            );
+        }
+        node.set_tags(now, near_limit(99)).expect("fits");
+        let _ = sent(&mut node);
+        node.handle_packet(now, addr(3), &join_from_joiner());
+        // The sync exchange answers with rows too.
+        let digest: WireDigest = [0u64; crate::tracker::DIGEST_BUCKETS].into();
+        let sync = packet(
+            "peer",
+            0,
+            Message::Sync {
+                digest,
+                reply: true,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &sync);
+        let (mut replied, mut repaired) = (0, 0);
+        let cluster = node.config.cluster_id;
+        let limits = node.config.tag_limits();
+        while let Some(t) = node.poll_transmit() {
+            assert!(t.payload.len() <= 1400, "{} bytes", t.payload.len());
+            let packet = crate::wire::decode(t.payload, cluster, None, &mut Vec::new(), limits)
+                .expect("decodes");
+            match packet.message {
+                Message::JoinReply { rows } => replied += rows.len(),
+                Message::Rows { rows } => repaired += rows.len(),
+                _ => {}
+            }
+        }
+        assert_eq!(replied, 32, "every row, self and joiner included");
+        assert_eq!(repaired, 32);
     }
 
     #[test]

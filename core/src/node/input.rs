@@ -26,6 +26,7 @@ impl Node {
             self.config.cluster_id,
             self.sealer.as_ref(),
             &mut self.open_buf,
+            self.config.tag_limits(),
         );
         let packet = match decoded {
             Ok(packet) => packet,
