@@ -12,7 +12,12 @@
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name a --bind 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name c --bind 127.0.0.1:7948 --scan 127.0.0.1/32
+//! cargo run -p beethoven-examples --bin beethoven-node -- --name db1 --bind 127.0.0.1:7949 --seed 127.0.0.1:7946 --tag role=db --tag grpc=7000
 //! ```
+//!
+//! Tags (`--tag key=value`, repeatable) travel in this node's row: rows in
+//! `tracker` events carry them, and a `tags` event reports each change of
+//! another node's tags.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -24,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use beethoven_core::chrono::{DateTime, SecondsFormat, Utc};
 use beethoven_core::{Cidr, Key, KeyRing};
 use beethoven_tokio::{
-    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, TrackerRow, Update,
+    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, Tags, TrackerRow, Update,
 };
 use clap::Parser;
 use serde_json::{Value, json};
@@ -60,6 +65,17 @@ struct Args {
     /// Leave and exit after this many seconds.
     #[arg(long = "for")]
     run_for: Option<f64>,
+    /// A tag of this node, `key=value`; repeatable (e.g. `--tag role=db --tag grpc=7000`).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+}
+
+/// `key=value`, split at the first `=`.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None => Err(format!("`{text}` is not key=value")),
+    }
 }
 
 /// Exit status when another live process kept this node's name.
@@ -74,7 +90,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut options = Options::new(NodeName::new(&args.name)?)
         .config(config)
-        .bind(args.bind);
+        .bind(args.bind)
+        .tags(Tags::from_pairs(args.tags.iter().cloned())?);
     if let Some(advertise) = args.advertise {
         options = options.advertise(advertise);
     }
@@ -97,16 +114,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     out.emit(
         "started",
-        json!({"name": node.name().as_str(), "addr": node.advertised_addr().to_string()}),
+        json!({
+            "name": node.name().as_str(),
+            "addr": node.advertised_addr().to_string(),
+            "tags": node.tags(),
+        }),
         &format!(
-            "{} listening on {} (advertised {})",
+            "{} listening on {} (advertised {}) tags [{}]",
             node.name(),
             node.local_addr(),
-            node.advertised_addr()
+            node.advertised_addr(),
+            node.tags()
         ),
     );
 
     let mut updates = node.subscribe();
+    let mut tag_changes = node.subscribe_tags();
     let mut watch = Watch::default();
     watch.diff(&node, &out);
     let deadline = args
@@ -141,6 +164,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(_) => {}
                 None => break,
             },
+            change = tag_changes.recv() => {
+                if let Some(Update::Tags { node: other, tags }) = change {
+                    out.emit(
+                        "tags",
+                        json!({"node": other.as_str(), "tags": tags}),
+                        &format!("{other} tags [{tags}]"),
+                    );
+                }
+            }
             _ = tick.tick() => {
                 watch.diff(&node, &out);
                 if node.name_taken_by().is_some()
@@ -221,8 +253,8 @@ impl Watch {
                 "tracker",
                 json!({"op": "write", "new_row": row_json(&row), "old_row": old.map(row_json)}),
                 &format!(
-                    "tracker: {} {:?}/{:?} inc {} at {}",
-                    row.node, row.status, row.health, row.incarnation, row.addr
+                    "tracker: {} {:?}/{:?} inc {} at {} tags [{}]",
+                    row.node, row.status, row.health, row.incarnation, row.addr, row.tags
                 ),
             );
             self.rows.insert(row.node.clone(), row);
@@ -280,6 +312,7 @@ fn row_json(row: &TrackerRow) -> Value {
         "health": format!("{:?}", row.health).to_lowercase(),
         "incarnation": row.incarnation,
         "last_change": row.last_change.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "tags": row.tags,
     })
 }
 
