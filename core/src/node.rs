@@ -393,13 +393,20 @@ impl Node {
     /// dead by the failure detector. A row about this node that outranks its own
     /// (an earlier life's) is refuted with a higher incarnation, as when a peer
     /// holds one. Rows past `max_nodes` are dropped and counted
-    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
+    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)), and so
+    /// are rows whose tags break `max_tags_size` or `max_tags` (under the tag
+    /// reasons, as a peer's would be).
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
         if self.conflicts.lost_to().is_some() {
             return;
         }
+        let limits = self.config.tag_limits();
         self.input(now, |node| {
             for row in rows {
+                if let Err(error) = row.tags.check(limits) {
+                    node.stats.count_drop((&error).into());
+                    continue;
+                }
                 let _ = node.apply_row(now, row, None, Source::Bulk);
             }
         });

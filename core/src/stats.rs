@@ -92,15 +92,21 @@ impl From<DecodeError> for DropReason {
             DecodeError::NotSealed => DropReason::NotSealed,
             DecodeError::UnexpectedSeal => DropReason::UnexpectedSeal,
             DecodeError::Authentication => DropReason::Authentication,
-            DecodeError::Tags(error) => match error {
-                TagsError::TooLarge { .. } | TagsError::RowTooLarge { .. } => {
-                    DropReason::TagsTooLarge
-                }
-                TagsError::TooMany { .. } => DropReason::TooManyTags,
-                TagsError::Unsorted | TagsError::DuplicateKey { .. } => DropReason::TagsUnsorted,
-                TagsError::InvalidUtf8 => DropReason::TagsInvalidUtf8,
-                TagsError::Malformed => DropReason::Malformed,
-            },
+            DecodeError::Tags(error) => (&error).into(),
+        }
+    }
+}
+
+/// The reason a row with broken tags is dropped for (from a peer, or a
+/// restored table).
+impl From<&TagsError> for DropReason {
+    fn from(error: &TagsError) -> Self {
+        match error {
+            TagsError::TooLarge { .. } | TagsError::RowTooLarge { .. } => DropReason::TagsTooLarge,
+            TagsError::TooMany { .. } => DropReason::TooManyTags,
+            TagsError::Unsorted | TagsError::DuplicateKey { .. } => DropReason::TagsUnsorted,
+            TagsError::InvalidUtf8 => DropReason::TagsInvalidUtf8,
+            TagsError::Malformed => DropReason::Malformed,
         }
     }
 }

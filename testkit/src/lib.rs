@@ -28,14 +28,16 @@
 //! - [`sim`]: the simulator, its builder and the run loop;
 //! - [`network`]: latency, jitter, loss, duplication, reordering, partitions, link rules,
 //!   members whose inbound datagrams are late;
-//! - [`fault`]: node and network faults, schedules, and a planner for random ones;
+//! - [`fault`]: node and network faults (tag changes among them), schedules, and a
+//!   planner for random ones;
 //! - [`invariant`]: the checkers and their typed [`Violation`]s; what counts as a
 //!   healthy node for accuracy (under partitions, link rules, loss and delays) is
 //!   defined in [`invariant::accuracy`];
-//! - [`metrics`]: spread watches (detection, join, leave), traffic, percentiles;
-//! - [`strategy`]: proptest strategies for clusters and fault schedules;
+//! - [`metrics`]: spread watches (detection, join, leave, tag change), traffic, percentiles;
+//! - [`strategy`]: proptest strategies for clusters, fault schedules, tags and tag changes;
 //! - [`scenario`]: the named scenarios the `beethoven-sim` binary runs, the grey-zone
-//!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) included;
+//!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) and
+//!   tag changes included; every node can start with tags of a chosen size;
 //! - [`report`]: their reports, as a table or JSON;
 //! - [`trace`]: the event trace and its replay hash.
 

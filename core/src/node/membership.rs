@@ -713,4 +713,23 @@ mod tests {
         let own = node.row(&name("me")).expect("self");
         assert_eq!(own.tags.get("role"), Some("db"));
     }
+
+    #[test]
+    fn restored_rows_with_tags_over_the_limits_are_dropped_by_reason() {
+        let now = epoch();
+        let config = Config {
+            max_tags: 1,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        let two = alive("a", 2, 0)
+            .row
+            .0
+            .with_tags(tags(&[("a", ""), ("b", "")]));
+        let one = alive("b", 3, 0).row.0.with_tags(tags(&[("role", "db")]));
+        node.restore(now, [two, one]);
+        assert_eq!(node.stats().dropped(DropReason::TooManyTags), 1);
+        assert!(node.row(&name("a")).is_none());
+        assert_eq!(node.row(&name("b")).map(|r| r.tags.len()), Some(1));
+    }
 }
