@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError};
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Event, JoinError, Node, Op, Seed, SetTagsError, TrackerEvent};
+use beethoven_core::{Event, JoinError, Node, Op, Seed, TrackerEvent};
 use socket2::SockRef;
 use tracing::{debug, info, warn};
 
@@ -144,13 +144,14 @@ impl Driver {
         let advertised = options.advertised_addr(bound);
         let config = options.protocol_config().clone();
         let name = options.name().clone();
+        let tags = options.initial_tags();
+        config.check_tags(&name, advertised, tags)?;
         let mut node = Node::new(config, name, advertised, now, wall_clock_at_now)?;
-        if !options.initial_tags().is_empty() {
-            node.set_tags(now, options.initial_tags().clone())
-                .map_err(|error| match error {
-                    SetTagsError::Invalid(error) => StartError::Tags(error),
-                    other => unreachable!("a new node holds its name: {other}"),
-                })?;
+        // Checked above, and a new node holds its name: nothing left to refuse.
+        if !tags.is_empty()
+            && let Err(error) = node.set_tags(now, tags.clone())
+        {
+            warn!(%error, "starting tags refused");
         }
         let mut seeds = options.seeds().to_vec();
         seeds.extend(resolved_hosts.iter().copied().map(Seed::Addr));
