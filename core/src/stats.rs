@@ -180,4 +180,24 @@ mod tests {
         assert_eq!(stats.drops().count(), DropReason::ALL.len());
         assert_eq!(stats.dropped(DropReason::Malformed), 1);
     }
+
+    #[test]
+    fn each_broken_tag_rule_is_its_own_reason() {
+        let cases = [
+            (
+                TagsError::TooLarge { size: 2, limit: 1 },
+                DropReason::TagsTooLarge,
+            ),
+            (
+                TagsError::TooMany { count: 2, limit: 1 },
+                DropReason::TooManyTags,
+            ),
+            (TagsError::Unsorted, DropReason::TagsUnsorted),
+            (TagsError::InvalidUtf8, DropReason::TagsInvalidUtf8),
+            (TagsError::Malformed, DropReason::Malformed),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(DropReason::from(DecodeError::Tags(error)), reason);
+        }
+    }
 }
