@@ -3,7 +3,14 @@
 use std::time::Duration;
 
 use crate::keyring::KeyRing;
-use crate::name::ClusterId;
+use std::net::SocketAddr;
+
+use chrono::DateTime;
+
+use crate::name::{ClusterId, NodeName};
+use crate::tags::{TagLimits, Tags, TagsError};
+use crate::tracker::{Health, MAX_INCARNATION, TrackerRow};
+use crate::wire::{self, Message, Sender, WireRow};
 
 /// Everything a [`Node`](crate::Node) can be tuned with.
 ///
@@ -94,6 +101,19 @@ pub struct Config {
     /// Most rows the tracker holds; updates about further unknown nodes are dropped
     /// and counted. Default 65 536.
     pub max_nodes: usize,
+    /// Most encoded bytes of a node's tags (keys, values and their length
+    /// prefixes: see [`Tags::encoded_len`](crate::Tags::encoded_len)). A local
+    /// `set_tags` over it is refused; a peer's row over it is dropped and
+    /// counted ([`DropReason::TagsTooLarge`](crate::DropReason::TagsTooLarge)).
+    /// Give every node of a cluster the same value. Default 1024.
+    ///
+    /// A row must also fit one datagram: with the default 1400-byte packets,
+    /// 1024 bytes of tags leave room for the names of the row's node and of the
+    /// node relaying it up to about 130 bytes each.
+    pub max_tags_size: usize,
+    /// Most tags (entries) a node may have; enforced like `max_tags_size`
+    /// ([`DropReason::TooManyTags`](crate::DropReason::TooManyTags)). Default 64.
+    pub max_tags: usize,
 }
 
 impl Default for Config {
@@ -125,6 +145,8 @@ impl Default for Config {
             join_rate: 20,
             join_burst: 100,
             max_nodes: 65_536,
+            max_tags_size: 1024,
+            max_tags: 64,
         }
     }
 }
@@ -272,7 +294,64 @@ impl Config {
         check(self.max_nodes >= 2, "max_nodes", "must be at least 2")?;
         check(self.join_rate >= 1, "join_rate", "must be at least 1")?;
         check(self.join_burst >= 1, "join_burst", "must be at least 1")?;
+        check(
+            self.max_tags_size < self.max_packet_size,
+            "max_tags_size",
+            "must be below max_packet_size (a row travels in one datagram)",
+        )?;
         Ok(())
+    }
+
+    /// Checks tags a node named `name` at `addr` would set: `max_tags_size`,
+    /// `max_tags`, and that its row with them fits one datagram it sends
+    /// (sealed if keys are set; at the highest incarnation, so the answer does
+    /// not depend on the node's state). What [`Node::set_tags`](crate::Node::set_tags)
+    /// checks; a runtime's handle checks it before queuing the command.
+    pub fn check_tags(
+        &self,
+        name: &NodeName,
+        addr: SocketAddr,
+        tags: &Tags,
+    ) -> Result<(), TagsError> {
+        tags.check(self.tag_limits())?;
+        let row = TrackerRow::new(
+            name.clone(),
+            addr,
+            Health::Alive,
+            MAX_INCARNATION,
+            DateTime::UNIX_EPOCH,
+        )
+        .with_tags(tags.clone());
+        let sender = Sender {
+            cluster: self.cluster_id,
+            name,
+            incarnation: MAX_INCARNATION,
+            sealed: self.keys.is_some(),
+        };
+        // The widest timestamp varint, so the bound holds at any time.
+        const WIDEST_TIME: usize = 10;
+        let size = wire::base_len(
+            sender,
+            &Message::Rows {
+                rows: vec![WireRow(row)],
+            },
+        ) + wire::ROW_SLACK
+            + WIDEST_TIME;
+        if size > self.max_packet_size {
+            return Err(TagsError::RowTooLarge {
+                size,
+                max_packet_size: self.max_packet_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The tag limits of this config.
+    pub(crate) fn tag_limits(&self) -> TagLimits {
+        TagLimits {
+            max_size: self.max_tags_size,
+            max_count: self.max_tags,
+        }
     }
 }
 

@@ -72,6 +72,7 @@
 //! | `get_mode/0` | [`Node::mode`] |
 //! | `add_node_to_mnesia/1`, Locator | [`Node::join`] with [`Seed`]s (addresses or CIDR ranges) |
 //! | `trackerEvent` | [`Event::Tracker`] with [`Op::Write`] / [`Op::Delete`] |
+//! | *(no per-node metadata)* | [`Tags`] in every [`TrackerRow`]: [`Node::set_tags`], [`Tracker::find`] with a [`TagQuery`] |
 //!
 //! ## Protocol in brief
 //!
@@ -85,6 +86,10 @@
 //!   any are pending. **Anti-entropy** compares digests and repairs differences.
 //! - **Rows merge by precedence** ([`TrackerRow::supersedes`]), so every replica
 //!   converges to identical rows.
+//! - **Tags**: each node's own small map of UTF-8 keys and values, in its row.
+//!   A change raises its incarnation, so precedence spreads it and the digest
+//!   repairs it; tags travel on change, in join replies and in repairs, never
+//!   on probes.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -98,6 +103,7 @@ mod members;
 mod name;
 mod node;
 mod stats;
+mod tags;
 mod tracker;
 mod wire;
 
@@ -107,10 +113,11 @@ pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{
-    LeaveError, LocalHealth, NewNodeError, Node, Transmit, retransmit_limit, suspicion_bounds,
-    suspicion_timeout,
+    LeaveError, LocalHealth, NewNodeError, Node, SetTagsError, Transmit, retransmit_limit,
+    suspicion_bounds, suspicion_timeout,
 };
 pub use stats::{DropReason, Stats};
+pub use tags::{TagQuery, Tags, TagsError, TagsIter};
 pub use tracker::{
     DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
 };

@@ -54,6 +54,7 @@ use crate::keyring::{KeyRing, Sealer};
 use crate::members::Members;
 use crate::name::{NodeName, fnv1a};
 use crate::stats::Stats;
+use crate::tags::Tags;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
 use crate::wire::{self, Message, Sender, Update};
 use answers::Answers;
@@ -70,7 +71,7 @@ use timer::{Timer, Timers};
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
-pub use membership::NewNodeError;
+pub use membership::{NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 
@@ -118,6 +119,8 @@ pub struct Node {
     name: NodeName,
     addr: SocketAddr,
     incarnation: u64,
+    /// This node's own tags (see `set_tags`).
+    tags: Tags,
     epoch: Instant,
     wall_epoch: DateTime<Utc>,
     rng: Rng,
@@ -195,6 +198,7 @@ impl Node {
             name,
             addr,
             incarnation: 0,
+            tags: Tags::new(),
             epoch: now,
             wall_epoch: wall_clock_at_now,
             rng,
@@ -242,6 +246,11 @@ impl Node {
     /// This node's current incarnation.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// This node's own tags.
+    pub fn tags(&self) -> &Tags {
+        &self.tags
     }
 
     /// `Clustered` while any other node is online (the original's `get_mode/0`).
@@ -384,13 +393,20 @@ impl Node {
     /// dead by the failure detector. A row about this node that outranks its own
     /// (an earlier life's) is refuted with a higher incarnation, as when a peer
     /// holds one. Rows past `max_nodes` are dropped and counted
-    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)).
+    /// ([`DropReason::TrackerFull`](crate::DropReason::TrackerFull)), and so
+    /// are rows whose tags break `max_tags_size` or `max_tags` (under the tag
+    /// reasons, as a peer's would be).
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
         if self.conflicts.lost_to().is_some() {
             return;
         }
+        let limits = self.config.tag_limits();
         self.input(now, |node| {
             for row in rows {
+                if let Err(error) = row.tags.check(limits) {
+                    node.stats.count_drop((&error).into());
+                    continue;
+                }
                 let _ = node.apply_row(now, row, None, Source::Bulk);
             }
         });
@@ -431,6 +447,20 @@ impl Node {
             return Err(LeaveError::NameTaken { by });
         }
         self.input(now, |node| node.begin_leave(now))
+    }
+
+    /// Replaces this node's tags. A change raises the incarnation and writes
+    /// the own row (one `Event::Tracker` write, with the old row), and spreads
+    /// it like a refutation, so every replica converges on it; setting the tags
+    /// already held changes nothing. Refused, with nothing changed, when the tags
+    /// break `max_tags_size` or `max_tags`, or the own row would not fit one
+    /// datagram ([`TagsError`](crate::TagsError) names the limit). After
+    /// `leave`, the tags are kept and announced by the next `join`.
+    pub fn set_tags(&mut self, now: Instant, tags: Tags) -> Result<(), SetTagsError> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(SetTagsError::NameTaken { by });
+        }
+        self.input(now, |node| node.change_tags(now, tags))
     }
 
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
@@ -553,6 +583,7 @@ impl Node {
             self.incarnation,
             self.wall_clock(now),
         )
+        .with_tags(self.tags.clone())
     }
 
     fn sender(&self) -> Sender<'_> {

@@ -1,5 +1,6 @@
 //! Counters a node keeps about its own traffic, and why it dropped what it dropped.
 
+use crate::tags::TagsError;
 use crate::wire::DecodeError;
 
 /// Why an incoming packet (or an update inside one) was dropped. A dropped packet
@@ -42,11 +43,20 @@ pub enum DropReason {
     /// process ([`Event::NameLost`](crate::Event::NameLost)): such a node takes
     /// no more input.
     NameLost,
+    /// A row's tags take more encoded bytes than `max_tags_size` (the whole
+    /// packet is dropped, as for every tag rule below).
+    TagsTooLarge,
+    /// A row has more tags than `max_tags`.
+    TooManyTags,
+    /// A row's tag keys are not in strictly increasing order (unsorted or duplicate).
+    TagsUnsorted,
+    /// A row's tag key or value is not UTF-8.
+    TagsInvalidUtf8,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -63,6 +73,10 @@ impl DropReason {
         DropReason::Authentication,
         DropReason::RateLimited,
         DropReason::NameLost,
+        DropReason::TagsTooLarge,
+        DropReason::TooManyTags,
+        DropReason::TagsUnsorted,
+        DropReason::TagsInvalidUtf8,
     ];
 }
 
@@ -78,6 +92,21 @@ impl From<DecodeError> for DropReason {
             DecodeError::NotSealed => DropReason::NotSealed,
             DecodeError::UnexpectedSeal => DropReason::UnexpectedSeal,
             DecodeError::Authentication => DropReason::Authentication,
+            DecodeError::Tags(error) => (&error).into(),
+        }
+    }
+}
+
+/// The reason a row with broken tags is dropped for (from a peer, or a
+/// restored table).
+impl From<&TagsError> for DropReason {
+    fn from(error: &TagsError) -> Self {
+        match error {
+            TagsError::TooLarge { .. } | TagsError::RowTooLarge { .. } => DropReason::TagsTooLarge,
+            TagsError::TooMany { .. } => DropReason::TooManyTags,
+            TagsError::Unsorted | TagsError::DuplicateKey { .. } => DropReason::TagsUnsorted,
+            TagsError::InvalidUtf8 => DropReason::TagsInvalidUtf8,
+            TagsError::Malformed => DropReason::Malformed,
         }
     }
 }
@@ -156,5 +185,25 @@ mod tests {
         assert_eq!(stats.dropped_total(), DropReason::ALL.len() as u64);
         assert_eq!(stats.drops().count(), DropReason::ALL.len());
         assert_eq!(stats.dropped(DropReason::Malformed), 1);
+    }
+
+    #[test]
+    fn each_broken_tag_rule_is_its_own_reason() {
+        let cases = [
+            (
+                TagsError::TooLarge { size: 2, limit: 1 },
+                DropReason::TagsTooLarge,
+            ),
+            (
+                TagsError::TooMany { count: 2, limit: 1 },
+                DropReason::TooManyTags,
+            ),
+            (TagsError::Unsorted, DropReason::TagsUnsorted),
+            (TagsError::InvalidUtf8, DropReason::TagsInvalidUtf8),
+            (TagsError::Malformed, DropReason::Malformed),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(DropReason::from(DecodeError::Tags(error)), reason);
+        }
     }
 }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::name::{Fnv, NodeName, fnv1a};
+use crate::tags::{RawTags, TagLimits, TagQuery, Tags, TagsError};
 
 /// Online or offline: what subscribers hear about (the original's `nodeStatus`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
@@ -68,10 +69,14 @@ pub struct TrackerRow {
     /// Wall-clock time of the change, set by whoever made it and carried with the
     /// row (millisecond precision, so replicas hold identical values).
     pub last_change: DateTime<Utc>,
+    /// The node's own tags, as of `incarnation` (only the node changes them,
+    /// raising its incarnation: see [`Node::set_tags`](crate::Node::set_tags)).
+    pub tags: Tags,
 }
 
 impl TrackerRow {
-    /// A row; `last_change` is truncated to whole milliseconds, the precision the wire carries.
+    /// A row without tags; `last_change` is truncated to whole milliseconds, the
+    /// precision the wire carries.
     pub(crate) fn new(
         node: NodeName,
         addr: SocketAddr,
@@ -89,21 +94,31 @@ impl TrackerRow {
             health,
             incarnation,
             last_change,
+            tags: Tags::new(),
         }
     }
 
-    /// The same node with another health, changed at `at`.
+    /// The same row with these tags.
+    pub(crate) fn with_tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// The same node with another health, changed at `at` (tags kept: they
+    /// belong to the incarnation).
     pub(crate) fn with_health(&self, health: Health, at: DateTime<Utc>) -> Self {
         Self::new(self.node.clone(), self.addr, health, self.incarnation, at)
+            .with_tags(self.tags.clone())
     }
 
     /// Total order used for merging; see [`TrackerRow::supersedes`].
-    fn precedence(&self) -> (u64, Health, Reverse<DateTime<Utc>>, SocketAddr) {
+    fn precedence(&self) -> (u64, Health, Reverse<DateTime<Utc>>, SocketAddr, &[u8]) {
         (
             self.incarnation,
             self.health,
             Reverse(self.last_change),
             self.addr,
+            self.tags.encoded(),
         )
     }
 
@@ -112,7 +127,9 @@ impl TrackerRow {
     /// - a higher incarnation wins (`Alive(i)` beats anything at `j < i`: refutation, restart);
     /// - at equal incarnation `Left > Dead > Suspect > Alive`;
     /// - exact ties of (incarnation, health) keep the earlier change, then the lower
-    ///   address, so two replicas that made the same change independently still agree.
+    ///   address, then the tags (a node changes its tags only with a higher
+    ///   incarnation; this last rule only keeps replicas that were handed two
+    ///   versions of one incarnation, e.g. from saved tables, agreeing).
     pub fn supersedes(&self, other: &TrackerRow) -> bool {
         self.precedence().cmp(&other.precedence()) == Ordering::Greater
     }
@@ -123,13 +140,14 @@ impl TrackerRow {
     }
 
     /// The serialized form (see the `Serialize` impl).
-    fn record(&self) -> RowRecord<&NodeName> {
+    fn record(&self) -> RowRecord<&NodeName, &Tags> {
         RowRecord {
             node: &self.node,
             addr: self.addr,
             incarnation: self.incarnation,
             health: self.health,
             last_change_ms: self.last_change.timestamp_millis(),
+            tags: &self.tags,
         }
     }
 
@@ -146,25 +164,49 @@ impl TrackerRow {
         hash.write(&self.incarnation.to_le_bytes());
         hash.write(&[self.health as u8]);
         hash.write(&self.last_change.timestamp_millis().to_le_bytes());
+        hash.write(&(self.tags.encoded_len() as u64).to_le_bytes());
+        hash.write(self.tags.encoded());
         hash.finish()
     }
 }
 
 /// A row as serialized, on the wire and in saved tables: `status` is left out
 /// (it follows from `health`) and `last_change` is in Unix milliseconds. Postcard
-/// writes a struct as its fields in order, so this is also the wire layout.
+/// writes a struct as its fields in order, so this is also the wire layout (the
+/// tags last, as a length-prefixed byte string: see `tags.rs`).
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "TrackerRow")]
-struct RowRecord<N> {
+struct RowRecord<N, T> {
     node: N,
     addr: SocketAddr,
     incarnation: u64,
     health: Health,
     last_change_ms: i64,
+    // Saved tables from before tags load with none.
+    #[serde(default)]
+    tags: T,
 }
 
-/// A row serializes to `{node, addr, incarnation, health, last_change_ms}`, so a
-/// node's table can be saved (e.g. as JSON) and handed to
+impl<T> RowRecord<NodeName, T> {
+    /// The row, its numbers checked, with tags to be filled in.
+    fn untagged_row(&self) -> Result<TrackerRow, &'static str> {
+        if self.incarnation > MAX_INCARNATION {
+            return Err("incarnation out of range");
+        }
+        let last_change = DateTime::from_timestamp_millis(self.last_change_ms)
+            .ok_or("last_change out of range")?;
+        Ok(TrackerRow::new(
+            self.node.clone(),
+            self.addr,
+            self.health,
+            self.incarnation,
+            last_change,
+        ))
+    }
+}
+
+/// A row serializes to `{node, addr, incarnation, health, last_change_ms, tags}`,
+/// so a node's table can be saved (e.g. as JSON, tags as a map) and handed to
 /// [`Node::restore`](crate::Node::restore) after a restart.
 impl Serialize for TrackerRow {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -173,23 +215,42 @@ impl Serialize for TrackerRow {
 }
 
 /// Peer bytes and saved files alike are checked: an incarnation above
-/// [`MAX_INCARNATION`] or a time chrono cannot
-/// represent is an error; `status` is derived from `health`.
+/// [`MAX_INCARNATION`], a time chrono cannot represent, or tags that are not
+/// sorted unique UTF-8 are an error; `status` is derived from `health`. The
+/// configured tag limits are applied where rows enter a node.
 impl<'de> Deserialize<'de> for TrackerRow {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let record = RowRecord::<NodeName>::deserialize(deserializer)?;
-        if record.incarnation > MAX_INCARNATION {
-            return Err(serde::de::Error::custom("incarnation out of range"));
-        }
-        let last_change = DateTime::from_timestamp_millis(record.last_change_ms)
-            .ok_or_else(|| serde::de::Error::custom("last_change out of range"))?;
-        Ok(TrackerRow::new(
-            record.node,
-            record.addr,
-            record.health,
-            record.incarnation,
-            last_change,
-        ))
+        let record = RowRecord::<NodeName, Tags>::deserialize(deserializer)?;
+        let row = record.untagged_row().map_err(serde::de::Error::custom)?;
+        Ok(row.with_tags(record.tags))
+    }
+}
+
+/// A row as decoded from a peer's bytes: numbers checked, tags not yet (they
+/// are checked against the receiver's limits, so that each broken rule is a
+/// drop reason of its own rather than one "malformed").
+#[derive(Debug)]
+pub(crate) struct UncheckedRow {
+    row: TrackerRow,
+    tags: RawTags,
+}
+
+impl UncheckedRow {
+    /// The row, if its tags keep `limits`.
+    pub(crate) fn check(self, limits: TagLimits) -> Result<TrackerRow, TagsError> {
+        let tags = Tags::from_encoded(self.tags.0, limits)?;
+        Ok(self.row.with_tags(tags))
+    }
+}
+
+impl<'de> Deserialize<'de> for UncheckedRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let record = RowRecord::<NodeName, RawTags>::deserialize(deserializer)?;
+        let row = record.untagged_row().map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            row,
+            tags: record.tags,
+        })
     }
 }
 
@@ -400,6 +461,16 @@ impl Tracker {
         self.slots.from(start)
     }
 
+    /// Rows whose tags match `query`, online ones only unless the query
+    /// [includes offline](TagQuery::including_offline) members; in no
+    /// particular order. Self included.
+    pub fn find<'a>(&'a self, query: &'a TagQuery) -> impl Iterator<Item = &'a TrackerRow> + 'a {
+        self.rows().filter(move |row| {
+            (query.includes_offline() || row.status == NodeStatus::Online)
+                && query.matches(&row.tags)
+        })
+    }
+
     /// Rows whose status is `Online`, in no particular order.
     pub fn online(&self) -> impl Iterator<Item = &TrackerRow> + '_ {
         self.rows().filter(|row| row.status == NodeStatus::Online)
@@ -542,14 +613,22 @@ mod tests {
         assert_eq!(r.last_change, at(1));
     }
 
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        Tags::from_pairs(pairs.iter().copied()).expect("valid")
+    }
+
     #[test]
     fn a_row_saves_as_json_and_loads_back_checked() {
-        let saved = row(Health::Suspect, 3);
+        let saved = row(Health::Suspect, 3).with_tags(tags(&[("role", "db")]));
         let json = serde_json::to_string(&saved).expect("serializes");
         assert_eq!(
             json,
-            r#"{"node":"n","addr":"10.0.0.1:7946","incarnation":3,"health":"Suspect","last_change_ms":1700000000000}"#
+            r#"{"node":"n","addr":"10.0.0.1:7946","incarnation":3,"health":"Suspect","last_change_ms":1700000000000,"tags":{"role":"db"}}"#
         );
+        // A table saved before tags existed loads with none.
+        let untagged = json.replace(r#","tags":{"role":"db"}"#, "");
+        let loaded: TrackerRow = serde_json::from_str(&untagged).expect("loads");
+        assert!(loaded.tags.is_empty());
         let loaded: TrackerRow = serde_json::from_str(&json).expect("loads");
         assert_eq!(loaded, saved);
         assert_eq!(loaded.status, NodeStatus::Online, "status follows health");
@@ -561,16 +640,77 @@ mod tests {
 
     #[test]
     fn the_wire_layout_is_the_fields_in_order() {
-        let r = row(Health::Dead, 2);
+        let r = row(Health::Dead, 2).with_tags(tags(&[("a", "1")]));
         let expected = postcard::to_allocvec(&(
             &r.node,
             r.addr,
             r.incarnation,
             r.health,
             r.last_change.timestamp_millis(),
+            r.tags.encoded(),
         ))
         .expect("encodes");
         assert_eq!(postcard::to_allocvec(&r).expect("encodes"), expected);
+        let decoded: TrackerRow = postcard::from_bytes(&expected).expect("decodes");
+        assert_eq!(decoded, r);
+    }
+
+    #[test]
+    fn rows_that_differ_only_in_tags_have_different_digests_and_one_winner() {
+        let plain = row(Health::Alive, 1);
+        let tagged = plain.clone().with_tags(tags(&[("role", "db")]));
+        let mut a = Tracker::new();
+        a.merge(plain.clone());
+        let mut b = Tracker::new();
+        b.merge(tagged.clone());
+        assert_ne!(a.digest(), b.digest(), "the digest covers tags");
+        assert!(
+            tagged.supersedes(&plain) != plain.supersedes(&tagged),
+            "exactly one of two versions wins, so replicas converge"
+        );
+        // A tag change comes with a higher incarnation, and wins by it.
+        let mut changed = plain.clone().with_tags(tags(&[("role", "web")]));
+        changed.incarnation = 2;
+        assert!(changed.supersedes(&tagged));
+        let change = b.merge(changed.clone()).expect("newer");
+        assert_eq!(
+            change.old,
+            Some(tagged),
+            "a tag change is a write with the old row"
+        );
+    }
+
+    #[test]
+    fn find_lists_matching_rows_online_only_by_default() {
+        let mut tracker = Tracker::new();
+        for (name, health, role) in [
+            ("a", Health::Alive, "db"),
+            ("b", Health::Dead, "db"),
+            ("c", Health::Suspect, "web"),
+        ] {
+            tracker.merge(
+                TrackerRow::new(
+                    NodeName::new(name).expect("valid"),
+                    "10.0.0.1:7946".parse().expect("valid"),
+                    health,
+                    0,
+                    at(0),
+                )
+                .with_tags(tags(&[("role", role)])),
+            );
+        }
+        let names = |query: &TagQuery| {
+            let mut found: Vec<String> = tracker.find(query).map(|r| r.node.to_string()).collect();
+            found.sort();
+            found
+        };
+        assert_eq!(names(&TagQuery::key_value("role", "db")), ["a"]);
+        assert_eq!(
+            names(&TagQuery::key_value("role", "db").including_offline()),
+            ["a", "b"]
+        );
+        assert_eq!(names(&TagQuery::key("role")), ["a", "c"]);
+        assert!(names(&TagQuery::key("zone")).is_empty());
     }
 
     mod merge_properties {

@@ -16,15 +16,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::keyring::{SEAL_OVERHEAD, Sealer};
 use crate::name::{ClusterId, NodeName};
-use crate::tracker::{DIGEST_BUCKETS, Digest, TrackerRow};
+use crate::tags::{TagLimits, TagsError};
+use crate::tracker::{DIGEST_BUCKETS, Digest, TrackerRow, UncheckedRow};
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"BTHV";
 /// The protocol version this build speaks. Packets of any other version are
 /// dropped and counted as [`DropReason::UnsupportedVersion`](crate::DropReason::UnsupportedVersion).
 ///
-/// Version 2 added the name-conflict handshake (a `Claim` message).
-pub const VERSION: u8 = 2;
+/// Version 2 added the name-conflict handshake (a `Claim` message); version 3
+/// added tags to every row (see `tags.rs`).
+pub const VERSION: u8 = 3;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 14;
 /// Flag bit: the body is sealed with the cluster key ring.
@@ -37,11 +39,21 @@ const FLAG_SEALED: u8 = 1;
 pub(crate) struct WireRow(pub(crate) TrackerRow);
 
 /// One piggybacked update: a row, and for a suspicion who raised it (so that
-/// independent confirmations can be counted, Lifeguard).
+/// independent confirmations can be counted, Lifeguard). `R` is the row as sent
+/// ([`WireRow`]) or as received before its tags are checked ([`UncheckedRow`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Update {
-    pub(crate) row: WireRow,
+pub(crate) struct Update<R = WireRow> {
+    pub(crate) row: R,
     pub(crate) suspecter: Option<NodeName>,
+}
+
+impl Update<UncheckedRow> {
+    fn check(self, limits: TagLimits) -> Result<Update, TagsError> {
+        Ok(Update {
+            row: WireRow(self.row.check(limits)?),
+            suspecter: self.suspecter,
+        })
+    }
 }
 
 /// The anti-entropy digest, as fixed 8-byte words (hashes do not shrink as varints).
@@ -60,9 +72,10 @@ impl From<WireDigest> for Digest {
     }
 }
 
-/// What a packet is for. Piggybacked updates ride along with every kind.
+/// What a packet is for. Piggybacked updates ride along with every kind. `R` is
+/// the row type, as for [`Update`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Message {
+pub(crate) enum Message<R = WireRow> {
     /// Are you there? `target` guards against a new process at an old address.
     Ping { seq: u32, target: NodeName },
     /// Yes (answers `Ping`, or relays a target's answer to an indirect prober).
@@ -76,14 +89,14 @@ pub(crate) enum Message {
     /// I tried `PingReq` `seq` and the target did not answer me either (Lifeguard).
     Nack { seq: u32 },
     /// Let me in; here is my own row (alive, at my incarnation and address).
-    Join { row: WireRow },
+    Join { row: R },
     /// A chunk of the tracker, answering `Join`; every chunk applies on its own.
-    JoinReply { rows: Vec<WireRow> },
+    JoinReply { rows: Vec<R> },
     /// My digest; send me the rows of the buckets where yours differs.
     /// `reply` is set on the answer, so the exchange stops after one round trip.
     Sync { digest: WireDigest, reply: bool },
     /// A chunk of rows, answering `Sync`.
-    Rows { rows: Vec<WireRow> },
+    Rows { rows: Vec<R> },
     /// Nothing but the piggybacked updates.
     Gossip,
     /// I tried `PingReq` `seq` and the target's port was unreachable for me too.
@@ -103,6 +116,57 @@ pub(crate) enum Message {
     },
 }
 
+fn check_rows(rows: Vec<UncheckedRow>, limits: TagLimits) -> Result<Vec<WireRow>, TagsError> {
+    rows.into_iter()
+        .map(|row| row.check(limits).map(WireRow))
+        .collect()
+}
+
+impl Message<UncheckedRow> {
+    /// The message with every row's tags checked against `limits`.
+    fn check(self, limits: TagLimits) -> Result<Message, TagsError> {
+        Ok(match self {
+            Message::Join { row } => Message::Join {
+                row: WireRow(row.check(limits)?),
+            },
+            Message::JoinReply { rows } => Message::JoinReply {
+                rows: check_rows(rows, limits)?,
+            },
+            Message::Rows { rows } => Message::Rows {
+                rows: check_rows(rows, limits)?,
+            },
+            Message::Ping { seq, target } => Message::Ping { seq, target },
+            Message::Ack { seq } => Message::Ack { seq },
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            },
+            Message::Nack { seq } => Message::Nack { seq },
+            Message::Sync { digest, reply } => Message::Sync { digest, reply },
+            Message::Gossip => Message::Gossip,
+            Message::Bounced { seq } => Message::Bounced { seq },
+            Message::Claim {
+                addr,
+                started,
+                nonce,
+                echo,
+                confirmed,
+            } => Message::Claim {
+                addr,
+                started,
+                nonce,
+                echo,
+                confirmed,
+            },
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Body<N, M, G> {
     sender: N,
@@ -113,7 +177,7 @@ struct Body<N, M, G> {
 
 /// Why a datagram does not decode. The node counts each as the
 /// [`DropReason`](crate::DropReason) of the same name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum DecodeError {
     /// Shorter than the fixed header.
     Truncated,
@@ -131,6 +195,8 @@ pub(crate) enum DecodeError {
     UnexpectedSeal,
     /// Sealed with an unknown key, or altered on the way.
     Authentication,
+    /// A row's tags break a rule or a limit (the whole packet is dropped).
+    Tags(TagsError),
 }
 
 /// A decoded packet.
@@ -145,12 +211,13 @@ pub(crate) struct Packet {
 /// Decodes a datagram. Checks the header first, then opens a sealed body (into
 /// `scratch`, reused across calls), then decodes the whole body; trailing bytes are
 /// an error so that one datagram has exactly one meaning. With a `sealer`,
-/// plaintext is refused.
+/// plaintext is refused. Last, every row's tags are checked against `limits`.
 pub(crate) fn decode(
     bytes: &[u8],
     cluster: ClusterId,
     sealer: Option<&Sealer>,
     scratch: &mut Vec<u8>,
+    limits: TagLimits,
 ) -> Result<Packet, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
@@ -186,18 +253,33 @@ pub(crate) fn decode(
             scratch.as_slice()
         }
     };
-    let (body, rest): (Body<NodeName, Message, Vec<Update>>, &[u8]) =
+    type Unchecked = Body<NodeName, Message<UncheckedRow>, Vec<Update<UncheckedRow>>>;
+    let (body, rest): (Unchecked, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
     if !rest.is_empty() {
         return Err(DecodeError::Malformed);
     }
+    let tags = |error: TagsError| match error {
+        TagsError::Malformed => DecodeError::Malformed,
+        other => DecodeError::Tags(other),
+    };
+    let gossip = body
+        .gossip
+        .into_iter()
+        .map(|update| update.check(limits))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(tags)?;
     Ok(Packet {
         sender: body.sender,
         incarnation: body.incarnation,
-        message: body.message,
-        gossip: body.gossip,
+        message: body.message.check(limits).map_err(tags)?,
+        gossip,
     })
 }
+
+/// Bytes a row stream keeps free in each datagram: the row count's varint may
+/// grow, and the sender's incarnation may grow before the chunk is encoded.
+pub(crate) const ROW_SLACK: usize = 12;
 
 /// Size of a value once encoded.
 pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
@@ -271,16 +353,23 @@ mod tests {
     }
 
     fn row(n: &str, health: Health) -> WireRow {
-        WireRow(TrackerRow::new(
-            name(n),
-            "10.1.2.3:7946".parse().expect("valid"),
-            health,
-            7,
-            DateTime::from_timestamp_millis(1_700_000_000_123).expect("in range"),
-        ))
+        WireRow(
+            TrackerRow::new(
+                name(n),
+                "10.1.2.3:7946".parse().expect("valid"),
+                health,
+                7,
+                DateTime::from_timestamp_millis(1_700_000_000_123).expect("in range"),
+            )
+            .with_tags(crate::tags::Tags::from_pairs([("role", "db")]).expect("valid")),
+        )
     }
 
     const CLUSTER: ClusterId = ClusterId(42);
+    const LIMITS: TagLimits = TagLimits {
+        max_size: 64,
+        max_count: 4,
+    };
 
     /// Bytes a varint length prefix of `n` takes.
     fn varint_len(n: usize) -> usize {
@@ -312,7 +401,7 @@ mod tests {
     }
 
     fn plain(bytes: &[u8], cluster: ClusterId) -> Result<Packet, DecodeError> {
-        decode(bytes, cluster, None, &mut Vec::new())
+        decode(bytes, cluster, None, &mut Vec::new(), LIMITS)
     }
 
     fn all_messages() -> Vec<Message> {
@@ -381,12 +470,15 @@ mod tests {
             plain(&bad_version, CLUSTER),
             Err(DecodeError::UnsupportedVersion)
         );
-        // Version 1 had no name-conflict handshake: its packets are refused whole.
-        bad_version[4] = 1;
-        assert_eq!(
-            plain(&bad_version, CLUSTER),
-            Err(DecodeError::UnsupportedVersion)
-        );
+        // Version 1 had no name-conflict handshake and version 2 no tags:
+        // their packets are refused whole.
+        for old in [1, 2] {
+            bad_version[4] = old;
+            assert_eq!(
+                plain(&bad_version, CLUSTER),
+                Err(DecodeError::UnsupportedVersion)
+            );
+        }
         assert_eq!(plain(&good, ClusterId(43)), Err(DecodeError::WrongCluster));
     }
 
@@ -412,6 +504,13 @@ mod tests {
 
     #[test]
     fn out_of_range_timestamps_are_malformed() {
+        let bytes = raw_gossip_packet(i64::MAX, &[]);
+        assert_eq!(plain(&bytes, CLUSTER), Err(DecodeError::Malformed));
+    }
+
+    /// A gossip packet whose one update has `last_change_ms` and `tags`
+    /// (encoded entries) as given, unchecked.
+    fn raw_gossip_packet(last_change_ms: i64, tags: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&MAGIC);
         bytes.push(VERSION);
@@ -420,20 +519,73 @@ mod tests {
         let body = Body {
             sender: name("x"),
             incarnation: 0,
-            message: Message::Gossip,
+            message: Message::<WireRow>::Gossip,
             gossip: vec![(
                 (
                     name("y"),
                     "1.2.3.4:5".parse::<SocketAddr>().expect("valid"),
                     0u64,
                     Health::Alive,
-                    i64::MAX,
+                    last_change_ms,
+                    tags,
                 ),
                 None::<NodeName>,
             )],
         };
-        bytes = postcard::to_extend(&body, bytes).expect("encodes");
-        assert_eq!(plain(&bytes, CLUSTER), Err(DecodeError::Malformed));
+        postcard::to_extend(&body, bytes).expect("encodes")
+    }
+
+    fn packet_with_raw_tags(tags: &[u8]) -> Vec<u8> {
+        raw_gossip_packet(0, tags)
+    }
+
+    fn entries(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for pair in pairs {
+            out = postcard::to_extend(pair, out).expect("encodes");
+        }
+        out
+    }
+
+    #[test]
+    fn rows_with_broken_tags_fail_with_the_rule_they_break() {
+        let good = entries(&[(b"a", b"1"), (b"b", b"2")]);
+        let packet = plain(&packet_with_raw_tags(&good), CLUSTER).expect("valid tags");
+        assert_eq!(packet.gossip[0].row.0.tags.get("b"), Some("2"));
+        let cases: [(Vec<u8>, TagsError); 5] = [
+            (entries(&[(b"b", b"1"), (b"a", b"2")]), TagsError::Unsorted),
+            (entries(&[(b"a", b"1"), (b"a", b"2")]), TagsError::Unsorted),
+            (entries(&[(b"a", &[0xc3, 0x28])]), TagsError::InvalidUtf8),
+            (
+                entries(&[
+                    (b"a", b""),
+                    (b"b", b""),
+                    (b"c", b""),
+                    (b"d", b""),
+                    (b"e", b""),
+                ]),
+                TagsError::TooMany { count: 5, limit: 4 },
+            ),
+            (
+                entries(&[(b"a", &[b'x'; 70])]),
+                TagsError::TooLarge {
+                    size: 73,
+                    limit: 64,
+                },
+            ),
+        ];
+        for (tags, error) in cases {
+            assert_eq!(
+                plain(&packet_with_raw_tags(&tags), CLUSTER),
+                Err(DecodeError::Tags(error.clone())),
+                "{error:?}"
+            );
+        }
+        // Entries that do not parse are malformed, as any broken body.
+        assert_eq!(
+            plain(&packet_with_raw_tags(&[5, b'a']), CLUSTER),
+            Err(DecodeError::Malformed)
+        );
     }
 
     #[test]
@@ -457,17 +609,17 @@ mod tests {
         assert_eq!(out.len(), base_len(sender, &message));
         let mut scratch = Vec::new();
         let opener = Sealer::new(&ring, [2; 16]);
-        let packet = decode(&out, CLUSTER, Some(&opener), &mut scratch).expect("opens");
+        let packet = decode(&out, CLUSTER, Some(&opener), &mut scratch, LIMITS).expect("opens");
         assert_eq!(packet.message, message);
         assert_eq!(plain(&out, CLUSTER), Err(DecodeError::UnexpectedSeal));
         let stranger = Sealer::new(&KeyRing::new(Key::new([5; 32])), [2; 16]);
         assert_eq!(
-            decode(&out, CLUSTER, Some(&stranger), &mut scratch),
+            decode(&out, CLUSTER, Some(&stranger), &mut scratch, LIMITS),
             Err(DecodeError::Authentication)
         );
         let plaintext = encode_one(&message, &[]);
         assert_eq!(
-            decode(&plaintext, CLUSTER, Some(&opener), &mut scratch),
+            decode(&plaintext, CLUSTER, Some(&opener), &mut scratch, LIMITS),
             Err(DecodeError::NotSealed)
         );
         let mut unknown_flag = plaintext.clone();

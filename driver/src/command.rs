@@ -4,9 +4,11 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use async_channel::Sender;
-use beethoven_core::{JoinError, KeyRing, LeaveError, NewNodeError, NodeName, Seed, TrackerRow};
+use beethoven_core::{
+    JoinError, KeyRing, LeaveError, NewNodeError, NodeName, Seed, Tags, TagsError, TrackerRow,
+};
 
-use crate::router::{SubscriberId, Update};
+use crate::router::{Interest, SubscriberId, Update};
 use crate::runtime::BlockingWork;
 
 /// A request for the node's task, made by a [`Handle`](crate::Handle). Opaque: a
@@ -30,12 +32,15 @@ pub(crate) enum CommandKind {
     Leave {
         ticket: u64,
     },
+    SetTags(Tags),
     Subscribe {
         id: SubscriberId,
         queue: Sender<Update>,
         /// Reads the queue on a blocking thread (a callback); started only if the
         /// subscription is new.
         reader: Option<Reader>,
+        /// What the subscriber hears.
+        interest: Interest,
     },
     Unsubscribe(SubscriberId),
     SetKeyRing(Option<KeyRing>),
@@ -69,6 +74,9 @@ pub enum CommandError {
     /// `leave` refused.
     #[error(transparent)]
     Leave(#[from] LeaveError),
+    /// `set_tags` refused: the tags break a limit, which the error names.
+    #[error(transparent)]
+    Tags(#[from] TagsError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
     /// commands but `stop` (and `shutdown`). Restart it under another name.

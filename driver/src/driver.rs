@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError, WeakSender};
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Event, JoinError, Node, Seed};
+use beethoven_core::{Event, JoinError, Node, Op, Seed, TrackerEvent};
 use futures_core::Stream;
 use socket2::SockRef;
 use tracing::{debug, info, warn};
@@ -173,7 +173,15 @@ impl Driver {
         let advertised = options.advertised_addr(bound);
         let config = options.protocol_config().clone();
         let name = options.name().clone();
+        let tags = options.initial_tags();
+        config.check_tags(&name, advertised, tags)?;
         let mut node = Node::new(config, name, advertised, now, wall_clock_at_now)?;
+        // Checked above, and a new node holds its name: nothing left to refuse.
+        if !tags.is_empty()
+            && let Err(error) = node.set_tags(now, tags.clone())
+        {
+            warn!(%error, "starting tags refused");
+        }
         let mut seeds = options.seeds().to_vec();
         seeds.extend(resolved_hosts.iter().copied().map(Seed::Addr));
         let seed_hosts = options.seed_hosts().to_vec();
@@ -406,8 +414,18 @@ impl Driver {
                     Err(error) => debug!(%error, "leave refused"),
                 }
             }
-            CommandKind::Subscribe { id, queue, reader } => {
-                if !self.router.insert(id, queue) {
+            CommandKind::SetTags(tags) => {
+                if let Err(error) = self.node.set_tags(now, tags) {
+                    warn!(%error, "set_tags refused");
+                }
+            }
+            CommandKind::Subscribe {
+                id,
+                queue,
+                reader,
+                interest,
+            } => {
+                if !self.router.insert(id, queue, interest) {
                     debug!(?id, "subscribed already: one subscription");
                 } else if let Some(Reader(work)) = reader {
                     self.runtime.spawn_blocking(work);
@@ -443,6 +461,20 @@ impl Driver {
         match event {
             Event::NodeUpdate { node, status } => {
                 self.router.broadcast(&Update::Node { node, status });
+            }
+            Event::Tracker(TrackerEvent {
+                op: Op::Write,
+                new_row,
+                old_row,
+            }) if new_row.node != *self.node.name()
+                && old_row
+                    .as_ref()
+                    .map_or(!new_row.tags.is_empty(), |old| old.tags != new_row.tags) =>
+            {
+                self.router.broadcast(&Update::Tags {
+                    node: new_row.node,
+                    tags: new_row.tags,
+                });
             }
             Event::Tracker(_) => {}
             Event::ModeChanged(mode) => info!(name = %self.node.name(), ?mode, "mode changed"),

@@ -14,14 +14,14 @@ use std::task::{Context, Poll};
 
 use async_channel::{Receiver, Sender};
 use beethoven_core::{
-    KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow,
-    expand_seeds,
+    Config, KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TagQuery,
+    Tags, TrackerRow, expand_seeds,
 };
 use futures_core::Stream;
 
 use crate::command::{Command, CommandError, CommandKind, Reader};
 use crate::options::Options;
-use crate::router::{NodeUpdate, SubscriberId, Update};
+use crate::router::{Interest, NodeUpdate, SubscriberId, Update};
 use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot, lock};
 
 /// A running node. Cheap to clone; every clone controls the same node.
@@ -41,6 +41,8 @@ struct Shared {
     advertised_addr: SocketAddr,
     max_join_targets: usize,
     max_nodes: usize,
+    /// For checking tags before they are queued.
+    config: Config,
     queue_capacity: usize,
     snapshot: SharedSnapshot,
     commands: Sender<Command>,
@@ -83,6 +85,7 @@ impl Handle {
                 advertised_addr: options.advertised_addr(local_addr),
                 max_join_targets: config.max_join_targets,
                 max_nodes: config.max_nodes,
+                config: config.clone(),
                 queue_capacity: options.subscriber_queue_capacity(),
                 snapshot,
                 commands,
@@ -143,6 +146,33 @@ impl Handle {
             .filter(|row| row.status == NodeStatus::Online)
             .map(|row| row.node.clone())
             .collect()
+    }
+
+    /// The members whose tags match `query` (a key, or a key and its value),
+    /// ordered by name: online ones only, unless the query
+    /// [includes offline](TagQuery::including_offline) members. Self included.
+    /// Service discovery: `members_with_tag(&TagQuery::key_value("role", "db"))`,
+    /// then read each row's `addr` and other tags.
+    pub fn members_with_tag(&self, query: &TagQuery) -> Vec<TrackerRow> {
+        self.snapshot()
+            .rows
+            .iter()
+            .filter(|row| {
+                (query.includes_offline() || row.status == NodeStatus::Online)
+                    && query.matches(&row.tags)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// This node's own tags, as last published.
+    pub fn tags(&self) -> Tags {
+        self.snapshot()
+            .rows
+            .iter()
+            .find(|row| row.node == self.shared.name)
+            .map(|row| row.tags.clone())
+            .unwrap_or_default()
     }
 
     /// Traffic and drop counters of the node.
@@ -268,6 +298,17 @@ impl Handle {
         self.queue_membership(&mut queued, true, |ticket| CommandKind::Leave { ticket })
     }
 
+    /// Replaces this node's tags; see [`Node::set_tags`](beethoven_core::Node::set_tags).
+    /// The limits (`max_tags_size`, `max_tags`, a row that fits a datagram) are
+    /// checked here, so a refusal is this call's `Err` and nothing changes.
+    pub fn set_tags(&self, tags: Tags) -> Result<(), CommandError> {
+        self.check_name()?;
+        self.shared
+            .config
+            .check_tags(&self.shared.name, self.shared.advertised_addr, &tags)?;
+        self.send(CommandKind::SetTags(tags))
+    }
+
     /// Queues a `join` (`left: false`) or `leave` under the next ticket.
     fn queue_membership(
         &self,
@@ -307,7 +348,12 @@ impl Handle {
             }
         }));
         let reader = Some(reader);
-        self.send(CommandKind::Subscribe { id, queue, reader })?;
+        self.send(CommandKind::Subscribe {
+            id,
+            queue,
+            reader,
+            interest: Interest::Nodes,
+        })?;
         Ok(id)
     }
 
@@ -318,6 +364,19 @@ impl Handle {
     /// [`alert_me`](Handle::alert_me), it reports changes from the moment of
     /// subscribing.
     pub fn subscribe(&self) -> Updates {
+        self.stream(Interest::Nodes)
+    }
+
+    /// A stream of tag changes of other nodes: [`Update::Tags`] with a node's
+    /// tags each time they change (or when a node is first heard of with
+    /// tags), and [`Update::Lagged`] markers; nothing else. Otherwise like
+    /// [`subscribe`](Handle::subscribe). Online/offline changes stay on
+    /// `subscribe` and `alert_me`, as in the original.
+    pub fn subscribe_tags(&self) -> Updates {
+        self.stream(Interest::Tags)
+    }
+
+    fn stream(&self, interest: Interest) -> Updates {
         let n = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let (queue, updates) = async_channel::bounded(self.queue_capacity());
         let id = SubscriberId::stream(n);
@@ -326,6 +385,7 @@ impl Handle {
             id,
             queue,
             reader: None,
+            interest,
         });
         Updates {
             queue: Box::pin(updates),

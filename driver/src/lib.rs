@@ -141,6 +141,6 @@ pub mod prelude {
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,
-        NewNodeError, NodeName, NodeStatus, Seed, Stats, TrackerRow,
+        NewNodeError, NodeName, NodeStatus, Seed, Stats, TagQuery, Tags, TagsError, TrackerRow,
     };
 }

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
-use beethoven_core::{Config, ConfigError, JoinError, NodeName, Seed};
+use beethoven_core::{Config, ConfigError, JoinError, NodeName, Seed, Tags, TagsError};
 
 use tracing::warn;
 
@@ -40,6 +40,7 @@ pub struct Options {
     seeds: Vec<Seed>,
     seed_hosts: Vec<String>,
     queue_capacity: usize,
+    tags: Tags,
 }
 
 impl Options {
@@ -54,6 +55,7 @@ impl Options {
             seeds: Vec::new(),
             seed_hosts: Vec::new(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            tags: Tags::new(),
         }
     }
 
@@ -104,6 +106,19 @@ impl Options {
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self
+    }
+
+    /// The node's tags from the start (see
+    /// [`Node::set_tags`](beethoven_core::Node::set_tags); change them later
+    /// with [`Handle::set_tags`](crate::Handle::set_tags)).
+    pub fn tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// The tags the node starts with.
+    pub fn initial_tags(&self) -> &Tags {
+        &self.tags
     }
 
     /// The node's name.
@@ -236,6 +251,9 @@ pub enum StartError {
     /// The seeds cannot be joined (e.g. a range larger than `max_join_targets`).
     #[error(transparent)]
     Join(#[from] JoinError),
+    /// The starting tags break a limit of the config.
+    #[error(transparent)]
+    Tags(#[from] TagsError),
 }
 
 #[cfg(test)]

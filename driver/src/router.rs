@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use async_channel::{Sender, TrySendError};
-use beethoven_core::{NodeName, NodeStatus};
+use beethoven_core::{NodeName, NodeStatus, Tags};
 use tracing::{error, warn};
 
 /// One subscription of a running node: returned by
@@ -43,7 +43,17 @@ impl SubscriberId {
     }
 }
 
-/// One item of a subscription: the original's `node_update(node, status)`, or a
+/// What a subscription hears besides lag markers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Interest {
+    /// Online/offline changes and name conflicts (`alert_me`, `subscribe`).
+    Nodes,
+    /// Tag changes of other nodes (`subscribe_tags`).
+    Tags,
+}
+
+/// One item of a subscription: the original's `node_update(node, status)`, a tag
+/// change (for [`subscribe_tags`](crate::Handle::subscribe_tags) only), or a
 /// marker that the subscriber fell behind.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
@@ -72,9 +82,27 @@ pub enum Update {
         /// Where the two processes listen, lower address first.
         addrs: [SocketAddr; 2],
     },
+    /// Another node changed its tags, or was first heard of with tags: what it
+    /// holds now. Only on [`subscribe_tags`](crate::Handle::subscribe_tags)
+    /// streams; never about this node itself.
+    Tags {
+        /// Which node.
+        node: NodeName,
+        /// Its tags now.
+        tags: Tags,
+    },
 }
 
 impl Update {
+    /// Which subscriptions hear it (`None`: every one).
+    fn interest(&self) -> Option<Interest> {
+        match self {
+            Update::Node { .. } | Update::NameConflict { .. } => Some(Interest::Nodes),
+            Update::Tags { .. } => Some(Interest::Tags),
+            Update::Lagged { .. } => None,
+        }
+    }
+
     /// Hands this update to a callback: `node_update` for a node change,
     /// `lagged` for a lag marker. A panic in the callback is caught and logged, so
     /// one bad update does not end the subscription.
@@ -83,6 +111,8 @@ impl Update {
             Update::Node { node, status } => callback.node_update(node, *status),
             Update::Lagged { missed } => callback.lagged(*missed),
             Update::NameConflict { node, addrs } => callback.name_conflict(node, *addrs),
+            // Callbacks subscribe to node changes only.
+            Update::Tags { .. } => {}
         }));
         if outcome.is_err() {
             error!(update = ?self, "a node_update callback panicked; the subscription stays");
@@ -132,6 +162,7 @@ pub(crate) struct Gone;
 #[derive(Debug)]
 struct Route {
     queue: Sender<Update>,
+    interest: Interest,
     /// Updates dropped since the last lag marker went through.
     missed: u64,
 }
@@ -180,11 +211,23 @@ pub(crate) struct Router {
 impl Router {
     /// Adds a subscriber; returns `false`, and keeps the one it has, when `id` is
     /// subscribed already (a second `alert_me` with a callback of the same type).
-    pub(crate) fn insert(&mut self, id: SubscriberId, queue: Sender<Update>) -> bool {
+    pub(crate) fn insert(
+        &mut self,
+        id: SubscriberId,
+        queue: Sender<Update>,
+        interest: Interest,
+    ) -> bool {
         if self.routes.contains_key(&id) {
             return false;
         }
-        self.routes.insert(id, Route { queue, missed: 0 });
+        self.routes.insert(
+            id,
+            Route {
+                queue,
+                interest,
+                missed: 0,
+            },
+        );
         true
     }
 
@@ -196,10 +239,16 @@ impl Router {
         self.lagged_total
     }
 
-    /// Offers `update` to every subscriber; routes whose receivers are gone are
-    /// removed.
+    /// Offers `update` to every subscriber interested in it; routes whose
+    /// receivers are gone are removed.
     pub(crate) fn broadcast(&mut self, update: &Update) {
-        let ids: Vec<SubscriberId> = self.routes.keys().copied().collect();
+        let wanted = update.interest();
+        let ids: Vec<SubscriberId> = self
+            .routes
+            .iter()
+            .filter(|(_, route)| wanted.is_none_or(|interest| interest == route.interest))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             let _ = self.deliver(id, update.clone());
         }
@@ -260,7 +309,7 @@ mod tests {
         let (sender, queue) = async_channel::bounded(2);
         let mut router = Router::default();
         let id = SubscriberId::stream(7);
-        router.insert(id, sender);
+        router.insert(id, sender, Interest::Nodes);
         for name in ["a", "b", "c", "d", "e"] {
             assert_eq!(router.deliver(id, online(name)), Ok(()));
         }
@@ -279,7 +328,7 @@ mod tests {
         let (sender, queue) = async_channel::bounded(1);
         let mut router = Router::default();
         let id = SubscriberId::stream(1);
-        router.insert(id, sender);
+        router.insert(id, sender, Interest::Nodes);
         router.deliver(id, online("a")).expect("open");
         router.deliver(id, online("b")).expect("open");
         assert!(router.flush().is_empty(), "still full: marker pending");
@@ -293,7 +342,7 @@ mod tests {
         let (sender, queue) = async_channel::bounded(4);
         let mut router = Router::default();
         let id = SubscriberId::stream(3);
-        router.insert(id, sender);
+        router.insert(id, sender, Interest::Nodes);
         drop(queue);
         assert_eq!(router.deliver(id, online("a")), Err(Gone));
         assert!(router.routes.is_empty());
@@ -310,11 +359,28 @@ mod tests {
         let (second, second_queue) = async_channel::bounded(4);
         let mut router = Router::default();
         let id = SubscriberId::callback::<fn(&NodeName, NodeStatus)>();
-        assert!(router.insert(id, first));
-        assert!(!router.insert(id, second));
+        assert!(router.insert(id, first, Interest::Nodes));
+        assert!(!router.insert(id, second, Interest::Nodes));
         assert!(second_queue.is_closed(), "the refused queue was dropped");
         router.broadcast(&online("a"));
         assert_eq!(drain(&first_queue), vec![online("a")]);
+    }
+
+    #[test]
+    fn tag_changes_reach_tag_subscribers_only_and_node_changes_the_others() {
+        let (nodes, nodes_queue) = async_channel::bounded(4);
+        let (tags, tags_queue) = async_channel::bounded(4);
+        let mut router = Router::default();
+        router.insert(SubscriberId::stream(1), nodes, Interest::Nodes);
+        router.insert(SubscriberId::stream(2), tags, Interest::Tags);
+        let change = Update::Tags {
+            node: NodeName::new("a").expect("valid name"),
+            tags: Tags::from_pairs([("role", "db")]).expect("valid tags"),
+        };
+        router.broadcast(&online("a"));
+        router.broadcast(&change);
+        assert_eq!(drain(&nodes_queue), vec![online("a")]);
+        assert_eq!(drain(&tags_queue), vec![change]);
     }
 
     #[test]

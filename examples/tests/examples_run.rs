@@ -135,12 +135,18 @@ fn three_beethoven_node_processes_find_each_other_and_report_a_killed_one() {
         "--seed",
         &seed,
     ];
-    let mut b = Running::start(bin, &[&["--name", "b"][..], &common].concat());
+    let tagged = ["--name", "b", "--tag", "role=db", "--tag", "grpc=7000"];
+    let mut b = Running::start(bin, &[&tagged[..], &common].concat());
     let c = Running::start(bin, &[&["--name", "c"][..], &common].concat());
     for node in ["b", "c"] {
         a.expect_line(&["node_update", &format!("\"node\":\"{node}\""), "online"]);
     }
     b.expect_line(&["node_update", "\"node\":\"c\"", "online"]);
+    // Tags: in b's start, in its row everywhere, and as a tag event.
+    let tags = r#""tags":{"grpc":"7000","role":"db"}"#;
+    b.expect_line(&["\"event\":\"started\"", tags]);
+    a.expect_line(&["\"event\":\"tags\"", "\"node\":\"b\"", tags]);
+    a.expect_line(&["\"event\":\"tracker\"", "\"node\":\"b\"", tags]);
     drop(c); // SIGKILL: no goodbye
     a.expect_line(&["node_update", "\"node\":\"c\"", "offline"]);
     b.expect_line(&["node_update", "\"node\":\"c\"", "offline"]);

@@ -39,6 +39,11 @@ fn main() -> std::io::Result<()> {
         }
         let script = [
             Action::Run { ms: 3_000 },
+            Action::SetTags {
+                node: 0,
+                tags: vec![("grpc".into(), "7000".into()), ("role".into(), "db".into())],
+            },
+            Action::Run { ms: 1_000 },
             Action::Crash { node: 2 },
             Action::Run { ms: 5_000 },
             Action::Restart {

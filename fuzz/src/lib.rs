@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{
-    Cidr, Config, Event, Health, Key, KeyRing, Mode, Node, NodeName, NodeStatus, Op, Seed,
+    Cidr, Config, Event, Health, Key, KeyRing, Mode, Node, NodeName, NodeStatus, Op, Seed, Tags,
     TrackerRow,
 };
 
@@ -158,6 +158,7 @@ pub fn check_node(node: &Node, mirror: &Mirror) {
             "own row at own incarnation"
         );
         assert_eq!(own.addr, node.addr(), "own row at own address");
+        assert_eq!(&own.tags, node.tags(), "own row with own tags");
         let others_online = tracker.online().any(|row| &row.node != node.name());
         let expected = if others_online {
             Mode::Clustered
@@ -496,6 +497,20 @@ impl Sim {
                     choice.map(|byte| KeyRing::new(key(byte % 2 + 7)).accepting(key(7))),
                 );
             }),
+            Action::SetTags { node, ref tags } => self.with_node(node, |n, now| {
+                let before = (n.incarnation(), n.tags().clone());
+                let refused = match Tags::from_pairs(tags.iter().map(|(k, v)| (k, v))) {
+                    Ok(tags) => n.set_tags(now, tags).is_err(),
+                    Err(_) => true,
+                };
+                if refused {
+                    assert_eq!(
+                        (n.incarnation(), n.tags().clone()),
+                        before,
+                        "a refused set_tags changed nothing"
+                    );
+                }
+            }),
             Action::Crash { node } => {
                 let i = self.node_index(node);
                 self.members[i].node = None;
@@ -582,6 +597,12 @@ pub enum Action {
     Leave { node: u8 },
     /// Replace the key ring (or remove it).
     SetKeys { node: u8, key: Option<u8> },
+    /// `set_tags` with any pairs (duplicates and tags over the limits are
+    /// refused, and must change nothing).
+    SetTags {
+        node: u8,
+        tags: Vec<(String, String)>,
+    },
     /// The process dies (its datagrams in flight stay in flight).
     Crash { node: u8 },
     /// A crashed node starts again under its name, at its address or a new one,

@@ -50,8 +50,9 @@ const OVERFLOW: &str = "regressions/handle_packet/incarnation-overflow-refuting-
 fn a_forged_suspicion_at_u64_max_neither_panics_nor_evicts_the_node() {
     let input = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(OVERFLOW)).expect("readable");
     let datagram = &input[1..];
-    // Rewritten when the wire version rises (2: the name-conflict handshake), so
-    // the forged row is still decoded instead of dropped whole.
+    // Rewritten when the wire version rises (2: the name-conflict handshake; 3:
+    // tags, an empty tag string after each row's time), so the forged row is
+    // still decoded instead of dropped whole.
     assert_eq!(
         datagram[4],
         beethoven_core::VERSION,
@@ -67,7 +68,7 @@ fn a_forged_suspicion_at_u64_max_neither_panics_nor_evicts_the_node() {
     // incarnation, message `Gossip`, one update (the row about n0).
     let mut gossip = datagram[..18].to_vec();
     gossip.extend_from_slice(&[8, 1]);
-    gossip.extend_from_slice(&datagram[24..46]);
+    gossip.extend_from_slice(&datagram[24..47]);
     sim.deliver(Datagram {
         from: addr(2),
         to: addr(1),

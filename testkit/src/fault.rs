@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use beethoven_core::Tags;
 use serde::Serialize;
 
 use crate::network::LinkRule;
@@ -125,6 +126,15 @@ pub enum Fault {
         /// The node whose name it takes.
         of: usize,
     },
+    /// The running node replaces its tags (`Node::set_tags`); a
+    /// [`WatchKind::Tags`](crate::WatchKind::Tags) watch measures how fast the
+    /// change spreads. A later restart keeps these tags.
+    SetTags {
+        /// Node index.
+        node: usize,
+        /// The new tags.
+        tags: Tags,
+    },
     /// Every partition, link rule and delay is removed, and loss set by
     /// [`Fault::Loss`] returns to the model's.
     Heal,
@@ -142,6 +152,7 @@ impl Fault {
             | Fault::Start { node }
             | Fault::Delay { node, .. }
             | Fault::Join { node, .. }
+            | Fault::SetTags { node, .. }
             | Fault::StartTwin { node, .. } => Some(node),
             _ => None,
         }

@@ -143,16 +143,18 @@
 //!   invariants ([`When`], [`Failure`]);
 //! - [`network`]: latency, jitter, loss, duplication, reordering, partitions, link rules,
 //!   members whose inbound datagrams are late;
-//! - [`fault`]: node and network faults, schedules, and a planner for random ones;
+//! - [`fault`]: node and network faults (tag changes among them), schedules, and a
+//!   planner for random ones;
 //! - [`invariant`]: the checkers and their typed [`Violation`]s; what counts as a
 //!   healthy node for accuracy (under partitions, link rules, loss and delays) is
 //!   defined in [`invariant::accuracy`];
-//! - [`metrics`]: spread watches (detection, join, leave), suspicions, traffic,
-//!   percentiles;
+//! - [`metrics`]: spread watches (detection, join, leave, tag change), suspicions,
+//!   traffic, percentiles;
 //! - [`strategy`]: proptest strategies: whole [`Scenario`]s, clusters,
-//!   networks, configs and fault schedules;
+//!   networks, configs, fault schedules, tags and tag changes;
 //! - [`scenario`]: the named scenarios the `beethoven-sim` binary runs, the grey-zone
-//!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) included;
+//!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) and
+//!   tag changes included; every node can start with tags of a chosen size;
 //! - [`report`]: their reports, as a table or JSON;
 //! - [`trace`]: the event trace (which can be cut at a chosen moment) and its
 //!   replay hash.

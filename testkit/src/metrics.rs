@@ -17,6 +17,10 @@ pub enum WatchKind {
     Leave,
     /// A join (or restart): from `join` until the node is online everywhere.
     Join,
+    /// A tag change: from `set_tags` until every observer holds the node online
+    /// at the incarnation of the change or later (tags belong to an
+    /// incarnation, so it holds the new tags): the tag-change spread time.
+    Tags,
 }
 
 /// Watches one node's news spread: how many observers (running nodes other than
@@ -29,6 +33,8 @@ pub struct Watch {
     pub subject: usize,
     /// The status the observers should come to see.
     pub status: NodeStatus,
+    /// The lowest incarnation of the subject's row that counts (0: any).
+    pub min_incarnation: u64,
     /// When the watch started.
     pub since: Duration,
     /// When 99.99% of the observers saw it (rounded up to whole nodes).
@@ -59,6 +65,7 @@ impl Watch {
             kind,
             subject,
             status,
+            min_incarnation: 0,
             since,
             most_at: None,
             all_at: None,
@@ -73,13 +80,31 @@ impl Watch {
         self.all_at.is_some() || self.cancelled
     }
 
+    /// The same watch, counting only rows at `incarnation` or above.
+    pub fn from_incarnation(mut self, incarnation: u64) -> Self {
+        self.min_incarnation = incarnation;
+        self
+    }
+
     /// Records what observer `node` now sees (or `None` when it stopped running or
-    /// has no row).
+    /// has no row), whatever the row's incarnation.
     pub fn set(&mut self, node: usize, status: Option<NodeStatus>) {
+        self.record(node, status == Some(self.status));
+    }
+
+    /// Records the status and incarnation of the row observer `node` now holds
+    /// (or `None` when it stopped running or has no row).
+    pub fn set_row(&mut self, node: usize, row: Option<(NodeStatus, u64)>) {
+        let sees = row.is_some_and(|(status, incarnation)| {
+            status == self.status && incarnation >= self.min_incarnation
+        });
+        self.record(node, sees);
+    }
+
+    fn record(&mut self, node: usize, sees: bool) {
         if node == self.subject || node >= self.seen.len() {
             return;
         }
-        let sees = status == Some(self.status);
         if sees != self.seen[node] {
             self.seen[node] = sees;
             if sees {

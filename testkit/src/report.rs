@@ -59,6 +59,14 @@ pub struct Report {
     pub join_all_p50_s: Option<f64>,
     /// Join → online on every node, 99th percentile.
     pub join_all_p99_s: Option<f64>,
+    /// Encoded bytes of every node's starting tags (0: none).
+    pub tag_bytes: usize,
+    /// Tag changes that reached every node.
+    pub tag_changes: usize,
+    /// Tag-change spread (until every node holds the new tags), p50.
+    pub tag_spread_p50_s: Option<f64>,
+    /// Tag-change spread, p99.
+    pub tag_spread_p99_s: Option<f64>,
     /// Datagrams sent per node per second over the window.
     pub msgs_per_node_s: f64,
     /// Bytes sent per node per second over the window.
@@ -262,6 +270,10 @@ impl Report {
             ("join 99.99% p99 s", opt(self.join_most_p99_s)),
             ("join 100% p50 s", opt(self.join_all_p50_s)),
             ("join 100% p99 s", opt(self.join_all_p99_s)),
+            ("tag bytes per node", self.tag_bytes.to_string()),
+            ("tag changes", self.tag_changes.to_string()),
+            ("tag spread p50 s", opt(self.tag_spread_p50_s)),
+            ("tag spread p99 s", opt(self.tag_spread_p99_s)),
             ("msgs/node/s", format!("{:.2}", self.msgs_per_node_s)),
             ("bytes/node/s", format!("{:.1}", self.bytes_per_node_s)),
             (
@@ -324,7 +336,7 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 29] = [
+        let metrics: [(&str, Get); 30] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
@@ -336,6 +348,7 @@ impl Summary {
             ("join 99.99% p99 s", |r| r.join_most_p99_s),
             ("join 100% p50 s", |r| r.join_all_p50_s),
             ("join 100% p99 s", |r| r.join_all_p99_s),
+            ("tag spread p99 s", |r| r.tag_spread_p99_s),
             ("msgs/node/s", |r| Some(r.msgs_per_node_s)),
             ("bytes/node/s", |r| Some(r.bytes_per_node_s)),
             ("convergence after heal s", |r| r.convergence_after_heal_s),
@@ -512,6 +525,10 @@ mod tests {
             join_most_p99_s: None,
             join_all_p50_s: None,
             join_all_p99_s: None,
+            tag_bytes: 0,
+            tag_changes: 0,
+            tag_spread_p50_s: None,
+            tag_spread_p99_s: None,
             msgs_per_node_s: 5.0,
             bytes_per_node_s: 400.0,
             convergence_after_heal_s: None,

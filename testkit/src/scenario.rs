@@ -17,7 +17,7 @@ mod grey;
 
 use std::time::{Duration, Instant};
 
-use beethoven_core::Config;
+use beethoven_core::{Config, Tags};
 use serde::Serialize;
 
 use crate::fault::{Fault, FaultKind, HostFate, random_schedule};
@@ -69,6 +69,10 @@ pub enum ScenarioKind {
     /// incarnation growth over 60 s, its row's address flips. No liveness gate
     /// (two processes under one name never settle into one row each).
     NameConflict,
+    /// Five tag changes, one every `duration / 6` from 1 s, each by another
+    /// random node, to fresh tags of `tag_bytes` encoded bytes (64 when 0):
+    /// the time until every node holds the new tags (the tag-change spread).
+    TagChange,
 }
 
 /// What to run.
@@ -101,6 +105,9 @@ pub struct Params {
     pub slow_members: usize,
     /// `slow`: the range every datagram to a slow member is late by (default 1–5 s).
     pub slow_delay: (Duration, Duration),
+    /// Every node starts with tags of this many encoded bytes ([`sized_tags`]);
+    /// 0 (default): none.
+    pub tag_bytes: usize,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -122,6 +129,7 @@ impl Params {
             retention: None,
             slow_members: 8,
             slow_delay: (Duration::from_secs(1), Duration::from_secs(5)),
+            tag_bytes: 0,
             config: Config::for_cluster("sim"),
         }
     }
@@ -152,6 +160,28 @@ impl Params {
     }
 }
 
+/// Tags of exactly `bytes` encoded bytes (or the fewest above it, for sizes
+/// under 8), different for each `salt`: a `role` and a `meta` entry padded to size.
+pub fn sized_tags(bytes: usize, salt: u64) -> Tags {
+    if bytes == 0 {
+        return Tags::new();
+    }
+    let role = format!("r{}", salt % 10);
+    let make = |pad: usize| {
+        let meta = format!("{salt:x}-{}", "x".repeat(pad));
+        Tags::from_pairs([("role", role.as_str()), ("meta", meta.as_str())])
+            .expect("two distinct keys")
+    };
+    let mut pad = bytes;
+    loop {
+        let tags = make(pad);
+        if tags.encoded_len() <= bytes || pad == 0 {
+            return tags;
+        }
+        pad -= 1;
+    }
+}
+
 /// Runs a scenario. `progress` is told the simulated time done and the total,
 /// about once per simulated second.
 pub fn run(
@@ -175,6 +205,10 @@ pub fn run(
             ..params.network.clone()
         })
         .formation(grey::formation(params))
+        .tags({
+            let bytes = params.tag_bytes;
+            move |i| sized_tags(bytes, i as u64)
+        })
         .build()?;
     let formed_at = sim.now();
     // Let formation's gossip die down so the window measures a steady state.
@@ -255,6 +289,21 @@ pub fn run(
             for node in n..n + standby {
                 sim.schedule(start + Duration::from_secs(1), Fault::Start { node });
             }
+        }
+        ScenarioKind::TagChange => {
+            let every = d / 6;
+            let bytes = if params.tag_bytes == 0 {
+                64
+            } else {
+                params.tag_bytes
+            };
+            for k in 0..5u32 {
+                let node = rng.usize(..n);
+                let tags = sized_tags(bytes, 1_000_000 + u64::from(k));
+                let at = start + Duration::from_secs(1) + every * k;
+                sim.schedule(at, Fault::SetTags { node, tags });
+            }
+            has_faults = false;
         }
     }
     let before = sim.traffic();
@@ -337,6 +386,7 @@ fn build_report(
     let detections = m.latencies(WatchKind::Crash);
     let joins = m.latencies(WatchKind::Join);
     let joins_most = m.most_latencies(WatchKind::Join);
+    let tag_spreads = m.latencies(WatchKind::Tags);
     let (gate_settled, gate_violation) = match gate {
         None => (None, None),
         Some(Ok(took)) => (Some(took.as_secs_f64()), None),
@@ -374,6 +424,10 @@ fn build_report(
         join_most_p99_s: secs(percentile(&joins_most, 99.0)),
         join_all_p50_s: secs(percentile(&joins, 50.0)),
         join_all_p99_s: secs(percentile(&joins, 99.0)),
+        tag_bytes: params.tag_bytes,
+        tag_changes: tag_spreads.len(),
+        tag_spread_p50_s: secs(percentile(&tag_spreads, 50.0)),
+        tag_spread_p99_s: secs(percentile(&tag_spreads, 99.0)),
         msgs_per_node_s: msgs,
         bytes_per_node_s: bytes,
         convergence_after_heal_s: secs(convergence_after_heal),

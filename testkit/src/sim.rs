@@ -19,11 +19,13 @@ pub use apply::Applied;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus};
+use beethoven_core::{Config, ConfigError, Node, NodeName, NodeStatus, Tags};
 
 use crate::app::{App, AppFactory, Hosted, UserInvariant};
 use crate::fault::{Fault, HostFate, Outcome, Scheduled};
@@ -87,6 +89,9 @@ struct Slot {
     joined: bool,
     /// A second process under another slot's name (`Fault::StartTwin`).
     twin_of: Option<usize>,
+    /// The tags every process of this slot starts with (and the last
+    /// `Fault::SetTags`).
+    tags: Tags,
     checker: NotificationChecker,
     /// The user's app beside the running process, if the simulator has a factory.
     app: Option<Hosted>,
@@ -215,6 +220,21 @@ pub struct SimBuilder {
     keep_trace: bool,
     max_wave: usize,
     app: Option<AppFactory>,
+    tags: NodeTags,
+}
+
+/// The tags of each node slot, given to the builder.
+#[derive(Clone, Default)]
+struct NodeTags(Option<Arc<dyn Fn(usize) -> Tags + Send + Sync>>);
+
+impl fmt::Debug for NodeTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "NodeTags(..)"
+        } else {
+            "NodeTags(none)"
+        })
+    }
 }
 
 impl Default for SimBuilder {
@@ -230,11 +250,19 @@ impl Default for SimBuilder {
             keep_trace: false,
             max_wave: 512,
             app: None,
+            tags: NodeTags::default(),
         }
     }
 }
 
 impl SimBuilder {
+    /// The tags node `i` starts with (standby nodes included; restarts keep
+    /// them). Default: none.
+    pub fn tags(mut self, tags: impl Fn(usize) -> Tags + Send + Sync + 'static) -> Self {
+        self.tags = NodeTags(Some(Arc::new(tags)));
+        self
+    }
+
     /// How many nodes form the cluster.
     pub fn nodes(mut self, nodes: usize) -> Self {
         self.nodes = nodes;
@@ -384,6 +412,7 @@ impl SimBuilder {
                 joined: false,
                 twin_of: None,
                 app: None,
+                tags: self.tags.0.as_ref().map_or_else(Tags::new, |tags| tags(i)),
             });
         }
         sim.reachability = Reachability::new(sim.timing.grace);

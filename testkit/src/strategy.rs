@@ -1,6 +1,6 @@
 //! proptest strategies: whole [`Scenario`]s ([`arb_scenario`]: cluster size,
 //! seed, network, config and fault schedule), or their parts: clusters, networks,
-//! configs and coherent fault schedules.
+//! configs, coherent fault schedules, and tags and tag changes.
 //!
 //! A schedule is drawn as raw (time, kind, number) triples and made coherent by
 //! the [`Planner`], so proptest shrinks the raw draws and every shrunk case is
@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use beethoven_core::Config;
+use beethoven_core::{Config, Tags};
 use proptest::prelude::*;
 
-use crate::fault::{FaultKind, Planner, Scheduled};
+use crate::fault::{Fault, FaultKind, Planner, Scheduled};
 use crate::network::NetworkModel;
 use crate::sim::{BuildError, Sim, SimBuilder};
 
@@ -260,10 +260,51 @@ pub fn arb_scenario_in(space: ScenarioSpace) -> impl Strategy<Value = Scenario> 
     })
 }
 
+/// Tags of 0–`max_entries` entries: short keys from a small alphabet (so
+/// draws share keys and queries find several nodes), values of any printable
+/// UTF-8 up to `max_value` chars. Always well-formed; the encoded size is the
+/// caller's to bound (see [`arb_tags_within`]).
+pub fn arb_tags(max_entries: usize, max_value: usize) -> impl Strategy<Value = Tags> {
+    let key = proptest::sample::select(vec!["role", "zone", "grpc", "http", "ver", "db", "é"]);
+    let value =
+        proptest::string::string_regex(&format!("\\PC{{0,{max_value}}}")).expect("a valid regex");
+    proptest::collection::btree_map(key.prop_map(str::to_owned), value, 0..=max_entries)
+        .prop_map(Tags::from)
+}
+
+/// [`arb_tags`] whose encoded size keeps `config`'s limits.
+pub fn arb_tags_within(config: &Config) -> impl Strategy<Value = Tags> + use<> {
+    let (max_size, max_count) = (config.max_tags_size, config.max_tags);
+    arb_tags(max_count.min(7), 64).prop_filter("within the tag limits", move |tags| {
+        tags.encoded_len() <= max_size
+    })
+}
+
+/// 1–`max_changes` tag changes ([`Fault::SetTags`]) of random nodes of a
+/// `nodes`-node cluster over `span`, in time order, with tags within `config`'s limits.
+pub fn arb_tag_changes(
+    nodes: usize,
+    span: Duration,
+    max_changes: usize,
+    config: &Config,
+) -> impl Strategy<Value = Vec<Scheduled>> + use<> {
+    let span_ms = span.as_millis().max(1) as u64;
+    let change = (0..span_ms, 0..nodes.max(1), arb_tags_within(config));
+    proptest::collection::vec(change, 1..=max_changes.max(1)).prop_map(|mut changes| {
+        changes.sort_by_key(|&(at, ..)| at);
+        changes
+            .into_iter()
+            .map(|(at, node, tags)| Scheduled {
+                at: Duration::from_millis(at),
+                fault: Fault::SetTags { node, tags },
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::Fault;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
 
@@ -334,5 +375,28 @@ mod tests {
         assert!(simplest.schedule.is_empty());
         assert_eq!(simplest.config, Config::for_cluster("prop"), "the defaults");
         assert_eq!(simplest.cluster.network.loss, 0.0);
+    }
+
+    #[test]
+    fn drawn_tag_changes_keep_the_limits_and_the_time_order() {
+        let mut runner = TestRunner::deterministic();
+        let mut config = Config::default();
+        config.max_tags_size = 96;
+        let span = Duration::from_secs(5);
+        for _ in 0..50 {
+            let changes = arb_tag_changes(10, span, 6, &config)
+                .new_tree(&mut runner)
+                .expect("draws")
+                .current();
+            assert!((1..=6).contains(&changes.len()));
+            assert!(changes.windows(2).all(|w| w[0].at <= w[1].at));
+            for change in &changes {
+                let Fault::SetTags { node, tags } = &change.fault else {
+                    panic!("only tag changes: {change:?}");
+                };
+                assert!(*node < 10 && change.at <= span);
+                assert!(tags.encoded_len() <= 96 && tags.len() <= config.max_tags);
+            }
+        }
     }
 }

@@ -14,8 +14,11 @@
 
 use std::time::Duration;
 
+use beethoven_core::Config;
 use beethoven_testkit::fault::{Outcome, Scheduled};
-use beethoven_testkit::strategy::{ClusterSpec, arb_cluster, arb_cluster_of, arb_fault_schedule};
+use beethoven_testkit::strategy::{
+    ClusterSpec, arb_cluster, arb_cluster_of, arb_fault_schedule, arb_tag_changes,
+};
 use proptest::prelude::*;
 
 /// How long faults are drawn over.
@@ -79,6 +82,66 @@ fn chaos_then_calm(cluster: &ClusterSpec, schedule: &[Scheduled]) -> Result<(), 
     );
     prop_assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
     Ok(())
+}
+
+fn cluster_and_tag_changes() -> impl Strategy<Value = (ClusterSpec, Vec<Scheduled>)> {
+    arb_cluster().prop_flat_map(|cluster| {
+        let nodes = cluster.nodes;
+        let config = Config::for_cluster("prop");
+        (Just(cluster), arb_tag_changes(nodes, CHAOS / 4, 8, &config))
+    })
+}
+
+/// Tag changes over a lossy network: every change fires and spreads, and the
+/// cluster settles with every node's row, everywhere, holding that node's own
+/// tags (the convergence check compares tags too).
+fn tag_changes_converge(cluster: &ClusterSpec, changes: &[Scheduled]) -> Result<(), TestCaseError> {
+    let mut sim = cluster
+        .build()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let start = sim.now();
+    sim.schedule_all(start, changes);
+    sim.run_for(CHAOS / 4);
+    for (scheduled, outcome) in sim.outcomes() {
+        prop_assert_eq!(outcome, Some(&Outcome::Fired), "{:?}", scheduled);
+    }
+    let bound = sim.timing().liveness;
+    let gate = sim.liveness_gate(bound);
+    prop_assert!(
+        gate.is_ok(),
+        "{}",
+        gate.err().map(|v| v.to_string()).unwrap_or_default()
+    );
+    for i in sim.up() {
+        let own = sim.node(i).expect("up").tags().clone();
+        for j in sim.up() {
+            let row = sim.node(j).and_then(|n| n.row(sim.name(i)));
+            prop_assert_eq!(
+                row.map(|r| &r.tags),
+                Some(&own),
+                "node {}'s tags on node {}",
+                i,
+                j
+            );
+        }
+    }
+    prop_assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        max_shrink_iters: 100,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_tag_changes_converge_to_each_nodes_own_tags(
+        (cluster, changes) in cluster_and_tag_changes()
+    ) {
+        tag_changes_converge(&cluster, &changes)?;
+    }
 }
 
 proptest! {

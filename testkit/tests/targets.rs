@@ -1,5 +1,6 @@
-//! Performance targets (issue 7), measured in simulated time: deterministic, so
-//! they are ordinary tests. LAN defaults: 1 ms ± 0.5 ms, default config.
+//! Performance targets (issue 7, and issue 13's for tags), measured in
+//! simulated time: deterministic, so they are ordinary tests. LAN defaults:
+//! 1 ms ± 0.5 ms, default config.
 //!
 //! All run in `cargo test --workspace` (the core and the testkit are optimized
 //! in test builds, see the root `Cargo.toml`), except the 10,000-node one,
@@ -17,19 +18,25 @@ use std::time::Duration;
 
 use beethoven_core::Config;
 use beethoven_testkit::metrics::percentile;
-use beethoven_testkit::scenario::{self, Params, ScenarioKind};
+use beethoven_testkit::scenario::{self, Params, ScenarioKind, sized_tags};
 use beethoven_testkit::{Fault, Formation, HostFate, NetworkModel, Outcome, Sim, WatchKind};
 
 const SECOND: Duration = Duration::from_secs(1);
 const SEEDS: u64 = 20;
 
 fn lan(nodes: usize, standby: usize, seed: u64) -> Sim {
+    lan_tagged(nodes, standby, seed, 0)
+}
+
+/// [`lan`] with every node carrying `tag_bytes` of tags ([`sized_tags`]).
+fn lan_tagged(nodes: usize, standby: usize, seed: u64, tag_bytes: usize) -> Sim {
     Sim::builder()
         .nodes(nodes)
         .standby(standby)
         .seed(seed)
         .config(Config::for_cluster("targets"))
         .network(NetworkModel::lan())
+        .tags(move |i| sized_tags(tag_bytes, i as u64))
         .build()
         .expect("the cluster forms")
 }
@@ -117,24 +124,37 @@ fn a_process_restarting_on_the_same_port_within_200ms_is_never_declared_offline(
     );
 }
 
-/// `beethoven-sim --nodes 100 --scenario join-storm --joiners 1 --seeds 20 --duration 10`.
-#[test]
-fn a_node_joining_100_nodes_is_online_everywhere_within_1s_p99() {
-    let latencies: Vec<Duration> = (1..=SEEDS)
+/// One node joining a formed 100-node cluster per seed, every node carrying
+/// `tag_bytes` of tags: the time until it is online everywhere. The joiner
+/// starts with its tags, so every row of it anyone holds carries them: online
+/// everywhere is online with its tags everywhere (checked too).
+fn join_latencies(tag_bytes: usize) -> Vec<Duration> {
+    (1..=SEEDS)
         .map(|seed| {
-            let mut sim = lan(100, 1, seed);
+            let mut sim = lan_tagged(100, 1, seed, tag_bytes);
             sim.apply(Fault::Start { node: 100 });
             sim.run_until(30 * SECOND, SECOND / 10, |s| {
                 s.metrics().unfinished(WatchKind::Join) == 0
             });
             assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+            let (name, tags) = (sim.name(100).clone(), sized_tags(tag_bytes, 100));
+            for j in sim.up() {
+                let held = sim.node(j).and_then(|n| n.row(&name)).map(|r| &r.tags);
+                assert_eq!(held, Some(&tags), "seed {seed}: node {j}");
+            }
             sim.metrics()
                 .latencies(WatchKind::Join)
                 .first()
                 .copied()
                 .unwrap_or(Duration::MAX)
         })
-        .collect();
+        .collect()
+}
+
+/// `beethoven-sim --nodes 100 --scenario join-storm --joiners 1 --seeds 20 --duration 10`.
+#[test]
+fn a_node_joining_100_nodes_is_online_everywhere_within_1s_p99() {
+    let latencies = join_latencies(0);
     let p99 = p(&latencies, 99.0);
     eprintln!(
         "join into N=100, {SEEDS} seeds: p50 {:?}, p99 {p99:?}",
@@ -143,13 +163,33 @@ fn a_node_joining_100_nodes_is_online_everywhere_within_1s_p99() {
     assert!(p99 <= SECOND, "p99 {p99:?}");
 }
 
+/// `beethoven-sim --nodes 100 --scenario join-storm --joiners 1 --tag-bytes 256
+/// --seeds 20 --duration 10`.
+#[test]
+fn a_node_with_256_bytes_of_tags_joining_100_tagged_nodes_is_online_with_its_tags_everywhere_within_0_3s_p99()
+ {
+    let latencies = join_latencies(256);
+    let p99 = p(&latencies, 99.0);
+    eprintln!(
+        "join with 256 B of tags into N=100 (each with 256 B), {SEEDS} seeds: p50 {:?}, p99 {p99:?}",
+        p(&latencies, 50.0)
+    );
+    assert!(p99 <= 3 * SECOND / 10, "p99 {p99:?}");
+}
+
 /// Steady-state traffic per node per second, measured over `window` (clusters
 /// over 1000 nodes start restored, as `beethoven-sim` does).
 fn steady_bytes(nodes: usize, window: Duration) -> f64 {
+    steady_bytes_tagged(nodes, window, 0)
+}
+
+/// [`steady_bytes`] with `tag_bytes` of tags on every node.
+fn steady_bytes_tagged(nodes: usize, window: Duration, tag_bytes: usize) -> f64 {
     let params = Params {
         nodes,
         duration: window,
         seed: 1,
+        tag_bytes,
         formation: if nodes > 1000 {
             Formation::Restore
         } else {
@@ -161,7 +201,7 @@ fn steady_bytes(nodes: usize, window: Duration) -> f64 {
     assert_eq!(report.violations, 0, "{:?}", report.first_violation);
     assert_eq!(report.offline_writes, 0);
     eprintln!(
-        "steady N={nodes}: {:.1} B/node/s, {:.2} msgs/node/s",
+        "steady N={nodes}, {tag_bytes} B of tags per node: {:.1} B/node/s, {:.2} msgs/node/s",
         report.bytes_per_node_s, report.msgs_per_node_s
     );
     report.bytes_per_node_s
@@ -258,4 +298,73 @@ fn a_node_paused_2s_every_minute_under_10_percent_loss_gets_no_one_else_declared
     assert_eq!(report.faults_fired, 60);
     assert_eq!(report.offline_writes_untouched, 0);
     assert_eq!(report.violations, 0, "{:?}", report.first_violation);
+}
+
+// ----- tags (issue 13) -----
+
+/// Five tag changes of 64 bytes, each by another node of a formed `nodes`-node
+/// cluster whose nodes all carry 64 bytes of tags, one after another: the time
+/// until every other node holds the new tags.
+fn tag_spreads(nodes: usize) -> Vec<Duration> {
+    const CHANGES: u64 = 5;
+    let mut sim = lan_tagged(nodes, 0, 1, 64);
+    // Let formation's gossip die down, as the scenarios do.
+    sim.run_until(10 * SECOND, SECOND / 10, Sim::quiet);
+    for k in 0..CHANGES {
+        let node = (k as usize * 37 + 11) % nodes;
+        let tags = sized_tags(64, 1_000 + k);
+        let change = Fault::SetTags {
+            node,
+            tags: tags.clone(),
+        };
+        assert_eq!(sim.apply(change), Outcome::Fired);
+        sim.run_until(10 * SECOND, SECOND / 100, |s| {
+            s.metrics().unfinished(WatchKind::Tags) == 0
+        });
+        let name = sim.name(node).clone();
+        for j in sim.up() {
+            let held = sim.node(j).and_then(|n| n.row(&name)).map(|r| &r.tags);
+            assert_eq!(held, Some(&tags), "node {j} holds node {node}'s new tags");
+        }
+        // Let the change's gossip die down before the next one.
+        sim.run_for(3 * SECOND);
+    }
+    assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+    let spreads = sim.metrics().latencies(WatchKind::Tags);
+    assert_eq!(spreads.len(), CHANGES as usize, "every change spread");
+    spreads
+}
+
+/// `beethoven-sim --nodes 100 --scenario tag-change --tag-bytes 64 --duration 30`.
+#[test]
+fn a_tag_change_reaches_every_node_of_100_within_0_3s() {
+    let spreads = tag_spreads(100);
+    let p99 = p(&spreads, 99.0);
+    eprintln!("tag change, N=100, 5 changes: {spreads:?}, p99 {p99:?}");
+    assert!(p99 <= 3 * SECOND / 10, "p99 {p99:?}");
+}
+
+/// `beethoven-sim --nodes 1000 --scenario tag-change --tag-bytes 64 --duration 30`.
+#[test]
+fn a_tag_change_reaches_every_node_of_1000_within_0_5s_p99_over_5_changes() {
+    let spreads = tag_spreads(1000);
+    let p99 = p(&spreads, 99.0);
+    eprintln!("tag change, N=1000, 5 changes: {spreads:?}, p99 {p99:?}");
+    assert!(p99 <= SECOND / 2, "p99 {p99:?}");
+}
+
+/// `beethoven-sim --nodes 100 --scenario steady` with and without `--tag-bytes 256`.
+#[test]
+fn steady_traffic_at_100_nodes_with_256_bytes_of_tags_is_within_10_percent_of_none() {
+    let none = steady_bytes(100, 60 * SECOND);
+    let tagged = steady_bytes_tagged(100, 60 * SECOND, 256);
+    assert!(tagged <= 1.1 * none, "{tagged:.1} vs {none:.1} B/node/s");
+}
+
+/// `beethoven-sim --nodes 1000 --scenario steady` with and without `--tag-bytes 256`.
+#[test]
+fn steady_traffic_at_1000_nodes_with_256_bytes_of_tags_is_within_10_percent_of_none() {
+    let none = steady_bytes(1000, 60 * SECOND);
+    let tagged = steady_bytes_tagged(1000, 60 * SECOND, 256);
+    assert!(tagged <= 1.1 * none, "{tagged:.1} vs {none:.1} B/node/s");
 }

@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use tracing::debug;
+
 use super::timer::Timer;
 use super::{Node, Outgoing};
 use crate::tracker::{DIGEST_BUCKETS, Digest, RowId, TrackerRow};
@@ -121,12 +123,7 @@ impl Node {
             )
             && let Some(own) = self.tracker.get(&self.name).cloned()
         {
-            self.send(
-                from,
-                Message::Rows {
-                    rows: vec![WireRow(own)],
-                },
-            );
+            self.send_rows_now(from, vec![WireRow(own)]);
         }
     }
 
@@ -154,19 +151,48 @@ impl Node {
 
     /// The rows for one datagram from id `next` on, and where the next datagram
     /// starts (`None` when these were the last).
+    /// Room for rows in one datagram of `kind` from this node.
+    fn rows_budget(&self, kind: RowsKind) -> usize {
+        let empty = kind.message(Vec::new());
+        self.config
+            .max_packet_size
+            .saturating_sub(wire::base_len(self.sender(), &empty) + wire::ROW_SLACK)
+    }
+
+    /// Sends `rows` to `to` now, in as few `Rows` datagrams as fit
+    /// `max_packet_size` (answers and contacts: a few rows, whose tags may make
+    /// them large). A row too large for any datagram from here is skipped, as in
+    /// a stream.
+    pub(super) fn send_rows_now(&mut self, to: SocketAddr, rows: Vec<WireRow>) {
+        let budget = self.rows_budget(RowsKind::Rows);
+        let mut chunk = Vec::new();
+        let mut used = 0;
+        for row in rows {
+            let size = wire::encoded_len(&row);
+            if size > budget {
+                debug!(node = %row.0.node, size, budget, "row too large for a datagram from here");
+                continue;
+            }
+            if used + size > budget && !chunk.is_empty() {
+                let full = std::mem::take(&mut chunk);
+                self.send(to, Message::Rows { rows: full });
+                used = 0;
+            }
+            used += size;
+            chunk.push(row);
+        }
+        if !chunk.is_empty() {
+            self.send(to, Message::Rows { rows: chunk });
+        }
+    }
+
     fn rows_chunk(
         &self,
         next: RowId,
         buckets: u32,
         kind: RowsKind,
     ) -> (Vec<WireRow>, Option<RowId>) {
-        // Slack: the row count's varint may grow, and the incarnation may grow
-        // before the chunk is encoded.
-        let empty = kind.message(Vec::new());
-        let budget = self
-            .config
-            .max_packet_size
-            .saturating_sub(wire::base_len(self.sender(), &empty) + 12);
+        let budget = self.rows_budget(kind);
         let mut rows = Vec::new();
         let mut used = 0;
         for (id, row) in self.tracker.rows_from(next) {
@@ -175,6 +201,13 @@ impl Node {
             }
             let row = WireRow(row.clone());
             let size = wire::encoded_len(&row);
+            if size > budget {
+                // Only a row with large tags relayed by a node with a long name
+                // can be this large (its owner checked that it fits its own
+                // packets): skipped, never sent oversized; others can relay it.
+                debug!(node = %row.0.node, size, budget, "row too large for a datagram from here");
+                continue;
+            }
             if used + size > budget && !rows.is_empty() {
                 return (rows, Some(id));
             }
@@ -201,22 +234,20 @@ mod tests {
             node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &refs));
         }
         let _ = sent(&mut node);
-        let join = packet(
-            "joiner",
-            0,
-            Message::Join {
-                row: alive("joiner", 3, 0).row,
-            },
-            &[],
-        );
-        node.handle_packet(now, addr(3), &join);
+        node.handle_packet(now, addr(3), &join_from_joiner());
         let mut rows = 0;
         let mut chunks = 0;
         let cluster = node.config.cluster_id;
         while let Some(t) = node.poll_transmit() {
             assert!(t.payload.len() <= 1400);
-            let packet =
-                crate::wire::decode(t.payload, cluster, None, &mut Vec::new()).expect("decodes");
+            let packet = crate::wire::decode(
+                t.payload,
+                cluster,
+                None,
+                &mut Vec::new(),
+                crate::config::Config::default().tag_limits(),
+            )
+            .expect("decodes");
             if let Message::JoinReply { rows: chunk } = packet.message {
                 rows += chunk.len();
                 chunks += 1;
@@ -224,6 +255,99 @@ mod tests {
         }
         assert_eq!(rows, 202, "every row, self and joiner included");
         assert!(chunks > 1);
+    }
+
+    #[test]
+    fn answers_to_outdated_news_about_members_with_large_tags_fit_their_datagrams() {
+        let now = epoch();
+        let mut node = node(now);
+        let large =
+            |i: usize| Tags::from_pairs([("k", format!("{i}").repeat(900))]).expect("valid");
+        // Three members refuted with large tags (incarnation 1); a late peer
+        // gossips a suspicion of each at incarnation 0, without tags: the three
+        // current rows do not fit one datagram.
+        let mut current = Vec::new();
+        let mut outdated = Vec::new();
+        for i in 0..3 {
+            let mut update = alive(&format!("peer-{i}"), 1000 + i as u16, 1);
+            update.row.0 = update.row.0.with_tags(large(i));
+            current.push(update);
+            outdated.push(suspect(&format!("peer-{i}"), 1000 + i as u16, 0, "late"));
+        }
+        for update in &current {
+            node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[update]));
+        }
+        let _ = sent(&mut node);
+        let refs: Vec<&Update> = outdated.iter().collect();
+        node.handle_packet(now, addr(4), &packet("late", 0, Message::Gossip, &refs));
+        let cluster = node.config.cluster_id;
+        let limits = node.config.tag_limits();
+        let mut answered = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            assert!(t.payload.len() <= 1400, "{} bytes", t.payload.len());
+            let to = t.to;
+            let packet = crate::wire::decode(t.payload, cluster, None, &mut Vec::new(), limits)
+                .expect("decodes");
+            if let (true, Message::Rows { rows }) = (to == addr(4), packet.message) {
+                answered.extend(rows.into_iter().map(|row| (row.0.node, row.0.incarnation)));
+            }
+        }
+        answered.sort();
+        let expected: Vec<_> = (0..3).map(|i| (name(&format!("peer-{i}")), 1)).collect();
+        assert_eq!(
+            answered, expected,
+            "every current row, over several datagrams"
+        );
+    }
+
+    #[test]
+    fn rows_with_near_limit_tags_are_chunked_within_the_packet_size() {
+        let now = epoch();
+        let mut node = node(now);
+        let near_limit = |i: usize| {
+            // 1020 of the 1024 encoded bytes allowed by default.
+            Tags::from_pairs([(format!("k{i:02}"), "v".repeat(1014))]).expect("valid")
+        };
+        for i in 0..30 {
+            let mut update = alive(&format!("peer-{i:04}"), 1000 + i as u16, 0);
+            update.row.0 = update.row.0.with_tags(near_limit(i));
+            assert_eq!(update.row.0.tags.encoded_len(), 1020);
+            node.handle_packet(
+                now,
+                addr(2),
+                &packet("peer", 0, Message::Gossip, &[&update]),
+            );
+        }
+        node.set_tags(now, near_limit(99)).expect("fits");
+        let _ = sent(&mut node);
+        node.handle_packet(now, addr(3), &join_from_joiner());
+        // The sync exchange answers with rows too.
+        let digest: WireDigest = [0u64; crate::tracker::DIGEST_BUCKETS].into();
+        let sync = packet(
+            "peer",
+            0,
+            Message::Sync {
+                digest,
+                reply: true,
+            },
+            &[],
+        );
+        node.handle_packet(now, addr(2), &sync);
+        let (mut replied, mut repaired) = (0, 0);
+        let cluster = node.config.cluster_id;
+        let limits = node.config.tag_limits();
+        while let Some(t) = node.poll_transmit() {
+            assert!(t.payload.len() <= 1400, "{} bytes", t.payload.len());
+            let packet = crate::wire::decode(t.payload, cluster, None, &mut Vec::new(), limits)
+                .expect("decodes");
+            match packet.message {
+                Message::JoinReply { rows } => replied += rows.len(),
+                Message::Rows { rows } => repaired += rows.len(),
+                _ => {}
+            }
+        }
+        assert_eq!(replied, 32, "every row, self and joiner included");
+        assert_eq!(repaired, 32);
     }
 
     #[test]

@@ -12,11 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use tracing::debug;
+
 use super::Node;
 use super::timer::Timer;
 use crate::name::{FnvBuild, NodeName};
 use crate::tracker::{Health, TrackerRow};
-use crate::wire::{Message, Update, WireRow, encoded_len};
+use crate::wire::{self, Message, Update, WireRow, encoded_len};
 
 /// How many times each update is sent without loss:
 /// `round(mult · (1 + log10(members + 1)))`.
@@ -173,6 +175,16 @@ impl Node {
             row: WireRow(row),
             suspecter,
         };
+        // An update no packet from here could carry would wait forever (only a
+        // row with large tags relayed by a node with a long name: see `rows_chunk`).
+        let room = self
+            .config
+            .max_packet_size
+            .saturating_sub(wire::base_len(self.sender(), &Message::Gossip) + 2);
+        if encoded_len(&update) > room {
+            debug!(node = %update.row.0.node, "update too large for a datagram from here");
+            return;
+        }
         self.stats.gossip_evicted += self.gossip.push(update, self.config.max_pending_updates);
     }
 

@@ -26,6 +26,7 @@ impl Node {
             self.config.cluster_id,
             self.sealer.as_ref(),
             &mut self.open_buf,
+            self.config.tag_limits(),
         );
         let packet = match decoded {
             Ok(packet) => packet,
@@ -66,7 +67,7 @@ impl Node {
             // too, but among many fresher rows (after a partition heals) it may
             // leave them out, and the suspicion would then stand until an
             // exchange.
-            self.send(from, Message::Rows { rows: answer });
+            self.send_rows_now(from, answer);
         }
     }
 

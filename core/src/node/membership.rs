@@ -13,6 +13,7 @@ use super::Node;
 use crate::event::{Event, Mode, Op, TrackerEvent};
 use crate::name::NodeName;
 use crate::stats::DropReason;
+use crate::tags::{Tags, TagsError};
 use crate::tracker::{Health, NodeStatus, RowChange, TrackerRow};
 use crate::wire::{Message, WireRow};
 
@@ -26,6 +27,22 @@ pub enum NewNodeError {
     /// The tracker already holds `max_nodes` rows.
     #[error("the tracker is full (max_nodes)")]
     TrackerFull,
+    /// This node lost its name to the live process at `by`
+    /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
+    #[error("this node's name is taken by the process at {by}")]
+    NameTaken {
+        /// Where the process that kept the name listens.
+        by: std::net::SocketAddr,
+    },
+}
+
+/// Why `set_tags` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetTagsError {
+    /// The tags break a limit; the error names it.
+    #[error(transparent)]
+    Invalid(#[from] TagsError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
     #[error("this node's name is taken by the process at {by}")]
@@ -83,6 +100,24 @@ impl Node {
         let row = TrackerRow::new(name, addr, Health::Alive, incarnation, self.wall_clock(now));
         let _ = self.apply_row(now, row, None, Source::Gossip);
         self.send_sync(addr, false);
+        Ok(())
+    }
+
+    /// See [`Node::set_tags`].
+    pub(super) fn change_tags(&mut self, now: Instant, tags: Tags) -> Result<(), SetTagsError> {
+        if tags == self.tags {
+            return Ok(());
+        }
+        self.config.check_tags(&self.name, self.addr, &tags)?;
+        self.tags = tags;
+        if self.left {
+            return Ok(());
+        }
+        self.incarnation = self.incarnation.saturating_add(1);
+        self.write_own_row(now, Health::Alive);
+        // Tell a few members right away rather than at the next gossip tick:
+        // services wait on the change.
+        self.gossip_to_random_members();
         Ok(())
     }
 
@@ -193,12 +228,7 @@ impl Node {
             // refuted already, and the gossip of that missed this node), or
             // refutes (see `handle_rows`).
             let suspected = WireRow(change.new.clone());
-            self.send(
-                change.new.addr,
-                Message::Rows {
-                    rows: vec![suspected],
-                },
-            );
+            self.send_rows_now(change.new.addr, vec![suspected]);
         }
         let status_flipped = change
             .old
@@ -250,7 +280,8 @@ impl Node {
         }
         let current = row.incarnation == self.incarnation
             && row.health == Health::Alive
-            && row.addr == self.addr;
+            && row.addr == self.addr
+            && row.tags == self.tags;
         if current {
             if let Some(change) = self.tracker.merge(row) {
                 self.record(change);
@@ -272,7 +303,7 @@ impl Node {
             });
         }
         // Someone holds a view of this node at or above its incarnation that is
-        // wrong (suspect, dead, left, another address): outbid it. A row at
+        // wrong (suspect, dead, left, another address or other tags): outbid it. A row at
         // another address may be a live process under this name: ask it
         // (`conflict.rs`); until it answers, it is a predecessor's row.
         if row.addr != self.addr {
@@ -585,5 +616,176 @@ mod tests {
         node.restore(now, [alive("a", 2, 0).row.0, alive("b", 3, 0).row.0]);
         assert_eq!(node.tracker().len(), 2);
         assert_eq!(node.stats().dropped(DropReason::TrackerFull), 1);
+    }
+
+    #[test]
+    fn a_tag_change_raises_the_incarnation_and_is_a_write_with_the_old_row() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        while node.poll_event().is_some() {}
+        let _ = sent(&mut node);
+        let db = tags(&[("role", "db")]);
+        node.set_tags(now, db.clone()).expect("within the limits");
+        assert_eq!(node.incarnation(), 1);
+        assert_eq!(node.tags(), &db);
+        let own = node.row(&name("me")).expect("self").clone();
+        assert_eq!((own.incarnation, &own.tags), (1, &db));
+        match node.poll_event() {
+            Some(Event::Tracker(TrackerEvent {
+                op: Op::Write,
+                new_row,
+                old_row: Some(old),
+            })) => {
+                assert_eq!(new_row, own);
+                assert!(old.tags.is_empty());
+                assert_eq!(old.incarnation, 0);
+            }
+            other => panic!("expected a write with the old row, got {other:?}"),
+        }
+        assert!(
+            node.poll_event().is_none(),
+            "no node update for a tag change"
+        );
+        // The change is gossiped; setting the same tags again changes nothing.
+        assert!(node.gossip.contains(&name("me")));
+        node.set_tags(now, db).expect("same tags");
+        assert_eq!(node.incarnation(), 1);
+        assert!(node.poll_event().is_none());
+    }
+
+    #[test]
+    fn set_tags_over_each_limit_is_refused_naming_it_and_changes_nothing() {
+        let now = epoch();
+        let config = Config {
+            max_tags_size: 1000,
+            max_tags: 3,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        while node.poll_event().is_some() {}
+        let large = Tags::from_pairs([("k", "x".repeat(1000))]).expect("valid");
+        let error = node.set_tags(now, large).expect_err("too large");
+        assert_eq!(
+            error,
+            SetTagsError::Invalid(TagsError::TooLarge {
+                size: 1004,
+                limit: 1000
+            })
+        );
+        assert!(error.to_string().contains("max_tags_size"), "{error}");
+        let many = tags(&[("a", ""), ("b", ""), ("c", ""), ("d", "")]);
+        let error = node.set_tags(now, many).expect_err("too many");
+        assert_eq!(
+            error,
+            SetTagsError::Invalid(TagsError::TooMany { count: 4, limit: 3 })
+        );
+        assert!(error.to_string().contains("max_tags"), "{error}");
+        assert_eq!(
+            Tags::from_pairs([("a", "1"), ("a", "2")]),
+            Err(TagsError::DuplicateKey { key: "a".into() }),
+            "duplicate keys never make tags"
+        );
+        // Within max_tags_size, but the row with a long name does not fit a datagram.
+        let config = Config {
+            max_packet_size: 1024,
+            max_tags_size: 1000,
+            ..Config::for_cluster("unit")
+        };
+        let long = name(&"n".repeat(200));
+        let mut node = Node::new(config, long.clone(), addr(1), now, wall()).expect("valid");
+        while node.poll_event().is_some() {}
+        let near = Tags::from_pairs([("k", "x".repeat(800))]).expect("valid");
+        let error = node.set_tags(now, near).expect_err("row too large");
+        assert!(
+            matches!(
+                error,
+                SetTagsError::Invalid(TagsError::RowTooLarge {
+                    max_packet_size: 1024,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+        assert_eq!(node.incarnation(), 0);
+        assert!(node.tags().is_empty());
+        assert!(node.row(&long).expect("self").tags.is_empty());
+        assert!(node.poll_event().is_none(), "nothing changed");
+    }
+
+    #[test]
+    fn peer_rows_with_tags_over_the_limits_are_dropped_by_reason() {
+        let now = epoch();
+        let config = Config {
+            max_tags: 2,
+            max_tags_size: 100,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        while node.poll_event().is_some() {}
+        let with = |pairs: Tags| {
+            let mut update = alive("peer", 2, 0);
+            update.row.0 = update.row.0.with_tags(pairs);
+            packet("peer", 0, Message::Gossip, &[&update])
+        };
+        let before = node.tracker().clone();
+        node.handle_packet(
+            now,
+            addr(2),
+            &with(tags(&[("a", ""), ("b", ""), ("c", "")])),
+        );
+        assert_eq!(node.stats().dropped(DropReason::TooManyTags), 1);
+        let large = Tags::from_pairs([("k", "x".repeat(100))]).expect("valid");
+        node.handle_packet(now, addr(2), &with(large));
+        assert_eq!(node.stats().dropped(DropReason::TagsTooLarge), 1);
+        assert_eq!(node.tracker(), &before, "state unchanged");
+        assert!(node.poll_event().is_none());
+        node.handle_packet(now, addr(2), &with(tags(&[("role", "db")])));
+        assert_eq!(
+            node.row(&name("peer")).map(|r| r.tags.get("role")),
+            Some(Some("db"))
+        );
+    }
+
+    #[test]
+    fn packets_of_protocol_version_2_are_dropped_as_unsupported() {
+        let now = epoch();
+        let mut node = node(now);
+        let mut old = packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]);
+        old[4] = 2;
+        node.handle_packet(now, addr(2), &old);
+        assert_eq!(node.stats().dropped(DropReason::UnsupportedVersion), 1);
+        assert!(node.row(&name("peer")).is_none());
+    }
+
+    #[test]
+    fn a_peer_holding_this_node_with_other_tags_at_its_incarnation_is_outbid() {
+        let now = epoch();
+        let mut node = node(now);
+        node.set_tags(now, tags(&[("role", "db")])).expect("valid");
+        let mut stale = alive("me", 1, 1);
+        stale.row.0 = stale.row.0.with_tags(tags(&[("role", "old")]));
+        node.handle_packet(now, addr(2), &packet("peer", 0, Message::Gossip, &[&stale]));
+        assert_eq!(node.incarnation(), 2, "refuted");
+        let own = node.row(&name("me")).expect("self");
+        assert_eq!(own.tags.get("role"), Some("db"));
+    }
+
+    #[test]
+    fn restored_rows_with_tags_over_the_limits_are_dropped_by_reason() {
+        let now = epoch();
+        let config = Config {
+            max_tags: 1,
+            ..Config::for_cluster("unit")
+        };
+        let mut node = Node::new(config, name("me"), addr(1), now, wall()).expect("valid");
+        let two = alive("a", 2, 0)
+            .row
+            .0
+            .with_tags(tags(&[("a", ""), ("b", "")]));
+        let one = alive("b", 3, 0).row.0.with_tags(tags(&[("role", "db")]));
+        node.restore(now, [two, one]);
+        assert_eq!(node.stats().dropped(DropReason::TooManyTags), 1);
+        assert!(node.row(&name("a")).is_none());
+        assert_eq!(node.row(&name("b")).map(|r| r.tags.len()), Some(1));
     }
 }

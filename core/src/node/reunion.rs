@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::Node;
 use super::timer::Timer;
-use crate::wire::{Message, WireRow};
+use crate::wire::WireRow;
 
 /// Most reaped addresses a node keeps contacting.
 pub(super) const REMEMBERED: usize = 64;
@@ -75,13 +75,7 @@ impl Node {
                 .and_then(|id| self.tracker.by_id(id))
                 .cloned();
             if let Some(row) = row {
-                let to = row.addr;
-                self.send(
-                    to,
-                    Message::Rows {
-                        rows: vec![WireRow(row)],
-                    },
-                );
+                self.send_rows_now(row.addr, vec![WireRow(row)]);
             }
         } else {
             let (to, _) = self.reunion.forgotten[pick - dead];

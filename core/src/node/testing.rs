@@ -6,12 +6,13 @@ pub(super) use std::time::{Duration, Instant};
 
 pub(super) use chrono::{DateTime, Utc};
 
-pub(super) use super::{KEEP_QUEUED, NewNodeError, Node};
+pub(super) use super::{KEEP_QUEUED, NewNodeError, Node, SetTagsError};
 pub(super) use crate::config::Config;
 pub(super) use crate::discovery::{JoinError, Seed};
 pub(super) use crate::event::{Event, Mode, Op, TrackerEvent};
 pub(super) use crate::name::NodeName;
 pub(super) use crate::stats::DropReason;
+pub(super) use crate::tags::{Tags, TagsError};
 pub(super) use crate::tracker::{Health, NodeStatus, TrackerRow};
 pub(super) use crate::wire::{Message, Packet, Sender, Update, WireDigest, WireRow, encode};
 
@@ -84,6 +85,12 @@ pub(super) fn node_knowing_peer_refuted(now: Instant) -> Node {
     node
 }
 
+/// A join request from "joiner" (port 3).
+pub(super) fn join_from_joiner() -> Vec<u8> {
+    let row = alive("joiner", 3, 0).row;
+    packet("joiner", 0, Message::Join { row }, &[])
+}
+
 /// A ping from "peer" for `target`, carrying `gossip`.
 pub(super) fn ping_from_peer(seq: u32, target: &str, gossip: &[&Update]) -> Vec<u8> {
     let target = name(target);
@@ -103,6 +110,11 @@ pub(super) fn alive(who: &str, port: u16, incarnation: u64) -> Update {
     }
 }
 
+/// `pairs` as tags.
+pub(super) fn tags(pairs: &[(&str, &str)]) -> Tags {
+    Tags::from_pairs(pairs.iter().copied()).expect("valid tags")
+}
+
 pub(super) fn suspect(who: &str, port: u16, incarnation: u64, by: &str) -> Update {
     let mut update = alive(who, port, incarnation);
     update.row.0 = update.row.0.with_health(Health::Suspect, wall());
@@ -120,7 +132,8 @@ pub(super) fn sent(node: &mut Node) -> Vec<(SocketAddr, Packet)> {
     let cluster = node.config().cluster_id;
     let mut out = Vec::new();
     while let Some(t) = node.poll_transmit() {
-        let packet = crate::wire::decode(t.payload, cluster, None, &mut Vec::new())
+        let limits = Config::default().tag_limits();
+        let packet = crate::wire::decode(t.payload, cluster, None, &mut Vec::new(), limits)
             .expect("own packets decode");
         out.push((t.to, packet));
     }

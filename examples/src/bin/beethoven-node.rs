@@ -13,11 +13,16 @@
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name c --bind 127.0.0.1:7948 --scan 127.0.0.1/32
 //! cargo run -p beethoven-examples --bin beethoven-node -- --name d --bind 127.0.0.1:7949 --seed 127.0.0.1:7946 --runtime smol
+//! cargo run -p beethoven-examples --bin beethoven-node -- --name db1 --bind 127.0.0.1:7950 --seed 127.0.0.1:7946 --tag role=db --tag grpc=7000
 //! ```
 //!
 //! `--runtime` picks the runtime the whole process runs on (tokio or smol); the
 //! output is the same. `--stats-every SECONDS` adds a `stats` line with the node's
 //! counters (datagrams and bytes sent and received), for `scripts/idle_cost.py`.
+//!
+//! Tags (`--tag key=value`, repeatable) travel in this node's row: rows in
+//! `tracker` events carry them, and a `tags` event reports each change of
+//! another node's tags.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -30,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 use beethoven_core::chrono::{DateTime, SecondsFormat, Utc};
 use beethoven_core::{Cidr, Key, KeyRing};
 use beethoven_tokio::{
-    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, StartError, TrackerRow, Update,
+    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, StartError, Tags, TrackerRow, Update,
 };
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
@@ -73,6 +78,17 @@ struct Args {
     /// Print the node's counters (`stats`) every this many seconds.
     #[arg(long)]
     stats_every: Option<f64>,
+    /// A tag of this node, `key=value`; repeatable (e.g. `--tag role=db --tag grpc=7000`).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+}
+
+/// `key=value`, split at the first `=`.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None => Err(format!("`{text}` is not key=value")),
+    }
 }
 
 /// Exit status when another live process kept this node's name.
@@ -179,6 +195,7 @@ impl Runtime for Smol<'_> {
 /// What woke the CLI's loop.
 enum Wake {
     Update(Option<Update>),
+    Tags(Option<Update>),
     Changed(bool),
     Stats,
     Deadline,
@@ -194,7 +211,8 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     }
     let mut options = Options::new(NodeName::new(&args.name)?)
         .config(config)
-        .bind(args.bind);
+        .bind(args.bind)
+        .tags(Tags::from_pairs(args.tags.iter().cloned())?);
     if let Some(advertise) = args.advertise {
         options = options.advertise(advertise);
     }
@@ -217,12 +235,17 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     };
     out.emit(
         "started",
-        json!({"name": node.name().as_str(), "addr": node.advertised_addr().to_string()}),
+        json!({
+            "name": node.name().as_str(),
+            "addr": node.advertised_addr().to_string(),
+            "tags": node.tags(),
+        }),
         &format!(
-            "{} listening on {} (advertised {})",
+            "{} listening on {} (advertised {}) tags [{}]",
             node.name(),
             node.local_addr(),
-            node.advertised_addr()
+            node.advertised_addr(),
+            node.tags()
         ),
     );
 
@@ -230,6 +253,7 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     // Woken by what the getters read changing (the table, the mode, a lost name),
     // never on a clock: an idle node's CLI sleeps.
     let mut changes = node.watch();
+    let mut tag_changes = node.subscribe_tags();
     let mut watch = Watch::default();
     watch.diff(&node, &out);
     let started = Instant::now();
@@ -241,13 +265,18 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     let mut running = true;
     loop {
         let wake = future::or(
-            future::or(async { Wake::Update(updates.recv().await) }, async {
-                if running {
-                    Wake::Changed(changes.changed().await)
-                } else {
-                    future::pending().await
-                }
-            }),
+            future::or(
+                future::or(async { Wake::Update(updates.recv().await) }, async {
+                    Wake::Tags(tag_changes.recv().await)
+                }),
+                async {
+                    if running {
+                        Wake::Changed(changes.changed().await)
+                    } else {
+                        future::pending().await
+                    }
+                },
+            ),
             future::or(
                 async {
                     let _ = terminate.recv().await;
@@ -296,6 +325,18 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
                     }
                 }
                 Some(_) => {}
+                None => break,
+            },
+            Wake::Tags(change) => match change {
+                Some(Update::Tags { node: other, tags }) => {
+                    out.emit(
+                        "tags",
+                        json!({"node": other.as_str(), "tags": tags}),
+                        &format!("{other} tags [{tags}]"),
+                    );
+                }
+                Some(_) => {}
+                // The node stopped: its streams end.
                 None => break,
             },
             Wake::Changed(still_running) => {
@@ -367,8 +408,8 @@ impl Watch {
                 "tracker",
                 json!({"op": "write", "new_row": row_json(&row), "old_row": old.map(row_json)}),
                 &format!(
-                    "tracker: {} {:?}/{:?} inc {} at {}",
-                    row.node, row.status, row.health, row.incarnation, row.addr
+                    "tracker: {} {:?}/{:?} inc {} at {} tags [{}]",
+                    row.node, row.status, row.health, row.incarnation, row.addr, row.tags
                 ),
             );
             self.rows.insert(row.node.clone(), row);
@@ -443,6 +484,7 @@ fn row_json(row: &TrackerRow) -> Value {
         "health": format!("{:?}", row.health).to_lowercase(),
         "incarnation": row.incarnation,
         "last_change": row.last_change.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "tags": row.tags,
     })
 }
 

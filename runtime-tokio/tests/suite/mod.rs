@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use beethoven_core::{DropReason, HEADER_LEN};
 use beethoven_driver::prelude::{
     CommandError, Config, Health, Key, KeyRing, Mode, NodeName, NodeStatus, NodeUpdate, Options,
-    Seed, TrackerRow, Update,
+    Seed, TagQuery, Tags, TagsError, TrackerRow, Update,
 };
 
 use crate::rt::{self, Handle};
@@ -676,6 +676,92 @@ fn unread_stream_reports_lag_instead_of_growing() {
         };
         assert!(*missed >= 3, "five joins, two queued: {items:?}");
         assert!(all_online(&all, 6), "the unread stream stalled nothing");
+    });
+}
+
+// ----- tags -----
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    Tags::from_pairs(pairs.iter().copied()).expect("valid tags")
+}
+
+fn names(rows: &[TrackerRow]) -> Vec<&str> {
+    rows.iter().map(|row| row.node.as_str()).collect()
+}
+
+#[test]
+fn services_find_each_other_by_tag_and_hear_tag_changes() {
+    rt::block_on(async {
+        let first = node("tags", "n0", None).await;
+        let mut changes = first.subscribe_tags();
+        let recorder = Recorder::default();
+        recorder.attach(&first);
+        let db = start(
+            options("tags", "db1")
+                .tags(tags(&[("grpc", "7000"), ("role", "db")]))
+                .seed(first.advertised_addr()),
+        )
+        .await;
+        let web = node("tags", "web1", Some(&first)).await;
+        let all = [&first, &db, &web];
+        eventually("the cluster forms", || all_online(&all, 3)).await;
+        let role_db = TagQuery::key_value("role", "db");
+        eventually("every node finds the db by its tag", || {
+            all.iter()
+                .all(|h| names(&h.members_with_tag(&role_db)) == ["db1"])
+        })
+        .await;
+        let found = first.members_with_tag(&role_db);
+        assert_eq!(found[0].addr, db.advertised_addr());
+        assert_eq!(found[0].tags.get("grpc"), Some("7000"));
+        let heard = rt::timeout(DEADLINE, changes.recv()).await;
+        assert_eq!(
+            heard.expect("in time").expect("n0 runs"),
+            Update::Tags {
+                node: name("db1"),
+                tags: tags(&[("grpc", "7000"), ("role", "db")]),
+            }
+        );
+        eventually("n0's callback heard web1 come online", || {
+            recorder.count("web1", NodeStatus::Online) == 1
+        })
+        .await;
+        // A change at runtime spreads; the tag stream hears it.
+        web.set_tags(tags(&[("role", "db")]))
+            .expect("within the limits");
+        eventually("every node sees the new tags", || {
+            all.iter()
+                .all(|h| names(&h.members_with_tag(&role_db)) == ["db1", "web1"])
+        })
+        .await;
+        let heard = rt::timeout(DEADLINE, changes.recv()).await;
+        assert!(
+            matches!(heard, Some(Some(Update::Tags { ref node, .. })) if node.as_str() == "web1"),
+            "{heard:?}"
+        );
+        assert_eq!(web.tags(), tags(&[("role", "db")]));
+        assert_eq!(
+            recorder.about("web1"),
+            [NodeStatus::Online],
+            "a tag change is no node update"
+        );
+        // Over the limit: refused by the handle, nothing changes.
+        let huge = Tags::from_pairs([("k", "x".repeat(2000))]).expect("valid tags");
+        assert!(matches!(
+            web.set_tags(huge),
+            Err(CommandError::Tags(TagsError::TooLarge { limit: 1024, .. }))
+        ));
+        // Offline members are found only when asked for.
+        db.shutdown().await;
+        eventually("the db is offline on n0", || {
+            status(&first, "db1") == Some(NodeStatus::Offline)
+        })
+        .await;
+        assert_eq!(names(&first.members_with_tag(&role_db)), ["web1"]);
+        assert_eq!(
+            names(&first.members_with_tag(&role_db.clone().including_offline())),
+            ["db1", "web1"]
+        );
     });
 }
 

@@ -94,6 +94,10 @@ struct Args {
     /// slow: the longest delay of a datagram to a slow member, seconds.
     #[arg(long, default_value_t = 5.0, value_parser = non_negative)]
     slow_max_secs: f64,
+    /// Give every node tags of this many encoded bytes from the start (and
+    /// tag-change: change to tags of this size; default 64 there).
+    #[arg(long, default_value_t = 0)]
+    tag_bytes: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
         retention: args.retention_secs.map(secs),
         slow_members: args.slow_members,
         slow_delay: (secs(args.slow_min_secs), secs(args.slow_max_secs)),
+        tag_bytes: args.tag_bytes,
         ..Params::new(args.scenario)
     };
     let window = base.window().as_secs_f64();

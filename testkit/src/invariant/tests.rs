@@ -352,3 +352,26 @@ fn a_member_seconds_late_is_degraded_and_one_a_little_late_is_healthy() {
     sim.run_for(sim.timing().grace);
     assert_eq!(sim.standing(0, 1), Standing::Healthy);
 }
+
+#[test]
+fn convergence_compares_tags_too() {
+    let (mut a, _) = real_history();
+    let (mut b, _) = real_history();
+    let now = Instant::now();
+    let row = |tags: &str| -> beethoven_core::TrackerRow {
+        let json = format!(
+            r#"{{"node":"c","addr":"10.0.0.1:3","incarnation":1,"health":"Alive","last_change_ms":1764000000000,"tags":{tags}}}"#
+        );
+        serde_json::from_str(&json).expect("a valid saved row")
+    };
+    a.restore(now, [row(r#"{"role":"db"}"#)]);
+    b.restore(now, [row("{}")]);
+    let bound = Duration::from_secs(1);
+    assert!(
+        matches!(
+            check_converged([&a, &b], bound),
+            Err(ViolationKind::NotConverged { .. })
+        ),
+        "rows that differ only in tags are not converged"
+    );
+}

@@ -175,6 +175,23 @@ impl Sim {
                 }
                 self.start_twin(node, of);
             }
+            Fault::SetTags { node, ref tags } => {
+                match self.drive(node, |n, now| {
+                    n.set_tags(now, tags.clone()).map(|()| n.incarnation())
+                }) {
+                    Some(Ok(incarnation)) => {
+                        self.slots[node].tags = tags.clone();
+                        self.start_watch_from(
+                            WatchKind::Tags,
+                            node,
+                            NodeStatus::Online,
+                            incarnation,
+                        );
+                    }
+                    Some(Err(_)) => return Outcome::Skipped("tags refused"),
+                    None => return Outcome::Skipped("not running"),
+                }
+            }
             Fault::Heal => {
                 // A member that was seconds late may still be suspected for a
                 // grace (its own fault, like a pause).

@@ -329,8 +329,9 @@ impl Sim {
                         .saw(self.now, old, change.new_row.health);
                 }
                 if let Some(j) = about {
-                    let status = (change.op == Op::Write).then_some(change.new_row.status);
-                    self.watch_update(j, i, status);
+                    let row = (change.op == Op::Write)
+                        .then_some((change.new_row.status, change.new_row.incarnation));
+                    self.watch_update(j, i, row);
                     if change.op == Op::Write {
                         let moved = change
                             .old_row
@@ -393,7 +394,7 @@ impl Sim {
         let now = self.epoch + self.now;
         let slot = &self.slots[i];
         let node = Node::new(config, slot.name.clone(), slot.addr, now, self.wall_clock());
-        let node = match node {
+        let mut node = match node {
             Ok(node) => node,
             Err(e) => {
                 // The config was validated when the simulator was built.
@@ -401,6 +402,11 @@ impl Sim {
                 return;
             }
         };
+        if !slot.tags.is_empty()
+            && let Err(e) = node.set_tags(now, slot.tags.clone())
+        {
+            tracing::error!(%e, node = i, "starting tags refused");
+        }
         let slot = &mut self.slots[i];
         slot.checker = crate::invariant::NotificationChecker::new(slot.name.clone());
         slot.proc = Proc::Running(Box::new(node));
@@ -465,10 +471,24 @@ impl Sim {
 
     /// Starts a watch of `subject` reaching `status` everywhere.
     pub(super) fn start_watch(&mut self, kind: WatchKind, subject: usize, status: NodeStatus) {
-        let mut watch = Watch::new(kind, subject, status, self.now, self.slots.len());
+        self.start_watch_from(kind, subject, status, 0);
+    }
+
+    /// Starts a watch of `subject` reaching `status`, at `incarnation` or
+    /// above, everywhere.
+    pub(super) fn start_watch_from(
+        &mut self,
+        kind: WatchKind,
+        subject: usize,
+        status: NodeStatus,
+        incarnation: u64,
+    ) {
+        let mut watch = Watch::new(kind, subject, status, self.now, self.slots.len())
+            .from_incarnation(incarnation);
         let name = self.slots[subject].name.clone();
         for (j, slot) in self.slots.iter().enumerate() {
-            watch.set(j, slot.node().and_then(|n| n.row(&name)).map(|r| r.status));
+            let row = slot.node().and_then(|n| n.row(&name));
+            watch.set_row(j, row.map(|r| (r.status, r.incarnation)));
         }
         let index = self.metrics.watches.len();
         self.metrics.watches.push(watch);
@@ -483,9 +503,9 @@ impl Sim {
         }
     }
 
-    /// Observer `observer` now sees `subject` with `status`; re-checks the
-    /// subject's watches.
-    fn watch_update(&mut self, subject: usize, observer: usize, status: Option<NodeStatus>) {
+    /// Observer `observer` now holds `subject`'s row with this status and
+    /// incarnation; re-checks the subject's watches.
+    fn watch_update(&mut self, subject: usize, observer: usize, row: Option<(NodeStatus, u64)>) {
         let Some(indices) = self.watching.get_mut(&subject) else {
             return;
         };
@@ -494,7 +514,7 @@ impl Sim {
         let watches = &mut self.metrics.watches;
         indices.retain(|&index| {
             let watch = &mut watches[index];
-            watch.set(observer, status);
+            watch.set_row(observer, row);
             watch.update(now, observers);
             !watch.is_done()
         });
