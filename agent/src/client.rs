@@ -2,11 +2,13 @@
 
 #![allow(clippy::print_stdout)]
 
-use clap::Args;
+use beethoven_tokio::Tags;
+use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 
 use crate::error::AgentError;
 use crate::http::MemberRow;
+use crate::tags;
 
 /// Where the agent's HTTP API listens.
 #[derive(Args, Clone, Debug)]
@@ -24,6 +26,9 @@ pub(crate) struct MembersArgs {
     /// Only members with this status: `online` or `offline`.
     #[arg(long)]
     status: Option<String>,
+    /// Only members with this tag: `key` (any value) or `key=value`.
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    tag: Option<String>,
     /// Print the JSON rows instead of a table.
     #[arg(long)]
     json: bool,
@@ -31,12 +36,20 @@ pub(crate) struct MembersArgs {
 
 /// Prints the members the agent knows, as a table like `serf members`.
 pub(crate) fn members(args: &MembersArgs) -> Result<(), AgentError> {
+    let filters: Vec<String> = [("status", &args.status), ("tag", &args.tag)]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            value
+                .as_ref()
+                .map(|value| format!("{name}={}", query_escape(value)))
+        })
+        .collect();
     let mut path = "/v1/members".to_owned();
-    if let Some(status) = &args.status {
-        path.push_str("?status=");
-        path.push_str(status);
+    if !filters.is_empty() {
+        path.push('?');
+        path.push_str(&filters.join("&"));
     }
-    let rows: Vec<MemberRow> = request(&args.agent, "GET", &path)?;
+    let rows: Vec<MemberRow> = request(&args.agent, "GET", &path, None)?;
     if args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| AgentError::Client {
             url: path.clone(),
@@ -49,9 +62,63 @@ pub(crate) fn members(args: &MembersArgs) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// `beethoven tags`.
+#[derive(Subcommand, Clone, Debug)]
+pub(crate) enum TagsCommand {
+    /// Replace the agent's tags with these (none given: no tags). The change
+    /// spreads to the cluster like any other.
+    Set(TagsSetArgs),
+}
+
+/// `beethoven tags set key=value...`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct TagsSetArgs {
+    #[command(flatten)]
+    agent: Agent,
+    /// The node's new tags.
+    #[arg(value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+}
+
+/// Runs a `beethoven tags` command.
+pub(crate) fn tags(command: &TagsCommand) -> Result<(), AgentError> {
+    match command {
+        TagsCommand::Set(args) => {
+            let tags = tags::parse(&args.tags).map_err(AgentError::BadTag)?;
+            let body = serde_json::to_string(&tags).map_err(|e| AgentError::Client {
+                url: "/v1/tags".to_owned(),
+                reason: e.to_string(),
+            })?;
+            let now: Tags = request(&args.agent, "PUT", "/v1/tags", Some(&body))?;
+            println!(
+                "tags set: {}",
+                if now.is_empty() {
+                    "none".to_owned()
+                } else {
+                    now.to_string()
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Percent-escapes a query value (all but unreserved characters).
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// `beethoven reload-keys`: the agent re-reads its key file.
 pub(crate) fn reload_keys(agent: &Agent) -> Result<(), AgentError> {
-    let answer: serde_json::Value = request(agent, "POST", "/v1/keys/reload")?;
+    let answer: serde_json::Value = request(agent, "POST", "/v1/keys/reload", None)?;
     println!(
         "reloaded {} key(s) from {}",
         answer["keys"],
@@ -69,8 +136,9 @@ fn table(rows: &[MemberRow]) -> String {
         "Health",
         "Incarnation",
         "Last change",
+        "Tags",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -80,6 +148,7 @@ fn table(rows: &[MemberRow]) -> String {
                 r.health.clone(),
                 r.incarnation.to_string(),
                 r.last_change.clone(),
+                r.tags.to_string(),
             ]
         })
         .collect();
@@ -108,13 +177,24 @@ fn table(rows: &[MemberRow]) -> String {
 
 /// One request to the agent; a 4xx or 5xx answer becomes an error carrying the
 /// agent's message.
-fn request<T: DeserializeOwned>(agent: &Agent, method: &str, path: &str) -> Result<T, AgentError> {
+fn request<T: DeserializeOwned>(
+    agent: &Agent,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<T, AgentError> {
     let url = format!("http://{}{path}", agent.http);
     let failed = |reason: String| AgentError::Client {
         url: url.clone(),
         reason,
     };
     let request = match method {
+        "PUT" => ureq::put(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("content-type", "application/json")
+            .send(json.unwrap_or("{}")),
         "POST" => ureq::post(&url)
             .config()
             .http_status_as_error(false)
@@ -155,6 +235,7 @@ mod tests {
             health: "alive".into(),
             incarnation: 3,
             last_change: "2026-01-01T00:00:00+00:00".into(),
+            tags: Tags::from_pairs([("role", "db")]).expect("valid tags"),
         };
         let text = table(&[row("a", "online"), row("long-name", "offline")]);
         let lines: Vec<&str> = text.lines().collect();
@@ -162,5 +243,16 @@ mod tests {
         assert!(lines[0].starts_with("Name       Address"));
         assert!(lines[1].starts_with("a          127.0.0.1:7946  online "));
         assert!(lines[2].starts_with("long-name  127.0.0.1:7946  offline"));
+        assert!(
+            lines[0].ends_with("Last change                Tags"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("+00:00  role=db"), "{text}");
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(query_escape("role=db"), "role%3Ddb");
+        assert_eq!(query_escape("a b&c"), "a%20b%26c");
     }
 }

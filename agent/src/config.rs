@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use beethoven_tokio::{Config, NodeName, Seed};
+use beethoven_tokio::{Config, NodeName, Seed, Tags};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::AgentError;
+use crate::tags;
 
 /// The default UDP address: every interface, the cluster port.
 pub(crate) const DEFAULT_BIND: &str = "0.0.0.0:7946";
@@ -92,6 +93,17 @@ pub(crate) struct Settings {
     )]
     #[serde(default)]
     pub(crate) seeds: Vec<String>,
+    /// A tag of this node, `key=value` (e.g. `role=db`); repeatable, or
+    /// comma-separated in the environment. In the config file: a `[tags]` table
+    /// or a list of `key=value`. Changeable live with `PUT /v1/tags`.
+    #[arg(
+        long = "tag",
+        env = "BEETHOVEN_TAGS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    #[serde(default, deserialize_with = "tags::deserialize_texts")]
+    pub(crate) tags: Vec<String>,
     /// Cluster name; other clusters' packets are dropped [default: beethoven].
     #[arg(long, env = "BEETHOVEN_CLUSTER")]
     pub(crate) cluster: Option<String>,
@@ -147,6 +159,11 @@ impl Settings {
                 lower.seeds
             } else {
                 self.seeds
+            },
+            tags: if self.tags.is_empty() {
+                lower.tags
+            } else {
+                self.tags
             },
             cluster: self.cluster.or(lower.cluster),
             key_file: self.key_file.or(lower.key_file),
@@ -231,6 +248,12 @@ impl Settings {
         Ok(config)
     }
 
+    /// The node's starting tags, checked for form (the size limits are checked
+    /// at start, against the protocol configuration).
+    pub(crate) fn parsed_tags(&self) -> Result<Tags, AgentError> {
+        tags::parse(&self.tags).map_err(AgentError::BadTag)
+    }
+
     /// The seeds: addresses, ranges and `host:port` names (resolved by the
     /// runtime at start and again before each seed re-probe).
     pub(crate) fn parsed_seeds(&self) -> Result<Vec<Seed>, AgentError> {
@@ -274,6 +297,23 @@ mod tests {
         assert_eq!(settings.log_format, Some(LogFormat::Json));
         let seeds = settings.parsed_seeds().expect("valid seeds");
         assert_eq!(seeds[1].host_port().as_deref(), Some("db:7946"));
+    }
+
+    #[test]
+    fn tags_are_a_table_or_a_list_in_the_file() {
+        let table = toml("[tags]\nrole = \"db\"\nzone = \"eu-1\"\n").expect("a table");
+        let list = toml("tags = [\"zone=eu-1\", \"role=db\"]\n").expect("a list");
+        let expected = Tags::from_pairs([("role", "db"), ("zone", "eu-1")]).expect("valid");
+        assert_eq!(table.parsed_tags().expect("valid"), expected);
+        assert_eq!(list.parsed_tags().expect("valid"), expected);
+        let message = toml("tags = 3\n").expect_err("not tags").to_string();
+        assert!(message.contains("tags are a table of strings"), "{message}");
+        let message = toml("[tags]\n\"a=b\" = \"c\"\n")
+            .expect_err("a key with `=`")
+            .to_string();
+        assert!(message.contains("bad tag key `a=b`"), "{message}");
+        let bad = toml("tags = [\"role\"]\n").expect("a list of texts");
+        assert!(matches!(bad.parsed_tags(), Err(AgentError::BadTag(_))));
     }
 
     #[test]

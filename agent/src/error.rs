@@ -5,7 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use beethoven_tokio::{KeyError, StartError};
+use beethoven_tokio::{KeyError, StartError, TagsError};
+
+use crate::tags::BadTag;
 
 /// Exit statuses of `beethoven`, documented in the README and `--help`.
 pub(crate) mod exit {
@@ -17,7 +19,8 @@ pub(crate) mod exit {
     pub(crate) const USAGE: i32 = 2;
     /// Another live process kept this node's name; this one stopped.
     pub(crate) const NAME_TAKEN: i32 = 3;
-    /// The configuration is wrong: config file, environment, name, key file.
+    /// The configuration is wrong: config file, environment, name, tags, key
+    /// file.
     pub(crate) const CONFIG: i32 = 4;
     /// The agent could not start: an address would not bind, a seed did not
     /// resolve.
@@ -62,6 +65,10 @@ pub(crate) enum AgentError {
     )]
     BadSeed { seed: String },
     #[error(transparent)]
+    BadTag(BadTag),
+    #[error("bad tags: {0}")]
+    TagLimit(TagsError),
+    #[error(transparent)]
     KeyFile(#[from] KeyFileError),
     #[error("bad protocol setting: {0}")]
     Protocol(String),
@@ -86,6 +93,8 @@ impl AgentError {
             | AgentError::BadCluster { .. }
             | AgentError::BadLogLevel { .. }
             | AgentError::BadSeed { .. }
+            | AgentError::BadTag(_)
+            | AgentError::TagLimit(_)
             | AgentError::KeyFile(_)
             | AgentError::Protocol(_) => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
@@ -99,6 +108,9 @@ impl AgentError {
 
 impl From<StartError> for AgentError {
     fn from(error: StartError) -> Self {
-        AgentError::Start(error)
+        match error {
+            StartError::Tags(limit) => AgentError::TagLimit(limit),
+            other => AgentError::Start(other),
+        }
     }
 }

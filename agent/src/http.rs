@@ -1,22 +1,26 @@
 //! The HTTP API (off unless `--http` is given): members, health, Prometheus
-//! metrics, leave, key reload, and the status page at `/`. Every error is a 4xx
-//! or 5xx with a JSON body `{"error": "..."}`.
+//! metrics, tags (read and replaced live), leave, key reload, and the status
+//! page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use beethoven_tokio::{CommandError, Handle, LeaveError, Mode, NodeStatus, TrackerRow};
+use beethoven_tokio::{
+    CommandError, Handle, LeaveError, Mode, NodeStatus, TagQuery, Tags, TrackerRow,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tracing::info;
 
-use crate::keys;
 use crate::metrics::{self, label};
+use crate::{keys, tags};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -39,6 +43,9 @@ pub(crate) struct MemberRow {
     pub(crate) incarnation: u64,
     /// RFC 3339, UTC, milliseconds.
     pub(crate) last_change: String,
+    /// A JSON object of the member's tags.
+    #[serde(default)]
+    pub(crate) tags: Tags,
 }
 
 impl From<&TrackerRow> for MemberRow {
@@ -50,6 +57,7 @@ impl From<&TrackerRow> for MemberRow {
             health: label(row.health),
             incarnation: row.incarnation,
             last_change: row.last_change.to_rfc3339(),
+            tags: row.tags.clone(),
         }
     }
 }
@@ -60,6 +68,7 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/", get(status_page))
         .route("/v1/members", get(members))
         .route("/v1/health", get(health))
+        .route("/v1/tags", get(own_tags).put(set_tags))
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
         .route("/v1/keys/reload", post(reload_keys))
@@ -76,7 +85,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/members, /v1/health, /metrics, POST /v1/leave, POST /v1/keys/reload",
+        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /metrics, PUT /v1/tags, POST /v1/leave, POST /v1/keys/reload",
     )
 }
 
@@ -91,12 +100,14 @@ async fn status_page() -> Html<&'static str> {
     Html(include_str!("status.html"))
 }
 
-/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left`.
+/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left&tag=key[=value]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MembersQuery {
     status: Option<String>,
     health: Option<String>,
+    /// `key` (members that have it) or `key=value`.
+    tag: Option<String>,
 }
 
 async fn members(
@@ -126,15 +137,69 @@ async fn members(
             );
         }
     }
+    let tag: Option<TagQuery> = match query.tag.as_deref() {
+        Some("") => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "empty tag filter: expected `tag=key` or `tag=key=value`",
+            );
+        }
+        Some(text) => match text.parse() {
+            Ok(query) => Some(query),
+            Err(never) => match never {},
+        },
+        None => None,
+    };
+    // The status filter is separate, so the tag query only looks at tags.
     let rows: Vec<MemberRow> = api
         .node
         .cluster_nodes()
         .iter()
+        .filter(|row| tag.as_ref().is_none_or(|query| query.matches(&row.tags)))
         .map(MemberRow::from)
         .filter(|row| query.status.as_ref().is_none_or(|s| *s == row.status))
         .filter(|row| query.health.as_ref().is_none_or(|h| *h == row.health))
         .collect();
     Json(rows).into_response()
+}
+
+/// `GET /v1/tags`: this node's tags.
+async fn own_tags(State(api): State<Api>) -> Response {
+    Json(api.node.tags()).into_response()
+}
+
+/// `PUT /v1/tags` with a JSON object of strings: replaces this node's tags.
+async fn set_tags(
+    State(api): State<Api>,
+    body: Result<Json<BTreeMap<String, String>>, JsonRejection>,
+) -> Response {
+    let Json(map) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                format!(
+                    "{}; expected a JSON object of strings, e.g. {{\"role\":\"db\"}}",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
+    let tags = match tags::from_map(map) {
+        Ok(tags) => tags,
+        Err(bad) => return error(StatusCode::UNPROCESSABLE_ENTITY, bad.to_string()),
+    };
+    match api.node.set_tags(tags.clone()) {
+        Ok(()) => {
+            info!(%tags, "tags set over HTTP");
+            Json(tags).into_response()
+        }
+        Err(CommandError::Tags(limit)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("bad tags: {limit}"),
+        ),
+        Err(other) => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
 }
 
 async fn health(State(api): State<Api>) -> Response {

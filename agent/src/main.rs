@@ -5,6 +5,7 @@
 //! beethoven agent --name a --bind 127.0.0.1:7946 --http 127.0.0.1:8946
 //! beethoven agent --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
 //! beethoven members --http 127.0.0.1:8946
+//! beethoven tags set --http 127.0.0.1:8946 role=db zone=eu-1
 //! ```
 //!
 //! Settings come from flags, `BEETHOVEN_*` environment variables and a TOML
@@ -22,6 +23,7 @@ mod keys;
 mod logging;
 mod metrics;
 mod run;
+mod tags;
 mod warnings;
 
 use std::process::ExitCode;
@@ -37,7 +39,7 @@ Exit status:
   1  a client command could not get its answer from the agent
   2  bad command line (unknown flag, bad value)
   3  another live process kept this node's name (the agent stopped without leaving)
-  4  bad configuration: config file, environment, name, key file, log level
+  4  bad configuration: config file, environment, name, tags, key file, log level
   5  could not start: an address would not bind, a seed did not resolve";
 
 #[derive(Parser, Debug)]
@@ -57,6 +59,9 @@ enum Command {
     Members(client::MembersArgs),
     /// Ask a running agent to re-read its key file.
     ReloadKeys(client::Agent),
+    /// Change a running agent's tags (needs the agent's --http).
+    #[command(subcommand)]
+    Tags(client::TagsCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Command::Agent(flags) => agent(*flags),
         Command::Members(args) => client::members(&args).map(|()| exit::OK),
         Command::ReloadKeys(agent) => client::reload_keys(&agent).map(|()| exit::OK),
+        Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
     };
     match result {
         Ok(code) => exit_code(code),

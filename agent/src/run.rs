@@ -36,6 +36,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         config.keys = Some(keys::read(path)?);
     }
     let seeds = settings.parsed_seeds()?;
+    let tags = settings.parsed_tags()?;
     let bind = settings.bind_addr();
     // The HTTP port first: a port in use stops the agent before it joins anyone.
     let listener = match settings.http {
@@ -56,7 +57,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             .join_retry
             .saturating_mul(1 << config.join_attempts.min(16))
     });
-    let mut options = Options::new(name).config(config).bind(bind);
+    let mut options = Options::new(name).config(config).bind(bind).tags(tags);
     if let Some(advertise) = settings.advertise {
         options = options.advertise(advertise);
     }

@@ -180,6 +180,53 @@ fn an_unknown_config_key_or_bad_duration_is_named() {
 }
 
 #[test]
+fn a_malformed_tag_or_one_over_the_limits_is_named() {
+    fails(
+        &agent(&["--name", "a", "--tag", "role"]),
+        4,
+        "bad tag `role`: expected `key=value`",
+    );
+    fails(
+        &agent(&["--name", "a", "--tag", "=db"]),
+        4,
+        "bad tag key ``: a key is not empty and has no `=`",
+    );
+    fails(
+        &agent(&["--name", "a", "--tag", "a=1", "--tag", "a=2"]),
+        4,
+        "tag key `a` is given twice",
+    );
+    let huge = format!("blob={}", "x".repeat(1100));
+    fails(
+        &agent(&["--name", "a", "--tag", &huge]),
+        4,
+        "bad tags: tags take 1107 encoded bytes, over the limit of 1024",
+    );
+    let many: Vec<String> = (0..65).map(|i| format!("k{i}=")).collect();
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--bind", "127.0.0.1:0", "--name", "a"])
+                .env("BEETHOVEN_TAGS", many.join(",")),
+        ),
+        4,
+        "bad tags: 65 tags, over the limit of 64",
+    );
+    let dir = Scratch::new("tags");
+    let file = dir.file("tags.toml", "name = \"a\"\n[tags]\n\"a=b\" = \"c\"\n");
+    fails(
+        &agent(&["--config", path_str(&file)]),
+        4,
+        "bad tag key `a=b`",
+    );
+    fails(
+        &run(&["tags", "set", "--http", "127.0.0.1:1", "role"]),
+        4,
+        "bad tag `role`: expected `key=value`",
+    );
+}
+
+#[test]
 fn malformed_http_requests_get_a_4xx_with_a_json_error() {
     let agent = Agent::start("http-errors", &[]);
     let json_error = |(status, body): (u16, String), expected: u16, message: &str| {
@@ -203,6 +250,40 @@ fn malformed_http_requests_get_a_4xx_with_a_json_error() {
         400,
         "unknown field `colour`",
     );
+    json_error(
+        agent.get("/v1/members?tag="),
+        400,
+        "empty tag filter: expected `tag=key` or `tag=key=value`",
+    );
+    json_error(
+        agent.put("/v1/tags", "{\"role\":"),
+        400,
+        "expected a JSON object",
+    );
+    json_error(
+        agent.put("/v1/tags", "[\"role=db\"]"),
+        422,
+        "expected a JSON object",
+    );
+    json_error(
+        agent.put("/v1/tags", "{\"port\":7000}"),
+        422,
+        "expected a JSON object",
+    );
+    json_error(agent.put("/v1/tags", "{\"\":\"x\"}"), 422, "bad tag key ``");
+    let huge = format!("{{\"blob\":\"{}\"}}", "x".repeat(1100));
+    json_error(
+        agent.put("/v1/tags", &huge),
+        422,
+        "bad tags: tags take 1107 encoded bytes",
+    );
+    let no_type =
+        "PUT /v1/tags HTTP/1.1\r\nHost: agent\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let (status, body) = request(agent.http, no_type);
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    // Nothing was changed by the refused requests.
+    assert_eq!(agent.get("/v1/tags"), (200, "{}".to_owned()));
     json_error(agent.get("/v1/nothing"), 404, "no such endpoint");
     json_error(agent.post("/v1/members"), 405, "method not allowed");
     json_error(agent.post("/v1/keys/reload"), 409, "runs without keys");

@@ -160,7 +160,7 @@ fn the_status_page_shows_a_killed_agent_turn_offline() {
     };
     let first = Agent::start("n0", &[]);
     let seed = first.udp.to_string();
-    let second = Agent::start("n1", &["--seed", &seed]);
+    let second = Agent::start("n1", &["--seed", &seed, "--tag", "role=db"]);
     let mut third = Agent::start("n2", &["--seed", &seed]);
     let agents = [&first, &second, &third];
     eventually("every agent sees three online", || {
@@ -174,6 +174,8 @@ fn the_status_page_shows_a_killed_agent_turn_offline() {
     });
     let title = browser.eval("document.title");
     assert_eq!(title, "Beethoven cluster");
+    let tags = browser.eval("document.querySelector('tr[data-name=\"n1\"] td.tags').textContent");
+    assert_eq!(tags, "role=db", "n1's tags column");
 
     // A crash, not a leave: the failure detector has to find it.
     third.signal("KILL");

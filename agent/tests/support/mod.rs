@@ -244,6 +244,17 @@ impl Agent {
         )
     }
 
+    /// `PUT path` with a JSON `body`: (status, body).
+    pub fn put(&self, path: &str, body: &str) -> (u16, String) {
+        request(
+            self.http,
+            &format!(
+                "PUT {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
     /// The members this agent serves, as JSON rows.
     pub fn members(&self) -> Vec<serde_json::Value> {
         let (status, body) = self.get("/v1/members");
