@@ -265,3 +265,91 @@ fn rust_log_sets_the_filter_unless_a_log_level_is_given() {
         "--log-level wins over RUST_LOG"
     );
 }
+
+/// The tags of `node` in `agent`'s members, as a JSON object.
+fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
+    agent
+        .members()
+        .into_iter()
+        .find(|row| row["name"] == node)
+        .map_or(serde_json::Value::Null, |row| row["tags"].clone())
+}
+
+/// The names `agent` lists for `GET /v1/members?query`.
+fn names(agent: &Agent, query: &str) -> Vec<String> {
+    let (status, body) = agent.get(&format!("/v1/members?{query}"));
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON rows");
+    rows.iter()
+        .map(|row| row["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+#[test]
+fn tags_given_at_start_and_changed_live_reach_the_other_agents_and_filter_members() {
+    let agents = cluster(|i| match i {
+        0 => vec!["--tag".into(), "role=seed".into()],
+        1 => vec![
+            "--tag".into(),
+            "role=db".into(),
+            "--tag".into(),
+            "zone=eu-1".into(),
+        ],
+        _ => Vec::new(),
+    });
+    eventually("n2 sees the tags n0 and n1 started with", || {
+        tags_of(&agents[2], "n0") == serde_json::json!({ "role": "seed" })
+            && tags_of(&agents[2], "n1") == serde_json::json!({ "role": "db", "zone": "eu-1" })
+    });
+    assert_eq!(tags_of(&agents[2], "n2"), serde_json::json!({}));
+    assert_eq!(names(&agents[2], "tag=role"), ["n0", "n1"]);
+    assert_eq!(names(&agents[2], "tag=role=db"), ["n1"]);
+    assert_eq!(names(&agents[2], "tag=role%3Ddb&status=online"), ["n1"]);
+    assert!(names(&agents[2], "tag=role=db&status=offline").is_empty());
+    assert!(names(&agents[2], "tag=rack").is_empty());
+
+    // The client command replaces n1's tags; n0 and n2 see the change.
+    let http1 = agents[1].http.to_string();
+    let set = run(&["tags", "set", "--http", &http1, "role=cache", "tier=hot"]);
+    assert_eq!(set.status.code(), Some(0), "{}", support::stderr(&set));
+    assert_eq!(stdout(&set).trim(), "tags set: role=cache,tier=hot");
+    let changed = serde_json::json!({ "role": "cache", "tier": "hot" });
+    eventually("n0 and n2 see n1's new tags", || {
+        tags_of(&agents[0], "n1") == changed && tags_of(&agents[2], "n1") == changed
+    });
+    assert_eq!(names(&agents[0], "tag=role=db"), Vec::<String>::new());
+    // PUT on n2: from no tags to some, then back to none.
+    let (status, body) = agents[2].put("/v1/tags", r#"{"role":"db"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        agents[2].get("/v1/tags"),
+        (200, r#"{"role":"db"}"#.to_owned())
+    );
+    eventually("n0 finds n2 by its new tag", || {
+        names(&agents[0], "tag=role=db") == ["n2"]
+    });
+    let table = run(&[
+        "members",
+        "--http",
+        &agents[0].http.to_string(),
+        "--tag",
+        "role=db",
+    ]);
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].ends_with("Tags"), "{text}");
+    assert!(
+        lines[1].starts_with("n2 ") && lines[1].ends_with("role=db"),
+        "{text}"
+    );
+    let (status, _) = agents[2].put("/v1/tags", "{}");
+    assert_eq!(status, 200);
+    eventually("n1 sees n2's tags removed", || {
+        tags_of(&agents[1], "n2") == serde_json::json!({})
+    });
+    assert!(
+        agents.iter().all(|agent| agent.sees_online(3)),
+        "no node went offline"
+    );
+}
