@@ -94,8 +94,8 @@ pub(crate) struct Settings {
     #[serde(default)]
     pub(crate) seeds: Vec<String>,
     /// A tag of this node, `key=value` (e.g. `role=db`); repeatable, or
-    /// comma-separated in the environment. In the config file: a `[tags]` table
-    /// or a list of `key=value`. Changeable live with `PUT /v1/tags`.
+    /// comma-separated (so a value with a comma goes in the config file: a
+    /// `[tags]` table or a list of `key=value`). Changeable live with `PUT /v1/tags`.
     #[arg(
         long = "tag",
         env = "BEETHOVEN_TAGS",
