@@ -149,8 +149,6 @@ impl Node {
         (!rows.is_empty()).then(|| (stream.to, stream.kind.message(rows)))
     }
 
-    /// The rows for one datagram from id `next` on, and where the next datagram
-    /// starts (`None` when these were the last).
     /// Room for rows in one datagram of `kind` from this node.
     fn rows_budget(&self, kind: RowsKind) -> usize {
         let empty = kind.message(Vec::new());
@@ -186,6 +184,8 @@ impl Node {
         }
     }
 
+    /// The rows for one datagram from id `next` on, and where the next datagram
+    /// starts (`None` when these were the last).
     fn rows_chunk(
         &self,
         next: RowId,
