@@ -112,7 +112,7 @@ impl Node {
 
     fn dispatch(&mut self, now: Instant, from: SocketAddr, message: Message) {
         match message {
-            Message::Ping { seq, .. } => self.handle_ping(from, seq),
+            Message::Ping { seq, .. } => self.handle_ping(now, from, seq),
             Message::Ack { seq } => self.handle_ack(now, seq),
             Message::PingReq {
                 seq,

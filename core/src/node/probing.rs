@@ -39,6 +39,9 @@ pub(super) struct Probing {
     pub(super) local_health: LocalHealth,
     /// The datagram loss this node measures on its own probes.
     pub(super) loss: LossMeter,
+    /// Pings read before this instant are the backlog of a stall of this node
+    /// (see `on_stall`) and are not answered.
+    pub(super) backlog_until: Option<Instant>,
 }
 
 impl Probing {
@@ -253,7 +256,15 @@ impl Node {
         }
     }
 
-    pub(super) fn handle_ping(&mut self, from: SocketAddr, seq: u32) {
+    pub(super) fn handle_ping(&mut self, now: Instant, from: SocketAddr, seq: u32) {
+        if self.probing.backlog_until.is_some_and(|until| now < until) {
+            // Waited unread while this node stalled: its sender gave up on it
+            // long ago. An ack now would only tell it that this node answers
+            // seconds late, and it would wait up to `MAX_PATIENCE` for this
+            // node's answers from then on (see `lateness`).
+            debug!(%from, seq, "ping from before a stall left unanswered");
+            return;
+        }
         self.send(from, Message::Ack { seq });
     }
 

@@ -198,6 +198,10 @@ impl Node {
             .worsen(self.config.max_local_health);
         // Probes in flight prove nothing: their answers may be unread.
         self.probing.probes.clear();
+        // The pings read right away are the stall's backlog (a few
+        // milliseconds of reading); those of probes sent since arrive later,
+        // or their indirect round reaches this node after the window.
+        self.probing.backlog_until = Some(now + self.config.probe_timeout);
         if let Some(at) = self.timers.get(Timer::Probe) {
             self.timers.set(Timer::Probe, at.max(now));
         }
@@ -285,5 +289,33 @@ mod tests {
             "not declared dead on waking"
         );
         assert!(node.local_health().score() > 0);
+    }
+
+    #[test]
+    fn pings_read_right_after_a_stall_are_its_backlog_and_get_no_ack() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let _ = sent(&mut node);
+        let acks_to_peer = |node: &mut Node| {
+            sent(node)
+                .into_iter()
+                .filter(|(to, p)| *to == addr(2) && matches!(p.message, Message::Ack { .. }))
+                .count()
+        };
+        node.handle_packet(now, addr(2), &ping_from_peer(1, "me", &[]));
+        assert_eq!(acks_to_peer(&mut node), 1, "answered while running");
+        // The process sleeps for 10 s; the first input after it shows the stall.
+        let woke = now + Duration::from_secs(10);
+        node.handle_timeout(woke);
+        assert_eq!(node.stats().stalls, 1);
+        // Pings that waited unread would tell their senders this node answers
+        // seconds late: left unanswered.
+        for seq in 2..5 {
+            node.handle_packet(woke, addr(2), &ping_from_peer(seq, "me", &[]));
+        }
+        assert_eq!(acks_to_peer(&mut node), 0, "the backlog is not answered");
+        let later = woke + node.config().probe_timeout;
+        node.handle_packet(later, addr(2), &ping_from_peer(5, "me", &[]));
+        assert_eq!(acks_to_peer(&mut node), 1, "pings sent since are answered");
     }
 }
