@@ -20,7 +20,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::Node;
+use super::membership::Outdated;
 use crate::name::NodeName;
+use crate::wire::WireRow;
 
 /// Most (peer, member) pairs remembered; when full, the one answered longest
 /// ago is forgotten (its window has most likely run out anyway).
@@ -74,6 +77,27 @@ impl Answers {
             },
         );
         true
+    }
+}
+
+impl Node {
+    /// The current row to answer `to` with, if it may be told now (once per
+    /// peer, member and incarnation within `suspicion_min`) that `outdated.node`
+    /// is at `outdated.incarnation`.
+    pub(super) fn answer_for(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        outdated: &Outdated,
+    ) -> Option<WireRow> {
+        let window = self.config.suspicion_min;
+        if !self
+            .answers
+            .allow(now, window, to, &outdated.node, outdated.incarnation)
+        {
+            return None;
+        }
+        self.tracker.get(&outdated.node).cloned().map(WireRow)
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
+use super::membership::Outdated;
 use super::timer::Timer;
 use super::{Node, Outgoing};
 use crate::tracker::{DIGEST_BUCKETS, Digest, RowId, TrackerRow};
@@ -113,17 +114,14 @@ impl Node {
     pub(super) fn handle_rows(&mut self, now: Instant, from: SocketAddr, rows: Vec<WireRow>) {
         let incarnation = self.incarnation;
         let outdated = self.apply_bulk(now, rows, self.bulk_source(now));
-        if (self.incarnation != incarnation || outdated)
-            && self.answers.allow(
-                now,
-                self.config.suspicion_min,
-                from,
-                &self.name,
-                self.incarnation,
-            )
-            && let Some(own) = self.tracker.get(&self.name).cloned()
-        {
-            self.send_rows_now(from, vec![WireRow(own)]);
+        if self.incarnation != incarnation || outdated {
+            let own = Outdated {
+                node: self.name.clone(),
+                incarnation: self.incarnation,
+            };
+            if let Some(own) = self.answer_for(now, from, &own) {
+                self.send_rows_now(from, vec![own]);
+            }
         }
     }
 

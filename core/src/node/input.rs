@@ -11,7 +11,7 @@ use super::conflict::Claim;
 use super::membership::Source;
 use crate::stats::DropReason;
 use crate::tracker::Health;
-use crate::wire::{self, Message, Packet, WireRow};
+use crate::wire::{self, Message, Packet};
 
 impl Node {
     /// See [`Node::handle_packet`].
@@ -47,16 +47,9 @@ impl Node {
         for update in gossip {
             if let Some(outdated) =
                 self.apply_row(now, update.row.0, update.suspecter, Source::Gossip)
-                && self.answers.allow(
-                    now,
-                    self.config.suspicion_min,
-                    from,
-                    &outdated.node,
-                    outdated.incarnation,
-                )
-                && let Some(current) = self.tracker.get(&outdated.node)
+                && let Some(current) = self.answer_for(now, from, &outdated)
             {
-                answer.push(WireRow(current.clone()));
+                answer.push(current);
             }
         }
         self.dispatch(now, from, message);
