@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError, WeakSender};
@@ -29,10 +30,10 @@ use crate::transport::{AsSocket, Transport, report_bounces};
 pub const RECV_BUFFER_SIZE: usize = 65_536;
 
 /// Most datagrams [`Driver::receive`] reads in one go, so a flood cannot keep
-/// the task from its commands and its timer.
+/// the loop from its commands and its deadline.
 pub const MAX_DATAGRAMS_PER_WAKE: usize = 64;
 
-/// What woke the runtime's task.
+/// What woke the node's loop.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Input<'a> {
@@ -79,7 +80,7 @@ pub enum Flow {
         /// The node's next deadline.
         wake_at: Option<Instant>,
     },
-    /// End the task: drop the socket, then the driver (whose command channel then
+    /// End the loop: drop the socket, then the driver (whose command channel then
     /// closes, which tells [`Handle::shutdown`] the port is free).
     Stop,
 }
@@ -92,9 +93,17 @@ impl Commands {
     /// Waits for the next command; [`Input::Closed`] once every [`Handle`] is gone.
     /// Dropping the future before it is ready loses nothing.
     pub async fn next(&mut self) -> Input<'static> {
-        poll_fn(|cx| self.0.as_mut().poll_next(cx))
-            .await
-            .map_or(Input::Closed, Input::Command)
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The next command if one is queued, else `Pending`, and `cx`'s waker is woken
+    /// when one is (for a loop that is not async: see the node's thread). Keeps its
+    /// registration with the channel, so polling again allocates nothing.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Input<'static>> {
+        self.0
+            .as_mut()
+            .poll_next(cx)
+            .map(|command| command.map_or(Input::Closed, Input::Command))
     }
 }
 
@@ -135,7 +144,7 @@ impl Driver {
     /// [`Options::bind_addr`]: reads the bound address, asks the OS to report
     /// bounces ([`report_bounces`]), resolves the `host:port` seeds on a blocking
     /// thread of `runtime`, and creates the driver with [`Driver::new`] at the
-    /// current time. Returns the socket too, for the runtime's task.
+    /// current time. Returns the socket too, for the node's thread ([`Driver::spawn_thread`]).
     pub async fn start<S: AsSocket>(
         options: Options,
         socket: io::Result<S>,
@@ -226,7 +235,7 @@ impl Driver {
     }
 
     /// Waits for the next command from a [`Handle`]; [`Input::Closed`] once every
-    /// handle is gone. A runtime's task selects over this, the socket and the timer.
+    /// handle is gone. A loop waits for this, the socket and the deadline at once.
     pub async fn next_command(&self) -> Input<'static> {
         self.commands
             .recv()
@@ -235,7 +244,7 @@ impl Driver {
     }
 
     /// The commands of this driver's handles as a [`Commands`] stream, for a
-    /// runtime's task to keep across its loop instead of calling
+    /// loop to keep across its loop instead of calling
     /// [`next_command`](Driver::next_command) each time: it keeps its registration
     /// with the channel between waits, so a wakeup allocates nothing. Drop it with
     /// the driver, after the socket.
@@ -392,7 +401,7 @@ impl Driver {
         refused
     }
 
-    /// Applies a command; returns whether the task should stop now.
+    /// Applies a command; returns whether the loop should stop now.
     fn execute(&mut self, now: Instant, command: CommandKind) -> bool {
         match command {
             CommandKind::NewNode { name, addr } => {
@@ -456,7 +465,7 @@ impl Driver {
         self.node.has_left() && !self.leave_finished
     }
 
-    /// Routes one event; returns whether the task should stop now.
+    /// Routes one event; returns whether the loop should stop now.
     fn route(&mut self, event: Event) -> bool {
         match event {
             Event::NodeUpdate { node, status } => {

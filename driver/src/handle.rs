@@ -1,9 +1,9 @@
 //! The application's side of a running node, the same on every runtime.
 //!
 //! A [`Handle`] never touches the node: it checks what can be checked without it,
-//! then queues a [`Command`] for the node's task, which applies it (see
-//! [`Driver::step`](crate::Driver::step)). Getters read the state the task
-//! publishes after every step, so they never wait for the task.
+//! then queues a [`Command`] for the node's thread, which applies it (see
+//! [`Driver::step`](crate::Driver::step)). Getters read the state the node
+//! publishes after every step, so they never wait for it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,10 +26,10 @@ use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot, lock};
 
 /// A running node. Cheap to clone; every clone controls the same node.
 ///
-/// Commands are checked here and applied by the node's task right after; getters
-/// read the state the task last published (a few milliseconds old at most while
-/// the task runs). Every clone keeps the node running; dropping the last one
-/// closes the command channel, and the task stops and closes its socket.
+/// Commands are checked here and applied by the node's thread right after; getters
+/// read the state the node's thread last published (a few milliseconds old at most while
+/// the node runs). Every clone keeps the node running; dropping the last one
+/// closes the command channel, and the node's thread stops and closes its socket.
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
@@ -185,7 +185,7 @@ impl Handle {
         self.snapshot().lagged
     }
 
-    /// Socket errors the node's task met and went on from.
+    /// Socket errors the node's thread met and went on from.
     pub fn io_errors(&self) -> IoErrors {
         self.snapshot().io_errors
     }
@@ -208,7 +208,7 @@ impl Handle {
         }
     }
 
-    /// Whether the node's task still runs.
+    /// Whether the node's thread still runs.
     pub fn is_running(&self) -> bool {
         self.snapshot().running
     }
@@ -420,21 +420,21 @@ impl Handle {
         self.send(CommandKind::Unsubscribe(subscriber))
     }
 
-    /// Asks the node's task to stop without waiting for it ([`shutdown`](Handle::shutdown)
+    /// Asks the node's thread to stop without waiting for it ([`shutdown`](Handle::shutdown)
     /// also waits). Nothing is announced: to the others this is a crash unless
     /// [`leave`](Handle::leave) came first.
     pub fn stop(&self) -> Result<(), CommandError> {
         self.send(CommandKind::Stop)
     }
 
-    /// Stops the node and waits until its task has ended and its socket is closed.
+    /// Stops the node and waits until its thread has ended and its socket is closed.
     /// After [`leave`](Handle::leave) it first lets the announcement spread (at most
     /// `leave_timeout`). Other clones of the handle then get
     /// [`CommandError::Closed`].
     pub async fn shutdown(self) {
         // Already stopped is fine: then the channel is closed too.
         let _ = self.stop();
-        // The task drops its end of the channel after its socket.
+        // The node's thread drops its end of the channel after its socket.
         self.shared.commands.closed().await;
     }
 }
@@ -456,7 +456,7 @@ impl Changes {
         if !self.published.lock().running {
             return false;
         }
-        // The task raises the version as it stops, so this wait ends then too.
+        // The node's thread raises the version as it stops, so this wait ends then too.
         self.seen = self.published.changed_since(self.seen).await;
         self.published.lock().running
     }

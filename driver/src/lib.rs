@@ -5,20 +5,23 @@
 //! [`Node`](beethoven_core::Node) of `beethoven-core`, applies the commands its
 //! [`Handle`] queues, fans node updates out to subscribers (callbacks and
 //! streams, with lag markers and panic isolation), and publishes the state the
-//! getters read. A runtime adds only a task, socket readiness and a timer, and
-//! implements [`Runtime`] (somewhere to run blocking work). Uses std only: neither
-//! tokio nor smol.
+//! getters read. It also runs the node: [`Driver::spawn_thread`] gives it an OS
+//! thread of its own, asleep in the OS's readiness wait (mio) until a command, a
+//! datagram or its deadline, the cheapest way for a quiet node to wait. A runtime
+//! crate adds only `start` and implements [`Runtime`] (somewhere to run blocking
+//! work). Uses neither tokio nor smol.
 //!
-//! ## The loop a runtime writes
+//! ## The loop
 //!
 //! Wait for the first of a command ([`Driver::next_command`]), a datagram, or the
 //! deadline of the last [`Flow::Continue`]; hand it to [`Driver::step`]; repeat
-//! until [`Flow::Stop`]. An async runtime's task keeps one [`Commands`] stream
-//! ([`Driver::commands`]) and one timer across its loop, moves the timer only when
-//! the deadline moves, and on a readable socket calls [`Driver::receive`], which
-//! steps once per queued datagram: a quiet node then wakes only for its own
-//! deadlines and datagrams, and allocates nothing per wakeup. Here with a plain
-//! `std::net::UdpSocket` and no async runtime:
+//! until [`Flow::Stop`]. The node's thread ([`Driver::spawn_thread`]) keeps one
+//! [`Commands`] stream ([`Driver::commands`]) across its loop, waits with the
+//! deadline as its timeout, and on a readable socket calls [`Driver::receive`],
+//! which steps once per queued datagram: a quiet node wakes only for its own
+//! deadlines and datagrams, and allocates nothing per wakeup. A loop of your own
+//! (inside another event loop, say) does the same; here with a plain
+//! `std::net::UdpSocket` and nothing else:
 //!
 //! ```no_run
 //! use std::io::ErrorKind;
@@ -52,8 +55,8 @@
 //! let mut wake_at = Some(now);
 //! let mut buf = vec![0u8; RECV_BUFFER_SIZE];
 //! loop {
-//!     // 1. wait for a command, a datagram or the deadline (an async runtime selects
-//!     //    over `driver.next_command()`, the socket's readability and its timer)
+//!     // 1. wait for a command, a datagram or the deadline (the node's thread waits
+//!     //    on the socket's readiness, a waker for commands and the deadline at once)
 //!     let input = match driver.try_next_command() {
 //!         Some(command) => command,
 //!         None => {
@@ -78,12 +81,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! An async runtime's `start` binds its socket and hands it to [`Driver::start`]
+//! A runtime crate's `start` binds its socket and hands it to [`Driver::start`]
 //! (which reads the bound address, turns on bounce reports and resolves
-//! `host:port` seeds on the runtime's blocking threads), spawns that loop and
-//! returns the [`Handle`]. When the loop ends it drops the socket before the
-//! driver: the driver's command channel then closes, which is what
-//! [`Handle::shutdown`] waits for, so the port is free when it returns.
+//! `host:port` seeds on the runtime's blocking threads), starts the node's thread
+//! ([`Driver::spawn_thread`]) and returns the [`Handle`]. When the loop ends it
+//! drops the socket before the driver: the driver's command channel then closes,
+//! which is what [`Handle::shutdown`] waits for, so the port is free when it
+//! returns.
 //!
 //! ## Addresses
 //!
@@ -105,7 +109,7 @@
 //!
 //! ## Stopping
 //!
-//! [`Handle::shutdown`] ends the task and closes the socket (after a pending
+//! [`Handle::shutdown`] ends the node's thread and closes the socket (after a pending
 //! `leave` has spread, at most `leave_timeout`); dropping the last `Handle` does
 //! the same at once. Without `leave` the others see a crash and declare the node
 //! offline after their failure detector runs out.
@@ -120,6 +124,7 @@ mod options;
 mod router;
 mod runtime;
 mod snapshot;
+mod thread;
 mod transport;
 
 pub use command::{Command, CommandError};

@@ -254,6 +254,13 @@ pub enum StartError {
     /// The starting tags break a limit of the config.
     #[error(transparent)]
     Tags(#[from] TagsError),
+    /// The OS refused the node's thread or its readiness poll (out of threads or
+    /// file descriptors).
+    #[error("cannot start the node's thread: {source}")]
+    Thread {
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 #[cfg(test)]

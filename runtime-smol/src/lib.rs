@@ -1,7 +1,7 @@
 //! # beethoven-smol
 //!
 //! Runs a Beethoven cluster member on smol. [`start`] binds one UDP socket and
-//! spawns one task for the node on smol's global executor, and returns a
+//! starts the node on a thread of its own, and returns a
 //! cloneable [`Handle`]: getters, commands, callbacks ([`Handle::alert_me`]), an
 //! async stream of updates ([`Handle::subscribe`]) and [`Handle::shutdown`].
 //! `beethoven-tokio` has the same API on tokio.
@@ -32,71 +32,33 @@
 //! }
 //! ```
 //!
-//! Only glue lives here: the node's task races a command, a datagram and the
-//! node's deadline, and steps the [`Driver`] of
-//! `beethoven-driver` with the winner. The driver crate owns the [`Handle`],
+//! Only glue lives here. The node runs on a thread of its own
+//! ([`Driver::spawn_thread`] of `beethoven-driver`, the same loop on every
+//! runtime), asleep until a command, a datagram or its deadline: a quiet node
+//! then costs the least CPU (a task on smol would cross from the reactor's thread
+//! to the executor's at every event). The [`Driver`] owns the [`Handle`],
 //! subscribers, options and the UDP transport, and documents addresses,
-//! subscribers that never block the node, and stopping. Callbacks and seed
-//! lookups run on smol's blocking thread pool ([`smol::unblock`]).
+//! subscribers that never block the node, and stopping. On smol run the
+//! [`Handle`]'s futures, callbacks and seed lookups (smol's blocking thread pool,
+//! [`smol::unblock`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::io;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::time::Instant;
 
-use beethoven_driver::{
-    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport,
-};
-use smol::{Async, Timer, future};
+use beethoven_driver::{BlockingWork, Driver, Runtime};
 
 pub use beethoven_driver::prelude::*;
 
-/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
-/// (if any) and spawns the node's task on smol's global executor. A process that
-/// keeps its nodes on one thread of its own costs less when quiet: see
-/// [`start_on`].
+/// Binds the socket, resolves `host:port` seeds (on smol's blocking pool),
+/// creates the node, joins the seeds (if any) and starts the node's thread.
 pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let (driver, handle, socket) = bind(options).await?;
-    smol::spawn(run(driver, socket)).detach();
+    let socket = UdpSocket::bind(options.bind_addr());
+    let (driver, handle, socket) = Driver::start(options, socket, Arc::new(Smol)).await?;
+    driver.spawn_thread(socket)?;
     Ok(handle)
-}
-
-/// [`start`], with the node's task spawned on `executor` instead of smol's global
-/// executor: for an application that runs its own, for instance on the thread
-/// that waits for its events. A quiet node then costs less: smol's global
-/// executor runs on threads of its own, so each wakeup of the task would hop
-/// between threads, and while a thread sits in `smol::block_on` the reactor's
-/// helper thread polls on a short backoff after every event.
-///
-/// ```no_run
-/// use beethoven_smol::{NodeName, Options};
-///
-/// let executor = smol::Executor::new();
-/// // `future::block_on` leaves the reactor to its own thread (see above).
-/// smol::future::block_on(executor.run(async {
-///     let options = Options::new(NodeName::new("a")?).bind("127.0.0.1:0".parse()?);
-///     let node = beethoven_smol::start_on(&executor, options).await?;
-///     println!("{} nodes online", node.active_nodes().len());
-///     node.shutdown().await;
-///     Ok::<(), Box<dyn std::error::Error>>(())
-/// }))?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub async fn start_on(
-    executor: &smol::Executor<'_>,
-    options: Options,
-) -> Result<Handle, StartError> {
-    let (driver, handle, socket) = bind(options).await?;
-    executor.spawn(run(driver, socket)).detach();
-    Ok(handle)
-}
-
-async fn bind(options: Options) -> Result<(Driver, Handle, Async<UdpSocket>), StartError> {
-    let socket = Async::<UdpSocket>::bind(options.bind_addr());
-    Driver::start(options, socket, Arc::new(Smol)).await
 }
 
 /// smol's blocking thread pool.
@@ -107,61 +69,4 @@ impl Runtime for Smol {
     fn spawn_blocking(&self, work: BlockingWork) {
         smol::unblock(work).detach();
     }
-}
-
-/// What woke the node's task.
-enum Wake {
-    Input(Input<'static>),
-    Readable(io::Result<()>),
-}
-
-/// The node's task.
-async fn run(mut driver: Driver, socket: Async<UdpSocket>) {
-    let mut buf = vec![0u8; RECV_BUFFER_SIZE];
-    let mut commands = driver.commands();
-    let mut wake_at = Some(Instant::now());
-    // One timer, moved only when the deadline moves: each move wakes the reactor.
-    let mut timer = Timer::at(Instant::now());
-    loop {
-        let command = async { Wake::Input(commands.next().await) };
-        let deadline = async {
-            (&mut timer).await;
-            Wake::Input(Input::Timeout)
-        };
-        let readable = async { Wake::Readable(socket.readable().await) };
-        // `or` polls its left side first: commands are not starved by datagrams,
-        // and a deadline that has passed comes before more datagrams.
-        let wake = future::or(command, future::or(deadline, readable)).await;
-        // The socket is non-blocking: a full buffer loses the datagram, as UDP may,
-        // instead of holding up the node.
-        let transport = &mut UdpTransport::new(socket.get_ref());
-        let timed_out = matches!(wake, Wake::Input(Input::Timeout));
-        let flow = match wake {
-            Wake::Input(input) => driver.step(Instant::now(), input, transport),
-            // Every datagram queued meanwhile, in this one wakeup.
-            Wake::Readable(Ok(())) => {
-                driver.receive(&mut buf, |buf| socket.get_ref().recv_from(buf), transport)
-            }
-            Wake::Readable(Err(error)) => {
-                driver.step(Instant::now(), Input::RecvError(error), transport)
-            }
-        };
-        match flow {
-            // A timer that fired is spent: set it again even for the same deadline.
-            Flow::Continue { wake_at: next } if timed_out || next != wake_at => {
-                match next {
-                    Some(at) => timer.set_at(at),
-                    None => timer = Timer::never(),
-                }
-                wake_at = next;
-            }
-            Flow::Continue { .. } => {}
-            Flow::Stop => break,
-        }
-    }
-    // The socket closes first: `Handle::shutdown` waits for the driver's command
-    // channel to close, and then finds the port free.
-    drop(socket);
-    drop(commands);
-    drop(driver);
 }

@@ -33,39 +33,37 @@
 //! }
 //! ```
 //!
-//! This crate is only glue: the node's task waits for a command, a datagram or
-//! the node's deadline and hands it to the runtime-independent
-//! [`Driver`] of `beethoven-driver`, which owns the rest
-//! (the [`Handle`], subscribers, options, the UDP transport); its docs say how
-//! addresses are chosen, why subscribers never block the node, and how a node
-//! stops. Callbacks and seed lookups run on tokio's blocking pool.
+//! This crate is only glue. The node runs on a thread of its own
+//! ([`Driver::spawn_thread`] of `beethoven-driver`, the same loop on every
+//! runtime), asleep until a command, a datagram or its deadline: a quiet node
+//! then costs the least CPU (a task on tokio would also wake at each of its timer
+//! wheel's slot boundaries and on every send's writability). The runtime-independent
+//! [`Driver`] owns the rest (the [`Handle`], subscribers, options, the UDP
+//! transport); its docs say how addresses are chosen, why subscribers never block
+//! the node, and how a node stops. On tokio run the [`Handle`]'s futures,
+//! callbacks and seed lookups (tokio's blocking pool).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::io;
+use std::net::UdpSocket;
 use std::sync::Arc;
-use std::time::Instant;
 
-use beethoven_driver::{
-    BlockingWork, Driver, Flow, Input, RECV_BUFFER_SIZE, Runtime, UdpTransport,
-};
-use tokio::net::UdpSocket;
-use tokio::time::sleep_until;
+use beethoven_driver::{BlockingWork, Driver, Runtime};
 
 pub use beethoven_driver::prelude::*;
 
-/// Binds the socket, resolves `host:port` seeds, creates the node, joins the seeds
-/// (if any) and spawns the node's task on the current tokio runtime.
+/// Binds the socket, resolves `host:port` seeds (on tokio's blocking pool),
+/// creates the node, joins the seeds (if any) and starts the node's thread.
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime (like `tokio::spawn`).
 pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let socket = UdpSocket::bind(options.bind_addr()).await;
+    let socket = UdpSocket::bind(options.bind_addr());
     let runtime = Arc::new(Tokio(tokio::runtime::Handle::current()));
     let (driver, handle, socket) = Driver::start(options, socket, runtime).await?;
-    tokio::spawn(run(driver, socket));
+    driver.spawn_thread(socket)?;
     Ok(handle)
 }
 
@@ -77,60 +75,4 @@ impl Runtime for Tokio {
     fn spawn_blocking(&self, work: BlockingWork) {
         drop(self.0.spawn_blocking(work));
     }
-}
-
-/// What woke the node's task.
-enum Wake {
-    Input(Input<'static>),
-    Readable(io::Result<()>),
-}
-
-/// The node's task.
-async fn run(mut driver: Driver, socket: UdpSocket) {
-    let mut buf = vec![0u8; RECV_BUFFER_SIZE];
-    let mut commands = driver.commands();
-    let mut wake_at = Some(Instant::now());
-    // One timer for the task's life, moved only when the deadline moves.
-    let timer = sleep_until(Instant::now().into());
-    tokio::pin!(timer);
-    loop {
-        // Commands first, so a stop is not starved by a datagram flood; then the
-        // timer, which is ready only once its deadline has passed.
-        let wake = tokio::select! {
-            biased;
-            command = commands.next() => Wake::Input(command),
-            () = &mut timer, if wake_at.is_some() => Wake::Input(Input::Timeout),
-            ready = socket.readable() => Wake::Readable(ready),
-        };
-        // Direct non-blocking sends: a full socket buffer loses the datagram, as UDP
-        // may, instead of holding up the node.
-        let transport = &mut UdpTransport::new(&socket);
-        let timed_out = matches!(wake, Wake::Input(Input::Timeout));
-        let flow = match wake {
-            Wake::Input(input) => driver.step(Instant::now(), input, transport),
-            // Every datagram queued meanwhile, in this one wakeup.
-            Wake::Readable(Ok(())) => {
-                driver.receive(&mut buf, |buf| socket.try_recv_from(buf), transport)
-            }
-            Wake::Readable(Err(error)) => {
-                driver.step(Instant::now(), Input::RecvError(error), transport)
-            }
-        };
-        match flow {
-            Flow::Continue { wake_at: next } => {
-                if let Some(at) = next
-                    && (timed_out || next != wake_at)
-                {
-                    timer.as_mut().reset(at.into());
-                }
-                wake_at = next;
-            }
-            Flow::Stop => break,
-        }
-    }
-    // The socket closes before the driver's command channel, so whoever waits on
-    // that channel closing (`Handle::shutdown`) finds the port free.
-    drop(socket);
-    drop(commands);
-    drop(driver);
 }

@@ -102,8 +102,8 @@ enum RuntimeChoice {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    // Everything on the main thread: a quiet node wakes only for its own timers and
-    // datagrams, with no hop between threads.
+    // The CLI on the main thread; the node on its own (see `Driver::spawn_thread`):
+    // a quiet node wakes only for its own timers and datagrams.
     let status = match args.runtime {
         RuntimeChoice::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -113,7 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let executor: smol::Executor<'static> = smol::Executor::new();
             // `future::block_on` rather than `smol::block_on`: the reactor stays on
             // its own thread, which then sleeps until an event instead of polling on
-            // a backoff after each one (see `beethoven_smol::start_on`).
+            // a backoff after each one.
             future::block_on(executor.run(run(args, Smol(&executor))))?
         }
     };
@@ -169,7 +169,7 @@ struct Smol<'a>(&'a smol::Executor<'static>);
 
 impl Runtime for Smol<'_> {
     async fn start(&self, options: Options) -> Result<Handle, StartError> {
-        beethoven_smol::start_on(self.0, options).await
+        beethoven_smol::start(options).await
     }
 
     async fn sleep_until(&self, at: Instant) {
