@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs both runtime suites and the examples' tests RUNS times in a row (default 20)
+# Runs the driver's tests (the node's thread), both runtime suites and the
+# examples' tests RUNS times in a row (default 20)
 # with a busy loop on every core beside them, and stops at the first failure.
 # Tests that pass only on an idle machine have a race or a timing assumption: this
 # is how to find them. Not part of CI (it takes long and loads the whole machine).
@@ -19,7 +20,7 @@ JOBS="${JOBS:-2}"
 LOGS=target/stress
 mkdir -p "$LOGS"
 
-suites=(-p beethoven-tokio -p beethoven-smol -p beethoven-examples)
+suites=(-p beethoven-driver -p beethoven-tokio -p beethoven-smol -p beethoven-examples)
 echo "== building the test binaries (cargo test --no-run ${suites[*]})"
 cargo test -j "$JOBS" --no-run "${suites[@]}" 2>&1 | tail -n 3
 
