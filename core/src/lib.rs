@@ -99,6 +99,7 @@ mod discovery;
 mod event;
 mod keyring;
 mod limiter;
+mod logarithm;
 mod members;
 mod name;
 mod node;

@@ -16,6 +16,7 @@ use tracing::debug;
 
 use super::Node;
 use super::timer::Timer;
+use crate::logarithm;
 use crate::name::{FnvBuild, NodeName};
 use crate::tracker::{Health, TrackerRow};
 use crate::wire::{self, Message, Update, WireRow, encoded_len};
@@ -28,7 +29,7 @@ use crate::wire::{self, Message, Update, WireRow, encoded_len};
 /// 100, 1000... members plus one, but a third lower just below: one crash in a
 /// cluster of 100 cut every update's sends from 12 to 8.)
 pub fn retransmit_limit(mult: u32, members: usize) -> u32 {
-    let scale = 1.0 + ((members + 1) as f64).log10();
+    let scale = 1.0 + logarithm::log10((members + 1) as f64);
     (f64::from(mult) * scale).round() as u32
 }
 

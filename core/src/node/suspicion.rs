@@ -45,6 +45,7 @@ use tracing::debug;
 use super::Node;
 use super::membership::Source;
 use super::probing::LossMeter;
+use crate::logarithm::{ln, log10};
 use crate::name::NodeName;
 use crate::tracker::{Health, NodeStatus, TrackerRow};
 use crate::wire::Message;
@@ -57,7 +58,7 @@ pub fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmations: u3
     if k == 0 || confirmations >= k || max <= min {
         return min;
     }
-    let fraction = f64::from(confirmations + 1).ln() / f64::from(k + 1).ln();
+    let fraction = ln(f64::from(confirmations + 1)) / ln(f64::from(k + 1));
     let span = (max - min).as_secs_f64();
     let timeout = max.as_secs_f64() - span * fraction;
     Duration::from_secs_f64(timeout).max(min)
@@ -66,7 +67,7 @@ pub fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmations: u3
 /// The bounds of the timeout for a cluster of `members` live nodes:
 /// `min = base · max(1, log10(members))`, `max = factor · min`.
 pub fn suspicion_bounds(base: Duration, factor: u32, members: usize) -> (Duration, Duration) {
-    let scale = (members.max(1) as f64).log10().max(1.0);
+    let scale = log10(members.max(1) as f64).max(1.0);
     let min = base.mul_f64(scale);
     (min, min * factor)
 }
@@ -122,7 +123,7 @@ fn last_chance_rounds(loss: f64, direct: u32, helpers: u32) -> u32 {
     if miss <= MISS {
         return 1;
     }
-    let rounds = (MISS.ln() / miss.ln()).ceil();
+    let rounds = (ln(MISS) / ln(miss)).ceil();
     (rounds as u32).clamp(1, MAX_LAST_CHANCE_ROUNDS)
 }
 

@@ -28,7 +28,8 @@ struct Heard {
     status: NodeStatus,
 }
 
-#[tokio::main]
+// One thread is plenty: each node runs on a thread of its own.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::args().any(|a| a == "--quick");
     let pause = if quick {

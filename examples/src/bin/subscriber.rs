@@ -35,7 +35,8 @@ impl NodeUpdate for Inventory {
     }
 }
 
-#[tokio::main]
+// One thread is plenty: each node runs on a thread of its own.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::for_cluster("subscriber-demo");
     let first = beethoven_tokio::start(
