@@ -91,14 +91,29 @@ fn run(mut driver: Driver, socket: mio::net::UdpSocket, mut poll: mio::Poll, wak
     let mut buf = vec![0u8; RECV_BUFFER_SIZE];
     let mut wake_at = Some(Instant::now());
     // mio's readiness is edge-triggered: the socket is read until it would block,
-    // and datagrams queued before the registration are read at the start.
+    // and datagrams queued before the registration are read at the start. The
+    // channel is polled at the start (which registers the waker) and again only
+    // when the waker fired: a wakeup for a datagram does not look at it.
     let mut readable = true;
+    let mut commands_woken = true;
     loop {
         let transport = &mut UdpTransport::new(&socket);
-        let flow = if let Poll::Ready(input) = commands.poll_next(&mut context) {
-            driver.step(Instant::now(), input, transport)
-        } else if wake_at.is_some_and(|at| at <= Instant::now()) {
-            driver.step(Instant::now(), Input::Timeout, transport)
+        let now = Instant::now();
+        let command = if commands_woken {
+            match commands.poll_next(&mut context) {
+                Poll::Ready(input) => Some(input),
+                Poll::Pending => {
+                    commands_woken = false;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let flow = if let Some(input) = command {
+            driver.step(now, input, transport)
+        } else if wake_at.is_some_and(|at| at <= now) {
+            driver.step(now, Input::Timeout, transport)
         } else if readable {
             let mut drained = false;
             let recv = |buf: &mut [u8]| {
@@ -112,9 +127,17 @@ fn run(mut driver: Driver, socket: mio::net::UdpSocket, mut poll: mio::Poll, wak
             readable = !drained;
             flow
         } else {
-            let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = wake_at.map(|at| at.saturating_duration_since(now));
             match poll.poll(&mut events, timeout) {
-                Ok(()) => readable = events.iter().any(|event| event.token() == SOCKET),
+                Ok(()) => {
+                    for event in &events {
+                        match event.token() {
+                            SOCKET => readable = true,
+                            COMMANDS => commands_woken = true,
+                            _ => {}
+                        }
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     // Not seen in practice (epoll_wait fails only on bad arguments);
