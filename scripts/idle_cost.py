@@ -5,6 +5,7 @@ quiet, measured over a window from /proc.
     python3 scripts/idle_cost.py --nodes 30 --runtime tokio     # one 60 s window
     python3 scripts/idle_cost.py --nodes 10 --runtime smol --repeat 2
     python3 scripts/idle_cost.py --binary target/baseline/beethoven-node --nodes 30
+    python3 scripts/idle_cost.py --runtime bare --nodes 30   # the floor: examples' custom_loop
 
 For each node, over the window (after every node holds N online rows, plus a
 settling pause):
@@ -17,6 +18,9 @@ settling pause):
     process's threads (/proc/PID/task/*/status);
   - datagrams per second, sent + received, from the node's own counters (the
     CLI's `stats` lines, `--stats-every`), and CPU per datagram.
+`--runtime bare` runs the `custom_loop` example instead: the core alone on a
+blocking std socket (no driver, no runtime, one thread), the floor of what the
+protocol's own wakeups cost on this machine; it reports no datagram counts.
 CPU time counts only the processes' own work, so other jobs on the machine
 disturb it little (cache and frequency effects remain): repeat and compare.
 """
@@ -78,6 +82,25 @@ class Node:
         self.proc.wait()
 
 
+class BareNode(Node):
+    """The `custom_loop` example: `NAME BIND [SEED]`, text lines `... NAME is Online`."""
+
+    def __init__(self, binary, name, bind, seed, cluster, runtime):
+        args = [binary, f"{name}@127.0.0.1", bind] + ([] if seed is None else [seed])
+        self.name = name
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.events = queue.Queue()
+        self.rows = {name: "online"}
+        self.stats = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            words = line.split()
+            if len(words) >= 4 and words[-2] == "is":
+                self.events.put({"event": "tracker", "new_row": {"node": words[-3], "status": words[-1].lower()}})
+
+
 def read_proc(pid):
     """CPU ticks (utime+stime), CPU ns (threads' schedstat), RSS kB, voluntary and
     involuntary switches (all threads), thread count, PSS kB and private kB (the
@@ -128,7 +151,8 @@ def one_run(args, run):
     try:
         for i in range(args.nodes):
             bind = seed if i == 0 else "127.0.0.1:0"
-            nodes.append(Node(args.binary, f"n{i}", bind, None if i == 0 else seed, cluster, args.runtime))
+            kind = BareNode if args.runtime == "bare" else Node
+            nodes.append(kind(args.binary, f"n{i}", bind, None if i == 0 else seed, cluster, args.runtime))
             time.sleep(0.02)
         deadline = time.monotonic() + 60
         while not all(node.online_rows() == args.nodes for node in nodes):
@@ -144,7 +168,8 @@ def one_run(args, run):
         after = {node.name: read_proc(node.proc.pid) for node in nodes}
         t1 = time.monotonic()
         # One more stats line after the window, so the window is covered.
-        time.sleep(STATS_EVERY + 0.5)
+        if args.runtime != "bare":
+            time.sleep(STATS_EVERY + 0.5)
         if any(node.proc.poll() is not None for node in nodes):
             raise RuntimeError("a node exited during the window")
         still = [node.online_rows() for node in nodes]
@@ -205,16 +230,20 @@ def summary(result, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=30)
-    parser.add_argument("--runtime", choices=["tokio", "smol"], default="tokio")
+    parser.add_argument("--runtime", choices=["tokio", "smol", "bare"], default="tokio",
+                        help="bare: the custom_loop example (the core alone), the floor")
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds waited after formation")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--base-port", type=int, default=18100)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven-node"))
+    parser.add_argument("--binary", help="default: target/release/beethoven-node (custom_loop for bare)")
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
     args = parser.parse_args()
+    program = "custom_loop" if args.runtime == "bare" else "beethoven-node"
+    if args.binary is None:
+        args.binary = os.path.join(ROOT, "target", "release", program)
     if not os.path.exists(args.binary) or os.environ.get("REBUILD"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-examples", "--bin", "beethoven-node"],
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-examples", "--bin", program],
                        cwd=ROOT, check=True)
     for run in range(args.repeat):
         line = summary(one_run(args, run), args)
