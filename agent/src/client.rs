@@ -101,8 +101,16 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), AgentError> {
     }
     let lines = BufReader::new(response.into_body().into_reader()).lines();
     let mut stdout = std::io::stdout().lock();
+    let mut stopped = false;
     for text in lines {
-        let text = text.map_err(|e| failed(e.to_string()))?;
+        let text = match text {
+            Ok(text) => text,
+            // The agent exits right after its last line: a cut after it is the end.
+            Err(_) if stopped => break,
+            Err(error) => return Err(failed(error.to_string())),
+        };
+        stopped = serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|event| event["event"] == "stopped");
         // A closed stdout (`monitor | head`) ends the command quietly.
         if writeln!(stdout, "{text}")
             .and_then(|()| stdout.flush())

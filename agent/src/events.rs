@@ -22,6 +22,7 @@
 //! falls behind loses the oldest lines and is told how many (`lagged`).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -49,6 +50,8 @@ pub(crate) struct EventHub {
     /// The table as last reported and the channel, under one lock: a reader that
     /// subscribes gets the table as of its first line, nothing older after it.
     state: Mutex<HubState>,
+    /// Lines lost by readers that fell behind, all together (for `/metrics`).
+    dropped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,7 @@ impl EventHub {
                 own_conflict_reported: false,
                 name_lost_reported: false,
             }),
+            dropped: AtomicU64::new(0),
         })
     }
 
@@ -219,13 +223,35 @@ fn report_update(hub: &EventHub, node: &Handle, update: Update) {
     hub.publish(text);
 }
 
-/// The next line for a reader: `Some(line)`, a `lagged` line when it fell
-/// behind, or `None` once the stream ended.
-pub(crate) async fn next_line(receiver: &mut broadcast::Receiver<Item>) -> Option<Arc<str>> {
-    match receiver.recv().await {
-        Ok(Item::Line(text)) => Some(text),
-        Ok(Item::End) | Err(RecvError::Closed) => None,
-        Err(RecvError::Lagged(missed)) => Some(line("lagged", json!({"missed": missed}))),
+impl EventHub {
+    /// The next line for a reader: `Some(line)`, a `lagged` line when it fell
+    /// behind, or `None` once the stream ended.
+    pub(crate) async fn next_line(
+        &self,
+        receiver: &mut broadcast::Receiver<Item>,
+    ) -> Option<Arc<str>> {
+        match receiver.recv().await {
+            Ok(Item::Line(text)) => Some(text),
+            Ok(Item::End) | Err(RecvError::Closed) => None,
+            Err(RecvError::Lagged(missed)) => {
+                self.dropped.fetch_add(missed, Ordering::Relaxed);
+                Some(line("lagged", json!({"missed": missed})))
+            }
+        }
+    }
+
+    /// Lines lost by readers that fell behind, all together.
+    pub(crate) fn dropped_lines(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every reader has taken the end of the stream (or gone),
+    /// for at most `limit`: the process's exit would cut their last lines.
+    pub(crate) async fn drained(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.lock().sender.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use crate::events::{self, EventHub};
+use crate::events::EventHub;
 use crate::metrics::{self, label};
 use crate::{keys, tags};
 
@@ -192,9 +192,10 @@ async fn event_stream(
     };
     let subscription = api.events.subscribe(query.snapshot.unwrap_or(true));
     let first = futures_lite::stream::iter(subscription.first);
-    let rest = futures_lite::stream::unfold(subscription.receiver, |mut receiver| async move {
-        let text = events::next_line(&mut receiver).await?;
-        Some((text, receiver))
+    let state = (subscription.receiver, Arc::clone(&api.events));
+    let rest = futures_lite::stream::unfold(state, |(mut receiver, hub)| async move {
+        let text = hub.next_line(&mut receiver).await?;
+        Some((text, (receiver, hub)))
     });
     let body = first
         .chain(rest)
@@ -279,7 +280,7 @@ async fn prometheus(State(api): State<Api>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics::render(&api.node),
+        metrics::render(&api.node, api.events.dropped_lines()),
     )
         .into_response()
 }

@@ -23,8 +23,8 @@ use crate::warnings::Warnings;
 /// How often the agent checks the node's counters for warnings.
 const TICK: Duration = Duration::from_secs(1);
 
-/// How long the exit waits for `--events` to print its last lines (a reader of
-/// stdout that stopped reading must not keep the process alive).
+/// How long the exit waits for the event readers (`--events`, `/v1/events`) to
+/// take their last lines: one that stopped reading must not keep the process alive.
 const EVENTS_FLUSH: Duration = Duration::from_secs(2);
 
 /// Why the agent's loop ended.
@@ -83,10 +83,10 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     // The event stream runs only for someone: the HTTP API or `--events`.
     let hub =
         (listener.is_some() || settings.events.is_some()).then(|| EventHub::new(READER_BACKLOG));
-    let printer = match (&hub, settings.events) {
-        (Some(hub), Some(_)) => Some(tokio::spawn(print_events(Arc::clone(hub)))),
-        _ => None,
-    };
+    if let (Some(hub), Some(_)) = (&hub, settings.events) {
+        tokio::spawn(print_events(Arc::clone(hub)));
+    }
+    let hub_for_exit = hub.clone();
     let follower = hub
         .as_ref()
         .map(|hub| tokio::spawn(events::follow(node.clone(), Arc::clone(hub))));
@@ -147,12 +147,13 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         }
     };
     let code = finish(node, ending).await;
-    // The follower ends once the node's streams end; the printer after its last line.
+    // The follower ends once the node's streams end; then the readers (stdout,
+    // HTTP streams) get their last lines, unless they stopped reading.
     if let Some(follower) = follower {
         let _ = follower.await;
     }
-    if let Some(printer) = printer {
-        let _ = tokio::time::timeout(EVENTS_FLUSH, printer).await;
+    if let Some(hub) = hub_for_exit {
+        hub.drained(EVENTS_FLUSH).await;
     }
     Ok(code)
 }
@@ -163,7 +164,7 @@ fn print_events(hub: Arc<EventHub>) -> impl Future<Output = ()> {
     let mut subscription = hub.subscribe(false);
     async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(text) = events::next_line(&mut subscription.receiver).await {
+        while let Some(text) = hub.next_line(&mut subscription.receiver).await {
             let written = stdout.write_all(text.as_bytes()).await;
             if written.is_err() || stdout.flush().await.is_err() {
                 break;
