@@ -1,5 +1,7 @@
-//! `beethoven-node`: one cluster member as a process, for humans and for the
-//! chaos tests. Prints node updates, mode changes and tracker changes, as text or
+//! `beethoven-node`: one cluster member as a process, for humans and for
+//! `scripts/idle_cost.py` (the chaos tests run the agent, `beethoven agent
+//! --events json`, whose lines are these). Prints node updates, mode changes and
+//! tracker changes (found by the driver's `TableMirror`), as text or
 //! (`--json`) one JSON object per line with a timestamp. Ctrl-C or SIGTERM leaves
 //! the cluster gracefully before exiting.
 //!
