@@ -247,6 +247,22 @@ fn unknown_or_bad_query_parameters_get_a_400_with_a_json_error() {
 }
 
 #[test]
+fn monitor_without_an_agent_says_where_it_looked_and_exits_with_status_1() {
+    // A port nobody listens on: bound, then closed.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let output = support::run(&["monitor", "--http", &free.to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = support::stderr(&output);
+    assert!(
+        message.contains("cannot reach the agent") && message.contains(&free.to_string()),
+        "{message}"
+    );
+    assert!(support::stdout(&output).is_empty());
+}
+
+#[test]
 fn events_json_prints_the_stream_on_stdout_and_the_loser_of_a_name_says_so() {
     let first = Agent::start("twin", &[]);
     let second = beethoven()

@@ -404,7 +404,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::{JoinAttempts, LeaveError};
+    use super::{JoinAttempts, LeaveError, LeaveNotice};
     use crate::node::testing::*;
 
     #[test]
@@ -616,6 +616,23 @@ mod tests {
             soon < now + node.config().gossip_interval,
             "before any gossip tick"
         );
+    }
+
+    #[test]
+    fn a_leave_ping_that_went_out_without_the_left_row_can_never_confirm_the_leave() {
+        let mut notice = LeaveNotice::default();
+        for seq in [7, 8] {
+            notice.awaited.push(seq);
+            notice.sent += 1;
+        }
+        assert!(notice.acked(7));
+        notice.forget(8);
+        assert!(!notice.acked(8), "its ack proves nothing");
+        assert!(
+            !notice.confirmed(),
+            "one of the two recipients may lack the row"
+        );
+        assert!(!LeaveNotice::default().confirmed(), "no ping, no proof");
     }
 
     #[test]
