@@ -15,11 +15,16 @@
 //! | `tags` | `node`, `tags` (another node's tags changed) |
 //! | `name_conflict` | `node`, `addrs` (two live processes claim one name) |
 //! | `name_lost` | `node`, `winner` (this process lost its name; it stops) |
-//! | `lagged` | `missed` (this reader fell behind: `missed` lines were dropped for it; re-read `/v1/members`) |
+//! | `lagged` | `missed` (this reader fell behind: `missed` lines were dropped for it; or the stream's own subscription did, and the `tracker` lines after it catch up) |
 //! | `stopped` | (the node stopped; the stream ends after it) |
 //!
+//! A node going offline gives a `node_update` and a `tracker` line, in either
+//! order (the subscription and the published table are two sources).
+//!
 //! The node never waits for a reader: the channel is bounded, and a reader that
-//! falls behind loses the oldest lines and is told how many (`lagged`).
+//! falls behind loses the oldest lines and is told how many (`lagged`). At exit
+//! the agent waits until its readers took the last line, at most a few seconds
+//! (see `run.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
