@@ -5,9 +5,10 @@ one, and measure how long until every survivor reports it offline.
     python3 scripts/crash_detection.py            # 10 runs, release build
     python3 scripts/crash_detection.py --runs 3 --nodes 5
 
-The kill time and the survivors' log timestamps come from the same wall clock
-(one host), so latency = the timestamp of a survivor's `node update` (status
-offline) JSON log line - kill time.
+The kill time and the survivors' event timestamps come from the same wall clock
+(one host), so latency = the `ts` of a survivor's `node_update` (status offline)
+event - kill time. The events are the agent's event stream (`--events json`: one
+JSON object per line on stdout, the lines of `GET /v1/events`).
 Prints one line per run and the p50/max over runs.
 """
 
@@ -32,26 +33,25 @@ def parse_ts(value):
 
 class Node:
     def __init__(self, binary, name, port, seed_port, cluster):
-        args = [binary, "agent", "--name", name, "--bind", f"127.0.0.1:{port}", "--log-format", "json",
+        args = [binary, "agent", "--name", name, "--bind", f"127.0.0.1:{port}", "--events", "json",
                 "--cluster", cluster]
         if seed_port is not None:
             args += ["--seed", f"127.0.0.1:{seed_port}"]
         self.name = name
-        # The agent logs on stderr; its `node update` lines are the events.
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Events on stdout; the logs (stderr) are not needed.
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.online = set()
 
     def _read(self):
-        for line in self.proc.stderr:
+        for line in self.proc.stdout:
             try:
-                log = json.loads(line)
+                event = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if log.get("message") == "node update":
-                self.events.put({"event": "node_update", "node": log["node"], "status": log["status"],
-                                 "ts": log["timestamp"]})
+            if event.get("event") == "node_update":
+                self.events.put(event)
 
     def drain(self, timeout=0.0):
         """Yields events until none arrives within `timeout`."""

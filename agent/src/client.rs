@@ -2,6 +2,8 @@
 
 #![allow(clippy::print_stdout)]
 
+use std::io::{BufRead, BufReader, Write};
+
 use beethoven_tokio::Tags;
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
@@ -60,6 +62,72 @@ pub(crate) fn members(args: &MembersArgs) -> Result<(), AgentError> {
     }
     print!("{}", table(&rows));
     Ok(())
+}
+
+/// `beethoven monitor`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct MonitorArgs {
+    #[command(flatten)]
+    agent: Agent,
+    /// Only what happens from now on: skip the current table (`tracker`
+    /// writes and the mode) the stream starts with.
+    #[arg(long)]
+    no_snapshot: bool,
+}
+
+/// Follows the agent's `GET /v1/events` and prints each JSON line as it comes,
+/// until the agent's node stops (like `serf monitor`).
+pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), AgentError> {
+    let path = if args.no_snapshot {
+        "/v1/events?snapshot=false"
+    } else {
+        "/v1/events"
+    };
+    let url = format!("http://{}{path}", args.agent.http);
+    let failed = |reason: String| AgentError::Client {
+        url: url.clone(),
+        reason,
+    };
+    let mut response = ureq::get(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .map_err(|e| failed(e.to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        return Err(failed(format!("{status}: {}", error_message(body))));
+    }
+    let lines = BufReader::new(response.into_body().into_reader()).lines();
+    let mut stdout = std::io::stdout().lock();
+    let mut stopped = false;
+    for text in lines {
+        let text = match text {
+            Ok(text) => text,
+            // The agent exits right after its last line: a cut after it is the end.
+            Err(_) if stopped => break,
+            Err(error) => return Err(failed(error.to_string())),
+        };
+        stopped = serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|event| event["event"] == "stopped");
+        // A closed stdout (`monitor | head`) ends the command quietly.
+        if writeln!(stdout, "{text}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The agent's error message in a 4xx or 5xx body (`{"error": ...}`), else the body.
+fn error_message(body: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(body)
 }
 
 /// `beethoven tags`.
@@ -213,11 +281,7 @@ fn request<T: DeserializeOwned>(
         .read_to_string()
         .map_err(|e| failed(e.to_string()))?;
     if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        return Err(failed(format!("{status}: {message}")));
+        return Err(failed(format!("{status}: {}", error_message(body))));
     }
     serde_json::from_str(&body).map_err(|e| failed(format!("unexpected answer: {e}")))
 }

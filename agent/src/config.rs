@@ -35,6 +35,14 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// How `--events` writes the node's events on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum EventsFormat {
+    /// One JSON object per line, as `GET /v1/events` (see `beethoven monitor`).
+    Json,
+}
+
 /// A duration written the human way: `150ms`, `2s`, `1m 30s`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HumanDuration(pub(crate) Duration);
@@ -121,6 +129,11 @@ pub(crate) struct Settings {
     /// Log line format [default: text].
     #[arg(long, env = "BEETHOVEN_LOG_FORMAT", value_enum)]
     pub(crate) log_format: Option<LogFormat>,
+    /// Print the node's events on stdout (logs stay on stderr): every row
+    /// change, node updates, mode and tag changes, name conflicts; the same
+    /// lines as `GET /v1/events` [default: off].
+    #[arg(long, env = "BEETHOVEN_EVENTS", value_enum)]
+    pub(crate) events: Option<EventsFormat>,
     /// Time between probes [default: 150ms].
     #[arg(long, env = "BEETHOVEN_PROBE_INTERVAL", value_name = "DURATION")]
     pub(crate) probe_interval: Option<HumanDuration>,
@@ -170,6 +183,7 @@ impl Settings {
             http: self.http.or(lower.http),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
+            events: self.events.or(lower.events),
             probe_interval: self.probe_interval.or(lower.probe_interval),
             probe_timeout: self.probe_timeout.or(lower.probe_timeout),
             suspicion_min: self.suspicion_min.or(lower.suspicion_min),

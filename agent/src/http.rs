@@ -1,10 +1,13 @@
 //! The HTTP API (off unless `--http` is given): members, health, Prometheus
-//! metrics, tags (read and replaced live), leave, key reload, and the status
-//! page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
+//! metrics, tags (read and replaced live), leave, key reload, the event stream
+//! (`/v1/events`, NDJSON: see [`events`](crate::events)), and the status page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -14,11 +17,13 @@ use axum::{Json, Router};
 use beethoven_tokio::{
     CommandError, Handle, LeaveError, Mode, NodeStatus, TagQuery, Tags, TrackerRow,
 };
+use futures_lite::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::info;
 
+use crate::events::EventHub;
 use crate::metrics::{self, label};
 use crate::{keys, tags};
 
@@ -29,6 +34,8 @@ pub(crate) struct Api {
     pub(crate) key_file: Option<PathBuf>,
     /// Tells the agent to stop (after a leave asked over HTTP).
     pub(crate) stop: mpsc::Sender<()>,
+    /// The node's event lines, for `/v1/events`.
+    pub(crate) events: Arc<EventHub>,
 }
 
 /// One row of `GET /v1/members` (and of `beethoven members`).
@@ -72,6 +79,7 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
         .route("/v1/keys/reload", post(reload_keys))
+        .route("/v1/events", get(event_stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
@@ -85,7 +93,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /metrics, PUT /v1/tags, POST /v1/leave, POST /v1/keys/reload",
+        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /v1/events, /metrics, PUT /v1/tags, POST /v1/leave, POST /v1/keys/reload",
     )
 }
 
@@ -163,6 +171,42 @@ async fn members(
     Json(rows).into_response()
 }
 
+/// `GET /v1/events?snapshot=true|false`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Start with the current table (`tracker` writes and the mode); default true.
+    snapshot: Option<bool>,
+}
+
+/// `GET /v1/events`: the node's events as NDJSON (one JSON object per line,
+/// `application/x-ndjson`), open until the node stops. A reader that falls
+/// behind gets a `lagged` line instead of the lines it lost; the node never waits.
+async fn event_stream(
+    State(api): State<Api>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let subscription = api.events.subscribe(query.snapshot.unwrap_or(true));
+    let first = futures_lite::stream::iter(subscription.first);
+    let state = (subscription.receiver, Arc::clone(&api.events));
+    let rest = futures_lite::stream::unfold(state, |(mut receiver, hub)| async move {
+        let text = hub.next_line(&mut receiver).await?;
+        Some((text, (receiver, hub)))
+    });
+    let body = first
+        .chain(rest)
+        .map(|text| Ok::<_, Infallible>(text.to_string()));
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
 /// `GET /v1/tags`: this node's tags.
 async fn own_tags(State(api): State<Api>) -> Response {
     Json(api.node.tags()).into_response()
@@ -236,7 +280,7 @@ async fn prometheus(State(api): State<Api>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics::render(&api.node),
+        metrics::render(&api.node, api.events.dropped_lines()),
     )
         .into_response()
 }

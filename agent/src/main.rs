@@ -5,6 +5,7 @@
 //! beethoven agent --name a --bind 127.0.0.1:7946 --http 127.0.0.1:8946
 //! beethoven agent --name b --bind 127.0.0.1:7947 --seed 127.0.0.1:7946
 //! beethoven members --http 127.0.0.1:8946
+//! beethoven monitor --http 127.0.0.1:8946
 //! beethoven tags set --http 127.0.0.1:8946 role=db zone=eu-1
 //! ```
 //!
@@ -18,6 +19,7 @@
 mod client;
 mod config;
 mod error;
+mod events;
 mod http;
 mod keys;
 mod logging;
@@ -57,6 +59,9 @@ enum Command {
     Agent(Box<Settings>),
     /// List the members a running agent knows (needs the agent's --http).
     Members(client::MembersArgs),
+    /// Follow a running agent's events (`GET /v1/events`, needs the agent's
+    /// --http): one JSON object per line, until its node stops.
+    Monitor(client::MonitorArgs),
     /// Ask a running agent to re-read its key file.
     ReloadKeys(client::Agent),
     /// Change a running agent's tags (needs the agent's --http).
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(flags) => agent(*flags),
         Command::Members(args) => client::members(&args).map(|()| exit::OK),
+        Command::Monitor(args) => client::monitor(&args).map(|()| exit::OK),
         Command::ReloadKeys(agent) => client::reload_keys(&agent).map(|()| exit::OK),
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
     };

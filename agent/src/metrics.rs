@@ -11,8 +11,9 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
-/// The Prometheus text of `node`'s metrics now.
-pub(crate) fn render(node: &Handle) -> String {
+/// The Prometheus text of `node`'s metrics now; `event_lines_dropped` is the
+/// event stream's count (readers of `/v1/events` that fell behind).
+pub(crate) fn render(node: &Handle, event_lines_dropped: u64) -> String {
     let mut registry = Registry::with_prefix("beethoven");
     let rows = node.cluster_nodes();
 
@@ -105,6 +106,11 @@ pub(crate) fn render(node: &Handle) -> String {
             "subscriber_lagged_updates",
             "Updates lost by subscribers that fell behind",
             node.lagged_updates(),
+        ),
+        (
+            "event_lines_dropped",
+            "Event stream lines lost by readers that fell behind (/v1/events, --events)",
+            event_lines_dropped,
         ),
     ];
     for (name, help, value) in counters {

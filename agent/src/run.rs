@@ -1,10 +1,12 @@
-//! `beethoven agent`: start the node (and the HTTP API), log what happens,
-//! reload keys on SIGHUP, and on SIGTERM or SIGINT leave and exit once the leave
-//! has spread.
+//! `beethoven agent`: start the node (and the HTTP API, and the event stream
+//! when asked), log what happens, reload keys on SIGHUP, and on SIGTERM or
+//! SIGINT leave and exit once the leave has spread.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use beethoven_tokio::{Handle, Options, Update};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -12,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::error::{AgentError, exit};
+use crate::events::{self, EventHub, READER_BACKLOG};
 use crate::http::{self, Api};
 use crate::keys;
 use crate::metrics::label;
@@ -19,6 +22,10 @@ use crate::warnings::Warnings;
 
 /// How often the agent checks the node's counters for warnings.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long the exit waits for the event readers (`--events`, `/v1/events`) to
+/// take their last lines: one that stopped reading must not keep the process alive.
+const EVENTS_FLUSH: Duration = Duration::from_secs(2);
 
 /// Why the agent's loop ended.
 enum Ending {
@@ -73,13 +80,24 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     );
     let mut warnings = Warnings::new(Instant::now(), &settings.seeds, join_window);
     let (stop, mut stop_asked) = mpsc::channel(1);
-    let http_addr = match listener {
-        Some(listener) => {
+    // The event stream runs only for someone: the HTTP API or `--events`.
+    let hub =
+        (listener.is_some() || settings.events.is_some()).then(|| EventHub::new(READER_BACKLOG));
+    if let (Some(hub), Some(_)) = (&hub, settings.events) {
+        tokio::spawn(print_events(Arc::clone(hub)));
+    }
+    let hub_for_exit = hub.clone();
+    let follower = hub
+        .as_ref()
+        .map(|hub| tokio::spawn(events::follow(node.clone(), Arc::clone(hub))));
+    let http_addr = match listener.zip(hub) {
+        Some((listener, events)) => {
             let addr = listener.local_addr().ok();
             let api = Api {
                 node: node.clone(),
                 key_file: settings.key_file.clone(),
                 stop,
+                events,
             };
             tokio::spawn(async move {
                 if let Err(error) = axum::serve(listener, http::router(api)).await {
@@ -128,7 +146,31 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             Some(()) = stop_asked.recv() => break Ending::LeaveOverHttp,
         }
     };
-    Ok(finish(node, ending).await)
+    let code = finish(node, ending).await;
+    // The follower ends once the node's streams end; then the readers (stdout,
+    // HTTP streams) get their last lines, unless they stopped reading.
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
+    if let Some(hub) = hub_for_exit {
+        hub.drained(EVENTS_FLUSH).await;
+    }
+    Ok(code)
+}
+
+/// `--events json`: the event lines on stdout, flushed one by one, until the
+/// stream ends. A stdout nobody reads stalls this task only, never the node.
+fn print_events(hub: Arc<EventHub>) -> impl Future<Output = ()> {
+    let mut subscription = hub.subscribe(false);
+    async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(text) = hub.next_line(&mut subscription.receiver).await {
+            let written = stdout.write_all(text.as_bytes()).await;
+            if written.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// SIGHUP: re-read the key file; a bad file keeps the keys in use.
@@ -153,7 +195,7 @@ async fn finish(node: Handle, ending: Ending) -> i32 {
             error!(
                 name = %node.name(),
                 %winner,
-                "another live process started first under this name and keeps it: stopping without leaving (restart under another name)"
+                "this node's name is taken by another live process, which started first and keeps it: stopping without leaving (restart under another name)"
             );
             node.shutdown().await;
             return exit::NAME_TAKEN;

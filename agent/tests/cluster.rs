@@ -221,7 +221,9 @@ fn a_second_live_process_under_a_taken_name_stops_with_status_3() {
         .expect("an error line says why");
     let message = lost["message"].as_str().unwrap_or_default();
     assert!(
-        message.starts_with("another live process started first under this name and keeps it"),
+        message.starts_with(
+            "this node's name is taken by another live process, which started first and keeps it"
+        ),
         "{lost}"
     );
     assert_eq!(lost["winner"], first.udp.to_string());

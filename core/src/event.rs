@@ -63,8 +63,9 @@ pub enum Event {
         /// How many attempts were made.
         attempts: u32,
     },
-    /// `leave` finished: `spread` says whether the announcement was sent its full
-    /// number of times before `leave_timeout`.
+    /// `leave` finished: `spread` says whether, before `leave_timeout`, every
+    /// member pinged with the announcement acked it or it was sent its full
+    /// number of times.
     LeaveFinished {
         /// Whether the announcement was fully disseminated.
         spread: bool,

@@ -61,7 +61,7 @@ use answers::Answers;
 use anti_entropy::RowStream;
 use conflict::Conflicts;
 use dissemination::GossipQueue;
-use join_leave::Joining;
+use join_leave::{Joining, LeaveNotice};
 use lateness::Lateness;
 use membership::Source;
 use probing::Probing;
@@ -147,6 +147,8 @@ pub struct Node {
     /// Answers sent to outdated bad news, for their limit.
     answers: Answers,
     joining: Joining,
+    /// The pings that carried this node's `Left` row to a few members, and their acks.
+    leave_notice: LeaveNotice,
     /// Addresses of reaped rows, still contacted for a while.
     reunion: Reunion,
     /// When the node was last driven (for noticing that it stalled).
@@ -217,6 +219,7 @@ impl Node {
             gossip: GossipQueue::default(),
             answers: Answers::default(),
             joining,
+            leave_notice: LeaveNotice::default(),
             reunion: Reunion::default(),
             last_input_at: now,
             stats: Stats::default(),
@@ -438,10 +441,12 @@ impl Node {
         self.input(now, |node| node.replace_rejoin_targets(seeds))
     }
 
-    /// Leaves the cluster gracefully: writes this node `Left` and spreads it; the
-    /// others mark it offline at once, without suspicion. Probing stops.
-    /// [`Event::LeaveFinished`] reports when the news has spread or `leave_timeout`
-    /// passed; then the node can be dropped.
+    /// Leaves the cluster gracefully: writes this node `Left` and spreads it
+    /// (pinging up to `gossip_fanout` members with it at once, then by gossip);
+    /// the others mark it offline at once, without suspicion. Probing stops.
+    /// [`Event::LeaveFinished`] reports when the news has spread (every pinged
+    /// member acked, or gossip sent it out) or `leave_timeout` passed; then the
+    /// node can be dropped.
     pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
         if let Some(by) = self.conflicts.lost_to() {
             return Err(LeaveError::NameTaken { by });
@@ -516,6 +521,12 @@ impl Node {
         } else {
             self.piggyback(to, base)
         };
+        if let &Message::Ping { seq, .. } = &message
+            && !updates.iter().any(|update| update.row.0.node == self.name)
+        {
+            // Only a ping that carried the `Left` row proves, by its ack, that the row arrived.
+            self.leave_notice.forget(seq);
+        }
         let refs: Vec<&Update> = updates.iter().collect();
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {

@@ -1,4 +1,4 @@
-//! What a [`Handle`](crate::Handle) asks of the node's task, and why it may refuse.
+//! What a [`Handle`](crate::Handle) asks of the node's thread, and why it may refuse.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use beethoven_core::{
 use crate::router::{Interest, SubscriberId, Update};
 use crate::runtime::BlockingWork;
 
-/// A request for the node's task, made by a [`Handle`](crate::Handle). Opaque: a
+/// A request for the node's thread, made by a [`Handle`](crate::Handle). Opaque: a
 /// runtime only carries it from [`Driver::next_command`](crate::Driver::next_command)
 /// to [`Driver::step`](crate::Driver::step).
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl fmt::Debug for Reader {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
-    /// The node's task has stopped (shut down, or every handle was dropped).
+    /// The node's thread has stopped (shut down, or every handle was dropped).
     #[error("the node has shut down")]
     Closed,
     /// `new_node` refused.

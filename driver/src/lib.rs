@@ -120,6 +120,7 @@
 mod command;
 mod driver;
 mod handle;
+mod mirror;
 mod options;
 mod router;
 mod runtime;
@@ -130,6 +131,7 @@ mod transport;
 pub use command::{Command, CommandError};
 pub use driver::{Commands, Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
 pub use handle::{Changes, Handle, Updates};
+pub use mirror::{TableChange, TableMirror};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 pub use router::{NodeUpdate, SubscriberId, Update};
 pub use runtime::{BlockingWork, Runtime};
@@ -142,7 +144,7 @@ pub use transport::{Transport, UdpTransport, report_bounces};
 pub mod prelude {
     pub use crate::{
         Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, StartError, SubscriberId,
-        Update, Updates,
+        TableChange, TableMirror, Update, Updates,
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,

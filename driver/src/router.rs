@@ -122,7 +122,7 @@ impl Update {
 
 /// A subscriber callback (the original's behaviour with `node_update/2`).
 ///
-/// It runs on a thread of its own, never on the node's task: a slow or panicking
+/// It runs on a thread of its own, never on the node's thread: a slow or panicking
 /// callback delays only its own later updates. Closures
 /// `Fn(&NodeName, NodeStatus)` implement it.
 pub trait NodeUpdate: Send + Sync + 'static {

@@ -6,7 +6,7 @@ use std::fmt;
 pub type BlockingWork = Box<dyn FnOnce() + Send>;
 
 /// The one service the driver asks of an async runtime: somewhere to run work that
-/// blocks (a subscriber's callbacks, DNS lookups), away from the node's task.
+/// blocks (a subscriber's callbacks, DNS lookups), away from the node's thread.
 ///
 /// `beethoven-tokio` implements it with tokio's blocking pool, `beethoven-smol`
 /// with smol's; a runtime of your own needs only this, a UDP socket and a timer.

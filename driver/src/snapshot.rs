@@ -1,5 +1,5 @@
 //! The state a [`Handle`](crate::Handle)'s getters read: published by the node's
-//! task after every step, so a getter never waits for the task, and a signal for
+//! thread after every step, so a getter never waits for it, and a signal for
 //! the readers that wait for it to change ([`Handle::watch`](crate::Handle::watch)).
 
 use std::net::SocketAddr;
@@ -47,7 +47,7 @@ impl Snapshot {
     }
 }
 
-/// Socket errors the node's task met and went on from (they never end it).
+/// Socket errors the node's thread met and went on from (they never end it).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub struct IoErrors {

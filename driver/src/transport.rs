@@ -41,7 +41,7 @@ impl<F: FnMut(SocketAddr, &[u8]) -> io::Result<()>> Transport for F {
 }
 
 /// Most bounce reports read from the error queue in one go, so a storm of them
-/// cannot keep the node's task from its other work.
+/// cannot keep the node's thread from its other work.
 const MAX_BOUNCES_PER_READ: usize = 256;
 
 /// A [`Transport`] over a borrowed, non-blocking UDP socket (std, tokio or smol's).

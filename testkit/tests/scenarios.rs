@@ -293,6 +293,73 @@ fn a_graceful_leave_goes_offline_everywhere_and_the_process_stops() {
     assert_clean(&sim);
 }
 
+/// How long the leave of `node` took to finish (its process stops at
+/// `LeaveFinished`), if it did within `limit`.
+fn leave_and_time(sim: &mut Sim, node: usize, limit: Duration) -> Option<Duration> {
+    assert_eq!(sim.apply(Fault::Leave { node }), Outcome::Fired);
+    sim.run_until(limit, Duration::from_micros(100), |sim| {
+        sim.node(node).is_none()
+    })
+}
+
+fn offline_everywhere(sim: &Sim, node: usize) -> bool {
+    sim.up()
+        .into_iter()
+        .all(|i| sim.status(i, node) == Some(NodeStatus::Offline))
+}
+
+/// The leaving node pings up to `gossip_fanout` members with its `Left` row and
+/// is done when they acked: about one round trip, not the gossip ticks its row
+/// would need to be sent its full number of times (2 ticks at 3 nodes, 3 at 100).
+#[test]
+fn a_leave_finishes_one_round_trip_after_it_began_and_goes_offline_everywhere() {
+    for nodes in [3, 100] {
+        let mut sim = cluster(nodes, 11);
+        let bound = sim.network().model().round_trip() + sim.config().gossip_interval / 10;
+        let limit = sim.config().leave_timeout;
+        let took =
+            leave_and_time(&mut sim, 1, limit).expect("the leave finishes before its deadline");
+        assert!(took <= bound, "{nodes} nodes: {took:?} > {bound:?}");
+        let spread = sim.run_until(5 * SECOND, SECOND / 10, |sim| offline_everywhere(sim, 1));
+        assert!(
+            spread.is_some(),
+            "{nodes} nodes: the leave reached everyone"
+        );
+        for i in sim.up() {
+            let row = sim
+                .node(i)
+                .and_then(|n| n.row(sim.name(1)))
+                .expect("tracked");
+            assert_eq!(row.health, Health::Left, "{nodes} nodes: not declared dead");
+        }
+        assert_eq!(sim.metrics().offline_writes, 0, "no one was declared dead");
+        assert_clean(&sim);
+    }
+}
+
+/// At 30% loss some pings or acks are lost: the leave then ends when its row
+/// was sent out by gossip, or at `leave_timeout`, never later, and the
+/// members still all see the node offline.
+#[test]
+fn a_leave_under_loss_still_spreads_or_times_out_and_never_hangs() {
+    for seed in 0..8 {
+        let mut sim = cluster(12, 100 + seed);
+        sim.network_mut()
+            .set_model(NetworkModel::lan().with_loss(0.3));
+        let limit = sim.config().leave_timeout + sim.config().gossip_interval;
+        let took = leave_and_time(&mut sim, 1, limit);
+        assert!(
+            took.is_some(),
+            "seed {seed}: the leave hangs past {limit:?}"
+        );
+        let spread = sim.run_until(20 * SECOND, SECOND / 10, |sim| offline_everywhere(sim, 1));
+        assert!(
+            spread.is_some(),
+            "seed {seed}: someone still holds it online"
+        );
+    }
+}
+
 #[test]
 fn a_partition_heals_into_one_cluster_with_everyone_online() {
     let mut sim = cluster(12, 7);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Chaos tests with real processes, each in its own network namespace.
 
-Starts N (default 5) `beethoven-node --json` processes, each in its own network
+Starts N (default 5) `beethoven agent --events json` processes (the agent's event
+stream on stdout, the lines of `GET /v1/events`; logs on stderr), each in its own network
 namespace, joined by a bridge that lives in a namespace of its own (nothing is
 added to the root namespace; private addresses 10.77.0.0/24 exist only inside
 the namespaces this script creates). Then, reading the processes' JSON event
@@ -28,8 +29,8 @@ failed (77, "skipped", when the prerequisites are missing: root, `ip netns`, `nf
 Namespaces, processes and nftables rules are removed on exit, even on failure
 or Ctrl-C/SIGTERM.
 
-    sudo python3 tests/chaos/netns_chaos.py                 # builds target/release/beethoven-node if missing
-    sudo python3 tests/chaos/netns_chaos.py --binary path/to/beethoven-node --only kill,stop
+    sudo python3 tests/chaos/netns_chaos.py                 # builds target/release/beethoven if missing
+    sudo python3 tests/chaos/netns_chaos.py --binary path/to/beethoven --only kill,stop
 """
 
 import argparse
@@ -151,15 +152,19 @@ def remove_stale_namespaces():
             run("ip", "netns", "del", name, check=False)
 
 
+def agent_command(binary, name, addr, cluster):
+    """`beethoven agent` with its events as JSON lines on stdout."""
+    return [binary, "agent", "--name", name, "--bind", addr, "--events", "json", "--cluster", cluster]
+
+
 class Proc:
-    """One beethoven-node process and what its JSON stream said."""
+    """One `beethoven agent` process and what its event stream said."""
 
     def __init__(self, binary, net, i, cluster, logdir):
         self.name = f"n{i}"
         self.index = i
         self.addr = f"{net.ips[i]}:{PORT}"
-        args = ["ip", "netns", "exec", net.nodes[i], binary, "--name", self.name, "--bind", self.addr,
-                "--json", "--cluster", cluster]
+        args = ["ip", "netns", "exec", net.nodes[i], *agent_command(binary, self.name, self.addr, cluster)]
         if i != 0:
             args += ["--seed", f"{net.ips[0]}:{PORT}"]
         else:
@@ -184,7 +189,10 @@ class Proc:
                 self.events.append(event)
                 if event.get("event") == "tracker":
                     row = event["new_row"]
-                    self.rows[row["node"]] = row
+                    if event.get("op") == "delete":
+                        self.rows.pop(row["node"], None)
+                    else:
+                        self.rows[row["node"]] = row
 
     def alive(self):
         return self.proc.poll() is None
@@ -509,8 +517,9 @@ class Chaos:
         out_path = os.path.join(self.logdir, f"{target.name}-twin-{stamp}.stdout")
         err_path = os.path.join(self.logdir, f"{target.name}-twin-{stamp}.stderr")
         before = max(p.row(target.name)["incarnation"] for p in self.procs)
-        args = ["ip", "netns", "exec", self.net.nodes[host], self.args.binary, "--name", target.name,
-                "--bind", twin_addr, "--json", "--cluster", self.cluster, "--seed", f"{self.net.ips[0]}:{PORT}"]
+        args = ["ip", "netns", "exec", self.net.nodes[host],
+                *agent_command(self.args.binary, target.name, twin_addr, self.cluster),
+                "--seed", f"{self.net.ips[0]}:{PORT}"]
         started = time.time()
         with open(out_path, "w") as out, open(err_path, "w") as err:
             twin = subprocess.Popen(args, stdout=out, stderr=err, text=True, start_new_session=True,
@@ -622,8 +631,8 @@ def prerequisites():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven-node"),
-                        help="beethoven-node binary (default: target/release/beethoven-node, built if missing)")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven"),
+                        help="the agent's binary (default: target/release/beethoven, built if missing)")
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CHECKS)}")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILL rounds (each on another node)")
@@ -647,8 +656,8 @@ def main():
         print(f"SKIP chaos tests: {reason}", flush=True)
         return 77
     if not os.path.exists(args.binary):
-        log(f"{args.binary} missing: building it (cargo build --release -p beethoven-examples --bin beethoven-node)")
-        subprocess.run(["cargo", "build", "--release", "-p", "beethoven-examples", "--bin", "beethoven-node"],
+        log(f"{args.binary} missing: building it (cargo build --release -p beethoven-agent)")
+        subprocess.run(["cargo", "build", "--release", "-p", "beethoven-agent"],
                        cwd=ROOT, check=True)
     args.binary = os.path.abspath(args.binary)
 

@@ -69,6 +69,42 @@ impl Joining {
     }
 }
 
+/// A leave's own announcement: pings carrying the `Left` row to up to
+/// `gossip_fanout` members at once. Their acks prove the row arrived, so on a
+/// healthy cluster the leave has spread after one round trip instead of after
+/// the row's last gossip send; a lost ping or ack falls back to that.
+#[derive(Debug, Default)]
+pub(super) struct LeaveNotice {
+    /// The sequence numbers of the pings whose ack is awaited.
+    awaited: Vec<u32>,
+    /// How many pings went out (acked or not).
+    sent: usize,
+    /// How many of them were acked.
+    acked: usize,
+}
+
+impl LeaveNotice {
+    /// Every ping was acked: each recipient holds the `Left` row.
+    fn confirmed(&self) -> bool {
+        self.sent > 0 && self.acked == self.sent
+    }
+
+    /// The ping `seq` left without the `Left` row: its ack proves nothing.
+    pub(super) fn forget(&mut self, seq: u32) {
+        self.awaited.retain(|&awaited| awaited != seq);
+    }
+
+    /// Counts the ack of a ping of the announcement; false for any other ack.
+    fn acked(&mut self, seq: u32) -> bool {
+        let Some(at) = self.awaited.iter().position(|&awaited| awaited == seq) else {
+            return false;
+        };
+        self.awaited.swap_remove(at);
+        self.acked += 1;
+        true
+    }
+}
+
 /// Progress of a join: attempts with exponential backoff, then standalone.
 #[derive(Clone, Debug)]
 struct JoinAttempts {
@@ -102,6 +138,7 @@ impl Node {
         if self.left {
             self.left = false;
             self.timers.stop(Timer::Leave);
+            self.leave_notice = LeaveNotice::default();
             self.incarnation = self.incarnation.saturating_add(1);
             self.write_own_row(now, Health::Alive);
         }
@@ -126,9 +163,30 @@ impl Node {
         self.timers
             .set(Timer::Leave, now + self.config.leave_timeout);
         self.write_own_row(now, Health::Left);
-        // Tell a few members right away rather than waiting for the gossip tick.
-        self.gossip_to_random_members();
+        self.announce_leave();
         Ok(())
+    }
+
+    /// Pings up to `gossip_fanout` members at once (all of them when fewer); the
+    /// `Left` row rides on each ping as the newest news, and each ack says it arrived.
+    fn announce_leave(&mut self) {
+        self.leave_notice = LeaveNotice::default();
+        let targets = self.sample_members(self.config.gossip_fanout, None);
+        for &target in &targets {
+            if let Some(row) = self.tracker.by_id(target) {
+                let (to, target) = (row.addr, row.node.clone());
+                let seq = self.probing.next_seq();
+                self.leave_notice.awaited.push(seq);
+                self.leave_notice.sent += 1;
+                self.send(to, Message::Ping { seq, target });
+            }
+        }
+        self.recycle(targets);
+    }
+
+    /// Counts an ack to one of the leave's pings; false for any other ack.
+    pub(super) fn leave_acked(&mut self, seq: u32) -> bool {
+        self.leave_notice.acked(seq)
     }
 
     /// Whether a join from `from` may be applied: a join of a name already tracked
@@ -284,10 +342,13 @@ impl Node {
         }
     }
 
-    /// Whether this node's leave has gone out: its news was sent as many times
-    /// as any update is, or there is nobody to tell.
+    /// Whether this node's leave has gone out: every member pinged with it
+    /// acked, or its news was sent as many times as any update is, or there is
+    /// nobody to tell.
     pub(super) fn leave_has_spread(&self) -> bool {
-        !self.gossip.contains(&self.name) || self.members.len() == 0
+        self.leave_notice.confirmed()
+            || !self.gossip.contains(&self.name)
+            || self.members.len() == 0
     }
 
     pub(super) fn run_reap(&mut self, now: Instant) {
@@ -343,7 +404,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::{JoinAttempts, LeaveError};
+    use super::{JoinAttempts, LeaveError, LeaveNotice};
     use crate::node::testing::*;
 
     #[test]
@@ -466,6 +527,153 @@ mod tests {
         node.handle_timeout(now);
         let events: Vec<_> = std::iter::from_fn(|| node.poll_event()).collect();
         assert!(events.contains(&Event::LeaveFinished { spread: true }));
+    }
+
+    /// A node that knows "peer" (port 2) and "other" (port 3) alive; what it
+    /// sent is drained.
+    fn node_with_two_members(now: Instant) -> Node {
+        let mut node = node(now);
+        let news = packet(
+            "peer",
+            0,
+            Message::Gossip,
+            &[&alive("peer", 2, 0), &alive("other", 3, 0)],
+        );
+        node.handle_packet(now, addr(2), &news);
+        let _ = sent(&mut node);
+        while node.poll_event().is_some() {}
+        node
+    }
+
+    /// The pings `leave` sent, by address, each with whether it carried the `Left` row.
+    fn leave_pings(node: &mut Node) -> Vec<(SocketAddr, u32, bool)> {
+        sent(node)
+            .into_iter()
+            .filter_map(|(to, packet)| match packet.message {
+                Message::Ping { seq, .. } => {
+                    let carried = packet
+                        .gossip
+                        .iter()
+                        .any(|u| u.row.0.node == name("me") && u.row.0.health == Health::Left);
+                    Some((to, seq, carried))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leave_finished(node: &mut Node) -> Option<bool> {
+        std::iter::from_fn(|| node.poll_event()).find_map(|event| match event {
+            Event::LeaveFinished { spread } => Some(spread),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn leave_pings_every_member_at_once_with_its_left_row() {
+        let now = epoch();
+        let mut node = node_with_two_members(now);
+        node.leave(now).expect("first leave");
+        let mut pinged: Vec<_> = leave_pings(&mut node)
+            .into_iter()
+            .map(|(to, _, carried)| (to, carried))
+            .collect();
+        pinged.sort();
+        assert_eq!(pinged, [(addr(2), true), (addr(3), true)]);
+    }
+
+    #[test]
+    fn the_leave_has_spread_once_every_pinged_member_acked() {
+        let now = epoch();
+        let mut node = node_with_two_members(now);
+        node.leave(now).expect("first leave");
+        let pings = leave_pings(&mut node);
+        let soon = now + Duration::from_millis(1);
+        let (first, second) = (pings[0].1, pings[1].1);
+        node.handle_packet(
+            soon,
+            addr(2),
+            &packet("peer", 0, Message::Ack { seq: first }, &[]),
+        );
+        node.handle_timeout(soon);
+        assert_eq!(
+            leave_finished(&mut node),
+            None,
+            "one of two acks is not enough"
+        );
+        node.handle_packet(
+            soon,
+            addr(3),
+            &packet("other", 0, Message::Ack { seq: second }, &[]),
+        );
+        assert!(
+            node.poll_timeout().is_some_and(|wake| wake <= soon),
+            "the last ack wakes the node at once"
+        );
+        node.handle_timeout(soon);
+        assert_eq!(leave_finished(&mut node), Some(true));
+        assert!(
+            soon < now + node.config().gossip_interval,
+            "before any gossip tick"
+        );
+    }
+
+    #[test]
+    fn a_leave_ping_that_went_out_without_the_left_row_can_never_confirm_the_leave() {
+        let mut notice = LeaveNotice::default();
+        for seq in [7, 8] {
+            notice.awaited.push(seq);
+            notice.sent += 1;
+        }
+        assert!(notice.acked(7));
+        notice.forget(8);
+        assert!(!notice.acked(8), "its ack proves nothing");
+        assert!(
+            !notice.confirmed(),
+            "one of the two recipients may lack the row"
+        );
+        assert!(!LeaveNotice::default().confirmed(), "no ping, no proof");
+    }
+
+    #[test]
+    fn acks_of_other_pings_do_not_count_for_the_leave() {
+        let now = epoch();
+        let mut node = node_with_two_members(now);
+        node.leave(now).expect("first leave");
+        let pings = leave_pings(&mut node);
+        let unrelated = pings.iter().map(|p| p.1).max().expect("two pings") + 100;
+        let soon = now + Duration::from_millis(1);
+        for _ in 0..2 {
+            let ack = packet("peer", 0, Message::Ack { seq: unrelated }, &[]);
+            node.handle_packet(soon, addr(2), &ack);
+        }
+        let ack = packet("peer", 0, Message::Ack { seq: pings[0].1 }, &[]);
+        node.handle_packet(soon, addr(2), &ack);
+        node.handle_packet(soon, addr(2), &ack);
+        node.handle_timeout(soon);
+        assert_eq!(leave_finished(&mut node), None, "one member acked, twice");
+    }
+
+    #[test]
+    fn without_acks_the_leave_ends_when_its_news_was_sent_out_or_at_the_deadline() {
+        let now = epoch();
+        let mut node = node_with_two_members(now);
+        node.leave(now).expect("first leave");
+        let _ = leave_pings(&mut node);
+        let deadline = now + node.config().leave_timeout;
+        let (spread, at) = loop {
+            let at = node
+                .poll_timeout()
+                .expect("a leave in progress keeps a deadline");
+            assert!(at <= deadline, "never past leave_timeout");
+            node.handle_timeout(at);
+            let _ = sent(&mut node);
+            if let Some(spread) = leave_finished(&mut node) {
+                break (spread, at);
+            }
+        };
+        assert!(spread, "the gossip sends ran out before the deadline");
+        assert!(at > now, "not before the gossip ticks");
     }
 
     #[test]

@@ -269,7 +269,8 @@ impl Node {
     }
 
     /// An ack answers a probe of ours, or one run for someone else (relayed to
-    /// them), or a last-chance ping; anything else came too late.
+    /// them), or a last-chance ping, or a ping announcing our leave; anything
+    /// else came too late.
     pub(super) fn handle_ack(&mut self, now: Instant, seq: u32) {
         let in_time = self.probing.local_health.scale(self.config.probe_interval);
         if let Some(probe) = self.probing.probe_mut(seq) {
@@ -301,7 +302,7 @@ impl Node {
             );
             return;
         }
-        if self.last_chance_acked(seq) {
+        if self.last_chance_acked(seq) || self.leave_acked(seq) {
             return;
         }
         self.stats.late_acks += 1;

@@ -1,5 +1,7 @@
-//! `beethoven-node`: one cluster member as a process, for humans and for the
-//! chaos tests. Prints node updates, mode changes and tracker changes, as text or
+//! `beethoven-node`: one cluster member as a process, for humans and for
+//! `scripts/idle_cost.py` (the chaos tests run the agent, `beethoven agent
+//! --events json`, whose lines are these). Prints node updates, mode changes and
+//! tracker changes (found by the driver's `TableMirror`), as text or
 //! (`--json`) one JSON object per line with a timestamp. Ctrl-C or SIGTERM leaves
 //! the cluster gracefully before exiting.
 //!
@@ -26,7 +28,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,7 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 use beethoven_core::chrono::{DateTime, SecondsFormat, Utc};
 use beethoven_core::{Cidr, Key, KeyRing};
 use beethoven_tokio::{
-    Config, Handle, Mode, NodeName, NodeStatus, Options, Seed, StartError, Tags, TrackerRow, Update,
+    Config, Handle, NodeName, NodeStatus, Options, Seed, StartError, TableChange, TableMirror,
+    Tags, TrackerRow, Update,
 };
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
@@ -254,8 +256,8 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
     // never on a clock: an idle node's CLI sleeps.
     let mut changes = node.watch();
     let mut tag_changes = node.subscribe_tags();
-    let mut watch = Watch::default();
-    watch.diff(&node, &out);
+    let mut mirror = TableMirror::new();
+    report_changes(&mut mirror, &node, &out);
     let started = Instant::now();
     let deadline = args.run_for.map(|s| started + Duration::from_secs_f64(s));
     let stats_every = args.stats_every.map(Duration::from_secs_f64);
@@ -306,7 +308,7 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
                         json!({"node": other.as_str(), "status": status_str(status)}),
                         &format!("{other} is {status:?}"),
                     );
-                    watch.diff(&node, &out);
+                    report_changes(&mut mirror, &node, &out);
                 }
                 Some(Update::Lagged { missed }) => {
                     out.emit(
@@ -341,7 +343,7 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
             },
             Wake::Changed(still_running) => {
                 running = still_running;
-                watch.diff(&node, &out);
+                report_changes(&mut mirror, &node, &out);
                 if node.name_taken_by().is_some() {
                     break;
                 }
@@ -390,38 +392,34 @@ async fn at_or_never(runtime: &impl Runtime, at: Option<Instant>) {
     }
 }
 
-/// Tracks the published table and mode, and reports their changes.
-#[derive(Default)]
-struct Watch {
-    rows: BTreeMap<NodeName, TrackerRow>,
-    mode: Option<Mode>,
-}
-
-impl Watch {
-    fn diff(&mut self, node: &Handle, out: &Output) {
-        for row in node.cluster_nodes() {
-            let old = self.rows.get(&row.node);
-            if old == Some(&row) {
-                continue;
-            }
-            out.emit(
+/// Prints what changed in the published table and mode since the mirror last looked.
+fn report_changes(mirror: &mut TableMirror, node: &Handle, out: &Output) {
+    for change in mirror.update(node) {
+        match change {
+            TableChange::Write { new_row, old_row } => out.emit(
                 "tracker",
-                json!({"op": "write", "new_row": row_json(&row), "old_row": old.map(row_json)}),
+                json!({"op": "write", "new_row": row_json(&new_row), "old_row": old_row.as_ref().map(row_json)}),
                 &format!(
                     "tracker: {} {:?}/{:?} inc {} at {} tags [{}]",
-                    row.node, row.status, row.health, row.incarnation, row.addr, row.tags
+                    new_row.node,
+                    new_row.status,
+                    new_row.health,
+                    new_row.incarnation,
+                    new_row.addr,
+                    new_row.tags
                 ),
-            );
-            self.rows.insert(row.node.clone(), row);
-        }
-        let mode = node.mode();
-        if self.mode != Some(mode) {
-            self.mode = Some(mode);
-            out.emit(
+            ),
+            TableChange::Delete { old_row } => out.emit(
+                "tracker",
+                json!({"op": "delete", "new_row": row_json(&old_row), "old_row": null}),
+                &format!("tracker: {} deleted", old_row.node),
+            ),
+            TableChange::Mode(mode) => out.emit(
                 "mode",
                 json!({"mode": format!("{mode:?}").to_lowercase()}),
                 &format!("mode: {mode:?}"),
-            );
+            ),
+            _ => {}
         }
     }
 }
