@@ -10,9 +10,9 @@
 //! |---|---|
 //! | `started` | `name`, `addr`, `tags` |
 //! | `tracker` | `op` (`write` or `delete`), `new_row`, `old_row` (a row: `node`, `addr`, `status`, `health`, `incarnation`, `last_change`, `tags`) |
-//! | `node_update` | `node`, `status` (another node went online or offline) |
+//! | `node_update` | `node`, `status` (another node went online or offline; first one `online` per node online when the agent's stream began: `Handle::subscribe_with_current`) |
 //! | `mode` | `mode` (`standalone` or `clustered`) |
-//! | `tags` | `node`, `tags` (another node's tags changed) |
+//! | `tags` | `node`, `tags` (another node's tags changed; first the tags held when the stream began) |
 //! | `name_conflict` | `node`, `addrs` (two live processes claim one name) |
 //! | `name_lost` | `node`, `winner` (this process lost its name; it stops) |
 //! | `lagged` | `missed` (this reader fell behind: `missed` lines were dropped for it; or the stream's own subscription did, and the `tracker` lines after it catch up) |
@@ -165,8 +165,8 @@ fn send(sender: &broadcast::Sender<Item>, text: Arc<str>) {
 /// Follows the node until it stops: its subscriptions (node updates, tag
 /// changes, name conflicts) and its published table. Ends the stream with `stopped`.
 pub(crate) async fn follow(node: Handle, hub: Arc<EventHub>) {
-    let mut updates = node.subscribe();
-    let mut tag_changes = node.subscribe_tags();
+    let mut updates = node.subscribe_with_current();
+    let mut tag_changes = node.subscribe_tags_with_current();
     let mut changes = node.watch();
     hub.publish(line(
         "started",

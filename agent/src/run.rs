@@ -117,7 +117,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         "agent started"
     );
 
-    let mut updates = node.subscribe();
+    let mut updates = node.subscribe_with_current();
     let mut tick = tokio::time::interval(TICK);
     let ending = loop {
         tokio::select! {

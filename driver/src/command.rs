@@ -41,6 +41,9 @@ pub(crate) enum CommandKind {
         reader: Option<Reader>,
         /// What the subscriber hears.
         interest: Interest,
+        /// Whether it first hears the current state (see
+        /// [`Handle::subscribe_with_current`](crate::Handle::subscribe_with_current)).
+        replay: bool,
     },
     Unsubscribe(SubscriberId),
     SetKeyRing(Option<KeyRing>),

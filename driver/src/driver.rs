@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError, WeakSender};
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Event, JoinError, Node, Op, Seed, TrackerEvent};
+use beethoven_core::{Event, JoinError, Node, NodeStatus, Op, Seed, TrackerEvent};
 use futures_core::Stream;
 use socket2::SockRef;
 use tracing::{debug, info, warn};
@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::command::{Command, CommandKind, Reader};
 use crate::handle::Handle;
 use crate::options::{Options, StartError, resolve_each};
-use crate::router::{Router, Update};
+use crate::router::{Interest, Router, SubscriberId, Update};
 use crate::runtime::Runtime;
 use crate::snapshot::{IoErrors, Published, SharedSnapshot, Snapshot};
 use crate::transport::{AsSocket, Transport, report_bounces};
@@ -433,11 +433,17 @@ impl Driver {
                 queue,
                 reader,
                 interest,
+                replay,
             } => {
                 if !self.router.insert(id, queue, interest) {
                     debug!(?id, "subscribed already: one subscription");
-                } else if let Some(Reader(work)) = reader {
-                    self.runtime.spawn_blocking(work);
+                } else {
+                    if replay {
+                        self.replay_current(id, interest);
+                    }
+                    if let Some(Reader(work)) = reader {
+                        self.runtime.spawn_blocking(work);
+                    }
                 }
             }
             CommandKind::Unsubscribe(id) => {
@@ -463,6 +469,36 @@ impl Driver {
     /// The node has left and its announcement is still going out.
     fn leave_spreading(&self) -> bool {
         self.node.has_left() && !self.leave_finished
+    }
+
+    /// Tells a new subscriber the current state its interest covers, as the
+    /// updates that would have brought it there: the other nodes online, or the
+    /// other nodes' tags. Applied on the node's thread, so every later change
+    /// follows it in the same queue.
+    fn replay_current(&mut self, id: SubscriberId, interest: Interest) {
+        let own = self.node.name();
+        let updates: Vec<Update> = self
+            .node
+            .tracker()
+            .sorted_rows()
+            .into_iter()
+            .filter(|row| &row.node != own)
+            .filter_map(|row| match interest {
+                Interest::Nodes => (row.status == NodeStatus::Online).then(|| Update::Node {
+                    node: row.node.clone(),
+                    status: NodeStatus::Online,
+                }),
+                Interest::Tags => (!row.tags.is_empty()).then(|| Update::Tags {
+                    node: row.node.clone(),
+                    tags: row.tags.clone(),
+                }),
+            })
+            .collect();
+        for update in updates {
+            if self.router.deliver(id, update).is_err() {
+                break; // the subscriber is gone already
+            }
+        }
     }
 
     /// Routes one event; returns whether the loop should stop now.

@@ -353,6 +353,7 @@ impl Handle {
             queue,
             reader,
             interest: Interest::Nodes,
+            replay: false,
         })?;
         Ok(id)
     }
@@ -361,10 +362,22 @@ impl Handle {
     /// [`Update::Lagged`] markers when it is read too slowly. Each call is a
     /// subscription of its own. It ends when the node stops (at once if it has
     /// stopped already); dropping it unsubscribes. Like
-    /// [`alert_me`](Handle::alert_me), it reports changes from the moment of
-    /// subscribing.
+    /// [`alert_me`](Handle::alert_me), it reports changes from the moment the
+    /// node applies the subscription: the node runs on a thread of its own, so
+    /// changes between `start` and `subscribe` (a join's first replies, say) are
+    /// in the table, not in the stream. To hear them too, use
+    /// [`subscribe_with_current`](Handle::subscribe_with_current).
     pub fn subscribe(&self) -> Updates {
-        self.stream(Interest::Nodes)
+        self.stream(Interest::Nodes, false)
+    }
+
+    /// [`subscribe`](Handle::subscribe), whose stream first carries an
+    /// `Update::Node { status: Online }` for every other node online at the
+    /// moment the node applies the subscription, then every change after it:
+    /// nothing is missed and nothing is told twice, whenever it is called. For a
+    /// reader that reports or mirrors membership (a CLI, service discovery).
+    pub fn subscribe_with_current(&self) -> Updates {
+        self.stream(Interest::Nodes, true)
     }
 
     /// A stream of tag changes of other nodes: [`Update::Tags`] with a node's
@@ -373,10 +386,17 @@ impl Handle {
     /// [`subscribe`](Handle::subscribe). Online/offline changes stay on
     /// `subscribe` and `alert_me`, as in the original.
     pub fn subscribe_tags(&self) -> Updates {
-        self.stream(Interest::Tags)
+        self.stream(Interest::Tags, false)
     }
 
-    fn stream(&self, interest: Interest) -> Updates {
+    /// [`subscribe_tags`](Handle::subscribe_tags), whose stream first carries an
+    /// [`Update::Tags`] for every other node that holds tags at the moment the
+    /// node applies the subscription, then every change after it.
+    pub fn subscribe_tags_with_current(&self) -> Updates {
+        self.stream(Interest::Tags, true)
+    }
+
+    fn stream(&self, interest: Interest, replay: bool) -> Updates {
         let n = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let (queue, updates) = async_channel::bounded(self.queue_capacity());
         let id = SubscriberId::stream(n);
@@ -386,6 +406,7 @@ impl Handle {
             queue,
             reader: None,
             interest,
+            replay,
         });
         Updates {
             queue: Box::pin(updates),

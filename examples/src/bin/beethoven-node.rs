@@ -1,7 +1,8 @@
 //! `beethoven-node`: one cluster member as a process, for humans and for
 //! `scripts/idle_cost.py` (the chaos tests run the agent, `beethoven agent
 //! --events json`, whose lines are these). Prints node updates, mode changes and
-//! tracker changes (found by the driver's `TableMirror`), as text or
+//! tracker changes (found by the driver's `TableMirror`; node updates start with
+//! the nodes already online, `Handle::subscribe_with_current`), as text or
 //! (`--json`) one JSON object per line with a timestamp. Ctrl-C or SIGTERM leaves
 //! the cluster gracefully before exiting.
 //!
@@ -251,11 +252,11 @@ async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn s
         ),
     );
 
-    let mut updates = node.subscribe();
+    let mut updates = node.subscribe_with_current();
     // Woken by what the getters read changing (the table, the mode, a lost name),
     // never on a clock: an idle node's CLI sleeps.
     let mut changes = node.watch();
-    let mut tag_changes = node.subscribe_tags();
+    let mut tag_changes = node.subscribe_tags_with_current();
     let mut mirror = TableMirror::new();
     report_changes(&mut mirror, &node, &out);
     let started = Instant::now();

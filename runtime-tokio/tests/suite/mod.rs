@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use beethoven_core::{DropReason, HEADER_LEN};
 use beethoven_driver::prelude::{
     CommandError, Config, Health, Key, KeyRing, Mode, NodeName, NodeStatus, NodeUpdate, Options,
-    Seed, TagQuery, Tags, TagsError, TrackerRow, Update,
+    Seed, TagQuery, Tags, TagsError, TrackerRow, Update, Updates,
 };
 
 use crate::rt::{self, Handle};
@@ -355,6 +355,60 @@ fn crashed_node_goes_offline_on_every_survivor() {
 }
 
 #[test]
+fn a_subscription_with_the_current_state_hears_what_came_before_it_then_every_change() {
+    rt::block_on(async {
+        let first = node("current", "n0", None).await;
+        let db = start(
+            options("current", "db1")
+                .tags(tags(&[("role", "db")]))
+                .seed(first.advertised_addr()),
+        )
+        .await;
+        let plain = node("current", "n2", Some(&first)).await;
+        let all = [&first, &db, &plain];
+        eventually("the cluster forms", || all_online(&all, 3)).await;
+        eventually("n0 holds db1's tags", || {
+            row(&first, "db1").is_some_and(|r| !r.tags.is_empty())
+        })
+        .await;
+        // Everything above happened before these subscriptions.
+        let mut nodes = first.subscribe_with_current();
+        let mut tag_changes = first.subscribe_tags_with_current();
+        let online = |node: &str| Update::Node {
+            node: name(node),
+            status: NodeStatus::Online,
+        };
+        assert_eq!(next(&mut nodes).await, online("db1"));
+        assert_eq!(next(&mut nodes).await, online("n2"));
+        assert_eq!(
+            next(&mut tag_changes).await,
+            Update::Tags {
+                node: name("db1"),
+                tags: tags(&[("role", "db")]),
+            }
+        );
+        // Then the changes, in the same streams.
+        plain.shutdown().await;
+        assert_eq!(
+            next(&mut nodes).await,
+            Update::Node {
+                node: name("n2"),
+                status: NodeStatus::Offline,
+            }
+        );
+        db.set_tags(tags(&[("role", "replica")]))
+            .expect("valid tags");
+        assert_eq!(
+            next(&mut tag_changes).await,
+            Update::Tags {
+                node: name("db1"),
+                tags: tags(&[("role", "replica")]),
+            }
+        );
+    });
+}
+
+#[test]
 fn leaving_node_is_offline_everywhere_at_once() {
     rt::block_on(async {
         let mut nodes = cluster("leave", 3).await;
@@ -683,6 +737,14 @@ fn unread_stream_reports_lag_instead_of_growing() {
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
     Tags::from_pairs(pairs.iter().copied()).expect("valid tags")
+}
+
+/// The next update of a stream, within [`DEADLINE`].
+async fn next(updates: &mut Updates) -> Update {
+    rt::timeout(DEADLINE, updates.recv())
+        .await
+        .expect("an update in time")
+        .expect("the node runs")
 }
 
 fn names(rows: &[TrackerRow]) -> Vec<&str> {
