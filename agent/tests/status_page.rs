@@ -12,6 +12,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -55,6 +56,10 @@ impl Browser {
             .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.0.display()))
             .arg(url)
+            // A group of its own, killed whole on drop: distributions start the
+            // browser through a shell script that does not `exec` it, and the
+            // browser forks helpers of its own.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -136,6 +141,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group (see `open`); killing only the child would orphan the browser.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
