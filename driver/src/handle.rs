@@ -374,8 +374,11 @@ impl Handle {
     /// [`subscribe`](Handle::subscribe), whose stream first carries an
     /// `Update::Node { status: Online }` for every other node online at the
     /// moment the node applies the subscription, then every change after it:
-    /// nothing is missed and nothing is told twice, whenever it is called. For a
-    /// reader that reports or mirrors membership (a CLI, service discovery).
+    /// nothing is missed and nothing is told twice, whenever it is called (the
+    /// replay counts against [`Options::queue_capacity`](crate::Options::queue_capacity)
+    /// like any update: a larger cluster than the queue holds gets an
+    /// [`Update::Lagged`] marker, as a slow reader would). For a reader that
+    /// reports or mirrors membership (a CLI, service discovery).
     pub fn subscribe_with_current(&self) -> Updates {
         self.stream(Interest::Nodes, true)
     }
