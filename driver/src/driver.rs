@@ -477,11 +477,8 @@ impl Driver {
     /// follows it in the same queue.
     fn replay_current(&mut self, id: SubscriberId, interest: Interest) {
         let own = self.node.name();
-        let updates: Vec<Update> = self
-            .node
-            .tracker()
-            .sorted_rows()
-            .into_iter()
+        let current = self.node.tracker().sorted_rows().into_iter();
+        let updates = current
             .filter(|row| &row.node != own)
             .filter_map(|row| match interest {
                 Interest::Nodes => (row.status == NodeStatus::Online).then(|| Update::Node {
@@ -492,8 +489,7 @@ impl Driver {
                     node: row.node.clone(),
                     tags: row.tags.clone(),
                 }),
-            })
-            .collect();
+            });
         for update in updates {
             if self.router.deliver(id, update).is_err() {
                 break; // the subscriber is gone already

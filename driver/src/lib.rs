@@ -81,9 +81,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A runtime crate's `start` binds its socket and hands it to [`Driver::start`]
-//! (which reads the bound address, turns on bounce reports and resolves
-//! `host:port` seeds on the runtime's blocking threads), starts the node's thread
+//! A runtime crate's `start` is [`Driver::start_on_thread`] with its own
+//! [`Runtime`]: it binds the socket and hands it to [`Driver::start`] (which
+//! reads the bound address, turns on bounce reports and resolves `host:port`
+//! seeds on the runtime's blocking threads), starts the node's thread
 //! ([`Driver::spawn_thread`]) and returns the [`Handle`]. When the loop ends it
 //! drops the socket before the driver: the driver's command channel then closes,
 //! which is what [`Handle::shutdown`] waits for, so the port is free when it

@@ -26,7 +26,9 @@ use mio::{Events, Interest, Token};
 use tracing::error;
 
 use crate::driver::{Driver, Flow, Input, RECV_BUFFER_SIZE};
-use crate::options::StartError;
+use crate::handle::Handle;
+use crate::options::{Options, StartError};
+use crate::runtime::Runtime;
 use crate::transport::UdpTransport;
 
 /// The socket's readiness.
@@ -54,9 +56,23 @@ impl Wake for CommandsWaker {
 }
 
 impl Driver {
+    /// What a runtime crate's `start` does: binds a UDP socket at
+    /// [`Options::bind_addr`], creates the driver with [`Driver::start`] (blocking
+    /// work, such as seed lookups, goes to `runtime`) and runs it on a thread of
+    /// its own ([`Driver::spawn_thread`]). Returns the node's [`Handle`].
+    pub async fn start_on_thread(
+        options: Options,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Handle, StartError> {
+        let socket = UdpSocket::bind(options.bind_addr());
+        let (driver, handle, socket) = Driver::start(options, socket, runtime).await?;
+        driver.spawn_thread(socket)?;
+        Ok(handle)
+    }
+
     /// Runs this driver on an OS thread of its own (named `beethoven`), on
-    /// `socket` (the one [`Driver::start`] returned), until [`Flow::Stop`]: what
-    /// `beethoven-tokio` and `beethoven-smol` do after `start`.
+    /// `socket` (the one [`Driver::start`] returned), until [`Flow::Stop`]: the
+    /// second half of [`Driver::start_on_thread`].
     ///
     /// A thread and not a task of the application's runtime, for what a quiet node
     /// costs: it sleeps in the OS's readiness wait, with the socket registered for
@@ -175,8 +191,6 @@ mod tests {
     use beethoven_core::NodeName;
 
     use super::*;
-    use crate::handle::Handle;
-    use crate::options::Options;
     use crate::runtime::Threads;
 
     /// A node on its thread, bound on loopback; the socket is handed over only

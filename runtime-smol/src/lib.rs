@@ -45,7 +45,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::net::UdpSocket;
 use std::sync::Arc;
 
 use beethoven_driver::{BlockingWork, Driver, Runtime};
@@ -55,10 +54,7 @@ pub use beethoven_driver::prelude::*;
 /// Binds the socket, resolves `host:port` seeds (on smol's blocking pool),
 /// creates the node, joins the seeds (if any) and starts the node's thread.
 pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let socket = UdpSocket::bind(options.bind_addr());
-    let (driver, handle, socket) = Driver::start(options, socket, Arc::new(Smol)).await?;
-    driver.spawn_thread(socket)?;
-    Ok(handle)
+    Driver::start_on_thread(options, Arc::new(Smol)).await
 }
 
 /// smol's blocking thread pool.

@@ -46,7 +46,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::net::UdpSocket;
 use std::sync::Arc;
 
 use beethoven_driver::{BlockingWork, Driver, Runtime};
@@ -60,11 +59,8 @@ pub use beethoven_driver::prelude::*;
 ///
 /// Outside a tokio runtime (like `tokio::spawn`).
 pub async fn start(options: Options) -> Result<Handle, StartError> {
-    let socket = UdpSocket::bind(options.bind_addr());
     let runtime = Arc::new(Tokio(tokio::runtime::Handle::current()));
-    let (driver, handle, socket) = Driver::start(options, socket, runtime).await?;
-    driver.spawn_thread(socket)?;
-    Ok(handle)
+    Driver::start_on_thread(options, runtime).await
 }
 
 /// The blocking pool of the tokio runtime `start` ran on.
