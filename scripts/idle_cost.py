@@ -42,28 +42,36 @@ STATS_EVERY = 5.0
 
 
 class Node:
+    """A `beethoven-node` process: JSON lines, with `stats` lines for the datagram counts."""
+
     def __init__(self, binary, name, bind, seed, cluster, runtime):
-        args = [binary, "--name", name, "--bind", bind, "--json", "--cluster", cluster,
-                "--runtime", runtime, "--stats-every", str(STATS_EVERY)]
-        if seed is not None:
-            args += ["--seed", seed]
         self.name = name
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(self.command(binary, name, bind, seed, cluster, runtime),
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = queue.Queue()
         self.rows = {}
         self.stats = []  # (monotonic time read, packets sent + received)
         threading.Thread(target=self._read, daemon=True).start()
 
+    @staticmethod
+    def command(binary, name, bind, seed, cluster, runtime):
+        args = [binary, "--name", name, "--bind", bind, "--json", "--cluster", cluster,
+                "--runtime", runtime, "--stats-every", str(STATS_EVERY)]
+        return args + ([] if seed is None else ["--seed", seed])
+
     def _read(self):
         for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if event.get("event") == "stats":
-                self.stats.append((time.monotonic(), event["packets_sent"] + event["packets_received"]))
-            else:
-                self.events.put(event)
+            self.take(line)
+
+    def take(self, line):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        if event.get("event") == "stats":
+            self.stats.append((time.monotonic(), event["packets_sent"] + event["packets_received"]))
+        else:
+            self.events.put(event)
 
     def online_rows(self):
         while True:
@@ -83,22 +91,21 @@ class Node:
 
 
 class BareNode(Node):
-    """The `custom_loop` example: `NAME BIND [SEED]`, text lines `... NAME is Online`."""
+    """The `custom_loop` example: `NAME BIND [SEED]`, text lines `... NAME is Online`,
+    no datagram counts. Its own row counts as online from the start."""
 
-    def __init__(self, binary, name, bind, seed, cluster, runtime):
-        args = [binary, f"{name}@127.0.0.1", bind] + ([] if seed is None else [seed])
-        self.name = name
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.events = queue.Queue()
-        self.rows = {name: "online"}
-        self.stats = []
-        threading.Thread(target=self._read, daemon=True).start()
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.events.put({"event": "tracker", "new_row": {"node": self.name, "status": "online"}})
 
-    def _read(self):
-        for line in self.proc.stdout:
-            words = line.split()
-            if len(words) >= 4 and words[-2] == "is":
-                self.events.put({"event": "tracker", "new_row": {"node": words[-3], "status": words[-1].lower()}})
+    @staticmethod
+    def command(binary, name, bind, seed, cluster, runtime):
+        return [binary, f"{name}@127.0.0.1", bind] + ([] if seed is None else [seed])
+
+    def take(self, line):
+        words = line.split()
+        if len(words) >= 4 and words[-2] == "is":
+            self.events.put({"event": "tracker", "new_row": {"node": words[-3], "status": words[-1].lower()}})
 
 
 def read_proc(pid):
