@@ -334,7 +334,10 @@ impl Node {
             self.stats.count_drop(crate::DropReason::NameLost);
             return;
         }
-        self.input(now, |node| node.receive(now, from, bytes));
+        self.input(now, |node| {
+            node.receive(now, from, bytes);
+            node.probe_early(now);
+        });
     }
 
     /// Does whatever is due at `now`. Calling it early or twice is harmless.

@@ -179,7 +179,9 @@ pub mod trace;
 pub use app::{App, Context, Failure, When};
 pub use fault::{Fault, FaultKind, HostFate, Outcome, Planner, Scheduled};
 pub use invariant::{RunFailure, Standing, Timing, Violation, ViolationKind};
-pub use metrics::{Metrics, Suspicions, Traffic, Watch, WatchId, WatchKind, percentile};
+pub use metrics::{
+    Metrics, Suspicions, Traffic, TrafficRate, Watch, WatchId, WatchKind, percentile,
+};
 pub use network::{LinkRule, Network, NetworkModel};
 pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder};
 pub use strategy::{ClusterSpec, Scenario, ScenarioSpace, arb_scenario, arb_scenario_in};

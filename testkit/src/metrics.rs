@@ -164,6 +164,11 @@ pub struct Metrics {
     pub bytes_sent: u64,
     /// Datagrams given to a node.
     pub packets_delivered: u64,
+    /// Times a node was woken: the distinct instants at which it was given an
+    /// input (a datagram or a deadline). Inputs at the same instant take one
+    /// wakeup, as a real node drains its socket in one; on a real machine a
+    /// quiet node's CPU time is mostly its wakeups (BENCHMARKS.md, "idle cost").
+    pub wakes: u64,
     /// Datagrams the network dropped (loss, partitions, nobody listening).
     pub packets_dropped: u64,
     /// Unreachable hints given to senders.
@@ -326,16 +331,30 @@ pub struct Traffic {
     pub packets: u64,
     /// Bytes sent.
     pub bytes: u64,
+    /// Wakeups of the nodes ([`Metrics::wakes`]).
+    pub wakes: u64,
+}
+
+/// [`Traffic`] per node per second over a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct TrafficRate {
+    /// Datagrams sent.
+    pub msgs: f64,
+    /// Bytes sent.
+    pub bytes: f64,
+    /// Wakeups.
+    pub wakes: f64,
 }
 
 impl Traffic {
     /// Per node per second over `window`, from `self` (earlier) to `later`.
-    pub fn rate(self, later: Traffic, nodes: usize, window: Duration) -> (f64, f64) {
+    pub fn rate(self, later: Traffic, nodes: usize, window: Duration) -> TrafficRate {
         let per = nodes.max(1) as f64 * window.as_secs_f64().max(f64::MIN_POSITIVE);
-        (
-            (later.packets - self.packets) as f64 / per,
-            (later.bytes - self.bytes) as f64 / per,
-        )
+        TrafficRate {
+            msgs: (later.packets - self.packets) as f64 / per,
+            bytes: (later.bytes - self.bytes) as f64 / per,
+            wakes: (later.wakes - self.wakes) as f64 / per,
+        }
     }
 }
 
@@ -431,12 +450,21 @@ mod tests {
         let a = Traffic {
             packets: 0,
             bytes: 0,
+            wakes: 40,
         };
         let b = Traffic {
             packets: 200,
             bytes: 20_000,
+            wakes: 340,
         };
-        assert_eq!(a.rate(b, 10, Duration::from_secs(2)), (10.0, 1000.0));
+        assert_eq!(
+            a.rate(b, 10, Duration::from_secs(2)),
+            TrafficRate {
+                msgs: 10.0,
+                bytes: 1000.0,
+                wakes: 15.0
+            }
+        );
     }
 
     #[test]

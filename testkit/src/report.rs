@@ -71,6 +71,9 @@ pub struct Report {
     pub msgs_per_node_s: f64,
     /// Bytes sent per node per second over the window.
     pub bytes_per_node_s: f64,
+    /// Wakeups per node per second over the window ([`Metrics::wakes`](crate::Metrics::wakes)):
+    /// on a real machine, what a quiet node's CPU time follows.
+    pub wakes_per_node_s: f64,
     /// Heal → identical trackers with every up node online.
     pub convergence_after_heal_s: Option<f64>,
     /// The grey-zone scenarios' own figures (absent from the others' reports).
@@ -276,6 +279,7 @@ impl Report {
             ("tag spread p99 s", opt(self.tag_spread_p99_s)),
             ("msgs/node/s", format!("{:.2}", self.msgs_per_node_s)),
             ("bytes/node/s", format!("{:.1}", self.bytes_per_node_s)),
+            ("wakes/node/s", format!("{:.2}", self.wakes_per_node_s)),
             (
                 "convergence after heal s",
                 opt(self.convergence_after_heal_s),
@@ -336,7 +340,7 @@ impl Summary {
     /// Summarizes `reports`.
     pub fn of(reports: &[Report]) -> Self {
         type Get = fn(&Report) -> Option<f64>;
-        let metrics: [(&str, Get); 30] = [
+        let metrics: [(&str, Get); 31] = [
             ("formation s (sim)", |r| Some(r.formation_s)),
             ("formation s (wall)", |r| Some(r.formation_wall_s)),
             ("detection p50 s", |r| r.detection_p50_s),
@@ -351,6 +355,7 @@ impl Summary {
             ("tag spread p99 s", |r| r.tag_spread_p99_s),
             ("msgs/node/s", |r| Some(r.msgs_per_node_s)),
             ("bytes/node/s", |r| Some(r.bytes_per_node_s)),
+            ("wakes/node/s", |r| Some(r.wakes_per_node_s)),
             ("convergence after heal s", |r| r.convergence_after_heal_s),
             ("one cluster after merge s", |r| {
                 r.grey.as_ref()?.merged_after_s
@@ -531,6 +536,7 @@ mod tests {
             tag_spread_p99_s: None,
             msgs_per_node_s: 5.0,
             bytes_per_node_s: 400.0,
+            wakes_per_node_s: 18.0,
             convergence_after_heal_s: None,
             grey: None,
             settled_after_s: Some(1.0),

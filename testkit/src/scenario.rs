@@ -21,7 +21,7 @@ use beethoven_core::{Config, Tags};
 use serde::Serialize;
 
 use crate::fault::{Fault, FaultKind, HostFate, random_schedule};
-use crate::metrics::{WatchKind, percentile};
+use crate::metrics::{TrafficRate, WatchKind, percentile};
 use crate::network::NetworkModel;
 pub use crate::report::Report;
 use crate::sim::{BuildError, Formation, Sim};
@@ -375,7 +375,7 @@ fn build_report(
     sim: &Sim,
     (formed_at, quiet_after): (Duration, Duration),
     formation_wall: Duration,
-    (msgs, bytes): (f64, f64),
+    traffic: TrafficRate,
     convergence_after_heal: Option<Duration>,
     grey: Option<crate::report::GreyFigures>,
     gate: Option<Result<Duration, crate::invariant::Violation>>,
@@ -428,8 +428,9 @@ fn build_report(
         tag_changes: tag_spreads.len(),
         tag_spread_p50_s: secs(percentile(&tag_spreads, 50.0)),
         tag_spread_p99_s: secs(percentile(&tag_spreads, 99.0)),
-        msgs_per_node_s: msgs,
-        bytes_per_node_s: bytes,
+        msgs_per_node_s: traffic.msgs,
+        bytes_per_node_s: traffic.bytes,
+        wakes_per_node_s: traffic.wakes,
         convergence_after_heal_s: secs(convergence_after_heal),
         grey,
         settled_after_s: gate_settled,

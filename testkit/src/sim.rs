@@ -79,6 +79,9 @@ struct Slot {
     inbox: Vec<(SocketAddr, Vec<u8>)>,
     slow: Option<(Duration, Duration)>,
     busy_until: Duration,
+    /// The last instant the running process was given an input (for
+    /// [`Metrics::wakes`]).
+    woken_at: Option<Duration>,
     timer_at: Option<Duration>,
     token: u64,
     fired_at: Duration,
@@ -403,6 +406,7 @@ impl SimBuilder {
                 inbox: Vec::new(),
                 slow: None,
                 busy_until: Duration::ZERO,
+                woken_at: None,
                 timer_at: None,
                 token: 0,
                 fired_at: Duration::ZERO,
@@ -610,6 +614,7 @@ impl Sim {
         Traffic {
             packets: self.metrics.packets_sent,
             bytes: self.metrics.bytes_sent,
+            wakes: self.metrics.wakes,
         }
     }
 

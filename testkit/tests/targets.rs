@@ -185,6 +185,16 @@ fn steady_bytes(nodes: usize, window: Duration) -> f64 {
 
 /// [`steady_bytes`] with `tag_bytes` of tags on every node.
 fn steady_bytes_tagged(nodes: usize, window: Duration, tag_bytes: usize) -> f64 {
+    let report = steady(nodes, window, tag_bytes);
+    eprintln!(
+        "steady N={nodes}, {tag_bytes} B of tags per node: {:.1} B/node/s, {:.2} msgs/node/s",
+        report.bytes_per_node_s, report.msgs_per_node_s
+    );
+    report.bytes_per_node_s
+}
+
+/// `beethoven-sim --scenario steady` over `window`, checked for violations.
+fn steady(nodes: usize, window: Duration, tag_bytes: usize) -> scenario::Report {
     let params = Params {
         nodes,
         duration: window,
@@ -200,11 +210,34 @@ fn steady_bytes_tagged(nodes: usize, window: Duration, tag_bytes: usize) -> f64 
     let report = scenario::run(&params, &mut |_, _| {}).expect("forms");
     assert_eq!(report.violations, 0, "{:?}", report.first_violation);
     assert_eq!(report.offline_writes, 0);
+    report
+}
+
+/// `beethoven-sim --nodes 30 --scenario steady --duration 60`: a quiet node's
+/// wakeups, which are what it costs on a real machine (BENCHMARKS.md, "idle
+/// cost"). Each probe interval brings three inputs at distinct times: the probe
+/// deadline, the ack, and a ping from another member. A probe due within half an
+/// interval runs when a datagram wakes the node anyway, which takes about half
+/// of the deadlines' wakeups away.
+#[test]
+fn a_quiet_node_wakes_at_most_2_7_times_per_probe_interval() {
+    let report = steady(30, 60 * SECOND, 0);
+    let interval = Config::default().probe_interval;
+    let per_interval = report.wakes_per_node_s * interval.as_secs_f64();
     eprintln!(
-        "steady N={nodes}, {tag_bytes} B of tags per node: {:.1} B/node/s, {:.2} msgs/node/s",
-        report.bytes_per_node_s, report.msgs_per_node_s
+        "steady N=30: {:.2} wakes/node/s, {per_interval:.2} per probe interval, {:.2} msgs/node/s",
+        report.wakes_per_node_s, report.msgs_per_node_s
     );
-    report.bytes_per_node_s
+    assert!(
+        per_interval <= 2.7,
+        "{per_interval:.2} wakes per probe interval"
+    );
+    // The probes are as many as before: one per interval, each a ping and an ack.
+    let msgs_per_interval = report.msgs_per_node_s * interval.as_secs_f64();
+    assert!(
+        (2.0..2.1).contains(&msgs_per_interval),
+        "{msgs_per_interval:.2}"
+    );
 }
 
 /// `beethoven-sim --nodes 100 --scenario steady --duration 60`.

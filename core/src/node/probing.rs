@@ -412,7 +412,7 @@ impl Node {
         if self.left || hint_probes >= MAX_HINT_PROBES {
             return;
         }
-        if let Some(at) = self.start_probe(now, target, false) {
+        if let Some(at) = self.start_probe(now, target, None) {
             self.record_bounce(now, at);
         }
     }
@@ -435,32 +435,87 @@ impl Node {
         }
         let probing = self.probing.regular_in_flight();
         if !probing && !self.left && self.timers.is_expired(Timer::Probe, now) {
-            let next = self.members.next_probe_target(&mut self.rng);
-            match next
-                .and_then(|id| self.tracker.by_id(id))
-                .map(|row| row.node.clone())
-            {
-                // A patient probe of it still waits: the next one is its answer.
-                Some(target) if self.probing.probes.iter().any(|p| p.target == target) => self
-                    .timers
-                    .set(Timer::Probe, now + self.config.probe_interval),
-                Some(target) => {
-                    let _ = self.start_probe(now, target, true);
-                }
-                None => self
-                    .timers
-                    .set(Timer::Probe, now + self.config.probe_interval),
-            }
+            self.next_regular_probe(now, now);
         }
     }
 
-    /// Pings `target` now. A regular probe also schedules the next one, one
-    /// (health-scaled) interval later. Returns the probe's index.
-    fn start_probe(&mut self, now: Instant, target: NodeName, regular: bool) -> Option<usize> {
+    /// Runs the next round-robin probe now, up to half an interval before its
+    /// deadline, if the probe in flight is answered: the node is awake for a
+    /// datagram anyway, and the probe at its own deadline would cost a wakeup of
+    /// its own. A quiet node's wakeups are most of what it costs (BENCHMARKS.md,
+    /// "idle cost"); pings from others come at random times, so about a third of
+    /// the probe deadlines find a datagram in the half interval before them.
+    ///
+    /// The schedule keeps its grid: the probe after this one is due one interval
+    /// after this one's deadline, not after now. So the node probes exactly as
+    /// often as before, and no member is probed later than on time. An
+    /// unanswered probe is left to its deadline, whose verdict ending it early
+    /// would change.
+    pub(super) fn probe_early(&mut self, now: Instant) {
+        let Some(due) = self.timers.get(Timer::Probe) else {
+            return;
+        };
+        let interval = self.probing.local_health.scale(self.config.probe_interval);
+        let early = due.saturating_duration_since(now);
+        if self.left || early.is_zero() || early > interval / 2 || self.members.len() == 0 {
+            return;
+        }
+        let in_flight = |probe: &Probe| probe.regular && !probe.patient;
+        if self
+            .probing
+            .probes
+            .iter()
+            .any(|probe| in_flight(probe) && !probe.acked)
+        {
+            return;
+        }
+        // Its verdict is known (answered): what its deadline would do now.
+        if let Some(at) = self.probing.probes.iter().position(in_flight) {
+            let probe = self.probing.probes.swap_remove(at);
+            self.finish_probe(now, probe);
+        }
+        self.next_regular_probe(now, due);
+    }
+
+    /// Starts the round-robin cycle's next probe now, and schedules the one after
+    /// it an interval after `due` (its deadline; `now` when it is not early).
+    fn next_regular_probe(&mut self, now: Instant, due: Instant) {
+        let interval = self.probing.local_health.scale(self.config.probe_interval);
+        let next_at = due + interval;
+        let next = self.members.next_probe_target(&mut self.rng);
+        match next
+            .and_then(|id| self.tracker.by_id(id))
+            .map(|row| row.node.clone())
+        {
+            // A patient probe of it still waits: the next one is its answer.
+            Some(target) if self.probing.probes.iter().any(|p| p.target == target) => {
+                self.timers.set(Timer::Probe, next_at);
+            }
+            Some(target) => {
+                let _ = self.start_probe(now, target, Some(next_at));
+            }
+            None => self.timers.set(Timer::Probe, next_at),
+        }
+    }
+
+    /// Pings `target` now. A regular probe (of the round-robin cycle) comes with
+    /// the deadline of the next one, `next_at`, which is also its own verdict's,
+    /// so the two take one wakeup; a probe started by a hint waits one
+    /// (health-scaled) interval. Returns the probe's index.
+    fn start_probe(
+        &mut self,
+        now: Instant,
+        target: NodeName,
+        next_at: Option<Instant>,
+    ) -> Option<usize> {
         let row = self.tracker.get(&target)?;
         let (addr, incarnation) = (row.addr, row.incarnation);
         let seq = self.probing.next_seq();
-        let interval = self.probing.local_health.scale(self.config.probe_interval);
+        let regular = next_at.is_some();
+        let interval = next_at.map_or_else(
+            || self.probing.local_health.scale(self.config.probe_interval),
+            |at| at.saturating_duration_since(now),
+        );
         let timeout = self.probing.local_health.scale(self.config.probe_timeout);
         let patience = self.lateness.patience(&target);
         self.ping(now, &target, seq);
@@ -484,8 +539,8 @@ impl Node {
             patient: patience.is_some(),
             answered_late: false,
         });
-        if regular {
-            self.timers.set(Timer::Probe, now + interval);
+        if let Some(at) = next_at {
+            self.timers.set(Timer::Probe, at);
         }
         self.stats.probes_sent += 1;
         Some(self.probing.probes.len() - 1)
@@ -611,7 +666,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use super::{LocalHealth, LossMeter, Probe, Verdict};
+    use super::{LocalHealth, LossMeter, Probe, Timer, Verdict};
     use crate::node::testing::*;
 
     /// A meter fed `probes` outcomes at a steady loss: one in `every` round trips
@@ -790,5 +845,86 @@ mod tests {
             node.row(&name("peer")).map(|r| r.health),
             Some(Health::Alive)
         );
+    }
+
+    /// The pings `node` sent, as (to, seq).
+    fn pings_sent(node: &mut Node) -> Vec<(SocketAddr, u32)> {
+        sent(node)
+            .into_iter()
+            .filter_map(|(to, p)| match p.message {
+                Message::Ping { seq, .. } => Some((to, seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A node with "peer" as its only member, its first probe of it sent at `now`.
+    fn probing_peer(now: Instant) -> (Node, u32) {
+        let mut node = node_knowing_peer(now);
+        let _ = sent(&mut node);
+        node.handle_timeout(now);
+        let pings = pings_sent(&mut node);
+        assert_eq!(pings.len(), 1, "the first probe: {pings:?}");
+        (node, pings[0].1)
+    }
+
+    fn gossip_from_peer() -> Vec<u8> {
+        packet("peer", 0, Message::Gossip, &[])
+    }
+
+    #[test]
+    fn a_datagram_late_in_the_interval_brings_the_answered_probe_cycle_forward() {
+        let now = epoch();
+        let (mut node, seq) = probing_peer(now);
+        let interval = node.config().probe_interval;
+        let ack = packet("peer", 0, Message::Ack { seq }, &[]);
+        node.handle_packet(now + interval / 10, addr(2), &ack);
+        assert!(pings_sent(&mut node).is_empty(), "too early for the next");
+        // Awake for a datagram within half an interval of the deadline: the
+        // probe goes out now rather than at a wakeup of its own.
+        let early = now + interval * 6 / 10;
+        node.handle_packet(early, addr(2), &gossip_from_peer());
+        assert_eq!(pings_sent(&mut node).len(), 1, "probed early");
+        assert_eq!(node.stats().probes_sent, 2);
+        // The grid holds: the next probe is due an interval after the skipped
+        // deadline, and that deadline wakes the node no more.
+        assert_eq!(node.timers.get(Timer::Probe), Some(now + interval * 2));
+        let ends = node
+            .probing
+            .probes
+            .iter()
+            .map(|p| p.ends_at)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            ends,
+            [now + interval * 2],
+            "its verdict comes with the next"
+        );
+        node.handle_timeout(now + interval);
+        assert!(
+            pings_sent(&mut node).is_empty(),
+            "no second probe on the old deadline"
+        );
+        assert_eq!(node.local_health().score(), 0);
+    }
+
+    #[test]
+    fn a_datagram_early_in_the_interval_or_an_unanswered_probe_waits_for_the_deadline() {
+        let now = epoch();
+        let (mut node, seq) = probing_peer(now);
+        let interval = node.config().probe_interval;
+        // Unanswered: its verdict is the deadline's, so nothing moves.
+        node.handle_packet(now + interval * 6 / 10, addr(2), &gossip_from_peer());
+        assert!(pings_sent(&mut node).is_empty());
+        assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
+        // Answered, but more than half an interval before the deadline.
+        let ack = packet("peer", 0, Message::Ack { seq }, &[]);
+        node.handle_packet(now + interval * 4 / 10, addr(2), &ack);
+        assert!(pings_sent(&mut node).is_empty());
+        assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
+        // On time, the schedule is as it always was.
+        node.handle_timeout(now + interval);
+        assert_eq!(pings_sent(&mut node).len(), 1);
+        assert_eq!(node.timers.get(Timer::Probe), Some(now + interval * 2));
     }
 }

@@ -67,7 +67,7 @@ pub(super) fn formation(params: &Params) -> Formation {
 pub(super) fn quiet_figure(sim: &mut Sim) -> f64 {
     let before = sim.traffic();
     sim.run_for(QUIET);
-    before.rate(sim.traffic(), sim.up().len(), QUIET).0
+    before.rate(sim.traffic(), sim.up().len(), QUIET).msgs
 }
 
 /// What a grey-zone scenario scheduled.

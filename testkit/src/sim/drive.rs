@@ -175,9 +175,13 @@ impl Sim {
         f: impl FnOnce(&mut Node, Instant) -> R,
     ) -> Option<R> {
         let now = self.epoch + self.now;
-        let Proc::Running(node) = &mut self.slots[i].proc else {
+        let slot = &mut self.slots[i];
+        let Proc::Running(node) = &mut slot.proc else {
             return None;
         };
+        if slot.woken_at.replace(self.now) != Some(self.now) {
+            self.metrics.wakes += 1;
+        }
         // The core's logs, the drain's included, name the node and the simulated
         // time they belong to (the span ends with this call).
         let _span = tracing::debug_span!("node", i, at = ?self.now).entered();
