@@ -6,6 +6,7 @@ quiet, measured over a window from /proc.
     python3 scripts/idle_cost.py --nodes 10 --runtime smol --repeat 2
     python3 scripts/idle_cost.py --binary target/baseline/beethoven-node --nodes 30
     python3 scripts/idle_cost.py --runtime bare --nodes 30   # the floor: examples' custom_loop
+    python3 scripts/idle_cost.py --nodes 30 --probe-interval-ms 300   # slower probing
 
 For each node, over the window (after every node holds N online rows, plus a
 settling pause):
@@ -44,9 +45,9 @@ STATS_EVERY = 5.0
 class Node:
     """A `beethoven-node` process: JSON lines, with `stats` lines for the datagram counts."""
 
-    def __init__(self, binary, name, bind, seed, cluster, runtime):
+    def __init__(self, binary, name, bind, seed, cluster, runtime, extra=()):
         self.name = name
-        self.proc = subprocess.Popen(self.command(binary, name, bind, seed, cluster, runtime),
+        self.proc = subprocess.Popen(self.command(binary, name, bind, seed, cluster, runtime) + list(extra),
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = queue.Queue()
         self.rows = {}
@@ -152,6 +153,7 @@ def rate(samples, start, end):
 
 def one_run(args, run):
     cluster = f"idle-{os.getpid()}-{run}"
+    node_args = [] if args.probe_interval_ms is None else ["--probe-interval-ms", str(args.probe_interval_ms)]
     seed = f"127.0.0.1:{args.base_port}"
     nodes = []
     started = time.monotonic()
@@ -159,7 +161,8 @@ def one_run(args, run):
         for i in range(args.nodes):
             bind = seed if i == 0 else "127.0.0.1:0"
             kind = BareNode if args.runtime == "bare" else Node
-            nodes.append(kind(args.binary, f"n{i}", bind, None if i == 0 else seed, cluster, args.runtime))
+            nodes.append(kind(args.binary, f"n{i}", bind, None if i == 0 else seed, cluster, args.runtime,
+                              node_args))
             time.sleep(0.02)
         deadline = time.monotonic() + 60
         while not all(node.online_rows() == args.nodes for node in nodes):
@@ -217,6 +220,7 @@ def summary(result, args):
     return {
         "runtime": args.runtime,
         "nodes": args.nodes,
+        "probe_interval_ms": args.probe_interval_ms or 150,
         "window_s": round(result["window_s"], 1),
         "cpu_ms_per_node_s": round(cpu, 3),
         "cpu_ms_max": round(top("cpu_ms_per_s"), 3),
@@ -245,7 +249,11 @@ def main():
     parser.add_argument("--base-port", type=int, default=18100)
     parser.add_argument("--binary", help="default: target/release/beethoven-node (custom_loop for bare)")
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    parser.add_argument("--probe-interval-ms", type=int,
+                        help="beethoven-node's --probe-interval-ms (default: the LAN defaults, 150 ms)")
     args = parser.parse_args()
+    if args.runtime == "bare" and args.probe_interval_ms is not None:
+        parser.error("--probe-interval-ms needs beethoven-node (not --runtime bare)")
     program = "custom_loop" if args.runtime == "bare" else "beethoven-node"
     if args.binary is None:
         args.binary = os.path.join(ROOT, "target", "release", program)
@@ -257,7 +265,7 @@ def main():
         if args.json:
             print(json.dumps(line), flush=True)
         else:
-            print(f"{line['runtime']:>5} N={line['nodes']:<3} window {line['window_s']:.0f} s: "
+            print(f"{line['runtime']:>5} N={line['nodes']:<3} probe {line['probe_interval_ms']} ms, window {line['window_s']:.0f} s: "
                   f"CPU {line['cpu_ms_per_node_s']:.3f} ms/node/s (max {line['cpu_ms_max']:.3f}; "
                   f"schedstat {line['cpu_schedstat_ms_per_node_s']:.3f}), "
                   f"RSS {line['rss_mb']:.2f} MB (max {line['rss_mb_max']:.2f}; PSS {line['pss_mb']:.2f}, "

@@ -58,13 +58,21 @@ impl Probing {
             .any(|probe| probe.regular && !probe.patient)
     }
 
-    /// When a probe in flight next needs attention: its indirect round, or its verdict.
+    /// When a probe in flight next needs attention: its indirect round, or its
+    /// verdict. An answered probe's verdict is settled and waits for the next
+    /// wakeup after its end (the next probe's deadline at the latest): after an
+    /// early probe (`probe_early`) its end comes before that deadline, and would
+    /// otherwise take a wakeup of its own.
     pub(super) fn next_step_at(&self) -> Option<Instant> {
         self.probes
             .iter()
-            .flat_map(|probe| {
-                let indirect = (!probe.acked && !probe.indirect_sent).then_some(probe.indirect_at);
-                indirect.into_iter().chain([probe.ends_at])
+            .filter(|probe| !probe.acked)
+            .map(|probe| {
+                if probe.indirect_sent {
+                    probe.ends_at
+                } else {
+                    probe.indirect_at.min(probe.ends_at)
+                }
             })
             .min()
     }
@@ -498,10 +506,9 @@ impl Node {
         }
     }
 
-    /// Pings `target` now. A regular probe (of the round-robin cycle) comes with
-    /// the deadline of the next one, `next_at`, which is also its own verdict's,
-    /// so the two take one wakeup; a probe started by a hint waits one
-    /// (health-scaled) interval. Returns the probe's index.
+    /// Pings `target` now; its verdict comes one (health-scaled) interval later.
+    /// A regular probe (of the round-robin cycle) comes with the deadline of the
+    /// next one, `next_at`. Returns the probe's index.
     fn start_probe(
         &mut self,
         now: Instant,
@@ -512,10 +519,7 @@ impl Node {
         let (addr, incarnation) = (row.addr, row.incarnation);
         let seq = self.probing.next_seq();
         let regular = next_at.is_some();
-        let interval = next_at.map_or_else(
-            || self.probing.local_health.scale(self.config.probe_interval),
-            |at| at.saturating_duration_since(now),
-        );
+        let interval = self.probing.local_health.scale(self.config.probe_interval);
         let timeout = self.probing.local_health.scale(self.config.probe_timeout);
         let patience = self.lateness.patience(&target);
         self.ping(now, &target, seq);
@@ -884,28 +888,37 @@ mod tests {
         // probe goes out now rather than at a wakeup of its own.
         let early = now + interval * 6 / 10;
         node.handle_packet(early, addr(2), &gossip_from_peer());
-        assert_eq!(pings_sent(&mut node).len(), 1, "probed early");
+        let pings = pings_sent(&mut node);
+        assert_eq!(pings.len(), 1, "probed early");
         assert_eq!(node.stats().probes_sent, 2);
         // The grid holds: the next probe is due an interval after the skipped
         // deadline, and that deadline wakes the node no more.
         assert_eq!(node.timers.get(Timer::Probe), Some(now + interval * 2));
-        let ends = node
-            .probing
-            .probes
-            .iter()
-            .map(|p| p.ends_at)
-            .collect::<Vec<_>>();
-        assert_eq!(
-            ends,
-            [now + interval * 2],
-            "its verdict comes with the next"
-        );
         node.handle_timeout(now + interval);
         assert!(
             pings_sent(&mut node).is_empty(),
             "no second probe on the old deadline"
         );
         assert_eq!(node.local_health().score(), 0);
+        // The early probe's verdict is due an interval after its ping, as any
+        // probe's (a failure is found no later); once answered, it takes no
+        // wakeup of its own and ends with the next probe.
+        let ends: Vec<Instant> = node.probing.probes.iter().map(|p| p.ends_at).collect();
+        assert_eq!(ends, [early + interval]);
+        assert_eq!(
+            node.timers.get(Timer::ProbeStep),
+            Some(early + node.config().probe_timeout)
+        );
+        let ack = packet("peer", 0, Message::Ack { seq: pings[0].1 }, &[]);
+        node.handle_packet(early + interval / 10, addr(2), &ack);
+        assert_eq!(node.timers.get(Timer::ProbeStep), None);
+        node.handle_timeout(now + interval * 2);
+        assert_eq!(
+            pings_sent(&mut node).len(),
+            1,
+            "the next probe, on the grid"
+        );
+        assert_eq!(node.probing.probes.len(), 1, "the answered one ended");
     }
 
     #[test]

@@ -140,8 +140,9 @@ impl Node {
     fn wakes(&self, timer: Timer) -> bool {
         let has_members = self.members.len() > 0;
         match timer {
-            // While the round-robin probe is in flight this deadline equals its
-            // verdict's (`ProbeStep`), so it needs no condition of its own.
+            // The round-robin probe in flight ends no later than this deadline
+            // (on it, unless the probe went out early), so the deadline always
+            // finds the cycle free and needs no condition of its own.
             Timer::Probe => !self.left && has_members,
             Timer::Gossip => has_members && !self.gossip.is_empty(),
             Timer::AntiEntropy => !self.left && (has_members || self.dead.len() > 0),

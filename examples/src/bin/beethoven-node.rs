@@ -84,6 +84,11 @@ struct Args {
     /// A tag of this node, `key=value`; repeatable (e.g. `--tag role=db --tag grpc=7000`).
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+    /// The probe interval in milliseconds, with the probe timeout at half of it
+    /// (default: the LAN defaults, 150 ms and 75 ms). Slower probing costs less
+    /// CPU and finds failures later (BENCHMARKS.md, "idle cost").
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..=60_000))]
+    probe_interval_ms: Option<u64>,
 }
 
 /// `key=value`, split at the first `=`.
@@ -209,6 +214,12 @@ enum Wake {
 /// to end with, if not success.
 async fn run(args: Args, runtime: impl Runtime) -> Result<Option<i32>, Box<dyn std::error::Error>> {
     let mut config = Config::for_cluster(&args.cluster).with_rng_seed(seed_from_clock());
+    if let Some(ms) = args.probe_interval_ms {
+        let interval = Duration::from_millis(ms);
+        config = config
+            .with_probe_interval(interval)
+            .with_probe_timeout(interval / 2);
+    }
     if let Some(path) = &args.key_file {
         config.keys = Some(read_keys(path)?);
     }

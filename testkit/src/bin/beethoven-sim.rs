@@ -98,6 +98,10 @@ struct Args {
     /// tag-change: change to tags of this size; default 64 there).
     #[arg(long, default_value_t = 0)]
     tag_bytes: usize,
+    /// The nodes' probe interval in milliseconds, with the probe timeout at half
+    /// of it (default: `Config::default()`'s, 150 ms and 75 ms).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..=60_000))]
+    probe_interval_ms: Option<u64>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -131,7 +135,7 @@ fn main() -> ExitCode {
         .with_loss(args.loss);
     let nodes = args.nodes as usize;
     let secs = Duration::from_secs_f64;
-    let base = Params {
+    let mut base = Params {
         scenario: args.scenario,
         nodes,
         seed: args.seed,
@@ -155,6 +159,13 @@ fn main() -> ExitCode {
         tag_bytes: args.tag_bytes,
         ..Params::new(args.scenario)
     };
+    if let Some(ms) = args.probe_interval_ms {
+        let interval = Duration::from_millis(ms);
+        base.config = base
+            .config
+            .with_probe_interval(interval)
+            .with_probe_timeout(interval / 2);
+    }
     let window = base.window().as_secs_f64();
     let long = nodes >= 1000 || window >= 600.0 || args.seeds > 1;
     let bar = if long && !args.json {
