@@ -7,6 +7,7 @@ quiet, measured over a window from /proc.
     python3 scripts/idle_cost.py --binary target/baseline/beethoven-node --nodes 30
     python3 scripts/idle_cost.py --runtime bare --nodes 30   # the floor: examples' custom_loop
     python3 scripts/idle_cost.py --nodes 30 --probe-interval-ms 300   # slower probing
+    python3 scripts/idle_cost.py --binary new/beethoven-node --against old/beethoven-node  # A/B, one cluster
 
 For each node, over the window (after every node holds N online rows, plus a
 settling pause):
@@ -19,7 +20,9 @@ settling pause):
     process's threads (/proc/PID/task/*/status);
   - datagrams per second, sent + received, from the node's own counters (the
     CLI's `stats` lines, `--stats-every`), and CPU per datagram.
-`--runtime bare` runs the `custom_loop` example instead: the core alone on a
+`--against` runs every other node from a second binary, in the same cluster and
+window, and reports each half: the machine's drift over minutes (10% here) then
+tilts neither side. `--runtime bare` runs the `custom_loop` example instead: the core alone on a
 blocking std socket (no driver, no runtime, one thread), the floor of what the
 protocol's own wakeups cost on this machine; it reports no datagram counts.
 CPU time counts only the processes' own work, so other jobs on the machine
@@ -151,6 +154,16 @@ def rate(samples, start, end):
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
+def group_of(args, i):
+    """With `--against`, every other node runs the other binary, in the same cluster
+    at the same time: what the machine does to one it does to both."""
+    return "against" if args.against and i % 2 == 1 else "binary"
+
+
+def binary_of(args, i):
+    return args.against if group_of(args, i) == "against" else args.binary
+
+
 def one_run(args, run):
     cluster = f"idle-{os.getpid()}-{run}"
     node_args = [] if args.probe_interval_ms is None else ["--probe-interval-ms", str(args.probe_interval_ms)]
@@ -161,8 +174,10 @@ def one_run(args, run):
         for i in range(args.nodes):
             bind = seed if i == 0 else "127.0.0.1:0"
             kind = BareNode if args.runtime == "bare" else Node
-            nodes.append(kind(args.binary, f"n{i}", bind, None if i == 0 else seed, cluster, args.runtime,
-                              node_args))
+            node = kind(binary_of(args, i), f"n{i}", bind, None if i == 0 else seed, cluster, args.runtime,
+                        node_args)
+            node.group = group_of(args, i)
+            nodes.append(node)
             time.sleep(0.02)
         deadline = time.monotonic() + 60
         while not all(node.online_rows() == args.nodes for node in nodes):
@@ -198,6 +213,7 @@ def one_run(args, run):
                 "involuntary_per_s": (a[4] - b[4]) / span,
                 "threads": a[5],
                 "datagrams_per_s": datagrams,
+                "group": node.group,
             })
         return {"formed_after_s": formed - started, "window_s": span, "online_rows_after": min(still), "nodes": per_node}
     finally:
@@ -249,6 +265,9 @@ def main():
     parser.add_argument("--base-port", type=int, default=18100)
     parser.add_argument("--binary", help="default: target/release/beethoven-node (custom_loop for bare)")
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    parser.add_argument("--against", metavar="BINARY",
+                        help="run every other node from this binary, in the same cluster and window, and "
+                             "report both halves (an A/B that the machine's drift cannot tilt)")
     parser.add_argument("--probe-interval-ms", type=int,
                         help="beethoven-node's --probe-interval-ms (default: the LAN defaults, 150 ms)")
     args = parser.parse_args()
@@ -260,20 +279,32 @@ def main():
     if not os.path.exists(args.binary) or os.environ.get("REBUILD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-examples", "--bin", program],
                        cwd=ROOT, check=True)
+    if args.against and args.runtime == "bare":
+        parser.error("--against needs beethoven-node (not --runtime bare)")
     for run in range(args.repeat):
-        line = summary(one_run(args, run), args)
-        if args.json:
-            print(json.dumps(line), flush=True)
-        else:
-            print(f"{line['runtime']:>5} N={line['nodes']:<3} probe {line['probe_interval_ms']} ms, window {line['window_s']:.0f} s: "
-                  f"CPU {line['cpu_ms_per_node_s']:.3f} ms/node/s (max {line['cpu_ms_max']:.3f}; "
-                  f"schedstat {line['cpu_schedstat_ms_per_node_s']:.3f}), "
-                  f"RSS {line['rss_mb']:.2f} MB (max {line['rss_mb_max']:.2f}; PSS {line['pss_mb']:.2f}, "
-                  f"private {line['private_mb']:.2f}), {line['threads']} threads, "
-                  f"switches {line['voluntary_cs_per_node_s']:.1f} vol + {line['involuntary_cs_per_node_s']:.1f} "
-                  f"invol /node/s, {line['datagrams_per_node_s']:.1f} datagrams/node/s, "
-                  f"{line['cpu_us_per_datagram']} us CPU/datagram", flush=True)
+        result = one_run(args, run)
+        for group in ["binary"] + (["against"] if args.against else []):
+            half = [node for node in result["nodes"] if node["group"] == group]
+            line = summary({**result, "nodes": half}, args)
+            line["binary"] = getattr(args, group)
+            line["nodes"] = len(half)
+            print_line(line, args)
     return 0
+
+
+def print_line(line, args):
+    if args.json:
+        print(json.dumps(line), flush=True)
+    else:
+        label = f" {line['binary']}:" if args.against else ""
+        print(f"{line['runtime']:>5}{label} N={line['nodes']:<3} probe {line['probe_interval_ms']} ms, window {line['window_s']:.0f} s: "
+              f"CPU {line['cpu_ms_per_node_s']:.3f} ms/node/s (max {line['cpu_ms_max']:.3f}; "
+              f"schedstat {line['cpu_schedstat_ms_per_node_s']:.3f}), "
+              f"RSS {line['rss_mb']:.2f} MB (max {line['rss_mb_max']:.2f}; PSS {line['pss_mb']:.2f}, "
+              f"private {line['private_mb']:.2f}), {line['threads']} threads, "
+              f"switches {line['voluntary_cs_per_node_s']:.1f} vol + {line['involuntary_cs_per_node_s']:.1f} "
+              f"invol /node/s, {line['datagrams_per_node_s']:.1f} datagrams/node/s, "
+              f"{line['cpu_us_per_datagram']} us CPU/datagram", flush=True)
 
 
 if __name__ == "__main__":

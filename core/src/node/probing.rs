@@ -451,8 +451,9 @@ impl Node {
     /// deadline, if the probe in flight is answered: the node is awake for a
     /// datagram anyway, and the probe at its own deadline would cost a wakeup of
     /// its own. A quiet node's wakeups are most of what it costs (BENCHMARKS.md,
-    /// "idle cost"); pings from others come at random times, so about a third of
-    /// the probe deadlines find a datagram in the half interval before them.
+    /// "idle cost"); pings from others come at random times, and in the
+    /// simulator about half of the probe deadlines find one in the half interval
+    /// before them (a quiet node of 30: 20.4 wakeups a second before, 17.3 after).
     ///
     /// The schedule keeps its grid: the probe after this one is due one interval
     /// after this one's deadline, not after now. So the node probes exactly as

@@ -45,15 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let node = beethoven_smol::start(options).await?;
         println!("{} listening on {}", node.name(), node.local_addr());
-        let mut updates = node.subscribe();
-        // The join began at start: a node met before the subscription was made
-        // is only in the table. Subscribe first, then catch up from the table;
-        // any change after this read arrives as an update.
-        for other in node.active_nodes() {
-            if &other != node.name() {
-                println!("{other} is Online (mode {:?}, from the table)", node.mode());
-            }
-        }
+        // The join began at start, on the node's own thread: the stream first
+        // tells the nodes already online when the node applies the subscription,
+        // then every change after it, so a node met meanwhile is never missed.
+        // (Subscribing, then reading the table, raced: the subscription is
+        // applied on the node's thread, maybe after the read and after the meeting.)
+        let mut updates = node.subscribe_with_current();
         let listen = async {
             while let Some(update) = updates.recv().await {
                 match update {
