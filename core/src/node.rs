@@ -335,8 +335,11 @@ impl Node {
             return;
         }
         self.input(now, |node| {
-            node.receive(now, from, bytes);
-            node.probe_early(now);
+            // Awake for it anyway: a probe due soon goes out now. Not for a
+            // dropped packet, which changes nothing.
+            if node.receive(now, from, bytes) {
+                node.probe_early(now);
+            }
         });
     }
 

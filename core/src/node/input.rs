@@ -14,8 +14,9 @@ use crate::tracker::Health;
 use crate::wire::{self, Message, Packet};
 
 impl Node {
-    /// See [`Node::handle_packet`].
-    pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    /// See [`Node::handle_packet`]. Returns whether the packet was accepted
+    /// (`false`: dropped and counted, nothing changed).
+    pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> bool {
         self.stats.packets_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if bytes.len() > self.config.max_packet_size {
@@ -62,11 +63,14 @@ impl Node {
             // exchange.
             self.send_rows_now(from, answer);
         }
+        true
     }
 
-    fn drop_packet(&mut self, from: SocketAddr, reason: DropReason) {
+    /// Counts and logs a dropped packet; `false`, for `receive` to return.
+    fn drop_packet(&mut self, from: SocketAddr, reason: DropReason) -> bool {
         self.stats.count_drop(reason);
         debug!(%from, ?reason, "dropped packet");
+        false
     }
 
     /// Everything that can make a decoded packet unacceptable, checked before any

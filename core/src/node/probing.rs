@@ -936,6 +936,10 @@ mod tests {
         node.handle_packet(now + interval * 4 / 10, addr(2), &ack);
         assert!(pings_sent(&mut node).is_empty());
         assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
+        // A dropped packet changes nothing, the schedule included.
+        node.handle_packet(now + interval * 7 / 10, addr(9), b"not a beethoven packet");
+        assert!(pings_sent(&mut node).is_empty());
+        assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
         // On time, the schedule is as it always was.
         node.handle_timeout(now + interval);
         assert_eq!(pings_sent(&mut node).len(), 1);

@@ -22,6 +22,8 @@
 //! `--runtime` picks the runtime the whole process runs on (tokio or smol); the
 //! output is the same. `--stats-every SECONDS` adds a `stats` line with the node's
 //! counters (datagrams and bytes sent and received), for `scripts/idle_cost.py`.
+//! `--probe-interval-ms` trades failure detection for CPU (the probe timeout is
+//! half of it; BENCHMARKS.md, "idle cost", has what each interval costs).
 //!
 //! Tags (`--tag key=value`, repeatable) travel in this node's row: rows in
 //! `tracker` events carry them, and a `tags` event reports each change of
