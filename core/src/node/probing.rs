@@ -53,9 +53,7 @@ impl Probing {
 
     /// Whether the round-robin probe is in flight (a patient one waits aside).
     pub(super) fn regular_in_flight(&self) -> bool {
-        self.probes
-            .iter()
-            .any(|probe| probe.regular && !probe.patient)
+        self.probes.iter().any(Probe::holds_the_cycle)
     }
 
     /// When a probe in flight next needs attention: its indirect round, or its
@@ -134,6 +132,12 @@ enum Verdict {
 }
 
 impl Probe {
+    /// The round-robin probe the cycle waits on: regular, and not a patient one
+    /// (those wait aside for a member known to answer late).
+    fn holds_the_cycle(&self) -> bool {
+        self.regular && !self.patient
+    }
+
     fn verdict(&self) -> Verdict {
         if self.acked {
             Verdict::Acked
@@ -469,17 +473,16 @@ impl Node {
         if self.left || early.is_zero() || early > interval / 2 || self.members.len() == 0 {
             return;
         }
-        let in_flight = |probe: &Probe| probe.regular && !probe.patient;
         if self
             .probing
             .probes
             .iter()
-            .any(|probe| in_flight(probe) && !probe.acked)
+            .any(|probe| probe.holds_the_cycle() && !probe.acked)
         {
             return;
         }
         // Its verdict is known (answered): what its deadline would do now.
-        if let Some(at) = self.probing.probes.iter().position(in_flight) {
+        if let Some(at) = self.probing.probes.iter().position(Probe::holds_the_cycle) {
             let probe = self.probing.probes.swap_remove(at);
             self.finish_probe(now, probe);
         }
@@ -617,7 +620,7 @@ impl Node {
             .tracker
             .get(&probe.target)
             .is_some_and(|row| row.health == Health::Suspect);
-        if probe.regular && !probe.patient && !suspected {
+        if probe.holds_the_cycle() && !suspected {
             // Hint probes go to members the OS already reported gone: they would
             // count a crash as loss. A member known to answer late is slow, not
             // lossy: waiting for it measures nothing about the network. A member
