@@ -13,7 +13,7 @@
 //! | `node_update` | `node`, `status` (another node went online or offline; first one `online` per node online when the agent's stream began: `Handle::subscribe_with_current`) |
 //! | `mode` | `mode` (`standalone` or `clustered`) |
 //! | `tags` | `node`, `tags` (another node's tags changed; first the tags held when the stream began) |
-//! | `name_conflict` | `node`, `addrs` (two live processes claim one name) |
+//! | `name_conflict` | `node`, `addrs` (two live processes claim one name; once per conflict) |
 //! | `name_lost` | `node`, `winner` (this process lost its name; it stops) |
 //! | `lagged` | `missed` (this reader fell behind: `missed` lines were dropped for it; or the stream's own subscription did, and the `tracker` lines after it catch up) |
 //! | `stopped` | (the node stopped; the stream ends after it) |
@@ -65,6 +65,9 @@ struct HubState {
     sender: broadcast::Sender<Item>,
     /// Whether this node's own name conflict was reported (a `name_lost` needs one first).
     own_conflict_reported: bool,
+    /// The own conflict was reported from the table, before the subscription's
+    /// update for it came: that update is then not reported again.
+    own_conflict_ahead: bool,
     name_lost_reported: bool,
 }
 
@@ -82,6 +85,7 @@ impl EventHub {
                 mirror: TableMirror::new(),
                 sender,
                 own_conflict_reported: false,
+                own_conflict_ahead: false,
                 name_lost_reported: false,
             }),
             dropped: AtomicU64::new(0),
@@ -141,6 +145,7 @@ impl EventHub {
                 let addrs = [me.min(winner), me.max(winner)];
                 send(&state.sender, conflict_line(node.name(), addrs));
                 state.own_conflict_reported = true;
+                state.own_conflict_ahead = true;
             }
             let fields = json!({"node": node.name().as_str(), "winner": winner.to_string()});
             send(&state.sender, line("name_lost", fields));
@@ -217,7 +222,11 @@ fn report_update(hub: &EventHub, node: &Handle, update: Update) {
         }
         Update::NameConflict { node: name, addrs } => {
             if name == *node.name() {
-                hub.lock().own_conflict_reported = true;
+                let mut state = hub.lock();
+                if std::mem::take(&mut state.own_conflict_ahead) {
+                    return;
+                }
+                state.own_conflict_reported = true;
             }
             conflict_line(&name, addrs)
         }

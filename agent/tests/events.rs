@@ -286,10 +286,16 @@ fn events_json_prints_the_stream_on_stdout_and_the_loser_of_a_name_says_so() {
     assert_eq!(kinds.first(), Some(&"started"));
     assert_eq!(kinds.last(), Some(&"stopped"));
     let winner = first.udp.to_string();
-    let conflict = events
+    let conflicts: Vec<&Value> = events
         .iter()
-        .find(|e| e["event"] == "name_conflict")
-        .expect("the conflict is reported");
+        .filter(|e| e["event"] == "name_conflict")
+        .collect();
+    assert_eq!(
+        conflicts.len(),
+        1,
+        "the conflict is reported once: {conflicts:?}"
+    );
+    let conflict = conflicts[0];
     assert_eq!(conflict["node"], "twin");
     assert!(
         conflict["addrs"]

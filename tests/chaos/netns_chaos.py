@@ -169,7 +169,10 @@ class Proc:
             args += ["--seed", f"{net.ips[0]}:{PORT}"]
         else:
             args += ["--seed", f"{net.ips[1]}:{PORT}"]
-        self.stderr = open(os.path.join(logdir, f"{self.name}-{time.time():.0f}.stderr"), "w")
+        stem = os.path.join(logdir, f"{self.name}-{time.time():.0f}")
+        self.stderr = open(f"{stem}.stderr", "w")
+        # Every event line as read, with the time it was read: what a failed check saw.
+        self.event_log = open(f"{stem}.events", "w")
         # `ip netns exec` execs the binary: signals reach the node itself.
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
                                      start_new_session=True, preexec_fn=_die_with_parent)
@@ -180,6 +183,8 @@ class Proc:
 
     def _read(self):
         for line in self.proc.stdout:
+            self.event_log.write(f"{time.time():.6f} {line}")
+            self.event_log.flush()
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
@@ -403,7 +408,8 @@ class Chaos:
         self.record("stop: stopped node offline on every survivor", ok1,
                     f"{victim.name} SIGSTOPped for {pause:.0f} s: offline everywhere after "
                     f"{fmt_ms(max(offline_lat.values())) if ok1 else 'never (within the pause)'}"
-                    + ("" if ok1 else f"; saw: {sorted(offline_lat)}"))
+                    + ("" if ok1 else f"; saw: {sorted(offline_lat)}; SIGSTOP at "
+                       f"{dt.datetime.fromtimestamp(stop_at, dt.timezone.utc).strftime('%H:%M:%S.%f')} UTC"))
         # What the resumed node made of the others meanwhile (a starved node should not accuse healthy ones).
         accused = [e["node"] for e in victim.events_since(cont_at, "node_update") if e["status"] == "offline"]
         ok2 = back_took is not None
