@@ -73,6 +73,10 @@ def parse_ts(value):
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def utc(seconds):
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%H:%M:%S.%f")
+
+
 def _die_with_parent():
     """In the child, before exec: get SIGKILL if this script dies (even by SIGKILL)."""
     try:
@@ -189,7 +193,8 @@ class Proc:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            event["_t"] = parse_ts(event["ts"]) if "ts" in event else time.time()
+            event["_read"] = time.time()
+            event["_t"] = parse_ts(event["ts"]) if "ts" in event else event["_read"]
             with self.lock:
                 self.events.append(event)
                 if event.get("event") == "tracker":
@@ -218,6 +223,20 @@ class Proc:
     def events_since(self, t0, kind=None):
         with self.lock:
             return [e for e in self.events if e["_t"] >= t0 and (kind is None or e.get("event") == kind)]
+
+    def story(self, node, last=6):
+        """What this process's stream said of `node` lately (for a failed check)."""
+        with self.lock:
+            row = self.rows.get(node)
+            said = [e for e in self.events
+                    if e.get("node") == node or (e.get("new_row") or {}).get("node") == node][-last:]
+        lines = [f"row now {row and (row['status'], row['health'], row['incarnation'])}; "
+                 f"{len(self.events)} events read, last read at {utc(self.events[-1]['_read']) if self.events else '-'}"]
+        for e in said:
+            row_then = e.get("new_row") or {}
+            what = e.get("status") or f"{row_then.get('status')}/{row_then.get('health')}"
+            lines.append(f"{e.get('event')} {what} ts {utc(e['_t'])} read {utc(e['_read'])}")
+        return "; ".join(lines)
 
     def signal(self, sig):
         if self.alive():
@@ -391,6 +410,8 @@ class Chaos:
                 if e["node"] == victim.name and e["status"] == "offline":
                     offline_lat[p.name] = e["_t"] - stop_at
                     break
+        # Told only if the check fails: what each silent survivor's stream said by now.
+        stories = {p.name: p.story(victim.name) for p in survivors if p.name not in offline_lat}
         time.sleep(max(0.0, stop_at + pause - time.time()))
         cont_at = time.time()
         victim.signal(signal.SIGCONT)
@@ -408,8 +429,8 @@ class Chaos:
         self.record("stop: stopped node offline on every survivor", ok1,
                     f"{victim.name} SIGSTOPped for {pause:.0f} s: offline everywhere after "
                     f"{fmt_ms(max(offline_lat.values())) if ok1 else 'never (within the pause)'}"
-                    + ("" if ok1 else f"; saw: {sorted(offline_lat)}; SIGSTOP at "
-                       f"{dt.datetime.fromtimestamp(stop_at, dt.timezone.utc).strftime('%H:%M:%S.%f')} UTC"))
+                    + ("" if ok1 else f"; saw: {sorted(offline_lat)}; SIGSTOP at {utc(stop_at)} UTC"
+                       + "".join(f"\n    {name}: {story}" for name, story in stories.items())))
         # What the resumed node made of the others meanwhile (a starved node should not accuse healthy ones).
         accused = [e["node"] for e in victim.events_since(cont_at, "node_update") if e["status"] == "offline"]
         ok2 = back_took is not None
