@@ -63,12 +63,39 @@ pub(crate) struct EventHub {
 struct HubState {
     mirror: TableMirror,
     sender: broadcast::Sender<Item>,
-    /// Whether this node's own name conflict was reported (a `name_lost` needs one first).
-    own_conflict_reported: bool,
-    /// The own conflict was reported from the table, before the subscription's
-    /// update for it came: that update is then not reported again.
-    own_conflict_ahead: bool,
+    own_conflict: OwnConflict,
     name_lost_reported: bool,
+}
+
+/// This node's own name conflict reaches the hub twice: as the subscription's
+/// update, and as the loss in the published table, in either order. It is
+/// reported once, and always before `name_lost`.
+#[derive(Debug, Default)]
+struct OwnConflict {
+    reported: bool,
+    /// Reported from the table before the update came: the update is not news.
+    ahead: bool,
+}
+
+impl OwnConflict {
+    /// The subscription's conflict update about the own name came: whether to report it.
+    fn update_came(&mut self) -> bool {
+        if std::mem::take(&mut self.ahead) {
+            return false;
+        }
+        self.reported = true;
+        true
+    }
+
+    /// The table shows the name lost: whether a conflict line must go first.
+    fn loss_seen(&mut self) -> bool {
+        if self.reported {
+            return false;
+        }
+        self.reported = true;
+        self.ahead = true;
+        true
+    }
 }
 
 /// What a new reader gets: the current table as lines (if asked), then the stream.
@@ -84,8 +111,7 @@ impl EventHub {
             state: Mutex::new(HubState {
                 mirror: TableMirror::new(),
                 sender,
-                own_conflict_reported: false,
-                own_conflict_ahead: false,
+                own_conflict: OwnConflict::default(),
                 name_lost_reported: false,
             }),
             dropped: AtomicU64::new(0),
@@ -139,13 +165,10 @@ impl EventHub {
         if let Some(winner) = node.name_taken_by()
             && !state.name_lost_reported
         {
-            if !state.own_conflict_reported {
-                // The loss was published before the stream's conflict update came.
+            if state.own_conflict.loss_seen() {
                 let me = node.advertised_addr();
                 let addrs = [me.min(winner), me.max(winner)];
                 send(&state.sender, conflict_line(node.name(), addrs));
-                state.own_conflict_reported = true;
-                state.own_conflict_ahead = true;
             }
             let fields = json!({"node": node.name().as_str(), "winner": winner.to_string()});
             send(&state.sender, line("name_lost", fields));
@@ -221,12 +244,8 @@ fn report_update(hub: &EventHub, node: &Handle, update: Update) {
             line("tags", json!({"node": other.as_str(), "tags": tags}))
         }
         Update::NameConflict { node: name, addrs } => {
-            if name == *node.name() {
-                let mut state = hub.lock();
-                if std::mem::take(&mut state.own_conflict_ahead) {
-                    return;
-                }
-                state.own_conflict_reported = true;
+            if name == *node.name() && !hub.lock().own_conflict.update_came() {
+                return;
             }
             conflict_line(&name, addrs)
         }
@@ -304,4 +323,27 @@ fn row_json(row: &TrackerRow) -> Value {
         "last_change": row.last_change.to_rfc3339_opts(SecondsFormat::Millis, true),
         "tags": row.tags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OwnConflict;
+
+    #[test]
+    fn the_own_conflict_is_reported_once_whichever_source_comes_first() {
+        let mut update_first = OwnConflict::default();
+        assert!(update_first.update_came());
+        assert!(!update_first.loss_seen(), "already reported by the update");
+
+        let mut loss_first = OwnConflict::default();
+        assert!(
+            loss_first.loss_seen(),
+            "a conflict line goes before name_lost"
+        );
+        assert!(!loss_first.update_came(), "the update is not news any more");
+        assert!(
+            loss_first.update_came(),
+            "a later conflict under the name is news again"
+        );
+    }
 }
