@@ -277,6 +277,7 @@ class Chaos:
         self.net = Net(args.nodes)
         self.cluster = f"chaos-{os.getpid()}"
         self.procs = []
+        self.every_proc = []  # restarted ones too: their streams count in the delay figure
         self.logdir = tempfile.mkdtemp(prefix="bchaos-")
         self.results = []  # (name, ok, detail)
 
@@ -286,6 +287,18 @@ class Chaos:
         self.results.append((name, ok, detail))
         print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
         return ok
+
+    def stream_delay(self):
+        """How late this script read the nodes' event lines (a check sees only what it read)."""
+        delays = []
+        for p in self.every_proc:
+            with p.lock:
+                delays.extend(e["_read"] - e["_t"] for e in p.events)
+        if not delays:
+            return "event streams: no line read"
+        delays.sort()
+        return (f"event streams: {len(delays)} lines read, {fmt_ms(delays[len(delays) // 2])} after their "
+                f"timestamp at p50, {fmt_ms(delays[-1])} at most")
 
     def names(self):
         return [p.name for p in self.procs]
@@ -322,6 +335,7 @@ class Chaos:
 
     def start_node(self, i):
         proc = Proc(self.args.binary, self.net, i, self.cluster, self.logdir)
+        self.every_proc.append(proc)
         if i < len(self.procs):
             self.procs[i] = proc
         else:
@@ -630,6 +644,7 @@ class Chaos:
         finally:
             self.teardown()
         failed = [r for r in self.results if not r[1]]
+        print(self.stream_delay(), flush=True)
         print(f"{'FAIL' if failed else 'PASS'}: {len(self.results) - len(failed)}/{len(self.results)} checks passed "
               f"in {time.time() - started:.0f} s" + (f" (node logs: {self.logdir})" if failed else ""), flush=True)
         if not failed:
