@@ -26,6 +26,9 @@ streams:
 
 Each check prints PASS/FAIL with its numbers; the exit status is non-zero if any
 failed (77, "skipped", when the prerequisites are missing: root, `ip netns`, `nft`).
+The last lines say how late the script read the event streams. On failure the
+log directory stays: per process, its stderr and its event lines, each prefixed
+with the time the script read it.
 Namespaces, processes and nftables rules are removed on exit, even on failure
 or Ctrl-C/SIGTERM.
 
@@ -203,6 +206,7 @@ class Proc:
                         self.rows.pop(row["node"], None)
                     else:
                         self.rows[row["node"]] = row
+        self.event_log.close()
 
     def alive(self):
         return self.proc.poll() is None
@@ -230,7 +234,7 @@ class Proc:
             row = self.rows.get(node)
             said = [e for e in self.events
                     if e.get("node") == node or (e.get("new_row") or {}).get("node") == node][-last:]
-        lines = [f"row now {row and (row['status'], row['health'], row['incarnation'])}; "
+        lines = [f"row {row and (row['status'], row['health'], row['incarnation'])}; "
                  f"{len(self.events)} events read, last read at {utc(self.events[-1]['_read']) if self.events else '-'}"]
         for e in said:
             row_then = e.get("new_row") or {}
