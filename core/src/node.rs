@@ -449,7 +449,9 @@ impl Node {
 
     /// Leaves the cluster gracefully: writes this node `Left` and spreads it
     /// (pinging up to `gossip_fanout` members with it at once, then by gossip);
-    /// the others mark it offline at once, without suspicion. Probing stops.
+    /// the others mark it offline at once, without suspicion. Probing stops, and
+    /// the node judges nobody any more: suspicions it hears of start no timer of
+    /// its own (no last-chance pings, no verdicts); the members it left keep watch.
     /// [`Event::LeaveFinished`] reports when the news has spread (every pinged
     /// member acked, or gossip sent it out) or `leave_timeout` passed; then the
     /// node can be dropped.

@@ -246,7 +246,8 @@ impl Node {
         row: &TrackerRow,
         origin: Option<NodeName>,
     ) {
-        if row.health != Health::Suspect {
+        // A node that left judges nobody: the members it left keep the watch.
+        if row.health != Health::Suspect || self.left {
             self.suspicions.remove(&row.node);
             return;
         }
@@ -492,6 +493,40 @@ mod tests {
             node.suspicions[&peer].last_chance.is_none(),
             "the timeout starts over"
         );
+    }
+
+    #[test]
+    fn a_node_that_left_neither_pings_a_suspect_nor_declares_it_dead() {
+        let now = epoch();
+        let peer = name("peer");
+        let mut node = node_knowing_peer(now);
+        node.leave(now).expect("a member can leave");
+        let _ = sent(&mut node);
+        while node.poll_event().is_some() {}
+        // A suspicion of the peer still reaches it, riding on a late packet.
+        let rumour = testing::suspect("peer", 2, 0, "other");
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("other", 0, Message::Gossip, &[&rumour]),
+        );
+        let mut at = now;
+        let until = now + Duration::from_secs(60);
+        let mut pinged = 0;
+        while let Some(next) = node.poll_timeout().filter(|next| *next <= until) {
+            at = next.max(at);
+            node.handle_timeout(at);
+            pinged += sent(&mut node)
+                .iter()
+                .filter(|(to, p)| *to == addr(2) && matches!(p.message, Message::Ping { .. }))
+                .count();
+        }
+        assert_eq!(pinged, 0, "a node that left checks nobody");
+        assert_ne!(node.row(&peer).map(|row| row.health), Some(Health::Dead));
+        let offline = std::iter::from_fn(|| node.poll_event()).any(|event| {
+            matches!(event, crate::Event::NodeUpdate { node, status } if node == peer && status == crate::NodeStatus::Offline)
+        });
+        assert!(!offline, "its subscribers hear no verdict of its own");
     }
 
     #[test]
