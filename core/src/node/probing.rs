@@ -1,8 +1,8 @@
 //! Probing: the probe cycle (SWIM with Lifeguard's nacks), the indirect probes
 //! this node runs for others, Lifeguard's local health score, and the fast path
 //! for crashed processes: "port unreachable" hints from the OS start probes at
-//! once, and bounces confirmed by independent members shorten the suspicion to
-//! `unreachable_grace`.
+//! once, and a second bounce (another of our datagrams, or a helper's report)
+//! shortens the suspicion to `unreachable_grace`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,8 +16,11 @@ use crate::stats::DropReason;
 use crate::tracker::Health;
 use crate::wire::Message;
 
-/// Independent bounces (ours and helpers') that make a crash likely enough to
-/// take the short suspicion.
+/// Bounces that make a crash likely enough to take the short suspicion. Each
+/// report counts, whoever's datagram bounced: ours (the hint, then the probe's
+/// own ping) or a helper's. Requiring a helper's would lose the fast path in a
+/// two-node cluster, and "port unreachable" is the target host's own word
+/// whichever member asked it.
 const BOUNCES_TO_SUSPECT: u32 = 2;
 
 /// Most probes started by unreachable hints at once.
@@ -106,7 +109,7 @@ pub(super) struct Probe {
     indirect_sent: bool,
     nacks_expected: u32,
     nacks: u32,
-    /// Independent "port unreachable" evidence: our own hint plus helpers' reports.
+    /// "Port unreachable" reports for the target: our own hints plus helpers' reports.
     bounces: u32,
     /// Whether the bounces already led to a (short) suspicion.
     fast_suspected: bool,
