@@ -273,14 +273,14 @@ def main():
     args = parser.parse_args()
     if args.runtime == "bare" and args.probe_interval_ms is not None:
         parser.error("--probe-interval-ms needs beethoven-node (not --runtime bare)")
+    if args.against and args.runtime == "bare":
+        parser.error("--against needs beethoven-node (not --runtime bare)")
     program = "custom_loop" if args.runtime == "bare" else "beethoven-node"
     if args.binary is None:
         args.binary = os.path.join(ROOT, "target", "release", program)
     if not os.path.exists(args.binary) or os.environ.get("REBUILD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-examples", "--bin", program],
                        cwd=ROOT, check=True)
-    if args.against and args.runtime == "bare":
-        parser.error("--against needs beethoven-node (not --runtime bare)")
     for run in range(args.repeat):
         result = one_run(args, run)
         for group in ["binary"] + (["against"] if args.against else []):

@@ -476,16 +476,12 @@ impl Node {
         if self.left || early.is_zero() || early > interval / 2 || self.members.len() == 0 {
             return;
         }
-        if self
-            .probing
-            .probes
-            .iter()
-            .any(|probe| probe.holds_the_cycle() && !probe.acked)
-        {
-            return;
-        }
-        // Its verdict is known (answered): what its deadline would do now.
+        // One probe at most holds the cycle. Answered, its verdict is known:
+        // what its deadline would do, done now.
         if let Some(at) = self.probing.probes.iter().position(Probe::holds_the_cycle) {
+            if !self.probing.probes[at].acked {
+                return;
+            }
             let probe = self.probing.probes.swap_remove(at);
             self.finish_probe(now, probe);
         }
