@@ -4,7 +4,7 @@
 //! One task ([`follow`]) reads the node's subscriptions and its published table
 //! (through the driver's [`TableMirror`]), turns every change into one JSON
 //! object with `event` and `ts`, and hands it to a broadcast channel. The events
-//! and their fields are those of `beethoven-node --json`:
+//! and their fields:
 //!
 //! | `event` | fields |
 //! |---|---|
