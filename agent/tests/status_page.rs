@@ -4,13 +4,16 @@
 //!
 //! The browser is driven over the Chrome DevTools Protocol (a WebSocket). It is
 //! `$STATUS_PAGE_BROWSER`, or the first of `chromium-headless-shell`,
-//! `chromium`, `chromium-browser` found on `PATH`; without one the test says so
-//! and skips, unless `STATUS_PAGE_BROWSER` is set (`.ci/run` sets it once it
-//! has installed Chromium), when a missing browser is a failure.
+//! `chromium`, `chromium-browser` found on `PATH`. Without one the test skips,
+//! and says so on the terminal's stderr (past libtest's capture, which would
+//! hide the message of a passing test); when `STATUS_PAGE_BROWSER` is set
+//! (`.ci/run` sets it once it has installed Chromium) or
+//! `BEETHOVEN_REQUIRE_ALL_TESTS` is set (CI that must run every test), a
+//! missing browser is a failure.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -156,14 +159,18 @@ fn row(rows: &[(String, String)], name: &str) -> Option<String> {
 #[test]
 fn the_status_page_shows_a_killed_agent_turn_offline() {
     let Some(binary) = browser() else {
-        #[allow(clippy::print_stderr)] // the skip must be visible in the test log
-        {
-            eprintln!(
-                "SKIP the_status_page_shows_a_killed_agent_turn_offline: no Chromium on PATH \
-                 ({}); install one (apt-get install chromium-headless-shell) or set STATUS_PAGE_BROWSER",
-                BROWSERS.join(", ")
-            );
-        }
+        let message = format!(
+            "SKIP the_status_page_shows_a_killed_agent_turn_offline: no Chromium on PATH \
+             ({}); install one (apt-get install chromium-headless-shell) or set STATUS_PAGE_BROWSER",
+            BROWSERS.join(", ")
+        );
+        assert!(
+            std::env::var_os("BEETHOVEN_REQUIRE_ALL_TESTS").is_none(),
+            "BEETHOVEN_REQUIRE_ALL_TESTS is set, so a skip is a failure: {message}"
+        );
+        // Straight to the process's stderr: libtest captures `eprintln!` and
+        // shows it only for a failing test, and a skip must be seen.
+        let _ = writeln!(std::io::stderr().lock(), "{message}");
         return;
     };
     let first = Agent::start("n0", &[]);

@@ -1,4 +1,4 @@
-//! Two live processes under one name (issue 14, item 5), driven through the
+//! Two live processes under one name, driven through the
 //! core's in-memory pump: the conflict is found, reported, and resolved by the
 //! rule of `Event::NameConflict` (the earlier start keeps the name); a restart at a
 //! new address is no conflict.

@@ -1,5 +1,5 @@
 //! Core memory per tracked row when every row carries 64 bytes of tags
-//! (issue 13's target: at most 250 bytes), measured as in the allocations
+//! (the target: at most 250 bytes), measured as in the allocations
 //! bench: the heap growth of a node fed a 10,000-row join reply, once its
 //! events are drained, divided by the rows.
 //!

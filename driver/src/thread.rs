@@ -4,7 +4,7 @@
 //! passes, which is the wait's timeout.
 //!
 //! Why a thread of its own rather than a task on the application's runtime: idle
-//! cost (issue 16, BENCHMARKS.md "idle cost"). A quiet node needs about 20
+//! cost (BENCHMARKS.md, "idle cost"). A quiet node needs about 20
 //! wakeups a second (its probe deadlines, the acks, the pings of others), and on
 //! a VM each costs 20–30 µs of switching alone. A task on tokio wakes about as
 //! often again for nothing: tokio's timer wheel wakes its thread at the boundary

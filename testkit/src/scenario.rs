@@ -8,7 +8,7 @@
 //! if it had faults, passes the liveness gate, which heals that loss first (see
 //! [`Sim::liveness_gate`]). The result is a [`Report`].
 //!
-//! The grey-zone scenarios (issue 14: partitions of a chosen length,
+//! The grey-zone scenarios (partitions of a chosen length,
 //! `partition-retention`, `split-merge`, `loss`, `slow`, `name-conflict`) are
 //! set up in the `grey` submodule and add their figures to the report's
 //! [`GreyFigures`](crate::report::GreyFigures).

@@ -1,4 +1,4 @@
-//! Hostile-network targets (issue 14), measured in simulated time on the
+//! Hostile-network targets, measured in simulated time on the
 //! grey-zone scenarios: partitions, heavy loss, slow members, split clusters,
 //! two processes under one name. LAN defaults (1 ms ± 0.5 ms), default config.
 //!
@@ -243,6 +243,11 @@ fn two_live_processes_under_one_name_are_detected_within_5s_and_the_incarnation_
             g.conflict_detected_after_s, g.conflict_incarnation_growth_60s, g.conflict_addr_flips
         );
         assert_eq!(report.violations, 0, "{:?}", report.first_violation);
+        assert_eq!(
+            g.conflict_offline_writes,
+            Some(0),
+            "seed {seed}: the name's holder was written offline"
+        );
         assert!(
             g.conflict_detected_after_s.is_some_and(|t| t <= 5.0),
             "seed {seed}"

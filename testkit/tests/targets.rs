@@ -1,4 +1,4 @@
-//! Performance targets (issue 7, and issue 13's for tags), measured in
+//! Performance targets (failure detection, traffic, joins, tags), measured in
 //! simulated time: deterministic, so they are ordinary tests. LAN defaults:
 //! 1 ms ± 0.5 ms, default config.
 //!
@@ -93,7 +93,7 @@ fn process_crash_with_unreachable_hints_at_100_nodes_is_offline_everywhere_p50_h
 }
 
 /// A process that dies and comes back on the same port within 200 ms is never
-/// offline, even though its datagrams bounced meanwhile (issue 8).
+/// offline, even though its datagrams bounced meanwhile.
 #[test]
 fn a_process_restarting_on_the_same_port_within_200ms_is_never_declared_offline() {
     let mut hints = 0;
@@ -333,7 +333,7 @@ fn a_node_paused_2s_every_minute_under_10_percent_loss_gets_no_one_else_declared
     assert_eq!(report.violations, 0, "{:?}", report.first_violation);
 }
 
-// ----- tags (issue 13) -----
+// ----- tags -----
 
 /// Five tag changes of 64 bytes, each by another node of a formed `nodes`-node
 /// cluster whose nodes all carry 64 bytes of tags, one after another: the time

@@ -290,6 +290,25 @@ fn a_false_death_under_lossy_and_slow_link_rules_and_loss_is_still_caught() {
     assert!(judge(&sim, 0, 1, &dead), "connected through the others");
 }
 
+/// The checks a real run at heavy loss relied on while the core could still be
+/// fooled there, on a fixed false death instead: 75% loss everywhere and 95%
+/// loss on every link to the target leave it healthy, so its death is caught.
+#[test]
+fn a_false_death_at_heavy_loss_and_behind_very_lossy_links_is_caught() {
+    let (mut sim, dead) = sim_and_false_death();
+    sim.apply(crate::Fault::Loss { loss: 0.75 });
+    for from in [0, 2, 3, 4, 5] {
+        let rule = crate::LinkRule {
+            loss: Some(0.95),
+            ..crate::LinkRule::default()
+        };
+        sim.apply(crate::Fault::Link { from, to: 1, rule });
+    }
+    sim.run_for(S);
+    assert_eq!(sim.standing(0, 1), Standing::Healthy);
+    assert!(judge(&sim, 0, 1, &dead), "heavy loss does not excuse it");
+}
+
 #[test]
 fn a_death_across_a_partition_is_excused_until_a_grace_after_the_heal() {
     let (mut sim, dead) = sim_and_false_death();

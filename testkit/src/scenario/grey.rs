@@ -1,4 +1,4 @@
-//! The grey-zone scenarios (issue 14): partitions of a chosen length, a split
+//! The grey-zone scenarios: partitions of a chosen length, a split
 //! that outlasts `offline_retention`, two clusters merging, heavy loss, slow
 //! members, two processes under one name. Their faults and their figures.
 

@@ -224,7 +224,8 @@ impl Sim {
 
     /// Starts standby slot `node` as a second process under `of`'s name, at
     /// its own address, joined through a few up nodes. Both processes are
-    /// degraded for accuracy while the two run.
+    /// degraded for accuracy while the two run, and the holder for one grace
+    /// after the second falls silent ([`Sim::end_conflict_excuse`]).
     fn start_twin(&mut self, node: usize, of: usize) {
         let name = self.slots[of].name.clone();
         self.slots[node].name = name;
@@ -237,6 +238,23 @@ impl Sim {
         self.metrics.conflicts.push(conflict);
         let seeds = self.pick_seeds(JOIN_SEEDS, &[node, of]);
         self.join_through(node, seeds);
+    }
+
+    /// Slot `silent`'s process has fallen silent (it lost its name, or
+    /// stopped): if it was one of two processes under one name, the other's
+    /// excuse ends one grace from now (news of the conflict may still be on its
+    /// way). Any later false death of the one left counts.
+    pub(super) fn end_conflict_excuse(&mut self, silent: usize) {
+        let until = self.now + self.timing.grace;
+        let holder = self.slots[silent].twin_of;
+        let twins = (0..self.slots.len()).filter(|&j| self.slots[j].twin_of == Some(silent));
+        let others: Vec<usize> = holder.into_iter().chain(twins).collect();
+        for other in others {
+            let slot = &mut self.slots[other];
+            if slot.node().is_some() && slot.disturbed_until == Duration::MAX && !slot.leaving {
+                slot.disturbed_until = until;
+            }
+        }
     }
 
     /// Starts a new process in slot `node` and joins it through a few up nodes.

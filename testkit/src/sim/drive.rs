@@ -351,6 +351,8 @@ impl Sim {
                 }
             }
             Event::Joined { .. } => self.slots[i].joined = true,
+            // The loser of a name falls silent: the other's excuse ends a grace later.
+            Event::NameLost { .. } => self.end_conflict_excuse(i),
             // The first report of a conflict, by either process or any observer.
             Event::NameConflict { node, .. } => {
                 let about = self.by_name.get(node).copied();
@@ -454,6 +456,7 @@ impl Sim {
 
     /// Ends node `i`'s process (crash, leave finished, panic).
     pub(super) fn take_down(&mut self, i: usize, to: Proc) {
+        self.end_conflict_excuse(i);
         let slot = &mut self.slots[i];
         if slot.node().is_some() {
             self.running -= 1;

@@ -1,0 +1,193 @@
+//! Regression bounds: every figure README.md and BENCHMARKS.md publish, held
+//! near today's value, exact seeds. These are not the targets (`targets.rs`,
+//! `grey_zone.rs` hold those, with their own, looser bounds): they make a
+//! slower or chattier core fail CI instead of passing quietly under a target
+//! it still meets.
+//!
+//! Each bound is today's figure plus 10–20 %: room for a small, legitimate
+//! drift, none for a 1.5× regression. Simulated time is deterministic, so a
+//! figure moves only when the code does. A change that moves one past its
+//! bound is either a regression to fix, or a deliberate trade: then the figure
+//! and bound here, and the published figure, change together, with the reason
+//! in the commit message.
+
+#![allow(clippy::print_stderr)] // the measured figures are printed for the record
+
+use std::time::Duration;
+
+use beethoven_testkit::metrics::percentile_f64;
+use beethoven_testkit::report::{GreyFigures, Report};
+use beethoven_testkit::scenario::{self, Params, ScenarioKind};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A published figure, its value today (measured at the commit that set it:
+/// see `git log -L` of the constant) and its bound.
+struct Figure {
+    what: &'static str,
+    today: f64,
+    bound: f64,
+}
+
+impl Figure {
+    /// Fails if `measured` is over the bound, saying what moved.
+    fn check(&self, measured: f64) {
+        eprintln!(
+            "{}: {measured:.4} (today {:.4}, bound {:.4})",
+            self.what, self.today, self.bound
+        );
+        assert!(
+            measured <= self.bound,
+            "{} regressed: {measured:.4} over the bound {:.4} (today's figure: {:.4}). \
+             Fix the regression, or, if it is a deliberate trade, move the figure, the bound \
+             and the published figure together, with the reason in the commit message.",
+            self.what,
+            self.bound,
+            self.today
+        );
+    }
+}
+
+fn run(params: &Params) -> Report {
+    let report = scenario::run(params, &mut |_, _| {}).expect("the cluster forms");
+    assert_eq!(report.violations, 0, "{:?}", report.first_violation);
+    report
+}
+
+fn grey(report: &Report) -> &GreyFigures {
+    report
+        .grey
+        .as_ref()
+        .expect("a grey-zone scenario reports its figures")
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    percentile_f64(values, q).expect("figures measured")
+}
+
+/// `beethoven-sim --nodes 100 --scenario crash --seeds 5`: 30 silent crashes
+/// (5 per seed), offline on every survivor; p50 and p99 pooled.
+#[test]
+fn silent_crash_detection_at_100_nodes_stays_near_p50_1_4s_p99_1_6s() {
+    let latencies: Vec<f64> = (1..=5)
+        .flat_map(|seed| {
+            let report = run(&Params {
+                seed,
+                ..Params::new(ScenarioKind::Crash)
+            });
+            assert_eq!(report.undetected, 0, "seed {seed}");
+            report.detection_latencies_s
+        })
+        .collect();
+    P50_DETECTION.check(percentile(&latencies, 50.0));
+    P99_DETECTION.check(percentile(&latencies, 99.0));
+}
+
+const P50_DETECTION: Figure = Figure {
+    what: "silent crash, N=100, 5 seeds: detection p50 (s)",
+    today: 1.387,
+    bound: 1.55,
+};
+const P99_DETECTION: Figure = Figure {
+    what: "silent crash, N=100, 5 seeds: detection p99 (s)",
+    today: 1.584,
+    bound: 1.8,
+};
+
+/// `beethoven-sim --nodes 100 --scenario steady --duration 60`.
+#[test]
+fn steady_traffic_at_100_nodes_stays_near_437_bytes_per_node_per_second() {
+    let report = run(&Params::new(ScenarioKind::Steady));
+    assert_eq!(report.offline_writes, 0);
+    STEADY_BYTES.check(report.bytes_per_node_s);
+}
+
+const STEADY_BYTES: Figure = Figure {
+    what: "steady, N=100: bytes/node/s",
+    today: 437.0,
+    bound: 480.0,
+};
+
+/// `beethoven-sim --nodes 100 --scenario partition --partition-secs 30 --seeds 3`:
+/// heal to converged, the slowest of three seeds.
+#[test]
+fn a_partition_of_a_third_of_100_nodes_still_heals_within_0_35s() {
+    let heals: Vec<f64> = (1..=3)
+        .map(|seed| {
+            let report = run(&Params {
+                seed,
+                partition: Some(30 * SECOND),
+                ..Params::new(ScenarioKind::Partition)
+            });
+            report.convergence_after_heal_s.unwrap_or(f64::INFINITY)
+        })
+        .collect();
+    PARTITION_HEAL.check(heals.iter().copied().fold(0.0, f64::max));
+}
+
+const PARTITION_HEAL: Figure = Figure {
+    what: "partition of a third, N=100, 30 s, 3 seeds: slowest heal to converged (s)",
+    today: 0.35,
+    bound: 0.4,
+};
+
+/// `beethoven-sim --nodes 100 --scenario slow --duration 300`: 8 members
+/// receive everything 1–5 s late; traffic against the quiet figure.
+#[test]
+fn slow_members_still_cost_about_2_1_times_quiet_traffic() {
+    let report = run(&Params {
+        duration: 300 * SECOND,
+        ..Params::new(ScenarioKind::Slow)
+    });
+    assert_eq!(report.false_offline, 0);
+    let ratio = grey(&report).msgs_ratio_to_quiet.expect("a quiet figure");
+    SLOW_TRAFFIC.check(ratio);
+}
+
+const SLOW_TRAFFIC: Figure = Figure {
+    what: "8 slow members of N=100, 300 s: traffic / quiet traffic",
+    today: 2.1,
+    bound: 2.4,
+};
+
+/// `beethoven-sim --nodes 100 --scenario tag-change --tag-bytes 64 --duration 30`.
+#[test]
+fn a_tag_change_still_reaches_100_nodes_within_about_0_13s() {
+    let report = run(&Params {
+        tag_bytes: 64,
+        duration: 30 * SECOND,
+        ..Params::new(ScenarioKind::TagChange)
+    });
+    assert_eq!(report.tag_changes, 5);
+    TAG_SPREAD.check(report.tag_spread_p99_s.expect("changes spread"));
+}
+
+const TAG_SPREAD: Figure = Figure {
+    what: "tag change, N=100, 64 B, 5 changes: spread p99 (s)",
+    today: 0.134,
+    bound: 0.155,
+};
+
+/// `beethoven-sim --nodes 100 --scenario join-storm --joiners 1 --seeds 5 --duration 10`.
+#[test]
+fn a_join_still_reaches_100_nodes_within_about_0_13s() {
+    let spreads: Vec<f64> = (1..=5)
+        .flat_map(|seed| {
+            let report = run(&Params {
+                seed,
+                joiners: Some(1),
+                duration: 10 * SECOND,
+                ..Params::new(ScenarioKind::JoinStorm)
+            });
+            assert_eq!(report.joins, 1, "seed {seed}");
+            report.join_latencies_s
+        })
+        .collect();
+    JOIN_SPREAD.check(percentile(&spreads, 99.0));
+}
+
+const JOIN_SPREAD: Figure = Figure {
+    what: "one join into N=100, 5 seeds: online everywhere, slowest (s)",
+    today: 0.134,
+    bound: 0.155,
+};
