@@ -72,11 +72,11 @@ fn a_forged_suspicion_at_u64_max_neither_panics_nor_evicts_the_node() {
         "decoded up to the forged row, which is out of range"
     );
     // The same row as plain gossip: the reproducer's header, sender "n2" and its
-    // incarnation, message `Gossip` (kind 8, no fields), then its first
-    // piggybacked item (the update about n0).
+    // incarnation, message `Gossip` (kind 8, no fields), one item: the
+    // reproducer's first (the update about n0).
     let mut gossip = datagram[..18].to_vec();
-    gossip.extend_from_slice(&[8, 0]);
-    gossip.extend_from_slice(&datagram[24..50]);
+    gossip.extend_from_slice(&[8, 0, 1]);
+    gossip.extend_from_slice(&datagram[25..51]);
     sim.deliver(Datagram {
         from: addr(2),
         to: addr(1),

@@ -30,7 +30,7 @@ fn frame(kind: u64, fields: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A plaintext datagram of the fuzz cluster from node `from`, with a message
-/// frame and the item frames after it.
+/// frame and the item frames after it (counted).
 fn datagram(from: u8, message: (u64, &[u8]), items: &[(u64, Vec<u8>)]) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.push(VERSION);
@@ -40,6 +40,7 @@ fn datagram(from: u8, message: (u64, &[u8]), items: &[(u64, Vec<u8>)]) -> Vec<u8
     bytes(name(from).as_str().as_bytes(), &mut out);
     varint(0, &mut out);
     frame(message.0, message.1, &mut out);
+    varint(items.len() as u64, &mut out);
     for (kind, fields) in items {
         frame(*kind, fields, &mut out);
     }

@@ -163,6 +163,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use crate::node::testing::*;
+    use crate::wire::raw;
 
     #[test]
     fn a_ping_for_another_name_is_dropped_whole() {
@@ -241,13 +242,13 @@ mod tests {
     fn a_later_versions_piggybacked_items_are_counted_and_the_rows_beside_them_apply() {
         let now = epoch();
         let mut node = node(now);
-        let mut bytes = packet("peer", 0, Message::Gossip, &[]);
-        // Item kind 9 (unknown), three bytes of fields; then the row; then
-        // item kind 300 with no fields.
-        bytes.extend_from_slice(&[9, 3, 1, 2, 3]);
-        let update = alive("peer", 2, 0);
-        bytes.extend_from_slice(&postcard::to_allocvec(&update).expect("encodes"));
-        bytes.extend_from_slice(&[0xac, 0x02, 0]);
+        let items = [
+            raw::frame(9, &[1, 2, 3]),
+            raw::update(&alive("peer", 2, 0)),
+            raw::frame(300, &[]),
+        ];
+        let gossip = raw::frame(8, &[]);
+        let bytes = raw::packet(node.config().cluster_id, &name("peer"), &gossip, &items);
         node.handle_packet(now, addr(2), &bytes);
         assert_eq!(node.stats().dropped(DropReason::UnknownPiggyback), 2);
         assert_eq!(node.stats().dropped_total(), 2);
@@ -261,9 +262,10 @@ mod tests {
     fn a_frame_cut_short_drops_the_whole_packet() {
         let now = epoch();
         let mut node = node(now);
-        let mut bytes = packet("peer", 0, Message::Gossip, &[&alive("peer", 2, 0)]);
-        // An item whose length says ten bytes, of which two came.
-        bytes.extend_from_slice(&[9, 10, 1, 2]);
+        let items = [raw::update(&alive("peer", 2, 0)), vec![9, 10, 1, 2]];
+        // The second item's length says ten bytes, of which two came.
+        let gossip = raw::frame(8, &[]);
+        let bytes = raw::packet(node.config().cluster_id, &name("peer"), &gossip, &items);
         node.handle_packet(now, addr(2), &bytes);
         assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
         assert_eq!(node.tracker().len(), 1, "the row before it was not applied");

@@ -3,7 +3,7 @@
 //! ```text
 //! packet  = magic "BTHV" (4) | version (1) | flags (1) | cluster id (8, little endian) | body
 //! body    = sender name (varint length | UTF-8) | sender incarnation (varint)
-//!         | message | item*                       (items until the body ends)
+//!         | message | item count (varint) | item*    (then the body ends)
 //! message = kind (varint) | length (varint) | fields
 //! item    = kind (varint) | length (varint) | fields   (piggybacked: row updates)
 //! sealed (flags bit 0): body = ciphertext | nonce (24) | tag (16), header authenticated
@@ -11,7 +11,8 @@
 //!
 //! The fixed header comes first so a packet of another protocol, version or cluster
 //! is told apart before anything is decoded. Decoding never panics: every failure
-//! is a [`DecodeError`]. The kinds and fields are in `message.rs`, the row in
+//! is a [`DecodeError`]. The item count and the end of the body are checked, so
+//! a datagram cut short anywhere never decodes, and one has exactly one meaning. The kinds and fields are in `message.rs`, the row in
 //! `row.rs`; golden bytes of each are in `core/tests/golden/`.
 //!
 //! # Growing
@@ -119,9 +120,10 @@ fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), Decode
 
 /// Decodes a datagram. Checks the header first, then opens a sealed body (into
 /// `scratch`, reused across calls), then decodes the body frame by frame: a
-/// frame of an unknown kind is skipped, one cut short makes the whole datagram
-/// malformed. With a `sealer`, plaintext is refused. Last, every row's tags are
-/// checked against `limits`.
+/// frame of an unknown kind is skipped; a frame cut short, fewer items than
+/// counted or bytes after the last one make the whole datagram malformed. With
+/// a `sealer`, plaintext is refused. Last, every row's tags are checked against
+/// `limits`.
 pub(crate) fn decode(
     bytes: &[u8],
     cluster: ClusterId,
@@ -165,17 +167,22 @@ pub(crate) fn decode(
     };
     let (sender, rest): (NodeName, _) = take(body)?;
     let (incarnation, rest): (u64, _) = take(rest)?;
-    let ((kind, fields), mut rest): ((u32, &[u8]), _) = take(rest)?;
+    let ((kind, fields), rest): ((u32, &[u8]), _) = take(rest)?;
     let message = Message::decode(kind, fields)?;
+    let (count, mut rest): (u32, _) = take(rest)?;
+    // Not preallocated from the count: the count is the peer's word.
     let mut gossip = Vec::new();
     let mut unknown_items = 0u32;
-    while !rest.is_empty() {
+    for _ in 0..count {
         let ((kind, fields), next): ((u32, &[u8]), _) = take(rest)?;
         rest = next;
         match Item::decode(kind, fields)? {
             Item::Update(update) => gossip.push(update),
             Item::Unknown => unknown_items += 1,
         }
+    }
+    if !rest.is_empty() {
+        return Err(DecodeError::Malformed);
     }
     let tags = |error: TagsError| match error {
         TagsError::Malformed => DecodeError::Malformed,
@@ -217,7 +224,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) sealed: bool,
 }
 
-/// The body: the sender, the message and each update, one after the other.
+/// The body: the sender, the message, the update count and each update, one
+/// after the other.
 struct Body<'a> {
     sender: &'a NodeName,
     incarnation: u64,
@@ -228,10 +236,11 @@ struct Body<'a> {
 impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // A tuple: its elements back to back, with no count before them.
-        let mut body = serializer.serialize_tuple(3 + self.gossip.len())?;
+        let mut body = serializer.serialize_tuple(4 + self.gossip.len())?;
         body.serialize_element(self.sender)?;
         body.serialize_element(&self.incarnation)?;
         body.serialize_element(self.message)?;
+        body.serialize_element(&self.gossip.len())?;
         for update in self.gossip {
             body.serialize_element(update)?;
         }
@@ -240,7 +249,7 @@ impl Serialize for Body<'_> {
 }
 
 /// Size of a packet carrying `message` and no updates (each update adds its
-/// [`encoded_len`]).
+/// [`encoded_len`], and past 127 updates the count takes a byte more).
 pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
     let seal = if sender.sealed { SEAL_OVERHEAD } else { 0 };
     HEADER_LEN
@@ -281,6 +290,43 @@ pub(crate) fn encode(
         .expect("encoding in-memory values into a Vec cannot fail");
     if let Some(sealer) = sealer {
         sealer.seal(out, HEADER_LEN);
+    }
+}
+
+/// Frames written by hand, as a later version would write them (tests only).
+#[cfg(test)]
+pub(crate) mod raw {
+    use super::*;
+
+    /// `kind | length | fields`: a message or a piggybacked item.
+    pub(crate) fn frame(kind: u32, fields: &[u8]) -> Vec<u8> {
+        postcard::to_allocvec(&(kind, fields)).expect("encoding into a Vec cannot fail")
+    }
+
+    /// An update's item frame.
+    pub(crate) fn update(update: &Update) -> Vec<u8> {
+        postcard::to_allocvec(update).expect("encoding into a Vec cannot fail")
+    }
+
+    /// A plaintext packet of `cluster` from `sender` at incarnation 0: the
+    /// `message` frame, then the `items` frames, counted.
+    pub(crate) fn packet(
+        cluster: ClusterId,
+        sender: &NodeName,
+        message: &[u8],
+        items: &[Vec<u8>],
+    ) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(VERSION);
+        out.push(0);
+        out.extend_from_slice(&cluster.0.to_le_bytes());
+        let mut out = postcard::to_extend(&(sender, 0u64), out).expect("encodes");
+        out.extend_from_slice(message);
+        let mut out = postcard::to_extend(&items.len(), out).expect("encodes");
+        for item in items {
+            out.extend_from_slice(item);
+        }
+        out
     }
 }
 
@@ -429,14 +475,18 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        // A byte after the message starts an item frame whose length is missing.
+        // A byte after the last counted item.
         let mut padded = good.clone();
         padded.push(0);
         assert_eq!(plain(&padded, CLUSTER), Err(DecodeError::Malformed));
         // A length that runs past the body.
-        let mut overlong = encode_one(&Message::Gossip, &[]);
-        overlong.extend_from_slice(&[0, 9, 1, 2]);
+        let gossip = raw::frame(8, &[]);
+        let overlong = raw::packet(CLUSTER, &name("x"), &gossip, &[vec![0, 9, 1, 2]]);
         assert_eq!(plain(&overlong, CLUSTER), Err(DecodeError::Malformed));
+        // Fewer items than counted.
+        let mut short = raw::packet(CLUSTER, &name("x"), &gossip, &[]);
+        *short.last_mut().expect("the count") = 1;
+        assert_eq!(plain(&short, CLUSTER), Err(DecodeError::Malformed));
     }
 
     #[test]
@@ -458,15 +508,12 @@ mod tests {
         ))
         .expect("encodes");
         let update = postcard::to_allocvec(&(row.as_slice(), None::<NodeName>)).expect("encodes");
-        let mut bytes = encode_one(&Message::Gossip, &[]);
-        with_frame(&mut bytes, 0, &update);
-        bytes
-    }
-
-    /// Appends a frame (a message or a piggybacked item) of `kind` with these fields.
-    fn with_frame(packet: &mut Vec<u8>, kind: u32, fields: &[u8]) {
-        let frame = postcard::to_allocvec(&(kind, fields)).expect("encodes");
-        packet.extend_from_slice(&frame);
+        raw::packet(
+            CLUSTER,
+            &name("x"),
+            &raw::frame(8, &[]),
+            &[raw::frame(0, &update)],
+        )
     }
 
     fn packet_with_raw_tags(tags: &[u8]) -> Vec<u8> {
@@ -567,13 +614,9 @@ mod tests {
             row: row("s", Health::Suspect),
             suspecter: Some(name("me")),
         };
-        let mut bytes = encode_one(&Message::Gossip, &[]);
-        // Replace the gossip message (kind 8, no fields) with kind 200 and
-        // three bytes of fields a later version would understand.
-        let message_at = bytes.len() - 2;
-        bytes.truncate(message_at);
-        bytes.extend_from_slice(&[0xc8, 0x01, 3, 1, 2, 3]);
-        bytes.extend_from_slice(&postcard::to_allocvec(&update).expect("encodes"));
+        // Kind 200, with three bytes of fields a later version would understand.
+        let message = raw::frame(200, &[1, 2, 3]);
+        let bytes = raw::packet(CLUSTER, &name("x"), &message, &[raw::update(&update)]);
         let packet = plain(&bytes, CLUSTER).expect("decodes");
         assert_eq!(packet.message, Message::Unknown { kind: 200 });
         assert_eq!(packet.gossip, vec![update]);
@@ -585,10 +628,13 @@ mod tests {
             row: row("s", Health::Alive),
             suspecter: None,
         };
-        let mut bytes = encode_one(&Message::Ack { seq: 4 }, &[]);
-        with_frame(&mut bytes, 7, b"a later version's event id");
-        bytes.extend_from_slice(&postcard::to_allocvec(&update).expect("encodes"));
-        with_frame(&mut bytes, 1 << 20, &[]);
+        let items = [
+            raw::frame(7, b"a later version's event id"),
+            raw::update(&update),
+            raw::frame(1 << 20, &[]),
+        ];
+        let ack = raw::frame(1, &[4]);
+        let bytes = raw::packet(CLUSTER, &name("x"), &ack, &items);
         let packet = plain(&bytes, CLUSTER).expect("decodes");
         assert_eq!(packet.message, Message::Ack { seq: 4 });
         assert_eq!(packet.gossip, vec![update]);
@@ -598,16 +644,14 @@ mod tests {
     #[test]
     fn fields_a_later_version_appends_are_ignored() {
         // A ping (kind 0) whose fields grew by two bytes after the target.
-        let mut bytes = encode_one(&Message::Gossip, &[]);
-        bytes.truncate(bytes.len() - 2);
-        with_frame(&mut bytes, 0, &[5, 1, b't', 0xaa, 0xbb]);
+        let ping = raw::frame(0, &[5, 1, b't', 0xaa, 0xbb]);
         // An update whose row grew by one byte, and the update by one more.
         let row_bytes = postcard::to_allocvec(&row("s", Health::Dead)).expect("encodes");
         let mut grown_row = row_bytes[1..].to_vec();
         grown_row.push(0xcc);
         let mut update = postcard::to_allocvec(&grown_row).expect("encodes");
         update.extend_from_slice(&[0, 0xdd]);
-        with_frame(&mut bytes, 0, &update);
+        let bytes = raw::packet(CLUSTER, &name("x"), &ping, &[raw::frame(0, &update)]);
         let packet = plain(&bytes, CLUSTER).expect("decodes");
         assert_eq!(
             packet.message,
@@ -652,10 +696,11 @@ mod tests {
             ),
             cut in any::<usize>(),
         ) {
-            let mut bytes = encode_one(&Message::Nack { seq: 1 }, &[]);
-            for (kind, fields) in &frames {
-                with_frame(&mut bytes, *kind, fields);
-            }
+            let items: Vec<_> = frames
+                .iter()
+                .map(|(kind, fields)| raw::frame(*kind, fields))
+                .collect();
+            let bytes = raw::packet(CLUSTER, &name("x"), &raw::frame(3, &[1]), &items);
             let cut = HEADER_LEN + cut % (bytes.len() - HEADER_LEN + 1);
             let _ = plain(&bytes[..cut], CLUSTER);
         }
