@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Each has a `beethoven-sim` command that reproduces its figures (in its doc);
-//! BENCHMARKS.md ("Grey zone: baseline before the fixes") records them.
+//! BENCHMARKS.md has today's figures, docs/benchmarks-log.md ("Grey zone") their history.
 
 #![allow(clippy::print_stderr)] // the measured numbers are printed for the record
 

@@ -12,7 +12,7 @@
 //! meanwhile, and each answer reaches it late too, after newer changes: without
 //! the limit every answer seeded further answers in both directions, and eight
 //! such members of a hundred kept the cluster at 50 times its quiet traffic
-//! (BENCHMARKS.md, "Slow members"). A peer that goes on sending the same
+//! (docs/benchmarks-log.md, "Slow members"). A peer that goes on sending the same
 //! outdated row after the window is answered again, so a lost answer is
 //! repeated while the row still matters to it.
 

@@ -7,7 +7,7 @@
 //! round costs a suspicion, its confirmations, a refutation, last-chance rounds
 //! and often a death and a second refutation, all of it gossiped. Eight such
 //! members of a hundred kept the cluster at ten times its quiet traffic
-//! (BENCHMARKS.md, "Slow members").
+//! (docs/benchmarks-log.md, "Slow members").
 //!
 //! So a probe waits longer, and without helpers (they would be answered as late),
 //! when there is evidence that its answer comes late:

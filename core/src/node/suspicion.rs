@@ -35,7 +35,7 @@
 //! A crashed member is still found: its probes fail for everyone, so
 //! confirmations take its suspicion to the (stretched) minimum, and no round
 //! of its last-chance check is answered; it only takes a few seconds longer
-//! (BENCHMARKS.md, "Loss tolerance (after)").
+//! (docs/benchmarks-log.md, "Loss tolerance (after)").
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
