@@ -94,6 +94,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// Gives a field-less enum its one name for logs, metrics and JSON: `as_str()`
+/// (snake case) and `Display` with that name. Labels never come from `Debug`.
+macro_rules! labels {
+    ($ty:ty { $($variant:ident => $label:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name in logs, metrics and JSON (snake case).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod config;
 mod discovery;
 mod event;

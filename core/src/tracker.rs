@@ -40,6 +40,18 @@ pub enum Health {
     Left,
 }
 
+labels!(NodeStatus {
+    Online => "online",
+    Offline => "offline",
+});
+
+labels!(Health {
+    Alive => "alive",
+    Suspect => "suspect",
+    Dead => "dead",
+    Left => "left",
+});
+
 impl Health {
     /// The status subscribers see for this health.
     pub fn status(self) -> NodeStatus {

@@ -1,63 +1,63 @@
-//! Routing of subscriber notifications into bounded queues, with lag accounting,
-//! and the callback trait of the original (`node_update/2`). This is the one
-//! registry of a node's subscribers.
+//! Routing of the node's events into bounded subscriber queues, with lag
+//! accounting, and the callback trait of the original (`node_update/2`). This is
+//! the one registry of a node's subscribers.
+//!
+//! Every event the node emits becomes one or two [`Update`]s, in the order the
+//! node emitted them, and each subscriber's queue receives those its
+//! [`Interest`] covers: everything ([`Handle::events`](crate::Handle::events)),
+//! or a filtered view (node changes for `alert_me` and `subscribe`, tag changes
+//! for `subscribe_tags`).
 //!
 //! The node never waits for a subscriber: every delivery is a non-blocking
 //! `try_send` into the subscriber's queue. A full queue costs the subscriber the
 //! update, which is counted; once the queue has room again the subscriber first
 //! receives [`Update::Lagged`] with the number it missed.
 
-use std::any::TypeId;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use async_channel::{Sender, TrySendError};
-use beethoven_core::{NodeName, NodeStatus, Tags};
-use tracing::{error, warn};
+use beethoven_core::{Event, Mode, NodeName, NodeStatus, Op, Tags, TrackerEvent, TrackerRow};
+use tracing::{debug, error, warn};
 
 /// One subscription of a running node: returned by
 /// [`Handle::alert_me`](crate::Handle::alert_me), given back to
 /// [`Handle::unsubscribe`](crate::Handle::unsubscribe).
 ///
-/// A callback subscription is named by the callback's type, so the same type
-/// always gets the same id on a node; each stream has an id of its own.
+/// Every subscription has an id of its own: two `alert_me` calls are two
+/// subscriptions, whatever their callbacks.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct SubscriberId(Key);
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-enum Key {
-    Callback(TypeId),
-    Stream(u64),
-}
+pub struct SubscriberId(u64);
 
 impl SubscriberId {
-    /// The id of the `alert_me` subscription of callbacks of type `C`.
-    pub(crate) fn callback<C: NodeUpdate>() -> Self {
-        Self(Key::Callback(TypeId::of::<C>()))
-    }
-
-    /// The id of the `n`-th stream of a node.
-    pub(crate) fn stream(n: u64) -> Self {
-        Self(Key::Stream(n))
+    /// The id of the `n`-th subscription of a node.
+    pub(crate) fn new(n: u64) -> Self {
+        Self(n)
     }
 }
 
 /// What a subscription hears besides lag markers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) enum Interest {
+    /// Every update ([`Handle::events`](crate::Handle::events)).
+    All,
     /// Online/offline changes and name conflicts (`alert_me`, `subscribe`).
     Nodes,
     /// Tag changes of other nodes (`subscribe_tags`).
     Tags,
 }
 
-/// One item of a subscription: the original's `node_update(node, status)`, a tag
-/// change (for [`subscribe_tags`](crate::Handle::subscribe_tags) only), or a
-/// marker that the subscriber fell behind.
+/// One item of a node's event stream ([`Handle::events`](crate::Handle::events)),
+/// in the order the node emitted it; the filtered views
+/// ([`subscribe`](crate::Handle::subscribe), [`alert_me`](crate::Handle::alert_me),
+/// [`subscribe_tags`](crate::Handle::subscribe_tags)) carry some of them.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum Update {
+    /// The tracker changed: a row written (with the row before, if any) or
+    /// deleted. Every change, this node's own row included.
+    Tracker(TrackerEvent),
     /// Another node went online or offline. Never about this node itself.
     Node {
         /// Which node changed.
@@ -65,59 +65,172 @@ pub enum Update {
         /// Its new status.
         status: NodeStatus,
     },
-    /// The subscriber's queue was full: `missed` updates were dropped for it just
-    /// before this marker. Read the tracker (`cluster_nodes`) to catch up.
-    Lagged {
-        /// How many updates were lost.
-        missed: u64,
-    },
-    /// Two live processes claim the name `node`, one at each of `addrs` (lower
-    /// first): see [`Event::NameConflict`](beethoven_core::Event::NameConflict)
-    /// for who keeps it. Once per conflict. `node` may be this node's own name:
-    /// then [`Handle::name_taken_by`](crate::Handle::name_taken_by) says
-    /// whether this process lost it.
-    NameConflict {
-        /// The name both processes claim.
-        node: NodeName,
-        /// Where the two processes listen, lower address first.
-        addrs: [SocketAddr; 2],
-    },
     /// Another node changed its tags, or was first heard of with tags: what it
-    /// holds now. Only on [`subscribe_tags`](crate::Handle::subscribe_tags)
-    /// streams; never about this node itself.
+    /// holds now. Never about this node itself (its own tags are in its
+    /// [`Update::Tracker`] row). Follows the tracker write that carried it.
     Tags {
         /// Which node.
         node: NodeName,
         /// Its tags now.
         tags: Tags,
     },
+    /// Standalone ↔ clustered.
+    Mode(Mode),
+    /// A seed answered a join: the node is part of a cluster.
+    Joined {
+        /// The seed that answered first.
+        seed: SocketAddr,
+    },
+    /// No seed answered within the configured attempts: the node runs
+    /// standalone and keeps re-probing its seeds slowly.
+    JoinFailed {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// Two live processes claim the name `node`, one at each of `addrs` (lower
+    /// first): see [`Event::NameConflict`](beethoven_core::Event::NameConflict)
+    /// for who keeps it. Once per conflict. `node` may be this node's own name:
+    /// then an [`Update::NameLost`] follows if this process lost it.
+    NameConflict {
+        /// The name both processes claim.
+        node: NodeName,
+        /// Where the two processes listen, lower address first.
+        addrs: [SocketAddr; 2],
+    },
+    /// This process lost its name to the live process at `winner`: it takes no
+    /// more commands but `stop` (see [`Handle::name_taken_by`](crate::Handle::name_taken_by)).
+    NameLost {
+        /// Where the process that kept the name listens.
+        winner: SocketAddr,
+    },
+    /// `leave` finished: `spread` says whether every member pinged with the
+    /// announcement acked it (or it was sent its full number of times) before
+    /// `leave_timeout`.
+    LeaveFinished {
+        /// Whether the announcement was fully disseminated.
+        spread: bool,
+    },
+    /// The subscriber's queue was full: `missed` updates were dropped for it just
+    /// before this marker. Read the tracker (`cluster_nodes`) to catch up.
+    Lagged {
+        /// How many updates were lost.
+        missed: u64,
+    },
 }
 
 impl Update {
-    /// Which subscriptions hear it (`None`: every one).
-    fn interest(&self) -> Option<Interest> {
+    /// The updates one event of the node becomes, in order: itself, and after a
+    /// tracker write that changed another node's tags, an [`Update::Tags`].
+    /// `own` is this node's name.
+    pub(crate) fn of_event(own: &NodeName, event: Event) -> impl Iterator<Item = Update> {
+        let (first, second) = match event {
+            Event::Tracker(change) => {
+                let tags = tags_changed(own, &change).then(|| Update::Tags {
+                    node: change.new_row.node.clone(),
+                    tags: change.new_row.tags.clone(),
+                });
+                (Some(Update::Tracker(change)), tags)
+            }
+            Event::NodeUpdate { node, status } => (Some(Update::Node { node, status }), None),
+            Event::ModeChanged(mode) => (Some(Update::Mode(mode)), None),
+            Event::Joined { seed } => (Some(Update::Joined { seed }), None),
+            Event::JoinFailed { attempts } => (Some(Update::JoinFailed { attempts }), None),
+            Event::NameConflict { node, addrs } => {
+                (Some(Update::NameConflict { node, addrs }), None)
+            }
+            Event::NameLost { winner } => (Some(Update::NameLost { winner }), None),
+            Event::LeaveFinished { spread } => (Some(Update::LeaveFinished { spread }), None),
+            other => {
+                debug!(event = ?other, "an event this driver does not route");
+                (None, None)
+            }
+        };
+        first.into_iter().chain(second)
+    }
+
+    /// The updates that bring a new subscriber to the current state: every row
+    /// as a write (with the tags and online updates it implies for other
+    /// nodes), then the mode. What [`Update::of_event`] would have told a
+    /// subscriber present from the start, without the history.
+    pub(crate) fn replay<'a>(
+        own: &'a NodeName,
+        rows: impl IntoIterator<Item = &'a TrackerRow> + 'a,
+        mode: Mode,
+    ) -> impl Iterator<Item = Update> + 'a {
+        let rows = rows.into_iter().flat_map(move |row| {
+            let online =
+                (row.node != *own && row.status == NodeStatus::Online).then(|| Update::Node {
+                    node: row.node.clone(),
+                    status: NodeStatus::Online,
+                });
+            let write = Event::Tracker(TrackerEvent {
+                op: Op::Write,
+                new_row: row.clone(),
+                old_row: None,
+            });
+            Update::of_event(own, write).chain(online)
+        });
+        rows.chain(std::iter::once(Update::Mode(mode)))
+    }
+
+    /// Whether a subscription with `interest` hears it.
+    fn heard_by(&self, interest: Interest) -> bool {
+        match (interest, self) {
+            (Interest::All, _) | (_, Update::Lagged { .. }) => true,
+            (Interest::Nodes, Update::Node { .. } | Update::NameConflict { .. }) => true,
+            (Interest::Tags, Update::Tags { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// The update's name, in snake case (`tracker`, `node_update`, `mode`, ...):
+    /// for logs and JSON lines.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Update::Node { .. } | Update::NameConflict { .. } => Some(Interest::Nodes),
-            Update::Tags { .. } => Some(Interest::Tags),
-            Update::Lagged { .. } => None,
+            Update::Tracker(_) => "tracker",
+            Update::Node { .. } => "node_update",
+            Update::Tags { .. } => "tags",
+            Update::Mode(_) => "mode",
+            Update::Joined { .. } => "joined",
+            Update::JoinFailed { .. } => "join_failed",
+            Update::NameConflict { .. } => "name_conflict",
+            Update::NameLost { .. } => "name_lost",
+            Update::LeaveFinished { .. } => "leave_finished",
+            Update::Lagged { .. } => "lagged",
         }
     }
 
     /// Hands this update to a callback: `node_update` for a node change,
-    /// `lagged` for a lag marker. A panic in the callback is caught and logged, so
+    /// `lagged` for a lag marker, `name_conflict` for a conflict; nothing else
+    /// reaches a callback. A panic in the callback is caught and logged, so
     /// one bad update does not end the subscription.
     pub fn dispatch<C: NodeUpdate + ?Sized>(self, callback: &C) {
         let outcome = catch_unwind(AssertUnwindSafe(|| match &self {
             Update::Node { node, status } => callback.node_update(node, *status),
             Update::Lagged { missed } => callback.lagged(*missed),
             Update::NameConflict { node, addrs } => callback.name_conflict(node, *addrs),
-            // Callbacks subscribe to node changes only.
-            Update::Tags { .. } => {}
+            _ => {}
         }));
         if outcome.is_err() {
-            error!(update = ?self, "a node_update callback panicked; the subscription stays");
+            error!(
+                update = self.kind(),
+                "a node_update callback panicked; the subscription stays"
+            );
         }
     }
+}
+
+/// Whether a tracker change is news about another node's tags: a write whose
+/// tags differ from the row before (or, for a node first heard of, are not empty).
+fn tags_changed(own: &NodeName, change: &TrackerEvent) -> bool {
+    change.op == Op::Write
+        && change.new_row.node != *own
+        && change
+            .old_row
+            .as_ref()
+            .map_or(!change.new_row.tags.is_empty(), |old| {
+                old.tags != change.new_row.tags
+            })
 }
 
 /// A subscriber callback (the original's behaviour with `node_update/2`).
@@ -210,7 +323,7 @@ pub(crate) struct Router {
 
 impl Router {
     /// Adds a subscriber; returns `false`, and keeps the one it has, when `id` is
-    /// subscribed already (a second `alert_me` with a callback of the same type).
+    /// subscribed already (ids are never reused, so only by mistake).
     pub(crate) fn insert(
         &mut self,
         id: SubscriberId,
@@ -240,26 +353,32 @@ impl Router {
     }
 
     /// Offers `update` to every subscriber interested in it; routes whose
-    /// receivers are gone are removed.
-    pub(crate) fn broadcast(&mut self, update: &Update) {
-        let wanted = update.interest();
+    /// receivers are gone are removed. Nothing is copied when nobody listens.
+    pub(crate) fn broadcast(&mut self, update: Update) {
         let ids: Vec<SubscriberId> = self
             .routes
             .iter()
-            .filter(|(_, route)| wanted.is_none_or(|interest| interest == route.interest))
+            .filter(|(_, route)| update.heard_by(route.interest))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
+        let Some((&last, rest)) = ids.split_last() else {
+            return;
+        };
+        for &id in rest {
             let _ = self.deliver(id, update.clone());
         }
+        let _ = self.deliver(last, update);
     }
 
-    /// Offers `update` to one subscriber. `Err(Gone)` means its receiver is gone and
-    /// the route was removed.
+    /// Offers `update` to one subscriber, if its interest covers it. `Err(Gone)`
+    /// means its receiver is gone and the route was removed.
     pub(crate) fn deliver(&mut self, id: SubscriberId, update: Update) -> Result<(), Gone> {
         let Some(route) = self.routes.get_mut(&id) else {
             return Ok(());
         };
+        if !update.heard_by(route.interest) {
+            return Ok(());
+        }
         let missed_before = route.missed;
         let result = route.offer(update);
         self.lagged_total += route.missed.saturating_sub(missed_before);
@@ -308,7 +427,7 @@ mod tests {
     fn a_full_queue_drops_and_later_reports_the_lag_before_anything_new() {
         let (sender, queue) = async_channel::bounded(2);
         let mut router = Router::default();
-        let id = SubscriberId::stream(7);
+        let id = SubscriberId::new(7);
         router.insert(id, sender, Interest::Nodes);
         for name in ["a", "b", "c", "d", "e"] {
             assert_eq!(router.deliver(id, online(name)), Ok(()));
@@ -327,7 +446,7 @@ mod tests {
     fn flush_sends_a_pending_marker_without_a_new_update() {
         let (sender, queue) = async_channel::bounded(1);
         let mut router = Router::default();
-        let id = SubscriberId::stream(1);
+        let id = SubscriberId::new(1);
         router.insert(id, sender, Interest::Nodes);
         router.deliver(id, online("a")).expect("open");
         router.deliver(id, online("b")).expect("open");
@@ -341,7 +460,7 @@ mod tests {
     fn a_closed_queue_ends_the_route() {
         let (sender, queue) = async_channel::bounded(4);
         let mut router = Router::default();
-        let id = SubscriberId::stream(3);
+        let id = SubscriberId::new(3);
         router.insert(id, sender, Interest::Nodes);
         drop(queue);
         assert_eq!(router.deliver(id, online("a")), Err(Gone));
@@ -358,11 +477,11 @@ mod tests {
         let (first, first_queue) = async_channel::bounded(4);
         let (second, second_queue) = async_channel::bounded(4);
         let mut router = Router::default();
-        let id = SubscriberId::callback::<fn(&NodeName, NodeStatus)>();
+        let id = SubscriberId::new(5);
         assert!(router.insert(id, first, Interest::Nodes));
         assert!(!router.insert(id, second, Interest::Nodes));
         assert!(second_queue.is_closed(), "the refused queue was dropped");
-        router.broadcast(&online("a"));
+        router.broadcast(online("a"));
         assert_eq!(drain(&first_queue), vec![online("a")]);
     }
 
@@ -371,14 +490,14 @@ mod tests {
         let (nodes, nodes_queue) = async_channel::bounded(4);
         let (tags, tags_queue) = async_channel::bounded(4);
         let mut router = Router::default();
-        router.insert(SubscriberId::stream(1), nodes, Interest::Nodes);
-        router.insert(SubscriberId::stream(2), tags, Interest::Tags);
+        router.insert(SubscriberId::new(1), nodes, Interest::Nodes);
+        router.insert(SubscriberId::new(2), tags, Interest::Tags);
         let change = Update::Tags {
             node: NodeName::new("a").expect("valid name"),
             tags: Tags::from_pairs([("role", "db")]).expect("valid tags"),
         };
-        router.broadcast(&online("a"));
-        router.broadcast(&change);
+        router.broadcast(online("a"));
+        router.broadcast(change.clone());
         assert_eq!(drain(&nodes_queue), vec![online("a")]);
         assert_eq!(drain(&tags_queue), vec![change]);
     }
