@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 
 use crate::error::AgentError;
-use crate::http::MemberRow;
+use crate::rows::Row;
 use crate::tags;
 
 /// Where the agent's HTTP API listens.
@@ -51,7 +51,7 @@ pub(crate) fn members(args: &MembersArgs) -> Result<(), AgentError> {
         path.push('?');
         path.push_str(&filters.join("&"));
     }
-    let rows: Vec<MemberRow> = request(&args.agent, "GET", &path, None)?;
+    let rows: Vec<Row> = request(&args.agent, "GET", &path, None)?;
     if args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| AgentError::Client {
             url: path.clone(),
@@ -196,7 +196,7 @@ pub(crate) fn reload_keys(agent: &Agent) -> Result<(), AgentError> {
 }
 
 /// The rows as aligned columns.
-fn table(rows: &[MemberRow]) -> String {
+fn table(rows: &[Row]) -> String {
     let header = [
         "Name",
         "Address",
@@ -210,7 +210,7 @@ fn table(rows: &[MemberRow]) -> String {
         .iter()
         .map(|r| {
             [
-                r.name.clone(),
+                r.node.clone(),
                 r.addr.clone(),
                 r.status.clone(),
                 r.health.clone(),
@@ -292,13 +292,13 @@ mod tests {
 
     #[test]
     fn the_table_aligns_its_columns() {
-        let row = |name: &str, status: &str| MemberRow {
-            name: name.into(),
+        let row = |name: &str, status: &str| Row {
+            node: name.into(),
             addr: "127.0.0.1:7946".into(),
             status: status.into(),
             health: "alive".into(),
             incarnation: 3,
-            last_change: "2026-01-01T00:00:00+00:00".into(),
+            last_change: "2026-01-01T00:00:00.000Z".into(),
             tags: Tags::from_pairs([("role", "db")]).expect("valid tags"),
         };
         let text = table(&[row("a", "online"), row("long-name", "offline")]);
@@ -308,10 +308,10 @@ mod tests {
         assert!(lines[1].starts_with("a          127.0.0.1:7946  online "));
         assert!(lines[2].starts_with("long-name  127.0.0.1:7946  offline"));
         assert!(
-            lines[0].ends_with("Last change                Tags"),
+            lines[0].ends_with("Last change               Tags"),
             "{text}"
         );
-        assert!(lines[1].ends_with("+00:00  role=db"), "{text}");
+        assert!(lines[1].ends_with(".000Z  role=db"), "{text}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod http;
 mod keys;
 mod logging;
 mod metrics;
+mod rows;
 mod run;
 mod tags;
 mod warnings;

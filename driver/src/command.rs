@@ -13,7 +13,7 @@ use beethoven_core::{
     TrackerRow,
 };
 
-use crate::router::{Interest, SubscriberId, Update};
+use crate::router::{Interest, Outbox, SubscriberId};
 use crate::runtime::BlockingWork;
 
 /// A request for the node's thread, made by a [`Handle`](crate::Handle). Opaque: a
@@ -31,7 +31,7 @@ pub(crate) enum CommandKind {
     },
     Subscribe {
         id: SubscriberId,
-        queue: Sender<Update>,
+        queue: Outbox,
         /// Reads the queue on a blocking thread (a callback); started only if the
         /// subscription is new.
         reader: Option<Reader>,
@@ -43,6 +43,8 @@ pub(crate) enum CommandKind {
     },
     /// What the `host:port` seeds resolve to now (see `Driver::resolve_if_due`).
     SeedsResolved(Vec<SocketAddr>),
+    /// A reader made room in its queue: the step sends lag markers that waited.
+    Flush,
     Stop,
 }
 

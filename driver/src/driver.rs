@@ -457,6 +457,8 @@ impl Driver {
                     debug!(%error, "no seed address to re-probe");
                 }
             }
+            // The step's delivery retries the markers.
+            CommandKind::Flush => {}
             CommandKind::Stop if self.leave_spreading() => self.stop_after_leave = true,
             CommandKind::Stop => return true,
         }
@@ -505,7 +507,8 @@ impl Driver {
         match &event {
             Event::ModeChanged(mode) => info!(%name, %mode, "mode changed"),
             Event::Joined { seed } => info!(%name, %seed, "joined"),
-            Event::JoinFailed { attempts } => warn!(
+            // A warning for whoever reads the stream (the agent's names its seeds).
+            Event::JoinFailed { attempts } => info!(
                 %name,
                 attempts,
                 "join failed: no seed answered; running standalone and re-probing the seeds slowly"

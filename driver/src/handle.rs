@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, Sender};
+use async_channel::Sender;
 use beethoven_core::{
     KeyRing, Mode, NodeName, NodeStatus, Seed, Stats, TagQuery, Tags, TrackerRow,
 };
@@ -20,7 +20,7 @@ use futures_core::Stream;
 
 use crate::command::{Command, CommandError, CommandKind, Order, Reader, Reply};
 use crate::options::Options;
-use crate::router::{Interest, NodeUpdate, SubscriberId, Update};
+use crate::router::{Inbox, Interest, NodeUpdate, SubscriberId, Update, queue};
 use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot};
 
 /// A running node. Cheap to clone; every clone controls the same node.
@@ -313,9 +313,9 @@ impl Handle {
     /// [`subscribe_with_current`](Handle::subscribe_with_current).
     pub fn alert_me<C: NodeUpdate>(&self, callback: C) -> Result<SubscriberId, CommandError> {
         let id = self.next_id();
-        let (queue, updates) = async_channel::bounded::<Update>(self.queue_capacity());
+        let (queue, updates) = self.queue();
         let reader = Reader(Box::new(move || {
-            while let Ok(update) = updates.recv_blocking() {
+            while let Some(update) = updates.recv_blocking() {
                 update.dispatch(&callback);
             }
         }));
@@ -363,8 +363,12 @@ impl Handle {
         SubscriberId::new(self.shared.next_subscriber.fetch_add(1, Ordering::Relaxed))
     }
 
+    fn queue(&self) -> (crate::router::Outbox, Inbox) {
+        queue(self.queue_capacity(), self.shared.commands.downgrade())
+    }
+
     fn stream(&self, interest: Interest, replay: bool) -> Updates {
-        let (queue, updates) = async_channel::bounded(self.queue_capacity());
+        let (queue, updates) = self.queue();
         // On a stopped node the refused command drops `queue`: the stream ends at once.
         let _ = self.send(CommandKind::Subscribe {
             id: self.next_id(),
@@ -373,9 +377,7 @@ impl Handle {
             interest,
             replay,
         });
-        Updates {
-            queue: Box::pin(updates),
-        }
+        Updates { queue: updates }
     }
 
     /// A watch on what the getters read: [`Changes::changed`] waits until the
@@ -437,18 +439,18 @@ impl Changes {
 #[derive(Debug)]
 #[must_use = "updates are delivered only to a stream that is read"]
 pub struct Updates {
-    queue: Pin<Box<Receiver<Update>>>,
+    queue: Inbox,
 }
 
 impl Updates {
     /// The next update; `None` once the node has stopped.
     pub async fn recv(&mut self) -> Option<Update> {
-        self.queue.recv().await.ok()
+        std::future::poll_fn(|cx| Pin::new(&mut self.queue).poll_next(cx)).await
     }
 
     #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<Update> {
-        self.queue.try_recv().ok()
+        self.queue.try_recv()
     }
 }
 
@@ -456,7 +458,7 @@ impl Stream for Updates {
     type Item = Update;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
-        self.queue.as_mut().poll_next(cx)
+        Pin::new(&mut self.queue).poll_next(cx)
     }
 }
 

@@ -16,8 +16,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
-use async_channel::{Sender, TrySendError};
+use async_channel::{Receiver, Sender, TrySendError, WeakSender};
+use futures_core::Stream;
+
+use crate::command::{Command, CommandKind};
 use beethoven_core::{Event, Mode, NodeName, NodeStatus, Op, Tags, TrackerEvent, TrackerRow};
 use tracing::{debug, error, warn};
 
@@ -268,13 +275,88 @@ where
     }
 }
 
+/// A new subscription's queue of `capacity` updates: the router's end and the
+/// reader's. `poke` is how a reader that emptied its queue asks the node's
+/// thread for a lag marker that waits for room (a quiet node would not step
+/// on its own).
+pub(crate) fn queue(capacity: usize, poke: WeakSender<Command>) -> (Outbox, Inbox) {
+    let (sender, receiver) = async_channel::bounded(capacity);
+    let marker_waiting = Arc::new(AtomicBool::new(false));
+    let outbox = Outbox {
+        sender,
+        marker_waiting: Arc::clone(&marker_waiting),
+    };
+    let inbox = Inbox {
+        receiver: Box::pin(receiver),
+        marker_waiting,
+        poke,
+    };
+    (outbox, inbox)
+}
+
+/// The router's end of a subscriber's queue.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    sender: Sender<Update>,
+    /// Set when an update was dropped for a full queue: its marker waits for room.
+    marker_waiting: Arc<AtomicBool>,
+}
+
+/// The reader's end of a subscriber's queue.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    receiver: Pin<Box<Receiver<Update>>>,
+    marker_waiting: Arc<AtomicBool>,
+    poke: WeakSender<Command>,
+}
+
+impl Inbox {
+    /// The queue is empty: if a lag marker waits for room, asks the node's
+    /// thread to send it now. The flag is set only while the queue is full, so
+    /// a reader that finds the queue empty cannot miss it.
+    fn queue_empty(&self) {
+        if self.marker_waiting.swap(false, Ordering::SeqCst)
+            && let Some(commands) = self.poke.upgrade()
+        {
+            let _ = commands.try_send(Command(CommandKind::Flush));
+        }
+    }
+
+    /// The next update, waiting on this thread; `None` once the node stopped.
+    pub(crate) fn recv_blocking(&self) -> Option<Update> {
+        match self.receiver.try_recv() {
+            Ok(update) => return Some(update),
+            Err(async_channel::TryRecvError::Closed) => return None,
+            Err(async_channel::TryRecvError::Empty) => self.queue_empty(),
+        }
+        self.receiver.recv_blocking().ok()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn try_recv(&self) -> Option<Update> {
+        self.receiver.try_recv().ok()
+    }
+}
+
+impl Stream for Inbox {
+    type Item = Update;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
+        let polled = self.receiver.as_mut().poll_next(cx);
+        if polled.is_pending() {
+            self.queue_empty();
+        }
+        polled
+    }
+}
+
 /// The subscription has no receiver any more.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Gone;
 
 #[derive(Debug)]
 struct Route {
-    queue: Sender<Update>,
+    queue: Outbox,
     interest: Interest,
     /// Updates dropped since the last lag marker went through.
     missed: u64,
@@ -283,7 +365,7 @@ struct Route {
 impl Route {
     /// Offers one item without waiting: `Ok(false)` when the queue is full.
     fn try_send(&self, update: Update) -> Result<bool, Gone> {
-        match self.queue.try_send(update) {
+        match self.queue.sender.try_send(update) {
             Ok(()) => Ok(true),
             Err(TrySendError::Full(_)) => Ok(false),
             Err(TrySendError::Closed(_)) => Err(Gone),
@@ -308,6 +390,7 @@ impl Route {
         // Order is kept: nothing new goes in before the marker of what was lost.
         if !self.send_marker()? || !self.try_send(update)? {
             self.missed += 1;
+            self.queue.marker_waiting.store(true, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -324,12 +407,7 @@ pub(crate) struct Router {
 impl Router {
     /// Adds a subscriber; returns `false`, and keeps the one it has, when `id` is
     /// subscribed already (ids are never reused, so only by mistake).
-    pub(crate) fn insert(
-        &mut self,
-        id: SubscriberId,
-        queue: Sender<Update>,
-        interest: Interest,
-    ) -> bool {
+    pub(crate) fn insert(&mut self, id: SubscriberId, queue: Outbox, interest: Interest) -> bool {
         if self.routes.contains_key(&id) {
             return false;
         }
@@ -408,9 +486,13 @@ impl Router {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use async_channel::Receiver;
-
     use super::*;
+
+    /// A queue whose reader pokes nobody.
+    fn test_queue(capacity: usize) -> (Outbox, Inbox) {
+        let (commands, _) = async_channel::unbounded::<Command>();
+        queue(capacity, commands.downgrade())
+    }
 
     fn online(name: &str) -> Update {
         Update::Node {
@@ -419,13 +501,13 @@ mod tests {
         }
     }
 
-    fn drain(queue: &Receiver<Update>) -> Vec<Update> {
-        std::iter::from_fn(|| queue.try_recv().ok()).collect()
+    fn drain(queue: &Inbox) -> Vec<Update> {
+        std::iter::from_fn(|| queue.try_recv()).collect()
     }
 
     #[test]
     fn a_full_queue_drops_and_later_reports_the_lag_before_anything_new() {
-        let (sender, queue) = async_channel::bounded(2);
+        let (sender, queue) = test_queue(2);
         let mut router = Router::default();
         let id = SubscriberId::new(7);
         router.insert(id, sender, Interest::Nodes);
@@ -444,7 +526,7 @@ mod tests {
 
     #[test]
     fn flush_sends_a_pending_marker_without_a_new_update() {
-        let (sender, queue) = async_channel::bounded(1);
+        let (sender, queue) = test_queue(1);
         let mut router = Router::default();
         let id = SubscriberId::new(1);
         router.insert(id, sender, Interest::Nodes);
@@ -457,8 +539,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_empties_its_queue_asks_for_the_waiting_marker() {
+        let (commands, poked) = async_channel::unbounded::<Command>();
+        let (outbox, inbox) = queue(1, commands.downgrade());
+        let mut router = Router::default();
+        let id = SubscriberId::new(1);
+        router.insert(id, outbox, Interest::All);
+        router.deliver(id, online("a")).expect("open");
+        router.deliver(id, online("b")).expect("open");
+        assert!(poked.is_empty(), "nothing asked while the reader has work");
+        assert_eq!(inbox.try_recv(), Some(online("a")));
+        let waker = std::task::Waker::noop();
+        let mut inbox = inbox;
+        let polled = Pin::new(&mut inbox).poll_next(&mut Context::from_waker(waker));
+        assert!(polled.is_pending());
+        assert!(
+            matches!(poked.try_recv(), Ok(Command(CommandKind::Flush))),
+            "an empty queue with a marker waiting asks the node's thread"
+        );
+        let _ = router.flush();
+        assert_eq!(inbox.try_recv(), Some(Update::Lagged { missed: 1 }));
+    }
+
+    #[test]
     fn a_closed_queue_ends_the_route() {
-        let (sender, queue) = async_channel::bounded(4);
+        let (sender, queue) = test_queue(4);
         let mut router = Router::default();
         let id = SubscriberId::new(3);
         router.insert(id, sender, Interest::Nodes);
@@ -474,21 +579,24 @@ mod tests {
 
     #[test]
     fn a_second_subscriber_under_a_taken_id_is_refused_and_the_first_stays() {
-        let (first, first_queue) = async_channel::bounded(4);
-        let (second, second_queue) = async_channel::bounded(4);
+        let (first, first_queue) = test_queue(4);
+        let (second, second_queue) = test_queue(4);
         let mut router = Router::default();
         let id = SubscriberId::new(5);
         assert!(router.insert(id, first, Interest::Nodes));
         assert!(!router.insert(id, second, Interest::Nodes));
-        assert!(second_queue.is_closed(), "the refused queue was dropped");
+        assert!(
+            second_queue.receiver.is_closed(),
+            "the refused queue was dropped"
+        );
         router.broadcast(online("a"));
         assert_eq!(drain(&first_queue), vec![online("a")]);
     }
 
     #[test]
     fn tag_changes_reach_tag_subscribers_only_and_node_changes_the_others() {
-        let (nodes, nodes_queue) = async_channel::bounded(4);
-        let (tags, tags_queue) = async_channel::bounded(4);
+        let (nodes, nodes_queue) = test_queue(4);
+        let (tags, tags_queue) = test_queue(4);
         let mut router = Router::default();
         router.insert(SubscriberId::new(1), nodes, Interest::Nodes);
         router.insert(SubscriberId::new(2), tags, Interest::Tags);
