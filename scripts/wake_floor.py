@@ -13,6 +13,8 @@ sends (defaults: the simulator's quiet node at N = 30, from `wakes/node/s` and
 `msgs/node/s` of `beethoven-sim --nodes 30 --scenario steady --duration 60`; for
 another probe interval, add `--probe-interval-ms` there and pass its figures).
 No protocol code runs below that price; compare it with `scripts/idle_cost.py`.
+A helper process that exits, or one measured with no wakeup at all, breaks the
+run: no figure, a non-zero status.
 """
 
 import argparse
@@ -22,10 +24,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idle_cost import read_proc  # noqa: E402  (the same /proc reading as idle_cost.py)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from cluster import ROOT, BrokenRun, read_proc, require  # noqa: E402
 SOURCE = os.path.join(ROOT, "scripts", "wake_floor.rs")
 BINARY = os.path.join(ROOT, "target", "wake_floor")
 
@@ -39,14 +39,18 @@ def build():
 def measure(procs, window):
     """CPU µs per voluntary switch (one wakeup each), and wakeups per process per second."""
     time.sleep(2)  # past start-up
+    require(all(p.poll() is None for p in procs), "a helper process exited at start-up")
     before = [read_proc(p.pid) for p in procs]
     t0 = time.monotonic()
     time.sleep(window)
     after = [read_proc(p.pid) for p in procs]
     span = time.monotonic() - t0
+    require(all(p.poll() is None for p in procs), "a helper process exited during the window")
+    idle = [p.pid for p, a, b in zip(procs, after, before) if a[3] == b[3]]
+    require(not idle, f"helper processes {idle} never woke during the window")
     ns = sum(a[1] - b[1] for a, b in zip(after, before))
     wakes = sum(a[3] - b[3] for a, b in zip(after, before))
-    return {"us_per_wake": ns / 1e3 / max(wakes, 1), "wakes_per_s": wakes / len(procs) / span}
+    return {"us_per_wake": ns / 1e3 / wakes, "wakes_per_s": wakes / len(procs) / span}
 
 
 def figure(commands_of, n, window, measured):
@@ -82,6 +86,24 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     build()
+    try:
+        result = measure_all(args)
+    except BrokenRun as broken:
+        print(f"wake_floor.py: broken run, no figure: {broken}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"timer wakeup {result['timer_wake_us']:.1f} us; send one datagram {result['send_us']:.1f} us "
+              f"({result['send_that_wakes_the_receiver_us']:.1f} us when it wakes the receiver); "
+              f"woken by a datagram {result['datagram_wake_us']:.1f} us")
+        print(f"a quiet node's {args.deadline_wakes} deadline wakeups + {args.datagram_wakes} datagram "
+              f"wakeups + {args.sends} sends a second cost at least {result['node_floor_ms_per_s']:.3f} ms/s here")
+    return 0
+
+
+def measure_all(args):
+    """The four figures and the floor they price."""
     n, ms, port = args.procs, args.period_ms, args.base_port
     pairs = n // 2
     sleep = figure(lambda i: [["sleep", ms]], n, args.window, lambda k: True)
@@ -107,14 +129,7 @@ def main():
                    "sends": args.sends},
         "wakes_per_s": {"sleep": sleep["wakes_per_s"], "send": send["wakes_per_s"], "sink": sink["wakes_per_s"]},
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"timer wakeup {timer_wake:.1f} us; send one datagram {send_alone:.1f} us "
-              f"({send_waking:.1f} us when it wakes the receiver); woken by a datagram {datagram_wake:.1f} us")
-        print(f"a quiet node's {args.deadline_wakes} deadline wakeups + {args.datagram_wakes} datagram "
-              f"wakeups + {args.sends} sends a second cost at least {floor_us / 1000:.3f} ms/s here")
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 //! Why not `f64::ln`: it calls the platform's math library, whose last bit may
 //! differ between platforms (glibc, musl, macOS), so one seed could give two
 //! traces; these give the same bits everywhere. And a program whose only use of
-//! the math library was these (`beethoven-node`, the agent) does not load it at
+//! the math library was these (the agent) does not load it at
 //! all: half a megabyte less resident memory per process with glibc, whose
 //! start-up touches much of `libm` to pick its CPU-specific variants.
 //!

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::name::{Fnv, NodeName, fnv1a};
-use crate::tags::{RawTags, TagLimits, TagQuery, Tags, TagsError};
+use crate::tags::{TagQuery, Tags};
 
 /// Online or offline: what subscribers hear about (the original's `nodeStatus`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
@@ -182,10 +182,9 @@ impl TrackerRow {
     }
 }
 
-/// A row as serialized, on the wire and in saved tables: `status` is left out
-/// (it follows from `health`) and `last_change` is in Unix milliseconds. Postcard
-/// writes a struct as its fields in order, so this is also the wire layout (the
-/// tags last, as a length-prefixed byte string: see `tags.rs`).
+/// A row as serialized in saved tables: `status` is left out (it follows from
+/// `health`) and `last_change` is in Unix milliseconds. The wire has its own
+/// encoding (`wire/row.rs`).
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "TrackerRow")]
 struct RowRecord<N, T> {
@@ -235,34 +234,6 @@ impl<'de> Deserialize<'de> for TrackerRow {
         let record = RowRecord::<NodeName, Tags>::deserialize(deserializer)?;
         let row = record.untagged_row().map_err(serde::de::Error::custom)?;
         Ok(row.with_tags(record.tags))
-    }
-}
-
-/// A row as decoded from a peer's bytes: numbers checked, tags not yet (they
-/// are checked against the receiver's limits, so that each broken rule is a
-/// drop reason of its own rather than one "malformed").
-#[derive(Debug)]
-pub(crate) struct UncheckedRow {
-    row: TrackerRow,
-    tags: RawTags,
-}
-
-impl UncheckedRow {
-    /// The row, if its tags keep `limits`.
-    pub(crate) fn check(self, limits: TagLimits) -> Result<TrackerRow, TagsError> {
-        let tags = Tags::from_encoded(self.tags.0, limits)?;
-        Ok(self.row.with_tags(tags))
-    }
-}
-
-impl<'de> Deserialize<'de> for UncheckedRow {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let record = RowRecord::<NodeName, RawTags>::deserialize(deserializer)?;
-        let row = record.untagged_row().map_err(serde::de::Error::custom)?;
-        Ok(Self {
-            row,
-            tags: record.tags,
-        })
     }
 }
 

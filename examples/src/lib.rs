@@ -3,7 +3,6 @@
 //! | binary | what it shows |
 //! |---|---|
 //! | `local_cluster` | the main demo: 5 tokio nodes join, one crashes, one leaves, one restarts on a new port |
-//! | `beethoven-node` | one member as a process (clap CLI, `--json` event lines, graceful leave on SIGTERM) |
 //! | `smol_node` | the same node on smol |
 //! | `custom_loop` | `beethoven-core` driven by hand on a `std::net::UdpSocket`, no async runtime |
 //! | `subscriber` | a `NodeUpdate` callback and the async stream of updates |

@@ -109,51 +109,6 @@ fn local_cluster_demo_runs_to_its_summary() {
 }
 
 #[test]
-fn three_beethoven_node_processes_find_each_other_and_report_a_killed_one() {
-    let bin = env!("CARGO_BIN_EXE_beethoven-node");
-    let mut a = Running::start(
-        bin,
-        &[
-            "--name",
-            "a",
-            "--bind",
-            "127.0.0.1:0",
-            "--json",
-            "--cluster",
-            "t1",
-        ],
-    );
-    let started = a.expect_line(&["\"event\":\"started\""]);
-    let value: serde_json::Value = serde_json::from_str(&started).expect("JSON line");
-    let seed = value["addr"].as_str().expect("addr").to_owned();
-    let common = [
-        "--bind",
-        "127.0.0.1:0",
-        "--json",
-        "--cluster",
-        "t1",
-        "--seed",
-        &seed,
-    ];
-    let tagged = ["--name", "b", "--tag", "role=db", "--tag", "grpc=7000"];
-    let mut b = Running::start(bin, &[&tagged[..], &common].concat());
-    let c = Running::start(bin, &[&["--name", "c"][..], &common].concat());
-    for node in ["b", "c"] {
-        a.expect_line(&["node_update", &format!("\"node\":\"{node}\""), "online"]);
-    }
-    b.expect_line(&["node_update", "\"node\":\"c\"", "online"]);
-    // Tags: in b's start, in its row everywhere, and as a tag event.
-    let tags = r#""tags":{"grpc":"7000","role":"db"}"#;
-    b.expect_line(&["\"event\":\"started\"", tags]);
-    a.expect_line(&["\"event\":\"tags\"", "\"node\":\"b\"", tags]);
-    a.expect_line(&["\"event\":\"tracker\"", "\"node\":\"b\"", tags]);
-    drop(c); // SIGKILL: no goodbye
-    a.expect_line(&["node_update", "\"node\":\"c\"", "offline"]);
-    b.expect_line(&["node_update", "\"node\":\"c\"", "offline"]);
-    a.expect_line(&["\"event\":\"tracker\"", "\"health\":\"dead\""]);
-}
-
-#[test]
 fn smol_nodes_meet_and_leave() {
     let bin = env!("CARGO_BIN_EXE_smol_node");
     let mut a = Running::start(bin, &["--name", "a", "--cluster", "t2", "--for", "20"]);

@@ -17,7 +17,13 @@ use serde::{Deserialize, Serialize};
 use crate::keyring::{SEAL_OVERHEAD, Sealer};
 use crate::name::{ClusterId, NodeName};
 use crate::tags::{TagLimits, TagsError};
-use crate::tracker::{DIGEST_BUCKETS, Digest, TrackerRow, UncheckedRow};
+use crate::tracker::{DIGEST_BUCKETS, Digest};
+
+#[cfg(test)]
+mod golden;
+mod row;
+
+pub(crate) use row::{UncheckedRow, WireRow};
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"BTHV";
@@ -32,12 +38,6 @@ pub const HEADER_LEN: usize = 14;
 /// Flag bit: the body is sealed with the cluster key ring.
 const FLAG_SEALED: u8 = 1;
 
-/// A tracker row as it travels, in [`TrackerRow`]'s serialized form (validated
-/// when decoded: see its `Deserialize`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct WireRow(pub(crate) TrackerRow);
-
 /// One piggybacked update: a row, and for a suspicion who raised it (so that
 /// independent confirmations can be counted, Lifeguard). `R` is the row as sent
 /// ([`WireRow`]) or as received before its tags are checked ([`UncheckedRow`]).
@@ -50,7 +50,7 @@ pub(crate) struct Update<R = WireRow> {
 impl Update<UncheckedRow> {
     fn check(self, limits: TagLimits) -> Result<Update, TagsError> {
         Ok(Update {
-            row: WireRow(self.row.check(limits)?),
+            row: self.row.check(limits)?,
             suspecter: self.suspecter,
         })
     }
@@ -117,9 +117,7 @@ pub(crate) enum Message<R = WireRow> {
 }
 
 fn check_rows(rows: Vec<UncheckedRow>, limits: TagLimits) -> Result<Vec<WireRow>, TagsError> {
-    rows.into_iter()
-        .map(|row| row.check(limits).map(WireRow))
-        .collect()
+    rows.into_iter().map(|row| row.check(limits)).collect()
 }
 
 impl Message<UncheckedRow> {
@@ -127,7 +125,7 @@ impl Message<UncheckedRow> {
     fn check(self, limits: TagLimits) -> Result<Message, TagsError> {
         Ok(match self {
             Message::Join { row } => Message::Join {
-                row: WireRow(row.check(limits)?),
+                row: row.check(limits)?,
             },
             Message::JoinReply { rows } => Message::JoinReply {
                 rows: check_rows(rows, limits)?,
@@ -344,7 +342,7 @@ pub(crate) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::Health;
+    use crate::tracker::{Health, TrackerRow};
     use chrono::DateTime;
     use proptest::prelude::*;
 
