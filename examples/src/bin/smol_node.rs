@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         node: other,
                         status,
                     } => {
-                        println!("{other} is {status:?} (mode {:?})", node.mode());
+                        println!("{other} is {status} (mode {})", node.mode());
                     }
                     Update::Lagged { missed } => println!("missed {missed} updates"),
                     _ => {}
