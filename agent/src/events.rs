@@ -33,11 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use beethoven_tokio::{Handle, Update, Updates};
+use beethoven_tokio::{Handle, Update, Updates, timestamp};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-
-use crate::rows::{Row, timestamp};
 
 /// Every reader of the node's event lines: how many read now, and how many
 /// lines they lost together (for `/metrics`).
@@ -144,8 +142,8 @@ fn update_line(node: &Handle, update: &Update) -> Option<String> {
     let fields = match update {
         Update::Tracker(change) => json!({
             "op": change.op,
-            "new_row": Row::from(&change.new_row),
-            "old_row": change.old_row.as_ref().map(Row::from),
+            "new_row": change.new_row,
+            "old_row": change.old_row,
         }),
         Update::Node {
             node: other,

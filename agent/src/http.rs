@@ -14,14 +14,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TagQuery};
+use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TagQuery, TrackerRow};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::events::EventLines;
-use crate::rows::Row;
 use crate::{keys, metrics, tags};
 
 /// What the handlers share.
@@ -125,14 +124,23 @@ async fn members(
         None => None,
     };
     // The status filter is separate, so the tag query only looks at tags.
-    let rows: Vec<Row> = api
+    let rows: Vec<TrackerRow> = api
         .node
         .cluster_nodes()
-        .iter()
+        .into_iter()
         .filter(|row| tag.as_ref().is_none_or(|query| query.matches(&row.tags)))
-        .map(Row::from)
-        .filter(|row| query.status.as_ref().is_none_or(|s| *s == row.status))
-        .filter(|row| query.health.as_ref().is_none_or(|h| *h == row.health))
+        .filter(|row| {
+            query
+                .status
+                .as_ref()
+                .is_none_or(|s| s == row.status.as_str())
+        })
+        .filter(|row| {
+            query
+                .health
+                .as_ref()
+                .is_none_or(|h| h == row.health.as_str())
+        })
         .collect();
     Json(rows).into_response()
 }

@@ -24,7 +24,6 @@ mod http;
 mod keys;
 mod logging;
 mod metrics;
-mod rows;
 mod run;
 mod tags;
 mod warnings;

@@ -124,6 +124,7 @@ mod logarithm;
 mod members;
 mod name;
 mod node;
+mod saved;
 mod stats;
 mod tags;
 mod tracker;
@@ -138,6 +139,7 @@ pub use node::{
     LeaveError, LocalHealth, NewNodeError, Node, SetTagsError, Transmit, retransmit_limit,
     suspicion_bounds, suspicion_timeout,
 };
+pub use saved::timestamp;
 pub use stats::{DropReason, Stats};
 pub use tags::{TagQuery, Tags, TagsError, TagsIter};
 pub use tracker::{

@@ -158,6 +158,7 @@ pub mod prelude {
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,
-        NewNodeError, NodeName, NodeStatus, Seed, Stats, TagQuery, Tags, TagsError, TrackerRow,
+        NewNodeError, NodeName, NodeStatus, Op, Seed, Stats, TagQuery, Tags, TagsError,
+        TrackerEvent, TrackerRow, timestamp,
     };
 }
