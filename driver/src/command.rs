@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use async_channel::Sender;
 use beethoven_core::{
-    JoinError, KeyRing, LeaveError, NewNodeError, NodeName, Seed, SetTagsError, Tags, TagsError,
-    TrackerRow,
+    JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed, SetTagsError, Tags,
+    TagsError, TrackerRow,
 };
 
 use crate::router::{Interest, Outbox, SubscriberId};
@@ -141,9 +141,9 @@ pub enum CommandError {
     /// `set_tags` refused: the tags break a limit, which the error names.
     #[error(transparent)]
     Tags(#[from] TagsError),
-    /// The node refused for a reason this driver version does not name.
-    #[error("refused: {0}")]
-    Refused(String),
+    /// `set_tags` refused for a reason other than a broken limit.
+    #[error(transparent)]
+    SetTags(SetTagsError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
     /// commands but `stop` (and `shutdown`). Restart it under another name.
@@ -156,13 +156,18 @@ pub enum CommandError {
     },
 }
 
+impl From<NameTaken> for CommandError {
+    fn from(NameTaken { by }: NameTaken) -> Self {
+        CommandError::NameTaken { by }
+    }
+}
+
 impl From<SetTagsError> for CommandError {
     fn from(error: SetTagsError) -> Self {
         match error {
             SetTagsError::Invalid(limit) => CommandError::Tags(limit),
-            SetTagsError::NameTaken { by } => CommandError::NameTaken { by },
-            // A refusal this driver does not know yet: still a refusal of the tags.
-            other => CommandError::Refused(other.to_string()),
+            SetTagsError::NameTaken(taken) => taken.into(),
+            other => CommandError::SetTags(other),
         }
     }
 }
