@@ -4,12 +4,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 
-use beethoven_tokio::Tags;
+use beethoven_tokio::{Tags, TrackerRow, timestamp};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 
 use crate::error::AgentError;
-use crate::http::MemberRow;
 use crate::tags;
 
 /// Where the agent's HTTP API listens.
@@ -51,7 +50,7 @@ pub(crate) fn members(args: &MembersArgs) -> Result<(), AgentError> {
         path.push('?');
         path.push_str(&filters.join("&"));
     }
-    let rows: Vec<MemberRow> = request(&args.agent, "GET", &path, None)?;
+    let rows: Vec<TrackerRow> = request(&args.agent, "GET", &path, None)?;
     if args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| AgentError::Client {
             url: path.clone(),
@@ -196,7 +195,7 @@ pub(crate) fn reload_keys(agent: &Agent) -> Result<(), AgentError> {
 }
 
 /// The rows as aligned columns.
-fn table(rows: &[MemberRow]) -> String {
+fn table(rows: &[TrackerRow]) -> String {
     let header = [
         "Name",
         "Address",
@@ -210,12 +209,12 @@ fn table(rows: &[MemberRow]) -> String {
         .iter()
         .map(|r| {
             [
-                r.name.clone(),
-                r.addr.clone(),
-                r.status.clone(),
-                r.health.clone(),
+                r.node.to_string(),
+                r.addr.to_string(),
+                r.status.to_string(),
+                r.health.to_string(),
                 r.incarnation.to_string(),
-                r.last_change.clone(),
+                timestamp(r.last_change),
                 r.tags.to_string(),
             ]
         })
@@ -292,26 +291,23 @@ mod tests {
 
     #[test]
     fn the_table_aligns_its_columns() {
-        let row = |name: &str, status: &str| MemberRow {
-            name: name.into(),
-            addr: "127.0.0.1:7946".into(),
-            status: status.into(),
-            health: "alive".into(),
-            incarnation: 3,
-            last_change: "2026-01-01T00:00:00+00:00".into(),
-            tags: Tags::from_pairs([("role", "db")]).expect("valid tags"),
+        let row = |name: &str, health: &str| -> TrackerRow {
+            let json = format!(
+                r#"{{"node":"{name}","addr":"127.0.0.1:7946","health":"{health}","incarnation":3,"last_change":"2026-01-01T00:00:00.000Z","tags":{{"role":"db"}}}}"#
+            );
+            serde_json::from_str(&json).expect("a row in its one form")
         };
-        let text = table(&[row("a", "online"), row("long-name", "offline")]);
+        let text = table(&[row("a", "alive"), row("long-name", "dead")]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("Name       Address"));
         assert!(lines[1].starts_with("a          127.0.0.1:7946  online "));
-        assert!(lines[2].starts_with("long-name  127.0.0.1:7946  offline"));
+        assert!(lines[2].starts_with("long-name  127.0.0.1:7946  offline  dead"));
         assert!(
-            lines[0].ends_with("Last change                Tags"),
+            lines[0].ends_with("Last change               Tags"),
             "{text}"
         );
-        assert!(lines[1].ends_with("+00:00  role=db"), "{text}");
+        assert!(lines[1].ends_with(".000Z  role=db"), "{text}");
     }
 
     #[test]

@@ -14,18 +14,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use beethoven_tokio::{
-    CommandError, Handle, LeaveError, Mode, NodeStatus, TagQuery, Tags, TrackerRow,
-};
-use futures_lite::StreamExt;
-use serde::{Deserialize, Serialize};
+use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TagQuery, TrackerRow};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use crate::events::EventHub;
-use crate::metrics::{self, label};
-use crate::{keys, tags};
+use crate::events::EventLines;
+use crate::{keys, metrics, tags};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -35,38 +31,7 @@ pub(crate) struct Api {
     /// Tells the agent to stop (after a leave asked over HTTP).
     pub(crate) stop: mpsc::Sender<()>,
     /// The node's event lines, for `/v1/events`.
-    pub(crate) events: Arc<EventHub>,
-}
-
-/// One row of `GET /v1/members` (and of `beethoven members`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct MemberRow {
-    pub(crate) name: String,
-    pub(crate) addr: String,
-    /// `online` or `offline`.
-    pub(crate) status: String,
-    /// `alive`, `suspect`, `dead` or `left`.
-    pub(crate) health: String,
-    pub(crate) incarnation: u64,
-    /// RFC 3339, UTC, milliseconds.
-    pub(crate) last_change: String,
-    /// A JSON object of the member's tags.
-    #[serde(default)]
-    pub(crate) tags: Tags,
-}
-
-impl From<&TrackerRow> for MemberRow {
-    fn from(row: &TrackerRow) -> Self {
-        MemberRow {
-            name: row.node.as_str().to_owned(),
-            addr: row.addr.to_string(),
-            status: label(row.status),
-            health: label(row.health),
-            incarnation: row.incarnation,
-            last_change: row.last_change.to_rfc3339(),
-            tags: row.tags.clone(),
-        }
-    }
+    pub(crate) events: Arc<EventLines>,
 }
 
 /// The routes.
@@ -159,14 +124,23 @@ async fn members(
         None => None,
     };
     // The status filter is separate, so the tag query only looks at tags.
-    let rows: Vec<MemberRow> = api
+    let rows: Vec<TrackerRow> = api
         .node
         .cluster_nodes()
-        .iter()
+        .into_iter()
         .filter(|row| tag.as_ref().is_none_or(|query| query.matches(&row.tags)))
-        .map(MemberRow::from)
-        .filter(|row| query.status.as_ref().is_none_or(|s| *s == row.status))
-        .filter(|row| query.health.as_ref().is_none_or(|h| *h == row.health))
+        .filter(|row| {
+            query
+                .status
+                .as_ref()
+                .is_none_or(|s| s == row.status.as_str())
+        })
+        .filter(|row| {
+            query
+                .health
+                .as_ref()
+                .is_none_or(|h| h == row.health.as_str())
+        })
         .collect();
     Json(rows).into_response()
 }
@@ -175,7 +149,7 @@ async fn members(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
-    /// Start with the current table (`tracker` writes and the mode); default true.
+    /// Start with the current state (`tracker` writes, then the mode); default true.
     snapshot: Option<bool>,
 }
 
@@ -190,16 +164,11 @@ async fn event_stream(
         Ok(query) => query,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
-    let subscription = api.events.subscribe(query.snapshot.unwrap_or(true));
-    let first = futures_lite::stream::iter(subscription.first);
-    let state = (subscription.receiver, Arc::clone(&api.events));
-    let rest = futures_lite::stream::unfold(state, |(mut receiver, hub)| async move {
-        let text = hub.next_line(&mut receiver).await?;
-        Some((text, (receiver, hub)))
+    let lines = api.events.reader(query.snapshot.unwrap_or(true));
+    let body = futures_lite::stream::unfold(lines, |mut lines| async move {
+        let text = lines.next().await?;
+        Some((Ok::<_, Infallible>(text), lines))
     });
-    let body = first
-        .chain(rest)
-        .map(|text| Ok::<_, Infallible>(text.to_string()));
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(body),
@@ -233,7 +202,7 @@ async fn set_tags(
         Ok(tags) => tags,
         Err(bad) => return error(StatusCode::UNPROCESSABLE_ENTITY, bad.to_string()),
     };
-    match api.node.set_tags(tags.clone()) {
+    match api.node.set_tags(tags.clone()).await {
         Ok(()) => {
             info!(%tags, "tags set over HTTP");
             Json(tags).into_response()
@@ -248,10 +217,6 @@ async fn set_tags(
 
 async fn health(State(api): State<Api>) -> Response {
     let node = &api.node;
-    let mode = match node.mode() {
-        Mode::Clustered => "clustered",
-        _ => "standalone",
-    };
     let online = node
         .cluster_nodes()
         .iter()
@@ -262,7 +227,7 @@ async fn health(State(api): State<Api>) -> Response {
         "name": node.name().as_str(),
         "addr": node.advertised_addr().to_string(),
         "status": if running { "running" } else { "leaving" },
-        "mode": mode,
+        "mode": node.mode(),
         "online": online,
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -286,7 +251,7 @@ async fn prometheus(State(api): State<Api>) -> Response {
 }
 
 async fn leave(State(api): State<Api>) -> Response {
-    match api.node.leave() {
+    match api.node.leave().await {
         Ok(()) => {
             // The agent's loop sees it and stops once the leave has spread.
             let _ = api.stop.try_send(());

@@ -121,7 +121,7 @@ pub(crate) fn render(node: &Handle, event_lines_dropped: u64) -> String {
     let drops = Family::<Labels, Counter>::default();
     for reason in DropReason::ALL {
         drops
-            .get_or_create(&vec![("reason", snake_case(&format!("{reason:?}")))])
+            .get_or_create(&vec![("reason", reason.as_str().to_owned())])
             .inc_by(stats.dropped(reason));
     }
     registry.register(
@@ -150,7 +150,7 @@ pub(crate) fn render(node: &Handle, event_lines_dropped: u64) -> String {
 }
 
 /// How many of `rows` have each of `values` (read by `of`), labelled `key`.
-fn count_by<T: PartialEq + std::fmt::Debug, const N: usize>(
+fn count_by<T: PartialEq + std::fmt::Display, const N: usize>(
     rows: &[TrackerRow],
     key: &'static str,
     values: [T; N],
@@ -160,31 +160,10 @@ fn count_by<T: PartialEq + std::fmt::Debug, const N: usize>(
     for value in values {
         let count = rows.iter().filter(|row| of(row) == value).count();
         family
-            .get_or_create(&vec![(key, label(&value))])
+            .get_or_create(&vec![(key, value.to_string())])
             .set(count as i64);
     }
     family
-}
-
-/// `Online` → `online`, as in the JSON API.
-pub(crate) fn label(value: impl std::fmt::Debug) -> String {
-    snake_case(&format!("{value:?}"))
-}
-
-/// `WrongCluster` → `wrong_cluster`.
-fn snake_case(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 4);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -192,9 +171,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_are_snake_case() {
-        assert_eq!(snake_case("WrongCluster"), "wrong_cluster");
-        assert_eq!(label(NodeStatus::Online), "online");
-        assert_eq!(label(DropReason::UnexpectedSeal), "unexpected_seal");
+    fn labels_are_the_names_of_the_json_api() {
+        let mut registry = Registry::default();
+        let family = count_by(&[], "status", [NodeStatus::Online], |row| row.status);
+        registry.register("members", "by status", family);
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encodes into a string");
+        assert!(text.contains("status=\"online\""), "{text}");
+        assert_eq!(DropReason::UnexpectedSeal.as_str(), "unexpected_seal");
     }
 }

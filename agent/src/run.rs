@@ -14,10 +14,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::error::{AgentError, exit};
-use crate::events::{self, EventHub, READER_BACKLOG};
+use crate::events::EventLines;
 use crate::http::{self, Api};
 use crate::keys;
-use crate::metrics::label;
 use crate::warnings::Warnings;
 
 /// How often the agent checks the node's counters for warnings.
@@ -59,11 +58,6 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime_error)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(runtime_error)?;
 
-    let join_window = (!seeds.is_empty()).then(|| {
-        config
-            .join_retry
-            .saturating_mul(1 << config.join_attempts.min(16))
-    });
     let mut options = Options::new(name).config(config).bind(bind).tags(tags);
     if let Some(advertise) = settings.advertise {
         options = options.advertise(advertise);
@@ -78,19 +72,15 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         settings.advertise.is_some(),
         &seeds,
     );
-    let mut warnings = Warnings::new(Instant::now(), &settings.seeds, join_window);
+    // Subscribed before anything can happen that the loop must see.
+    let mut events = node.events();
+    let mut warnings = Warnings::new(&settings.seeds);
     let (stop, mut stop_asked) = mpsc::channel(1);
-    // The event stream runs only for someone: the HTTP API or `--events`.
-    let hub =
-        (listener.is_some() || settings.events.is_some()).then(|| EventHub::new(READER_BACKLOG));
-    if let (Some(hub), Some(_)) = (&hub, settings.events) {
-        tokio::spawn(print_events(Arc::clone(hub)));
+    let lines = EventLines::new(node.clone());
+    if settings.events.is_some() {
+        tokio::spawn(print_events(Arc::clone(&lines)));
     }
-    let hub_for_exit = hub.clone();
-    let follower = hub
-        .as_ref()
-        .map(|hub| tokio::spawn(events::follow(node.clone(), Arc::clone(hub))));
-    let http_addr = match listener.zip(hub) {
+    let http_addr = match listener.map(|listener| (listener, Arc::clone(&lines))) {
         Some((listener, events)) => {
             let addr = listener.local_addr().ok();
             let api = Api {
@@ -117,24 +107,25 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         "agent started"
     );
 
-    let mut updates = node.subscribe_with_current();
     let mut tick = tokio::time::interval(TICK);
     let ending = loop {
         tokio::select! {
-            update = updates.recv() => match update {
+            update = events.recv() => match update {
                 Some(Update::Node { node: other, status }) => {
-                    info!(node = %other, status = %label(status), "node update");
+                    info!(node = %other, %status, "node update");
                 }
+                Some(Update::JoinFailed { attempts }) => warnings.join_failed(attempts),
+                // The core logs the conflict.
+                Some(Update::NameLost { .. }) => break Ending::NameLost,
                 Some(Update::Lagged { missed }) => {
-                    warn!(missed, "the agent's own update stream fell behind");
+                    warn!(missed, "the agent's own event stream fell behind");
                 }
-                // The core logs the conflict; losing the name is checked here.
-                Some(_) if node.name_taken_by().is_some() => break Ending::NameLost,
                 Some(_) => {}
                 None => break Ending::NodeStopped,
             },
             _ = tick.tick() => {
                 warnings.check(Instant::now(), &node);
+                // Also when the stream lost the `NameLost` update to lag.
                 if node.name_taken_by().is_some() {
                     break Ending::NameLost;
                 }
@@ -146,29 +137,29 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             Some(()) = stop_asked.recv() => break Ending::LeaveOverHttp,
         }
     };
+    drop(events);
     let code = finish(node, ending).await;
-    // The follower ends once the node's streams end; then the readers (stdout,
+    // The node has stopped, so every reader's stream is ending: they (stdout,
     // HTTP streams) get their last lines, unless they stopped reading.
-    if let Some(follower) = follower {
-        let _ = follower.await;
-    }
-    if let Some(hub) = hub_for_exit {
-        hub.drained(EVENTS_FLUSH).await;
-    }
+    lines.drained(EVENTS_FLUSH).await;
     Ok(code)
 }
 
-/// `--events json`: the event lines on stdout, flushed one by one, until the
-/// stream ends. A stdout nobody reads stalls this task only, never the node.
-fn print_events(hub: Arc<EventHub>) -> impl Future<Output = ()> {
-    let mut subscription = hub.subscribe(false);
+/// `--events json`: `started`, then the event lines (the node's state first)
+/// on stdout, flushed one by one, until the stream ends. A stdout nobody reads
+/// stalls this task only, never the node.
+fn print_events(lines: Arc<EventLines>) -> impl Future<Output = ()> {
+    // Subscribed now, before the agent goes on: its state is the first lines.
+    let mut reader = lines.reader(true);
+    let mut next = Some(lines.started());
     async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(text) = hub.next_line(&mut subscription.receiver).await {
+        while let Some(text) = next {
             let written = stdout.write_all(text.as_bytes()).await;
             if written.is_err() || stdout.flush().await.is_err() {
                 break;
             }
+            next = reader.next().await;
         }
     }
 }
@@ -206,7 +197,7 @@ async fn finish(node: Handle, ending: Ending) -> i32 {
     }
     if !node.has_left() {
         // Refused only when the node stopped already: nothing to announce then.
-        let _ = node.leave();
+        let _ = node.leave().await;
     }
     node.shutdown().await;
     info!("stopped");

@@ -1,15 +1,14 @@
 //! The warnings an operator must see: packets dropped for keys or cluster id,
 //! a wildcard bind advertising loopback, seeds of another address family, and
-//! a node that stays alone although it was given seeds. Each kind at most once
-//! per [`PERIOD`].
+//! a join that no seed answered (the node's `join_failed` event). Each kind at
+//! most once per [`PERIOD`].
 //!
-//! (A join that no seed answered is also logged by the driver when it gives up;
-//! name conflicts are logged by the core.)
+//! (Name conflicts are logged by the core.)
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use beethoven_tokio::{DropReason, Handle, Mode, Seed, Stats};
+use beethoven_tokio::{DropReason, Handle, Seed, Stats};
 use tracing::warn;
 
 use crate::logging::RateLimit;
@@ -43,21 +42,27 @@ pub(crate) struct Warnings {
     limit: RateLimit<&'static str>,
     /// Each reason's count when it was last reported.
     reported: [u64; DROPS.len()],
-    /// When the node should have found a seed if any answered; `None` without
-    /// seeds, and once it was clustered.
-    alone_after: Option<Instant>,
     seeds: String,
 }
 
 impl Warnings {
-    /// `seeds` as given (shown in the warning); `join_window`: how long the
-    /// join attempts take before the node gives up.
-    pub(crate) fn new(now: Instant, seeds: &[String], join_window: Option<Duration>) -> Self {
+    /// `seeds` as given (shown in the warning).
+    pub(crate) fn new(seeds: &[String]) -> Self {
         Self {
             limit: RateLimit::new(PERIOD),
             reported: [0; DROPS.len()],
-            alone_after: join_window.map(|window| now + window),
             seeds: seeds.join(", "),
+        }
+    }
+
+    /// The node reported that no seed answered its join.
+    pub(crate) fn join_failed(&mut self, attempts: u32) {
+        if self.limit.allow("alone", Instant::now()) {
+            warn!(
+                seeds = %self.seeds,
+                attempts,
+                "no seed answered: running standalone and re-probing the seeds slowly (is a seed up, and are --cluster and the keys the same?)"
+            );
         }
     }
 
@@ -91,21 +96,6 @@ impl Warnings {
     /// Compares the node's counters with the last check.
     pub(crate) fn check(&mut self, now: Instant, node: &Handle) {
         self.check_drops(now, &node.stats());
-        if node.mode() == Mode::Clustered {
-            // A seed answered: being alone later is the failure detector's news.
-            self.alone_after = None;
-        }
-        if let Some(after) = self.alone_after
-            && now >= after
-            && node.mode() == Mode::Standalone
-            && !node.has_left()
-            && self.limit.allow("alone", now)
-        {
-            warn!(
-                seeds = %self.seeds,
-                "no seed answered: running standalone and re-probing the seeds slowly (is a seed up, and are --cluster and the keys the same?)"
-            );
-        }
     }
 
     fn check_drops(&mut self, now: Instant, stats: &Stats) {
@@ -114,7 +104,7 @@ impl Warnings {
             let new = count.saturating_sub(self.reported[i]);
             if new > 0 && self.limit.allow(hint, now) {
                 self.reported[i] = count;
-                warn!(reason = ?reason, dropped = new, "dropped packets {hint}");
+                warn!(%reason, dropped = new, "dropped packets {hint}");
             }
         }
     }

@@ -87,7 +87,7 @@ fn agents_form_a_cluster_that_the_client_and_the_api_show_and_leave_it_cleanly()
         let rows = agents[0].members();
         ["n1", "n2"].iter().all(|name| {
             rows.iter().any(|row| {
-                row["name"] == *name && row["health"] == "left" && row["status"] == "offline"
+                row["node"] == *name && row["health"] == "left" && row["status"] == "offline"
             })
         })
     });
@@ -273,7 +273,7 @@ fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
     agent
         .members()
         .into_iter()
-        .find(|row| row["name"] == node)
+        .find(|row| row["node"] == node)
         .map_or(serde_json::Value::Null, |row| row["tags"].clone())
 }
 
@@ -283,7 +283,7 @@ fn names(agent: &Agent, query: &str) -> Vec<String> {
     assert_eq!(status, 200, "{body}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON rows");
     rows.iter()
-        .map(|row| row["name"].as_str().expect("a name").to_owned())
+        .map(|row| row["node"].as_str().expect("a name").to_owned())
         .collect()
 }
 

@@ -102,19 +102,27 @@ fn three_agents() -> Vec<Agent> {
 fn a_killed_node_going_offline_appears_in_the_stream_and_in_monitor() {
     let mut agents = three_agents();
     let mut stream = EventStream::open(&agents[0], "");
-    // The stream starts with the table: every row, then the mode.
-    for name in ["n0", "n1", "n2"] {
-        let row = stream.next().expect("a snapshot row");
-        assert!(tracker_row_is(&row, name, "online"), "{row}");
+    // The stream starts with the state: every row (each followed by the other
+    // node's `node_update`), then the mode.
+    let mut rows = Vec::new();
+    let mode = loop {
+        let line = stream.next().expect("a line of the state");
+        match line["event"].as_str() {
+            Some("tracker") => rows.push(line),
+            Some("node_update") => assert_eq!(line["status"], "online", "{line}"),
+            Some("mode") => break line,
+            _ => panic!("only the state comes first: {line}"),
+        }
+    };
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (row, name) in rows.iter().zip(["n0", "n1", "n2"]) {
+        assert!(tracker_row_is(row, name, "online"), "{row}");
+        assert_eq!(row["old_row"], Value::Null);
         for field in ["addr", "health", "incarnation", "last_change", "tags"] {
             assert!(!row["new_row"][field].is_null(), "{field} in {row}");
         }
     }
-    let mode = stream.next().expect("the mode");
-    assert_eq!(
-        (&mode["event"], &mode["mode"]),
-        (&"mode".into(), &"clustered".into())
-    );
+    assert_eq!(mode["mode"], "clustered");
     let mut monitor = beethoven()
         .args(["monitor", "--http", &agents[0].http.to_string()])
         .stdout(Stdio::piped())
@@ -133,23 +141,13 @@ fn a_killed_node_going_offline_appears_in_the_stream_and_in_monitor() {
     }
 
     agents[2].signal("KILL");
-    // The node update and the row come in either order (the subscription and
-    // the table are two sources).
-    let is_update = |e: &Value| e["event"] == "node_update" && e["node"] == "n2";
-    let first = stream.wait_for("n2 offline", |e| {
-        is_update(e) || tracker_row_is(e, "n2", "offline")
-    });
-    let second = if is_update(&first) {
-        stream.wait_for("n2's row offline", |e| tracker_row_is(e, "n2", "offline"))
-    } else {
-        stream.wait_for("n2's node update", is_update)
-    };
-    let (update, row) = if is_update(&first) {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    assert_eq!(update["status"], "offline");
+    // The row first, then the node update: the order the node made them in.
+    let row = stream.wait_for("n2's row offline", |e| tracker_row_is(e, "n2", "offline"));
+    let update = stream.next().expect("the node update");
+    assert_eq!(
+        (&update["event"], &update["node"], &update["status"]),
+        (&"node_update".into(), &"n2".into(), &"offline".into())
+    );
     assert_eq!(row["new_row"]["health"], "dead");
     assert_eq!(row["old_row"]["node"], "n2", "the row before comes with it");
     assert!(row["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
@@ -175,6 +173,39 @@ fn a_killed_node_going_offline_appears_in_the_stream_and_in_monitor() {
         "its own leave"
     );
     assert_eq!(events.last().map(|e| &e["event"]), Some(&"stopped".into()));
+}
+
+#[test]
+fn a_reader_sees_every_one_of_a_thousand_tag_changes_in_order_with_old_and_new_rows() {
+    let mut agent = Agent::start("fast", &[]);
+    let mut stream = EventStream::open(&agent, "?snapshot=false");
+    // Read while the changes are made: the node never waits for its readers.
+    let reader = std::thread::spawn(move || {
+        let mut writes = Vec::new();
+        while writes.len() < 1000 {
+            let line = stream.next().expect("the stream goes on");
+            assert_ne!(line["event"], "lagged", "nothing is lost");
+            if tracker_row_is(&line, "fast", "online") {
+                writes.push(line);
+            }
+        }
+        writes
+    });
+    for i in 0..1000 {
+        let (status, answer) = agent.put("/v1/tags", &format!("{{\"i\":\"{i}\"}}"));
+        assert_eq!(status, 200, "{answer}");
+    }
+    let writes = reader.join().expect("the reader saw every change");
+    for (i, write) in writes.iter().enumerate() {
+        assert_eq!(write["op"], "write");
+        assert_eq!(write["new_row"]["tags"]["i"], i.to_string(), "in order");
+        let before = &write["old_row"];
+        if i > 0 {
+            assert_eq!(before, &writes[i - 1]["new_row"], "with the row before");
+        }
+    }
+    agent.signal("TERM");
+    assert_eq!(agent.wait().code(), Some(0));
 }
 
 #[test]
@@ -217,9 +248,11 @@ fn a_reader_that_stops_reading_loses_lines_but_never_holds_the_node_up() {
         .and_then(|value| value.trim().parse().ok())
         .expect("the metric is served");
     assert!(counted >= missed, "{counted} < {missed}");
-    let later = stalled.wait_for("the last change", |e| {
-        tracker_row_is(e, "busy", "online")
-            && e["new_row"]["tags"]["i"].as_str() == Some(last.as_str())
+    // The reader has room again: the next change reaches it.
+    let (status, answer) = agent.put("/v1/tags", "{\"i\":\"after\"}");
+    assert_eq!(status, 200, "{answer}");
+    let later = stalled.wait_for("the change after the lag", |e| {
+        tracker_row_is(e, "busy", "online") && e["new_row"]["tags"]["i"] == "after"
     });
     assert_eq!(later["op"], "write");
 

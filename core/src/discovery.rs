@@ -213,13 +213,9 @@ pub enum JoinError {
         /// The configured limit.
         limit: usize,
     },
-    /// This node lost its name to the live process at `by`
-    /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
-    #[error("this node's name is taken by the process at {by}")]
-    NameTaken {
-        /// Where the process that kept the name listens.
-        by: std::net::SocketAddr,
-    },
+    /// This node lost its name and takes no more commands.
+    #[error(transparent)]
+    NameTaken(#[from] crate::NameTaken),
 }
 
 /// Expands seeds to the addresses a join sends to, without `own` and without

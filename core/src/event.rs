@@ -3,11 +3,15 @@
 
 use std::net::SocketAddr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::name::NodeName;
 use crate::tracker::{NodeStatus, TrackerRow};
 
-/// Whether this node is alone (the original's `serverStatus`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// Whether this node is alone (the original's `serverStatus`). Serializes as
+/// its [`as_str`](Mode::as_str) name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// No other node is online.
     Standalone,
@@ -16,7 +20,9 @@ pub enum Mode {
 }
 
 /// The kind of tracker change (the original's Mnesia `:write` / `:delete`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// Serializes as its [`as_str`](Op::as_str) name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// A row was added or replaced.
     Write,
@@ -24,8 +30,18 @@ pub enum Op {
     Delete,
 }
 
+labels!(Mode {
+    Standalone => "standalone",
+    Clustered => "clustered",
+});
+
+labels!(Op {
+    Write => "write",
+    Delete => "delete",
+});
+
 /// One change of the tracker, with the row before it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct TrackerEvent {
     /// Write or delete.
     pub op: Op,

@@ -94,6 +94,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// Gives a field-less enum its one name for logs, metrics and JSON: `as_str()`
+/// (snake case) and `Display` with that name. Labels never come from `Debug`.
+macro_rules! labels {
+    ($ty:ty { $($variant:ident => $label:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name in logs, metrics and JSON (snake case).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod config;
 mod discovery;
 mod event;
@@ -103,6 +124,7 @@ mod logarithm;
 mod members;
 mod name;
 mod node;
+mod saved;
 mod stats;
 mod tags;
 mod tracker;
@@ -114,9 +136,10 @@ pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{
-    LeaveError, LocalHealth, NewNodeError, Node, SetTagsError, Transmit, retransmit_limit,
-    suspicion_bounds, suspicion_timeout,
+    LeaveError, LocalHealth, NameTaken, NewNodeError, Node, SetTagsError, Transmit,
+    retransmit_limit, suspicion_bounds, suspicion_timeout,
 };
+pub use saved::timestamp;
 pub use stats::{DropReason, Stats};
 pub use tags::{TagQuery, Tags, TagsError, TagsIter};
 pub use tracker::{

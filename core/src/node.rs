@@ -75,6 +75,16 @@ pub use membership::{NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 
+/// Why a node refused a command: it lost its name to the live process at `by`
+/// ([`Event::NameLost`]) and takes no more commands (nor any other input). No
+/// state changed. Every command's error holds it as its `NameTaken` variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("this node's name is taken by the process at {by}")]
+pub struct NameTaken {
+    /// Where the process that kept the name listens.
+    pub by: SocketAddr,
+}
+
 /// A datagram to send: `payload` to `to`. Borrowed from the node; send it before
 /// the next call on the node.
 #[derive(Debug)]
@@ -328,27 +338,23 @@ impl Node {
     /// Handles one received datagram. Never fails: bad packets are dropped, counted
     /// in [`stats`](Node::stats) by reason, logged at debug level, and change no state.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        if self.conflicts.lost_to().is_some() {
-            self.stats.packets_received += 1;
-            self.stats.bytes_received += bytes.len() as u64;
-            self.stats.count_drop(crate::DropReason::NameLost);
-            return;
-        }
-        self.input(now, |node| {
+        let taken = self.input(now, |node| {
             // Awake for it anyway: a probe due soon goes out now. Not for a
             // dropped packet, which changes nothing.
             if node.receive(now, from, bytes) {
                 node.probe_early(now);
             }
         });
+        if taken.is_err() {
+            self.stats.packets_received += 1;
+            self.stats.bytes_received += bytes.len() as u64;
+            self.stats.count_drop(crate::DropReason::NameLost);
+        }
     }
 
     /// Does whatever is due at `now`. Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.conflicts.lost_to().is_some() {
-            return;
-        }
-        self.input(now, |node| node.run_timers(now));
+        let _inert = self.input(now, |node| node.run_timers(now));
     }
 
     /// Hint from the OS that nothing listens at `addr` (ICMP port unreachable).
@@ -363,10 +369,7 @@ impl Node {
     /// [`DropReason::UnknownAddress`](crate::DropReason::UnknownAddress) and change
     /// nothing.
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr) {
-        if self.conflicts.lost_to().is_some() {
-            return;
-        }
-        self.input(now, |node| node.unreachable(now, addr));
+        let _inert = self.input(now, |node| node.unreachable(now, addr));
     }
 
     // ----- commands -----
@@ -385,10 +388,7 @@ impl Node {
         name: NodeName,
         addr: SocketAddr,
     ) -> Result<(), NewNodeError> {
-        if let Some(by) = self.conflicts.lost_to() {
-            return Err(NewNodeError::NameTaken { by });
-        }
-        self.input(now, |node| node.add_node(now, name, addr))
+        self.input(now, |node| node.add_node(now, name, addr))?
     }
 
     /// Loads rows of a table this node can trust as a starting point: what a
@@ -406,11 +406,8 @@ impl Node {
     /// are rows whose tags break `max_tags_size` or `max_tags` (under the tag
     /// reasons, as a peer's would be).
     pub fn restore(&mut self, now: Instant, rows: impl IntoIterator<Item = TrackerRow>) {
-        if self.conflicts.lost_to().is_some() {
-            return;
-        }
         let limits = self.config.tag_limits();
-        self.input(now, |node| {
+        let _inert = self.input(now, |node| {
             for row in rows {
                 if let Err(error) = row.tags.check(limits) {
                     node.stats.count_drop((&error).into());
@@ -428,10 +425,7 @@ impl Node {
     /// split clusters merge. After `leave`, `join` brings the node back with a
     /// higher incarnation.
     pub fn join(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
-        if let Some(by) = self.conflicts.lost_to() {
-            return Err(JoinError::NameTaken { by });
-        }
-        self.input(now, |node| node.begin_join(now, seeds))
+        self.input(now, |node| node.begin_join(now, seeds))?
     }
 
     /// Replaces the addresses of the seeds that the slow re-probe contacts once
@@ -441,10 +435,7 @@ impl Node {
     /// are re-probed when it ends). Refused like `join` when the seeds expand to
     /// no address or too many; nothing changes then.
     pub fn refresh_seeds(&mut self, now: Instant, seeds: &[Seed]) -> Result<(), JoinError> {
-        if let Some(by) = self.conflicts.lost_to() {
-            return Err(JoinError::NameTaken { by });
-        }
-        self.input(now, |node| node.replace_rejoin_targets(seeds))
+        self.input(now, |node| node.replace_rejoin_targets(seeds))?
     }
 
     /// Leaves the cluster gracefully: writes this node `Left` and spreads it
@@ -456,10 +447,7 @@ impl Node {
     /// member acked, or gossip sent it out) or `leave_timeout` passed; then the
     /// node can be dropped.
     pub fn leave(&mut self, now: Instant) -> Result<(), LeaveError> {
-        if let Some(by) = self.conflicts.lost_to() {
-            return Err(LeaveError::NameTaken { by });
-        }
-        self.input(now, |node| node.begin_leave(now))
+        self.input(now, |node| node.begin_leave(now))?
     }
 
     /// Replaces this node's tags. A change raises the incarnation and writes
@@ -470,10 +458,7 @@ impl Node {
     /// datagram ([`TagsError`](crate::TagsError) names the limit). After
     /// `leave`, the tags are kept and announced by the next `join`.
     pub fn set_tags(&mut self, now: Instant, tags: Tags) -> Result<(), SetTagsError> {
-        if let Some(by) = self.conflicts.lost_to() {
-            return Err(SetTagsError::NameTaken { by });
-        }
-        self.input(now, |node| node.change_tags(now, tags))
+        self.input(now, |node| node.change_tags(now, tags))?
     }
 
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
@@ -582,14 +567,19 @@ impl Node {
 
     // ----- the one way in -----
 
-    /// Runs one input (a `handle_*` call or a command): first notices whether this
-    /// node stalled (from the deadlines as they stood), then acts, then brings the
-    /// timer table up to date for `poll_timeout`.
-    fn input<T>(&mut self, now: Instant, act: impl FnOnce(&mut Self) -> T) -> T {
+    /// Runs one input (a `handle_*` call or a command): refuses it once this
+    /// node lost its name (the one place that is checked: such a node takes no
+    /// input at all), else first notices whether this node stalled (from the
+    /// deadlines as they stood), then acts, then brings the timer table up to
+    /// date for `poll_timeout`.
+    fn input<T>(&mut self, now: Instant, act: impl FnOnce(&mut Self) -> T) -> Result<T, NameTaken> {
+        if let Some(by) = self.conflicts.lost_to() {
+            return Err(NameTaken { by });
+        }
         self.observe_input(now);
         let out = act(self);
         self.reschedule();
-        out
+        Ok(out)
     }
 
     // ----- helpers shared by the parts -----

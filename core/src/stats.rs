@@ -60,6 +60,29 @@ pub enum DropReason {
     UnknownPiggyback,
 }
 
+labels!(DropReason {
+    Oversized => "oversized",
+    Truncated => "truncated",
+    BadMagic => "bad_magic",
+    UnsupportedVersion => "unsupported_version",
+    WrongCluster => "wrong_cluster",
+    Malformed => "malformed",
+    FromSelf => "from_self",
+    Unsolicited => "unsolicited",
+    WrongTarget => "wrong_target",
+    TrackerFull => "tracker_full",
+    UnknownAddress => "unknown_address",
+    NotSealed => "not_sealed",
+    UnexpectedSeal => "unexpected_seal",
+    Authentication => "authentication",
+    RateLimited => "rate_limited",
+    NameLost => "name_lost",
+    TagsTooLarge => "tags_too_large",
+    TooManyTags => "too_many_tags",
+    TagsUnsorted => "tags_unsorted",
+    TagsInvalidUtf8 => "tags_invalid_utf8",
+});
+
 impl DropReason {
     /// Every reason, in declaration order.
     pub const ALL: [DropReason; 22] = [

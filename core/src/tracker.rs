@@ -18,7 +18,9 @@ use crate::name::{Fnv, NodeName, fnv1a};
 use crate::tags::{TagQuery, Tags};
 
 /// Online or offline: what subscribers hear about (the original's `nodeStatus`).
+/// Serializes as its [`as_str`](NodeStatus::as_str) name.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     /// The node is a working member (`Alive` or `Suspect`).
     Online,
@@ -27,18 +29,37 @@ pub enum NodeStatus {
 }
 
 /// What the failure detector believes about a node. Declared in precedence order:
-/// at the same incarnation a later variant overrides an earlier one.
+/// at the same incarnation a later variant overrides an earlier one. Serializes
+/// as its [`as_str`](Health::as_str) name (tables saved with the capitalized
+/// names of earlier versions still load).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Answering probes.
+    #[serde(alias = "Alive")]
     Alive,
     /// Missed a probe; still online until the suspicion times out or is refuted.
+    #[serde(alias = "Suspect")]
     Suspect,
     /// Declared failed.
+    #[serde(alias = "Dead")]
     Dead,
     /// Left the cluster on purpose.
+    #[serde(alias = "Left")]
     Left,
 }
+
+labels!(NodeStatus {
+    Online => "online",
+    Offline => "offline",
+});
+
+labels!(Health {
+    Alive => "alive",
+    Suspect => "suspect",
+    Dead => "dead",
+    Left => "left",
+});
 
 impl Health {
     /// The status subscribers see for this health.
@@ -139,18 +160,6 @@ impl TrackerRow {
         (fnv1a(name.as_bytes()) % DIGEST_BUCKETS as u64) as usize
     }
 
-    /// The serialized form (see the `Serialize` impl).
-    fn record(&self) -> RowRecord<&NodeName, &Tags> {
-        RowRecord {
-            node: &self.node,
-            addr: self.addr,
-            incarnation: self.incarnation,
-            health: self.health,
-            last_change_ms: self.last_change.timestamp_millis(),
-            tags: &self.tags,
-        }
-    }
-
     /// A hash of every field, stable across processes.
     fn content_hash(&self) -> u64 {
         let mut hash = Fnv::new();
@@ -167,61 +176,6 @@ impl TrackerRow {
         hash.write(&(self.tags.encoded_len() as u64).to_le_bytes());
         hash.write(self.tags.encoded());
         hash.finish()
-    }
-}
-
-/// A row as serialized in saved tables: `status` is left out (it follows from
-/// `health`) and `last_change` is in Unix milliseconds. The wire has its own
-/// encoding (`wire/row.rs`).
-#[derive(Serialize, Deserialize)]
-#[serde(rename = "TrackerRow")]
-struct RowRecord<N, T> {
-    node: N,
-    addr: SocketAddr,
-    incarnation: u64,
-    health: Health,
-    last_change_ms: i64,
-    // Saved tables from before tags load with none.
-    #[serde(default)]
-    tags: T,
-}
-
-impl<T> RowRecord<NodeName, T> {
-    /// The row, its numbers checked, with tags to be filled in.
-    fn untagged_row(&self) -> Result<TrackerRow, &'static str> {
-        if self.incarnation > MAX_INCARNATION {
-            return Err("incarnation out of range");
-        }
-        let last_change = DateTime::from_timestamp_millis(self.last_change_ms)
-            .ok_or("last_change out of range")?;
-        Ok(TrackerRow::new(
-            self.node.clone(),
-            self.addr,
-            self.health,
-            self.incarnation,
-            last_change,
-        ))
-    }
-}
-
-/// A row serializes to `{node, addr, incarnation, health, last_change_ms, tags}`,
-/// so a node's table can be saved (e.g. as JSON, tags as a map) and handed to
-/// [`Node::restore`](crate::Node::restore) after a restart.
-impl Serialize for TrackerRow {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.record().serialize(serializer)
-    }
-}
-
-/// Peer bytes and saved files alike are checked: an incarnation above
-/// [`MAX_INCARNATION`], a time chrono cannot represent, or tags that are not
-/// sorted unique UTF-8 are an error; `status` is derived from `health`. The
-/// configured tag limits are applied where rows enter a node.
-impl<'de> Deserialize<'de> for TrackerRow {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let record = RowRecord::<NodeName, Tags>::deserialize(deserializer)?;
-        let row = record.untagged_row().map_err(serde::de::Error::custom)?;
-        Ok(row.with_tags(record.tags))
     }
 }
 
@@ -586,44 +540,6 @@ mod tests {
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
         Tags::from_pairs(pairs.iter().copied()).expect("valid")
-    }
-
-    #[test]
-    fn a_row_saves_as_json_and_loads_back_checked() {
-        let saved = row(Health::Suspect, 3).with_tags(tags(&[("role", "db")]));
-        let json = serde_json::to_string(&saved).expect("serializes");
-        assert_eq!(
-            json,
-            r#"{"node":"n","addr":"10.0.0.1:7946","incarnation":3,"health":"Suspect","last_change_ms":1700000000000,"tags":{"role":"db"}}"#
-        );
-        // A table saved before tags existed loads with none.
-        let untagged = json.replace(r#","tags":{"role":"db"}"#, "");
-        let loaded: TrackerRow = serde_json::from_str(&untagged).expect("loads");
-        assert!(loaded.tags.is_empty());
-        let loaded: TrackerRow = serde_json::from_str(&json).expect("loads");
-        assert_eq!(loaded, saved);
-        assert_eq!(loaded.status, NodeStatus::Online, "status follows health");
-        let forged = json.replace(":3,", &format!(":{},", u64::MAX));
-        assert!(serde_json::from_str::<TrackerRow>(&forged).is_err());
-        let far = json.replace("1700000000000", &i64::MAX.to_string());
-        assert!(serde_json::from_str::<TrackerRow>(&far).is_err());
-    }
-
-    #[test]
-    fn the_wire_layout_is_the_fields_in_order() {
-        let r = row(Health::Dead, 2).with_tags(tags(&[("a", "1")]));
-        let expected = postcard::to_allocvec(&(
-            &r.node,
-            r.addr,
-            r.incarnation,
-            r.health,
-            r.last_change.timestamp_millis(),
-            r.tags.encoded(),
-        ))
-        .expect("encodes");
-        assert_eq!(postcard::to_allocvec(&r).expect("encodes"), expected);
-        let decoded: TrackerRow = postcard::from_bytes(&expected).expect("decodes");
-        assert_eq!(decoded, r);
     }
 
     #[test]

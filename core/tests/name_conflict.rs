@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beethoven_core::{Event, Health, JoinError, LeaveError, NewNodeError, NodeStatus, Seed};
+use beethoven_core::{
+    Event, Health, JoinError, LeaveError, NameTaken, NewNodeError, NodeStatus, Seed,
+};
 use beethoven_pump::{Pump, addr, addr_on_port, config, name};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -95,12 +97,15 @@ fn a_second_live_process_under_a_name_loses_it_to_the_first_and_the_war_stops() 
     assert_eq!(loser.poll_timeout(), None);
     assert_eq!(
         loser.join(now, &[Seed::Addr(addr(0))]),
-        Err(JoinError::NameTaken { by: first })
+        Err(JoinError::NameTaken(NameTaken { by: first }))
     );
-    assert_eq!(loser.leave(now), Err(LeaveError::NameTaken { by: first }));
+    assert_eq!(
+        loser.leave(now),
+        Err(LeaveError::NameTaken(NameTaken { by: first }))
+    );
     assert_eq!(
         loser.new_node(now, name(9), addr(9)),
-        Err(NewNodeError::NameTaken { by: first })
+        Err(NewNodeError::NameTaken(NameTaken { by: first }))
     );
     assert!(
         !loser.has_left(),

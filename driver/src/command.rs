@@ -1,14 +1,19 @@
-//! What a [`Handle`](crate::Handle) asks of the node's thread, and why it may refuse.
+//! What a [`Handle`](crate::Handle) asks of the node's thread, the node's
+//! answer, and why it may refuse.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_channel::Sender;
 use beethoven_core::{
-    JoinError, KeyRing, LeaveError, NewNodeError, NodeName, Seed, Tags, TagsError, TrackerRow,
+    JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed, SetTagsError, Tags,
+    TagsError, TrackerRow,
 };
 
-use crate::router::{Interest, SubscriberId, Update};
+use crate::router::{Interest, Outbox, SubscriberId};
 use crate::runtime::BlockingWork;
 
 /// A request for the node's thread, made by a [`Handle`](crate::Handle). Opaque: a
@@ -19,37 +24,93 @@ pub struct Command(pub(crate) CommandKind);
 
 #[derive(Debug)]
 pub(crate) enum CommandKind {
-    NewNode {
-        name: NodeName,
-        addr: SocketAddr,
+    /// A command the node decides on; its answer goes back through `answer`.
+    Decide {
+        order: Order,
+        answer: Answer,
     },
-    Restore(Vec<TrackerRow>),
-    /// `ticket` orders joins and leaves (see `Handle::has_left`).
-    Join {
-        seeds: Vec<Seed>,
-        ticket: u64,
-    },
-    Leave {
-        ticket: u64,
-    },
-    SetTags(Tags),
     Subscribe {
         id: SubscriberId,
-        queue: Sender<Update>,
+        queue: Outbox,
         /// Reads the queue on a blocking thread (a callback); started only if the
         /// subscription is new.
         reader: Option<Reader>,
         /// What the subscriber hears.
         interest: Interest,
         /// Whether it first hears the current state (see
-        /// [`Handle::subscribe_with_current`](crate::Handle::subscribe_with_current)).
+        /// [`Handle::events_with_current`](crate::Handle::events_with_current)).
         replay: bool,
     },
-    Unsubscribe(SubscriberId),
-    SetKeyRing(Option<KeyRing>),
     /// What the `host:port` seeds resolve to now (see `Driver::resolve_if_due`).
     SeedsResolved(Vec<SocketAddr>),
+    /// A reader made room in its queue: the step sends lag markers that waited.
+    Flush,
     Stop,
+}
+
+/// A command the node decides on, answered through a [`Reply`].
+#[derive(Debug)]
+pub(crate) enum Order {
+    NewNode { name: NodeName, addr: SocketAddr },
+    Restore(Vec<TrackerRow>),
+    Join(Vec<Seed>),
+    Leave,
+    SetTags(Tags),
+    SetKeyRing(Option<KeyRing>),
+    Unsubscribe(SubscriberId),
+}
+
+/// Where the node's answer to one command goes.
+#[derive(Debug)]
+pub(crate) struct Answer(Sender<Result<(), CommandError>>);
+
+impl Answer {
+    /// Sends the node's decision; a caller that dropped its [`Reply`] is not
+    /// waiting for it.
+    pub(crate) fn send(self, decision: Result<(), CommandError>) {
+        let _ = self.0.try_send(decision);
+    }
+}
+
+/// The node's answer to one command of a [`Handle`](crate::Handle): a
+/// [`Future`] of `Ok(())` once the node applied it (the getters then show its
+/// effect), or the node's reason to refuse it (nothing changed then).
+///
+/// The command is queued when the `Handle` method returns, not when the reply is
+/// awaited: a reply may be dropped, and the command is still applied (its
+/// refusal is then logged at debug level only).
+#[must_use = "the command is queued; await the reply to learn whether the node applied it"]
+pub struct Reply(Pin<Box<dyn Future<Output = Result<(), CommandError>> + Send + 'static>>);
+
+impl Reply {
+    /// A reply, and where the node sends it.
+    pub(crate) fn channel() -> (Answer, Reply) {
+        let (sender, receiver) = async_channel::bounded(1);
+        let reply = Reply(Box::pin(async move {
+            // The node's thread ended before answering: it has shut down.
+            receiver.recv().await.unwrap_or(Err(CommandError::Closed))
+        }));
+        (Answer(sender), reply)
+    }
+
+    /// A reply that is known already (the command could not be queued).
+    pub(crate) fn ready(decision: Result<(), CommandError>) -> Reply {
+        Reply(Box::pin(std::future::ready(decision)))
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+impl Future for Reply {
+    type Output = Result<(), CommandError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
 }
 
 /// The loop that hands a callback its updates, to start on a blocking thread.
@@ -61,7 +122,7 @@ impl fmt::Debug for Reader {
     }
 }
 
-/// Why a command was refused. Nothing changed, and nothing was queued.
+/// Why a command was refused. Nothing changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
@@ -80,6 +141,9 @@ pub enum CommandError {
     /// `set_tags` refused: the tags break a limit, which the error names.
     #[error(transparent)]
     Tags(#[from] TagsError),
+    /// `set_tags` refused for a reason other than a broken limit.
+    #[error(transparent)]
+    SetTags(SetTagsError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
     /// commands but `stop` (and `shutdown`). Restart it under another name.
@@ -90,4 +154,20 @@ pub enum CommandError {
         /// Where the process that kept the name listens.
         by: SocketAddr,
     },
+}
+
+impl From<NameTaken> for CommandError {
+    fn from(NameTaken { by }: NameTaken) -> Self {
+        CommandError::NameTaken { by }
+    }
+}
+
+impl From<SetTagsError> for CommandError {
+    fn from(error: SetTagsError) -> Self {
+        match error {
+            SetTagsError::Invalid(limit) => CommandError::Tags(limit),
+            SetTagsError::NameTaken(taken) => taken.into(),
+            other => CommandError::SetTags(other),
+        }
+    }
 }

@@ -12,15 +12,15 @@ use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, TryRecvError, WeakSender};
 use beethoven_core::chrono::{DateTime, Utc};
-use beethoven_core::{Event, JoinError, Node, NodeStatus, Op, Seed, TrackerEvent};
+use beethoven_core::{Event, JoinError, Node, Seed};
 use futures_core::Stream;
 use socket2::SockRef;
 use tracing::{debug, info, warn};
 
-use crate::command::{Command, CommandKind, Reader};
+use crate::command::{Answer, Command, CommandError, CommandKind, Order, Reader};
 use crate::handle::Handle;
 use crate::options::{Options, StartError, resolve_each};
-use crate::router::{Interest, Router, SubscriberId, Update};
+use crate::router::{Router, Update};
 use crate::runtime::Runtime;
 use crate::snapshot::{IoErrors, Published, SharedSnapshot, Snapshot};
 use crate::transport::{AsSocket, Transport, report_bounces};
@@ -118,8 +118,9 @@ pub struct Driver {
     runtime: Arc<dyn Runtime>,
     rows_dirty: bool,
     io_errors: IoErrors,
-    /// The ticket of the last `join` or `leave` applied, published for the handles.
-    applied: u64,
+    /// Answers to the commands of this step, sent once its events are routed
+    /// and its state published: a caller woken by one sees both.
+    answers: Vec<(Answer, Result<(), CommandError>)>,
     /// `LeaveFinished` came for the node's latest leave. Whether the node has left
     /// is the node's own fact ([`Node::has_left`]); a leave still spreads while it
     /// has left and this is false.
@@ -216,7 +217,7 @@ impl Driver {
             runtime,
             rows_dirty: false,
             io_errors: IoErrors::default(),
-            applied: 0,
+            answers: Vec::new(),
             leave_finished: false,
             stop_after_leave: false,
             events: Vec::new(),
@@ -306,20 +307,9 @@ impl Driver {
             self.bounced = bounced;
             refused = self.flush(transport);
         }
-        // Publish first, so a subscriber woken by an update reads a table and mode
-        // that already include it.
-        let mut events = std::mem::take(&mut self.events);
-        events.extend(std::iter::from_fn(|| self.node.poll_event()));
-        self.rows_dirty |= events.iter().any(|e| matches!(e, Event::Tracker(_)));
-        self.publish();
-        let lagged = self.router.lagged_total();
-        for event in events.drain(..) {
-            stop |= self.route(event);
-        }
-        self.events = events;
-        let _ = self.router.flush();
-        if self.router.lagged_total() != lagged {
-            self.publish();
+        stop |= self.deliver_events();
+        for (answer, decision) in self.answers.drain(..) {
+            answer.send(decision);
         }
         if stop {
             Flow::Stop
@@ -401,32 +391,37 @@ impl Driver {
         refused
     }
 
+    /// Routes every event the node emitted since the last call, in its order,
+    /// after publishing the state they led to (so a subscriber woken by an
+    /// update reads a table and mode that already include it). Returns whether
+    /// the loop should stop now (a stop waited for the leave to finish).
+    fn deliver_events(&mut self) -> bool {
+        let mut stop = false;
+        let mut events = std::mem::take(&mut self.events);
+        events.extend(std::iter::from_fn(|| self.node.poll_event()));
+        self.rows_dirty |= events.iter().any(|e| matches!(e, Event::Tracker(_)));
+        self.publish();
+        let lagged = self.router.lagged_total();
+        for event in events.drain(..) {
+            stop |= self.route(event);
+        }
+        self.events = events;
+        let _ = self.router.flush();
+        if self.router.lagged_total() != lagged {
+            self.publish();
+        }
+        stop
+    }
+
     /// Applies a command; returns whether the loop should stop now.
     fn execute(&mut self, now: Instant, command: CommandKind) -> bool {
         match command {
-            CommandKind::NewNode { name, addr } => {
-                if let Err(error) = self.node.new_node(now, name.clone(), addr) {
-                    warn!(%name, %error, "new_node refused");
+            CommandKind::Decide { order, answer } => {
+                let decision = self.decide(now, order);
+                if let Err(error) = &decision {
+                    debug!(%error, "command refused");
                 }
-            }
-            CommandKind::Restore(rows) => self.node.restore(now, rows),
-            CommandKind::Join { seeds, ticket } => {
-                self.applied = ticket;
-                if let Err(error) = self.node.join(now, &seeds) {
-                    warn!(%error, "join refused");
-                }
-            }
-            CommandKind::Leave { ticket } => {
-                self.applied = ticket;
-                match self.node.leave(now) {
-                    Ok(()) => self.leave_finished = false,
-                    Err(error) => debug!(%error, "leave refused"),
-                }
-            }
-            CommandKind::SetTags(tags) => {
-                if let Err(error) = self.node.set_tags(now, tags) {
-                    warn!(%error, "set_tags refused");
-                }
+                self.answers.push((answer, decision));
             }
             CommandKind::Subscribe {
                 id,
@@ -435,19 +430,25 @@ impl Driver {
                 interest,
                 replay,
             } => {
-                if !self.router.insert(id, queue, interest) {
-                    debug!(?id, "subscribed already: one subscription");
-                } else {
+                // What happened before the subscription goes to the subscribers
+                // before it, so the replay below is not told again.
+                let mut stop = self.deliver_events();
+                if self.router.insert(id, queue, interest) {
                     if replay {
-                        self.replay_current(id, interest);
+                        let own = self.node.name();
+                        let rows = self.node.tracker().sorted_rows();
+                        for update in Update::replay(own, rows, self.node.mode()) {
+                            if self.router.deliver(id, update).is_err() {
+                                break; // the subscriber is gone already
+                            }
+                        }
                     }
                     if let Some(Reader(work)) = reader {
                         self.runtime.spawn_blocking(work);
                     }
                 }
-            }
-            CommandKind::Unsubscribe(id) => {
-                self.router.remove(id);
+                stop |= self.stop_after_leave && !self.leave_spreading();
+                return stop;
             }
             CommandKind::SeedsResolved(addrs) => {
                 let mut seeds = self.seeds.clone();
@@ -456,10 +457,8 @@ impl Driver {
                     debug!(%error, "no seed address to re-probe");
                 }
             }
-            CommandKind::SetKeyRing(ring) => {
-                info!(name = %self.node.name(), keys = ring.as_ref().map_or(0, |r| r.keys().count()), "key ring replaced");
-                self.node.set_key_ring(ring);
-            }
+            // The step's delivery retries the markers.
+            CommandKind::Flush => {}
             CommandKind::Stop if self.leave_spreading() => self.stop_after_leave = true,
             CommandKind::Stop => return true,
         }
@@ -471,70 +470,61 @@ impl Driver {
         self.node.has_left() && !self.leave_finished
     }
 
-    /// Tells a new subscriber the current state its interest covers, as the
-    /// updates that would have brought it there: the other nodes online, or the
-    /// other nodes' tags. Applied on the node's thread, so every later change
-    /// follows it in the same queue.
-    fn replay_current(&mut self, id: SubscriberId, interest: Interest) {
-        let own = self.node.name();
-        let current = self.node.tracker().sorted_rows().into_iter();
-        let updates = current
-            .filter(|row| &row.node != own)
-            .filter_map(|row| match interest {
-                Interest::Nodes => (row.status == NodeStatus::Online).then(|| Update::Node {
-                    node: row.node.clone(),
-                    status: NodeStatus::Online,
-                }),
-                Interest::Tags => (!row.tags.is_empty()).then(|| Update::Tags {
-                    node: row.node.clone(),
-                    tags: row.tags.clone(),
-                }),
-            });
-        for update in updates {
-            if self.router.deliver(id, update).is_err() {
-                break; // the subscriber is gone already
+    /// The node's decision on one command. A process that lost its name takes
+    /// none but `unsubscribe`: that is checked here, once, for every command.
+    fn decide(&mut self, now: Instant, order: Order) -> Result<(), CommandError> {
+        if let Some(by) = self.node.name_taken_by()
+            && !matches!(order, Order::Unsubscribe(_))
+        {
+            return Err(CommandError::NameTaken { by });
+        }
+        match order {
+            Order::NewNode { name, addr } => self.node.new_node(now, name, addr)?,
+            Order::Restore(rows) => self.node.restore(now, rows),
+            Order::Join(seeds) => self.node.join(now, &seeds)?,
+            Order::Leave => {
+                self.node.leave(now)?;
+                self.leave_finished = false;
+            }
+            Order::SetTags(tags) => self.node.set_tags(now, tags)?,
+            Order::SetKeyRing(ring) => {
+                let keys = ring.as_ref().map_or(0, |r| r.keys().count());
+                info!(name = %self.node.name(), keys, "key ring replaced");
+                self.node.set_key_ring(ring);
+            }
+            Order::Unsubscribe(id) => {
+                self.router.remove(id);
             }
         }
+        Ok(())
     }
 
-    /// Routes one event; returns whether the loop should stop now.
+    /// Routes one event, logs what an operator should see, and returns whether
+    /// the loop should stop now.
     fn route(&mut self, event: Event) -> bool {
-        match event {
-            Event::NodeUpdate { node, status } => {
-                self.router.broadcast(&Update::Node { node, status });
-            }
-            Event::Tracker(TrackerEvent {
-                op: Op::Write,
-                new_row,
-                old_row,
-            }) if new_row.node != *self.node.name()
-                && old_row
-                    .as_ref()
-                    .map_or(!new_row.tags.is_empty(), |old| old.tags != new_row.tags) =>
-            {
-                self.router.broadcast(&Update::Tags {
-                    node: new_row.node,
-                    tags: new_row.tags,
-                });
-            }
-            Event::Tracker(_) => {}
-            Event::ModeChanged(mode) => info!(name = %self.node.name(), ?mode, "mode changed"),
-            Event::NameConflict { node, addrs } => {
-                self.router.broadcast(&Update::NameConflict { node, addrs });
-            }
-            Event::NameLost { winner } => {
-                // Logged by the node already; from now on the handle refuses
-                // commands with `CommandError::NameTaken`.
-                debug!(name = %self.node.name(), %winner, "name lost");
-            }
+        let name = self.node.name().clone();
+        let mut stop = false;
+        match &event {
+            Event::ModeChanged(mode) => info!(%name, %mode, "mode changed"),
+            Event::Joined { seed } => info!(%name, %seed, "joined"),
+            // A warning for whoever reads the stream (the agent's names its seeds).
+            Event::JoinFailed { attempts } => info!(
+                %name,
+                attempts,
+                "join failed: no seed answered; running standalone and re-probing the seeds slowly"
+            ),
             Event::LeaveFinished { spread } => {
-                info!(name = %self.node.name(), spread, "leave finished");
+                info!(%name, spread, "leave finished");
                 self.leave_finished = true;
-                return self.stop_after_leave;
+                stop = self.stop_after_leave;
             }
-            other => info!(name = %self.node.name(), event = ?other, "membership event"),
+            // Logged by the node already.
+            _ => {}
         }
-        false
+        for update in Update::of_event(&name, event) {
+            self.router.broadcast(update);
+        }
+        stop
     }
 
     /// Publishes the counters, and what readers see when it changed: then the
@@ -548,27 +538,14 @@ impl Driver {
         let seen = (
             self.node.mode(),
             self.node.has_left(),
-            self.applied,
             self.node.name_taken_by(),
         );
         let rows_dirty = std::mem::take(&mut self.rows_dirty);
-        let changed = rows_dirty
-            || seen
-                != (
-                    snapshot.mode,
-                    snapshot.left,
-                    snapshot.applied,
-                    snapshot.name_taken_by,
-                );
+        let changed = rows_dirty || seen != (snapshot.mode, snapshot.left, snapshot.name_taken_by);
         if !changed {
             return;
         }
-        (
-            snapshot.mode,
-            snapshot.left,
-            snapshot.applied,
-            snapshot.name_taken_by,
-        ) = seen;
+        (snapshot.mode, snapshot.left, snapshot.name_taken_by) = seen;
         if rows_dirty {
             let rows = self.node.tracker().sorted_rows().into_iter().cloned();
             snapshot.rows.clear();

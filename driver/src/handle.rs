@@ -1,34 +1,34 @@
 //! The application's side of a running node, the same on every runtime.
 //!
-//! A [`Handle`] never touches the node: it checks what can be checked without it,
-//! then queues a [`Command`] for the node's thread, which applies it (see
-//! [`Driver::step`](crate::Driver::step)). Getters read the state the node
+//! A [`Handle`] never touches the node: it queues a [`Command`] for the node's
+//! thread, which decides on it (see [`Driver::step`](crate::Driver::step)) and
+//! answers through the command's [`Reply`]. Getters read the state the node
 //! publishes after every step, so they never wait for it.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, Sender};
+use async_channel::Sender;
 use beethoven_core::{
-    Config, KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Seed, Stats, TagQuery,
-    Tags, TrackerRow, expand_seeds,
+    KeyRing, Mode, NodeName, NodeStatus, Seed, Stats, TagQuery, Tags, TrackerRow,
 };
 use futures_core::Stream;
 
-use crate::command::{Command, CommandError, CommandKind, Reader};
+use crate::command::{Command, CommandError, CommandKind, Order, Reader, Reply};
 use crate::options::Options;
-use crate::router::{Interest, NodeUpdate, SubscriberId, Update};
-use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot, lock};
+use crate::router::{Inbox, Interest, NodeUpdate, SubscriberId, Update, queue};
+use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot};
 
 /// A running node. Cheap to clone; every clone controls the same node.
 ///
-/// Commands are checked here and applied by the node's thread right after; getters
-/// read the state the node's thread last published (a few milliseconds old at most while
-/// the node runs). Every clone keeps the node running; dropping the last one
+/// Commands are decided by the node's thread, which answers each through a
+/// [`Reply`]; getters read the state the node's thread last published (a few
+/// milliseconds old at most while the node runs, and never older than the last
+/// reply received). Every clone keeps the node running; dropping the last one
 /// closes the command channel, and the node's thread stops and closes its socket.
 #[derive(Clone)]
 pub struct Handle {
@@ -39,25 +39,10 @@ struct Shared {
     name: NodeName,
     local_addr: SocketAddr,
     advertised_addr: SocketAddr,
-    max_join_targets: usize,
-    max_nodes: usize,
-    /// For checking tags before they are queued.
-    config: Config,
     queue_capacity: usize,
     snapshot: SharedSnapshot,
     commands: Sender<Command>,
-    /// The last `join` or `leave` queued here. Locked while the command is queued,
-    /// so tickets rise in queue order.
-    queued: Mutex<Queued>,
-    next_stream: AtomicU64,
-}
-
-/// A `join` or `leave` on its way to the node: its ticket, and whether the node
-/// will have left once it is applied.
-#[derive(Clone, Copy, Default, Debug)]
-struct Queued {
-    ticket: u64,
-    left: bool,
+    next_subscriber: AtomicU64,
 }
 
 impl fmt::Debug for Handle {
@@ -77,20 +62,15 @@ impl Handle {
         snapshot: SharedSnapshot,
         commands: Sender<Command>,
     ) -> Self {
-        let config = options.protocol_config();
         Self {
             shared: Arc::new(Shared {
                 name: options.name().clone(),
                 local_addr,
                 advertised_addr: options.advertised_addr(local_addr),
-                max_join_targets: config.max_join_targets,
-                max_nodes: config.max_nodes,
-                config: config.clone(),
                 queue_capacity: options.subscriber_queue_capacity(),
                 snapshot,
                 commands,
-                queued: Mutex::new(Queued::default()),
-                next_stream: AtomicU64::new(1),
+                next_subscriber: AtomicU64::new(1),
             }),
         }
     }
@@ -103,7 +83,16 @@ impl Handle {
             .map_err(|_| CommandError::Closed)
     }
 
-    fn snapshot(&self) -> MutexGuard<'_, Snapshot> {
+    /// Queues `order`; the node answers through the reply.
+    fn decide(&self, order: Order) -> Reply {
+        let (answer, reply) = Reply::channel();
+        match self.send(CommandKind::Decide { order, answer }) {
+            Ok(()) => reply,
+            Err(closed) => Reply::ready(Err(closed)),
+        }
+    }
+
+    fn snapshot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
         self.shared.snapshot.lock()
     }
 
@@ -190,22 +179,11 @@ impl Handle {
         self.snapshot().io_errors
     }
 
-    /// Whether `leave` was called (and no `join` since).
-    ///
-    /// The node's own answer ([`Node::has_left`](beethoven_core::Node::has_left),
-    /// as last published), except while a `join` or `leave` made here is still on
-    /// its way to the node: then what that command will make it.
+    /// Whether `leave` was called (and no `join` since): the node's own answer
+    /// ([`Node::has_left`](beethoven_core::Node::has_left)) as last published,
+    /// so true once a `leave`'s [`Reply`] has come back.
     pub fn has_left(&self) -> bool {
-        self.left_after(&lock(&self.shared.queued))
-    }
-
-    fn left_after(&self, queued: &Queued) -> bool {
-        let snapshot = self.snapshot();
-        if queued.ticket > snapshot.applied {
-            queued.left
-        } else {
-            snapshot.left
-        }
+        self.snapshot().left
     }
 
     /// Whether the node's thread still runs.
@@ -223,171 +201,153 @@ impl Handle {
         self.snapshot().name_taken_by
     }
 
-    /// `Err(NameTaken)` once the node lost its name.
-    fn check_name(&self) -> Result<(), CommandError> {
-        match self.name_taken_by() {
-            Some(by) => Err(CommandError::NameTaken { by }),
-            None => Ok(()),
-        }
-    }
-
     /// Depth of each subscriber's queue.
     pub fn queue_capacity(&self) -> usize {
         self.shared.queue_capacity
     }
 
     // ----- commands -----
+    //
+    // Each is decided by the node, which answers through the `Reply`: the
+    // checks are the node's own, applied in queue order with everything else.
 
     /// Adds a discovered node as online (the original's `new_node/1`); see
     /// [`Node::new_node`](beethoven_core::Node::new_node).
-    ///
-    /// `TrackerFull` is checked against the last published tracker.
-    pub fn new_node(&self, name: NodeName, addr: SocketAddr) -> Result<(), CommandError> {
-        self.check_name()?;
-        if name == self.shared.name {
-            return Err(NewNodeError::IsSelf.into());
-        }
-        {
-            let snapshot = self.snapshot();
-            let known = snapshot.rows.iter().any(|row| row.node == name);
-            if !known && snapshot.rows.len() >= self.shared.max_nodes {
-                return Err(NewNodeError::TrackerFull.into());
-            }
-        }
-        self.send(CommandKind::NewNode { name, addr })
+    pub fn new_node(&self, name: NodeName, addr: SocketAddr) -> Reply {
+        self.decide(Order::NewNode { name, addr })
     }
 
     /// Loads a saved table (what [`Handle::cluster_nodes`] returned before a
     /// restart, e.g. kept as JSON); see [`Node::restore`](beethoven_core::Node::restore).
     /// Call it before `join`, so the node knows its peers from the first probe.
-    pub fn restore(&self, rows: Vec<TrackerRow>) -> Result<(), CommandError> {
-        self.check_name()?;
-        self.send(CommandKind::Restore(rows))
+    pub fn restore(&self, rows: Vec<TrackerRow>) -> Reply {
+        self.decide(Order::Restore(rows))
     }
 
     /// Joins the cluster through `seeds` (the original's `add_node_to_mnesia/1`);
     /// see [`Node::join`](beethoven_core::Node::join). After `leave`, brings the
     /// node back. Host names ([`Seed::Host`]) are not resolved here (that would
     /// block): give them to [`Options::seed`] at start, where they are resolved
-    /// and re-resolved; here they count as no address.
-    pub fn join(&self, seeds: &[Seed]) -> Result<(), CommandError> {
-        self.check_name()?;
-        expand_seeds(
-            seeds,
-            self.shared.advertised_addr,
-            self.shared.max_join_targets,
-        )?;
-        let mut queued = lock(&self.shared.queued);
-        let seeds = seeds.to_vec();
-        self.queue_membership(&mut queued, false, |ticket| CommandKind::Join {
-            seeds,
-            ticket,
-        })
+    /// and re-resolved; here they count as no address. The reply says whether
+    /// the join started; [`Update::Joined`] or [`Update::JoinFailed`] on
+    /// [`events`](Handle::events) say how it ended.
+    pub fn join(&self, seeds: &[Seed]) -> Reply {
+        self.decide(Order::Join(seeds.to_vec()))
     }
 
     /// Leaves the cluster: the others mark this node offline at once, without
     /// suspicion; see [`Node::leave`](beethoven_core::Node::leave). The node keeps
     /// running (and can `join` again); a shutdown after `leave` first lets the
-    /// announcement spread, for at most `leave_timeout`.
-    pub fn leave(&self) -> Result<(), CommandError> {
-        self.check_name()?;
-        let mut queued = lock(&self.shared.queued);
-        if self.left_after(&queued) {
-            return Err(LeaveError::AlreadyLeft.into());
-        }
-        self.queue_membership(&mut queued, true, |ticket| CommandKind::Leave { ticket })
+    /// announcement spread, for at most `leave_timeout`
+    /// ([`Update::LeaveFinished`] says when it has).
+    pub fn leave(&self) -> Reply {
+        self.decide(Order::Leave)
     }
 
     /// Replaces this node's tags; see [`Node::set_tags`](beethoven_core::Node::set_tags).
-    /// The limits (`max_tags_size`, `max_tags`, a row that fits a datagram) are
-    /// checked here, so a refusal is this call's `Err` and nothing changes.
-    pub fn set_tags(&self, tags: Tags) -> Result<(), CommandError> {
-        self.check_name()?;
-        self.shared
-            .config
-            .check_tags(&self.shared.name, self.shared.advertised_addr, &tags)?;
-        self.send(CommandKind::SetTags(tags))
+    /// Tags that break a limit (`max_tags_size`, `max_tags`, a row that fits a
+    /// datagram) are refused with [`CommandError::Tags`], and nothing changes.
+    pub fn set_tags(&self, tags: Tags) -> Reply {
+        self.decide(Order::SetTags(tags))
     }
 
-    /// Queues a `join` (`left: false`) or `leave` under the next ticket.
-    fn queue_membership(
-        &self,
-        queued: &mut Queued,
-        left: bool,
-        command: impl FnOnce(u64) -> CommandKind,
-    ) -> Result<(), CommandError> {
-        let ticket = queued.ticket + 1;
-        self.send(command(ticket))?;
-        *queued = Queued { ticket, left };
-        Ok(())
+    /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
+    /// keys on a live cluster; see
+    /// [`Node::set_key_ring`](beethoven_core::Node::set_key_ring). Rotate in three
+    /// steps, each applied on every node before the next: accept the new key, make
+    /// it primary, drop the old one.
+    pub fn set_key_ring(&self, ring: Option<KeyRing>) -> Reply {
+        self.decide(Order::SetKeyRing(ring))
+    }
+
+    /// Ends a subscription; its queue is closed (a callback's thread finishes).
+    /// An id that is not subscribed (any more) is fine.
+    pub fn unsubscribe(&self, subscriber: SubscriberId) -> Reply {
+        self.decide(Order::Unsubscribe(subscriber))
+    }
+
+    // ----- events -----
+
+    /// Every event of the node, in the order the node emitted it, from the
+    /// moment the node applies the subscription: tracker writes and deletes
+    /// (with the row before), other nodes going online or offline, tag
+    /// changes, mode changes, join results, name conflicts, the end of a
+    /// leave; and [`Update::Lagged`] markers when the stream is read too slowly
+    /// (its queue holds [`Options::queue_capacity`] updates). Each call is a
+    /// subscription of its own; it ends when the node stops (at once if it has
+    /// stopped already), and dropping it unsubscribes.
+    ///
+    /// The node runs on a thread of its own, so what happened between `start`
+    /// and this call (a join's first replies, say) is in the table, not in the
+    /// stream: to hear it too, use [`events_with_current`](Handle::events_with_current).
+    pub fn events(&self) -> Updates {
+        self.stream(Interest::All, false)
+    }
+
+    /// [`events`](Handle::events), whose stream first carries the state at the
+    /// moment the node applies the subscription, as the updates that would
+    /// have brought a new reader there: a tracker write (`old_row: None`) for
+    /// every row, ordered by name, each followed by what it implies for
+    /// another node (its tags, and that it is online), then the mode. Then
+    /// every change after it: nothing is missed and nothing is told twice
+    /// (the replay counts against the queue like any update: a table larger
+    /// than the queue gives an [`Update::Lagged`] marker, as a slow reader
+    /// would). For a reader that reports or mirrors the table.
+    pub fn events_with_current(&self) -> Updates {
+        self.stream(Interest::All, true)
     }
 
     /// Calls `callback.node_update(node, status)` for every online/offline change of
     /// another node, never this one (the original's `alert_me/1`), on a blocking
-    /// thread of the runtime, so the node never waits for it.
+    /// thread of the runtime, so the node never waits for it: a view of
+    /// [`events`](Handle::events) with node changes, name conflicts and lag markers.
     ///
-    /// The callback's type names the subscription, as the module named it in the
-    /// original: subscribing twice with a callback of the same type is one
-    /// subscription. The second call returns the same [`SubscriberId`] and adds
-    /// nothing (its callback is dropped). Every closure has a type of its own, but
-    /// one closure expression evaluated twice has one type. End the subscription
-    /// with [`unsubscribe`](Handle::unsubscribe).
+    /// Every call is a subscription of its own, with a new [`SubscriberId`]:
+    /// calling it twice (even with one closure, in a loop) calls back twice.
+    /// End one with [`unsubscribe`](Handle::unsubscribe).
     ///
-    /// Changes are reported from the moment of subscribing. A `start` with seeds
-    /// joins at once, so nodes met before this call are only in
+    /// Changes are reported from the moment the node applies the subscription.
+    /// A `start` with seeds joins at once, so nodes met before this call are only in
     /// [`cluster_nodes`](Handle::cluster_nodes): to hear about every node, start
-    /// without seeds, subscribe, then [`join`](Handle::join), or read the table
-    /// after subscribing.
+    /// without seeds, subscribe, then [`join`](Handle::join), or use
+    /// [`subscribe_with_current`](Handle::subscribe_with_current).
     pub fn alert_me<C: NodeUpdate>(&self, callback: C) -> Result<SubscriberId, CommandError> {
-        self.check_name()?;
-        let id = SubscriberId::callback::<C>();
-        let (queue, updates) = async_channel::bounded::<Update>(self.queue_capacity());
+        let id = self.next_id();
+        let (queue, updates) = self.queue();
         let reader = Reader(Box::new(move || {
-            while let Ok(update) = updates.recv_blocking() {
+            while let Some(update) = updates.recv_blocking() {
                 update.dispatch(&callback);
             }
         }));
-        let reader = Some(reader);
         self.send(CommandKind::Subscribe {
             id,
             queue,
-            reader,
+            reader: Some(reader),
             interest: Interest::Nodes,
             replay: false,
         })?;
         Ok(id)
     }
 
-    /// A stream of online/offline changes of other nodes, with
-    /// [`Update::Lagged`] markers when it is read too slowly. Each call is a
-    /// subscription of its own. It ends when the node stops (at once if it has
-    /// stopped already); dropping it unsubscribes. Like
-    /// [`alert_me`](Handle::alert_me), it reports changes from the moment the
-    /// node applies the subscription: the node runs on a thread of its own, so
-    /// changes between `start` and `subscribe` (a join's first replies, say) are
-    /// in the table, not in the stream. To hear them too, use
-    /// [`subscribe_with_current`](Handle::subscribe_with_current).
+    /// A view of [`events`](Handle::events): online/offline changes of other
+    /// nodes ([`Update::Node`]), name conflicts, and [`Update::Lagged`] markers.
+    /// Otherwise like `events`.
     pub fn subscribe(&self) -> Updates {
         self.stream(Interest::Nodes, false)
     }
 
     /// [`subscribe`](Handle::subscribe), whose stream first carries an
     /// `Update::Node { status: Online }` for every other node online at the
-    /// moment the node applies the subscription, then every change after it:
-    /// nothing is missed and nothing is told twice, whenever it is called (the
-    /// replay counts against [`Options::queue_capacity`](crate::Options::queue_capacity)
-    /// like any update: a larger cluster than the queue holds gets an
-    /// [`Update::Lagged`] marker, as a slow reader would). For a reader that
-    /// reports or mirrors membership (a CLI, service discovery).
+    /// moment the node applies the subscription, then every change after it
+    /// (see [`events_with_current`](Handle::events_with_current)).
     pub fn subscribe_with_current(&self) -> Updates {
         self.stream(Interest::Nodes, true)
     }
 
-    /// A stream of tag changes of other nodes: [`Update::Tags`] with a node's
-    /// tags each time they change (or when a node is first heard of with
-    /// tags), and [`Update::Lagged`] markers; nothing else. Otherwise like
-    /// [`subscribe`](Handle::subscribe). Online/offline changes stay on
-    /// `subscribe` and `alert_me`, as in the original.
+    /// A view of [`events`](Handle::events): tag changes of other nodes
+    /// ([`Update::Tags`], with a node's tags each time they change, or when a
+    /// node is first heard of with tags) and [`Update::Lagged`] markers.
+    /// Otherwise like `events`.
     pub fn subscribe_tags(&self) -> Updates {
         self.stream(Interest::Tags, false)
     }
@@ -399,31 +359,25 @@ impl Handle {
         self.stream(Interest::Tags, true)
     }
 
+    fn next_id(&self) -> SubscriberId {
+        SubscriberId::new(self.shared.next_subscriber.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn queue(&self) -> (crate::router::Outbox, Inbox) {
+        queue(self.queue_capacity(), self.shared.commands.downgrade())
+    }
+
     fn stream(&self, interest: Interest, replay: bool) -> Updates {
-        let n = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (queue, updates) = async_channel::bounded(self.queue_capacity());
-        let id = SubscriberId::stream(n);
+        let (queue, updates) = self.queue();
         // On a stopped node the refused command drops `queue`: the stream ends at once.
         let _ = self.send(CommandKind::Subscribe {
-            id,
+            id: self.next_id(),
             queue,
             reader: None,
             interest,
             replay,
         });
-        Updates {
-            queue: Box::pin(updates),
-        }
-    }
-
-    /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
-    /// keys on a live cluster; see
-    /// [`Node::set_key_ring`](beethoven_core::Node::set_key_ring). Rotate in three
-    /// steps, each applied on every node before the next: accept the new key, make
-    /// it primary, drop the old one.
-    pub fn set_key_ring(&self, ring: Option<KeyRing>) -> Result<(), CommandError> {
-        self.check_name()?;
-        self.send(CommandKind::SetKeyRing(ring))
+        Updates { queue: updates }
     }
 
     /// A watch on what the getters read: [`Changes::changed`] waits until the
@@ -436,12 +390,6 @@ impl Handle {
             seen: self.snapshot().version,
             published: Arc::clone(&self.shared.snapshot),
         }
-    }
-
-    /// Ends a subscription; its queue is closed (a callback's thread finishes).
-    pub fn unsubscribe(&self, subscriber: SubscriberId) -> Result<(), CommandError> {
-        self.check_name()?;
-        self.send(CommandKind::Unsubscribe(subscriber))
     }
 
     /// Asks the node's thread to stop without waiting for it ([`shutdown`](Handle::shutdown)
@@ -491,18 +439,18 @@ impl Changes {
 #[derive(Debug)]
 #[must_use = "updates are delivered only to a stream that is read"]
 pub struct Updates {
-    queue: Pin<Box<Receiver<Update>>>,
+    queue: Inbox,
 }
 
 impl Updates {
     /// The next update; `None` once the node has stopped.
     pub async fn recv(&mut self) -> Option<Update> {
-        self.queue.recv().await.ok()
+        std::future::poll_fn(|cx| Pin::new(&mut self.queue).poll_next(cx)).await
     }
 
     #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<Update> {
-        self.queue.try_recv().ok()
+        self.queue.try_recv()
     }
 }
 
@@ -510,25 +458,21 @@ impl Stream for Updates {
     type Item = Update;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
-        self.queue.as_mut().poll_next(cx)
+        Pin::new(&mut self.queue).poll_next(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use async_channel::Receiver;
-    use beethoven_core::{Config, JoinError};
+    use futures_lite::future::block_on;
 
     use super::*;
     use crate::snapshot::Published;
 
-    fn handle(max_nodes: usize) -> (Handle, Receiver<Command>) {
+    fn handle() -> (Handle, Receiver<Command>) {
         let (commands, queue) = async_channel::unbounded();
-        let mut config = Config::default();
-        config.max_nodes = max_nodes;
-        let options = Options::new(NodeName::new("me").expect("valid name"))
-            .config(config)
-            .queue_capacity(8);
+        let options = Options::new(NodeName::new("me").expect("valid name")).queue_capacity(8);
         let snapshot = Arc::new(Published::new(Snapshot {
             version: 0,
             mode: Mode::Standalone,
@@ -538,7 +482,6 @@ mod tests {
             io_errors: IoErrors::default(),
             running: true,
             left: false,
-            applied: 0,
             name_taken_by: None,
         }));
         let local = "127.0.0.1:7000".parse().expect("valid address");
@@ -551,88 +494,50 @@ mod tests {
     }
 
     #[test]
-    fn commands_that_cannot_work_are_refused_before_queueing() {
-        let (handle, queue) = handle(16);
-        let me = NodeName::new("me").expect("valid name");
-        let addr: SocketAddr = "127.0.0.1:7001".parse().expect("valid address");
-        assert_eq!(
-            handle.new_node(me, addr),
-            Err(CommandError::NewNode(NewNodeError::IsSelf))
-        );
-        assert_eq!(
-            handle.join(&[Seed::Addr(handle.advertised_addr())]),
-            Err(CommandError::Join(JoinError::NoSeeds))
-        );
-        assert!(queued(&queue).is_empty(), "nothing was queued");
+    fn a_command_is_queued_before_its_reply_is_awaited_and_the_reply_is_the_nodes() {
+        let (handle, queue) = handle();
+        let reply = handle.leave();
+        let mut commands = queued(&queue);
+        assert_eq!(commands.len(), 1, "queued at once");
+        let Some(Command(CommandKind::Decide {
+            order: Order::Leave,
+            answer,
+        })) = commands.pop()
+        else {
+            panic!("a leave order was queued");
+        };
+        answer.send(Err(CommandError::Closed));
+        assert_eq!(block_on(reply), Err(CommandError::Closed));
     }
 
     #[test]
-    fn leave_twice_is_refused_and_join_clears_it() {
-        let (handle, queue) = handle(16);
-        assert_eq!(handle.leave(), Ok(()));
-        assert!(handle.has_left());
-        assert_eq!(
-            handle.leave(),
-            Err(CommandError::Leave(LeaveError::AlreadyLeft))
-        );
-        let seed: SocketAddr = "127.0.0.1:7001".parse().expect("valid address");
-        assert_eq!(handle.join(&[Seed::Addr(seed)]), Ok(()));
-        assert!(!handle.has_left());
-        assert!(matches!(
-            queued(&queue).as_slice(),
-            [
-                Command(CommandKind::Leave { ticket: 1 }),
-                Command(CommandKind::Join { ticket: 2, .. })
-            ]
-        ));
-    }
-
-    #[test]
-    fn once_the_node_applied_the_last_leave_or_join_its_answer_is_read() {
-        let (handle, _queue) = handle(16);
-        assert_eq!(handle.leave(), Ok(()));
-        {
-            let mut published = handle.shared.snapshot.lock();
-            published.applied = 1;
-            published.left = true;
-        }
-        assert!(handle.has_left());
-        // Only the node's answer counts now: were it to say otherwise, it would win.
-        handle.shared.snapshot.lock().left = false;
-        assert!(!handle.has_left());
+    fn a_command_the_node_never_answers_replies_closed() {
+        let (handle, queue) = handle();
+        let reply = handle.set_tags(Tags::default());
+        drop(queued(&queue));
+        assert_eq!(block_on(reply), Err(CommandError::Closed));
     }
 
     #[test]
     fn a_closed_channel_reports_closed_and_changes_nothing() {
-        let (handle, queue) = handle(16);
+        let (handle, queue) = handle();
         drop(queue);
-        assert_eq!(handle.leave(), Err(CommandError::Closed));
+        assert_eq!(block_on(handle.leave()), Err(CommandError::Closed));
         assert!(!handle.has_left());
         assert_eq!(handle.stop(), Err(CommandError::Closed));
     }
 
     #[test]
-    fn subscriber_ids_are_distinct() {
-        let (handle, _queue) = handle(16);
-        let a = handle
-            .alert_me(|_: &NodeName, _: NodeStatus| {})
-            .expect("open");
-        let b = handle
-            .alert_me(|_: &NodeName, _: NodeStatus| {})
-            .expect("open");
-        assert_ne!(a, b, "two closures are two types");
-    }
-
-    #[test]
-    fn a_callback_type_always_has_the_same_id() {
-        let (handle, queue) = handle(16);
+    fn every_alert_me_is_a_subscription_of_its_own_even_with_one_callback() {
+        let (handle, queue) = handle();
         let callback = |_: &NodeName, _: NodeStatus| {};
         let first = handle.alert_me(callback).expect("open");
-        assert_eq!(handle.alert_me(callback), Ok(first));
-        assert_eq!(
-            queued(&queue).len(),
-            2,
-            "the node's router drops the second"
-        );
+        let second = handle.alert_me(callback).expect("open");
+        assert_ne!(first, second);
+        let subscribed = queued(&queue)
+            .into_iter()
+            .filter(|command| matches!(command, Command(CommandKind::Subscribe { .. })))
+            .count();
+        assert_eq!(subscribed, 2);
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! The runtime-independent half of every Beethoven runtime (`beethoven-tokio`,
 //! `beethoven-smol`, or your own). One [`Driver`] per node owns the sans-IO
-//! [`Node`](beethoven_core::Node) of `beethoven-core`, applies the commands its
-//! [`Handle`] queues, fans node updates out to subscribers (callbacks and
-//! streams, with lag markers and panic isolation), and publishes the state the
-//! getters read. It also runs the node: [`Driver::spawn_thread`] gives it an OS
+//! [`Node`](beethoven_core::Node) of `beethoven-core`, decides the commands its
+//! [`Handle`] queues (each answered through a [`Reply`]), passes every event of
+//! the node on to its subscribers in the node's order (streams and callbacks,
+//! each with a bounded queue, lag markers and panic isolation), and publishes
+//! the state the getters read. It also runs the node: [`Driver::spawn_thread`] gives it an OS
 //! thread of its own, asleep in the OS's readiness wait (mio) until a command, a
 //! datagram or its deadline, the cheapest way for a quiet node to wait. A runtime
 //! crate adds only `start` and implements [`Runtime`] (somewhere to run blocking
@@ -51,7 +52,7 @@
 //! let wall_clock = SystemTime::now().into();
 //! let (mut driver, handle) =
 //!     Driver::new(options, socket.local_addr()?, &[], now, wall_clock, Arc::new(Threads))?;
-//! // `handle` goes to the application: getters, commands, alert_me, subscribe, shutdown.
+//! // `handle` goes to the application: getters, commands, events, alert_me, shutdown.
 //! let mut wake_at = Some(now);
 //! let mut buf = vec![0u8; RECV_BUFFER_SIZE];
 //! loop {
@@ -105,8 +106,18 @@
 //! blocking thread of the runtime, so a slow or panicking one (the panic is caught
 //! and logged) stalls only itself. A subscriber that falls behind loses updates
 //! and then receives [`Update::Lagged`] with how many it missed. The driver's
-//! router is the one registry of subscribers: a callback subscription is keyed by
-//! the callback's type, so subscribing twice with one type is one subscription.
+//! router is the one registry of subscribers; every subscription, callback or
+//! stream, has an id of its own.
+//!
+//! ## One stream of events
+//!
+//! [`Handle::events`] carries every event of the node ([`Update`]: tracker
+//! writes and deletes with the row before, node updates, tags, mode, join
+//! results, name conflicts, the end of a leave), in the order the node emitted
+//! them; [`Handle::events_with_current`] first replays the state at that moment
+//! (every row, then the mode), so a reader misses nothing and hears nothing
+//! twice. `subscribe`, `subscribe_tags` and `alert_me` are filtered views of
+//! the same stream. The published snapshot serves the getters only.
 //!
 //! ## Stopping
 //!
@@ -121,7 +132,6 @@
 mod command;
 mod driver;
 mod handle;
-mod mirror;
 mod options;
 mod router;
 mod runtime;
@@ -129,10 +139,9 @@ mod snapshot;
 mod thread;
 mod transport;
 
-pub use command::{Command, CommandError};
+pub use command::{Command, CommandError, Reply};
 pub use driver::{Commands, Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
 pub use handle::{Changes, Handle, Updates};
-pub use mirror::{TableChange, TableMirror};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 pub use router::{NodeUpdate, SubscriberId, Update};
 pub use runtime::{BlockingWork, Runtime};
@@ -144,11 +153,12 @@ pub use transport::{Transport, UdpTransport, report_bounces};
 /// their APIs match item for item.
 pub mod prelude {
     pub use crate::{
-        Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, StartError, SubscriberId,
-        TableChange, TableMirror, Update, Updates,
+        Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, Reply, StartError,
+        SubscriberId, Update, Updates,
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,
-        NewNodeError, NodeName, NodeStatus, Seed, Stats, TagQuery, Tags, TagsError, TrackerRow,
+        NewNodeError, NodeName, NodeStatus, Op, Seed, Stats, TagQuery, Tags, TagsError,
+        TrackerEvent, TrackerRow, timestamp,
     };
 }

@@ -12,7 +12,7 @@ use event_listener::Event;
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     /// Raised when something a reader sees changes: the rows, the mode, `left`,
-    /// `applied`, `name_taken_by` or `running` (not the counters, which change
+    /// `name_taken_by` or `running` (not the counters, which change
     /// with every datagram).
     pub(crate) version: u64,
     pub(crate) mode: Mode,
@@ -23,9 +23,6 @@ pub(crate) struct Snapshot {
     pub(crate) running: bool,
     /// The node's own [`Node::has_left`], the one place that fact is kept.
     pub(crate) left: bool,
-    /// The ticket of the last `join` or `leave` the node applied: a handle compares
-    /// it with what it queued since (see `Handle::has_left`).
-    pub(crate) applied: u64,
     /// The node's own [`Node::name_taken_by`].
     pub(crate) name_taken_by: Option<SocketAddr>,
 }
@@ -41,7 +38,6 @@ impl Snapshot {
             io_errors: IoErrors::default(),
             running: true,
             left: node.has_left(),
-            applied: 0,
             name_taken_by: node.name_taken_by(),
         }
     }

@@ -267,15 +267,16 @@ mod tests {
         let addr = handle.local_addr();
         // The node's deadlines are an hour away: the command is seen because it
         // wakes the thread.
-        handle
-            .new_node(
-                NodeName::new("m").expect("valid name"),
-                "127.0.0.1:9".parse().expect("valid"),
-            )
-            .expect("queued");
-        eventually("the command was applied", || {
-            handle.cluster_nodes().len() == 2
-        });
+        let reply = handle.new_node(
+            NodeName::new("m").expect("valid name"),
+            "127.0.0.1:9".parse().expect("valid"),
+        );
+        assert_eq!(futures_lite::future::block_on(reply), Ok(()));
+        assert_eq!(
+            handle.cluster_nodes().len(),
+            2,
+            "published before the reply"
+        );
         drop(handle);
         // The thread closes its socket once the last handle is gone.
         eventually("the port is free again", || UdpSocket::bind(addr).is_ok());

@@ -2,8 +2,10 @@
 //!
 //! Runs a Beethoven cluster member on smol. [`start`] binds one UDP socket and
 //! starts the node on a thread of its own, and returns a
-//! cloneable [`Handle`]: getters, commands, callbacks ([`Handle::alert_me`]), an
-//! async stream of updates ([`Handle::subscribe`]) and [`Handle::shutdown`].
+//! cloneable [`Handle`]: getters, commands that answer (a [`Reply`] to await),
+//! the node's events as an async stream ([`Handle::events`], with filtered views
+//! such as [`Handle::subscribe`]), callbacks ([`Handle::alert_me`]) and
+//! [`Handle::shutdown`].
 //! `beethoven-tokio` has the same API on tokio.
 //!
 //! ```no_run
@@ -18,14 +20,14 @@
 //!             .seed_host("seed.shop.internal:7946") // resolved at start, again for each seed re-probe
 //!             .seed("10.0.0.0/24:7946".parse::<beethoven_smol::Seed>()?); // scan a range
 //!         let node = beethoven_smol::start(options).await?;
-//!         node.alert_me(|name: &NodeName, status: NodeStatus| println!("{name} is {status:?}"))?;
+//!         node.alert_me(|name: &NodeName, status: NodeStatus| println!("{name} is {status}"))?;
 //!         let mut updates = node.subscribe();
 //!         while let Some(update) = updates.recv().await {
 //!             if let Update::Lagged { missed } = update {
 //!                 println!("missed {missed} updates; {} nodes online", node.active_nodes().len());
 //!             }
 //!         }
-//!         node.leave()?; // the others mark this node offline at once
+//!         node.leave().await?; // the node answers once it applied it; the others mark it offline at once
 //!         node.shutdown().await; // waits for the leave to spread, then closes the socket
 //!         Ok(())
 //!     })

@@ -2,8 +2,9 @@
 //!
 //! Runs a Beethoven cluster member on tokio. [`start`] binds one UDP socket and
 //! spawns one task for the node, and returns a cloneable [`Handle`]: getters,
-//! commands, callbacks ([`Handle::alert_me`]), an async stream of updates
-//! ([`Handle::subscribe`]) and [`Handle::shutdown`]. `beethoven-smol` has the same
+//! commands that answer (a [`Reply`] to await), the node's events as an async
+//! stream ([`Handle::events`], with filtered views such as [`Handle::subscribe`]),
+//! callbacks ([`Handle::alert_me`]) and [`Handle::shutdown`]. `beethoven-smol` has the same
 //! API on smol.
 //!
 //! ```no_run
@@ -18,16 +19,16 @@
 //!         .seed_host("seed.shop.internal:7946") // resolved at start, again for each seed re-probe
 //!         .seed("10.0.0.0/24:7946".parse::<beethoven_tokio::Seed>()?); // scan a range
 //!     let node = beethoven_tokio::start(options).await?;
-//!     node.alert_me(|name: &NodeName, status: NodeStatus| println!("{name} is {status:?}"))?;
+//!     node.alert_me(|name: &NodeName, status: NodeStatus| println!("{name} is {status}"))?;
 //!     let mut updates = node.subscribe();
 //!     while let Some(update) = updates.recv().await {
 //!         match update {
-//!             Update::Node { node: name, status } => println!("{name}: {status:?}, mode {:?}", node.mode()),
+//!             Update::Node { node: name, status } => println!("{name}: {status}, mode {}", node.mode()),
 //!             Update::Lagged { missed } => println!("missed {missed} updates"),
 //!             _ => {}
 //!         }
 //!     }
-//!     node.leave()?; // the others mark this node offline at once
+//!     node.leave().await?; // the node answers once it applied it; the others mark it offline at once
 //!     node.shutdown().await; // waits for the leave to spread, then closes the socket
 //!     Ok(())
 //! }

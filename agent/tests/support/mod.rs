@@ -266,7 +266,7 @@ impl Agent {
     pub fn status_of(&self, node: &str) -> Option<String> {
         self.members()
             .into_iter()
-            .find(|row| row["name"] == node)
+            .find(|row| row["node"] == node)
             .and_then(|row| row["status"].as_str().map(str::to_owned))
     }
 

@@ -30,13 +30,9 @@ pub enum LeaveError {
     /// `leave` was already called (and no `join` since).
     #[error("the node has already left")]
     AlreadyLeft,
-    /// This node lost its name to the live process at `by`
-    /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
-    #[error("this node's name is taken by the process at {by}")]
-    NameTaken {
-        /// Where the process that kept the name listens.
-        by: std::net::SocketAddr,
-    },
+    /// This node lost its name and takes no more commands.
+    #[error(transparent)]
+    NameTaken(#[from] crate::NameTaken),
 }
 
 /// The join side of the node: its own join in progress, the seeds it re-probes,

@@ -27,13 +27,9 @@ pub enum NewNodeError {
     /// The tracker already holds `max_nodes` rows.
     #[error("the tracker is full (max_nodes)")]
     TrackerFull,
-    /// This node lost its name to the live process at `by`
-    /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
-    #[error("this node's name is taken by the process at {by}")]
-    NameTaken {
-        /// Where the process that kept the name listens.
-        by: std::net::SocketAddr,
-    },
+    /// This node lost its name and takes no more commands.
+    #[error(transparent)]
+    NameTaken(#[from] crate::NameTaken),
 }
 
 /// Why `set_tags` refused. No state changed.
@@ -43,13 +39,9 @@ pub enum SetTagsError {
     /// The tags break a limit; the error names it.
     #[error(transparent)]
     Invalid(#[from] TagsError),
-    /// This node lost its name to the live process at `by`
-    /// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands.
-    #[error("this node's name is taken by the process at {by}")]
-    NameTaken {
-        /// Where the process that kept the name listens.
-        by: std::net::SocketAddr,
-    },
+    /// This node lost its name and takes no more commands.
+    #[error(transparent)]
+    NameTaken(#[from] crate::NameTaken),
 }
 
 /// Outdated bad news, as `apply_row` found it: `node` is online here at the

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use beethoven_core::{Config, DropReason, Health, Mode, NodeName, NodeStatus};
 
+use beethoven_core::{Op, Tags, TrackerEvent};
+use futures_lite::future::block_on;
+
 use super::*;
-use crate::CommandError;
 use crate::runtime::Threads;
+use crate::{CommandError, Reply};
 
 struct Peer {
     driver: Driver,
@@ -21,7 +24,7 @@ struct Peer {
 fn peer(name: &str, port: u16, seeds: &[u16], now: Instant) -> Peer {
     let mut options = Options::new(NodeName::new(name).expect("valid name"))
         .config(Config::for_cluster("driver-test"))
-        .queue_capacity(4);
+        .queue_capacity(64);
     for seed in seeds {
         options = options.seed(SocketAddr::from(([127, 0, 0, 1], *seed)));
     }
@@ -116,7 +119,7 @@ fn stop_after_leave_waits_for_the_leave_to_spread() {
     let start = origin();
     let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
     assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
-    peers[1].handle.leave().expect("running");
+    let _ = peers[1].handle.leave(); // the reply comes with the next step
     peers[1].handle.stop().expect("running");
     let later = start + Duration::from_secs(2);
     let stopped = pump(&mut peers, later, Duration::from_secs(4));
@@ -217,20 +220,24 @@ fn a_process_that_loses_its_name_refuses_commands_and_subscribers_hear_of_the_co
     assert!(pump(&mut peers, later, Duration::from_secs(3)).is_empty());
     let first = SocketAddr::from(([127, 0, 0, 1], 7002));
     let second = SocketAddr::from(([127, 0, 0, 1], 7009));
-    let loser = &peers[2].handle;
+    let loser = peers[2].handle.clone();
     assert_eq!(loser.name_taken_by(), Some(first));
     assert_eq!(peers[1].handle.name_taken_by(), None);
     let refused = Err(CommandError::NameTaken { by: first });
-    assert_eq!(
+    let replies = [
         loser.join(&[Seed::Addr(SocketAddr::from(([127, 0, 0, 1], 7001)))]),
-        refused
-    );
-    assert_eq!(
         loser.leave(),
-        refused,
-        "a loser never announces Left for the name"
-    );
-    assert_eq!(loser.restore(Vec::new()), refused);
+        loser.restore(Vec::new()),
+    ];
+    let later = later + Duration::from_secs(3);
+    assert!(pump(&mut peers, later, Duration::from_millis(10)).is_empty());
+    for reply in replies {
+        assert_eq!(
+            block_on(reply),
+            refused,
+            "a loser never announces Left for the name, nor joins"
+        );
+    }
     let b = NodeName::new("b").expect("valid name");
     let updates: Vec<Update> = std::iter::from_fn(|| stream.try_recv()).collect();
     assert_eq!(
@@ -251,7 +258,7 @@ fn a_process_that_loses_its_name_refuses_commands_and_subscribers_hear_of_the_co
     assert_eq!(loser.stop(), Ok(()), "stop still works");
     let stopped = pump(
         &mut peers,
-        later + Duration::from_secs(3),
+        later + Duration::from_millis(10),
         Duration::from_millis(50),
     );
     assert_eq!(stopped, vec![2]);
@@ -386,4 +393,62 @@ fn receive_steps_every_queued_datagram_until_the_socket_would_block() {
     peers[0].driver.receive(&mut buf, &mut recv, &mut send);
     let last = peers[0].handle.stats().packets_received;
     assert_eq!(last - after, 3, "the rest, then it stops at would-block");
+}
+
+#[test]
+fn a_reader_with_current_state_hears_each_row_once_then_every_change_in_order() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start)];
+    // Subscribed before the first step: the node's own first write is pending.
+    let stream = peers[0].handle.events_with_current();
+    let replies: Vec<Reply> = (0..3)
+        .map(|i| {
+            let tags = Tags::from_pairs([("n", i.to_string())]).expect("valid tags");
+            peers[0].handle.set_tags(tags)
+        })
+        .collect();
+    assert!(pump(&mut peers, start, Duration::from_millis(10)).is_empty());
+    for reply in replies {
+        assert_eq!(block_on(reply), Ok(()));
+    }
+    let updates: Vec<Update> = std::iter::from_fn(|| stream.try_recv()).collect();
+    let Some((Update::Tracker(first), rest)) = updates.split_first() else {
+        panic!("the stream starts with the own row: {updates:?}");
+    };
+    assert_eq!((first.op, first.old_row.as_ref()), (Op::Write, None));
+    assert_eq!(rest[0], Update::Mode(Mode::Standalone));
+    let writes: Vec<&TrackerEvent> = rest[1..]
+        .iter()
+        .map(|update| match update {
+            Update::Tracker(change) => change,
+            other => panic!("only tag writes follow: {other:?}"),
+        })
+        .collect();
+    assert_eq!(writes.len(), 3, "each write once");
+    let mut before = first.new_row.clone();
+    for (i, write) in writes.into_iter().enumerate() {
+        assert_eq!(write.old_row.as_ref(), Some(&before), "the row before");
+        assert_eq!(write.new_row.tags.get("n"), Some(i.to_string().as_str()));
+        before = write.new_row.clone();
+    }
+}
+
+#[test]
+fn join_results_and_the_end_of_a_leave_reach_the_event_stream() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    let b_events = peers[1].handle.events();
+    assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
+    let _ = peers[1].handle.leave();
+    let later = start + Duration::from_secs(2);
+    assert!(pump(&mut peers, later, Duration::from_secs(4)).is_empty());
+    let kinds: Vec<&str> = std::iter::from_fn(|| b_events.try_recv())
+        .map(|update| update.kind())
+        .filter(|kind| *kind != "tracker")
+        .collect();
+    assert_eq!(
+        kinds,
+        ["node_update", "mode", "joined", "mode", "leave_finished"],
+        "in the node's order"
+    );
 }

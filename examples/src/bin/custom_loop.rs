@@ -64,12 +64,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     status,
                 } => {
                     println!(
-                        "{:>7.3}s  {other} is {status:?}",
+                        "{:>7.3}s  {other} is {status}",
                         started.elapsed().as_secs_f64()
                     );
                 }
                 Event::ModeChanged(mode) => {
-                    println!("{:>7.3}s  now {mode:?}", started.elapsed().as_secs_f64());
+                    println!("{:>7.3}s  now {mode}", started.elapsed().as_secs_f64());
                 }
                 Event::JoinFailed { attempts } => {
                     println!("no seed answered after {attempts} attempts: standalone");
@@ -112,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("final tracker of {name}:");
     for row in node.tracker().rows() {
         println!(
-            "  {:<24} {:?} {:?} inc {}",
+            "  {:<24} {} {} inc {}",
             row.node.as_str(),
             row.status,
             row.health,

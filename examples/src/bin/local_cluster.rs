@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut all = Vec::new();
         while let Some(heard) = heard_rx.recv().await {
             println!(
-                "  [{:>6.3}s] {:<7} hears: {} is {:?}",
+                "  [{:>6.3}s] {:<7} hears: {} is {}",
                 (heard.at - started).as_secs_f64(),
                 heard.listener,
                 heard.node,
@@ -94,7 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let leaving = nodes.remove(&4).expect("node-4 runs");
     let left_name = leaving.name().clone();
     let leave_at = Instant::now();
-    leaving.leave()?;
+    leaving.leave().await?;
     leaving.shutdown().await;
     wait_until(
         "every remaining node sees node-4 offline",
@@ -247,8 +247,8 @@ fn print_table(rows: &[TrackerRow]) {
         println!(
             "  | {:<7} | {:<7} | {:<7} | {:>3} | {} | {:<21} |",
             row.node.as_str(),
-            format!("{:?}", row.status),
-            format!("{:?}", row.health),
+            row.status.as_str(),
+            row.health.as_str(),
             row.incarnation,
             row.last_change.format("%H:%M:%S%.3f"),
             row.addr.to_string(),

@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         node: other,
                         status,
                     } => {
-                        println!("{other} is {status:?} (mode {:?})", node.mode());
+                        println!("{other} is {status} (mode {})", node.mode());
                     }
                     Update::Lagged { missed } => println!("missed {missed} updates"),
                     _ => {}
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             None => listen.await,
         }
-        node.leave()?;
+        node.leave().await?;
         println!("{} nodes online when leaving", node.active_nodes().len());
         node.shutdown().await;
         Ok(())

@@ -31,7 +31,7 @@ impl NodeUpdate for Inventory {
             NodeStatus::Online => online.push(node.to_string()),
             NodeStatus::Offline => online.retain(|n| n != node.as_str()),
         }
-        println!("  callback: {node} is {status:?}; known online: {online:?}");
+        println!("  callback: {node} is {status}; known online: {online:?}");
     }
 }
 
@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut seen = 0;
         while let Some(update) = updates.recv().await {
             if let Update::Node { node, status } = update {
-                println!("  stream:   {node} is {status:?}");
+                println!("  stream:   {node} is {status}");
                 seen += 1;
                 if seen == 3 {
                     break; // node-1 and node-2 online, then node-2 offline
@@ -72,9 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let leaving = others.pop().expect("two others started");
-    leaving.leave()?;
+    leaving.leave().await?;
     leaving.shutdown().await;
     tokio::time::timeout(Duration::from_secs(10), stream).await??;
-    println!("mode of node-0: {:?}", first.mode());
+    println!("mode of node-0: {}", first.mode());
     Ok(())
 }

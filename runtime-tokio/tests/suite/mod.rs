@@ -205,10 +205,10 @@ fn subscribers_hear_each_transition_once_and_never_about_themselves() {
         let seed = [Seed::Addr(first.advertised_addr())];
         let second = node("once", b, None).await;
         recorders[1].attach(&second);
-        second.join(&seed).expect("second runs");
+        second.join(&seed).await.expect("second runs");
         let third = node("once", c, None).await;
         recorders[2].attach(&third);
-        third.join(&seed).expect("third runs");
+        third.join(&seed).await.expect("third runs");
         let all = [&first, &second, &third];
         eventually("all three see each other", || all_online(&all, 3)).await;
 
@@ -246,8 +246,7 @@ fn subscribers_hear_each_transition_once_and_never_about_themselves() {
     });
 }
 
-/// Counts what it is told. One type: one subscription per node, however many
-/// times it is given to `alert_me`.
+/// Counts what it is told.
 #[derive(Clone, Default)]
 struct Counter(Arc<AtomicUsize>);
 
@@ -264,31 +263,82 @@ impl Counter {
 }
 
 #[test]
-fn alert_me_twice_with_the_same_callback_type_is_one_subscription() {
+fn every_alert_me_is_a_subscription_of_its_own_even_with_the_same_callback() {
     rt::block_on(async {
         let a = node("twice", "a", None).await;
         let counter = Counter::default();
         let first = a.alert_me(counter.clone()).expect("a runs");
-        assert_eq!(
-            a.alert_me(counter.clone()),
-            Ok(first),
-            "the same subscription"
-        );
-        let other = a.alert_me(|_: &NodeName, _: NodeStatus| {});
-        assert_ne!(other, Ok(first), "another type is another subscription");
+        let second = a.alert_me(counter.clone()).expect("a runs");
+        assert_ne!(first, second, "two subscriptions, never one dropped");
         let b = node("twice", "b", Some(&a)).await;
         eventually("a and b see each other", || all_online(&[&a, &b], 2)).await;
-        eventually("the callback heard of b", || counter.told() >= 1).await;
+        eventually("both subscriptions heard of b", || counter.told() >= 2).await;
         rt::sleep(Duration::from_millis(200)).await;
-        assert_eq!(counter.told(), 1, "b came online once and was told once");
-        // Once unsubscribed, the type subscribes anew, under the same id.
-        a.unsubscribe(first).expect("a runs");
-        assert_eq!(a.alert_me(counter.clone()), Ok(first));
+        assert_eq!(counter.told(), 2, "b came online once, told to each once");
+        a.unsubscribe(first).await.expect("a runs");
         b.shutdown().await;
-        eventually("the new subscription heard b go offline", || {
-            counter.told() == 2
+        eventually("the remaining subscription heard b go offline", || {
+            counter.told() == 3
         })
         .await;
+        rt::sleep(Duration::from_millis(200)).await;
+        assert_eq!(counter.told(), 3, "the ended one heard nothing more");
+    });
+}
+
+#[test]
+fn a_reader_sees_every_one_of_a_thousand_fast_changes_in_order_with_old_and_new_rows() {
+    rt::block_on(async {
+        // Room for every update: the claim is that none is merged or lost on
+        // the way, not how a slow reader lags (see the lag test).
+        let a = start(options("thousand", "a").queue_capacity(8192)).await;
+        let mut events = a.events_with_current();
+        // As fast as the handle takes them: no reply is awaited before the next.
+        let mut replies = Vec::new();
+        for i in 0..500 {
+            let n = i.to_string();
+            replies.push(a.set_tags(tags(&[("n", n.as_str())])));
+            let port = 20_000 + i;
+            replies.push(a.new_node(
+                name(&format!("m{i}")),
+                SocketAddr::from(([127, 0, 0, 2], port)),
+            ));
+        }
+        for reply in replies {
+            reply.await.expect("each change is applied");
+        }
+        // Writes of the own row and first writes of the added nodes, in order.
+        let mut own: Option<TrackerRow> = None;
+        let mut changes = 0;
+        while changes < 1000 {
+            let update = rt::timeout(DEADLINE, events.recv())
+                .await
+                .expect("the next update in time")
+                .expect("the node runs");
+            let Update::Tracker(change) = update else {
+                assert!(!matches!(update, Update::Lagged { .. }), "nothing is lost");
+                continue;
+            };
+            if change.new_row.node == *a.name() {
+                if let Some(before) = &own {
+                    let i = changes / 2;
+                    assert_eq!(changes % 2, 0, "set_tags {i} comes before new_node {i}");
+                    assert_eq!(change.old_row.as_ref(), Some(before), "the row before");
+                    assert_eq!(change.new_row.tags, tags(&[("n", &i.to_string())]));
+                    changes += 1;
+                } else {
+                    assert_eq!(change.old_row, None, "the replay comes first");
+                }
+                own = Some(change.new_row);
+            } else if change.old_row.is_none() {
+                let i = changes / 2;
+                assert_eq!(changes % 2, 1, "new_node {i} comes after set_tags {i}");
+                assert_eq!(change.new_row.node, name(&format!("m{i}")));
+                assert_eq!(change.new_row.health, Health::Alive);
+                changes += 1;
+            }
+        }
+        a.shutdown().await;
     });
 }
 
@@ -302,13 +352,15 @@ fn mode_follows_the_cluster_through_join_leave_and_rejoin() {
             a.mode() == Mode::Clustered && b.mode() == Mode::Clustered
         })
         .await;
-        b.leave().expect("b runs");
+        b.leave().await.expect("b runs");
         assert_eq!(
-            b.leave(),
+            b.leave().await,
             Err(CommandError::Leave(beethoven_core::LeaveError::AlreadyLeft))
         );
         eventually("a is standalone again", || a.mode() == Mode::Standalone).await;
-        b.join(&[Seed::Addr(a.advertised_addr())]).expect("b runs");
+        b.join(&[Seed::Addr(a.advertised_addr())])
+            .await
+            .expect("b runs");
         eventually("both are clustered again", || {
             a.mode() == Mode::Clustered && status(&a, "b") == Some(NodeStatus::Online)
         })
@@ -322,10 +374,12 @@ fn new_node_introduces_two_standalone_nodes() {
         let a = node("new-node", "a", None).await;
         let b = node("new-node", "b", None).await;
         assert_eq!(
-            a.new_node(name("a"), b.advertised_addr()),
+            a.new_node(name("a"), b.advertised_addr()).await,
             Err(CommandError::NewNode(beethoven_core::NewNodeError::IsSelf))
         );
-        a.new_node(name("b"), b.advertised_addr()).expect("a runs");
+        a.new_node(name("b"), b.advertised_addr())
+            .await
+            .expect("a runs");
         eventually("each sees the other", || all_online(&[&a, &b], 2)).await;
     });
 }
@@ -397,6 +451,7 @@ fn a_subscription_with_the_current_state_hears_what_came_before_it_then_every_ch
             }
         );
         db.set_tags(tags(&[("role", "replica")]))
+            .await
             .expect("valid tags");
         assert_eq!(
             next(&mut tag_changes).await,
@@ -415,7 +470,7 @@ fn leaving_node_is_offline_everywhere_at_once() {
         let leaver = nodes.pop().expect("three nodes");
         let addr = leaver.local_addr();
         let asked = Instant::now();
-        leaver.leave().expect("the node runs");
+        leaver.leave().await.expect("the node runs");
         eventually("the others see n2 left", || {
             nodes
                 .iter()
@@ -441,7 +496,7 @@ fn shutdown_after_leave_does_not_wait_out_leave_timeout() {
             options
         };
         let alone = start(slow_deadline("alone")).await;
-        alone.leave().expect("the node runs");
+        alone.leave().await.expect("the node runs");
         rt::timeout(DEADLINE, alone.shutdown())
             .await
             .expect("a standalone leave has nobody to tell: the shutdown ends at once");
@@ -451,7 +506,7 @@ fn shutdown_after_leave_does_not_wait_out_leave_timeout() {
             all_online(&[&first, &second], 2)
         })
         .await;
-        second.leave().expect("the node runs");
+        second.leave().await.expect("the node runs");
         rt::timeout(DEADLINE, second.shutdown())
             .await
             .expect("the shutdown ends once the leave has spread");
@@ -492,6 +547,7 @@ fn keys_rotate_on_a_running_cluster_without_anyone_going_offline() {
         for ring in steps {
             for node in &nodes {
                 node.set_key_ring(Some(ring.clone()))
+                    .await
                     .expect("the node runs");
             }
             // A few probe rounds under each ring.
@@ -569,7 +625,7 @@ fn a_restarted_node_restores_its_saved_table_and_needs_no_seed() {
         // No seed: everything it knows comes from the saved table.
         let again = node("warm", "n2", None).await;
         let rows: Vec<TrackerRow> = serde_json::from_str(&saved).expect("rows load");
-        again.restore(rows).expect("n2 runs");
+        again.restore(rows).await.expect("n2 runs");
         eventually("n2 sees n0 and n1 online at once", || {
             again.active_nodes().len() == 3
         })
@@ -792,6 +848,7 @@ fn services_find_each_other_by_tag_and_hear_tag_changes() {
         .await;
         // A change at runtime spreads; the tag stream hears it.
         web.set_tags(tags(&[("role", "db")]))
+            .await
             .expect("within the limits");
         eventually("every node sees the new tags", || {
             all.iter()
@@ -812,7 +869,7 @@ fn services_find_each_other_by_tag_and_hear_tag_changes() {
         // Over the limit: refused by the handle, nothing changes.
         let huge = Tags::from_pairs([("k", "x".repeat(2000))]).expect("valid tags");
         assert!(matches!(
-            web.set_tags(huge),
+            web.set_tags(huge).await,
             Err(CommandError::Tags(TagsError::TooLarge { limit: 1024, .. }))
         ));
         // Offline members are found only when asked for.
@@ -900,9 +957,9 @@ fn shutdown_closes_the_socket_and_later_commands_report_closed() {
             "shutdown returns after the socket closed"
         );
         assert!(!other.is_running());
-        assert_eq!(other.leave(), Err(CommandError::Closed));
+        assert_eq!(other.leave().await, Err(CommandError::Closed));
         assert_eq!(
-            other.join(&[Seed::Addr(loopback(9))]),
+            other.join(&[Seed::Addr(loopback(9))]).await,
             Err(CommandError::Closed)
         );
         let mut updates = other.subscribe();
