@@ -170,9 +170,11 @@ pub mod fault;
 pub mod invariant;
 pub mod metrics;
 pub mod network;
+pub mod regressions;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod story;
 pub mod strategy;
 pub mod trace;
 
@@ -183,7 +185,9 @@ pub use metrics::{
     Metrics, Suspicions, Traffic, TrafficRate, Watch, WatchId, WatchKind, percentile,
 };
 pub use network::{LinkRule, Network, NetworkModel};
-pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder};
+pub use scenario::code::{CodeError, Replay, ms, ns, secs, us};
+pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder, Timeout};
+pub use story::Story;
 pub use strategy::{ClusterSpec, Scenario, ScenarioSpace, arb_scenario, arb_scenario_in};
 pub use trace::{Trace, TraceEntry};
 
@@ -191,7 +195,8 @@ pub use trace::{Trace, TraceEntry};
 /// the one dev-dependency it needs (with `proptest`); the whole core crate is
 /// [`core`].
 pub use beethoven_core::{
-    Config, Event, Health, Mode, Node, NodeName, NodeStatus, Op, TrackerEvent, TrackerRow,
+    ClusterId, Config, Event, Health, Mode, Node, NodeName, NodeStatus, Op, Tags, TrackerEvent,
+    TrackerRow,
 };
 
 /// The core crate itself, for anything not re-exported above.

@@ -74,7 +74,7 @@ fn chaos_then_calm(cluster: &ClusterSpec, schedule: &[Scheduled]) -> Result<(), 
     sim.run_for(2 * sim.timing().detection);
     let again = sim.timing().detection;
     let settled = sim.run_until(again, Duration::from_millis(10), |sim| sim.settled());
-    prop_assert!(settled.is_some(), "{}", sim.whole_cluster_violation(again));
+    prop_assert!(settled.is_ok(), "{}", sim.whole_cluster_violation(again));
     prop_assert_eq!(
         sim.metrics().offline_writes,
         writes,

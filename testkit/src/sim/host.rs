@@ -11,6 +11,7 @@ use super::{Action, Proc, Sim};
 use crate::app::{App, Context, Failure, Hosted, Request, UserInvariant, When};
 use crate::fault::Fault;
 use crate::invariant::{RunFailure, Violation, ViolationKind};
+use crate::story::Story;
 
 impl Sim {
     // ----- getters -----
@@ -34,18 +35,70 @@ impl Sim {
         self.invariants.iter().all(|inv| (inv.check)(self).is_ok())
     }
 
-    /// `Ok` if no invariant, the testkit's or the user's, was violated so far;
-    /// otherwise every violation kept, with the seed that replays the run. In a
-    /// proptest body, `sim.ensure_clean()?` fails the case with that report.
+    /// `Ok` if no invariant, the testkit's or the user's, was violated so far
+    /// and every user invariant checked only when asked ([`When::Asked`]) was
+    /// checked at least once ([`Sim::check_invariants`]): forgetting that call
+    /// fails the run ([`ViolationKind::Unchecked`]) instead of passing it
+    /// unchecked. Otherwise every violation kept, with the seed that replays
+    /// the run, the story of the first violation, and (for a simulator built
+    /// from a [`Scenario`](crate::Scenario)) the scenario as Rust and the
+    /// `beethoven-sim` command that replays it. In a proptest body,
+    /// `sim.ensure_clean()?` fails the case with that report.
     pub fn ensure_clean(&self) -> Result<(), RunFailure> {
-        if self.violation_count == 0 {
+        let unchecked = self
+            .invariants
+            .iter()
+            .filter(|inv| inv.when == When::Asked && !inv.checked)
+            .map(|inv| Violation {
+                at: self.now,
+                kind: ViolationKind::Unchecked {
+                    invariant: inv.name.clone(),
+                },
+            });
+        let mut violations = self.violations.clone();
+        violations.extend(unchecked);
+        if violations.is_empty() {
             return Ok(());
         }
+        let added = (violations.len() - self.violations.len()) as u64;
+        let story = violations.first().map(|first| {
+            let nodes: Vec<String> = first.kind.nodes().into_iter().map(String::from).collect();
+            self.tell(&nodes, first.at)
+        });
         Err(RunFailure {
             seed: self.seed,
-            count: self.violation_count,
-            violations: self.violations.clone(),
+            count: self.violation_count + added,
+            violations,
+            story,
+            case: self.case.clone(),
         })
+    }
+
+    /// The story of the run from the end of formation up to now (see
+    /// [`crate::story`]): the faults, and what happened to and between the
+    /// nodes named `nodes` (every node when empty).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use beethoven_testkit::{Fault, HostFate, Sim};
+    ///
+    /// let mut sim = Sim::builder().nodes(4).build()?;
+    /// sim.apply(Fault::Crash { node: 3, host: HostFate::Vanishes });
+    /// sim.run_for(Duration::from_secs(5));
+    /// let story = sim.story(&["node-0"]).to_string();
+    /// assert!(story.contains("fault Fault::Crash { node: 3, host: HostFate::Vanishes }"), "{story}");
+    /// assert!(story.contains("node-0 hears node-3 is offline"), "{story}");
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
+    pub fn story(&self, nodes: &[&str]) -> Story {
+        let nodes: Vec<String> = nodes.iter().map(|n| (*n).to_string()).collect();
+        self.tell(&nodes, self.now)
+    }
+
+    fn tell(&self, nodes: &[String], until: Duration) -> Story {
+        self.trace
+            .story()
+            .tell(nodes, until, |i| self.slots[i].name.to_string())
     }
 
     // ----- commands -----
@@ -74,10 +127,12 @@ impl Sim {
 
     /// Checks every user invariant now, whenever it is otherwise checked;
     /// records the first failure of each (as a violation) and returns the
-    /// first failing one.
+    /// first failing one. An invariant checked only when asked must be checked
+    /// here at least once before [`Sim::ensure_clean`] passes.
     pub fn check_invariants(&mut self) -> Result<(), Violation> {
         let mut first = None;
         for k in 0..self.invariants.len() {
+            self.invariants[k].checked = true;
             if let Err(failure) = (self.invariants[k].check)(self) {
                 let violation = self.invariant_failed(k, failure);
                 first.get_or_insert(violation);
@@ -219,6 +274,17 @@ impl Sim {
                         tracing::debug!(%e, node = i, "new_node refused");
                     }
                 }
+                // Checked against the limits when the app asked.
+                Request::SetTags(tags) => {
+                    self.apply(Fault::SetTags { node: i, tags });
+                }
+                Request::Restore(rows) => {
+                    self.drive(i, |n, now| n.restore(now, rows));
+                }
+                Request::SetKeyRing(ring) => {
+                    self.drive(i, |n, _| n.set_key_ring(ring));
+                }
+                Request::Note(text) => self.trace.story_mut().note(self.now, i, text),
             }
         }
     }
