@@ -625,7 +625,19 @@ impl Sim {
         &self.network
     }
 
-    /// Every violation the incremental checkers found so far (the first 1000).
+    /// Every violation the incremental checkers found so far (the first 1000),
+    /// in order: each with its simulated time (since the start) and what broke.
+    /// Empty for a clean run; [`Sim::ensure_clean`] turns them into a report.
+    ///
+    /// ```
+    /// use beethoven_testkit::{Sim, ViolationKind};
+    ///
+    /// let sim = Sim::builder().nodes(3).build()?;
+    /// assert!(sim.violations().is_empty());
+    /// let panics = sim.violations().iter().filter(|v| matches!(v.kind, ViolationKind::Panic { .. }));
+    /// assert_eq!(panics.count(), 0);
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
@@ -675,7 +687,26 @@ impl Sim {
         self.steps
     }
 
-    /// Scheduled faults with what became of each (`None`: not yet due).
+    /// Scheduled faults with what became of each (`None`: not yet due), in
+    /// the order they were scheduled, with their times counted from the start
+    /// of the simulation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use beethoven_testkit::{Fault, Outcome, Sim};
+    ///
+    /// let mut sim = Sim::builder().nodes(4).build()?;
+    /// let soon = sim.now() + Duration::from_secs(1);
+    /// sim.schedule(soon, Fault::Leave { node: 1 });
+    /// sim.schedule(soon, Fault::Restart { node: 2, new_addr: false }); // not crashed
+    /// sim.run_for(Duration::from_secs(2));
+    /// let outcomes: Vec<_> = sim.outcomes().map(|(s, o)| (s.at, o.cloned())).collect();
+    /// assert_eq!(
+    ///     outcomes,
+    ///     [(soon, Some(Outcome::Fired)), (soon, Some(Outcome::Skipped("not crashed")))]
+    /// );
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn outcomes(&self) -> impl Iterator<Item = (&Scheduled, Option<&Outcome>)> + '_ {
         self.schedule
             .iter()
@@ -714,7 +745,9 @@ impl Sim {
 
     // ----- commands -----
 
-    /// Schedules `fault` at simulated time `at` (at once if `at` has passed).
+    /// Schedules `fault` at simulated time `at`, counted from the start of the
+    /// simulation (formation included: `sim.now() + delay` for a delay from
+    /// now); at once if `at` has passed.
     pub fn schedule(&mut self, at: Duration, fault: Fault) {
         let index = self.schedule.len();
         self.schedule.push(Scheduled { at, fault });
@@ -722,7 +755,9 @@ impl Sim {
         self.push(at.max(self.now), Action::Fault(index));
     }
 
-    /// Schedules every fault of a schedule, shifted by `offset`.
+    /// Schedules every fault of a schedule whose times count from `offset`
+    /// (a [`Scenario`](crate::Scenario)'s count from its chaos phase's start:
+    /// [`Scenario::run_chaos`](crate::Scenario::run_chaos) passes `sim.now()`).
     pub fn schedule_all(&mut self, offset: Duration, schedule: &[Scheduled]) {
         for s in schedule {
             self.schedule(offset + s.at, s.fault.clone());

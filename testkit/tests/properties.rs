@@ -6,7 +6,8 @@
 //! offline) within a bound derived from the protocol's own timers. Incremental
 //! invariants are checked on every event throughout; each case also asserts
 //! that the faults it drew actually fired. Failing cases are kept in
-//! `properties.proptest-regressions` beside this file and replayed first.
+//! `properties.proptest-regressions` beside this file and replayed first
+//! (`regressions::kept()`).
 //!
 //! 256 cases by default (a few seconds); a campaign: `PROPTEST_CASES=40000 cargo test
 //! --release -p beethoven-testkit --test properties` (about 6 minutes). A larger
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use beethoven_core::Config;
 use beethoven_testkit::fault::{Outcome, Scheduled};
+use beethoven_testkit::regressions;
 use beethoven_testkit::strategy::{
     ClusterSpec, arb_cluster, arb_cluster_of, arb_fault_schedule, arb_tag_changes,
 };
@@ -133,6 +135,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 32,
         max_shrink_iters: 100,
+        failure_persistence: regressions::kept(),
         ..ProptestConfig::default()
     })]
 
@@ -148,6 +151,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
         max_shrink_iters: 200,
+        failure_persistence: regressions::kept(),
         ..ProptestConfig::default()
     })]
 

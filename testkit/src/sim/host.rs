@@ -16,12 +16,32 @@ use crate::story::Story;
 impl Sim {
     // ----- getters -----
 
-    /// Node `i`'s app state, while its process runs (and the app is of type `A`).
+    /// Node `i`'s app state, while its process runs (and the app is of type
+    /// `A`): `None` while the node is down (standby, crashed, stopped) or its
+    /// app panicked.
     pub fn app<A: App>(&self, i: usize) -> Option<&A> {
         self.slots.get(i)?.app.as_ref()?.downcast()
     }
 
-    /// Every running node's app state of type `A`, with the node's index.
+    /// Every running node's app state of type `A`, with the node's index, in
+    /// index order (nodes without a running app are left out).
+    ///
+    /// ```
+    /// use beethoven_testkit::{App, Context, Event, Sim};
+    ///
+    /// struct Heard(usize);
+    /// impl App for Heard {
+    ///     fn event(&mut self, _: &mut Context<'_>, _: &Event) {
+    ///         self.0 += 1;
+    ///     }
+    /// }
+    ///
+    /// let sim = Sim::builder().nodes(3).app(|_, _| Heard(0)).build()?;
+    /// let heard: Vec<(usize, usize)> = sim.apps::<Heard>().map(|(i, app)| (i, app.0)).collect();
+    /// assert_eq!(heard.iter().map(|&(i, _)| i).collect::<Vec<_>>(), [0, 1, 2]);
+    /// assert!(heard.iter().all(|&(_, n)| n > 0), "each heard its node form the cluster");
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn apps<A: App>(&self) -> impl Iterator<Item = (usize, &A)> + '_ {
         self.slots
             .iter()
