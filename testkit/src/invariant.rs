@@ -278,7 +278,7 @@ pub struct RunFailure {
     pub violations: Vec<Violation>,
     /// The first violation's story: up to it, trimmed to the nodes it names
     /// (see [`crate::story`]).
-    pub story: Option<Story>,
+    pub story: Option<Box<Story>>,
     /// The scenario the run was built from, as the Rust that rebuilds it
     /// (set by [`Scenario::builder`](crate::Scenario::builder)).
     pub case: Option<String>,

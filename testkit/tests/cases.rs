@@ -50,79 +50,83 @@ proptest! {
     }
 }
 
-/// A case the command line and a test both run.
-fn case() -> Scenario {
-    Scenario::new(5)
-        .seed(17)
-        .network(NetworkModel {
-            loss: 0.01,
-            ..NetworkModel::lan()
-        })
-        .fault_at(
-            ms(500),
-            Fault::Crash {
-                node: 3,
-                host: HostFate::Vanishes,
-            },
-        )
-        .fault_at(
-            ms(2500),
-            Fault::Partition {
-                groups: vec![vec![0]],
-            },
-        )
-}
-
+/// `beethoven-sim` (built with the default `cli` feature).
 #[cfg(feature = "cli")]
-#[test]
-fn beethoven_sim_replays_a_case_as_a_test_runs_it() {
-    let scenario = case();
-    let in_test = scenario.replay().expect("forms");
-    assert!(in_test.gate.is_ok(), "{:?}", in_test.gate);
-    let hash = format!("trace hash: {:016x}", in_test.sim.trace().hash());
-    let command = scenario.command();
-    let code = command
-        .strip_prefix("beethoven-sim --case '")
-        .and_then(|rest| rest.strip_suffix('\''))
-        .expect("the command quotes the case");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_beethoven-sim"))
-        .args(["--case", code])
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains(&hash), "the same run: {hash}\n{stdout}");
-    assert!(
-        stdout.contains("fault Fault::Crash { node: 3, host: HostFate::Vanishes }"),
-        "the timeline: {stdout}"
-    );
-    assert!(
-        stdout.contains("node-0 hears node-3 is offline"),
-        "{stdout}"
-    );
-}
+mod command_line {
+    use super::*;
 
-#[cfg(feature = "cli")]
-#[test]
-fn beethoven_sim_reads_a_case_from_a_file_and_refuses_what_is_not_one() {
-    let path = std::env::temp_dir().join(format!("beethoven-case-{}.txt", std::process::id()));
-    std::fs::write(&path, format!("{}\n", case().to_code())).expect("writes");
-    let run = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_beethoven-sim"))
-            .args(args)
+    /// A case the command line and a test both run.
+    fn case() -> Scenario {
+        Scenario::new(5)
+            .seed(17)
+            .network(NetworkModel {
+                loss: 0.01,
+                ..NetworkModel::lan()
+            })
+            .fault_at(
+                ms(500),
+                Fault::Crash {
+                    node: 3,
+                    host: HostFate::Vanishes,
+                },
+            )
+            .fault_at(
+                ms(2500),
+                Fault::Partition {
+                    groups: vec![vec![0]],
+                },
+            )
+    }
+
+    #[test]
+    fn beethoven_sim_replays_a_case_as_a_test_runs_it() {
+        let scenario = case();
+        let in_test = scenario.replay().expect("forms");
+        assert!(in_test.gate.is_ok(), "{:?}", in_test.gate);
+        let hash = format!("trace hash: {:016x}", in_test.sim.trace().hash());
+        let command = scenario.command();
+        let code = command
+            .strip_prefix("beethoven-sim --case '")
+            .and_then(|rest| rest.strip_suffix('\''))
+            .expect("the command quotes the case");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_beethoven-sim"))
+            .args(["--case", code])
             .output()
-            .expect("runs")
-    };
-    let from_file = run(&["--case-file".as_ref(), path.as_os_str()]);
-    let _ = std::fs::remove_file(&path);
-    assert!(from_file.status.success());
-    let from_arg = run(&["--case".as_ref(), case().to_code().as_ref()]);
-    assert_eq!(from_file.stdout, from_arg.stdout);
-    let bad = run(&["--case".as_ref(), "Scenario::new(4).warp(9)".as_ref()]);
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("warp"));
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(&hash), "the same run: {hash}\n{stdout}");
+        assert!(
+            stdout.contains("fault Fault::Crash { node: 3, host: HostFate::Vanishes }"),
+            "the timeline: {stdout}"
+        );
+        assert!(
+            stdout.contains("node-0 hears node-3 is offline"),
+            "{stdout}"
+        );
+    }
+
+    #[test]
+    fn beethoven_sim_reads_a_case_from_a_file_and_refuses_what_is_not_one() {
+        let path = std::env::temp_dir().join(format!("beethoven-case-{}.txt", std::process::id()));
+        std::fs::write(&path, format!("{}\n", case().to_code())).expect("writes");
+        let run = |args: &[&std::ffi::OsStr]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_beethoven-sim"))
+                .args(args)
+                .output()
+                .expect("runs")
+        };
+        let from_file = run(&["--case-file".as_ref(), path.as_os_str()]);
+        let _ = std::fs::remove_file(&path);
+        assert!(from_file.status.success());
+        let from_arg = run(&["--case".as_ref(), case().to_code().as_ref()]);
+        assert_eq!(from_file.stdout, from_arg.stdout);
+        let bad = run(&["--case".as_ref(), "Scenario::new(4).warp(9)".as_ref()]);
+        assert!(!bad.status.success());
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("warp"));
+    }
 }

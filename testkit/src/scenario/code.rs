@@ -337,7 +337,7 @@ impl Code for Duration {
         let units = [(1_000_000_000, "secs"), (1_000_000, "ms"), (1_000, "us")];
         let (per, unit) = units
             .into_iter()
-            .find(|(per, _)| nanos % per == 0)
+            .find(|(per, _)| nanos.is_multiple_of(*per))
             .unwrap_or((1, "ns"));
         let _ = write!(out, "{unit}({})", nanos / per);
     }

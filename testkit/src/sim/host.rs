@@ -83,7 +83,7 @@ impl Sim {
         let added = (violations.len() - self.violations.len()) as u64;
         let story = violations.first().map(|first| {
             let nodes: Vec<String> = first.kind.nodes().into_iter().map(String::from).collect();
-            self.tell(&nodes, first.at)
+            Box::new(self.tell(&nodes, first.at))
         });
         Err(RunFailure {
             seed: self.seed,

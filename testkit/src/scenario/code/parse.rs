@@ -56,8 +56,8 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token)>, CodeError> {
             i += 1;
         } else if rest.starts_with("//") {
             i += rest.find('\n').unwrap_or(rest.len());
-        } else if rest.starts_with("/*") {
-            let end = rest[2..]
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            let end = comment
                 .find("*/")
                 .ok_or_else(|| error(i, "unclosed comment"))?;
             i += end + 4;
