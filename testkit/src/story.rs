@@ -7,8 +7,8 @@
 //! whether or not it keeps the whole trace. A failed run
 //! ([`RunFailure`](crate::RunFailure)) tells the story of its first violation:
 //! everything up to it, trimmed to the nodes the violation names (the last 40
-//! lines, with every fault). [`Sim::story`](crate::Sim::story) tells any part
-//! of it. A [`Story`] is plain data (and serializes), for other renderings
+//! lines, with every fault). [`Sim::story`](crate::Sim::story) tells the
+//! whole of it, or what touches chosen nodes. A [`Story`] is plain data (and serializes), for other renderings
 //! than its `Display`.
 
 use std::collections::VecDeque;
@@ -242,11 +242,13 @@ impl Log {
     }
 
     /// The story up to `until` of the nodes named `nodes` (all when empty),
-    /// with `name` naming node indices.
+    /// with `name` naming node indices; `short`: every fault but only the
+    /// latest lines of the rest.
     pub(crate) fn tell(
         &self,
         nodes: &[String],
         until: Duration,
+        short: bool,
         name: impl Fn(usize) -> String,
     ) -> Story {
         let mut moments: Vec<Moment> = self
@@ -286,7 +288,11 @@ impl Log {
             .iter()
             .filter(|m| !matches!(m.what, Happening::Fault { .. }))
             .count();
-        let mut skip = others.saturating_sub(MAX_LINES);
+        let mut skip = if short {
+            others.saturating_sub(MAX_LINES)
+        } else {
+            0
+        };
         let left_out = skip as u64 + self.dropped;
         moments.retain(|m| {
             if skip > 0 && !matches!(m.what, Happening::Fault { .. }) {
@@ -334,7 +340,7 @@ mod tests {
         log.event(Duration::from_secs(2), 2, &heard(3, NodeStatus::Offline));
         log.note(Duration::from_secs(3), 1, "leads".into());
         log.event(Duration::from_secs(9), 1, &heard(0, NodeStatus::Online));
-        let story = log.tell(&[name(0)], Duration::from_secs(5), name);
+        let story = log.tell(&[name(0)], Duration::from_secs(5), true, name);
         let lines: Vec<String> = story.moments.iter().map(|m| m.what.to_string()).collect();
         assert_eq!(
             lines,
@@ -353,7 +359,7 @@ mod tests {
             text.contains("\n      2.000s  node-1 hears node-0 is offline"),
             "{text}"
         );
-        let whole = log.tell(&[], Duration::from_secs(5), name);
+        let whole = log.tell(&[], Duration::from_secs(5), true, name);
         assert_eq!(whole.moments.len(), 4);
         assert_eq!(whole.moments[3].what.to_string(), "node-1 app: leads");
     }
@@ -370,7 +376,10 @@ mod tests {
                 &heard(0, NodeStatus::Online),
             );
         }
-        let story = log.tell(&[], Duration::from_secs(1), name);
+        let whole = log.tell(&[], Duration::from_secs(1), false, name);
+        assert_eq!(whole.moments.len(), MAX_LINES + 6);
+        assert_eq!(whole.left_out, 0);
+        let story = log.tell(&[], Duration::from_secs(1), true, name);
         assert_eq!(story.moments.len(), MAX_LINES + 1);
         assert_eq!(story.left_out, 5);
         assert!(matches!(

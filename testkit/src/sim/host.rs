@@ -83,7 +83,7 @@ impl Sim {
         let added = (violations.len() - self.violations.len()) as u64;
         let story = violations.first().map(|first| {
             let nodes: Vec<String> = first.kind.nodes().into_iter().map(String::from).collect();
-            Box::new(self.tell(&nodes, first.at))
+            Box::new(self.tell(&nodes, first.at, true))
         });
         Err(RunFailure {
             seed: self.seed,
@@ -94,9 +94,9 @@ impl Sim {
         })
     }
 
-    /// The story of the run from the end of formation up to now (see
-    /// [`crate::story`]): the faults, and what happened to and between the
-    /// nodes named `nodes` (every node when empty).
+    /// The whole story of the run from the end of formation up to now (see
+    /// [`crate::story`]; the last 100,000 lines): the faults, and what
+    /// happened to and between the nodes named `nodes` (every node when empty).
     ///
     /// ```
     /// use std::time::Duration;
@@ -112,13 +112,13 @@ impl Sim {
     /// ```
     pub fn story(&self, nodes: &[&str]) -> Story {
         let nodes: Vec<String> = nodes.iter().map(|n| (*n).to_string()).collect();
-        self.tell(&nodes, self.now)
+        self.tell(&nodes, self.now, false)
     }
 
-    fn tell(&self, nodes: &[String], until: Duration) -> Story {
+    fn tell(&self, nodes: &[String], until: Duration, short: bool) -> Story {
         self.trace
             .story()
-            .tell(nodes, until, |i| self.slots[i].name.to_string())
+            .tell(nodes, until, short, |i| self.slots[i].name.to_string())
     }
 
     // ----- commands -----
