@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beethoven_core::{Event, Node, NodeName};
+use beethoven_core::{Event, KeyRing, Node, NodeName, Tags, TagsError, TrackerRow};
 
 /// Per-node application logic the simulator runs beside each node.
 ///
@@ -70,6 +70,10 @@ pub(crate) enum Request {
     Join(Vec<SocketAddr>),
     NewNode(NodeName, SocketAddr),
     Timer(Duration, u64),
+    SetTags(Tags),
+    Restore(Vec<TrackerRow>),
+    SetKeyRing(Option<KeyRing>),
+    Note(String),
 }
 
 impl<'a> Context<'a> {
@@ -122,6 +126,37 @@ impl<'a> Context<'a> {
     /// The node adds a node it discovered (`Node::new_node`).
     pub fn new_node(&mut self, name: NodeName, addr: SocketAddr) {
         self.requests.push(Request::NewNode(name, addr));
+    }
+
+    /// The node replaces its tags (`Node::set_tags`), as the driver's
+    /// `Handle::set_tags` does: the limits (`max_tags_size`, `max_tags`, a row
+    /// that fits a datagram) are checked here, so a refusal is this call's
+    /// `Err` and nothing changes. The change spreads like a
+    /// [`Fault::SetTags`](crate::Fault::SetTags) (a tag-spread watch measures
+    /// it), and a later restart of the node keeps the tags.
+    pub fn set_tags(&mut self, tags: Tags) -> Result<(), TagsError> {
+        let node = self.node;
+        node.config().check_tags(node.name(), node.addr(), &tags)?;
+        self.requests.push(Request::SetTags(tags));
+        Ok(())
+    }
+
+    /// The node loads a saved table (`Node::restore`), as `Handle::restore` does.
+    pub fn restore(&mut self, rows: Vec<TrackerRow>) {
+        self.requests.push(Request::Restore(rows));
+    }
+
+    /// The node replaces its key ring, or turns sealing off with `None`
+    /// (`Node::set_key_ring`), as `Handle::set_key_ring` does.
+    pub fn set_key_ring(&mut self, ring: Option<KeyRing>) {
+        self.requests.push(Request::SetKeyRing(ring));
+    }
+
+    /// Adds a line to the run's story (see [`crate::story`]), under this
+    /// node's name at the current simulated time: what the app decided ("I
+    /// lead now"), so a failure's timeline shows it beside what the node heard.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.requests.push(Request::Note(text.into()));
     }
 
     /// [`App::timer`] is called with `timer` after `after` of simulated time
@@ -186,7 +221,10 @@ pub enum When {
     /// Every period of simulated time, from when it is added.
     Every(Duration),
     /// Only when the test calls [`Sim::check_invariants`](crate::Sim::check_invariants):
-    /// for properties that hold only at chosen moments (after calm, say).
+    /// for properties that hold only at chosen moments (after calm, say). An
+    /// invariant never checked fails [`Sim::ensure_clean`](crate::Sim::ensure_clean)
+    /// ([`ViolationKind::Unchecked`](crate::ViolationKind::Unchecked)): a
+    /// forgotten call cannot pass a test.
     Asked,
 }
 
@@ -227,6 +265,8 @@ pub(crate) struct UserInvariant {
     pub(crate) check: Check,
     /// Only the first failure of each invariant is recorded.
     pub(crate) failed: bool,
+    /// Whether [`Sim::check_invariants`](crate::Sim::check_invariants) checked it.
+    pub(crate) checked: bool,
 }
 
 impl fmt::Debug for UserInvariant {
@@ -250,6 +290,7 @@ impl UserInvariant {
             when,
             check: Box::new(check),
             failed: false,
+            checked: false,
         }
     }
 }

@@ -159,10 +159,16 @@ impl Fault {
     }
 }
 
-/// A fault at a time, measured from the start of the simulation.
+/// A fault at a time. What the time counts from depends on where the
+/// schedule is used: [`Sim::schedule`](crate::Sim::schedule) and
+/// [`Sim::outcomes`](crate::Sim::outcomes) count from the start of the
+/// simulation (formation included); a schedule given to
+/// [`Sim::schedule_all`](crate::Sim::schedule_all) counts from the offset it is
+/// given, and a [`Scenario`](crate::Scenario)'s schedule (and the strategies'
+/// schedules) from the start of its chaos phase.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Scheduled {
-    /// When it fires.
+    /// When it fires (see above for from when).
     pub at: Duration,
     /// What fires.
     pub fault: Fault,

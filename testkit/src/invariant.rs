@@ -25,6 +25,8 @@ use beethoven_core::{
 };
 use serde::Serialize;
 
+use crate::story::Story;
+
 /// An invariant that did not hold, when, and the context to debug it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("at {}: {kind}", fmt_at(*at))]
@@ -35,7 +37,10 @@ pub struct Violation {
     pub kind: ViolationKind,
 }
 
-fn debug_string<T: fmt::Debug, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn debug_string<T: fmt::Debug, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{value:?}"))
 }
 
@@ -142,6 +147,36 @@ pub enum ViolationKind {
         /// What the check said.
         message: String,
     },
+    /// A user invariant checked only when asked ([`When::Asked`](crate::When::Asked))
+    /// was never checked ([`Sim::check_invariants`](crate::Sim::check_invariants))
+    /// by the time the run was judged ([`Sim::ensure_clean`](crate::Sim::ensure_clean)).
+    Unchecked {
+        /// The invariant's name.
+        invariant: String,
+    },
+}
+
+impl ViolationKind {
+    /// The nodes the violation names (observer first where there are two);
+    /// empty when it is about the cluster as a whole.
+    pub fn nodes(&self) -> Vec<&str> {
+        match self {
+            Self::Panic { node, .. }
+            | Self::Livelock { node }
+            | Self::NotifiedAboutSelf { node }
+            | Self::ModeMismatch { node, .. }
+            | Self::NotConverged { node, .. } => vec![node],
+            Self::MissingNotification { node, about, .. }
+            | Self::UnexpectedNotification { node, about, .. } => vec![node, about],
+            Self::FalseOffline {
+                observer, target, ..
+            }
+            | Self::Incomplete { observer, target }
+            | Self::NotLive { observer, target } => vec![observer, target],
+            Self::App { node, .. } => node.iter().map(String::as_str).collect(),
+            Self::Unchecked { .. } => Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for ViolationKind {
@@ -207,15 +242,33 @@ impl fmt::Display for ViolationKind {
                 node: None,
                 message,
             } => write!(f, "app invariant `{invariant}` failed: {message}"),
+            Self::Unchecked { invariant } => write!(
+                f,
+                "app invariant `{invariant}` (When::Asked) was never checked: \
+                 call `sim.check_invariants()` where it must hold"
+            ),
         }
     }
 }
 
 /// A run that broke invariants: the seed that replays it, how many violations
-/// there were, and those kept. Returned by [`Sim::ensure_clean`](crate::Sim::ensure_clean);
-/// `?` turns it into a failed proptest case.
+/// there were, those kept, the story of the first, and the scenario to replay.
+/// Returned by [`Sim::ensure_clean`](crate::Sim::ensure_clean); `?` turns it
+/// into a failed proptest case. Its `Display` is the whole report:
+///
+/// ```text
+/// seed 3: 1 violation(s)
+///   at 21.337s: app invariant `one leader after calm` failed at node-1: names node-0
+/// timeline of node-1, up to 21.337s:
+///       9.842s  fault Fault::Crash { node: 0, host: HostFate::Vanishes }
+///      11.259s  node-1 hears node-0 is offline
+///      ...
+/// replay in a test: Scenario::new(4).seed(3).fault_at(ms(1432), Fault::Crash { node: 0, host: HostFate::Vanishes })
+/// replay the run:   beethoven-sim --case 'Scenario::new(4).seed(3)...'
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.report())]
+#[non_exhaustive]
 pub struct RunFailure {
     /// The simulator's seed.
     pub seed: u64,
@@ -223,6 +276,12 @@ pub struct RunFailure {
     pub count: u64,
     /// The violations kept, in order.
     pub violations: Vec<Violation>,
+    /// The first violation's story: up to it, trimmed to the nodes it names
+    /// (see [`crate::story`]).
+    pub story: Option<Box<Story>>,
+    /// The scenario the run was built from, as the Rust that rebuilds it
+    /// (set by [`Scenario::builder`](crate::Scenario::builder)).
+    pub case: Option<String>,
 }
 
 impl RunFailure {
@@ -230,6 +289,16 @@ impl RunFailure {
         let mut text = format!("seed {}: {} violation(s)", self.seed, self.count);
         for violation in self.violations.iter().take(10) {
             text.push_str(&format!("\n  {violation}"));
+        }
+        if let Some(story) = &self.story {
+            text.push_str(&format!("\n{story}"));
+        }
+        if let Some(case) = &self.case {
+            text.push_str(&format!("\nreplay in a test: {case}"));
+            text.push_str(&format!(
+                "\nreplay the run:   {}",
+                crate::scenario::code::command(case)
+            ));
         }
         text
     }

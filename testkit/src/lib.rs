@@ -4,7 +4,9 @@
 //! simulated network, with faults, invariant checkers, metrics and proptest
 //! strategies. Virtual time jumps from one event to the next and never sleeps;
 //! the same seed and scenario replay the same run, event for event. Your dev
-//! dependencies are `beethoven-testkit` and `proptest`: the core's types a test
+//! dependencies are `beethoven-testkit` (with `default-features = false`: the
+//! default `cli` feature builds the `beethoven-sim` binary and pulls in clap,
+//! indicatif and tracing-subscriber) and `proptest`: the core's types a test
 //! meets ([`NodeStatus`], [`NodeName`], [`Event`], [`TrackerRow`], [`Config`], ...)
 //! are re-exported here, and the whole core crate as [`core`].
 //!
@@ -35,17 +37,20 @@
 //! no panic, no livelock); the liveness gate checks the whole cluster
 //! (convergence, completeness, liveness). A broken invariant is a
 //! [`Violation`] with the simulated time and the node; [`Sim::ensure_clean`]
-//! reports them with the seed that replays the run.
+//! reports them with the seed that replays the run and the [`story`] of the
+//! first: the faults, and what the nodes it names heard, up to it.
 //!
 //! ## Your own logic on top: apps and your invariants
 //!
 //! An [`App`] runs beside every simulated node. It hears that node's events
 //! (node updates, tracker writes, mode changes) at the simulated moment the
-//! node emits them, can issue the node's commands (leave, join, new_node)
-//! through its [`Context`], and can set timers of its own. Its state follows
+//! node emits them, can issue the node's commands (leave, join, new_node,
+//! set_tags, restore, set_key_ring) through its [`Context`], can set timers of
+//! its own, and can note what it decided in the run's story. Its state follows
 //! its node: frozen while paused, dropped on a crash, rebuilt by your factory
 //! on restart. Your invariants over all apps are checked after every event,
-//! periodically, or when you ask ([`When`]), and fail like the testkit's own.
+//! periodically, or when you ask ([`When`]), and fail like the testkit's own;
+//! one checked only when asked that was never checked fails the run.
 //!
 //! The worked example: the lowest online name is the leader. After the chaos
 //! of a random [`Scenario`] (cluster size, seed, network, config, faults) and a
@@ -57,6 +62,7 @@
 //! use std::time::Duration;
 //! use beethoven_testkit::{
 //!     App, Context, Event, Failure, NodeName, NodeStatus, Scenario, Sim, When, arb_scenario,
+//!     regressions,
 //! };
 //! use proptest::prelude::*;
 //!
@@ -106,14 +112,19 @@
 //!     scenario.run_chaos(&mut sim); // the drawn faults
 //!     sim.liveness_gate(sim.timing().liveness)?; // heal, restart the crashed, settle
 //!     let bound = sim.timing().detection;
-//!     sim.run_until(bound, Duration::from_millis(10), Sim::invariants_hold);
+//!     // Until it holds, or the bound: what still fails then, the check records.
+//!     let _ = sim.run_until(bound, Duration::from_millis(10), Sim::invariants_hold);
 //!     let _ = sim.check_invariants(); // records a failure with its time and node
-//!     sim.ensure_clean()?; // fails the case with the seed and every violation
+//!     sim.ensure_clean()?; // fails the case: seed, violations, story, the case as Rust
 //!     Ok(())
 //! }
 //!
 //! proptest! {
-//!     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+//!     #![proptest_config(ProptestConfig {
+//!         cases: 256,
+//!         failure_persistence: regressions::kept(), // tests/<file>.proptest-regressions
+//!         ..ProptestConfig::default()
+//!     })]
 //!     #[test]
 //!     fn the_lowest_online_name_leads(scenario in arb_scenario()) {
 //!         leader_after_calm(&scenario)?;
@@ -127,13 +138,27 @@
 //! **The proptest pattern.** [`arb_scenario`] (or [`arb_scenario_in`] with a
 //! [`ScenarioSpace`]) draws every part of a case independently, so a failure
 //! shrinks on each: fewer nodes, fewer and earlier faults, a plainer network,
-//! the default config. The failing case is printed, seed included, and proptest
-//! appends it to `tests/<test>.proptest-regressions`: commit that file, and
-//! every later run replays the case first. To replay one by hand, build its
-//! [`Scenario`] (the printed value) and run the same function. For a test that
-//! must *find* a bug, drive [`proptest::test_runner::TestRunner`] directly and
-//! assert on its `Err(TestError::Fail(reason, minimal))` (see `tests/apps.rs`:
-//! a rendezvous-hash shard map, and a broken one whose bug is found and shrunk
+//! the default config. The failure's report ([`RunFailure`]) holds the
+//! violations, the story of the first, and the minimal case twice: as the
+//! Rust that rebuilds it, showing only what differs from the defaults, and as
+//! the command that replays it:
+//!
+//! ```text
+//! replay in a test: Scenario::new(4).seed(0).fault_at(secs(0), Fault::Pause { node: 2, duration: ms(1082) })
+//! replay the run:   beethoven-sim --case 'Scenario::new(4).seed(0).fault_at(...)'
+//! ```
+//!
+//! Paste the first into a test (`use beethoven_testkit::scenario::code::*;`
+//! brings the builders and [`ms`]/[`secs`]/...) and call the same function: it
+//! fails the same way. The second replays the membership run (formation, the
+//! faults, the liveness gate; without your app) and prints its whole timeline.
+//! proptest prints the same Rust as its minimal failing input, and appends
+//! the case to `tests/<test>.proptest-regressions`: commit that file, and
+//! every later run replays the case first. For a test that must *find* a bug,
+//! drive [`proptest::test_runner::TestRunner`] directly, with
+//! [`regressions::planted`] so its failures stay out of that file, and assert
+//! on its `Err(TestError::Fail(reason, minimal))` (see `tests/apps.rs`: a
+//! rendezvous-hash shard map, and a broken one whose bug is found and shrunk
 //! to a single fault).
 //!
 //! ## Modules, by what they hold
@@ -155,7 +180,10 @@
 //! - [`scenario`]: the named scenarios the `beethoven-sim` binary runs, the grey-zone
 //!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) and
 //!   tag changes included; every node can start with tags of a chosen size;
+//!   [`scenario::code`] writes a [`Scenario`] as Rust and reads it back;
 //! - [`report`]: their reports, as a table or JSON;
+//! - [`story`]: the timeline of a run or a failure;
+//! - [`regressions`]: where property tests keep failing cases;
 //! - [`trace`]: the event trace (which can be cut at a chosen moment) and its
 //!   replay hash.
 
@@ -170,9 +198,11 @@ pub mod fault;
 pub mod invariant;
 pub mod metrics;
 pub mod network;
+pub mod regressions;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod story;
 pub mod strategy;
 pub mod trace;
 
@@ -183,7 +213,9 @@ pub use metrics::{
     Metrics, Suspicions, Traffic, TrafficRate, Watch, WatchId, WatchKind, percentile,
 };
 pub use network::{LinkRule, Network, NetworkModel};
-pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder};
+pub use scenario::code::{CodeError, Replay, ms, ns, secs, us};
+pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder, Timeout};
+pub use story::Story;
 pub use strategy::{ClusterSpec, Scenario, ScenarioSpace, arb_scenario, arb_scenario_in};
 pub use trace::{Trace, TraceEntry};
 
@@ -191,7 +223,8 @@ pub use trace::{Trace, TraceEntry};
 /// the one dev-dependency it needs (with `proptest`); the whole core crate is
 /// [`core`].
 pub use beethoven_core::{
-    Config, Event, Health, Mode, Node, NodeName, NodeStatus, Op, TrackerEvent, TrackerRow,
+    ClusterId, Config, Event, Health, Mode, Node, NodeName, NodeStatus, Op, Tags, TrackerEvent,
+    TrackerRow,
 };
 
 /// The core crate itself, for anything not re-exported above.

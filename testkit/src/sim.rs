@@ -44,10 +44,21 @@ type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 /// Most violations kept (all are counted).
 const MAX_KEPT_VIOLATIONS: usize = 1000;
 
-/// The name of node `i`.
-pub fn node_name(i: usize) -> NodeName {
+/// The name of node `i` in a simulator of `slots` node slots (cluster and
+/// standby): `node-` and the index, zero-padded to the width of the highest
+/// index, so that names sort in index order (`node-09` before `node-10` in a
+/// cluster of 11 to 100 nodes; `node-0` to `node-9` up to 10 nodes).
+///
+/// ```
+/// use beethoven_testkit::sim::node_name;
+/// assert_eq!(node_name(7, 100).as_str(), "node-07");
+/// assert_eq!(node_name(7, 8).as_str(), "node-7");
+/// ```
+pub fn node_name(i: usize, slots: usize) -> NodeName {
+    let width = slots.saturating_sub(1).max(1).ilog10() as usize + 1;
     // A short ASCII name is always valid (1..=255 bytes).
-    NodeName::new(&format!("node-{i}")).unwrap_or_else(|_| unreachable!("node-N is a valid name"))
+    NodeName::new(&format!("node-{i:0width$}"))
+        .unwrap_or_else(|_| unreachable!("node-N is a valid name"))
 }
 
 /// The address of node `i` in life `life` (a restart elsewhere moves the port).
@@ -224,6 +235,7 @@ pub struct SimBuilder {
     max_wave: usize,
     app: Option<AppFactory>,
     tags: NodeTags,
+    case: Option<String>,
 }
 
 /// The tags of each node slot, given to the builder.
@@ -254,6 +266,7 @@ impl Default for SimBuilder {
             max_wave: 512,
             app: None,
             tags: NodeTags::default(),
+            case: None,
         }
     }
 }
@@ -338,6 +351,15 @@ impl SimBuilder {
         self
     }
 
+    /// The [`Scenario`](crate::Scenario) this simulator runs
+    /// ([`Scenario::builder`](crate::Scenario::builder) sets it): a failed run
+    /// ([`Sim::ensure_clean`]) prints it as the Rust that rebuilds it and the
+    /// `beethoven-sim` command that replays it.
+    pub fn case(mut self, scenario: &crate::Scenario) -> Self {
+        self.case = Some(scenario.to_code());
+        self
+    }
+
     /// Most nodes joining in one formation wave (default 512).
     pub fn max_wave(mut self, max_wave: usize) -> Self {
         self.max_wave = max_wave.max(1);
@@ -390,9 +412,10 @@ impl SimBuilder {
             app_factory: self.app.clone(),
             invariants: Vec::new(),
             every_event_checks: false,
+            case: self.case.clone(),
         };
         for i in 0..total {
-            let name = node_name(i);
+            let name = node_name(i, total);
             let addr = node_addr(i, 0);
             sim.by_addr.insert(addr, i);
             sim.by_name.insert(name.clone(), i);
@@ -437,6 +460,7 @@ impl SimBuilder {
         }
         sim.network.set_model(self.network);
         sim.metrics = Metrics::default();
+        sim.trace.story_mut().start();
         Ok(sim)
     }
 }
@@ -487,6 +511,18 @@ pub struct Sim {
     invariants: Vec<UserInvariant>,
     /// Whether any user invariant is checked after every event.
     every_event_checks: bool,
+    /// The scenario this simulator runs, as code (see [`SimBuilder::case`]).
+    case: Option<String>,
+}
+
+/// [`Sim::run_until`]'s condition did not hold within its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the condition did not hold within {limit:?} (simulated time now {now:?})")]
+pub struct Timeout {
+    /// The limit it was given.
+    pub limit: Duration,
+    /// Simulated time at the end of the wait.
+    pub now: Duration,
 }
 
 impl Sim {
@@ -589,7 +625,19 @@ impl Sim {
         &self.network
     }
 
-    /// Every violation the incremental checkers found so far (the first 1000).
+    /// Every violation the incremental checkers found so far (the first 1000),
+    /// in order: each with its simulated time (since the start) and what broke.
+    /// Empty for a clean run; [`Sim::ensure_clean`] turns them into a report.
+    ///
+    /// ```
+    /// use beethoven_testkit::{Sim, ViolationKind};
+    ///
+    /// let sim = Sim::builder().nodes(3).build()?;
+    /// assert!(sim.violations().is_empty());
+    /// let panics = sim.violations().iter().filter(|v| matches!(v.kind, ViolationKind::Panic { .. }));
+    /// assert_eq!(panics.count(), 0);
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
@@ -639,7 +687,26 @@ impl Sim {
         self.steps
     }
 
-    /// Scheduled faults with what became of each (`None`: not yet due).
+    /// Scheduled faults with what became of each (`None`: not yet due), in
+    /// the order they were scheduled, with their times counted from the start
+    /// of the simulation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use beethoven_testkit::{Fault, Outcome, Sim};
+    ///
+    /// let mut sim = Sim::builder().nodes(4).build()?;
+    /// let soon = sim.now() + Duration::from_secs(1);
+    /// sim.schedule(soon, Fault::Leave { node: 1 });
+    /// sim.schedule(soon, Fault::Restart { node: 2, new_addr: false }); // not crashed
+    /// sim.run_for(Duration::from_secs(2));
+    /// let outcomes: Vec<_> = sim.outcomes().map(|(s, o)| (s.at, o.cloned())).collect();
+    /// assert_eq!(
+    ///     outcomes,
+    ///     [(soon, Some(Outcome::Fired)), (soon, Some(Outcome::Skipped("not crashed")))]
+    /// );
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn outcomes(&self) -> impl Iterator<Item = (&Scheduled, Option<&Outcome>)> + '_ {
         self.schedule
             .iter()
@@ -678,7 +745,9 @@ impl Sim {
 
     // ----- commands -----
 
-    /// Schedules `fault` at simulated time `at` (at once if `at` has passed).
+    /// Schedules `fault` at simulated time `at`, counted from the start of the
+    /// simulation (formation included: `sim.now() + delay` for a delay from
+    /// now); at once if `at` has passed.
     pub fn schedule(&mut self, at: Duration, fault: Fault) {
         let index = self.schedule.len();
         self.schedule.push(Scheduled { at, fault });
@@ -686,7 +755,9 @@ impl Sim {
         self.push(at.max(self.now), Action::Fault(index));
     }
 
-    /// Schedules every fault of a schedule, shifted by `offset`.
+    /// Schedules every fault of a schedule whose times count from `offset`
+    /// (a [`Scenario`](crate::Scenario)'s count from its chaos phase's start:
+    /// [`Scenario::run_chaos`](crate::Scenario::run_chaos) passes `sim.now()`).
     pub fn schedule_all(&mut self, offset: Duration, schedule: &[Scheduled]) {
         for s in schedule {
             self.schedule(offset + s.at, s.fault.clone());
@@ -707,22 +778,39 @@ impl Sim {
     }
 
     /// Runs until `done` holds, checking it every `every` of simulated time, or
-    /// until `limit` passed. Returns how long it took, `None` on timeout.
+    /// until `limit` passed. Returns how long it took, or a [`Timeout`]: a
+    /// wait whose end matters is checked (`?`, `expect`); one that is only a
+    /// pause before other checks says so (`let _ =`, `.ok()`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use beethoven_testkit::Sim;
+    ///
+    /// let mut sim = Sim::builder().nodes(3).form(false).build()?;
+    /// let limit = Duration::from_secs(1);
+    /// let timeout = sim.run_until(limit, Duration::from_millis(10), Sim::settled);
+    /// assert_eq!(timeout.map_err(|t| t.limit), Err(limit), "three standalone nodes never settle");
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
+    #[must_use = "a timeout is an error: check it, or say it does not matter with `let _ =`"]
     pub fn run_until(
         &mut self,
         limit: Duration,
         every: Duration,
         mut done: impl FnMut(&Sim) -> bool,
-    ) -> Option<Duration> {
+    ) -> Result<Duration, Timeout> {
         let start = self.now;
         let end = start + limit;
         let every = every.max(Duration::from_micros(1));
         loop {
             if done(self) {
-                return Some(self.now - start);
+                return Ok(self.now - start);
             }
             if self.now >= end {
-                return None;
+                return Err(Timeout {
+                    limit,
+                    now: self.now,
+                });
             }
             let until = (self.now + every).min(end);
             while self.step(until) {}
@@ -808,7 +896,7 @@ impl Sim {
         } else {
             Duration::from_millis(50)
         };
-        if let Some(took) = self.run_until(bound, every, Sim::settled) {
+        if let Ok(took) = self.run_until(bound, every, Sim::settled) {
             return Ok(took);
         }
         Err(self.whole_cluster_violation(bound))

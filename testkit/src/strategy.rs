@@ -144,8 +144,10 @@ pub fn arb_config() -> impl Strategy<Value = Config> {
 }
 
 /// One random case: a cluster (size, seed, network), a config, and a fault
-/// schedule over a chaos phase. See [`arb_scenario`].
-#[derive(Clone, Debug, PartialEq)]
+/// schedule over a chaos phase. See [`arb_scenario`]. Its `Debug` (what
+/// proptest prints) is the Rust that builds it ([`Scenario::to_code`], with the
+/// builders in [`scenario::code`](crate::scenario::code)).
+#[derive(Clone, PartialEq)]
 pub struct Scenario {
     /// Size, seed and network.
     pub cluster: ClusterSpec,
@@ -163,8 +165,9 @@ pub const FAULT_TAIL: Duration = Duration::from_secs(3);
 
 impl Scenario {
     /// A builder for the scenario's cluster and config: add an app, then build.
+    /// A failed run of it prints the scenario to replay ([`SimBuilder::case`]).
     pub fn builder(&self) -> SimBuilder {
-        self.cluster.builder(self.config.clone())
+        self.cluster.builder(self.config.clone()).case(self)
     }
 
     /// Builds and forms the cluster (no app).

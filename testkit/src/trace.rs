@@ -1,5 +1,6 @@
 //! The event trace of a run: a running hash of every event (for replay checks,
-//! cheap enough for 10,000 nodes) and, optionally, the events themselves.
+//! cheap enough for 10,000 nodes), optionally the events themselves, and the
+//! log the [`story`](crate::story) of a failure is told from.
 //!
 //! Times enter the hash as offsets from the simulation's start, never as
 //! `Instant`s, which differ between processes.
@@ -10,6 +11,7 @@ use std::time::Duration;
 use beethoven_core::Event;
 
 use crate::fault::Fault;
+use crate::story::Log;
 
 /// 64-bit FNV-1a: deterministic across processes and builds, unlike `DefaultHasher`.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +53,7 @@ pub struct Trace {
     hash: Fnv,
     events: u64,
     log: Option<Vec<TraceEntry>>,
+    story: Log,
 }
 
 impl Trace {
@@ -90,6 +93,7 @@ impl Trace {
                 format!("{other:?}").hash(h);
             }
         }
+        self.story.event(at, node, event);
         if let Some(log) = &mut self.log {
             log.push(TraceEntry {
                 at,
@@ -103,6 +107,17 @@ impl Trace {
     pub fn fault(&mut self, at: Duration, fault: &Fault, fired: bool) {
         at.hash(&mut self.hash);
         format!("{fault:?}{fired}").hash(&mut self.hash);
+        self.story.fault(at, fault, fired);
+    }
+
+    /// The log stories are told from (see [`crate::story`]).
+    pub(crate) fn story(&self) -> &Log {
+        &self.story
+    }
+
+    /// The log stories are told from, to start it or add notes to it.
+    pub(crate) fn story_mut(&mut self) -> &mut Log {
+        &mut self.story
     }
 
     /// The hash of everything so far.
@@ -127,7 +142,26 @@ impl Trace {
         self.log.replace(Vec::new()).unwrap_or_default()
     }
 
-    /// The recorded events, if kept.
+    /// The recorded events, in the order they happened: `Some` (possibly
+    /// empty) when the simulator keeps them
+    /// ([`SimBuilder::keep_trace`](crate::SimBuilder::keep_trace), or after a
+    /// [`cut`](Trace::cut)), `None` when it keeps only the hash.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use beethoven_testkit::{Event, Fault, HostFate, NodeStatus, Sim};
+    ///
+    /// let mut sim = Sim::builder().nodes(4).keep_trace(true).build()?;
+    /// sim.apply(Fault::Crash { node: 3, host: HostFate::Vanishes });
+    /// sim.run_for(Duration::from_secs(5));
+    /// let entries = sim.trace().entries().expect("kept: built with keep_trace");
+    /// // Each entry: when (since the start), which node index, what it emitted.
+    /// let told = entries.iter().filter(|e| {
+    ///     e.node == 0 && matches!(&e.event, Event::NodeUpdate { node, status: NodeStatus::Offline } if node == sim.name(3))
+    /// });
+    /// assert_eq!(told.count(), 1);
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn entries(&self) -> Option<&[TraceEntry]> {
         self.log.as_deref()
     }

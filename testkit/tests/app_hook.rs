@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use beethoven_testkit::{
-    App, Context, Event, Failure, Fault, HostFate, NodeStatus, Sim, SimBuilder, ViolationKind, When,
+    App, Context, Event, Failure, Fault, HostFate, NodeStatus, Sim, SimBuilder, Tags,
+    ViolationKind, When,
 };
 
 /// Records what it hears, when; optionally leaves, or panics, on its first timer.
@@ -352,7 +353,7 @@ impl App for Introducer {
         if self.by_join {
             ctx.join([seed]);
         } else {
-            ctx.new_node(beethoven_testkit::sim::node_name(0), seed);
+            ctx.new_node(beethoven_testkit::sim::node_name(0, 5), seed);
         }
     }
 
@@ -374,9 +375,57 @@ fn apps_can_bring_their_nodes_together_by_join_or_new_node() {
         Sim::settled,
     );
     assert!(
-        took.is_some(),
+        took.is_ok(),
         "{}",
         sim.whole_cluster_violation(Duration::from_secs(30))
     );
+    sim.ensure_clean().expect("no violation");
+}
+
+/// On its first timer, tries tags over the limit (refused at the call), sets
+/// valid ones, and notes it in the story.
+#[derive(Debug, Default)]
+struct Tagger {
+    refused: Option<bool>,
+}
+
+impl App for Tagger {
+    fn start(&mut self, ctx: &mut Context<'_>) {
+        if ctx.index() == 1 {
+            ctx.set_timer(Duration::from_secs(1), 0);
+        }
+    }
+
+    fn event(&mut self, _: &mut Context<'_>, _: &Event) {}
+
+    fn timer(&mut self, ctx: &mut Context<'_>, _: u64) {
+        let huge = Tags::from_pairs([("blob", "x".repeat(2000))]).expect("well-formed");
+        self.refused = Some(ctx.set_tags(huge).is_err());
+        let role = Tags::from_pairs([("role", "db")]).expect("well-formed");
+        ctx.set_tags(role).expect("within the limits");
+        ctx.note("tagged itself a db");
+    }
+}
+
+#[test]
+fn an_app_sets_its_nodes_tags_as_a_handle_would_and_its_note_joins_the_story() {
+    let mut sim = cluster(4)
+        .app(|_, _| Tagger::default())
+        .build()
+        .expect("forms");
+    sim.run_for(Duration::from_secs(5));
+    let app = sim.app::<Tagger>(1).expect("running");
+    assert_eq!(
+        app.refused,
+        Some(true),
+        "over the limit: refused at the call"
+    );
+    let role = Tags::from_pairs([("role", "db")]).expect("well-formed");
+    for j in sim.up() {
+        let row = sim.node(j).and_then(|n| n.row(sim.name(1)));
+        assert_eq!(row.map(|r| &r.tags), Some(&role), "on node {j}");
+    }
+    let story = sim.story(&["node-1"]).to_string();
+    assert!(story.contains("node-1 app: tagged itself a db"), "{story}");
     sim.ensure_clean().expect("no violation");
 }

@@ -12,14 +12,19 @@
 //!
 //! Each app keeps its own view of the cluster from its node's update stream
 //! (`Event::NodeUpdate`), as a real subscriber would, and is checked after
-//! every event against its own node's tracker. Failing cases are kept in
-//! `apps.proptest-regressions` beside this file and replayed first.
+//! every event against its own node's tracker. The real properties' failing
+//! cases are kept in `apps.proptest-regressions` beside this file and replayed
+//! first (`regressions::kept()`); the planted bug's never are
+//! (`regressions::planted()`). A failure prints its case as Rust: pasted into
+//! a test (as `a_pasted_case_fails_the_same_way` does), it fails the same way.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use beethoven_testkit::scenario::code::*;
 use beethoven_testkit::{
-    App, Context, Event, Failure, NodeName, NodeStatus, Scenario, Sim, When, arb_scenario,
+    App, Context, Event, Failure, NodeName, NodeStatus, Sim, ViolationKind, When, arb_scenario,
+    regressions,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestError, TestRng, TestRunner};
@@ -179,8 +184,10 @@ fn after_calm(mut sim: Sim, scenario: &Scenario) -> Result<(), TestCaseError> {
     let gate = sim.liveness_gate(sim.timing().liveness);
     prop_assert!(gate.is_ok(), "liveness gate: {:?}", gate);
     let bound = sim.timing().detection;
-    sim.run_until(bound, Duration::from_millis(10), Sim::invariants_hold);
-    // Records the failure, if any, with the time and the node.
+    // Until they hold, or the bound: what still fails then, the check records.
+    let _ = sim.run_until(bound, Duration::from_millis(10), Sim::invariants_hold);
+    // Records the failure, if any, with the time and the node. Forgetting this
+    // call fails `ensure_clean`: an invariant checked only when asked was not.
     let _ = sim.check_invariants();
     sim.ensure_clean()?;
     Ok(())
@@ -214,6 +221,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
         max_shrink_iters: 200,
+        failure_persistence: regressions::kept(),
         ..ProptestConfig::default()
     })]
 
@@ -235,7 +243,7 @@ fn the_property_test_finds_the_forgetful_shard_map_and_shrinks_its_schedule() {
     let config = RunnerConfig {
         cases: 256,
         max_shrink_iters: 500,
-        failure_persistence: None,
+        failure_persistence: regressions::planted(),
         ..RunnerConfig::default()
     };
     let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
@@ -257,5 +265,71 @@ fn the_property_test_finds_the_forgetful_shard_map_and_shrinks_its_schedule() {
     assert!(!minimal.schedule.is_empty(), "a fault is needed to trip it");
     // The minimal case replays from its seed: the same failure again.
     let again = shard_map(&minimal, true).expect_err("fails again");
-    assert_eq!(again.to_string(), TestCaseError::fail(reason).to_string());
+    assert_eq!(
+        again.to_string(),
+        TestCaseError::fail(reason.clone()).to_string()
+    );
+    // The report shows the story and the case as Rust; that Rust, read back,
+    // is the same case, and `beethoven-sim` replays it.
+    assert!(reason.contains("timeline of "), "{reason}");
+    let code = minimal.to_code();
+    assert!(
+        reason.contains(&format!("replay in a test: {code}")),
+        "{reason}"
+    );
+    assert!(reason.contains(&minimal.command()), "{reason}");
+    assert_eq!(code.parse::<Scenario>(), Ok(minimal));
+}
+
+/// A case as the failure above printed it (`replay in a test:`), pasted here.
+fn pasted_case() -> Scenario {
+    Scenario::new(4)
+        .seed(0)
+        .network(NetworkModel {
+            latency: us(200),
+            jitter: us(100),
+            ..NetworkModel::lan()
+        })
+        .fault_at(
+            secs(0),
+            Fault::Pause {
+                node: 2,
+                duration: ms(1082),
+            },
+        )
+}
+
+#[test]
+fn a_pasted_case_fails_the_same_way() {
+    let failure = shard_map(&pasted_case(), true).expect_err("the planted bug trips");
+    let failure = failure.to_string();
+    assert!(
+        failure.contains("one owner per shard after calm"),
+        "{failure}"
+    );
+    shard_map(&pasted_case(), false).expect("the correct map holds on the same case");
+}
+
+#[test]
+fn forgetting_to_check_an_asked_invariant_fails_the_run() {
+    let mut sim = Scenario::new(4)
+        .builder()
+        .app(|_, name| Leader(View::new(name, false)))
+        .build()
+        .expect("forms");
+    sim.invariant("one leader after calm", When::Asked, one_leader);
+    sim.run_for(Duration::from_secs(2));
+    // No `sim.check_invariants()`: the run cannot pass.
+    let failure = sim
+        .ensure_clean()
+        .expect_err("an asked invariant was never checked");
+    assert_eq!(
+        failure.violations[0].kind,
+        ViolationKind::Unchecked {
+            invariant: "one leader after calm".into()
+        }
+    );
+    assert!(failure.to_string().contains("never checked"), "{failure}");
+    sim.check_invariants().expect("one leader");
+    sim.ensure_clean().expect("checked, and it holds");
 }

@@ -6,7 +6,8 @@
 //! offline) within a bound derived from the protocol's own timers. Incremental
 //! invariants are checked on every event throughout; each case also asserts
 //! that the faults it drew actually fired. Failing cases are kept in
-//! `properties.proptest-regressions` beside this file and replayed first.
+//! `properties.proptest-regressions` beside this file and replayed first
+//! (`regressions::kept()`).
 //!
 //! 256 cases by default (a few seconds); a campaign: `PROPTEST_CASES=40000 cargo test
 //! --release -p beethoven-testkit --test properties` (about 6 minutes). A larger
@@ -19,6 +20,7 @@ use beethoven_testkit::fault::{Outcome, Scheduled};
 use beethoven_testkit::strategy::{
     ClusterSpec, arb_cluster, arb_cluster_of, arb_fault_schedule, arb_tag_changes,
 };
+use beethoven_testkit::{Scenario, regressions};
 use proptest::prelude::*;
 
 /// How long faults are drawn over.
@@ -26,31 +28,42 @@ const CHAOS: Duration = Duration::from_secs(20);
 /// Most faults per case.
 const MAX_FAULTS: usize = 10;
 
-fn cluster_and_schedule() -> impl Strategy<Value = (ClusterSpec, Vec<Scheduled>)> {
-    arb_cluster().prop_flat_map(|cluster| {
-        let nodes = cluster.nodes;
-        (Just(cluster), arb_fault_schedule(nodes, CHAOS, MAX_FAULTS))
-    })
+/// A cluster and its schedule as one case: a failure prints it as the Rust
+/// that rebuilds it (and the `beethoven-sim` command that replays it).
+fn as_case((cluster, schedule): (ClusterSpec, Vec<Scheduled>)) -> Scenario {
+    Scenario {
+        cluster,
+        config: Config::for_cluster("prop"),
+        schedule,
+        chaos: CHAOS,
+    }
+}
+
+fn cluster_and_schedule() -> impl Strategy<Value = Scenario> {
+    arb_cluster()
+        .prop_flat_map(|cluster| {
+            let nodes = cluster.nodes;
+            (Just(cluster), arb_fault_schedule(nodes, CHAOS, MAX_FAULTS))
+        })
+        .prop_map(as_case)
 }
 
 /// The larger sweep: 30–120 nodes and up to 25 faults.
-fn large_cluster_and_schedule() -> impl Strategy<Value = (ClusterSpec, Vec<Scheduled>)> {
-    arb_cluster_of(30..=120).prop_flat_map(|cluster| {
-        let nodes = cluster.nodes;
-        (Just(cluster), arb_fault_schedule(nodes, CHAOS, 25))
-    })
+fn large_cluster_and_schedule() -> impl Strategy<Value = Scenario> {
+    arb_cluster_of(30..=120)
+        .prop_flat_map(|cluster| {
+            let nodes = cluster.nodes;
+            (Just(cluster), arb_fault_schedule(nodes, CHAOS, 25))
+        })
+        .prop_map(as_case)
 }
 
 /// Chaos, then calm: the faults fire, the cluster settles within the liveness
 /// bound, nothing flaps afterwards, and no invariant is violated on the way.
-fn chaos_then_calm(cluster: &ClusterSpec, schedule: &[Scheduled]) -> Result<(), TestCaseError> {
-    let mut sim = cluster
-        .build()
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let start = sim.now();
-    sim.schedule_all(start, schedule);
+fn chaos_then_calm(scenario: &Scenario) -> Result<(), TestCaseError> {
+    let mut sim = scenario.build()?;
     // Chaos, plus time for the last pause or slowness to end.
-    sim.run_for(CHAOS + Duration::from_secs(3));
+    scenario.run_chaos(&mut sim);
     for (scheduled, outcome) in sim.outcomes() {
         prop_assert_eq!(
             outcome,
@@ -74,13 +87,13 @@ fn chaos_then_calm(cluster: &ClusterSpec, schedule: &[Scheduled]) -> Result<(), 
     sim.run_for(2 * sim.timing().detection);
     let again = sim.timing().detection;
     let settled = sim.run_until(again, Duration::from_millis(10), |sim| sim.settled());
-    prop_assert!(settled.is_some(), "{}", sim.whole_cluster_violation(again));
+    prop_assert!(settled.is_ok(), "{}", sim.whole_cluster_violation(again));
     prop_assert_eq!(
         sim.metrics().offline_writes,
         writes,
         "offline writes in the quiet period"
     );
-    prop_assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
+    sim.ensure_clean()?;
     Ok(())
 }
 
@@ -133,6 +146,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 32,
         max_shrink_iters: 100,
+        failure_persistence: regressions::kept(),
         ..ProptestConfig::default()
     })]
 
@@ -148,19 +162,20 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
         max_shrink_iters: 200,
+        failure_persistence: regressions::kept(),
         ..ProptestConfig::default()
     })]
 
     #[test]
-    fn random_fault_schedules_keep_every_invariant((cluster, schedule) in cluster_and_schedule()) {
-        chaos_then_calm(&cluster, &schedule)?;
+    fn random_fault_schedules_keep_every_invariant(scenario in cluster_and_schedule()) {
+        chaos_then_calm(&scenario)?;
     }
 
     #[test]
     #[ignore = "the larger sweep: run in release, with PROPTEST_CASES for a campaign"]
     fn random_fault_schedules_on_larger_clusters_keep_every_invariant(
-        (cluster, schedule) in large_cluster_and_schedule()
+        scenario in large_cluster_and_schedule()
     ) {
-        chaos_then_calm(&cluster, &schedule)?;
+        chaos_then_calm(&scenario)?;
     }
 }

@@ -53,7 +53,7 @@ fn detection_latencies(nodes: usize, host: HostFate) -> Vec<Duration> {
                 sim.apply(Fault::Crash { node: victim, host }),
                 Outcome::Fired
             );
-            sim.run_until(60 * SECOND, SECOND / 10, |s| {
+            let _ = sim.run_until(60 * SECOND, SECOND / 10, |s| {
                 s.metrics().unfinished(WatchKind::Crash) == 0
             });
             assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
@@ -133,7 +133,7 @@ fn join_latencies(tag_bytes: usize) -> Vec<Duration> {
         .map(|seed| {
             let mut sim = lan_tagged(100, 1, seed, tag_bytes);
             sim.apply(Fault::Start { node: 100 });
-            sim.run_until(30 * SECOND, SECOND / 10, |s| {
+            let _ = sim.run_until(30 * SECOND, SECOND / 10, |s| {
                 s.metrics().unfinished(WatchKind::Join) == 0
             });
             assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
@@ -279,7 +279,7 @@ fn one_update_reaches_99_99_percent_of_1000_nodes_in_1_5s_and_all_in_2_5s() {
     let mut sim = lan(1000, JOINS, 1);
     for joiner in 1000..1000 + JOINS {
         assert_eq!(sim.apply(Fault::Start { node: joiner }), Outcome::Fired);
-        sim.run_until(30 * SECOND, SECOND / 10, |s| {
+        let _ = sim.run_until(30 * SECOND, SECOND / 10, |s| {
             s.metrics().unfinished(WatchKind::Join) == 0
         });
         // Let the join's gossip die down before the next one.
@@ -342,7 +342,7 @@ fn tag_spreads(nodes: usize) -> Vec<Duration> {
     const CHANGES: u64 = 5;
     let mut sim = lan_tagged(nodes, 0, 1, 64);
     // Let formation's gossip die down, as the scenarios do.
-    sim.run_until(10 * SECOND, SECOND / 10, Sim::quiet);
+    let _ = sim.run_until(10 * SECOND, SECOND / 10, Sim::quiet);
     for k in 0..CHANGES {
         let node = (k as usize * 37 + 11) % nodes;
         let tags = sized_tags(64, 1_000 + k);
@@ -351,7 +351,7 @@ fn tag_spreads(nodes: usize) -> Vec<Duration> {
             tags: tags.clone(),
         };
         assert_eq!(sim.apply(change), Outcome::Fired);
-        sim.run_until(10 * SECOND, SECOND / 100, |s| {
+        let _ = sim.run_until(10 * SECOND, SECOND / 100, |s| {
             s.metrics().unfinished(WatchKind::Tags) == 0
         });
         let name = sim.name(node).clone();

@@ -7,7 +7,16 @@
 //! beethoven-sim --nodes 100 --scenario partition --partition-secs 600 --seeds 10
 //! beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seeds 5
 //! beethoven-sim --nodes 100 --scenario slow --duration 300
+//! beethoven-sim --case 'Scenario::new(4).seed(3).fault_at(ms(1432), Fault::Crash { node: 0, host: HostFate::Vanishes })'
 //! ```
+//!
+//! `--case` replays one case of a property test: the scenario written as the
+//! Rust that builds it, as a failed run prints it (`replay the run:`). It
+//! forms the cluster, runs the chaos phase and the liveness gate
+//! (`Scenario::replay`), and prints the whole timeline, the violations and the
+//! trace hash, which equals that of the same scenario run in a test without an
+//! app that acts. `--case-file` reads the case from a file. The other scenario
+//! flags do not apply to a case.
 //!
 //! `--loss` is the network's loss over the measured window: the cluster forms,
 //! and formation's gossip dies down, on a loss-free network; the loss is turned
@@ -35,7 +44,7 @@ use std::time::Duration;
 use beethoven_testkit::metrics::resident_memory;
 use beethoven_testkit::report::{Report, Summary};
 use beethoven_testkit::scenario::{self, Params, ScenarioKind};
-use beethoven_testkit::{Formation, HostFate, NetworkModel};
+use beethoven_testkit::{Formation, HostFate, NetworkModel, Replay, Scenario};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -105,6 +114,48 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Replay one case: a scenario as Rust (`Scenario::new(4).seed(3)...`), as
+    /// a failed property test prints it.
+    #[arg(long, conflicts_with = "case_file")]
+    case: Option<String>,
+    /// Replay the case written in this file.
+    #[arg(long)]
+    case_file: Option<std::path::PathBuf>,
+}
+
+/// Replays one case and prints its story; exit code 2 if anything failed.
+fn replay(code: &str) -> ExitCode {
+    let scenario: Scenario = match code.parse() {
+        Ok(scenario) => scenario,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Replay { sim, gate } = match scenario.replay() {
+        Ok(replay) => replay,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("case: {scenario}");
+    println!("{}", sim.story(&[]));
+    match &gate {
+        Ok(took) => println!("liveness gate: settled after {:.3}s", took.as_secs_f64()),
+        Err(violation) => println!("liveness gate: failed {violation}"),
+    }
+    let clean = sim.ensure_clean();
+    match &clean {
+        Ok(()) => println!("violations: none"),
+        Err(failure) => println!("violations: {failure}"),
+    }
+    println!("steps: {}", sim.steps());
+    println!("trace hash: {:016x}", sim.trace().hash());
+    if gate.is_err() || clean.is_err() {
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
 }
 
 /// A finite number of at least zero (seconds or milliseconds).
@@ -130,6 +181,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(path) = &args.case_file {
+        return match std::fs::read_to_string(path) {
+            Ok(code) => replay(&code),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(code) = &args.case {
+        return replay(code);
+    }
     let network = NetworkModel::lan()
         .with_latency(Duration::from_secs_f64(args.latency / 1000.0))
         .with_loss(args.loss);

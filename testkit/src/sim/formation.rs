@@ -48,7 +48,8 @@ impl Sim {
             }
             let range = next..next + wave;
             next += wave;
-            self.run_until(limit, Duration::from_millis(10), |sim| {
+            // A wave that does not join in time is caught by the settle check after.
+            let _ = self.run_until(limit, Duration::from_millis(10), |sim| {
                 range.clone().all(|i| sim.slots[i].joined)
             });
         }
@@ -86,7 +87,7 @@ impl Sim {
         let done = |sim: &Sim| groups.iter().all(|g| sim.settled_among(g.clone()));
         if self
             .run_until(limit, Duration::from_millis(20), done)
-            .is_none()
+            .is_err()
         {
             return Err(BuildError::Formation {
                 limit,
@@ -103,7 +104,7 @@ impl Sim {
         } else {
             Duration::from_millis(20)
         };
-        if self.run_until(limit, every, Sim::settled).is_none() {
+        if self.run_until(limit, every, Sim::settled).is_err() {
             return Err(BuildError::Formation {
                 limit,
                 violation: self.whole_cluster_violation(limit),

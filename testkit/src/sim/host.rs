@@ -11,16 +11,37 @@ use super::{Action, Proc, Sim};
 use crate::app::{App, Context, Failure, Hosted, Request, UserInvariant, When};
 use crate::fault::Fault;
 use crate::invariant::{RunFailure, Violation, ViolationKind};
+use crate::story::Story;
 
 impl Sim {
     // ----- getters -----
 
-    /// Node `i`'s app state, while its process runs (and the app is of type `A`).
+    /// Node `i`'s app state, while its process runs (and the app is of type
+    /// `A`): `None` while the node is down (standby, crashed, stopped) or its
+    /// app panicked.
     pub fn app<A: App>(&self, i: usize) -> Option<&A> {
         self.slots.get(i)?.app.as_ref()?.downcast()
     }
 
-    /// Every running node's app state of type `A`, with the node's index.
+    /// Every running node's app state of type `A`, with the node's index, in
+    /// index order (nodes without a running app are left out).
+    ///
+    /// ```
+    /// use beethoven_testkit::{App, Context, Event, Sim};
+    ///
+    /// struct Heard(usize);
+    /// impl App for Heard {
+    ///     fn event(&mut self, _: &mut Context<'_>, _: &Event) {
+    ///         self.0 += 1;
+    ///     }
+    /// }
+    ///
+    /// let sim = Sim::builder().nodes(3).app(|_, _| Heard(0)).build()?;
+    /// let heard: Vec<(usize, usize)> = sim.apps::<Heard>().map(|(i, app)| (i, app.0)).collect();
+    /// assert_eq!(heard.iter().map(|&(i, _)| i).collect::<Vec<_>>(), [0, 1, 2]);
+    /// assert!(heard.iter().all(|&(_, n)| n > 0), "each heard its node form the cluster");
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
     pub fn apps<A: App>(&self) -> impl Iterator<Item = (usize, &A)> + '_ {
         self.slots
             .iter()
@@ -34,18 +55,70 @@ impl Sim {
         self.invariants.iter().all(|inv| (inv.check)(self).is_ok())
     }
 
-    /// `Ok` if no invariant, the testkit's or the user's, was violated so far;
-    /// otherwise every violation kept, with the seed that replays the run. In a
-    /// proptest body, `sim.ensure_clean()?` fails the case with that report.
+    /// `Ok` if no invariant, the testkit's or the user's, was violated so far
+    /// and every user invariant checked only when asked ([`When::Asked`]) was
+    /// checked at least once ([`Sim::check_invariants`]): forgetting that call
+    /// fails the run ([`ViolationKind::Unchecked`]) instead of passing it
+    /// unchecked. Otherwise every violation kept, with the seed that replays
+    /// the run, the story of the first violation, and (for a simulator built
+    /// from a [`Scenario`](crate::Scenario)) the scenario as Rust and the
+    /// `beethoven-sim` command that replays it. In a proptest body,
+    /// `sim.ensure_clean()?` fails the case with that report.
     pub fn ensure_clean(&self) -> Result<(), RunFailure> {
-        if self.violation_count == 0 {
+        let unchecked = self
+            .invariants
+            .iter()
+            .filter(|inv| inv.when == When::Asked && !inv.checked)
+            .map(|inv| Violation {
+                at: self.now,
+                kind: ViolationKind::Unchecked {
+                    invariant: inv.name.clone(),
+                },
+            });
+        let mut violations = self.violations.clone();
+        violations.extend(unchecked);
+        if violations.is_empty() {
             return Ok(());
         }
+        let added = (violations.len() - self.violations.len()) as u64;
+        let story = violations.first().map(|first| {
+            let nodes: Vec<String> = first.kind.nodes().into_iter().map(String::from).collect();
+            Box::new(self.tell(&nodes, first.at, true))
+        });
         Err(RunFailure {
             seed: self.seed,
-            count: self.violation_count,
-            violations: self.violations.clone(),
+            count: self.violation_count + added,
+            violations,
+            story,
+            case: self.case.clone(),
         })
+    }
+
+    /// The whole story of the run from the end of formation up to now (see
+    /// [`crate::story`]; the last 100,000 lines): the faults, and what
+    /// happened to and between the nodes named `nodes` (every node when empty).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use beethoven_testkit::{Fault, HostFate, Sim};
+    ///
+    /// let mut sim = Sim::builder().nodes(4).build()?;
+    /// sim.apply(Fault::Crash { node: 3, host: HostFate::Vanishes });
+    /// sim.run_for(Duration::from_secs(5));
+    /// let story = sim.story(&["node-0"]).to_string();
+    /// assert!(story.contains("fault Fault::Crash { node: 3, host: HostFate::Vanishes }"), "{story}");
+    /// assert!(story.contains("node-0 hears node-3 is offline"), "{story}");
+    /// # Ok::<(), beethoven_testkit::BuildError>(())
+    /// ```
+    pub fn story(&self, nodes: &[&str]) -> Story {
+        let nodes: Vec<String> = nodes.iter().map(|n| (*n).to_string()).collect();
+        self.tell(&nodes, self.now, false)
+    }
+
+    fn tell(&self, nodes: &[String], until: Duration, short: bool) -> Story {
+        self.trace
+            .story()
+            .tell(nodes, until, short, |i| self.slots[i].name.to_string())
     }
 
     // ----- commands -----
@@ -74,10 +147,12 @@ impl Sim {
 
     /// Checks every user invariant now, whenever it is otherwise checked;
     /// records the first failure of each (as a violation) and returns the
-    /// first failing one.
+    /// first failing one. An invariant checked only when asked must be checked
+    /// here at least once before [`Sim::ensure_clean`] passes.
     pub fn check_invariants(&mut self) -> Result<(), Violation> {
         let mut first = None;
         for k in 0..self.invariants.len() {
+            self.invariants[k].checked = true;
             if let Err(failure) = (self.invariants[k].check)(self) {
                 let violation = self.invariant_failed(k, failure);
                 first.get_or_insert(violation);
@@ -219,6 +294,17 @@ impl Sim {
                         tracing::debug!(%e, node = i, "new_node refused");
                     }
                 }
+                // Checked against the limits when the app asked.
+                Request::SetTags(tags) => {
+                    self.apply(Fault::SetTags { node: i, tags });
+                }
+                Request::Restore(rows) => {
+                    self.drive(i, |n, now| n.restore(now, rows));
+                }
+                Request::SetKeyRing(ring) => {
+                    self.drive(i, |n, _| n.set_key_ring(ring));
+                }
+                Request::Note(text) => self.trace.story_mut().note(self.now, i, text),
             }
         }
     }
