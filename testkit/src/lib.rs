@@ -156,6 +156,9 @@
 //!   ones (partitions, split clusters, heavy loss, slow members, name conflicts) and
 //!   tag changes included; every node can start with tags of a chosen size;
 //! - [`report`]: their reports, as a table or JSON;
+//! - [`timeline`]: an opt-in recording of a run over time (beliefs about each
+//!   node, fault windows, false verdicts, traffic per second), which the HTML
+//!   report draws;
 //! - [`trace`]: the event trace (which can be cut at a chosen moment) and its
 //!   replay hash.
 
@@ -174,6 +177,7 @@ pub mod report;
 pub mod scenario;
 pub mod sim;
 pub mod strategy;
+pub mod timeline;
 pub mod trace;
 
 pub use app::{App, Context, Failure, When};

@@ -14,6 +14,7 @@ mod apply;
 mod drive;
 mod formation;
 mod host;
+mod record;
 
 pub use apply::Applied;
 
@@ -224,6 +225,7 @@ pub struct SimBuilder {
     max_wave: usize,
     app: Option<AppFactory>,
     tags: NodeTags,
+    record_timeline: bool,
 }
 
 /// The tags of each node slot, given to the builder.
@@ -254,6 +256,7 @@ impl Default for SimBuilder {
             max_wave: 512,
             app: None,
             tags: NodeTags::default(),
+            record_timeline: false,
         }
     }
 }
@@ -338,6 +341,14 @@ impl SimBuilder {
         self
     }
 
+    /// Records the run's [`Timeline`](crate::timeline::Timeline) from the
+    /// start, formation included (default: off; [`Sim::record_timeline`]
+    /// starts it later). What the HTML report draws.
+    pub fn record_timeline(mut self, record: bool) -> Self {
+        self.record_timeline = record;
+        self
+    }
+
     /// Most nodes joining in one formation wave (default 512).
     pub fn max_wave(mut self, max_wave: usize) -> Self {
         self.max_wave = max_wave.max(1);
@@ -390,6 +401,7 @@ impl SimBuilder {
             app_factory: self.app.clone(),
             invariants: Vec::new(),
             every_event_checks: false,
+            timeline: None,
         };
         for i in 0..total {
             let name = node_name(i);
@@ -420,6 +432,9 @@ impl SimBuilder {
             });
         }
         sim.reachability = Reachability::new(sim.timing.grace);
+        if self.record_timeline {
+            sim.record_timeline();
+        }
         match self.formation {
             Formation::Join => sim.form(self.nodes, self.max_wave, self.formation_limit)?,
             Formation::Split => {
@@ -487,6 +502,8 @@ pub struct Sim {
     invariants: Vec<UserInvariant>,
     /// Whether any user invariant is checked after every event.
     every_event_checks: bool,
+    /// The recording for the report, when asked for (`record_timeline`).
+    timeline: Option<Box<crate::timeline::Timeline>>,
 }
 
 impl Sim {
