@@ -21,9 +21,12 @@ trap 'rm -rf "$scratch"' EXIT
 mkdir -p docs/img
 for scenario in partition crash; do
   ./target/release/beethoven-sim --nodes 100 --scenario "$scenario" --report "$scratch/$scenario.html" >/dev/null
-  # The summary, the timeline and the detection CDF (the traffic charts follow below).
+  # The summary and the timeline; for crashes the detection CDF too (the
+  # traffic charts follow below on the page).
+  height=1280
+  [ "$scenario" = crash ] && height=1620
   timeout 120 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars \
-    --user-data-dir="$scratch/profile" --window-size=1180,1280 \
+    --user-data-dir="$scratch/profile" --window-size="1180,$height" \
     --screenshot="docs/img/report-$scenario.png" "file://$scratch/$scenario.html" 2>/dev/null
   echo "docs/img/report-$scenario.png: $(wc -c < "docs/img/report-$scenario.png") bytes"
 done

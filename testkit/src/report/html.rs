@@ -13,9 +13,43 @@
 //! [`Sim::record_timeline`] when the interesting part begins). Without one the
 //! page still shows the parameters, the faults and the detection CDF.
 //!
-//! A failing property test can leave its picture behind: write the report
-//! before the assertion that fails, and the shrunk case's page is the last one
-//! written.
+//! A failing property test can leave its picture behind: write the page when
+//! a case fails, before returning the failure. Proptest then shrinks the case,
+//! and since only failing runs write, the page left is the last failure's: the
+//! shrunk counterexample's.
+//!
+//! ```
+//! use std::time::Duration;
+//! use beethoven_testkit::{Scenario, Sim, arb_scenario};
+//! use proptest::prelude::*;
+//!
+//! fn calm_after_chaos(scenario: &Scenario) -> Result<(), TestCaseError> {
+//!     let mut sim = scenario.builder().record_timeline(true).build()?;
+//!     scenario.run_chaos(&mut sim);
+//!     let mut checks = || -> Result<(), TestCaseError> {
+//!         sim.liveness_gate(sim.timing().liveness)?;
+//!         sim.ensure_clean()?;
+//!         Ok(())
+//!     };
+//!     let checked = checks();
+//!     if checked.is_err() {
+//!         let page = std::env::temp_dir().join("failing-case.html");
+//!         let _ = sim.write_report(&page); // the shrunk case's picture, in the end
+//!     }
+//!     checked
+//! }
+//!
+//! proptest! {
+//!     #[test]
+//!     fn the_cluster_settles_after_any_chaos(scenario in arb_scenario()) {
+//!         calm_after_chaos(&scenario)?;
+//!     }
+//! }
+//! # proptest::test_runner::TestRunner::new(ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() })
+//! #     .run(&arb_scenario(), |scenario| calm_after_chaos(&scenario)).expect("holds");
+//! ```
+//!
+//! The simplest use, on any run:
 //!
 //! ```
 //! use std::time::Duration;
