@@ -205,10 +205,10 @@ impl<'a> Page<'a> {
         match timeline {
             Some(t) => {
                 let (svg, plot) = timeline_chart(t, span)?;
-                let _ = write!(
+                let _ = writeln!(
                     html,
                     "<figure id=\"timeline\" data-crashes=\"{crashes}\" data-rows=\"{}\" \
-                     data-nodes-per-row=\"{}\" {}>{svg}</figure>\n",
+                     data-nodes-per-row=\"{}\" {}>{svg}</figure>",
                     rows(t.nodes()).0,
                     rows(t.nodes()).1,
                     plot.attributes(span),
@@ -218,9 +218,9 @@ impl<'a> Page<'a> {
         }
         html.push_str("<h2>Detection: crash to offline everywhere</h2>\n");
         let (p50, p99) = (percentile(&detections, 50.0), percentile(&detections, 99.0));
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<figure id=\"detection\" data-detections=\"{}\" data-p50-s=\"{}\" data-p99-s=\"{}\">{}</figure>\n",
+            "<figure id=\"detection\" data-detections=\"{}\" data-p50-s=\"{}\" data-p99-s=\"{}\">{}</figure>",
             detections.len(),
             p50.map_or(String::new(), |d| format!("{:.3}", d.as_secs_f64())),
             p99.map_or(String::new(), |d| format!("{:.3}", d.as_secs_f64())),
@@ -235,9 +235,9 @@ impl<'a> Page<'a> {
             Some(t) if !t.traffic().is_empty() => {
                 for (id, bytes) in [("traffic-msgs", false), ("traffic-bytes", true)] {
                     let svg = traffic_chart(t, span, bytes)?;
-                    let _ = write!(
+                    let _ = writeln!(
                         html,
-                        "<figure id=\"{id}\" data-seconds=\"{}\">{svg}</figure>\n",
+                        "<figure id=\"{id}\" data-seconds=\"{}\">{svg}</figure>",
                         t.traffic().len()
                     );
                 }
@@ -452,9 +452,9 @@ fn legend() -> String {
             kind.label()
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<span><i style=\"border:2px solid {}\"></i>false verdict</span></p>\n",
+        "<span><i style=\"border:2px solid {}\"></i>false verdict</span></p>",
         hex(FALSE_VERDICT)
     );
     html
