@@ -201,7 +201,8 @@ impl Timeline {
         &self.false_verdicts
     }
 
-    /// Labelled moments ([`Sim::mark`](crate::Sim::mark)).
+    /// Labelled moments: [`Sim::mark`](crate::Sim::mark)s, and each heal that
+    /// ended a network fault (`"heal"`).
     pub fn marks(&self) -> &[(Duration, String)] {
         &self.marks
     }
@@ -311,27 +312,34 @@ impl Timeline {
             Fault::Link { from, to, .. } => open(WindowKind::Partition, vec![*from, *to], None),
             Fault::Loss { .. } => open(WindowKind::Loss, Vec::new(), None),
             Fault::Restart { node, .. } | Fault::Start { node } => {
-                self.close(now, |w| {
+                let _ = self.close(now, |w| {
                     matches!(w.kind, WindowKind::Crash | WindowKind::Leave) && w.nodes == [*node]
                 });
             }
             Fault::Heal => {
                 // What `Fault::Heal` ends: cuts, loss and inbound delays.
-                self.close(now, |w| {
+                let closed = self.close(now, |w| {
                     matches!(w.kind, WindowKind::Partition | WindowKind::Loss)
                         || (w.kind == WindowKind::Slow && w.until.is_none())
                 });
+                if closed > 0 {
+                    self.marks.push((now, "heal".into()));
+                }
             }
             Fault::Join { .. } | Fault::StartTwin { .. } | Fault::SetTags { .. } => {}
         }
     }
 
-    fn close(&mut self, now: Duration, which: impl Fn(&FaultWindow) -> bool) {
+    /// Ends the open windows `which` picks; how many.
+    fn close(&mut self, now: Duration, which: impl Fn(&FaultWindow) -> bool) -> usize {
+        let mut closed = 0;
         for window in &mut self.faults {
             if window.until.is_none() && which(window) {
                 window.until = Some(now);
+                closed += 1;
             }
         }
+        closed
     }
 
     fn count(&mut self, subject: usize, view: Option<View>, by: i32) {
@@ -484,6 +492,9 @@ mod tests {
             ]
         );
         assert_eq!(t.faults()[1].nodes, [2, 3]);
+        assert_eq!(t.marks(), [(5 * S, "heal".to_string())]);
+        t.fault(7 * S, &Fault::Heal);
+        assert_eq!(t.marks().len(), 1, "nothing left to heal: no mark");
     }
 
     #[test]
