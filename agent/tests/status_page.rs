@@ -1,6 +1,8 @@
 //! The status page in a real browser: headless Chromium loads it from an agent
-//! of a 3-agent cluster, one agent is killed, and its row turns offline on the
-//! page by itself (the page refreshes its table).
+//! of a 3-agent cluster, one agent is killed, and its row and the members
+//! chart change on the page by themselves, within a second of the event
+//! reaching the stream (the page reads `/v1/events`, it does not poll). The tag
+//! filter narrows the table and the chart; a dropped stream is reconnected.
 //!
 //! The browser is driven over the Chrome DevTools Protocol (a WebSocket). It is
 //! `$STATUS_PAGE_BROWSER`, or the first of `chromium-headless-shell`,
@@ -14,11 +16,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Agent, DEADLINE, Scratch, eventually, request};
@@ -156,6 +159,49 @@ fn row(rows: &[(String, String)], name: &str) -> Option<String> {
     rows.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone())
 }
 
+/// `(online, suspected)` as the page's members chart last drew them.
+fn chart(browser: &mut Browser) -> (u64, u64) {
+    let value = browser.eval(
+        "(() => { const c = document.getElementById('chart'); return [Number(c.dataset.online), Number(c.dataset.suspect)]; })()",
+    );
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// Sets the page's tag filter as a user typing it would.
+fn filter(browser: &mut Browser, text: &str) {
+    let text = serde_json::to_string(text).expect("a string");
+    browser.eval(&format!(
+        "(() => {{ const i = document.getElementById('tag-filter'); i.value = {text}; \
+         i.dispatchEvent(new Event('input')); }})()"
+    ));
+}
+
+/// Follows `agent`'s event stream on a thread; sends the moment `node` is
+/// written offline there.
+fn when_offline(agent: SocketAddr, node: &'static str) -> mpsc::Receiver<Instant> {
+    let (sender, receiver) = mpsc::channel();
+    let mut stream = TcpStream::connect(agent).expect("the HTTP port answers");
+    stream
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+        .expect("the request is sent");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            // Chunked framing lines are not JSON and are skipped.
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["event"] == "tracker"
+                && event["new_row"]["node"] == node
+                && event["new_row"]["status"] == "offline"
+            {
+                let _ = sender.send(Instant::now());
+                return;
+            }
+        }
+    });
+    receiver
+}
+
 #[test]
 fn the_status_page_shows_a_killed_agent_turn_offline() {
     let Some(binary) = browser() else {
@@ -187,20 +233,61 @@ fn the_status_page_shows_a_killed_agent_turn_offline() {
         let rows = browser.rows();
         rows.len() == 3 && rows.iter().all(|(_, status)| status == "online")
     });
+    eventually("the chart counts three online", || {
+        chart(&mut browser) == (3, 0)
+    });
     let title = browser.eval("document.title");
     assert_eq!(title, "Beethoven cluster");
     let tags = browser.eval("document.querySelector('tr[data-name=\"n1\"] td.tags').textContent");
     assert_eq!(tags, "role=db", "n1's tags column");
 
+    // The tag filter narrows the table and the chart, and lets go again.
+    filter(&mut browser, "role=db");
+    let rows = browser.rows();
+    assert_eq!(rows, [("n1".to_string(), "online".to_string())]);
+    assert_eq!(chart(&mut browser), (1, 0));
+    filter(&mut browser, "");
+    assert_eq!(browser.rows().len(), 3);
+
+    // A dropped stream comes back, and the table with it (it starts the stream).
+    browser.eval("statusPage.dropStream()");
+    eventually("the page reconnects to the stream", || {
+        browser.eval("statusPage.reconnects").as_u64() >= Some(1)
+            && browser.eval("document.getElementById('stream').textContent") == "live"
+            && browser.rows().len() == 3
+    });
+
     // A crash, not a leave: the failure detector has to find it.
+    let offline = when_offline(first.http, "n2");
     third.signal("KILL");
     let _ = third.wait();
-    eventually("the page shows n2 offline without a reload", || {
-        row(&browser.rows(), "n2").as_deref() == Some("offline")
-    });
+    let declared = offline
+        .recv_timeout(DEADLINE)
+        .expect("the stream reports n2 offline");
+    // The page reads the same stream: a poll every second could miss this.
+    let bound = Duration::from_secs(1);
+    loop {
+        let shown =
+            row(&browser.rows(), "n2").as_deref() == Some("offline") && chart(&mut browser).0 == 2;
+        if shown {
+            break;
+        }
+        assert!(
+            declared.elapsed() < bound,
+            "the page did not show n2 offline (row and chart) within {bound:?} of the event"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let rows = browser.rows();
     assert_eq!(row(&rows, "n0").as_deref(), Some("online"));
     assert_eq!(row(&rows, "n1").as_deref(), Some("online"));
+    let changes = browser.eval(
+        "Number(document.querySelector('tr[data-name=\"n2\"] td.recent svg').dataset.changes)",
+    );
+    assert!(
+        changes.as_u64() >= Some(2),
+        "n2's recent changes show online, then offline: {changes}"
+    );
     // The same page all along: no navigation happened.
     let loads = browser.eval("performance.getEntriesByType('navigation').length");
     assert_eq!(loads, 1);

@@ -184,6 +184,9 @@
 //! - [`report`]: their reports, as a table or JSON;
 //! - [`story`]: the timeline of a run or a failure;
 //! - [`regressions`]: where property tests keep failing cases;
+//! - [`timeline`]: an opt-in recording of a run over time (beliefs about each
+//!   node, fault windows, false verdicts, traffic per second), which the HTML
+//!   report draws;
 //! - [`trace`]: the event trace (which can be cut at a chosen moment) and its
 //!   replay hash.
 
@@ -204,6 +207,7 @@ pub mod scenario;
 pub mod sim;
 pub mod story;
 pub mod strategy;
+pub mod timeline;
 pub mod trace;
 
 pub use app::{App, Context, Failure, When};

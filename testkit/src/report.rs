@@ -1,5 +1,9 @@
 //! Reports of scenario runs: one run as a table or JSON, and percentiles over
-//! runs of several seeds.
+//! runs of several seeds; with the `report` feature, one run drawn as an HTML
+//! page ([`html`]).
+
+#[cfg(feature = "report")]
+pub mod html;
 
 use std::fmt::Write as _;
 

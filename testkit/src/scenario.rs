@@ -189,6 +189,24 @@ pub fn run(
     params: &Params,
     progress: &mut dyn FnMut(Duration, Duration),
 ) -> Result<Report, BuildError> {
+    run_sim(params, progress, false).map(|(report, _)| report)
+}
+
+/// Runs a scenario as [`run`] does, recording its
+/// [`Timeline`](crate::timeline::Timeline) from the window's start (for the
+/// HTML report); returns the simulator too. The run is the same: same trace hash.
+pub fn run_recorded(
+    params: &Params,
+    progress: &mut dyn FnMut(Duration, Duration),
+) -> Result<(Report, Sim), BuildError> {
+    run_sim(params, progress, true)
+}
+
+fn run_sim(
+    params: &Params,
+    progress: &mut dyn FnMut(Duration, Duration),
+    record: bool,
+) -> Result<(Report, Sim), BuildError> {
     #[allow(clippy::disallowed_methods)] // wall time of the run, reported only
     let wall = Instant::now();
     let standby = match params.scenario {
@@ -222,6 +240,9 @@ pub fn run(
     let mut rng = fastrand::Rng::with_seed(params.seed ^ 0x5ce7_a210);
     let quiet = (params.scenario == ScenarioKind::Slow).then(|| grey::quiet_figure(&mut sim));
     let start = sim.now();
+    if record {
+        sim.record_timeline();
+    }
     let loss = params.window_loss();
     if loss > 0.0 {
         sim.apply(Fault::Loss { loss });
@@ -354,11 +375,12 @@ pub fn run(
         convergence_after_heal
     };
     let gate = if has_faults {
+        sim.mark("liveness gate: heal, restart, settle");
         Some(sim.liveness_gate(sim.timing().liveness))
     } else {
         None
     };
-    Ok(build_report(
+    let report = build_report(
         params,
         &sim,
         (formed_at, quiet_after),
@@ -368,7 +390,8 @@ pub fn run(
         grey,
         gate,
         wall,
-    ))
+    );
+    Ok((report, sim))
 }
 
 #[allow(clippy::too_many_arguments)]

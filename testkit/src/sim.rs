@@ -14,6 +14,7 @@ mod apply;
 mod drive;
 mod formation;
 mod host;
+mod record;
 
 pub use apply::Applied;
 
@@ -236,6 +237,7 @@ pub struct SimBuilder {
     app: Option<AppFactory>,
     tags: NodeTags,
     case: Option<String>,
+    record_timeline: bool,
 }
 
 /// The tags of each node slot, given to the builder.
@@ -267,6 +269,7 @@ impl Default for SimBuilder {
             app: None,
             tags: NodeTags::default(),
             case: None,
+            record_timeline: false,
         }
     }
 }
@@ -360,6 +363,14 @@ impl SimBuilder {
         self
     }
 
+    /// Records the run's [`Timeline`](crate::timeline::Timeline) from the
+    /// start, formation included (default: off; [`Sim::record_timeline`]
+    /// starts it later). What the HTML report draws.
+    pub fn record_timeline(mut self, record: bool) -> Self {
+        self.record_timeline = record;
+        self
+    }
+
     /// Most nodes joining in one formation wave (default 512).
     pub fn max_wave(mut self, max_wave: usize) -> Self {
         self.max_wave = max_wave.max(1);
@@ -413,6 +424,7 @@ impl SimBuilder {
             invariants: Vec::new(),
             every_event_checks: false,
             case: self.case.clone(),
+            timeline: None,
         };
         for i in 0..total {
             let name = node_name(i, total);
@@ -443,6 +455,9 @@ impl SimBuilder {
             });
         }
         sim.reachability = Reachability::new(sim.timing.grace);
+        if self.record_timeline {
+            sim.record_timeline();
+        }
         match self.formation {
             Formation::Join => sim.form(self.nodes, self.max_wave, self.formation_limit)?,
             Formation::Split => {
@@ -513,6 +528,8 @@ pub struct Sim {
     every_event_checks: bool,
     /// The scenario this simulator runs, as code (see [`SimBuilder::case`]).
     case: Option<String>,
+    /// The recording for the report, when asked for (`record_timeline`).
+    timeline: Option<Box<crate::timeline::Timeline>>,
 }
 
 /// [`Sim::run_until`]'s condition did not hold within its limit.

@@ -8,6 +8,7 @@
 //! beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seeds 5
 //! beethoven-sim --nodes 100 --scenario slow --duration 300
 //! beethoven-sim --case 'Scenario::new(4).seed(3).fault_at(ms(1432), Fault::Crash { node: 0, host: HostFate::Vanishes })'
+//! beethoven-sim --nodes 100 --scenario partition --report out.html
 //! ```
 //!
 //! `--case` replays one case of a property test: the scenario written as the
@@ -17,6 +18,10 @@
 //! trace hash, which equals that of the same scenario run in a test without an
 //! app that acts. `--case-file` reads the case from a file. The other scenario
 //! flags do not apply to a case.
+//!
+//! `--report FILE.html` draws the run (the first seed's) as one self-contained
+//! page: what the cluster believed about each node over time, the fault
+//! windows, detection, traffic, and the command that replays it.
 //!
 //! `--loss` is the network's loss over the measured window: the cluster forms,
 //! and formation's gossip dies down, on a loss-free network; the loss is turned
@@ -42,6 +47,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use beethoven_testkit::metrics::resident_memory;
+use beethoven_testkit::report::html::Page;
 use beethoven_testkit::report::{Report, Summary};
 use beethoven_testkit::scenario::{self, Params, ScenarioKind};
 use beethoven_testkit::{Formation, HostFate, NetworkModel, Replay, Scenario};
@@ -121,6 +127,9 @@ struct Args {
     /// Replay the case written in this file.
     #[arg(long)]
     case_file: Option<std::path::PathBuf>,
+    /// Also draw the run (the first seed's) as an HTML page here.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<std::path::PathBuf>,
 }
 
 /// Replays one case and prints its story; exit code 2 if anything failed.
@@ -172,6 +181,49 @@ fn probability(text: &str) -> Result<f64, String> {
     match non_negative(text)? {
         p if p <= 1.0 => Ok(p),
         _ => Err("must be from 0.0 to 1.0".into()),
+    }
+}
+
+/// Draws the run as an HTML page at `path`, with the command that replays it.
+fn write_page(
+    path: &std::path::Path,
+    sim: &beethoven_testkit::Sim,
+    report: &Report,
+    seed: u64,
+) -> std::io::Result<()> {
+    // The command as given, for this seed alone, without the page itself.
+    let mut replay = vec!["beethoven-sim".to_string()];
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--seed" | "--seeds" | "--report" => {
+                given.next();
+            }
+            _ if ["--seed=", "--seeds=", "--report="]
+                .iter()
+                .any(|p| arg.starts_with(p)) => {}
+            _ => replay.push(shell_word(&arg)),
+        }
+    }
+    replay.push(format!("--seed {seed}"));
+    let title = format!(
+        "beethoven-sim: {:?}, {} nodes, seed {seed}",
+        report.scenario, report.nodes
+    );
+    Page::new(sim)
+        .title(title)
+        .replay(replay.join(" "))
+        .report(report)
+        .write(path)
+}
+
+/// `word`, quoted for a POSIX shell when it needs to be.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -264,13 +316,26 @@ fn main() -> ExitCode {
                 bar.set_position(base + done.as_secs());
             }
         };
-        let mut report = match scenario::run(&params, &mut progress) {
-            Ok(report) => report,
+        let draw = args.report.as_ref().filter(|_| k == 0);
+        let run = match draw {
+            Some(_) => {
+                scenario::run_recorded(&params, &mut progress).map(|(r, sim)| (r, Some(sim)))
+            }
+            None => scenario::run(&params, &mut progress).map(|r| (r, None)),
+        };
+        let (mut report, sim) = match run {
+            Ok(run) => run,
             Err(e) => {
                 eprintln!("seed {}: {e}", params.seed);
                 return ExitCode::FAILURE;
             }
         };
+        if let (Some(path), Some(sim)) = (draw, &sim)
+            && let Err(e) = write_page(path, sim, &report, params.seed)
+        {
+            eprintln!("cannot write the report {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
         if let (Some(before), Some(after)) = (rss_before, formed)
             && k == 0
         {

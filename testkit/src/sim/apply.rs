@@ -45,6 +45,11 @@ impl Sim {
         tracing::debug!(at = ?self.now, ?fault, ?outcome, "fault");
         self.trace
             .fault(self.now, &fault, outcome == Outcome::Fired);
+        if let Some(timeline) = &mut self.timeline
+            && outcome == Outcome::Fired
+        {
+            timeline.fault(self.now, &fault);
+        }
         let started = self.metrics.watches.len();
         let watch = (started > watches).then(|| WatchId(started - 1));
         Applied { outcome, watch }

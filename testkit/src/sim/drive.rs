@@ -266,6 +266,9 @@ impl Sim {
     fn send(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
         self.metrics.packets_sent += 1;
         self.metrics.bytes_sent += bytes.len() as u64;
+        if let Some(timeline) = &mut self.timeline {
+            timeline.sent(self.now, i, bytes.len());
+        }
         let Some(&j) = self.by_addr.get(&to) else {
             self.metrics.packets_dropped += 1;
             return;
@@ -314,6 +317,9 @@ impl Sim {
                         if let Err(kind) = check_accuracy(&observer, change, |_| healthy) {
                             self.metrics.false_offline.insert(verdict);
                             self.violation(kind);
+                            if let (Some(timeline), Some(j)) = (&mut self.timeline, about) {
+                                timeline.false_verdict(self.now, i, j);
+                            }
                         }
                         match standing {
                             Some(Standing::Degraded) => {
@@ -331,6 +337,11 @@ impl Sim {
                     self.metrics
                         .suspicions
                         .saw(self.now, old, change.new_row.health);
+                }
+                if let (Some(timeline), Some(j)) = (&mut self.timeline, about) {
+                    let row = (change.op == Op::Write)
+                        .then_some((change.new_row.status, change.new_row.health));
+                    timeline.row(self.now, i, j, row);
                 }
                 if let Some(j) = about {
                     let row = (change.op == Op::Write)
@@ -423,6 +434,9 @@ impl Sim {
         slot.joined = false;
         slot.twin_of = None;
         self.running += 1;
+        if let Some(timeline) = &mut self.timeline {
+            timeline.up(self.now, i);
+        }
         self.start_app(i);
         self.drain(i);
     }
@@ -470,6 +484,9 @@ impl Sim {
         slot.slow = None;
         slot.leaving = false;
         slot.disturbed_until = Duration::MAX;
+        if let Some(timeline) = &mut self.timeline {
+            timeline.down(self.now, i);
+        }
         let subjects: Vec<usize> = self.watching.keys().copied().collect();
         for subject in subjects {
             self.watch_update(subject, i, None);
