@@ -46,7 +46,7 @@ pub(crate) fn reload(node: &Handle, path: &Path) -> Result<usize, KeyFileError> 
     let ring = read(path)?;
     let count = ring.keys().count();
     // A stopped node has no keys to replace: nothing to report.
-    let _ = node.set_key_ring(Some(ring));
+    drop(node.set_key_ring(Some(ring)));
     info!(file = %path.display(), keys = count, "keys reloaded");
     Ok(count)
 }

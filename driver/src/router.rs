@@ -182,12 +182,16 @@ impl Update {
 
     /// Whether a subscription with `interest` hears it.
     fn heard_by(&self, interest: Interest) -> bool {
-        match (interest, self) {
-            (Interest::All, _) | (_, Update::Lagged { .. }) => true,
-            (Interest::Nodes, Update::Node { .. } | Update::NameConflict { .. }) => true,
-            (Interest::Tags, Update::Tags { .. }) => true,
-            _ => false,
-        }
+        matches!(
+            (interest, self),
+            (Interest::All, _)
+                | (_, Update::Lagged { .. })
+                | (
+                    Interest::Nodes,
+                    Update::Node { .. } | Update::NameConflict { .. }
+                )
+                | (Interest::Tags, Update::Tags { .. })
+        )
     }
 
     /// The update's name, in snake case (`tracker`, `node_update`, `mode`, ...):

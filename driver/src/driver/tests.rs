@@ -119,7 +119,7 @@ fn stop_after_leave_waits_for_the_leave_to_spread() {
     let start = origin();
     let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
     assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
-    let _ = peers[1].handle.leave(); // the reply comes with the next step
+    drop(peers[1].handle.leave()); // queued; the reply would come with the next step
     peers[1].handle.stop().expect("running");
     let later = start + Duration::from_secs(2);
     let stopped = pump(&mut peers, later, Duration::from_secs(4));
@@ -439,7 +439,7 @@ fn join_results_and_the_end_of_a_leave_reach_the_event_stream() {
     let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
     let b_events = peers[1].handle.events();
     assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
-    let _ = peers[1].handle.leave();
+    drop(peers[1].handle.leave());
     let later = start + Duration::from_secs(2);
     assert!(pump(&mut peers, later, Duration::from_secs(4)).is_empty());
     let kinds: Vec<&str> = std::iter::from_fn(|| b_events.try_recv())
