@@ -81,6 +81,8 @@ labels!(DropReason {
     TooManyTags => "too_many_tags",
     TagsUnsorted => "tags_unsorted",
     TagsInvalidUtf8 => "tags_invalid_utf8",
+    UnknownMessage => "unknown_message",
+    UnknownPiggyback => "unknown_piggyback",
 });
 
 impl DropReason {
