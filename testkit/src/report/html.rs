@@ -258,6 +258,24 @@ impl<'a> Page<'a> {
     fn summary(&self, html: &mut String, crashes: usize, detections: &[Duration]) {
         let sim = self.sim;
         let mut parts = Vec::new();
+        let from = sim.timeline().map_or(Duration::ZERO, Timeline::start);
+        for window in sim.timeline().map_or(&[][..], Timeline::faults) {
+            let secs = |at: Duration| at.saturating_sub(from).as_secs_f64();
+            let until = window
+                .until
+                .map_or("the end".to_string(), |u| format!("{:.1} s", secs(u)));
+            match window.kind {
+                WindowKind::Partition => parts.push(format!(
+                    "{} nodes cut off from {:.1} s to {until}",
+                    window.nodes.len(),
+                    secs(window.from)
+                )),
+                WindowKind::Loss => {
+                    parts.push(format!("loss from {:.1} s to {until}", secs(window.from)))
+                }
+                _ => {}
+            }
+        }
         if crashes > 0 || !detections.is_empty() {
             let mut part = format!(
                 "{crashes} crashes, {} detected everywhere",
@@ -605,6 +623,16 @@ fn timeline_chart(t: &Timeline, span: Span) -> Result<(String, PlotArea), Box<dy
                     .pos(Pos::new(HPos::Right, VPos::Top)),
             )))?;
         }
+        // The network's row is above the mesh's labels: name it by hand.
+        let (px, py) = chart.backend_coord(&(0.0, top(-1) - 0.5));
+        root.draw(&Text::new(
+            "network",
+            (px - 6, py),
+            ("sans-serif", 12)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Right, VPos::Center)),
+        ))?;
         let (x, _) = chart.plotting_area().get_pixel_range();
         Ok(PlotArea {
             left: x.start,
