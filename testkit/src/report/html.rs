@@ -624,11 +624,11 @@ fn timeline_chart(t: &Timeline, span: Span) -> Result<(String, PlotArea), Box<dy
             )))?;
         }
         // The network's row is above the mesh's labels: name it by hand.
-        let (px, py) = chart.backend_coord(&(0.0, top(-1) - 0.5));
+        let (px, py) = chart.backend_coord(&(0.0, total));
         root.draw(&Text::new(
             "network",
-            (px - 6, py),
-            ("sans-serif", 12)
+            (px - 6, py - 4),
+            ("sans-serif", 11)
                 .into_font()
                 .color(&BLACK)
                 .pos(Pos::new(HPos::Right, VPos::Center)),
