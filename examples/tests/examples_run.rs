@@ -126,10 +126,10 @@ fn smol_nodes_meet_and_leave() {
             "1",
         ],
     );
-    a.expect_line(&["b is Online"]);
+    a.expect_line(&["b is online"]);
     let out = b.wait_success().join("\n");
-    assert!(out.contains("a is Online"), "{out}");
-    a.expect_line(&["b is Offline"]);
+    assert!(out.contains("a is online"), "{out}");
+    a.expect_line(&["b is offline"]);
 }
 
 #[test]
@@ -138,10 +138,10 @@ fn custom_loop_nodes_meet_without_an_async_runtime() {
     let mut a = Running::start(bin, &["a", "127.0.0.1:0", "--for", "20"]);
     let addr = listening_addr(&a.expect_line(&["listening on"]));
     let b = Running::start(bin, &["b", "127.0.0.1:0", &addr, "--for", "2"]);
-    a.expect_line(&["b is Online"]);
+    a.expect_line(&["b is online"]);
     let out = b.wait_success().join("\n");
-    assert!(out.contains("a is Online"), "{out}");
-    a.expect_line(&["b is Offline"]);
+    assert!(out.contains("a is online"), "{out}");
+    a.expect_line(&["b is offline"]);
 }
 
 #[test]
@@ -149,6 +149,6 @@ fn subscriber_example_sees_both_forms() {
     let out = Running::start(env!("CARGO_BIN_EXE_subscriber"), &[])
         .wait_success()
         .join("\n");
-    assert!(out.contains("callback: node-2 is Offline"), "{out}");
-    assert!(out.contains("stream:   node-2 is Offline"), "{out}");
+    assert!(out.contains("callback: node-2 is offline"), "{out}");
+    assert!(out.contains("stream:   node-2 is offline"), "{out}");
 }
