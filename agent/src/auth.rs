@@ -54,9 +54,13 @@ pub(crate) enum TokenError {
     EmptyFile { path: PathBuf },
     #[error("{TOKEN_ENV} is set but empty")]
     EmptyEnv,
-    #[error("the HTTP token from {source_name} is {len} characters: use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)")]
+    #[error(
+        "the HTTP token from {source_name} is {len} characters: use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)"
+    )]
     TooShort { source_name: String, len: usize },
-    #[error("the HTTP token from {source_name} holds a character that cannot travel in a header (only visible ASCII)")]
+    #[error(
+        "the HTTP token from {source_name} holds a character that cannot travel in a header (only visible ASCII)"
+    )]
     NotHeaderSafe { source_name: String },
 }
 
@@ -157,7 +161,9 @@ pub(crate) enum Refusal {
     #[error("wrong token")]
     WrongToken,
     /// A loopback listener asked for another host (DNS rebinding).
-    #[error("Host `{0}` is not this agent's: on a loopback listener use localhost, 127.0.0.1 or [::1]")]
+    #[error(
+        "Host `{0}` is not this agent's: on a loopback listener use localhost, 127.0.0.1 or [::1]"
+    )]
     ForeignHost(String),
     /// A change from another site's page.
     #[error("cross-site request refused (Origin `{0}`)")]
@@ -218,7 +224,11 @@ impl Guard {
             let Some(token) = &self.token else {
                 // Reads off loopback without a token are refused at start
                 // unless the operator allowed it explicitly.
-                return if change { Err(Refusal::ChangesOff) } else { Ok(()) };
+                return if change {
+                    Err(Refusal::ChangesOff)
+                } else {
+                    Ok(())
+                };
             };
             let given = header_text(headers, header::AUTHORIZATION)
                 .and_then(|value| value.strip_prefix("Bearer "))
@@ -412,7 +422,10 @@ mod tests {
     #[test]
     fn a_browser_saying_cross_site_is_refused_without_an_origin() {
         let guard = guard(true, "127.0.0.1:7947");
-        let request = headers(&[("sec-fetch-site", "cross-site"), ("authorization", &bearer())]);
+        let request = headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("authorization", &bearer()),
+        ]);
         assert!(matches!(
             guard.check(&Method::POST, &request),
             Err(Refusal::CrossSite(_))
@@ -450,7 +463,11 @@ mod tests {
             Token::from_env_value(Some("  ".into())),
             Err(TokenError::EmptyEnv)
         ));
-        assert!(Token::from_env_value(None).expect("unset is fine").is_none());
+        assert!(
+            Token::from_env_value(None)
+                .expect("unset is fine")
+                .is_none()
+        );
     }
 
     #[test]
@@ -473,7 +490,10 @@ mod tests {
         assert_eq!(format!("{:?}", loaded.token), "Token(<redacted>)");
 
         fs::write(&path, "\n  \n").expect("write");
-        assert!(matches!(Token::read(&path), Err(TokenError::EmptyFile { .. })));
+        assert!(matches!(
+            Token::read(&path),
+            Err(TokenError::EmptyFile { .. })
+        ));
         assert!(matches!(
             Token::read(&dir.join("missing")),
             Err(TokenError::Read { .. })
