@@ -8,15 +8,58 @@ use beethoven_tokio::{Tags, TrackerRow, timestamp};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 
+use crate::auth::{TOKEN_ENV, Token};
 use crate::error::AgentError;
 use crate::tags;
 
-/// Where the agent's HTTP API listens.
+/// The agent's address when none is given: the `--http` the README uses.
+pub(crate) const DEFAULT_AGENT: &str = "127.0.0.1:7947";
+
+/// Where the agent's HTTP API listens, and how to ask it.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct Agent {
     /// The agent's `--http` address.
-    #[arg(long, env = "BEETHOVEN_HTTP", value_name = "IP:PORT")]
+    #[arg(long, env = "BEETHOVEN_HTTP_ADDR", value_name = "IP:PORT", default_value = DEFAULT_AGENT)]
     pub(crate) http: String,
+    /// File whose first line is the agent's HTTP token (changes need it, and
+    /// off loopback every request does); or set `BEETHOVEN_HTTP_TOKEN`.
+    #[arg(long, env = "BEETHOVEN_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) http_token_file: Option<std::path::PathBuf>,
+    /// Longest wait for the agent's answer (`monitor`: for it to start answering).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub(crate) timeout: crate::config::HumanDuration,
+}
+
+impl Agent {
+    /// The `Authorization` header's value, if a token is configured.
+    fn authorization(&self) -> Result<Option<String>, AgentError> {
+        let token = match &self.http_token_file {
+            Some(path) => Some(Token::read(path)?.token),
+            None => Token::from_env_value(std::env::var(TOKEN_ENV).ok())?,
+        };
+        Ok(token.map(|token| token.bearer()))
+    }
+
+    /// The HTTP agent of one command: its timeouts, 4xx and 5xx as answers.
+    fn client(&self, whole_answer: bool) -> ureq::Agent {
+        let wait = Some(self.timeout.0);
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(wait)
+            .timeout_recv_response(wait)
+            .timeout_global(if whole_answer { wait } else { None })
+            .build()
+            .new_agent()
+    }
+}
+
+/// A 4xx or 5xx answer, quoted: the agent was reached and said no.
+fn refused(url: &str, status: ureq::http::StatusCode, body: String) -> AgentError {
+    AgentError::Refused {
+        url: url.to_owned(),
+        status: status.as_u16(),
+        message: error_message(body),
+    }
 }
 
 /// `beethoven members`.
@@ -87,16 +130,15 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), AgentError> {
         url: url.clone(),
         reason,
     };
-    let mut response = ureq::get(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .map_err(|e| failed(e.to_string()))?;
+    let mut get = args.agent.client(false).get(&url);
+    if let Some(value) = args.agent.authorization()? {
+        get = get.header("authorization", value);
+    }
+    let mut response = get.call().map_err(|e| failed(e.to_string()))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.body_mut().read_to_string().unwrap_or_default();
-        return Err(failed(format!("{status}: {}", error_message(body))));
+        return Err(refused(&url, status, body));
     }
     let lines = BufReader::new(response.into_body().into_reader()).lines();
     let mut stdout = std::io::stdout().lock();
@@ -255,23 +297,30 @@ fn request<T: DeserializeOwned>(
         url: url.clone(),
         reason,
     };
+    let client = agent.client(true);
+    let authorization = agent.authorization()?;
     let request = match method {
-        "PUT" => ureq::put(&url)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .header("content-type", "application/json")
-            .send(json.unwrap_or("{}")),
-        "POST" => ureq::post(&url)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send_empty(),
-        _ => ureq::get(&url)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call(),
+        "PUT" | "POST" => {
+            let mut send = if method == "PUT" {
+                client.put(&url)
+            } else {
+                client.post(&url)
+            };
+            if let Some(value) = &authorization {
+                send = send.header("authorization", value);
+            }
+            match json {
+                Some(json) => send.header("content-type", "application/json").send(json),
+                None => send.send_empty(),
+            }
+        }
+        _ => {
+            let mut get = client.get(&url);
+            if let Some(value) = &authorization {
+                get = get.header("authorization", value);
+            }
+            get.call()
+        }
     };
     let mut response = request.map_err(|e| failed(e.to_string()))?;
     let status = response.status();
@@ -280,7 +329,7 @@ fn request<T: DeserializeOwned>(
         .read_to_string()
         .map_err(|e| failed(e.to_string()))?;
     if !status.is_success() {
-        return Err(failed(format!("{status}: {}", error_message(body))));
+        return Err(refused(&url, status, body));
     }
     serde_json::from_str(&body).map_err(|e| failed(format!("unexpected answer: {e}")))
 }

@@ -123,6 +123,16 @@ pub(crate) struct Settings {
     /// 127.0.0.1:7947.
     #[arg(long, env = "BEETHOVEN_HTTP", value_name = "IP:PORT")]
     pub(crate) http: Option<SocketAddr>,
+    /// File whose first line is the HTTP API's token (at least 16 characters):
+    /// every change needs it, and off loopback every request does. The token
+    /// may instead come from `BEETHOVEN_HTTP_TOKEN`; never from a flag.
+    #[arg(long, env = "BEETHOVEN_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) http_token_file: Option<PathBuf>,
+    /// Serve the HTTP API off loopback without a token (anyone who reaches
+    /// the port reads the member table; changes stay off) [default: refuse to start].
+    #[arg(long, env = "BEETHOVEN_HTTP_ALLOW_NO_TOKEN")]
+    #[serde(default)]
+    pub(crate) http_allow_no_token: bool,
     /// Log filter, e.g. `info` or `beethoven_core=debug` [default: RUST_LOG, else info].
     #[arg(long, env = "BEETHOVEN_LOG_LEVEL", value_name = "FILTER")]
     pub(crate) log_level: Option<String>,
@@ -181,6 +191,8 @@ impl Settings {
             cluster: self.cluster.or(lower.cluster),
             key_file: self.key_file.or(lower.key_file),
             http: self.http.or(lower.http),
+            http_token_file: self.http_token_file.or(lower.http_token_file),
+            http_allow_no_token: self.http_allow_no_token || lower.http_allow_no_token,
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
             events: self.events.or(lower.events),

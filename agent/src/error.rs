@@ -80,6 +80,18 @@ pub(crate) enum AgentError {
     Runtime { source: io::Error },
     #[error("cannot reach the agent at {url}: {reason}")]
     Client { url: String, reason: String },
+    #[error("the agent at {url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error(transparent)]
+    Token(#[from] crate::auth::TokenError),
+    #[error(
+        "the HTTP API at {addr} is not on loopback and has no token: give --http-token-file FILE (or BEETHOVEN_HTTP_TOKEN), or --http-allow-no-token to serve the member table to anyone who reaches the port"
+    )]
+    HttpNoToken { addr: SocketAddr },
 }
 
 impl AgentError {
@@ -96,12 +108,14 @@ impl AgentError {
             | AgentError::BadTag(_)
             | AgentError::TagLimit(_)
             | AgentError::KeyFile(_)
-            | AgentError::Protocol(_) => exit::CONFIG,
+            | AgentError::Protocol(_)
+            | AgentError::Token(_)
+            | AgentError::HttpNoToken { .. } => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
             AgentError::Start(_) | AgentError::HttpBind { .. } | AgentError::Runtime { .. } => {
                 exit::START
             }
-            AgentError::Client { .. } => exit::CLIENT,
+            AgentError::Client { .. } | AgentError::Refused { .. } => exit::CLIENT,
         }
     }
 }

@@ -4,13 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Request};
 use axum::extract::{Query, State};
+use axum::http::Method;
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,8 +22,9 @@ use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TagQuery, Tr
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::auth::Guard;
 use crate::events::EventLines;
 use crate::{keys, metrics, tags};
 
@@ -35,7 +40,7 @@ pub(crate) struct Api {
 }
 
 /// The routes.
-pub(crate) fn router(api: Api) -> Router {
+pub(crate) fn router(api: Api, guard: Guard) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/v1/members", get(members))
@@ -47,7 +52,39 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/v1/events", get(event_stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(guard, door))
         .with_state(api)
+}
+
+/// Every request passes here first (`auth.rs` has the rules). A refusal is
+/// logged with the caller's address; so is every change let through.
+async fn door(
+    State(guard): State<Guard>,
+    ConnectInfo(caller): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    // The page itself carries no data: off loopback a browser cannot send the
+    // token with a navigation, so the page takes it from its URL's fragment
+    // (never sent to the agent) and sends it with every request it makes.
+    let the_page = method == Method::GET && path == "/";
+    if !the_page && let Err(refusal) = guard.check(&method, request.headers()) {
+        warn!(%caller, %method, %path, reason = %refusal, "HTTP request refused");
+        let status = if refusal.is_unauthorized() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return error(status, refusal.to_string());
+    }
+    let change = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(request).await;
+    if change {
+        info!(%caller, %method, %path, status = response.status().as_u16(), "change over HTTP");
+    }
+    response
 }
 
 /// An error answer: `status` with `{"error": message}`.

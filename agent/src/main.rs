@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod client;
 mod config;
 mod error;

@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::auth::{Guard, TOKEN_ENV, Token};
 use crate::config::Settings;
 use crate::error::{AgentError, exit};
 use crate::events::EventLines;
@@ -34,6 +35,35 @@ enum Ending {
     NameLost,
 }
 
+/// The HTTP API's door for a listener at `addr`: the token from
+/// `--http-token-file` or `BEETHOVEN_HTTP_TOKEN`, and the refusal to serve
+/// off loopback without one unless the operator allowed it.
+fn http_guard(settings: &Settings, addr: std::net::SocketAddr) -> Result<Guard, AgentError> {
+    let token = match &settings.http_token_file {
+        Some(path) => {
+            let loaded = Token::read(path)?;
+            if loaded.world_readable {
+                warn!(file = %path.display(), "the HTTP token file is readable by every user of this host: chmod 600 it");
+            }
+            Some(loaded.token)
+        }
+        None => Token::from_env_value(std::env::var(TOKEN_ENV).ok())?,
+    };
+    let guard = Guard::new(token, addr);
+    if !guard.is_loopback() && !guard.has_token() {
+        if !settings.http_allow_no_token {
+            return Err(AgentError::HttpNoToken { addr });
+        }
+        warn!(%addr, "the HTTP API is off loopback without a token: anyone who reaches it reads the member table (changes stay off)");
+    }
+    if !guard.has_token() {
+        info!(
+            "the HTTP API has no token: changes over HTTP are off (give --http-token-file to allow them)"
+        );
+    }
+    Ok(guard)
+}
+
 /// Runs the agent until it is told to stop; returns the exit status.
 pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let name = settings.node_name()?;
@@ -46,11 +76,13 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let bind = settings.bind_addr();
     // The HTTP port first: a port in use stops the agent before it joins anyone.
     let listener = match settings.http {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
+        Some(addr) => {
+            let guard = http_guard(&settings, addr)?;
+            let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| AgentError::HttpBind { addr, source })?,
-        ),
+                .map_err(|source| AgentError::HttpBind { addr, source })?;
+            Some((listener, guard))
+        }
         None => None,
     };
     let runtime_error = |source| AgentError::Runtime { source };
@@ -80,8 +112,8 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     if settings.events.is_some() {
         tokio::spawn(print_events(Arc::clone(&lines)));
     }
-    let http_addr = match listener.map(|listener| (listener, Arc::clone(&lines))) {
-        Some((listener, events)) => {
+    let http_addr = match listener.map(|(listener, guard)| (listener, guard, Arc::clone(&lines))) {
+        Some((listener, guard, events)) => {
             let addr = listener.local_addr().ok();
             let api = Api {
                 node: node.clone(),
@@ -90,7 +122,9 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 events,
             };
             tokio::spawn(async move {
-                if let Err(error) = axum::serve(listener, http::router(api)).await {
+                let app = http::router(api, guard)
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(error) = axum::serve(listener, app).await {
                     error!(%error, "the HTTP API stopped");
                 }
             });

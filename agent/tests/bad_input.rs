@@ -5,7 +5,7 @@ mod support;
 
 use std::net::{TcpListener, UdpSocket};
 
-use support::{Agent, Scratch, beethoven, path_str, request, run, run_with, stderr};
+use support::{Agent, Scratch, TOKEN, beethoven, path_str, request, run, run_with, stderr};
 
 const KEY: &str = "0101010101010101010101010101010101010101010101010101010101010101";
 
@@ -277,9 +277,10 @@ fn malformed_http_requests_get_a_4xx_with_a_json_error() {
         422,
         "bad tags: tags take 1107 encoded bytes",
     );
-    let no_type =
-        "PUT /v1/tags HTTP/1.1\r\nHost: agent\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-    let (status, body) = request(agent.http, no_type);
+    let no_type = format!(
+        "PUT /v1/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let (status, body) = request(agent.http, &no_type);
     assert_eq!(status, 415, "{body}");
     assert!(body.contains("\"error\""), "{body}");
     // Nothing was changed by the refused requests.

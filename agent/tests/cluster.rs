@@ -55,7 +55,7 @@ fn agents_form_a_cluster_that_the_client_and_the_api_show_and_leave_it_cleanly()
     let offline = run_with(
         beethoven()
             .args(["members", "--status", "offline"])
-            .env("BEETHOVEN_HTTP", &http),
+            .env("BEETHOVEN_HTTP_ADDR", &http),
     );
     assert_eq!(stdout(&offline).lines().count(), 1, "the header only");
 

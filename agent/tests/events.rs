@@ -29,7 +29,7 @@ impl EventStream {
         stream
             .set_read_timeout(Some(DEADLINE))
             .expect("a read timeout");
-        let request = format!("GET /v1/events{query} HTTP/1.1\r\nHost: agent\r\n\r\n");
+        let request = format!("GET /v1/events{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .expect("the request is sent");

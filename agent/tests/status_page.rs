@@ -182,7 +182,7 @@ fn when_offline(agent: SocketAddr, node: &'static str) -> mpsc::Receiver<Instant
     let (sender, receiver) = mpsc::channel();
     let mut stream = TcpStream::connect(agent).expect("the HTTP port answers");
     stream
-        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .expect("the request is sent");
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {

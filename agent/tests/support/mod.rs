@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 /// How long any condition may take to become true.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The `beethoven` binary, with no `BEETHOVEN_*` or `RUST_LOG` from the caller.
+/// The HTTP token every test agent and client command gets (through
+/// `BEETHOVEN_HTTP_TOKEN`), so changes over HTTP are on.
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// The `beethoven` binary, with no `BEETHOVEN_*` or `RUST_LOG` from the caller,
+/// and [`TOKEN`] as its HTTP token.
 pub fn beethoven() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_beethoven"));
     for (key, _) in std::env::vars() {
@@ -21,6 +26,7 @@ pub fn beethoven() -> Command {
             command.env_remove(key);
         }
     }
+    command.env("BEETHOVEN_HTTP_TOKEN", TOKEN);
     command
 }
 
@@ -116,8 +122,19 @@ impl Agent {
         Agent::start_raw(&args, env)
     }
 
+    /// As [`Agent::start_with`], with no HTTP token at all (changes over HTTP off).
+    pub fn start_tokenless(extra: &[&str]) -> Agent {
+        let mut args = vec!["--log-level", "info"];
+        args.extend_from_slice(extra);
+        Agent::spawn(&args, &[], false)
+    }
+
     /// As [`Agent::start_with`], without `--log-level info`.
     pub fn start_raw(extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::spawn(extra, env, true)
+    }
+
+    fn spawn(extra: &[&str], env: &[(&str, &str)], token: bool) -> Agent {
         let name = extra
             .iter()
             .position(|arg| *arg == "--name")
@@ -127,7 +144,11 @@ impl Agent {
         } else {
             &["--bind", "127.0.0.1:0"]
         };
-        let mut child = beethoven()
+        let mut command = beethoven();
+        if !token {
+            command.env_remove("BEETHOVEN_HTTP_TOKEN");
+        }
+        let mut child = command
             .envs(env.iter().copied())
             .args(["agent", "--http", "127.0.0.1:0"])
             .args(["--log-format", "json"])
@@ -230,7 +251,7 @@ impl Agent {
     pub fn get(&self, path: &str) -> (u16, String) {
         request(
             self.http,
-            &format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"),
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
         )
     }
 
@@ -239,7 +260,7 @@ impl Agent {
         request(
             self.http,
             &format!(
-                "POST {path} HTTP/1.1\r\nHost: agent\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             ),
         )
     }
@@ -249,7 +270,7 @@ impl Agent {
         request(
             self.http,
             &format!(
-                "PUT {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             ),
         )
