@@ -1,7 +1,7 @@
 //! The status page in a real browser: headless Chromium loads it from an agent
 //! of a 3-agent cluster, one agent is killed, and its row and the members
-//! chart change on the page by themselves, from the stream (no poll)
-//! reaching the stream (the page reads `/v1/events`, it does not poll). The tag
+//! chart change on the page by themselves (the page reads `/v1/events`, it
+//! does not poll). The tag
 //! filter narrows the table and the chart; a dropped stream is reconnected.
 //!
 //! The browser is driven over the Chrome DevTools Protocol (a WebSocket). It is
