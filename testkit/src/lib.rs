@@ -182,7 +182,7 @@ pub use invariant::{RunFailure, Standing, Timing, Violation, ViolationKind};
 pub use metrics::{
     Metrics, Suspicions, Traffic, TrafficRate, Watch, WatchId, WatchKind, percentile,
 };
-pub use network::{LinkRule, Network, NetworkModel};
+pub use network::{BurstModel, LinkRule, Network, NetworkModel};
 pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder};
 pub use strategy::{ClusterSpec, Scenario, ScenarioSpace, arb_scenario, arb_scenario_in};
 pub use trace::{Trace, TraceEntry};

@@ -11,9 +11,13 @@
 //! The grey-zone scenarios (issue 14: partitions of a chosen length,
 //! `partition-retention`, `split-merge`, `loss`, `slow`, `name-conflict`) are
 //! set up in the `grey` submodule and add their figures to the report's
-//! [`GreyFigures`](crate::report::GreyFigures).
+//! [`GreyFigures`](crate::report::GreyFigures). The correlated-trouble ones
+//! (`brownout`, `bursts`, `rack`) are set up in the `hostile` submodule.
 
 mod grey;
+mod hostile;
+
+pub use hostile::BrownoutSpec;
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +77,19 @@ pub enum ScenarioKind {
     /// random node, to fresh tags of `tag_bytes` encoded bytes (64 when 0):
     /// the time until every node holds the new tags (the tag-change spread).
     TagChange,
+    /// A cluster-wide brownout (`brownout`: loss 1 for 1 s by default) every
+    /// `brownout.every` (30 s), the first at half of it; one node crashes
+    /// silently halfway through each: false offline declarations, and each
+    /// crash's detection everywhere.
+    Brownout,
+    /// Cluster-wide Gilbert–Elliott bursts of loss (`bursts`: 1 s on average,
+    /// 10 s apart on average, 70 % loss inside, 2 % outside) over the window:
+    /// false offline declarations.
+    Bursts,
+    /// At 1 s, `rack_fraction` of the nodes (default a tenth) crash at once,
+    /// silently unless `crash_host` says otherwise: detection everywhere, and
+    /// false offline declarations of the survivors.
+    Rack,
 }
 
 /// What to run.
@@ -108,6 +125,12 @@ pub struct Params {
     /// Every node starts with tags of this many encoded bytes ([`sized_tags`]);
     /// 0 (default): none.
     pub tag_bytes: usize,
+    /// `brownout`: the brownouts.
+    pub brownout: BrownoutSpec,
+    /// `bursts`: the burst model.
+    pub bursts: crate::network::BurstModel,
+    /// `rack`: the share of nodes that fail at once (default 0.1, at most half).
+    pub rack_fraction: f64,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -130,6 +153,9 @@ impl Params {
             slow_members: 8,
             slow_delay: (Duration::from_secs(1), Duration::from_secs(5)),
             tag_bytes: 0,
+            brownout: BrownoutSpec::default(),
+            bursts: crate::network::BurstModel::default(),
+            rack_fraction: 0.1,
             config: Config::for_cluster("sim"),
         }
     }
@@ -151,11 +177,11 @@ impl Params {
     }
 
     /// The loss the network gets from the window's start: `network.loss`, or
-    /// 0.5 for `loss` when that is 0.
+    /// when that is 0, 0.5 for `loss` and the loss between bursts for `bursts`.
     pub fn window_loss(&self) -> f64 {
         match self.scenario {
             ScenarioKind::Loss if self.network.loss == 0.0 => 0.5,
-            _ => self.network.loss,
+            _ => hostile::window_loss(self).unwrap_or(self.network.loss),
         }
     }
 }
@@ -285,6 +311,9 @@ pub fn run(
             }
             has_faults = false;
         }
+        ScenarioKind::Brownout | ScenarioKind::Bursts | ScenarioKind::Rack => {
+            hostile::schedule(&mut sim, params, &mut rng, start);
+        }
         ScenarioKind::JoinStorm => {
             for node in n..n + standby {
                 sim.schedule(start + Duration::from_secs(1), Fault::Start { node });
@@ -341,6 +370,7 @@ pub fn run(
     let traffic = before.rate(sim.traffic(), sim.up().len(), d);
     let grey = plan.is_grey().then(|| {
         let mut figures = grey::figures(&sim, params, &plan, &counters, &per_second, d, quiet);
+        figures.msgs_per_node_s_by_minute = hostile::per_minute(&per_second, sim.up().len());
         if plan.merge_at.is_some() {
             figures.merged_after_s = convergence_after_heal.map(|t| t.as_secs_f64());
         }
