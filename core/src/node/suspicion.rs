@@ -149,6 +149,21 @@ impl Suspicion {
         }
     }
 
+    /// The minimum timeout (all confirmations in), as stretched for loss.
+    pub(super) fn min(&self) -> Duration {
+        self.min
+    }
+
+    /// Holds the verdict until `until` at least (the network is failing this
+    /// node: see `weather`): an unanswered last-chance check is dropped, and a
+    /// fresh one starts once the hold is over.
+    fn hold(&mut self, until: Instant) {
+        if self.last_chance.is_some_and(|last| !last.acked) {
+            self.last_chance = None;
+        }
+        self.extend_to(until);
+    }
+
     /// Brings the deadline forward to `at` (never later than it already is).
     pub(super) fn cap_deadline(&mut self, at: Instant) {
         self.cap = Some(self.cap.map_or(at, |cap| cap.min(at)));
@@ -293,10 +308,18 @@ impl Node {
             .filter(|(_, suspicion)| suspicion.due_at() <= now)
             .map(|(name, _)| name.clone())
             .collect();
+        let hold = self.verdicts_held_until(now);
         for name in due {
-            let Some(suspicion) = self.suspicions.get(&name) else {
+            let Some(suspicion) = self.suspicions.get_mut(&name) else {
                 continue;
             };
+            if let Some(until) = hold
+                && !suspicion.last_chance.is_some_and(|last| last.acked)
+            {
+                debug!(node = %name, "verdict held: the network is failing this node");
+                suspicion.hold(until);
+                continue;
+            }
             match suspicion.last_chance {
                 Some(last) if last.acked => {
                     if let Some(suspicion) = self.suspicions.get_mut(&name) {
@@ -321,6 +344,21 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Until when verdicts wait because the network as a whole is failing this
+    /// node (see `weather`): during a storm, re-checked every probe interval;
+    /// after it, for the minimum suspicion timeout, so that refutations and
+    /// last-chance answers get through again before anyone is judged.
+    fn verdicts_held_until(&self, now: Instant) -> Option<Instant> {
+        let (grace, _) = suspicion_bounds(
+            self.config.suspicion_min,
+            self.config.suspicion_max_factor,
+            self.tracker.online_count(),
+        );
+        self.probing
+            .weather
+            .hold(now, self.config.probe_interval, grace)
     }
 
     /// One round of the last-chance check of `name`, answered under `seq` (the
