@@ -28,7 +28,7 @@ use crate::name::NodeName;
 use crate::stats::DropReason;
 use crate::tracker::Health;
 use crate::wire::Message;
-use weather::Outcome;
+pub(super) use weather::Outcome;
 use weather::Weather;
 
 /// Bounces that make a crash likely enough to take the short suspicion. Each
@@ -359,6 +359,8 @@ impl Node {
     pub(super) fn handle_nack(&mut self, seq: u32) {
         if let Some(probe) = self.probing.probe_mut(seq) {
             probe.nacks += 1;
+        } else {
+            let _ = self.last_chance_helper_heard(seq);
         }
     }
 
@@ -407,6 +409,8 @@ impl Node {
         {
             self.probing.probes[at].nacks += 1;
             self.record_bounce(now, at);
+        } else {
+            let _ = self.last_chance_helper_heard(seq);
         }
     }
 

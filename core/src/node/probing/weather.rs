@@ -63,7 +63,7 @@ pub(super) const CALM_ANSWERS: usize = 2;
 
 /// How one round-robin probe ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(in crate::node) enum Outcome {
     /// The target answered.
     Answered,
     /// The target did not answer, but a helper's nack (or bounce) came back.
@@ -85,7 +85,7 @@ pub(in crate::node) struct Weather {
 
 impl Weather {
     /// Records how a round-robin probe ended, at `now`.
-    pub(super) fn record(&mut self, now: Instant, outcome: Outcome) {
+    pub(in crate::node) fn record(&mut self, now: Instant, outcome: Outcome) {
         if self.recent.len() == WINDOW {
             self.recent.remove(0);
         }
