@@ -32,6 +32,16 @@
 //!   below 1/1000 (each round's miss chance computed from `p`), at most 8:
 //!   one round up to 10 % loss, 6 at 40 %, 8 at 50 %.
 //!
+//! # In a storm
+//!
+//! The loss estimate is too slow for a brownout: it is over before the
+//! estimate moves. So verdicts also wait while this node's probes end silent
+//! (`weather` in `probing`): during a storm and the minimum timeout after it,
+//! a suspicion that runs out starts no last-chance check; and a last-chance
+//! check that fewer than two of its helpers answered (no nack, no bounce: this
+//! node's own datagrams are not getting through) puts its verdict off by a
+//! probe interval, at most 20 times.
+//!
 //! A crashed member is still found: its probes fail for everyone, so
 //! confirmations take its suspicion to the (stretched) minimum, and no round
 //! of its last-chance check is answered; it only takes a few seconds longer
