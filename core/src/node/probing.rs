@@ -713,6 +713,12 @@ impl Node {
                         .worsen(self.config.max_local_health);
                 }
                 debug!(target = %probe.target, ?verdict, "probe failed");
+                // A silent probe in a storm says nothing about its target: an
+                // accusation would only cost a refutation (and a member whose
+                // own inbound path is slow would accuse everyone it probes).
+                if verdict == Verdict::FailedWithMissingNacks && self.probing.weather.is_stormy() {
+                    return;
+                }
                 self.suspect(now, &probe.target, probe.incarnation);
                 let corroborated = probe.nacks >= CORROBORATING_NACKS
                     && !self.probing.weather.is_stormy()

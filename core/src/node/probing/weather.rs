@@ -26,9 +26,11 @@
 //! During a storm this node holds its verdicts (`Node::run_suspicions`): a
 //! suspicion that runs out is not decided, its last-chance check waits until
 //! the storm is over and for [`Weather::hold`]'s grace after it, so refutations
-//! and last-chance answers can get through again. Suspicions are still raised,
-//! and a member that really died meanwhile is declared a few seconds after the
-//! storm. A storm ends with [`CALM_ANSWERS`] answered probes in a row.
+//! and last-chance answers can get through again. A silent probe during a
+//! storm raises no suspicion (a failure with nacks still does): it says
+//! nothing about its target. A member that really died meanwhile is declared
+//! a few seconds after the storm. A storm ends with [`CALM_ANSWERS`] answered
+//! probes in a row.
 //!
 //! # What it costs
 //!
