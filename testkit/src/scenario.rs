@@ -605,6 +605,31 @@ mod tests {
     }
 
     #[test]
+    fn the_correlated_trouble_scenarios_fire_their_faults_on_a_small_cluster() {
+        for scenario in [
+            ScenarioKind::Brownout,
+            ScenarioKind::Bursts,
+            ScenarioKind::Rack,
+        ] {
+            let params = Params {
+                nodes: 10,
+                duration: Duration::from_secs(40),
+                ..Params::new(scenario)
+            };
+            let report = run(&params, &mut |_, _| {}).expect("forms");
+            assert!(report.faults_fired > 0, "{scenario:?}");
+            assert_eq!(report.faults_fired, report.faults_scheduled, "{scenario:?}");
+            assert_eq!(report.gate_violation, None, "{scenario:?}");
+            match scenario {
+                // One brownout at 15 s with a crash in it, a second at 45 s is past the window.
+                ScenarioKind::Brownout => assert_eq!(report.detections, 1),
+                ScenarioKind::Bursts => assert_eq!(report.loss, 0.02),
+                _ => assert_eq!(report.detections, 1, "a tenth of 10 nodes"),
+            }
+        }
+    }
+
+    #[test]
     fn without_a_partition_length_the_partition_scenario_reports_as_before() {
         let params = Params {
             nodes: 6,
