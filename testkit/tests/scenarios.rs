@@ -206,24 +206,31 @@ fn a_node_reading_its_backlog_after_a_pause_may_copy_a_death_that_was_right_when
     assert_clean(&sim);
 }
 
-/// The accuracy checker's own check in a real run: at 75% loss healthy nodes
-/// are declared dead, and each such verdict is reported once. (At 60% this
-/// seed stopped fooling the core once answers to outdated news were limited,
-/// and at 70% once probes could go out early (`probe_early`): 0 in 30 s. 75%
-/// gives 3–9 over seeds 1–6 of `beethoven-sim --nodes 10 --scenario steady
-/// --loss 0.75 --duration 30`.)
+/// The accuracy checker's own check in a real run: healthy nodes behind
+/// heavy loss are declared dead, and each such verdict is reported once.
+/// (Cluster-wide loss no longer fools the core: from 60 % to 95 % for 120 s,
+/// 0 over seeds 1–6 of `beethoven-sim --nodes 10 --scenario steady --loss 0.75`,
+/// since probes that end silent hold verdicts. So the loss is on the links into
+/// two nodes, 95 % as for one node below.)
 #[test]
 fn healthy_nodes_declared_dead_at_heavy_loss_are_reported_once_per_verdict() {
     let mut sim = cluster(10, 2);
-    sim.network_mut()
-        .set_model(NetworkModel::lan().with_loss(0.75));
+    for to in [0, 1] {
+        for from in (0..10).filter(|&i| i != to) {
+            let rule = LinkRule {
+                loss: Some(0.95),
+                ..LinkRule::default()
+            };
+            sim.apply(Fault::Link { from, to, rule });
+        }
+    }
     sim.run_for(30 * SECOND);
     let reported = sim
         .violations()
         .iter()
         .filter(|v| matches!(v.kind, ViolationKind::FalseOffline { .. }))
         .count();
-    assert!(reported > 0, "75% loss fools any failure detector");
+    assert!(reported > 0, "95% inbound loss fools any failure detector");
     assert_eq!(reported, sim.metrics().false_offline.len());
     assert!(sim.metrics().offline_writes >= reported as u64);
 }
