@@ -135,7 +135,22 @@ pub enum Fault {
         /// The new tags.
         tags: Tags,
     },
-    /// Every partition, link rule and delay is removed, and loss set by
+    /// Correlated loss: from now, for `duration`, datagrams on `links`
+    /// (directed sender → receiver pairs; empty: every link, the whole
+    /// cluster) are lost with probability `loss` (or the loss in force, if
+    /// higher), then the network is as before. A switch failing over, a
+    /// congested uplink, a hypervisor stalling its vNICs. Weather, not a cut:
+    /// healthy nodes declared offline during it are false declarations.
+    /// [`BurstModel`](crate::network::BurstModel) schedules these.
+    Brownout {
+        /// Probability that a datagram is lost, in `0.0..=1.0`.
+        loss: f64,
+        /// How long it lasts.
+        duration: Duration,
+        /// The directed links it hits; empty: every link.
+        links: Vec<(usize, usize)>,
+    },
+    /// Every partition, link rule, delay and brownout is removed, and loss set by
     /// [`Fault::Loss`] returns to the model's.
     Heal,
 }
@@ -208,10 +223,18 @@ pub enum FaultKind {
     Link,
     /// Heal every partition and link rule.
     Heal,
+    /// A cluster-wide brownout: 50–100 % loss for 0.2–3 s. Not in
+    /// [`ALL`](Self::ALL) (see [`CORRELATED`](Self::CORRELATED)).
+    Brownout,
 }
 
 impl FaultKind {
-    /// Every kind.
+    /// The correlated kinds, drawn only when asked for: a brownout is meant
+    /// to declare no one offline, which schedules of [`ALL`](Self::ALL) kept
+    /// from before it existed do not assume.
+    pub const CORRELATED: [FaultKind; 1] = [FaultKind::Brownout];
+
+    /// Every independent kind (each hits one node, one link or one group).
     pub const ALL: [FaultKind; 11] = [
         FaultKind::Crash,
         FaultKind::CrashWithHint,
@@ -372,6 +395,11 @@ impl Planner {
                 }
             }
             FaultKind::Heal => Fault::Heal,
+            FaultKind::Brownout => Fault::Brownout {
+                loss: (50 + pick % 51) as f64 / 100.0,
+                duration: Duration::from_millis(200 + (pick >> 8) % 2800),
+                links: Vec::new(),
+            },
         };
         self.last_at = at;
         self.schedule.push(Scheduled { at, fault });
@@ -449,6 +477,27 @@ mod tests {
         assert!(planner.push(s, FaultKind::Pause, 2799)); // 2.999 s
         assert!(!planner.push(2 * s, FaultKind::Pause, 0), "still paused");
         assert!(planner.push(5 * s, FaultKind::Slow, 0));
+    }
+
+    #[test]
+    fn planned_brownouts_are_cluster_wide_and_bounded() {
+        let mut planner = Planner::new(5);
+        for pick in [0, u64::MAX, 12_345_678] {
+            assert!(planner.push(Duration::ZERO, FaultKind::Brownout, pick));
+        }
+        for scheduled in planner.finish() {
+            let Fault::Brownout {
+                loss,
+                duration,
+                links,
+            } = scheduled.fault
+            else {
+                panic!("a brownout")
+            };
+            assert!((0.5..=1.0).contains(&loss), "{loss}");
+            assert!(duration >= Duration::from_millis(200) && duration < Duration::from_secs(3));
+            assert!(links.is_empty());
+        }
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub use invariant::{RunFailure, Standing, Timing, Violation, ViolationKind};
 pub use metrics::{
     Metrics, Suspicions, Traffic, TrafficRate, Watch, WatchId, WatchKind, percentile,
 };
-pub use network::{LinkRule, Network, NetworkModel};
+pub use network::{BurstModel, LinkRule, Network, NetworkModel};
 pub use scenario::code::{CodeError, Replay, ms, ns, secs, us};
 pub use sim::{Applied, BuildError, Formation, Sim, SimBuilder, Timeout};
 pub use story::Story;

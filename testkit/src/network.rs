@@ -1,5 +1,11 @@
 //! The simulated network: latency and jitter, loss, duplication, reordering,
-//! symmetric and one-way partitions, per-link rules, and per-node inbound delays.
+//! symmetric and one-way partitions, per-link rules, per-node inbound delays,
+//! and correlated loss: brownouts (heavy loss for a while, cluster-wide or on
+//! chosen links) and the burst model that schedules them ([`BurstModel`]).
+//!
+//! A brownout is weather, not a cut: even at a loss of 1 it does not split the
+//! network's [components](Network::components), so a healthy node declared
+//! offline during one is a false declaration for the accuracy invariant.
 //!
 //! The network decides, when a datagram is sent, whether it arrives and after what
 //! delay (possibly twice, when duplicated). It is seeded through the generator the
@@ -91,6 +97,72 @@ pub struct Network {
     /// Per-node inbound delay: every datagram to the node arrives late by a
     /// uniform draw from this range (a member whose every datagram is late).
     inbound_delay: BTreeMap<usize, (Duration, Duration)>,
+    /// Brownouts in force or to come, in the order they started.
+    brownouts: Vec<Brownout>,
+}
+
+/// Heavy loss for a while (see [`Network::brown_out`]).
+#[derive(Clone, Debug, PartialEq)]
+struct Brownout {
+    loss: f64,
+    /// Simulated time of its end.
+    until: Duration,
+    /// The directed links it hits; empty: every link.
+    links: BTreeSet<(usize, usize)>,
+}
+
+impl Brownout {
+    fn hits(&self, now: Duration, from: usize, to: usize) -> bool {
+        now < self.until && (self.links.is_empty() || self.links.contains(&(from, to)))
+    }
+}
+
+/// Correlated loss as a continuous-time Gilbert–Elliott chain: the network
+/// alternates between a good state (loss `loss_out`, the model's) and bursts
+/// (loss `loss_in`), each sojourn exponentially distributed around its mean.
+/// [`schedule`](Self::schedule) turns a seeded draw of it into brownouts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BurstModel {
+    /// Mean length of a burst.
+    pub mean_burst: Duration,
+    /// Mean time between two bursts.
+    pub mean_gap: Duration,
+    /// Loss inside a burst.
+    pub loss_in: f64,
+    /// Loss between bursts (the model's loss while the bursts run).
+    pub loss_out: f64,
+}
+
+impl Default for BurstModel {
+    /// Bursts of 1 s on average, every 10 s on average, 70 % loss inside, 2 % outside.
+    fn default() -> Self {
+        Self {
+            mean_burst: Duration::from_secs(1),
+            mean_gap: Duration::from_secs(10),
+            loss_in: 0.7,
+            loss_out: 0.02,
+        }
+    }
+}
+
+impl BurstModel {
+    /// The bursts of one run over `span` (starting in the good state), as
+    /// (start, length) pairs in time order: the same `rng` state gives the
+    /// same bursts.
+    pub fn bursts(&self, rng: &mut fastrand::Rng, span: Duration) -> Vec<(Duration, Duration)> {
+        let exponential = |rng: &mut fastrand::Rng, mean: Duration| {
+            // 1 - f64() is in (0, 1]: its logarithm is finite.
+            mean.mul_f64(-(1.0 - rng.f64()).ln())
+        };
+        let mut bursts = Vec::new();
+        let mut at = exponential(rng, self.mean_gap);
+        while at < span {
+            let length = exponential(rng, self.mean_burst).max(Duration::from_millis(1));
+            bursts.push((at, length));
+            at += length + exponential(rng, self.mean_gap);
+        }
+        bursts
+    }
 }
 
 /// What the network does with one datagram.
@@ -168,12 +240,42 @@ impl Network {
         self.inbound_delay.keys().copied()
     }
 
-    /// Removes every partition, link rule and inbound delay; the model stays.
+    /// From `now` until `now + duration`, datagrams on `links` (directed;
+    /// empty: every link) are lost with probability `loss`, or the loss in
+    /// force there if higher. Brownouts may overlap; each ends on its own, or
+    /// at [`heal`](Self::heal).
+    pub fn brown_out(
+        &mut self,
+        now: Duration,
+        loss: f64,
+        duration: Duration,
+        links: &[(usize, usize)],
+    ) {
+        self.brownouts.retain(|b| b.until > now);
+        self.brownouts.push(Brownout {
+            loss: loss.clamp(0.0, 1.0),
+            until: now + duration,
+            links: links.iter().copied().collect(),
+        });
+    }
+
+    /// The highest loss of the brownouts hitting `from → to` at `now`, if any.
+    pub fn brownout_loss(&self, now: Duration, from: usize, to: usize) -> Option<f64> {
+        self.brownouts
+            .iter()
+            .filter(|b| b.hits(now, from, to))
+            .map(|b| b.loss)
+            .reduce(f64::max)
+    }
+
+    /// Removes every partition, link rule, inbound delay and brownout; the
+    /// model stays.
     pub fn heal(&mut self) {
         self.groups.clear();
         self.one_way.clear();
         self.links.clear();
         self.inbound_delay.clear();
+        self.brownouts.clear();
     }
 
     /// Whether any partition, link rule or inbound delay is in force.
@@ -264,13 +366,17 @@ impl Network {
             && !self.links.get(&(from, to)).is_some_and(|rule| rule.blocked)
     }
 
-    /// Decides the fate of one datagram from node `from` to node `to`.
-    pub fn route(&self, from: usize, to: usize, rng: &mut fastrand::Rng) -> Fate {
+    /// Decides the fate of one datagram sent from node `from` to node `to` at
+    /// simulated time `now`.
+    pub fn route(&self, now: Duration, from: usize, to: usize, rng: &mut fastrand::Rng) -> Fate {
         if !self.can_reach(from, to) {
             return Fate::Dropped;
         }
         let rule = self.links.get(&(from, to));
-        let loss = rule.and_then(|r| r.loss).unwrap_or(self.model.loss);
+        let mut loss = rule.and_then(|r| r.loss).unwrap_or(self.model.loss);
+        if let Some(brownout) = self.brownout_loss(now, from, to) {
+            loss = loss.max(brownout);
+        }
         if loss > 0.0 && rng.f64() < loss {
             return Fate::Dropped;
         }
@@ -323,7 +429,8 @@ mod tests {
         let network = Network::new(NetworkModel::lan());
         let mut rng = fastrand::Rng::with_seed(1);
         for _ in 0..1000 {
-            let d = delivered(network.route(0, 1, &mut rng)).expect("no loss on a lan");
+            let d =
+                delivered(network.route(Duration::ZERO, 0, 1, &mut rng)).expect("no loss on a lan");
             assert!(d >= Duration::from_micros(500) && d <= Duration::from_micros(1500));
         }
     }
@@ -333,7 +440,7 @@ mod tests {
         let network = Network::new(NetworkModel::lan().with_loss(0.1));
         let mut rng = fastrand::Rng::with_seed(2);
         let dropped = (0..10_000)
-            .filter(|_| network.route(0, 1, &mut rng) == Fate::Dropped)
+            .filter(|_| network.route(Duration::ZERO, 0, 1, &mut rng) == Fate::Dropped)
             .count();
         assert!((800..1200).contains(&dropped), "dropped {dropped}");
     }
@@ -343,13 +450,13 @@ mod tests {
         let mut network = Network::new(NetworkModel::lan());
         let mut rng = fastrand::Rng::with_seed(3);
         network.partition(&[vec![0, 1]]);
-        assert_eq!(network.route(0, 2, &mut rng), Fate::Dropped);
-        assert_eq!(network.route(2, 1, &mut rng), Fate::Dropped);
-        assert!(delivered(network.route(0, 1, &mut rng)).is_some());
-        assert!(delivered(network.route(2, 3, &mut rng)).is_some());
+        assert_eq!(network.route(Duration::ZERO, 0, 2, &mut rng), Fate::Dropped);
+        assert_eq!(network.route(Duration::ZERO, 2, 1, &mut rng), Fate::Dropped);
+        assert!(delivered(network.route(Duration::ZERO, 0, 1, &mut rng)).is_some());
+        assert!(delivered(network.route(Duration::ZERO, 2, 3, &mut rng)).is_some());
         assert!(network.touches(0) && !network.touches(2));
         network.heal();
-        assert!(delivered(network.route(0, 2, &mut rng)).is_some());
+        assert!(delivered(network.route(Duration::ZERO, 0, 2, &mut rng)).is_some());
         assert!(!network.is_disturbed());
     }
 
@@ -358,8 +465,8 @@ mod tests {
         let mut network = Network::new(NetworkModel::lan());
         let mut rng = fastrand::Rng::with_seed(4);
         network.block_one_way(&[0], &[1, 2]);
-        assert_eq!(network.route(0, 1, &mut rng), Fate::Dropped);
-        assert!(delivered(network.route(1, 0, &mut rng)).is_some());
+        assert_eq!(network.route(Duration::ZERO, 0, 1, &mut rng), Fate::Dropped);
+        assert!(delivered(network.route(Duration::ZERO, 1, 0, &mut rng)).is_some());
         assert!(network.can_reach(2, 0) && !network.can_reach(0, 2));
     }
 
@@ -375,7 +482,7 @@ mod tests {
                 ..LinkRule::default()
             },
         );
-        let d = delivered(network.route(0, 1, &mut rng)).expect("delivered");
+        let d = delivered(network.route(Duration::ZERO, 0, 1, &mut rng)).expect("delivered");
         assert!(d >= Duration::from_millis(50));
         network.set_link(
             1,
@@ -385,7 +492,7 @@ mod tests {
                 ..LinkRule::default()
             },
         );
-        assert_eq!(network.route(1, 0, &mut rng), Fate::Dropped);
+        assert_eq!(network.route(Duration::ZERO, 1, 0, &mut rng), Fate::Dropped);
     }
 
     #[test]
@@ -444,14 +551,14 @@ mod tests {
         network.set_inbound_delay(1, Duration::from_secs(1), Duration::from_secs(5));
         assert!(network.touches(1) && network.is_disturbed());
         for _ in 0..100 {
-            let d = delivered(network.route(0, 1, &mut rng)).expect("delivered");
+            let d = delivered(network.route(Duration::ZERO, 0, 1, &mut rng)).expect("delivered");
             assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(5) + 2 * MS);
-            let back = delivered(network.route(1, 0, &mut rng)).expect("delivered");
+            let back = delivered(network.route(Duration::ZERO, 1, 0, &mut rng)).expect("delivered");
             assert!(back < 2 * MS, "only inbound datagrams are late");
         }
         network.heal();
         assert_eq!(network.inbound_delay(1), None);
-        let d = delivered(network.route(0, 1, &mut rng)).expect("delivered");
+        let d = delivered(network.route(Duration::ZERO, 0, 1, &mut rng)).expect("delivered");
         assert!(d < 2 * MS);
     }
 
@@ -465,7 +572,7 @@ mod tests {
         let network = Network::new(model);
         let mut rng = fastrand::Rng::with_seed(6);
         let late = (0..100)
-            .filter(|_| match network.route(0, 1, &mut rng) {
+            .filter(|_| match network.route(Duration::ZERO, 0, 1, &mut rng) {
                 Fate::Duplicated(a, b) => {
                     a > Duration::from_millis(2) || b > Duration::from_millis(2)
                 }
@@ -473,5 +580,38 @@ mod tests {
             })
             .count();
         assert!(late > 50, "reordered {late}");
+    }
+
+    #[test]
+    fn a_brownout_loses_on_its_links_until_it_ends_without_cutting_the_network() {
+        let mut network = Network::new(NetworkModel::lan());
+        let mut rng = fastrand::Rng::with_seed(8);
+        let s = Duration::from_secs(1);
+        assert!(delivered(network.route(Duration::ZERO, 0, 1, &mut rng)).is_some());
+        network.brown_out(s, 1.0, 2 * s, &[]);
+        assert_eq!(network.route(s, 0, 1, &mut rng), Fate::Dropped);
+        assert_eq!(network.route(2 * s, 1, 0, &mut rng), Fate::Dropped);
+        assert!(delivered(network.route(3 * s, 0, 1, &mut rng)).is_some());
+        assert_eq!(network.components(3), None, "weather, not a cut");
+        network.brown_out(4 * s, 1.0, s, &[(0, 1)]);
+        assert_eq!(network.route(4 * s, 0, 1, &mut rng), Fate::Dropped);
+        assert!(delivered(network.route(4 * s, 1, 0, &mut rng)).is_some());
+        network.heal();
+        assert!(delivered(network.route(4 * s, 0, 1, &mut rng)).is_some());
+    }
+
+    #[test]
+    fn bursts_are_seeded_and_their_lengths_and_gaps_average_near_the_means() {
+        let model = BurstModel::default();
+        let span = Duration::from_secs(100_000);
+        let draw = |seed| model.bursts(&mut fastrand::Rng::with_seed(seed), span);
+        assert_eq!(draw(3), draw(3));
+        let bursts = draw(3);
+        let n = bursts.len() as f64;
+        let mean_burst = bursts.iter().map(|b| b.1.as_secs_f64()).sum::<f64>() / n;
+        assert!((0.9..1.1).contains(&mean_burst), "{mean_burst}");
+        // One burst per burst-and-gap on average.
+        assert!((8000.0..10_000.0).contains(&n), "{n}");
+        assert!(bursts.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0));
     }
 }

@@ -148,6 +148,10 @@ pub struct GreyFigures {
     pub max_healthy_node_msgs_per_s: Option<f64>,
     /// The highest datagrams per node per second over any 10 s of the window.
     pub peak_msgs_per_node_s: f64,
+    /// Datagrams per node per second over each whole minute of the window
+    /// (is slow members' traffic contained, or still rising?).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub msgs_per_node_s_by_minute: Vec<f64>,
     /// Refutations (a node raising its incarnation against a suspicion or a
     /// death of itself) over the window.
     pub refutations: u64,

@@ -11,10 +11,14 @@
 //! The grey-zone scenarios (partitions of a chosen length,
 //! `partition-retention`, `split-merge`, `loss`, `slow`, `name-conflict`) are
 //! set up in the `grey` submodule and add their figures to the report's
-//! [`GreyFigures`](crate::report::GreyFigures).
+//! [`GreyFigures`](crate::report::GreyFigures). The correlated-trouble ones
+//! (`brownout`, `bursts`, `rack`) are set up in the `hostile` submodule.
 
 pub mod code;
 mod grey;
+mod hostile;
+
+pub use hostile::BrownoutSpec;
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +78,19 @@ pub enum ScenarioKind {
     /// random node, to fresh tags of `tag_bytes` encoded bytes (64 when 0):
     /// the time until every node holds the new tags (the tag-change spread).
     TagChange,
+    /// A cluster-wide brownout (`brownout`: loss 1 for 1 s by default) every
+    /// `brownout.every` (30 s), the first at half of it; one node crashes
+    /// silently halfway through each: false offline declarations, and each
+    /// crash's detection everywhere.
+    Brownout,
+    /// Cluster-wide Gilbert–Elliott bursts of loss (`bursts`: 1 s on average,
+    /// 10 s apart on average, 70 % loss inside, 2 % outside) over the window:
+    /// false offline declarations.
+    Bursts,
+    /// At 1 s, `rack_fraction` of the nodes (default a tenth) crash at once,
+    /// silently unless `crash_host` says otherwise: detection everywhere, and
+    /// false offline declarations of the survivors.
+    Rack,
 }
 
 /// What to run.
@@ -109,6 +126,12 @@ pub struct Params {
     /// Every node starts with tags of this many encoded bytes ([`sized_tags`]);
     /// 0 (default): none.
     pub tag_bytes: usize,
+    /// `brownout`: the brownouts.
+    pub brownout: BrownoutSpec,
+    /// `bursts`: the burst model.
+    pub bursts: crate::network::BurstModel,
+    /// `rack`: the share of nodes that fail at once (default 0.1, at most half).
+    pub rack_fraction: f64,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -131,6 +154,9 @@ impl Params {
             slow_members: 8,
             slow_delay: (Duration::from_secs(1), Duration::from_secs(5)),
             tag_bytes: 0,
+            brownout: BrownoutSpec::default(),
+            bursts: crate::network::BurstModel::default(),
+            rack_fraction: 0.1,
             config: Config::for_cluster("sim"),
         }
     }
@@ -152,11 +178,11 @@ impl Params {
     }
 
     /// The loss the network gets from the window's start: `network.loss`, or
-    /// 0.5 for `loss` when that is 0.
+    /// when that is 0, 0.5 for `loss` and the loss between bursts for `bursts`.
     pub fn window_loss(&self) -> f64 {
         match self.scenario {
             ScenarioKind::Loss if self.network.loss == 0.0 => 0.5,
-            _ => self.network.loss,
+            _ => hostile::window_loss(self).unwrap_or(self.network.loss),
         }
     }
 }
@@ -308,6 +334,9 @@ fn run_sim(
             }
             has_faults = false;
         }
+        ScenarioKind::Brownout | ScenarioKind::Bursts | ScenarioKind::Rack => {
+            hostile::schedule(&mut sim, params, &mut rng, start);
+        }
         ScenarioKind::JoinStorm => {
             for node in n..n + standby {
                 sim.schedule(start + Duration::from_secs(1), Fault::Start { node });
@@ -364,6 +393,7 @@ fn run_sim(
     let traffic = before.rate(sim.traffic(), sim.up().len(), d);
     let grey = plan.is_grey().then(|| {
         let mut figures = grey::figures(&sim, params, &plan, &counters, &per_second, d, quiet);
+        figures.msgs_per_node_s_by_minute = hostile::per_minute(&per_second, sim.up().len());
         if plan.merge_at.is_some() {
             figures.merged_after_s = convergence_after_heal.map(|t| t.as_secs_f64());
         }
@@ -595,6 +625,31 @@ mod tests {
                     assert_eq!(report.settled_after_s, None, "no gate");
                 }
                 _ => unreachable!("only grey-zone scenarios here"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_correlated_trouble_scenarios_fire_their_faults_on_a_small_cluster() {
+        for scenario in [
+            ScenarioKind::Brownout,
+            ScenarioKind::Bursts,
+            ScenarioKind::Rack,
+        ] {
+            let params = Params {
+                nodes: 10,
+                duration: Duration::from_secs(40),
+                ..Params::new(scenario)
+            };
+            let report = run(&params, &mut |_, _| {}).expect("forms");
+            assert!(report.faults_fired > 0, "{scenario:?}");
+            assert_eq!(report.faults_fired, report.faults_scheduled, "{scenario:?}");
+            assert_eq!(report.gate_violation, None, "{scenario:?}");
+            match scenario {
+                // One brownout at 15 s with a crash in it, a second at 45 s is past the window.
+                ScenarioKind::Brownout => assert_eq!(report.detections, 1),
+                ScenarioKind::Bursts => assert_eq!(report.loss, 0.02),
+                _ => assert_eq!(report.detections, 1, "a tenth of 10 nodes"),
             }
         }
     }

@@ -17,7 +17,7 @@ use beethoven_core::{Config, Tags};
 use proptest::prelude::*;
 
 use crate::fault::{Fault, FaultKind, Planner, Scheduled};
-use crate::network::NetworkModel;
+use crate::network::{BurstModel, NetworkModel};
 use crate::sim::{BuildError, Sim, SimBuilder};
 
 /// A cluster to simulate.
@@ -120,6 +120,47 @@ fn plan(nodes: usize, mut draws: Vec<Draw>) -> Vec<Scheduled> {
         planner.push(Duration::from_millis(at), kind, pick);
     }
     planner.finish()
+}
+
+/// A burst model ([`BurstModel`]): bursts of 0.2–3 s on average, 2–30 s
+/// apart on average, 30–100 % loss inside, up to 5 % outside.
+pub fn arb_burst_model() -> impl Strategy<Value = BurstModel> {
+    (200u64..=3000, 2u64..=30, 30u32..=100, 0u32..=5).prop_map(
+        |(burst_ms, gap_s, loss_in, loss_out)| BurstModel {
+            mean_burst: Duration::from_millis(burst_ms),
+            mean_gap: Duration::from_secs(gap_s),
+            loss_in: f64::from(loss_in) / 100.0,
+            loss_out: f64::from(loss_out) / 100.0,
+        },
+    )
+}
+
+/// Cluster-wide brownouts over `span` drawn from `model` with a drawn seed
+/// (Gilbert–Elliott bursts): offsets from the start of the chaos phase. The
+/// loss between bursts is the caller's (a [`Fault::Loss`] of `loss_out`).
+pub fn arb_bursts(model: BurstModel, span: Duration) -> impl Strategy<Value = Vec<Scheduled>> {
+    any::<u64>().prop_map(move |seed| burst_schedule(&model, seed, span, &[]))
+}
+
+/// The brownouts of `model` over `span` for `seed`, on `links` (empty: cluster-wide).
+pub fn burst_schedule(
+    model: &BurstModel,
+    seed: u64,
+    span: Duration,
+    links: &[(usize, usize)],
+) -> Vec<Scheduled> {
+    model
+        .bursts(&mut fastrand::Rng::with_seed(seed), span)
+        .into_iter()
+        .map(|(at, duration)| Scheduled {
+            at,
+            fault: Fault::Brownout {
+                loss: model.loss_in,
+                duration,
+                links: links.to_vec(),
+            },
+        })
+        .collect()
 }
 
 /// A config near the LAN defaults: probe interval, suspicion minimum, gossip

@@ -311,6 +311,12 @@ impl Timeline {
             Fault::OneWay { from, .. } => open(WindowKind::Partition, from.clone(), None),
             Fault::Link { from, to, .. } => open(WindowKind::Partition, vec![*from, *to], None),
             Fault::Loss { .. } => open(WindowKind::Loss, Vec::new(), None),
+            Fault::Brownout {
+                duration, links, ..
+            } => {
+                let nodes = links.iter().flat_map(|&(from, to)| [from, to]).collect();
+                open(WindowKind::Loss, nodes, Some(now + *duration));
+            }
             Fault::Restart { node, .. } | Fault::Start { node } => {
                 let _ = self.close(now, |w| {
                     matches!(w.kind, WindowKind::Crash | WindowKind::Leave) && w.nodes == [*node]

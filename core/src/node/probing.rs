@@ -2,7 +2,20 @@
 //! this node runs for others, Lifeguard's local health score, and the fast path
 //! for crashed processes: "port unreachable" hints from the OS start probes at
 //! once, and a second bounce (another of our datagrams, or a helper's report)
-//! shortens the suspicion to `unreachable_grace`.
+//! shortens the suspicion to `unreachable_grace`. How probes end also tells
+//! the weather (`weather`): one member failing, many at once, or the whole
+//! network failing this node (a storm, during which verdicts wait).
+//!
+//! A probe that failed while at least [`CORROBORATING_NACKS`] helpers answered
+//! it with nacks, this node measuring little loss and no storm, is the clearest
+//! sign that the target itself is gone: the helpers heard this node and
+//! answered, only the target is silent to all of them. Its suspicion runs out
+//! after [`CORROBORATED_FLOOR`] of the minimum timeout. What it costs: a live
+//! member silent to this node and two helpers at once for that long (a pause,
+//! a cut around it) is declared sooner; at measured loss above
+//! [`CORROBORATION_MAX_LOSS`] nacks prove less and the floor is not shortened.
+
+mod weather;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +28,8 @@ use crate::name::NodeName;
 use crate::stats::DropReason;
 use crate::tracker::Health;
 use crate::wire::Message;
+pub(super) use weather::Outcome;
+use weather::Weather;
 
 /// Bounces that make a crash likely enough to take the short suspicion. Each
 /// report counts, whoever's datagram bounced: ours (the hint, then the probe's
@@ -29,6 +44,20 @@ const MAX_HINT_PROBES: usize = 4;
 /// Most indirect probes run for others at once; more requests are ignored, which
 /// bounds memory when a peer floods ping-reqs.
 const MAX_RELAYS: usize = 256;
+
+/// Nacks of one failed probe that make its suspicion corroborated (see the
+/// module docs).
+const CORROBORATING_NACKS: u32 = 2;
+
+/// A corroborated suspicion runs out after this share of the minimum timeout.
+const CORROBORATED_FLOOR: f64 = 0.5;
+
+/// Above this measured loss nacks do not corroborate (a helper's ping to a
+/// live target is lost too often).
+const CORROBORATION_MAX_LOSS: f64 = 0.05;
+
+/// Helpers drawn per helper needed: the unsuspected among them are asked first.
+const HELPER_DRAWS: usize = 2;
 
 /// Probing state: the probes this node has in flight, the indirect probes it runs
 /// for others, and its local health.
@@ -45,6 +74,8 @@ pub(super) struct Probing {
     /// Pings read before this instant are the backlog of a stall of this node
     /// (see `on_stall`) and are not answered.
     pub(super) backlog_until: Option<Instant>,
+    /// Whether the network as a whole is failing this node now.
+    pub(super) weather: Weather,
 }
 
 impl Probing {
@@ -328,6 +359,8 @@ impl Node {
     pub(super) fn handle_nack(&mut self, seq: u32) {
         if let Some(probe) = self.probing.probe_mut(seq) {
             probe.nacks += 1;
+        } else {
+            let _ = self.last_chance_helper_heard(seq);
         }
     }
 
@@ -376,6 +409,8 @@ impl Node {
         {
             self.probing.probes[at].nacks += 1;
             self.record_bounce(now, at);
+        } else {
+            let _ = self.last_chance_helper_heard(seq);
         }
     }
 
@@ -593,7 +628,23 @@ impl Node {
         target: &NodeName,
         target_addr: SocketAddr,
     ) -> u32 {
-        let helpers = self.sample_members(self.config.indirect_probes, self.tracker.id_of(target));
+        // Helpers that are themselves dead (a rack lost at once) waste the
+        // round and make it silent: suspected members are asked last.
+        let wanted = self.config.indirect_probes;
+        let mut helpers = self.sample_members(wanted * HELPER_DRAWS, self.tracker.id_of(target));
+        let suspected = |node: &Self, id| {
+            node.tracker
+                .by_id(id)
+                .is_none_or(|row| row.health == Health::Suspect)
+        };
+        let mut kept = 0;
+        for at in 0..helpers.len() {
+            if !suspected(self, helpers[at]) {
+                helpers.swap(kept, at);
+                kept += 1;
+            }
+        }
+        helpers.truncate(wanted);
         let mut asked = 0;
         for &helper in &helpers {
             if let Some(row) = self.tracker.by_id(helper) {
@@ -628,6 +679,18 @@ impl Node {
             // probe, while random loss still shows in every member's probes.
             self.probing.loss.record(probe.direct_acked);
         }
+        if probe.holds_the_cycle() {
+            let outcome = match probe.verdict() {
+                Verdict::Acked => Outcome::Answered,
+                Verdict::Failed => Outcome::Failed,
+                Verdict::FailedWithMissingNacks => Outcome::Silent,
+            };
+            let was_stormy = self.probing.weather.is_stormy();
+            self.probing.weather.record(now, outcome);
+            if self.probing.weather.is_stormy() != was_stormy {
+                debug!(storm = !was_stormy, "the weather changed");
+            }
+        }
         match probe.verdict() {
             // Answered late because this node's own path is slow: its own trouble.
             Verdict::Acked if probe.answered_late && self.lateness.own_path_late() => self
@@ -641,13 +704,32 @@ impl Node {
                 self.stats.probes_failed += 1;
                 self.lateness
                     .probe_failed(probe.seq, probe.target.clone(), probe.sent_at);
-                if verdict == Verdict::FailedWithMissingNacks {
+                // In a storm silence is the network's, already known: verdicts
+                // wait (see `weather`), and probing slower would only delay
+                // the crashes to find once it is over.
+                if verdict == Verdict::FailedWithMissingNacks && !self.probing.weather.is_stormy() {
                     self.probing
                         .local_health
                         .worsen(self.config.max_local_health);
                 }
                 debug!(target = %probe.target, ?verdict, "probe failed");
+                // A silent probe in a storm says nothing about its target: an
+                // accusation would only cost a refutation (and a member whose
+                // own inbound path is slow would accuse everyone it probes).
+                if verdict == Verdict::FailedWithMissingNacks && self.probing.weather.is_stormy() {
+                    return;
+                }
                 self.suspect(now, &probe.target, probe.incarnation);
+                let corroborated = probe.nacks >= CORROBORATING_NACKS
+                    && !self.probing.weather.is_stormy()
+                    && self.probing.loss.loss() <= CORROBORATION_MAX_LOSS;
+                if corroborated
+                    && let Some(suspicion) = self.suspicions.get_mut(&probe.target)
+                    && suspicion.incarnation == probe.incarnation
+                {
+                    let floor = suspicion.min().mul_f64(CORROBORATED_FLOOR);
+                    suspicion.cap_deadline(now + floor);
+                }
             }
         }
     }

@@ -32,6 +32,16 @@
 //!   below 1/1000 (each round's miss chance computed from `p`), at most 8:
 //!   one round up to 10 % loss, 6 at 40 %, 8 at 50 %.
 //!
+//! # In a storm
+//!
+//! The loss estimate is too slow for a brownout: it is over before the
+//! estimate moves. So verdicts also wait while this node's probes end silent
+//! (`weather` in `probing`): during a storm and the minimum timeout after it,
+//! a suspicion that runs out starts no last-chance check; and a last-chance
+//! check that fewer than two of its helpers answered (no nack, no bounce: this
+//! node's own datagrams are not getting through) puts its verdict off by a
+//! probe interval, at most 20 times.
+//!
 //! A crashed member is still found: its probes fail for everyone, so
 //! confirmations take its suspicion to the (stretched) minimum, and no round
 //! of its last-chance check is answered; it only takes a few seconds longer
@@ -90,6 +100,8 @@ pub(super) struct Suspicion {
     last_chance: Option<LastChance>,
     /// A deadline set by bounce evidence, earlier than the computed one.
     cap: Option<Instant>,
+    /// Verdicts put off because no helper answered the last-chance check.
+    silent_verdicts: u32,
 }
 
 /// Before declaring a suspect dead, this node pings it once more itself, with the
@@ -102,10 +114,26 @@ struct LastChance {
     acked: bool,
     /// Further rounds of pings to try, one after another, before the verdict.
     rounds_left: u32,
+    /// Helpers asked in the rounds so far.
+    helpers: u32,
+    /// Helpers' answers (nacks, or the target's bounces): this node's
+    /// datagrams get through.
+    helpers_heard: u32,
 }
 
 /// Most rounds of a last-chance check, whatever the loss.
 const MAX_LAST_CHANCE_ROUNDS: u32 = 8;
+
+/// Helpers' answers to a last-chance check (all of them when fewer were
+/// asked) without which its verdict is put off. Two, not one: in a burst of
+/// heavy loss a single nack still slips through now and then.
+const HELPERS_HEARD_TO_JUDGE: u32 = 2;
+
+/// Most verdicts put off, one probe interval each, because too few helpers
+/// answered a suspect's last-chance check (the network failing this node, not the
+/// suspect: Lifeguard's nack reasoning at the verdict). Bounded, so that a node
+/// cut off for good still judges in the end: about 3 s at the defaults.
+const MAX_SILENT_VERDICTS: u32 = 20;
 
 /// How many last-chance rounds make it unlikely (below `MISS`) that a live
 /// suspect misses all of them at datagram loss `loss`, when each round is
@@ -146,7 +174,23 @@ impl Suspicion {
             grace: Duration::ZERO,
             last_chance: None,
             cap: None,
+            silent_verdicts: 0,
         }
+    }
+
+    /// The minimum timeout (all confirmations in), as stretched for loss.
+    pub(super) fn min(&self) -> Duration {
+        self.min
+    }
+
+    /// Holds the verdict until `until` at least (the network is failing this
+    /// node: see `weather`): an unanswered last-chance check is dropped, and a
+    /// fresh one starts once the hold is over.
+    fn hold(&mut self, until: Instant) {
+        if self.last_chance.is_some_and(|last| !last.acked) {
+            self.last_chance = None;
+        }
+        self.extend_to(until);
     }
 
     /// Brings the deadline forward to `at` (never later than it already is).
@@ -293,10 +337,18 @@ impl Node {
             .filter(|(_, suspicion)| suspicion.due_at() <= now)
             .map(|(name, _)| name.clone())
             .collect();
+        let hold = self.verdicts_held_until(now);
         for name in due {
-            let Some(suspicion) = self.suspicions.get(&name) else {
+            let Some(suspicion) = self.suspicions.get_mut(&name) else {
                 continue;
             };
+            if let Some(until) = hold
+                && !suspicion.last_chance.is_some_and(|last| last.acked)
+            {
+                debug!(node = %name, "verdict held: the network is failing this node");
+                suspicion.hold(until);
+                continue;
+            }
             match suspicion.last_chance {
                 Some(last) if last.acked => {
                     if let Some(suspicion) = self.suspicions.get_mut(&name) {
@@ -315,12 +367,37 @@ impl Node {
                     );
                     self.last_chance_round(now, &name, seq, rounds - 1);
                 }
+                Some(last)
+                    if last.helpers_heard < last.helpers.min(HELPERS_HEARD_TO_JUDGE)
+                        && suspicion.silent_verdicts < MAX_SILENT_VERDICTS =>
+                {
+                    // Not the suspect, and too few helpers answered: this
+                    // node's own datagrams are not getting through; try again.
+                    debug!(node = %name, "helpers silent to the last-chance check: verdict put off");
+                    suspicion.silent_verdicts += 1;
+                    suspicion.hold(now + self.config.probe_interval);
+                }
                 Some(_) => {
                     let incarnation = suspicion.incarnation;
                     self.declare_dead(now, &name, incarnation);
                 }
             }
         }
+    }
+
+    /// Until when verdicts wait because the network as a whole is failing this
+    /// node (see `weather`): during a storm, re-checked every probe interval;
+    /// after it, for the minimum suspicion timeout, so that refutations and
+    /// last-chance answers get through again before anyone is judged.
+    fn verdicts_held_until(&self, now: Instant) -> Option<Instant> {
+        let (grace, _) = suspicion_bounds(
+            self.config.suspicion_min,
+            self.config.suspicion_max_factor,
+            self.tracker.online_count(),
+        );
+        self.probing
+            .weather
+            .hold(now, self.config.probe_interval, grace)
     }
 
     /// One round of the last-chance check of `name`, answered under `seq` (the
@@ -331,23 +408,46 @@ impl Node {
         // helpers, who would hear from it as late, are not asked.
         let patience = self.lateness.patience(name);
         let until = now + patience.map_or(timeout, |patience| patience.max(timeout));
+        // Twice directly, and through `k` others: lost datagrams must not
+        // decide a death.
+        self.ping(now, name, seq);
+        self.ping(now, name, seq);
+        let mut asked = 0;
+        if let Some(addr) = self.tracker.get(name).map(|row| row.addr)
+            && patience.is_none()
+        {
+            asked = self.ask_helpers(seq, name, addr);
+        }
         if let Some(suspicion) = self.suspicions.get_mut(name) {
+            // Earlier rounds of this check (same `seq`) count.
+            let (helpers, helpers_heard) = suspicion
+                .last_chance
+                .filter(|last| last.seq == seq)
+                .map_or((0, 0), |last| (last.helpers, last.helpers_heard));
             suspicion.last_chance = Some(LastChance {
                 seq,
                 until,
                 acked: false,
                 rounds_left,
+                helpers: helpers + asked,
+                helpers_heard,
             });
         }
-        // Twice directly, and through `k` others: lost datagrams must not
-        // decide a death.
-        self.ping(now, name, seq);
-        self.ping(now, name, seq);
-        if let Some(addr) = self.tracker.get(name).map(|row| row.addr)
-            && patience.is_none()
+    }
+
+    /// A helper of a last-chance check under `seq` answered (a nack or a
+    /// bounce): this node's datagrams get through. Returns whether one matched.
+    pub(super) fn last_chance_helper_heard(&mut self, seq: u32) -> bool {
+        if let Some(last) = self
+            .suspicions
+            .values_mut()
+            .filter_map(|suspicion| suspicion.last_chance.as_mut())
+            .find(|last| last.seq == seq)
         {
-            let _ = self.ask_helpers(seq, name, addr);
+            last.helpers_heard += 1;
+            return true;
         }
+        false
     }
 
     /// An ack under `seq` answers a last-chance ping: the suspect is alive. Returns
@@ -397,6 +497,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
     use crate::node::testing::{self, addr, epoch, name, node_knowing_peer, packet, sent};
     use std::collections::BTreeMap;
 
@@ -599,10 +700,91 @@ mod tests {
             until: now + MAX + MIN,
             acked: false,
             rounds_left: 0,
+            helpers: 0,
+            helpers_heard: 0,
         });
         assert_eq!(s.due_at(), now + MAX + MIN);
         s.restart(now + MAX);
         assert_eq!(s.confirmations(), 0);
         assert_eq!(s.due_at(), now + MAX + MAX, "a fresh full timeout");
+    }
+
+    /// How long after a suspicion of "peer" (port 2) a node knowing three
+    /// helpers (ports 3–5) declares it, when "peer" never answers and each
+    /// helper acks its own pings and answers ping-reqs with a nack or not.
+    fn declared_after(helpers_nack: bool) -> Duration {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let helpers = [("h1", 3), ("h2", 4), ("h3", 5)];
+        for (helper, port) in helpers {
+            let row = testing::alive(helper, port, 0);
+            node.handle_packet(
+                now,
+                addr(port),
+                &packet(helper, 0, Message::Gossip, &[&row]),
+            );
+        }
+        let suspected = testing::suspect("peer", 2, 0, "h1");
+        node.handle_packet(
+            now,
+            addr(3),
+            &packet("h1", 0, Message::Gossip, &[&suspected]),
+        );
+        let peer = name("peer");
+        let mut at = now;
+        while node
+            .row(&peer)
+            .is_some_and(|row| row.health == Health::Suspect)
+        {
+            at = node.poll_timeout().expect("the suspicion is due");
+            assert!(at < now + Duration::from_secs(60), "never declared");
+            node.handle_timeout(at);
+            for (to, sent) in sent(&mut node) {
+                let Some(&(helper, _)) = helpers.iter().find(|(_, port)| addr(*port) == to) else {
+                    continue;
+                };
+                let answer = match sent.message {
+                    Message::Ping { seq, .. } => Message::Ack { seq },
+                    Message::PingReq { seq, .. } if helpers_nack => Message::Nack { seq },
+                    _ => continue,
+                };
+                node.handle_packet(at, to, &packet(helper, 0, answer, &[]));
+            }
+        }
+        at - now
+    }
+
+    #[test]
+    fn a_last_chance_check_too_few_helpers_answer_puts_the_verdict_off() {
+        let answered = declared_after(true);
+        let silent = declared_after(false);
+        let interval = Config::default().probe_interval;
+        assert!(
+            silent >= answered + interval * MAX_SILENT_VERDICTS,
+            "{answered:?} vs {silent:?}"
+        );
+    }
+
+    #[test]
+    fn during_a_storm_verdicts_wait_for_its_end_and_a_grace() {
+        let now = epoch();
+        let mut node = lossy_node_suspecting_peer(now, 1);
+        for _ in 0..2 {
+            node.probing
+                .weather
+                .record(now, crate::node::probing::Outcome::Silent);
+        }
+        let peer = name("peer");
+        let mut at = now;
+        while at < now + Duration::from_secs(30) {
+            at = node.poll_timeout().expect("something is due");
+            node.handle_timeout(at);
+            let _ = sent(&mut node);
+        }
+        assert_eq!(
+            node.row(&peer).map(|row| row.health),
+            Some(Health::Suspect),
+            "held while the storm lasts"
+        );
     }
 }

@@ -9,6 +9,9 @@
 //! beethoven-sim --nodes 100 --scenario slow --duration 300
 //! beethoven-sim --case 'Scenario::new(4).seed(3).fault_at(ms(1432), Fault::Crash { node: 0, host: HostFate::Vanishes })'
 //! beethoven-sim --nodes 100 --scenario partition --report out.html
+//! beethoven-sim --nodes 100 --scenario brownout --brownout-loss 0.9 --brownout-secs 3 --brownout-every-secs 60 --duration 300
+//! beethoven-sim --nodes 100 --scenario bursts --duration 300 --seeds 10
+//! beethoven-sim --nodes 1000 --scenario rack --rack-fraction 0.1
 //! ```
 //!
 //! `--case` replays one case of a property test: the scenario written as the
@@ -46,10 +49,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use beethoven_testkit::BurstModel;
 use beethoven_testkit::metrics::resident_memory;
 use beethoven_testkit::report::html::Page;
 use beethoven_testkit::report::{Report, Summary};
-use beethoven_testkit::scenario::{self, Params, ScenarioKind};
+use beethoven_testkit::scenario::{self, BrownoutSpec, Params, ScenarioKind};
 use beethoven_testkit::{Formation, HostFate, NetworkModel, Replay, Scenario};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -109,6 +113,30 @@ struct Args {
     /// slow: the longest delay of a datagram to a slow member, seconds.
     #[arg(long, default_value_t = 5.0, value_parser = non_negative)]
     slow_max_secs: f64,
+    /// brownout: the loss of each brownout.
+    #[arg(long, default_value_t = 1.0, value_parser = probability)]
+    brownout_loss: f64,
+    /// brownout: how long each brownout lasts, seconds.
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    brownout_secs: f64,
+    /// brownout: one brownout every this many seconds (the first at half of it).
+    #[arg(long, default_value_t = 30.0, value_parser = non_negative)]
+    brownout_every_secs: f64,
+    /// bursts: the mean length of a burst, seconds.
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    burst_secs: f64,
+    /// bursts: the mean time between bursts, seconds.
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
+    burst_gap_secs: f64,
+    /// bursts: the loss inside a burst.
+    #[arg(long, default_value_t = 0.7, value_parser = probability)]
+    burst_loss: f64,
+    /// bursts: the loss between bursts (unless --loss is set).
+    #[arg(long, default_value_t = 0.02, value_parser = probability)]
+    burst_loss_out: f64,
+    /// rack: the share of nodes that fail at once (at most half).
+    #[arg(long, default_value_t = 0.1, value_parser = probability)]
+    rack_fraction: f64,
     /// Give every node tags of this many encoded bytes from the start (and
     /// tag-change: change to tags of this size; default 64 there).
     #[arg(long, default_value_t = 0)]
@@ -272,6 +300,18 @@ fn main() -> ExitCode {
         slow_members: args.slow_members,
         slow_delay: (secs(args.slow_min_secs), secs(args.slow_max_secs)),
         tag_bytes: args.tag_bytes,
+        brownout: BrownoutSpec {
+            loss: args.brownout_loss,
+            length: secs(args.brownout_secs),
+            every: secs(args.brownout_every_secs),
+        },
+        bursts: BurstModel {
+            mean_burst: secs(args.burst_secs),
+            mean_gap: secs(args.burst_gap_secs),
+            loss_in: args.burst_loss,
+            loss_out: args.burst_loss_out,
+        },
+        rack_fraction: args.rack_fraction,
         ..Params::new(args.scenario)
     };
     if let Some(ms) = args.probe_interval_ms {

@@ -400,6 +400,25 @@ impl<T: Code> Code for Vec<T> {
     }
 }
 
+impl<A: Code, B: Code> Code for (A, B) {
+    fn write(&self, out: &mut String) {
+        out.push('(');
+        self.0.write(out);
+        out.push_str(", ");
+        self.1.write(out);
+        out.push(')');
+    }
+    fn read(expr: &Expr) -> Result<Self, CodeError> {
+        match expr {
+            Expr::Tuple(items) => match items.as_slice() {
+                [a, b] => Ok((A::read(a)?, B::read(b)?)),
+                _ => error(format!("expected a pair, got {expr:?}")),
+            },
+            _ => error(format!("expected a pair, got {expr:?}")),
+        }
+    }
+}
+
 impl Code for ClusterId {
     fn write(&self, out: &mut String) {
         let _ = write!(out, "ClusterId({})", self.0);
@@ -665,6 +684,15 @@ impl Code for Fault {
             Fault::SetTags { node, tags } => {
                 write_struct(out, "Fault::SetTags", &[("node", node), ("tags", tags)]);
             }
+            Fault::Brownout {
+                loss,
+                duration,
+                links,
+            } => write_struct(
+                out,
+                "Fault::Brownout",
+                &[("loss", loss), ("duration", duration), ("links", links)],
+            ),
             Fault::Heal => out.push_str("Fault::Heal"),
         }
     }
@@ -739,6 +767,11 @@ impl Code for Fault {
             "SetTags" => Fault::SetTags {
                 node: f.get("node")?,
                 tags: f.get("tags")?,
+            },
+            "Brownout" => Fault::Brownout {
+                loss: f.get("loss")?,
+                duration: f.get("duration")?,
+                links: f.get("links")?,
             },
             "Heal" => Fault::Heal,
             other => return error(format!("no fault `Fault::{other}`")),
@@ -915,6 +948,16 @@ mod tests {
             Fault::SetTags {
                 node: 1,
                 tags: Tags::new(),
+            },
+            Fault::Brownout {
+                loss: 0.9,
+                duration: secs(3),
+                links: Vec::new(),
+            },
+            Fault::Brownout {
+                loss: 1.0,
+                duration: ms(400),
+                links: vec![(0, 1), (2, 0)],
             },
             Fault::Heal,
         ];

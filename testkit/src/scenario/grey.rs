@@ -237,6 +237,7 @@ pub(super) fn figures(
         max_node_msgs_per_s: busiest(true),
         max_healthy_node_msgs_per_s: (!plan.slow.is_empty()).then(|| busiest(false)),
         peak_msgs_per_node_s: peak,
+        msgs_per_node_s_by_minute: Vec::new(),
         refutations: total(1),
         probes_failed: total(2),
         late_acks: total(3),

@@ -165,6 +165,12 @@ impl Sim {
                 self.network.set_model(model);
                 self.note_topology();
             }
+            // Weather, not a cut: the topology the accuracy checker knows stays.
+            Fault::Brownout {
+                loss,
+                duration,
+                ref links,
+            } => self.network.brown_out(self.now, loss, duration, links),
             Fault::Join { node, ref through } => {
                 let seeds: Vec<_> = through.iter().map(|&j| self.slots[j].addr).collect();
                 if self.slots[node].node().is_none() || seeds.is_empty() {

@@ -281,7 +281,7 @@ impl Sim {
             to,
             bytes,
         };
-        match self.network.route(i, j, &mut self.rng) {
+        match self.network.route(self.now, i, j, &mut self.rng) {
             Fate::Dropped => self.metrics.packets_dropped += 1,
             Fate::Delivered(delay) => self.push(self.now + delay, deliver(bytes)),
             Fate::Duplicated(a, b) => {
