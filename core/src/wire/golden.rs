@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use chrono::DateTime;
 
-use super::row::UncheckedRow;
 use super::*;
 use crate::keyring::{Key, KeyRing};
 use crate::tags::Tags;
