@@ -18,6 +18,12 @@ targets=(
   "grey_zone:a_third_of_1000_nodes_partitioned_for_30s_or_600s_converges_within_2s_of_the_heal"
   "targets:steady_traffic_at_10000_nodes_is_at_most_1kb_and_within_1_2x_of_10_nodes"
   "properties:random_fault_schedules_on_larger_clusters_keep_every_invariant"
+  "hostile:brownouts_declare_no_healthy_node_offline_over_10_seeds"
+  "hostile:bursts_of_70_percent_loss_declare_no_healthy_node_offline_over_10_seeds"
+  "hostile:a_tenth_of_1000_nodes_failing_at_once_is_offline_everywhere_within_2s_p99"
+  "hostile:a_silent_crash_at_100_nodes_is_offline_everywhere_in_1_2s_p50_and_1_5s_p99_over_120_crashes"
+  "hostile:a_silent_crash_at_100_nodes_is_offline_everywhere_within_1_5s"
+  "hostile:eight_or_sixteen_slow_members_at_100_300_1000_nodes_over_20_seeds"
 )
 
 # Every ignored test must be listed here: one added without it is an error.
