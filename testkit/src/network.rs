@@ -120,7 +120,7 @@ impl Brownout {
 /// Correlated loss as a continuous-time Gilbert–Elliott chain: the network
 /// alternates between a good state (loss `loss_out`, the model's) and bursts
 /// (loss `loss_in`), each sojourn exponentially distributed around its mean.
-/// [`schedule`](Self::schedule) turns a seeded draw of it into brownouts.
+/// [`bursts`](Self::bursts) turns a seeded draw of it into brownouts.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BurstModel {
     /// Mean length of a burst.

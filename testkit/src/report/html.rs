@@ -7,7 +7,7 @@
 //! default).
 //!
 //! The timeline and traffic come from the run's
-//! [`Timeline`](crate::timeline::Timeline), which is recorded only when asked
+//! [`Timeline`], which is recorded only when asked
 //! for: build the simulator with
 //! [`SimBuilder::record_timeline`](crate::SimBuilder::record_timeline) (or call
 //! [`Sim::record_timeline`] when the interesting part begins). Without one the
