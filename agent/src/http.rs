@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::auth::Guard;
 use crate::events::EventLines;
+use crate::handlers::HandlerCounts;
 use crate::{keys, metrics, tags};
 
 /// What the handlers share.
@@ -37,6 +38,8 @@ pub(crate) struct Api {
     pub(crate) stop: mpsc::Sender<()>,
     /// The node's event lines, for `/v1/events`.
     pub(crate) events: Arc<EventLines>,
+    /// How the event handlers' runs ended, for `/metrics`.
+    pub(crate) handlers: Arc<HandlerCounts>,
 }
 
 /// The routes.
@@ -282,7 +285,7 @@ async fn prometheus(State(api): State<Api>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics::render(&api.node, api.events.dropped_lines()),
+        metrics::render(&api.node, api.events.dropped_lines(), &api.handlers),
     )
         .into_response()
 }

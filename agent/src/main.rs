@@ -21,6 +21,7 @@ mod client;
 mod config;
 mod error;
 mod events;
+mod handlers;
 mod http;
 mod keys;
 mod logging;

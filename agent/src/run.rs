@@ -16,6 +16,7 @@ use crate::auth::{Guard, TOKEN_ENV, Token};
 use crate::config::Settings;
 use crate::error::{AgentError, exit};
 use crate::events::EventLines;
+use crate::handlers::{self, HandlerCounts};
 use crate::http::{self, Api};
 use crate::keys;
 use crate::warnings::Warnings;
@@ -73,6 +74,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     }
     let seeds = settings.parsed_seeds()?;
     let tags = settings.parsed_tags()?;
+    let handler_specs = settings.handlers()?;
     let bind = settings.bind_addr();
     // The HTTP port first: a port in use stops the agent before it joins anyone.
     let listener = match settings.http {
@@ -106,6 +108,13 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     );
     // Subscribed before anything can happen that the loop must see.
     let mut events = node.events();
+    let handler_counts = Arc::new(HandlerCounts::default());
+    handlers::start(
+        &node,
+        handler_specs,
+        settings.handler_timeout(),
+        Arc::clone(&handler_counts),
+    );
     let mut warnings = Warnings::new(&settings.seeds);
     let (stop, mut stop_asked) = mpsc::channel(1);
     let lines = EventLines::new(node.clone());
@@ -120,6 +129,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 key_file: settings.key_file.clone(),
                 stop,
                 events,
+                handlers: handler_counts,
             };
             tokio::spawn(async move {
                 let app = http::router(api, guard)
