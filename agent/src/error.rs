@@ -92,6 +92,12 @@ pub(crate) enum AgentError {
         "the HTTP API at {addr} is not on loopback and has no token: give --http-token-file FILE (or BEETHOVEN_HTTP_TOKEN), or --http-allow-no-token to serve the member table to anyone who reaches the port"
     )]
     HttpNoToken { addr: SocketAddr },
+    /// TLS settings that cannot be used (a file, a key that does not match).
+    #[error("{0}")]
+    Tls(String),
+    /// A cluster-wide key command refused, or not applied on every member.
+    #[error("{0}")]
+    Keys(String),
 }
 
 impl AgentError {
@@ -110,12 +116,15 @@ impl AgentError {
             | AgentError::KeyFile(_)
             | AgentError::Protocol(_)
             | AgentError::Token(_)
-            | AgentError::HttpNoToken { .. } => exit::CONFIG,
+            | AgentError::HttpNoToken { .. }
+            | AgentError::Tls(_) => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
             AgentError::Start(_) | AgentError::HttpBind { .. } | AgentError::Runtime { .. } => {
                 exit::START
             }
-            AgentError::Client { .. } | AgentError::Refused { .. } => exit::CLIENT,
+            AgentError::Client { .. } | AgentError::Refused { .. } | AgentError::Keys(_) => {
+                exit::CLIENT
+            }
         }
     }
 }

@@ -23,10 +23,13 @@ mod error;
 mod events;
 mod http;
 mod keys;
+mod keys_client;
+mod keys_cluster;
 mod logging;
 mod metrics;
 mod run;
 mod tags;
+mod tls;
 mod warnings;
 
 use std::process::ExitCode;
@@ -63,8 +66,13 @@ enum Command {
     /// Follow a running agent's events (`GET /v1/events`, needs the agent's
     /// --http): one JSON object per line, until its node stops.
     Monitor(client::MonitorArgs),
-    /// Ask a running agent to re-read its key file.
-    ReloadKeys(client::Agent),
+    /// Ask a running agent to re-read its key file (refused when its keys
+    /// would cut it off from an online member, unless --force).
+    ReloadKeys(keys_client::ReloadArgs),
+    /// Cluster-wide keys: generate one, list who holds which, install, use
+    /// or remove one on every member (over each member's HTTP API).
+    #[command(subcommand)]
+    Keys(keys_client::KeysCommand),
     /// Change a running agent's tags (needs the agent's --http).
     #[command(subcommand)]
     Tags(client::TagsCommand),
@@ -87,7 +95,8 @@ fn main() -> ExitCode {
         Command::Agent(flags) => agent(*flags),
         Command::Members(args) => client::members(&args).map(|()| exit::OK),
         Command::Monitor(args) => client::monitor(&args).map(|()| exit::OK),
-        Command::ReloadKeys(agent) => client::reload_keys(&agent).map(|()| exit::OK),
+        Command::ReloadKeys(args) => keys_client::reload(&args).map(|()| exit::OK),
+        Command::Keys(command) => keys_client::run(&command).map(|()| exit::OK),
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
     };
     match result {
