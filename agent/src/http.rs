@@ -219,9 +219,9 @@ async fn event_stream(
         .into_response()
 }
 
-/// `GET /v1/tags`: this node's tags.
+/// `GET /v1/tags`: this node's tags, but for the agent's own (`beethoven.*`).
 async fn own_tags(State(api): State<Api>) -> Response {
-    Json(api.node.tags()).into_response()
+    Json(keys_cluster::without_reserved(&api.node.tags())).into_response()
 }
 
 /// `PUT /v1/tags` with a JSON object of strings: replaces this node's tags.
@@ -250,7 +250,7 @@ async fn set_tags(
     match api.node.set_tags(tags.clone()).await {
         Ok(()) => {
             info!(%tags, "tags set over HTTP");
-            Json(tags).into_response()
+            Json(keys_cluster::without_reserved(&tags)).into_response()
         }
         Err(CommandError::Tags(limit)) => error(
             StatusCode::UNPROCESSABLE_ENTITY,

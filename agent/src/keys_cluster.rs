@@ -1,8 +1,9 @@
 //! Cluster-wide keys, the agent's side: what each member publishes, the check
 //! that no change cuts a member off, and this member's key endpoints.
 //!
-//! Every agent publishes two tags under the reserved `beethoven.` prefix, kept
-//! up to date by the agent whatever is done to its other tags:
+//! Every agent that runs with keys (`--key-file`) publishes two tags under the
+//! reserved `beethoven.` prefix, kept up to date by the agent whatever is done
+//! to its other tags (`/v1/tags` shows and sets the others only):
 //!
 //! - `beethoven.http`: where its HTTP API answers (`http://10.0.0.7:7947`, or
 //!   `https://` with TLS), so `beethoven keys` can reach every member. A
@@ -40,6 +41,14 @@ pub(crate) const HTTP_TAG: &str = "beethoven.http";
 pub(crate) const KEYS_TAG: &str = "beethoven.keys";
 /// Tags under this prefix are the agent's own; others set there are dropped.
 pub(crate) const RESERVED_PREFIX: &str = "beethoven.";
+
+/// `tags` without the agent's own: the tags the operator sets, as
+/// `/v1/tags` shows them (member rows show every tag).
+pub(crate) fn without_reserved(tags: &Tags) -> Tags {
+    let mut map = tags.to_map();
+    map.retain(|key, _| !key.starts_with(RESERVED_PREFIX));
+    Tags::from(map)
+}
 
 /// The keys one member holds, by fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,20 +226,21 @@ impl ClusterKeys {
         self.reserved_over(tags, ring.as_ref())
     }
 
+    /// An agent without keys publishes nothing and leaves its tags alone.
     fn reserved_over(&self, tags: &Tags, ring: Option<&Ring>) -> Tags {
-        let mut map = tags.to_map();
-        map.retain(|key, _| !key.starts_with(RESERVED_PREFIX));
+        let Some(ring) = ring else {
+            return tags.clone();
+        };
+        let mut map = without_reserved(tags).to_map();
         if let Some(url) = &self.api_url {
             map.insert(HTTP_TAG.to_owned(), url.clone());
         }
-        if let Some(ring) = ring {
-            let fingerprints: Vec<String> = ring
-                .fingerprints()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            map.insert(KEYS_TAG.to_owned(), fingerprints.join(","));
-        }
+        let fingerprints: Vec<String> = ring
+            .fingerprints()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        map.insert(KEYS_TAG.to_owned(), fingerprints.join(","));
         Tags::from(map)
     }
 
@@ -552,5 +562,10 @@ mod tests {
         );
         assert_eq!(tags.get("beethoven.x"), None);
         assert_eq!(tags.len(), 3);
+        assert_eq!(
+            keys.reserved_over(&given, None),
+            given,
+            "no keys: untouched"
+        );
     }
 }
