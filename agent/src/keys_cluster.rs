@@ -164,6 +164,9 @@ pub(crate) enum KeysError {
     CutOff(Vec<Cut>),
     #[error("the node has stopped")]
     Stopped,
+    /// A body that is not the JSON expected (with the status axum gives).
+    #[error("{1}")]
+    BadBody(StatusCode, String),
 }
 
 impl KeysError {
@@ -173,6 +176,7 @@ impl KeysError {
             KeysError::BadKey(_) | KeysError::File(_) => StatusCode::UNPROCESSABLE_ENTITY,
             KeysError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             KeysError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            KeysError::BadBody(status, _) => *status,
         }
     }
 }
@@ -384,10 +388,10 @@ fn answer(result: Result<KeysView, KeysError>) -> Response {
     }
 }
 
-/// A JSON body, or the error answer that says what was expected.
-fn body<T>(body: Result<Json<T>, JsonRejection>, example: &str) -> Result<T, Response> {
+/// A JSON body, or the error that says what was expected.
+fn body<T>(body: Result<Json<T>, JsonRejection>, example: &str) -> Result<T, KeysError> {
     body.map(|Json(value)| value).map_err(|rejection| {
-        error_answer(
+        KeysError::BadBody(
             rejection.status(),
             format!("{}; expected e.g. {example}", rejection.body_text()),
         )
@@ -420,7 +424,7 @@ pub(crate) async fn install(
 ) -> Response {
     let given = match body(given, r#"{"key":"<64 hex digits>"}"#) {
         Ok(given) => given,
-        Err(refused) => return refused,
+        Err(refused) => return answer(Err(refused)),
     };
     let secret = match Secret::from_hex(&given.key) {
         Ok(secret) => secret,
@@ -440,7 +444,7 @@ pub(crate) async fn use_key(
                 .change(&api.node, Change::Use(given.fingerprint))
                 .await,
         ),
-        Err(refused) => refused,
+        Err(refused) => answer(Err(refused)),
     }
 }
 
@@ -456,7 +460,7 @@ pub(crate) async fn remove(
                 .change(&api.node, Change::Remove(given.fingerprint))
                 .await,
         ),
-        Err(refused) => refused,
+        Err(refused) => answer(Err(refused)),
     }
 }
 
