@@ -438,14 +438,7 @@ pub(crate) async fn use_key(
     State(api): State<Api>,
     given: Result<Json<FingerprintBody>, JsonRejection>,
 ) -> Response {
-    match body(given, r#"{"fingerprint":"<16 hex digits>"}"#) {
-        Ok(given) => answer(
-            api.keys
-                .change(&api.node, Change::Use(given.fingerprint))
-                .await,
-        ),
-        Err(refused) => answer(Err(refused)),
-    }
+    by_fingerprint(&api, given, Change::Use).await
 }
 
 /// `POST /v1/keys/remove` with `{"fingerprint": "..."}`: this member drops it
@@ -454,14 +447,19 @@ pub(crate) async fn remove(
     State(api): State<Api>,
     given: Result<Json<FingerprintBody>, JsonRejection>,
 ) -> Response {
-    match body(given, r#"{"fingerprint":"<16 hex digits>"}"#) {
-        Ok(given) => answer(
-            api.keys
-                .change(&api.node, Change::Remove(given.fingerprint))
-                .await,
-        ),
-        Err(refused) => answer(Err(refused)),
-    }
+    by_fingerprint(&api, given, Change::Remove).await
+}
+
+async fn by_fingerprint(
+    api: &Api,
+    given: Result<Json<FingerprintBody>, JsonRejection>,
+    change: fn(Fingerprint) -> Change,
+) -> Response {
+    let result = match body(given, r#"{"fingerprint":"<16 hex digits>"}"#) {
+        Ok(given) => api.keys.change(&api.node, change(given.fingerprint)).await,
+        Err(refused) => Err(refused),
+    };
+    answer(result)
 }
 
 /// `POST /v1/keys/reload?force=true|false` query.
