@@ -116,7 +116,8 @@ pub(crate) struct Settings {
     #[arg(long, env = "BEETHOVEN_CLUSTER")]
     pub(crate) cluster: Option<String>,
     /// File of hex keys, one per line: the first seals, all open. Re-read on
-    /// SIGHUP and on `POST /v1/keys/reload`.
+    /// SIGHUP and on `POST /v1/keys/reload`; rewritten (atomically) when keys
+    /// are installed, used or removed over HTTP (`beethoven keys`).
     #[arg(long, env = "BEETHOVEN_KEY_FILE", value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
     /// Serve the HTTP API, metrics and status page here (off by default), e.g.

@@ -1,5 +1,6 @@
 //! The HTTP API (off unless `--http` is given): members, health, Prometheus
-//! metrics, tags (read and replaced live), leave, key reload, the event stream
+//! metrics, tags (read and replaced live), leave, keys (this member's: list by
+//! fingerprint, install, use, remove, reload; see [`keys_cluster`]), the event stream
 //! (`/v1/events`, NDJSON: see [`events`](crate::events)), and the status page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //!
 //! The agent named by `--http` gives the online members; each member's
 //! `beethoven.http` tag says where its API answers (see
-//! [`keys_cluster`](crate::keys_cluster)). Every member is asked in turn, with
+//! [`keys_cluster`]). Every member is asked in turn, with
 //! this command's token and CA (one for the cluster), and each answer is
 //! reported on its own line: a member that fails does not stop the others.
 //! A member whose API does not answer is judged by its `beethoven.keys` tag.

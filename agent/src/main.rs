@@ -7,6 +7,7 @@
 //! beethoven members --http 127.0.0.1:8946
 //! beethoven monitor --http 127.0.0.1:8946
 //! beethoven tags set --http 127.0.0.1:8946 role=db zone=eu-1
+//! beethoven keys list --http 127.0.0.1:8946   # agents started with --key-file
 //! ```
 //!
 //! Settings come from flags, `BEETHOVEN_*` environment variables and a TOML
