@@ -481,6 +481,64 @@ mod tests {
         assert!(member_url(&none).is_err_and(|why| why.contains("publishes no HTTP API")));
     }
 
+    fn key(digit: char) -> Fingerprint {
+        digit.to_string().repeat(16).parse().expect("hex digits")
+    }
+
+    /// A member that answered with `keys` (primary first), or, with none, one
+    /// whose API did not answer and whose tags say nothing.
+    fn member(name: &str, keys: &[char]) -> Member {
+        let fingerprints: Vec<Fingerprint> = keys.iter().map(|&digit| key(digit)).collect();
+        let answer = if fingerprints.is_empty() {
+            Err("no answer".to_owned())
+        } else {
+            Ok(KeysView {
+                name: name.to_owned(),
+                primary: fingerprints.first().cloned(),
+                keys: fingerprints.len(),
+                fingerprints,
+                file: None,
+                changed: false,
+            })
+        };
+        Member {
+            name: name.to_owned(),
+            url: Ok(String::new()),
+            answer,
+            tag: None,
+        }
+    }
+
+    #[test]
+    fn use_needs_every_member_to_hold_the_key_and_remove_no_member_to_seal_with_it() {
+        let survey = Survey {
+            members: vec![member("a", &['1', '2']), member("b", &['1'])],
+        };
+        let refused = refusal(&survey, &key('2'), "use").expect("b lacks it");
+        assert!(
+            refused.contains("b do not hold it (b could not read a)"),
+            "{refused}"
+        );
+        assert_eq!(refusal(&survey, &key('1'), "use"), None);
+        assert_eq!(refusal(&survey, &key('2'), "remove"), None);
+        let refused = refusal(&survey, &key('1'), "remove").expect("a primary");
+        assert!(refused.contains("it is the primary of a, b"), "{refused}");
+    }
+
+    #[test]
+    fn a_member_whose_keys_are_unknown_stops_a_use_or_remove() {
+        let survey = Survey {
+            members: vec![member("a", &['1', '2']), member("silent", &[])],
+        };
+        for verb in ["use", "remove"] {
+            let refused = refusal(&survey, &key('2'), verb).expect("unknown keys");
+            assert!(
+                refused.contains("the keys of silent are unknown"),
+                "{refused}"
+            );
+        }
+    }
+
     #[test]
     fn a_key_or_its_fingerprint_names_it() {
         let secret = Secret::from_hex(&"cd".repeat(32)).expect("valid");

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -211,6 +212,9 @@ pub(crate) struct ClusterKeys {
     ring: Mutex<Option<Ring>>,
     /// `beethoven.http`, when the HTTP API is on.
     api_url: Option<String>,
+    /// Whether the last attempt to publish failed (warned once per streak,
+    /// not every tick).
+    publish_failed: AtomicBool,
 }
 
 impl ClusterKeys {
@@ -220,6 +224,7 @@ impl ClusterKeys {
             file,
             ring: Mutex::new(ring),
             api_url,
+            publish_failed: AtomicBool::new(false),
         }
     }
 
@@ -253,10 +258,20 @@ impl ClusterKeys {
     pub(crate) async fn publish(&self, node: &Handle) {
         let tags = node.tags();
         let wanted = self.with_reserved(&tags).await;
-        if wanted != tags
-            && let Err(error) = node.set_tags(wanted).await
-        {
-            warn!(%error, "cannot publish this node's API address and key fingerprints in its tags");
+        if wanted == tags {
+            return;
+        }
+        match node.set_tags(wanted).await {
+            Ok(()) => {
+                if self.publish_failed.swap(false, Ordering::Relaxed) {
+                    info!("this node's API address and key fingerprints are published again");
+                }
+            }
+            Err(error) => {
+                if !self.publish_failed.swap(true, Ordering::Relaxed) {
+                    warn!(%error, "cannot publish this node's API address and key fingerprints in its tags (`beethoven keys` will not reach it; fewer or smaller tags make room)");
+                }
+            }
         }
     }
 
