@@ -8,7 +8,7 @@
 //! - `beethoven.http`: where its HTTP API answers (`http://10.0.0.7:7947`, or
 //!   `https://` with TLS), so `beethoven keys` can reach every member. A
 //!   wildcard listener publishes the node's advertised IP.
-//! - `beethoven.keys`: the fingerprints of the keys it holds, the primary first.
+//! - `beethoven.keys`: the fingerprints of the keys it holds, space-separated, the primary first.
 //!   Every member thus knows what the others hold, which is how a reload that
 //!   would cut this node off is refused without asking anyone.
 //!
@@ -38,7 +38,7 @@ use crate::keys::{self, Fingerprint, Ring, RingError, Secret};
 
 /// The tag holding a member's HTTP API address.
 pub(crate) const HTTP_TAG: &str = "beethoven.http";
-/// The tag holding a member's key fingerprints, the primary first.
+/// The tag holding a member's key fingerprints, space-separated, the primary first.
 pub(crate) const KEYS_TAG: &str = "beethoven.keys";
 /// Tags under this prefix are the agent's own; others set there are dropped.
 pub(crate) const RESERVED_PREFIX: &str = "beethoven.";
@@ -63,7 +63,7 @@ impl MemberKeys {
     /// What a member's `beethoven.keys` tag says, if it is well formed.
     pub(crate) fn from_tag(name: &str, value: &str) -> Option<Self> {
         let keys: Vec<Fingerprint> = value
-            .split(',')
+            .split(' ')
             .map(str::parse)
             .collect::<Result<_, _>>()
             .ok()?;
@@ -249,7 +249,7 @@ impl ClusterKeys {
             .iter()
             .map(ToString::to_string)
             .collect();
-        map.insert(KEYS_TAG.to_owned(), fingerprints.join(","));
+        map.insert(KEYS_TAG.to_owned(), fingerprints.join(" "));
         Tags::from(map)
     }
 
@@ -540,11 +540,11 @@ mod tests {
 
     #[test]
     fn the_keys_tag_reads_back_primary_first_and_a_bad_one_is_ignored() {
-        let tag = format!("{},{}", fingerprint('a'), fingerprint('b'));
+        let tag = format!("{} {}", fingerprint('a'), fingerprint('b'));
         let read = MemberKeys::from_tag("n", &tag).expect("well formed");
         assert_eq!(read, member("n", &['a', 'b']));
         assert_eq!(MemberKeys::from_tag("n", ""), None);
-        assert_eq!(MemberKeys::from_tag("n", "zz,aa"), None);
+        assert_eq!(MemberKeys::from_tag("n", "zz aa"), None);
     }
 
     #[test]
