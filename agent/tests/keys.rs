@@ -250,3 +250,53 @@ fn generated_keys_are_fresh_and_an_agent_without_keys_installs_none() {
     let tags = &keyless.members()[0]["tags"];
     assert_eq!(tags, &serde_json::json!({}));
 }
+
+#[test]
+fn bad_key_requests_get_a_4xx_naming_what_is_wrong_and_change_nothing() {
+    let dir = Scratch::new("keys-bad");
+    let file = dir.file("a.keys", &format!("{KEY_A}\n"));
+    let agent = Agent::start("bad-keys", &["--key-file", path_str(&file)]);
+    let cases: [(&str, &str, u16, &str); 6] = [
+        (
+            "/v1/keys/install",
+            r#"{"key":"zz"}"#,
+            422,
+            "bad key: a key is hex digits only",
+        ),
+        (
+            "/v1/keys/install",
+            r#"{"kee":"00"}"#,
+            422,
+            "unknown field `kee`, expected `key`",
+        ),
+        ("/v1/keys/install", "{", 400, "expected e.g."),
+        (
+            "/v1/keys/use",
+            r#"{"fingerprint":"0000000000000000"}"#,
+            409,
+            "does not hold key 0000000000000000",
+        ),
+        (
+            "/v1/keys/use",
+            r#"{"fingerprint":"xyz"}"#,
+            422,
+            "`xyz` is not a key fingerprint",
+        ),
+        (
+            "/v1/keys/remove",
+            r#"{"fingerprint":"0000000000000000"}"#,
+            200,
+            "\"changed\":false",
+        ),
+    ];
+    for (path, body, status, message) in cases {
+        let (got, answer) = agent.post_json(path, body);
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(answer.contains(message), "{path} {body}: {answer}");
+    }
+    let (status, answer) = agent.post("/v1/keys/reload?force=maybe");
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(own_keys(&agent)["keys"], 1);
+    let text = std::fs::read_to_string(&file).expect("the key file");
+    assert_eq!(text, format!("{KEY_A}\n"), "never rewritten");
+}
