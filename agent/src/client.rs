@@ -28,6 +28,10 @@ pub(crate) struct Agent {
     /// Longest wait for the agent's answer (`monitor`: for it to start answering).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub(crate) timeout: crate::config::HumanDuration,
+    /// PEM file of the CA (or self-signed certificate) that signed the
+    /// agents' TLS certificates: speak HTTPS, trusting it only.
+    #[arg(long, env = "BEETHOVEN_HTTP_CA", value_name = "FILE")]
+    pub(crate) http_ca: Option<std::path::PathBuf>,
 }
 
 impl Agent {
@@ -40,16 +44,33 @@ impl Agent {
         Ok(token.map(|token| token.bearer()))
     }
 
-    /// The HTTP agent of one command: its timeouts, 4xx and 5xx as answers.
-    fn client(&self, whole_answer: bool) -> ureq::Agent {
+    /// The HTTP agent of one command: its timeouts, 4xx and 5xx as answers,
+    /// and the CA it trusts when `--http-ca` is given.
+    fn client(&self, whole_answer: bool) -> Result<ureq::Agent, AgentError> {
         let wait = Some(self.timeout.0);
-        ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(wait)
             .timeout_recv_response(wait)
-            .timeout_global(if whole_answer { wait } else { None })
-            .build()
-            .new_agent()
+            .timeout_global(if whole_answer { wait } else { None });
+        if let Some(path) = &self.http_ca {
+            config = config.tls_config(crate::tls::client_config(path)?);
+        }
+        Ok(config.build().new_agent())
+    }
+
+    /// The URL of `path` on the agent: `--http` may carry its scheme
+    /// (`https://10.0.0.7:7947`); without one, HTTPS when a CA is given.
+    pub(crate) fn url(&self, path: &str) -> String {
+        if self.http.contains("://") {
+            return format!("{}{path}", self.http.trim_end_matches('/'));
+        }
+        let scheme = if self.http_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.http)
     }
 }
 
@@ -125,12 +146,12 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), AgentError> {
     } else {
         "/v1/events"
     };
-    let url = format!("http://{}{path}", args.agent.http);
+    let url = args.agent.url(path);
     let failed = |reason: String| AgentError::Client {
         url: url.clone(),
         reason,
     };
-    let mut get = args.agent.client(false).get(&url);
+    let mut get = args.agent.client(false)?.get(&url);
     if let Some(value) = args.agent.authorization()? {
         get = get.header("authorization", value);
     }
@@ -225,17 +246,6 @@ fn query_escape(value: &str) -> String {
         .collect()
 }
 
-/// `beethoven reload-keys`: the agent re-reads its key file.
-pub(crate) fn reload_keys(agent: &Agent) -> Result<(), AgentError> {
-    let answer: serde_json::Value = request(agent, "POST", "/v1/keys/reload", None)?;
-    println!(
-        "reloaded {} key(s) from {}",
-        answer["keys"],
-        answer["file"].as_str().unwrap_or("the key file")
-    );
-    Ok(())
-}
-
 /// The rows as aligned columns.
 fn table(rows: &[TrackerRow]) -> String {
     let header = [
@@ -292,12 +302,23 @@ fn request<T: DeserializeOwned>(
     path: &str,
     json: Option<&str>,
 ) -> Result<T, AgentError> {
-    let url = format!("http://{}{path}", agent.http);
+    request_url(agent, method, &agent.url(path), json)
+}
+
+/// One request to `url` (another member's API, found in its tags) with the
+/// token and CA of `agent`.
+pub(crate) fn request_url<T: DeserializeOwned>(
+    agent: &Agent,
+    method: &str,
+    url: &str,
+    json: Option<&str>,
+) -> Result<T, AgentError> {
+    let url = url.to_owned();
     let failed = |reason: String| AgentError::Client {
         url: url.clone(),
         reason,
     };
-    let client = agent.client(true);
+    let client = agent.client(true)?;
     let authorization = agent.authorization()?;
     let request = match method {
         "PUT" | "POST" => {

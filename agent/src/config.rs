@@ -117,7 +117,8 @@ pub(crate) struct Settings {
     #[arg(long, env = "BEETHOVEN_CLUSTER")]
     pub(crate) cluster: Option<String>,
     /// File of hex keys, one per line: the first seals, all open. Re-read on
-    /// SIGHUP and on `POST /v1/keys/reload`.
+    /// SIGHUP and on `POST /v1/keys/reload`; rewritten (atomically) when keys
+    /// are installed, used or removed over HTTP (`beethoven keys`).
     #[arg(long, env = "BEETHOVEN_KEY_FILE", value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
     /// Serve the HTTP API, metrics and status page here (off by default), e.g.
@@ -134,6 +135,12 @@ pub(crate) struct Settings {
     #[arg(long, env = "BEETHOVEN_HTTP_ALLOW_NO_TOKEN")]
     #[serde(default)]
     pub(crate) http_allow_no_token: bool,
+    /// PEM certificate chain: serve the HTTP API over TLS (with --http-tls-key).
+    #[arg(long, env = "BEETHOVEN_HTTP_TLS_CERT", value_name = "FILE")]
+    pub(crate) http_tls_cert: Option<PathBuf>,
+    /// PEM private key of --http-tls-cert.
+    #[arg(long, env = "BEETHOVEN_HTTP_TLS_KEY", value_name = "FILE")]
+    pub(crate) http_tls_key: Option<PathBuf>,
     /// Log filter, e.g. `info` or `beethoven_core=debug` [default: RUST_LOG, else info].
     #[arg(long, env = "BEETHOVEN_LOG_LEVEL", value_name = "FILTER")]
     pub(crate) log_level: Option<String>,
@@ -210,6 +217,8 @@ impl Settings {
             http: self.http.or(lower.http),
             http_token_file: self.http_token_file.or(lower.http_token_file),
             http_allow_no_token: self.http_allow_no_token || lower.http_allow_no_token,
+            http_tls_cert: self.http_tls_cert.or(lower.http_tls_cert),
+            http_tls_key: self.http_tls_key.or(lower.http_tls_key),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
             events: self.events.or(lower.events),

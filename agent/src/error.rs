@@ -96,6 +96,12 @@ pub(crate) enum AgentError {
     BadHandlerSpec { spec: String, reason: String },
     #[error("event handler {}: {reason}", program.display())]
     BadHandler { program: PathBuf, reason: String },
+    /// TLS settings that cannot be used (a file, a key that does not match).
+    #[error("{0}")]
+    Tls(String),
+    /// A cluster-wide key command refused, or not applied on every member.
+    #[error("{0}")]
+    Keys(String),
 }
 
 impl AgentError {
@@ -116,12 +122,15 @@ impl AgentError {
             | AgentError::Token(_)
             | AgentError::HttpNoToken { .. }
             | AgentError::BadHandlerSpec { .. }
-            | AgentError::BadHandler { .. } => exit::CONFIG,
+            | AgentError::BadHandler { .. }
+            | AgentError::Tls(_) => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
             AgentError::Start(_) | AgentError::HttpBind { .. } | AgentError::Runtime { .. } => {
                 exit::START
             }
-            AgentError::Client { .. } | AgentError::Refused { .. } => exit::CLIENT,
+            AgentError::Client { .. } | AgentError::Refused { .. } | AgentError::Keys(_) => {
+                exit::CLIENT
+            }
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The HTTP API (off unless `--http` is given): members, health, Prometheus
-//! metrics, tags (read and replaced live), leave, key reload, the event stream
+//! metrics, tags (read and replaced live), leave, keys (this member's: list by
+//! fingerprint, install, use, remove, reload; see [`keys_cluster`]), the event stream
 //! (`/v1/events`, NDJSON: see [`events`](crate::events)), and the status page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -27,13 +27,15 @@ use tracing::{info, warn};
 use crate::auth::Guard;
 use crate::events::EventLines;
 use crate::handlers::HandlerCounts;
-use crate::{keys, metrics, tags};
+use crate::keys_cluster::{self, ClusterKeys};
+use crate::{metrics, tags};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub(crate) struct Api {
     pub(crate) node: Handle,
-    pub(crate) key_file: Option<PathBuf>,
+    /// The key ring, its file, and the tags that publish them.
+    pub(crate) keys: Arc<ClusterKeys>,
     /// Tells the agent to stop (after a leave asked over HTTP).
     pub(crate) stop: mpsc::Sender<()>,
     /// The node's event lines, for `/v1/events`.
@@ -51,7 +53,12 @@ pub(crate) fn router(api: Api, guard: Guard) -> Router {
         .route("/v1/tags", get(own_tags).put(set_tags))
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
-        .route("/v1/keys/reload", post(reload_keys))
+        // Keys: this member's (`keys_cluster.rs`); `beethoven keys` calls every member.
+        .route("/v1/keys", get(keys_cluster::own_keys))
+        .route("/v1/keys/install", post(keys_cluster::install))
+        .route("/v1/keys/use", post(keys_cluster::use_key))
+        .route("/v1/keys/remove", post(keys_cluster::remove))
+        .route("/v1/keys/reload", post(keys_cluster::reload))
         .route("/v1/events", get(event_stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -91,14 +98,14 @@ async fn door(
 }
 
 /// An error answer: `status` with `{"error": message}`.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /v1/events, /metrics, PUT /v1/tags, POST /v1/leave, POST /v1/keys/reload",
+        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /v1/events, /metrics, PUT /v1/tags, POST /v1/leave, GET /v1/keys, POST /v1/keys/install|use|remove|reload",
     )
 }
 
@@ -216,9 +223,9 @@ async fn event_stream(
         .into_response()
 }
 
-/// `GET /v1/tags`: this node's tags.
+/// `GET /v1/tags`: this node's tags, but for the agent's own (`beethoven.*`).
 async fn own_tags(State(api): State<Api>) -> Response {
-    Json(api.node.tags()).into_response()
+    Json(keys_cluster::without_reserved(&api.node.tags())).into_response()
 }
 
 /// `PUT /v1/tags` with a JSON object of strings: replaces this node's tags.
@@ -242,10 +249,12 @@ async fn set_tags(
         Ok(tags) => tags,
         Err(bad) => return error(StatusCode::UNPROCESSABLE_ENTITY, bad.to_string()),
     };
+    // The agent's own tags (`beethoven.*`) stay as the agent has them.
+    let tags = api.keys.with_reserved(&tags).await;
     match api.node.set_tags(tags.clone()).await {
         Ok(()) => {
             info!(%tags, "tags set over HTTP");
-            Json(tags).into_response()
+            Json(keys_cluster::without_reserved(&tags)).into_response()
         }
         Err(CommandError::Tags(limit)) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -301,20 +310,5 @@ async fn leave(State(api): State<Api>) -> Response {
             error(StatusCode::CONFLICT, "this node has left already")
         }
         Err(other) => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
-    }
-}
-
-async fn reload_keys(State(api): State<Api>) -> Response {
-    let Some(path) = &api.key_file else {
-        return error(
-            StatusCode::CONFLICT,
-            "this agent runs without keys: start it with --key-file to reload one",
-        );
-    };
-    match keys::reload(&api.node, path) {
-        Ok(count) => {
-            Json(json!({ "keys": count, "file": path.display().to_string() })).into_response()
-        }
-        Err(bad) => error(StatusCode::UNPROCESSABLE_ENTITY, bad.to_string()),
     }
 }

@@ -7,6 +7,7 @@
 //! beethoven members --http 127.0.0.1:8946
 //! beethoven monitor --http 127.0.0.1:8946
 //! beethoven tags set --http 127.0.0.1:8946 role=db zone=eu-1
+//! beethoven keys list --http 127.0.0.1:8946   # agents started with --key-file
 //! ```
 //!
 //! Settings come from flags, `BEETHOVEN_*` environment variables and a TOML
@@ -24,10 +25,13 @@ mod events;
 mod handlers;
 mod http;
 mod keys;
+mod keys_client;
+mod keys_cluster;
 mod logging;
 mod metrics;
 mod run;
 mod tags;
+mod tls;
 mod warnings;
 
 use std::process::ExitCode;
@@ -64,8 +68,13 @@ enum Command {
     /// Follow a running agent's events (`GET /v1/events`, needs the agent's
     /// --http): one JSON object per line, until its node stops.
     Monitor(client::MonitorArgs),
-    /// Ask a running agent to re-read its key file.
-    ReloadKeys(client::Agent),
+    /// Ask a running agent to re-read its key file (refused when its keys
+    /// would cut it off from an online member, unless --force).
+    ReloadKeys(keys_client::ReloadArgs),
+    /// Cluster-wide keys: generate one, list who holds which, install, use
+    /// or remove one on every member (over each member's HTTP API).
+    #[command(subcommand)]
+    Keys(keys_client::KeysCommand),
     /// Change a running agent's tags (needs the agent's --http).
     #[command(subcommand)]
     Tags(client::TagsCommand),
@@ -88,7 +97,8 @@ fn main() -> ExitCode {
         Command::Agent(flags) => agent(*flags),
         Command::Members(args) => client::members(&args).map(|()| exit::OK),
         Command::Monitor(args) => client::monitor(&args).map(|()| exit::OK),
-        Command::ReloadKeys(agent) => client::reload_keys(&agent).map(|()| exit::OK),
+        Command::ReloadKeys(args) => keys_client::reload(&args).map(|()| exit::OK),
+        Command::Keys(command) => keys_client::run(&command).map(|()| exit::OK),
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
     };
     match result {

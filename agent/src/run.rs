@@ -19,6 +19,7 @@ use crate::events::EventLines;
 use crate::handlers::{self, HandlerCounts};
 use crate::http::{self, Api};
 use crate::keys;
+use crate::keys_cluster::{self, ClusterKeys};
 use crate::warnings::Warnings;
 
 /// How often the agent checks the node's counters for warnings.
@@ -69,9 +70,20 @@ fn http_guard(settings: &Settings, addr: std::net::SocketAddr) -> Result<Guard, 
 pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let name = settings.node_name()?;
     let mut config = settings.protocol(seed_from_clock())?;
-    if let Some(path) = &settings.key_file {
-        config.keys = Some(keys::read(path)?);
-    }
+    let ring = match &settings.key_file {
+        Some(path) => Some(keys::read(path)?),
+        None => None,
+    };
+    config.keys = ring.as_ref().map(keys::Ring::key_ring);
+    let tls = match (&settings.http_tls_cert, &settings.http_tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key).await?),
+        (None, None) => None,
+        _ => {
+            return Err(AgentError::Tls(
+                "TLS for the HTTP API needs both --http-tls-cert and --http-tls-key".to_owned(),
+            ));
+        }
+    };
     let seeds = settings.parsed_seeds()?;
     let tags = settings.parsed_tags()?;
     let handler_specs = settings.handlers()?;
@@ -121,12 +133,18 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     if settings.events.is_some() {
         tokio::spawn(print_events(Arc::clone(&lines)));
     }
+    let api_url = listener
+        .as_ref()
+        .and_then(|(listener, _)| listener.local_addr().ok())
+        .map(|addr| keys_cluster::api_url(addr, node.advertised_addr(), tls.is_some()));
+    let cluster_keys = Arc::new(ClusterKeys::new(settings.key_file.clone(), ring, api_url));
+    cluster_keys.publish(&node).await;
     let http_addr = match listener.map(|(listener, guard)| (listener, guard, Arc::clone(&lines))) {
         Some((listener, guard, events)) => {
             let addr = listener.local_addr().ok();
             let api = Api {
                 node: node.clone(),
-                key_file: settings.key_file.clone(),
+                keys: Arc::clone(&cluster_keys),
                 stop,
                 events,
                 handlers: handler_counts,
@@ -134,7 +152,11 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             tokio::spawn(async move {
                 let app = http::router(api, guard)
                     .into_make_service_with_connect_info::<std::net::SocketAddr>();
-                if let Err(error) = axum::serve(listener, app).await {
+                let served = match tls {
+                    Some(tls) => crate::tls::serve(listener, tls, app).await,
+                    None => axum::serve(listener, app).await,
+                };
+                if let Err(error) = served {
                     error!(%error, "the HTTP API stopped");
                 }
             });
@@ -169,6 +191,8 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             },
             _ = tick.tick() => {
                 warnings.check(Instant::now(), &node);
+                // Puts back the reserved tags if a tag change dropped them.
+                cluster_keys.publish(&node).await;
                 // Also when the stream lost the `NameLost` update to lag.
                 if node.name_taken_by().is_some() {
                     break Ending::NameLost;
@@ -176,7 +200,9 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
             }
             _ = sigterm.recv() => break Ending::Signal("SIGTERM"),
             _ = sigint.recv() => break Ending::Signal("SIGINT"),
-            _ = sighup.recv() => reload(&node, &settings),
+            _ = sighup.recv() => {
+                tokio::spawn(keys_cluster::reload_on_signal(node.clone(), Arc::clone(&cluster_keys)));
+            }
             // `None` (the HTTP server ended) disables this branch: no leave.
             Some(()) = stop_asked.recv() => break Ending::LeaveOverHttp,
         }
@@ -205,18 +231,6 @@ fn print_events(lines: Arc<EventLines>) -> impl Future<Output = ()> {
             }
             next = reader.next().await;
         }
-    }
-}
-
-/// SIGHUP: re-read the key file; a bad file keeps the keys in use.
-fn reload(node: &Handle, settings: &Settings) {
-    match &settings.key_file {
-        Some(path) => {
-            if let Err(error) = keys::reload(node, path) {
-                error!(%error, "keys not reloaded; the node keeps its keys");
-            }
-        }
-        None => warn!("SIGHUP: no key file to reload (start with --key-file)"),
     }
 }
 

@@ -276,6 +276,17 @@ impl Agent {
         )
     }
 
+    /// `POST path` with a JSON `body`: (status, body).
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        request(
+            self.http,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
     /// The members this agent serves, as JSON rows.
     pub fn members(&self) -> Vec<serde_json::Value> {
         let (status, body) = self.get("/v1/members");
