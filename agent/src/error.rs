@@ -54,6 +54,12 @@ pub(crate) enum AgentError {
     ConfigParse { path: PathBuf, message: String },
     #[error("no node name: give --name, BEETHOVEN_NAME or `name` in the config file")]
     MissingName,
+    #[error("bad environment variable {variable}=`{value}`: {reason}")]
+    BadEnvironment {
+        variable: String,
+        value: String,
+        reason: String,
+    },
     #[error("bad node name `{name}`: {reason}")]
     BadName { name: String, reason: String },
     #[error("bad cluster name `{cluster}`: {reason}")]
@@ -74,6 +80,8 @@ pub(crate) enum AgentError {
     Protocol(String),
     #[error(transparent)]
     Start(StartError),
+    #[error("cannot use the data folder {}: {source}", path.display())]
+    DataDir { path: PathBuf, source: io::Error },
     #[error("cannot bind the HTTP listener at {addr}: {source}")]
     HttpBind { addr: SocketAddr, source: io::Error },
     #[error("cannot set up the process (runtime or signal handlers): {source}")]
@@ -101,6 +109,7 @@ impl AgentError {
             AgentError::ConfigRead { .. }
             | AgentError::ConfigParse { .. }
             | AgentError::MissingName
+            | AgentError::BadEnvironment { .. }
             | AgentError::BadName { .. }
             | AgentError::BadCluster { .. }
             | AgentError::BadLogLevel { .. }
@@ -112,9 +121,10 @@ impl AgentError {
             | AgentError::Token(_)
             | AgentError::HttpNoToken { .. } => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
-            AgentError::Start(_) | AgentError::HttpBind { .. } | AgentError::Runtime { .. } => {
-                exit::START
-            }
+            AgentError::Start(_)
+            | AgentError::HttpBind { .. }
+            | AgentError::DataDir { .. }
+            | AgentError::Runtime { .. } => exit::START,
             AgentError::Client { .. } | AgentError::Refused { .. } => exit::CLIENT,
         }
     }

@@ -19,6 +19,7 @@
 mod auth;
 mod client;
 mod config;
+mod data_dir;
 mod error;
 mod events;
 mod http;
@@ -26,12 +27,14 @@ mod keys;
 mod logging;
 mod metrics;
 mod run;
+mod seed_names;
 mod tags;
 mod warnings;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::error::{AgentError, exit};
@@ -74,6 +77,9 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(usage) => {
+            if let Some(error) = environment_error(&usage) {
+                return fail(&error);
+            }
             // `--help` and `--version` are answers on stdout; the rest are errors.
             let _ = usage.print();
             return exit_code(if usage.use_stderr() {
@@ -92,14 +98,59 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => exit_code(code),
-        Err(error) => {
-            #[allow(clippy::print_stderr)] // the one place errors reach the operator
-            {
-                eprintln!("beethoven: {error}");
-            }
-            exit_code(error.exit_code())
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Writes the error for the operator and returns its exit status.
+fn fail(error: &AgentError) -> ExitCode {
+    #[allow(clippy::print_stderr)] // the one place errors reach the operator
+    {
+        eprintln!("beethoven: {error}");
+    }
+    exit_code(error.exit_code())
+}
+
+/// A bad value that came from a `BEETHOVEN_*` variable rather than the command
+/// line: clap reports it as the flag's, so it is named here as the variable's
+/// (a configuration error, not a usage error).
+fn environment_error(usage: &clap::Error) -> Option<AgentError> {
+    if !matches!(
+        usage.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = usage.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--probe-interval <DURATION>`: the flag is the first word.
+    let flag = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let command_line: Vec<String> = std::env::args().skip(1).collect();
+    let given_as_flag = command_line
+        .iter()
+        .any(|arg| arg == &format!("--{flag}") || arg.starts_with(&format!("--{flag}=")));
+    if given_as_flag {
+        return None;
+    }
+    let cli = Cli::command();
+    let variable = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .find(|arg| arg.get_long() == Some(flag))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    let value = std::env::var(&variable).ok()?;
+    let reason = std::error::Error::source(usage).map_or_else(
+        || format!("not a valid value for --{flag}"),
+        ToString::to_string,
+    );
+    Some(AgentError::BadEnvironment {
+        variable,
+        value,
+        reason,
+    })
 }
 
 /// Merges the sources, sets up logging, and runs the agent on tokio.

@@ -158,8 +158,27 @@ fn an_unknown_config_key_or_bad_duration_is_named() {
                 .args(["agent", "--name", "a"])
                 .env("BEETHOVEN_LEAVE_TIMEOUT", "soon"),
         ),
+        4,
+        "bad environment variable BEETHOVEN_LEAVE_TIMEOUT=`soon`: bad duration `soon`",
+    );
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--name", "a"])
+                .env("BEETHOVEN_PROBE_INTERVAL", "fast"),
+        ),
+        4,
+        "BEETHOVEN_PROBE_INTERVAL",
+    );
+    // The flag wins over the variable, and a bad flag is a usage error.
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--name", "a", "--probe-interval=fast"])
+                .env("BEETHOVEN_PROBE_INTERVAL", "1s"),
+        ),
         2,
-        "bad duration `soon`",
+        "invalid value 'fast' for '--probe-interval <DURATION>'",
     );
     let missing = dir.0.join("missing.toml");
     fails(
@@ -176,6 +195,11 @@ fn an_unknown_config_key_or_bad_duration_is_named() {
         &agent(&["--name", "a", "--log-level", "a=b=c"]),
         4,
         "bad log level `a=b=c`",
+    );
+    fails(
+        &agent(&["--name", "a", "--log-level", "verbose"]),
+        4,
+        "unknown level `verbose`: expected one of trace, debug, info, warn, error, off",
     );
 }
 
