@@ -71,7 +71,7 @@ use timer::{Timer, Timers};
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
-pub use membership::{NewNodeError, SetTagsError};
+pub use membership::{ForceLeaveError, NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 
