@@ -1,5 +1,6 @@
 //! The HTTP API (off unless `--http` is given): members, health, Prometheus
-//! metrics, tags (read and replaced live), leave, key reload, the event stream
+//! metrics, tags (read and replaced live), leave, key reload, the operator's
+//! verbs (info, join, force-leave, tag merge and delete: [`verbs`]), the event stream
 //! (`/v1/events`, NDJSON: see [`events`](crate::events)), and the status page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
 use std::collections::BTreeMap;
@@ -16,9 +17,9 @@ use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TagQuery, TrackerRow};
+use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TrackerRow};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -26,7 +27,8 @@ use tracing::{info, warn};
 
 use crate::auth::Guard;
 use crate::events::EventLines;
-use crate::{keys, metrics, tags};
+use crate::member_filter::MemberFilter;
+use crate::{keys, metrics, tags, verbs};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -37,6 +39,10 @@ pub(crate) struct Api {
     pub(crate) stop: mpsc::Sender<()>,
     /// The node's event lines, for `/v1/events`.
     pub(crate) events: Arc<EventLines>,
+    /// The cluster's name, for `/v1/info`.
+    pub(crate) cluster: String,
+    /// When the agent started, for `/v1/info`'s uptime.
+    pub(crate) started: std::time::Instant,
 }
 
 /// The routes.
@@ -45,7 +51,14 @@ pub(crate) fn router(api: Api, guard: Guard) -> Router {
         .route("/", get(status_page))
         .route("/v1/members", get(members))
         .route("/v1/health", get(health))
-        .route("/v1/tags", get(own_tags).put(set_tags))
+        .route(
+            "/v1/tags",
+            get(own_tags).put(set_tags).patch(verbs::merge_tags),
+        )
+        .route("/v1/tags/{key}", delete(verbs::delete_tag))
+        .route("/v1/info", get(verbs::info))
+        .route("/v1/join", post(verbs::join))
+        .route("/v1/force-leave", post(verbs::force_leave))
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
         .route("/v1/keys/reload", post(reload_keys))
@@ -88,14 +101,14 @@ async fn door(
 }
 
 /// An error answer: `status` with `{"error": message}`.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /v1/events, /metrics, PUT /v1/tags, POST /v1/leave, POST /v1/keys/reload",
+        "no such endpoint; see /v1/members, /v1/health, /v1/info, /v1/tags, /v1/events, /metrics, PUT or PATCH /v1/tags, DELETE /v1/tags/KEY, POST /v1/join, /v1/force-leave, /v1/leave, /v1/keys/reload",
     )
 }
 
@@ -110,74 +123,25 @@ async fn status_page() -> Html<&'static str> {
     Html(include_str!("status.html"))
 }
 
-/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left&tag=key[=value]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MembersQuery {
-    status: Option<String>,
-    health: Option<String>,
-    /// `key` (members that have it) or `key=value`.
-    tag: Option<String>,
-}
-
+/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left&tag=key[=value]&name=GLOB`,
+/// `tag` repeatable (see [`MemberFilter`]).
 async fn members(
     State(api): State<Api>,
-    query: Result<Query<MembersQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
+    let Query(pairs) = match query {
         Ok(query) => query,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
-    let filters = [
-        (&query.status, &["online", "offline"][..], "status"),
-        (
-            &query.health,
-            &["alive", "suspect", "dead", "left"][..],
-            "health",
-        ),
-    ];
-    for (given, allowed, what) in filters {
-        if let Some(value) = given
-            && !allowed.contains(&value.as_str())
-        {
-            let allowed = allowed.join(", ");
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown {what} `{value}`: expected one of {allowed}"),
-            );
-        }
-    }
-    let tag: Option<TagQuery> = match query.tag.as_deref() {
-        Some("") => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "empty tag filter: expected `tag=key` or `tag=key=value`",
-            );
-        }
-        Some(text) => match text.parse() {
-            Ok(query) => Some(query),
-            Err(never) => match never {},
-        },
-        None => None,
+    let filter = match MemberFilter::from_pairs(pairs) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    // The status filter is separate, so the tag query only looks at tags.
     let rows: Vec<TrackerRow> = api
         .node
         .cluster_nodes()
         .into_iter()
-        .filter(|row| tag.as_ref().is_none_or(|query| query.matches(&row.tags)))
-        .filter(|row| {
-            query
-                .status
-                .as_ref()
-                .is_none_or(|s| s == row.status.as_str())
-        })
-        .filter(|row| {
-            query
-                .health
-                .as_ref()
-                .is_none_or(|h| h == row.health.as_str())
-        })
+        .filter(|row| filter.matches(row))
         .collect();
     Json(rows).into_response()
 }

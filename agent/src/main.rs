@@ -25,10 +25,12 @@ mod events;
 mod http;
 mod keys;
 mod logging;
+mod member_filter;
 mod metrics;
 mod run;
 mod seed_names;
 mod tags;
+mod verbs;
 mod warnings;
 
 use std::process::ExitCode;
@@ -71,6 +73,34 @@ enum Command {
     /// Change a running agent's tags (needs the agent's --http).
     #[command(subcommand)]
     Tags(client::TagsCommand),
+    /// Show a running agent's own facts: name, cluster, address, incarnation,
+    /// mode, member counts, version, uptime, keys.
+    Info {
+        #[command(flatten)]
+        agent: client::Agent,
+        /// Print the JSON answer instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a running agent join (again) through these seeds: `ip:port`,
+    /// `host:port` or `cidr:port`.
+    Join {
+        #[command(flatten)]
+        agent: client::Agent,
+        #[arg(value_name = "SEED", required = true)]
+        seeds: Vec<String>,
+    },
+    /// Mark an offline member left, so it is reported as gone on purpose
+    /// rather than failed (an online or unknown member is refused).
+    ForceLeave {
+        #[command(flatten)]
+        agent: client::Agent,
+        /// The member's name.
+        name: String,
+        /// Also remove it from the agent's member table now.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +125,11 @@ fn main() -> ExitCode {
         Command::Monitor(args) => client::monitor(&args).map(|()| exit::OK),
         Command::ReloadKeys(agent) => client::reload_keys(&agent).map(|()| exit::OK),
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
+        Command::Info { agent, json } => client::info(&agent, json).map(|()| exit::OK),
+        Command::Join { agent, seeds } => client::join(&agent, &seeds).map(|()| exit::OK),
+        Command::ForceLeave { agent, name, prune } => {
+            client::force_leave(&agent, &name, prune).map(|()| exit::OK)
+        }
     };
     match result {
         Ok(code) => exit_code(code),

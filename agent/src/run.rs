@@ -217,6 +217,8 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 key_file: settings.key_file.clone(),
                 stop,
                 events,
+                cluster: settings.cluster_name().to_owned(),
+                started: Instant::now(),
             };
             tokio::spawn(async move {
                 let app = http::router(api, guard)

@@ -312,9 +312,16 @@ fn tags_given_at_start_and_changed_live_reach_the_other_agents_and_filter_member
 
     // The client command replaces n1's tags; n0 and n2 see the change.
     let http1 = agents[1].http.to_string();
-    let set = run(&["tags", "set", "--http", &http1, "role=cache", "tier=hot"]);
+    let set = run(&[
+        "tags",
+        "replace",
+        "--http",
+        &http1,
+        "role=cache",
+        "tier=hot",
+    ]);
     assert_eq!(set.status.code(), Some(0), "{}", support::stderr(&set));
-    assert_eq!(stdout(&set).trim(), "tags set: role=cache,tier=hot");
+    assert_eq!(stdout(&set).trim(), "tags now: role=cache,tier=hot");
     let changed = serde_json::json!({ "role": "cache", "tier": "hot" });
     eventually("n0 and n2 see n1's new tags", || {
         tags_of(&agents[0], "n1") == changed && tags_of(&agents[2], "n1") == changed
