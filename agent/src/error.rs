@@ -22,8 +22,8 @@ pub(crate) mod exit {
     /// The configuration is wrong: config file, environment, name, tags, key
     /// file.
     pub(crate) const CONFIG: i32 = 4;
-    /// The agent could not start: an address would not bind, a seed did not
-    /// resolve.
+    /// The agent could not start: an address would not bind, the data folder
+    /// cannot be made. (A seed name that does not resolve is only a warning.)
     pub(crate) const START: i32 = 5;
 }
 

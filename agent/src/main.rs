@@ -48,7 +48,7 @@ Exit status:
   2  bad command line (unknown flag, bad value)
   3  another live process kept this node's name (the agent stopped without leaving)
   4  bad configuration: config file, environment, name, tags, key file, log level
-  5  could not start: an address would not bind, a seed did not resolve";
+  5  could not start: an address would not bind, the data folder cannot be made";
 
 #[derive(Parser, Debug)]
 #[command(name = "beethoven", version, about = "The Beethoven cluster membership agent", after_help = EXIT_STATUSES)]
