@@ -19,10 +19,13 @@ use tracing::info;
 use crate::http::{Api, error};
 use crate::{keys, seed_names, tags};
 
-/// A JSON body, or the 4xx that says what was expected.
-fn body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, Response> {
+/// A JSON body, or the 4xx (status and message) that says what was expected.
+fn body<T>(
+    body: Result<Json<T>, JsonRejection>,
+    expected: &str,
+) -> Result<T, (StatusCode, String)> {
     body.map(|Json(value)| value).map_err(|rejection| {
-        error(
+        (
             rejection.status(),
             format!("{}; expected {expected}", rejection.body_text()),
         )
@@ -96,7 +99,7 @@ pub(crate) async fn join(
 ) -> Response {
     let given = match body(given, r#"{"seeds": ["ip:port", ...]}"#) {
         Ok(given) => given,
-        Err(answer) => return answer,
+        Err((status, message)) => return error(status, message),
     };
     if given.seeds.is_empty() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "no seed given");
@@ -148,7 +151,7 @@ pub(crate) async fn force_leave(
 ) -> Response {
     let given = match body(given, r#"{"name": "...", "prune": false}"#) {
         Ok(given) => given,
-        Err(answer) => return answer,
+        Err((status, message)) => return error(status, message),
     };
     let name = match NodeName::new(&given.name) {
         Ok(name) => name,
@@ -191,7 +194,7 @@ pub(crate) async fn merge_tags(
 ) -> Response {
     let given = match body(given, r#"a JSON object of strings, e.g. {"role":"db"}"#) {
         Ok(given) => given,
-        Err(answer) => return answer,
+        Err((status, message)) => return error(status, message),
     };
     let mut merged: BTreeMap<String, String> = api
         .node
