@@ -296,3 +296,31 @@ fn with_allow_no_token_the_agent_starts_off_loopback() {
     assert!(started, "the agent started on 0.0.0.0");
     assert!(warned, "with a warning");
 }
+
+#[test]
+fn a_node_paused_until_declared_dead_warns_once_when_it_comes_back() {
+    let a = Agent::start(
+        "a",
+        &["--probe-interval", "200ms", "--suspicion-min", "500ms"],
+    );
+    let b = Agent::start("b", &["--seed", &a.udp.to_string()]);
+    eventually("a sees b", || a.sees_online(2));
+    b.signal("STOP");
+    eventually("a declares b dead", || {
+        a.members()
+            .iter()
+            .any(|row| row["node"] == "b" && row["health"] == "dead")
+    });
+    b.signal("CONT");
+    eventually("b is back online for a", || a.sees_online(2));
+    let warning = "this node was declared dead by the cluster while it was paused or starved (longer than the suspicion timeout); refuting and coming back";
+    eventually("b warns", || b.logged(warning));
+    // A few more gossip rounds: the old news keeps arriving, the warning does not.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let count = b
+        .log()
+        .iter()
+        .filter(|line| line["message"] == warning)
+        .count();
+    assert_eq!(count, 1, "once");
+}

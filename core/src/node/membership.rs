@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::Node;
 use crate::event::{Event, Mode, Op, TrackerEvent};
@@ -299,6 +299,7 @@ impl Node {
             }
             return None;
         }
+        self.warn_if_declared_dead(&row);
         if row.incarnation < self.incarnation {
             // A peer holds an outdated view of this node, likely because the
             // refutation's gossip missed it: announce the current row again, and
@@ -329,6 +330,7 @@ impl Node {
         // in practice; saturating keeps a bug from wrapping to 0.
         self.incarnation = row.incarnation.saturating_add(1);
         self.stats.refutations += 1;
+
         debug!(
             incarnation = self.incarnation,
             refuted = ?row.health,
@@ -346,6 +348,23 @@ impl Node {
             self.send(to, Message::Gossip);
         }
         None
+    }
+
+    /// A node that was paused (or starved) past the suspicion timeout hears
+    /// on resuming that it was declared dead, at its latest incarnation or the
+    /// one just before (it may have refuted a suspicion first). That is logged
+    /// once per death, as a warning: the operator sees why it was offline. A
+    /// restart hearing of its previous life's death has seen no stall: quiet.
+    fn warn_if_declared_dead(&mut self, row: &TrackerRow) {
+        let recent = row.incarnation.saturating_add(1) >= self.incarnation;
+        let new = self.death_warned.is_none_or(|at| row.incarnation > at);
+        if row.health == Health::Dead && recent && new && self.stats.stalls > 0 {
+            self.death_warned = Some(row.incarnation);
+            warn!(
+                incarnation = row.incarnation,
+                "this node was declared dead by the cluster while it was paused or starved (longer than the suspicion timeout); refuting and coming back"
+            );
+        }
     }
 
     /// Writes and spreads this node's own row at its current incarnation.
@@ -907,5 +926,29 @@ mod tests {
         let row = node.tracker().get(&name("peer")).expect("still tracked");
         assert_eq!(row.health, Health::Alive);
         assert!(node.poll_event().is_none(), "nothing changed");
+    }
+
+    #[test]
+    fn a_death_heard_after_a_stall_is_noted_once_and_a_restart_hears_its_old_death_quietly() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        // Never stalled: its own death (a previous life's, after a restart) is
+        // refuted without the warning.
+        let news = packet("peer", 0, Message::Gossip, &[&dead("me", 1, 0)]);
+        node.handle_packet(now, addr(2), &news);
+        assert_eq!(node.death_warned, None);
+        assert_eq!(node.incarnation(), 1);
+        // Asleep for 10 s: the first input after it shows the stall.
+        let woke = now + Duration::from_secs(10);
+        node.handle_timeout(woke);
+        assert_eq!(node.stats().stalls, 1);
+        // The death at the incarnation it held is noted once, however often
+        // the news arrives, including after the refutation raised it.
+        for _ in 0..3 {
+            let news = packet("peer", 0, Message::Gossip, &[&dead("me", 1, 1)]);
+            node.handle_packet(woke, addr(2), &news);
+            assert_eq!(node.death_warned, Some(1));
+        }
+        assert_eq!(node.incarnation(), 2, "refuted once");
     }
 }
