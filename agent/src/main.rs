@@ -177,10 +177,16 @@ fn environment_error(usage: &clap::Error) -> Option<AgentError> {
         .to_string_lossy()
         .into_owned();
     let value = std::env::var(&variable).ok()?;
-    let reason = std::error::Error::source(usage).map_or_else(
-        || format!("not a valid value for --{flag}"),
-        ToString::to_string,
-    );
+    let reason = match (
+        std::error::Error::source(usage),
+        usage.get(ContextKind::ValidValue),
+    ) {
+        (Some(source), _) => source.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!("expected one of {}", valid.join(", "))
+        }
+        (None, _) => format!("not a valid value for --{flag}"),
+    };
     Some(AgentError::BadEnvironment {
         variable,
         value,

@@ -166,6 +166,15 @@ fn an_unknown_config_key_or_bad_duration_is_named() {
         4,
         "BEETHOVEN_PROBE_INTERVAL",
     );
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--name", "a"])
+                .env("BEETHOVEN_LOG_FORMAT", "xml"),
+        ),
+        4,
+        "bad environment variable BEETHOVEN_LOG_FORMAT=`xml`: expected one of text, json",
+    );
     // The flag wins over the variable, and a bad flag is a usage error.
     fails(
         &run_with(
