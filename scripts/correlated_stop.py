@@ -8,8 +8,8 @@ any healthy process is reported offline meanwhile.
     python3 scripts/correlated_stop.py --nodes 250 --fraction 0.1 --runs 3
     python3 scripts/correlated_stop.py --binary /tmp/beethoven-main   # a "before" build
 
-Self-contained on purpose (no shared helper module). The stop time and the
-survivors' event timestamps come from the same wall clock (one host): latency
+The stop time and the survivors' event timestamps come from the same wall
+clock (one host): latency
 = the `ts` of a survivor's `node_update` (status offline) event - stop time.
 The events are the agent's event stream (`--events json`: one JSON object per
 line on stdout). For each stopped process it prints nothing; per run it prints
@@ -17,135 +17,83 @@ the detection on the first survivor and on every survivor (p50 and max over
 the stopped processes), and the false offline count: `node_update` offline
 events about processes that were never stopped, over the whole measurement.
 The stopped processes are resumed (SIGCONT) and every process killed at the end.
+A broken run (a process that exits by itself, a cluster that does not form)
+prints no figure and exits non-zero.
 """
 
 import argparse
-import datetime as dt
-import json
 import os
-import queue
 import random
 import signal
 import statistics
-import subprocess
 import sys
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from cluster import (  # noqa: E402
+    BrokenRun, Process, agent_command, build, require, wait_formed, wait_until)
 
 
-def parse_ts(value):
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+def start(binary, name, port, seed_ports, cluster):
+    """One agent joining through the agents at `seed_ports` (all on loopback)."""
+    seeds = [arg for seed in seed_ports for arg in ("--seed", f"127.0.0.1:{seed}")]
+    proc = Process(agent_command(binary, name, f"127.0.0.1:{port}", cluster, extra=seeds))
+    proc.name = name
+    return proc
 
 
-class Agent:
-    def __init__(self, binary, name, port, seed_ports, cluster):
-        args = [binary, "agent", "--name", name, "--bind", f"127.0.0.1:{port}", "--events", "json",
-                "--cluster", cluster]
-        for seed in seed_ports:
-            args += ["--seed", f"127.0.0.1:{seed}"]
-        self.name = name
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.events = queue.Queue()
-        self.online = set()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if event.get("event") == "node_update":
-                self.events.put(event)
-
-    def drain(self):
-        while True:
-            try:
-                yield self.events.get_nowait()
-            except queue.Empty:
-                return
-
-    def signal(self, sig):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait()
-
-
-def wait_for(predicate, limit, what):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(what)
+def resume_and_kill(proc):
+    if proc.alive():
+        proc.proc.send_signal(signal.SIGCONT)
+    proc.stop()
 
 
 def one_run(binary, nodes, fraction, base_port, run, settle, window):
     cluster = f"rack-{os.getpid()}-{run}"
-    agents = []
+    procs = []
     try:
         for i in range(nodes):
             # Each joins through up to three earlier agents.
             seeds = [base_port + j for j in sorted(random.sample(range(i), min(i, 3)))]
-            agents.append(Agent(binary, f"n{i}", base_port + i, seeds, cluster))
+            procs.append(start(binary, f"n{i}", base_port + i, seeds, cluster))
             time.sleep(0.02)
-
-        def formed():
-            for agent in agents:
-                for event in agent.drain():
-                    if event["status"] == "online":
-                        agent.online.add(event["node"])
-                    else:
-                        agent.online.discard(event["node"])
-            return all(len(agent.online) == nodes - 1 for agent in agents)
-
-        wait_for(formed, 60 + nodes / 5, "cluster formed")
+        wait_formed(procs, nodes, 60 + nodes / 5)
         time.sleep(settle)
-        for agent in agents:
-            list(agent.drain())
         count = max(1, round(nodes * fraction))
-        stopped = random.sample(agents[1:], count)
-        stopped_names = {agent.name for agent in stopped}
+        stopped = random.sample(procs[1:], count)
+        stopped_names = {proc.name for proc in stopped}
         stop_at = time.time()
-        for agent in stopped:
-            agent.signal(signal.SIGSTOP)
-        survivors = [agent for agent in agents if agent.name not in stopped_names]
-        seen = {name: {} for name in stopped_names}  # stopped -> observer -> latency
-        false_offline = set()
+        for proc in stopped:
+            proc.proc.send_signal(signal.SIGSTOP)
+        survivors = [proc for proc in procs if proc.name not in stopped_names]
 
-        def collect():
-            for agent in survivors:
-                for event in agent.drain():
+        def offline_updates():
+            """(stopped -> observer -> latency, false offline (observer, node) pairs)."""
+            require(all(proc.alive() for proc in survivors), "a survivor exited")
+            seen = {name: {} for name in stopped_names}
+            false_offline = set()
+            for proc in survivors:
+                for event in proc.events_since(stop_at, "node_update"):
                     if event["status"] != "offline":
                         continue
                     if event["node"] in stopped_names:
-                        seen[event["node"]].setdefault(agent.name, parse_ts(event["ts"]) - stop_at)
+                        seen[event["node"]].setdefault(proc.name, event["_t"] - stop_at)
                     else:
-                        false_offline.add((agent.name, event["node"]))
-            return all(len(observers) == len(survivors) for observers in seen.values())
+                        false_offline.add((proc.name, event["node"]))
+            return seen, false_offline
 
-        try:
-            wait_for(collect, window, "every stopped process offline on every survivor")
-        except TimeoutError:
-            pass
+        wait_until(lambda: all(len(observers) == len(survivors) for observers in offline_updates()[0].values()),
+                   window, step=0.1)
         # Keep watching for false offline until the window ends.
-        while time.time() < stop_at + window:
-            collect()
-            time.sleep(0.1)
+        time.sleep(max(0.0, stop_at + window - time.time()))
+        seen, false_offline = offline_updates()
         first = [min(obs.values()) for obs in seen.values() if obs]
         everywhere = [max(obs.values()) for obs in seen.values() if len(obs) == len(survivors)]
         missing = count - len(everywhere)
         return first, everywhere, missing, len(false_offline)
     finally:
-        for agent in agents:
-            agent.stop()
+        for proc in procs:
+            resume_and_kill(proc)
 
 
 def summary(values):
@@ -163,21 +111,25 @@ def main():
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured after the stop")
     parser.add_argument("--base-port", type=int, default=18300)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "beethoven"))
+    parser.add_argument("--binary", help="run this agent binary as it is (default: build target/release/beethoven)")
     args = parser.parse_args()
     random.seed(args.seed)
-    if not os.path.exists(args.binary):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "beethoven-agent"], cwd=ROOT, check=True)
+    binary = build(args.binary)
     all_first, all_everywhere, total_false = [], [], 0
-    for run in range(args.runs):
-        first, everywhere, missing, false_offline = one_run(
-            args.binary, args.nodes, args.fraction, args.base_port + (args.nodes + 10) * run, run,
-            args.settle, args.window)
-        all_first += first
-        all_everywhere += everywhere
-        total_false += false_offline
-        print(f"run {run + 1}: first survivor {summary(first)}; every survivor {summary(everywhere)}"
-              f" ({missing} not offline everywhere within {args.window:.0f} s); false offline {false_offline}")
+    try:
+        for run in range(args.runs):
+            first, everywhere, missing, false_offline = one_run(
+                binary, args.nodes, args.fraction, args.base_port + (args.nodes + 10) * run, run,
+                args.settle, args.window)
+            all_first += first
+            all_everywhere += everywhere
+            total_false += false_offline
+            print(f"run {run + 1}: first survivor {summary(first)}; every survivor {summary(everywhere)}"
+                  f" ({missing} not offline everywhere within {args.window:.0f} s); false offline {false_offline}",
+                  flush=True)
+    except BrokenRun as broken:
+        print(f"correlated_stop.py: broken run, no figure: {broken}", file=sys.stderr)
+        return 1
     print(f"{args.nodes} agents, {args.fraction:.0%} stopped at once, {args.runs} runs: "
           f"first survivor {summary(all_first)}; every survivor {summary(all_everywhere)}; "
           f"false offline {total_false}")

@@ -17,6 +17,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::AgentError;
+use crate::handlers::{self, HandlerSpec};
 use crate::tags;
 
 /// The default UDP address: every interface, the cluster port.
@@ -173,6 +174,22 @@ pub(crate) struct Settings {
     /// Forget offline members after this long [default: keep them].
     #[arg(long, env = "BEETHOVEN_OFFLINE_RETENTION", value_name = "DURATION")]
     pub(crate) offline_retention: Option<HumanDuration>,
+    /// Run PROGRAM on member events: `[KINDS=]PROGRAM`, KINDS a comma-separated
+    /// list of member-join, member-leave, member-failed, member-update,
+    /// member-reap (all when none); repeatable, or `;`-separated in the
+    /// environment. See the README's event handlers section.
+    #[arg(
+        long = "event-handler",
+        env = "BEETHOVEN_EVENT_HANDLERS",
+        value_delimiter = ';',
+        value_name = "[KINDS=]PROGRAM"
+    )]
+    #[serde(default)]
+    pub(crate) event_handlers: Vec<String>,
+    /// Longest run of an event handler; it is killed with its process group
+    /// after it [default: 30s].
+    #[arg(long, env = "BEETHOVEN_EVENT_HANDLER_TIMEOUT", value_name = "DURATION")]
+    pub(crate) event_handler_timeout: Option<HumanDuration>,
 }
 
 impl Settings {
@@ -210,6 +227,12 @@ impl Settings {
             rejoin_interval: self.rejoin_interval.or(lower.rejoin_interval),
             leave_timeout: self.leave_timeout.or(lower.leave_timeout),
             offline_retention: self.offline_retention.or(lower.offline_retention),
+            event_handlers: if self.event_handlers.is_empty() {
+                lower.event_handlers
+            } else {
+                self.event_handlers
+            },
+            event_handler_timeout: self.event_handler_timeout.or(lower.event_handler_timeout),
         }
     }
 
@@ -287,6 +310,30 @@ impl Settings {
 
     /// The node's starting tags, checked for form (the size limits are checked
     /// at start, against the protocol configuration).
+    /// The event handlers, each checked: a bad spec or a program that is
+    /// missing or not executable stops the agent before it starts.
+    pub(crate) fn handlers(&self) -> Result<Vec<HandlerSpec>, AgentError> {
+        self.event_handlers
+            .iter()
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| {
+                let spec: HandlerSpec =
+                    text.parse().map_err(|reason| AgentError::BadHandlerSpec {
+                        spec: text.clone(),
+                        reason,
+                    })?;
+                spec.check()?;
+                Ok(spec)
+            })
+            .collect()
+    }
+
+    /// The longest run of an event handler.
+    pub(crate) fn handler_timeout(&self) -> Duration {
+        self.event_handler_timeout
+            .map_or(handlers::DEFAULT_TIMEOUT, |timeout| timeout.0)
+    }
+
     pub(crate) fn parsed_tags(&self) -> Result<Tags, AgentError> {
         tags::parse(&self.tags).map_err(AgentError::BadTag)
     }

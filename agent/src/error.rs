@@ -100,6 +100,10 @@ pub(crate) enum AgentError {
         "the HTTP API at {addr} is not on loopback and has no token: give --http-token-file FILE (or BEETHOVEN_HTTP_TOKEN), or --http-allow-no-token to serve the member table to anyone who reaches the port"
     )]
     HttpNoToken { addr: SocketAddr },
+    #[error("bad event handler `{spec}`: {reason}")]
+    BadHandlerSpec { spec: String, reason: String },
+    #[error("event handler {}: {reason}", program.display())]
+    BadHandler { program: PathBuf, reason: String },
 }
 
 impl AgentError {
@@ -119,7 +123,9 @@ impl AgentError {
             | AgentError::KeyFile(_)
             | AgentError::Protocol(_)
             | AgentError::Token(_)
-            | AgentError::HttpNoToken { .. } => exit::CONFIG,
+            | AgentError::HttpNoToken { .. }
+            | AgentError::BadHandlerSpec { .. }
+            | AgentError::BadHandler { .. } => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
             AgentError::Start(_)
             | AgentError::HttpBind { .. }

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::auth::Guard;
 use crate::events::EventLines;
+use crate::handlers::HandlerCounts;
 use crate::member_filter::MemberFilter;
 use crate::{keys, metrics, tags, verbs};
 
@@ -43,6 +44,8 @@ pub(crate) struct Api {
     pub(crate) cluster: String,
     /// When the agent started, for `/v1/info`'s uptime.
     pub(crate) started: std::time::Instant,
+    /// How the event handlers' runs ended, for `/metrics`.
+    pub(crate) handlers: Arc<HandlerCounts>,
 }
 
 /// The routes.
@@ -246,7 +249,7 @@ async fn prometheus(State(api): State<Api>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics::render(&api.node, api.events.dropped_lines()),
+        metrics::render(&api.node, api.events.dropped_lines(), &api.handlers),
     )
         .into_response()
 }

@@ -22,6 +22,7 @@ mod config;
 mod data_dir;
 mod error;
 mod events;
+mod handlers;
 mod http;
 mod keys;
 mod logging;

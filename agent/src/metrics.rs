@@ -4,6 +4,8 @@
 
 use beethoven_tokio::{DropReason, Handle, Health, Mode, NodeStatus, TrackerRow};
 use prometheus_client::encoding::text::encode;
+
+use crate::handlers::HandlerCounts;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,8 +14,9 @@ use prometheus_client::registry::Registry;
 type Labels = Vec<(&'static str, String)>;
 
 /// The Prometheus text of `node`'s metrics now; `event_lines_dropped` is the
-/// event stream's count (readers of `/v1/events` that fell behind).
-pub(crate) fn render(node: &Handle, event_lines_dropped: u64) -> String {
+/// event stream's count (readers of `/v1/events` that fell behind), `handlers`
+/// how the event handlers' runs ended.
+pub(crate) fn render(node: &Handle, event_lines_dropped: u64, handlers: &HandlerCounts) -> String {
     let mut registry = Registry::with_prefix("beethoven");
     let rows = node.cluster_nodes();
 
@@ -141,6 +144,17 @@ pub(crate) fn render(node: &Handle, event_lines_dropped: u64) -> String {
         "socket_errors",
         "Socket errors the node went on from",
         io_errors,
+    );
+
+    let runs = Family::<Labels, Counter>::default();
+    for (outcome, count) in handlers.outcomes() {
+        runs.get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc_by(count);
+    }
+    registry.register(
+        "handler_runs",
+        "Event handler runs by how they ended (dropped: the handler's queue was full)",
+        runs,
     );
 
     let mut text = String::new();

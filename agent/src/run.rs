@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::data_dir::{DataDir, SavedState, Saver};
 use crate::error::{AgentError, exit};
 use crate::events::EventLines;
+use crate::handlers::{self, HandlerCounts};
 use crate::http::{self, Api};
 use crate::keys;
 use crate::seed_names::{self, SplitSeeds};
@@ -121,6 +122,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     }
     let seeds = settings.parsed_seeds()?;
     let mut tags = settings.parsed_tags()?;
+    let handler_specs = settings.handlers()?;
     let bind = settings.bind_addr();
     let data_dir = match &settings.data_dir {
         Some(folder) => Some(
@@ -203,6 +205,13 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     );
     // Subscribed before anything can happen that the loop must see.
     let mut events = node.events();
+    let handler_counts = Arc::new(HandlerCounts::default());
+    handlers::start(
+        &node,
+        handler_specs,
+        settings.handler_timeout(),
+        Arc::clone(&handler_counts),
+    );
     let mut warnings = Warnings::new(&settings.seeds);
     let (stop, mut stop_asked) = mpsc::channel(1);
     let lines = EventLines::new(node.clone());
@@ -219,6 +228,7 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 events,
                 cluster: settings.cluster_name().to_owned(),
                 started: Instant::now(),
+                handlers: handler_counts,
             };
             tokio::spawn(async move {
                 let app = http::router(api, guard)

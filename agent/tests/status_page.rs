@@ -27,19 +27,9 @@ use serde_json::{Value, json};
 use support::{Agent, DEADLINE, Scratch, eventually, request};
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
 
-const BROWSERS: [&str; 3] = ["chromium-headless-shell", "chromium", "chromium-browser"];
-
-fn browser() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("STATUS_PAGE_BROWSER") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    BROWSERS.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
+#[path = "../../tests/support/browser.rs"]
+mod find_browser;
+use find_browser::{BROWSERS, browser};
 
 /// A headless browser showing one page, killed when dropped.
 struct Browser {

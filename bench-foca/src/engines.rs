@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
-use crate::pump::{Out, addr, index};
+use crate::pump::{Engine, Out, addr, index};
 
 /// Probe period, ack timeout and indirect probes used by both.
 pub const PROBE_PERIOD: Duration = Duration::from_millis(150);
@@ -23,35 +23,6 @@ pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 pub const GOSSIP_FANOUT: usize = 3;
 /// Our anti-entropy period; foca's periodic announce gets the same period.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A library driven by the pump.
-pub trait Engine {
-    const NAME: &'static str;
-    type Timer;
-    /// `n` nodes created at `now`, none joined yet.
-    fn new(n: usize, seed: u64, now: Instant) -> Self;
-    /// Every node but 0 joins through node 0.
-    fn start(&mut self, now: Instant, out: &mut Out<Self::Timer>);
-    /// Node `i` receives `bytes` from node `from`.
-    fn packet(
-        &mut self,
-        i: usize,
-        from: usize,
-        bytes: &[u8],
-        now: Instant,
-        out: &mut Out<Self::Timer>,
-    );
-    /// A timer of node `i` fires.
-    fn timer(&mut self, i: usize, timer: Self::Timer, now: Instant, out: &mut Out<Self::Timer>);
-    /// How many *other* nodes node `i` holds as active.
-    fn active_count(&self, i: usize) -> usize;
-    /// Whether node `i` holds node `j` as down.
-    fn sees_down(&self, i: usize, j: usize) -> bool;
-    /// Calls that returned an error so far.
-    fn errors(&self) -> u64 {
-        0
-    }
-}
 
 // ----- beethoven-core -----
 

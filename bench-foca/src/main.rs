@@ -11,8 +11,8 @@ mod pump;
 
 use std::time::Duration;
 
-use engines::{Engine, Foca, Ours};
-use pump::{Outcome, Scenario, run};
+use engines::{Foca, Ours};
+use pump::{Engine, Outcome, Scenario, run};
 
 struct Args {
     nodes: usize,

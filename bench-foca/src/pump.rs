@@ -14,8 +14,6 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::engines::Engine;
-
 /// Address of node `i` (distinct for up to 2^24 nodes).
 pub fn addr(i: usize) -> SocketAddr {
     let i = i as u32;
@@ -30,6 +28,35 @@ pub fn index(addr: SocketAddr) -> usize {
             (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c)
         }
         SocketAddr::V6(_) => usize::MAX,
+    }
+}
+
+/// A library driven by the pump.
+pub trait Engine {
+    const NAME: &'static str;
+    type Timer;
+    /// `n` nodes created at `now`, none joined yet.
+    fn new(n: usize, seed: u64, now: Instant) -> Self;
+    /// Every node but 0 joins through node 0.
+    fn start(&mut self, now: Instant, out: &mut Out<Self::Timer>);
+    /// Node `i` receives `bytes` from node `from`.
+    fn packet(
+        &mut self,
+        i: usize,
+        from: usize,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Out<Self::Timer>,
+    );
+    /// A timer of node `i` fires.
+    fn timer(&mut self, i: usize, timer: Self::Timer, now: Instant, out: &mut Out<Self::Timer>);
+    /// How many *other* nodes node `i` holds as active.
+    fn active_count(&self, i: usize) -> usize;
+    /// Whether node `i` holds node `j` as down.
+    fn sees_down(&self, i: usize, j: usize) -> bool;
+    /// Calls that returned an error so far.
+    fn errors(&self) -> u64 {
+        0
     }
 }
 

@@ -20,7 +20,7 @@ use futures_core::Stream;
 
 use crate::command::{Command, CommandError, CommandKind, Order, Reader, Reply};
 use crate::options::Options;
-use crate::router::{Inbox, Interest, NodeUpdate, SubscriberId, Update, queue};
+use crate::router::{Inbox, Interest, NodeUpdate, Poke, SubscriberId, Update, queue};
 use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot};
 
 /// A running node. Cheap to clone; every clone controls the same node.
@@ -371,7 +371,13 @@ impl Handle {
     }
 
     fn queue(&self) -> (crate::router::Outbox, Inbox) {
-        queue(self.queue_capacity(), self.shared.commands.downgrade())
+        let commands = self.shared.commands.downgrade();
+        let poke = Poke::new(move || {
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands.try_send(Command(CommandKind::Flush));
+            }
+        });
+        queue(self.queue_capacity(), poke)
     }
 
     fn stream(&self, interest: Interest, replay: bool) -> Updates {

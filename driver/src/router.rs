@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use async_channel::{Receiver, Sender, TrySendError, WeakSender};
+use async_channel::{Receiver, Sender, TrySendError};
 use futures_core::Stream;
 
-use crate::command::{Command, CommandKind};
 use beethoven_core::{Event, Mode, NodeName, NodeStatus, Op, Tags, TrackerEvent, TrackerRow};
 use tracing::{debug, error, warn};
 
@@ -279,11 +278,26 @@ where
     }
 }
 
+/// How a reader that emptied its queue asks the node's thread for a lag marker
+/// that waits for room (a quiet node would not step on its own). The handle
+/// makes it from its command queue, so the router needs no command type.
+pub(crate) struct Poke(Box<dyn Fn() + Send + Sync>);
+
+impl Poke {
+    pub(crate) fn new(poke: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Box::new(poke))
+    }
+}
+
+impl std::fmt::Debug for Poke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Poke")
+    }
+}
+
 /// A new subscription's queue of `capacity` updates: the router's end and the
-/// reader's. `poke` is how a reader that emptied its queue asks the node's
-/// thread for a lag marker that waits for room (a quiet node would not step
-/// on its own).
-pub(crate) fn queue(capacity: usize, poke: WeakSender<Command>) -> (Outbox, Inbox) {
+/// reader's (see [`Poke`] for `poke`).
+pub(crate) fn queue(capacity: usize, poke: Poke) -> (Outbox, Inbox) {
     let (sender, receiver) = async_channel::bounded(capacity);
     let marker_waiting = Arc::new(AtomicBool::new(false));
     let outbox = Outbox {
@@ -311,7 +325,7 @@ pub(crate) struct Outbox {
 pub(crate) struct Inbox {
     receiver: Pin<Box<Receiver<Update>>>,
     marker_waiting: Arc<AtomicBool>,
-    poke: WeakSender<Command>,
+    poke: Poke,
 }
 
 impl Inbox {
@@ -319,10 +333,8 @@ impl Inbox {
     /// thread to send it now. The flag is set only while the queue is full, so
     /// a reader that finds the queue empty cannot miss it.
     fn queue_empty(&self) {
-        if self.marker_waiting.swap(false, Ordering::SeqCst)
-            && let Some(commands) = self.poke.upgrade()
-        {
-            let _ = commands.try_send(Command(CommandKind::Flush));
+        if self.marker_waiting.swap(false, Ordering::SeqCst) {
+            (self.poke.0)();
         }
     }
 
@@ -494,8 +506,7 @@ mod tests {
 
     /// A queue whose reader pokes nobody.
     fn test_queue(capacity: usize) -> (Outbox, Inbox) {
-        let (commands, _) = async_channel::unbounded::<Command>();
-        queue(capacity, commands.downgrade())
+        queue(capacity, Poke::new(|| {}))
     }
 
     fn online(name: &str) -> Update {
@@ -544,21 +555,29 @@ mod tests {
 
     #[test]
     fn a_reader_that_empties_its_queue_asks_for_the_waiting_marker() {
-        let (commands, poked) = async_channel::unbounded::<Command>();
-        let (outbox, inbox) = queue(1, commands.downgrade());
+        let pokes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&pokes);
+        let (outbox, inbox) = queue(
+            1,
+            Poke::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        let poked = || pokes.load(Ordering::SeqCst);
         let mut router = Router::default();
         let id = SubscriberId::new(1);
         router.insert(id, outbox, Interest::All);
         router.deliver(id, online("a")).expect("open");
         router.deliver(id, online("b")).expect("open");
-        assert!(poked.is_empty(), "nothing asked while the reader has work");
+        assert_eq!(poked(), 0, "nothing asked while the reader has work");
         assert_eq!(inbox.try_recv(), Some(online("a")));
         let waker = std::task::Waker::noop();
         let mut inbox = inbox;
         let polled = Pin::new(&mut inbox).poll_next(&mut Context::from_waker(waker));
         assert!(polled.is_pending());
-        assert!(
-            matches!(poked.try_recv(), Ok(Command(CommandKind::Flush))),
+        assert_eq!(
+            poked(),
+            1,
             "an empty queue with a marker waiting asks the node's thread"
         );
         let _ = router.flush();

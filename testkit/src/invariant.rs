@@ -297,7 +297,7 @@ impl RunFailure {
             text.push_str(&format!("\nreplay in a test: {case}"));
             text.push_str(&format!(
                 "\nreplay the run:   {}",
-                crate::scenario::code::command(case)
+                crate::scenario::code::values::command(case)
             ));
         }
         text

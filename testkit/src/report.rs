@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::metrics::percentile_f64;
-use crate::scenario::ScenarioKind;
+use crate::scenario::kind::ScenarioKind;
 use crate::sim::Formation;
 
 /// What one scenario run measured. Times are simulated seconds unless named `wall`.

@@ -581,11 +581,17 @@ impl Sim {
     }
 
     /// Node `i`'s name.
+    ///
+    /// # Panics
+    /// If `i` is not below [`Sim::len`]: an index the test made up.
     pub fn name(&self, i: usize) -> &NodeName {
         &self.slots[i].name
     }
 
     /// Node `i`'s current address.
+    ///
+    /// # Panics
+    /// If `i` is not below [`Sim::len`].
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.slots[i].addr
     }
@@ -595,19 +601,23 @@ impl Sim {
         self.by_name.get(name).copied()
     }
 
-    /// Node `i`'s process, while it runs.
+    /// Node `i`'s process, while it runs (`None` too for an `i` past the cluster).
     pub fn node(&self, i: usize) -> Option<&Node> {
-        self.slots[i].node()
+        self.slots.get(i).and_then(Slot::node)
     }
 
     /// Whether node `i` is a member in good standing: running, not leaving.
     pub fn is_up(&self, i: usize) -> bool {
-        self.slots[i].node().is_some() && !self.slots[i].leaving
+        self.slots
+            .get(i)
+            .is_some_and(|slot| slot.node().is_some() && !slot.leaving)
     }
 
     /// Whether node `i` is paused right now.
     pub fn is_paused(&self, i: usize) -> bool {
-        self.slots[i].paused_until.is_some()
+        self.slots
+            .get(i)
+            .is_some_and(|slot| slot.paused_until.is_some())
     }
 
     /// Indices of the nodes that are up.

@@ -259,7 +259,7 @@ impl Log {
                 at: *at,
                 what: match logged {
                     Logged::Fault(fault, fired) => Happening::Fault {
-                        fault: crate::scenario::code::fault_code(fault),
+                        fault: crate::scenario::code::values::fault_code(fault),
                         fired: *fired,
                     },
                     Logged::Heard(node, about, status) => Happening::Heard {

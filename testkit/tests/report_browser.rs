@@ -11,24 +11,14 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BROWSERS: [&str; 3] = ["chromium-headless-shell", "chromium", "chromium-browser"];
-
-fn browser() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("STATUS_PAGE_BROWSER") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    BROWSERS.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
+#[path = "../../tests/support/browser.rs"]
+mod find_browser;
+use find_browser::{BROWSERS, browser};
 
 /// A browser process in a group of its own, killed whole when dropped (the
 /// browser forks helpers).

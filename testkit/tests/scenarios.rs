@@ -34,6 +34,15 @@ fn a_formed_cluster_agrees_and_stays_quiet() {
 }
 
 #[test]
+fn an_index_past_the_cluster_reads_as_no_running_node_instead_of_panicking() {
+    let sim = cluster(3, 1);
+    assert!(sim.node(2).is_some() && sim.is_up(2));
+    assert!(sim.node(3).is_none());
+    assert!(!sim.is_up(3));
+    assert!(!sim.is_paused(usize::MAX));
+}
+
+#[test]
 fn a_restored_cluster_is_formed_without_joins_and_detects_a_crash() {
     let mut sim = Sim::builder()
         .nodes(40)

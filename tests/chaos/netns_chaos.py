@@ -219,6 +219,21 @@ class Proc(Process):
         self.stderr.close()
 
 
+def told_offline(survivors, victim, since):
+    """survivor name -> seconds from `since` to its `node_update` saying `victim` went offline.
+
+    Waiting on this, not on the tracker row: the `node_update` line is the one
+    after the row's, and a check that stops waiting when the row is read can
+    look before its reader thread has read the next line."""
+    latency = {}
+    for p in survivors:
+        for e in p.events_since(since, "node_update"):
+            if e["node"] == victim.name and e["status"] == "offline":
+                latency[p.name] = e["_t"] - since
+                break
+    return latency
+
+
 def fmt_ms(seconds):
     return f"{seconds * 1000:.0f} ms"
 
@@ -335,14 +350,8 @@ class Chaos:
             before = max(p.row(victim.name)["incarnation"] for p in survivors)
             kill_at = time.time()
             victim.signal(signal.SIGKILL)
-            took = wait_until(
-                lambda: all((p.row(victim.name) or {}).get("status") == "offline" for p in survivors), 30)
-            lat = {}
-            for p in survivors:
-                for e in p.events_since(kill_at, "node_update"):
-                    if e["node"] == victim.name and e["status"] == "offline":
-                        lat[p.name] = e["_t"] - kill_at
-                        break
+            took = wait_until(lambda: len(told_offline(survivors, victim, kill_at)) == len(survivors), 30)
+            lat = told_offline(survivors, victim, kill_at)
             rounds.append((victim.name, lat, took is not None and len(lat) == len(survivors)))
             victim.stop()
             new = self.start_node(victim.index)
@@ -376,14 +385,8 @@ class Chaos:
         stop_at = time.time()
         victim.signal(signal.SIGSTOP)
         pause = self.args.pause
-        took = wait_until(lambda: all((p.row(victim.name) or {}).get("status") == "offline" for p in survivors),
-                          pause - 0.5)
-        offline_lat = {}
-        for p in survivors:
-            for e in p.events_since(stop_at, "node_update"):
-                if e["node"] == victim.name and e["status"] == "offline":
-                    offline_lat[p.name] = e["_t"] - stop_at
-                    break
+        took = wait_until(lambda: len(told_offline(survivors, victim, stop_at)) == len(survivors), pause - 0.5)
+        offline_lat = told_offline(survivors, victim, stop_at)
         # Told only if the check fails: what each silent survivor's stream said by now.
         stories = {p.name: p.story(victim.name) for p in survivors if p.name not in offline_lat}
         time.sleep(max(0.0, stop_at + pause - time.time()))

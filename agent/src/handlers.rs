@@ -1,0 +1,549 @@
+//! Event handlers: programs the agent runs when something happens to another
+//! member, like serf's `-event-handler`.
+//!
+//! `--event-handler [KINDS=]PROGRAM` (repeatable; `;`-separated in
+//! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event of the
+//! comma-separated `KINDS` (all of them when none are given):
+//!
+//! | kind | when |
+//! |---|---|
+//! | `member-join` | another node went online |
+//! | `member-leave` | another node went offline by leaving |
+//! | `member-failed` | another node went offline, declared failed |
+//! | `member-update` | another node's tags changed |
+//! | `member-reap` | an offline node's row was forgotten (`--offline-retention`) |
+//!
+//! The event is in the environment: `BEETHOVEN_EVENT` (the kind),
+//! `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and `BEETHOVEN_TAG_<KEY>` for
+//! each of this node's tags (the key upper-cased, `-` and `.` as `_`). The
+//! member is on stdin as one line, tab-separated: name, address, status,
+//! health, tags (`key=value,...`).
+//!
+//! Each handler has a queue of its own: its runs happen one at a time, in the
+//! order of the events; handlers do not wait for each other, and the node never
+//! waits for any of them (a full queue drops the event, counted and logged). A
+//! run that outlives `--event-handler-timeout` is killed with its whole process
+//! group. Its stdout and stderr are read up to [`OUTPUT_CAP`] bytes each (the
+//! rest is read and discarded, so a flooding handler neither blocks nor grows
+//! the agent's memory) and logged at debug, or stderr at warn when it fails.
+//! A failing, hanging or missing handler is logged and counted
+//! (`beethoven_handler_runs{outcome}` in `/metrics`), and never stops the agent.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use beethoven_tokio::{Handle, Health, NodeName, Op, TrackerRow, Update};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::error::AgentError;
+
+/// The default longest run of a handler.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of a run's stdout (and of its stderr) kept; the rest is discarded.
+pub(crate) const OUTPUT_CAP: usize = 64 * 1024;
+
+/// Events waiting for one handler; more are dropped and counted.
+const QUEUE: usize = 256;
+
+/// What happened to a member, as a handler's filter names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Join,
+    Leave,
+    Failed,
+    Update,
+    Reap,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Join,
+        Kind::Leave,
+        Kind::Failed,
+        Kind::Update,
+        Kind::Reap,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Join => "member-join",
+            Kind::Leave => "member-leave",
+            Kind::Failed => "member-failed",
+            Kind::Update => "member-update",
+            Kind::Reap => "member-reap",
+        }
+    }
+}
+
+/// One `--event-handler`: which kinds, and what to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HandlerSpec {
+    kinds: Vec<Kind>,
+    program: PathBuf,
+}
+
+impl FromStr for HandlerSpec {
+    type Err = String;
+
+    /// `PROGRAM`, or `KIND[,KIND...]=PROGRAM`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (kinds, program) = match text.split_once('=') {
+            Some((kinds, program)) => {
+                let kinds = kinds
+                    .split(',')
+                    .map(|name| {
+                        let name = name.trim();
+                        Kind::ALL
+                            .into_iter()
+                            .find(|kind| kind.as_str() == name)
+                            .ok_or_else(|| {
+                                format!(
+                                    "unknown event kind `{name}` in `{text}`: use {}",
+                                    kind_list()
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (kinds, program)
+            }
+            None => (Kind::ALL.to_vec(), text),
+        };
+        if program.trim().is_empty() {
+            return Err(format!("no program in `{text}`: write [KINDS=]PROGRAM"));
+        }
+        Ok(HandlerSpec {
+            kinds,
+            program: PathBuf::from(program.trim()),
+        })
+    }
+}
+
+fn kind_list() -> String {
+    Kind::ALL.map(Kind::as_str).join(", ")
+}
+
+impl HandlerSpec {
+    /// Refuses a program that is missing, not a file, or not executable:
+    /// found now, at start, rather than at the first event.
+    pub(crate) fn check(&self) -> Result<(), AgentError> {
+        let refuse = |reason: String| AgentError::BadHandler {
+            program: self.program.clone(),
+            reason,
+        };
+        let meta = std::fs::metadata(&self.program).map_err(|error| refuse(error.to_string()))?;
+        if !meta.is_file() {
+            return Err(refuse("not a file".to_owned()));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(refuse(format!(
+                "not executable (chmod +x {})",
+                self.program.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How handler runs ended, all handlers together (for `/metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct HandlerCounts {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) not_started: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+impl HandlerCounts {
+    /// `(outcome label, count)` of every outcome.
+    pub(crate) fn outcomes(&self) -> [(&'static str, u64); 5] {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        [
+            ("ok", read(&self.ok)),
+            ("failed", read(&self.failed)),
+            ("timed_out", read(&self.timed_out)),
+            ("not_started", read(&self.not_started)),
+            ("dropped", read(&self.dropped)),
+        ]
+    }
+}
+
+/// One event for one handler: its environment and stdin.
+#[derive(Clone, Debug)]
+struct Invocation {
+    kind: Kind,
+    env: Vec<(String, String)>,
+    stdin: String,
+}
+
+/// Starts the handlers: one task reading the node's events, and one task per
+/// handler running its queue.
+pub(crate) fn start(
+    node: &Handle,
+    specs: Vec<HandlerSpec>,
+    timeout: Duration,
+    counts: Arc<HandlerCounts>,
+) {
+    if specs.is_empty() {
+        return;
+    }
+    let mut queues = Vec::new();
+    for spec in specs {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(work(
+            spec.program.clone(),
+            receiver,
+            timeout,
+            Arc::clone(&counts),
+        ));
+        queues.push((spec, sender));
+    }
+    // With the current state: members online now are joins too, as serf tells
+    // a new agent of every member.
+    let mut updates = node.events_with_current();
+    let node = node.clone();
+    tokio::spawn(async move {
+        let mut seen = Seen::default();
+        while let Some(update) = updates.recv().await {
+            let Some((kind, row)) = seen.happened(&node, update) else {
+                continue;
+            };
+            let invocation = invocation(&node, kind, &row);
+            for (spec, queue) in &queues {
+                if spec.kinds.contains(&kind) && queue.try_send(invocation.clone()).is_err() {
+                    counts.dropped.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        program = %spec.program.display(),
+                        event = kind.as_str(),
+                        node = %row.node,
+                        "event handler queue full: event dropped for this handler"
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// What the handlers' reader has seen: the latest row of every node, and
+/// whether the latest write was a node's first sighting.
+#[derive(Debug, Default)]
+struct Seen {
+    rows: HashMap<NodeName, TrackerRow>,
+    first_sighting: bool,
+}
+
+impl Seen {
+    /// The handler event an update is, with the member's row.
+    fn happened(&mut self, node: &Handle, update: Update) -> Option<(Kind, TrackerRow)> {
+        match update {
+            Update::Tracker(change) => {
+                let row = change.new_row;
+                if change.op == Op::Delete {
+                    self.rows.remove(&row.node);
+                    return (row.node != *node.name()).then_some((Kind::Reap, row));
+                }
+                self.first_sighting = change.old_row.is_none();
+                self.rows.insert(row.node.clone(), row);
+                None
+            }
+            Update::Node {
+                node: other,
+                status,
+            } => {
+                let row = self.rows.get(&other)?.clone();
+                let kind = match (status.as_str(), row.health) {
+                    ("online", _) => Kind::Join,
+                    (_, Health::Left) => Kind::Leave,
+                    _ => Kind::Failed,
+                };
+                Some((kind, row))
+            }
+            // A new member's first tags come with its join, not as an update
+            // (the tags line follows the row's line that says so).
+            Update::Tags { node: other, .. } if !self.first_sighting => {
+                Some((Kind::Update, self.rows.get(&other)?.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn invocation(node: &Handle, kind: Kind, row: &TrackerRow) -> Invocation {
+    let mut env = vec![
+        ("BEETHOVEN_EVENT".to_owned(), kind.as_str().to_owned()),
+        ("BEETHOVEN_SELF_NAME".to_owned(), node.name().to_string()),
+        (
+            "BEETHOVEN_SELF_ADDR".to_owned(),
+            node.advertised_addr().to_string(),
+        ),
+    ];
+    for (key, value) in node.tags().iter() {
+        env.push((tag_variable(key), value.to_owned()));
+    }
+    let stdin = format!(
+        "{}\t{}\t{}\t{}\t{}\n",
+        row.node,
+        row.addr,
+        row.status.as_str(),
+        row.health.as_str(),
+        row.tags
+    );
+    Invocation { kind, env, stdin }
+}
+
+/// `BEETHOVEN_TAG_<KEY>`: the key upper-cased, anything but letters, digits
+/// and `_` as `_`.
+fn tag_variable(key: &str) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("BEETHOVEN_TAG_{key}")
+}
+
+/// One handler's queue, run in order.
+async fn work(
+    program: PathBuf,
+    mut queue: mpsc::Receiver<Invocation>,
+    timeout: Duration,
+    counts: Arc<HandlerCounts>,
+) {
+    while let Some(invocation) = queue.recv().await {
+        let event = invocation.kind.as_str();
+        let counter = match run(&program, &invocation, timeout).await {
+            Ok(Ran::Exited(status, output)) if status.success() => {
+                debug!(program = %program.display(), event, stdout = %output.stdout, stderr = %output.stderr, "event handler ran");
+                &counts.ok
+            }
+            Ok(Ran::Exited(status, output)) => {
+                warn!(program = %program.display(), event, %status, stderr = %output.stderr, "event handler failed");
+                &counts.failed
+            }
+            Ok(Ran::TimedOut(output)) => {
+                warn!(program = %program.display(), event, timeout = ?timeout, stderr = %output.stderr, "event handler timed out: killed with its process group");
+                &counts.timed_out
+            }
+            Err(error) => {
+                warn!(program = %program.display(), event, %error, "event handler could not be started");
+                &counts.not_started
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a run printed, each stream cut at [`OUTPUT_CAP`] bytes.
+#[derive(Debug, Default)]
+struct Output {
+    stdout: String,
+    stderr: String,
+}
+
+#[derive(Debug)]
+enum Ran {
+    Exited(ExitStatus, Output),
+    TimedOut(Output),
+}
+
+/// Runs `program` once for `invocation`, at most `timeout`.
+async fn run(program: &Path, invocation: &Invocation, timeout: Duration) -> std::io::Result<Ran> {
+    let mut child = tokio::process::Command::new(program)
+        .envs(invocation.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A group of its own, so a timeout kills what it started too.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    let group = child.id();
+    let mut stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let input = invocation.stdin.clone();
+    let feed = async move {
+        if let Some(stdin) = stdin.as_mut() {
+            // A handler that does not read its stdin is not an error.
+            let _ = stdin.write_all(input.as_bytes()).await;
+        }
+        drop(stdin);
+    };
+    let outcome = tokio::time::timeout(timeout, async {
+        let ((), stdout, stderr, status) =
+            tokio::join!(feed, capped(stdout), capped(stderr), child.wait());
+        status.map(|status| (status, Output { stdout, stderr }))
+    })
+    .await;
+    match outcome {
+        Ok(result) => result.map(|(status, output)| Ran::Exited(status, output)),
+        Err(_elapsed) => {
+            if let Some(group) = group.and_then(|pid| i32::try_from(pid).ok()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(group),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.wait().await;
+            Ok(Ran::TimedOut(Output::default()))
+        }
+    }
+}
+
+/// Reads `stream` to its end, keeping the first [`OUTPUT_CAP`] bytes (as
+/// text; invalid UTF-8 replaced).
+async fn capped(stream: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(mut stream) = stream else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let mut cut = false;
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = OUTPUT_CAP - kept.len();
+                kept.extend_from_slice(&buffer[..n.min(room)]);
+                cut |= n > room;
+            }
+        }
+    }
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if cut {
+        text.push_str(" [cut]");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_without_kinds_takes_every_kind_and_one_with_kinds_only_those() {
+        let all: HandlerSpec = "/bin/handler".parse().expect("valid");
+        assert_eq!(all.kinds, Kind::ALL.to_vec());
+        assert_eq!(all.program, PathBuf::from("/bin/handler"));
+        let some: HandlerSpec = "member-join, member-failed=/bin/h".parse().expect("valid");
+        assert_eq!(some.kinds, vec![Kind::Join, Kind::Failed]);
+    }
+
+    #[test]
+    fn an_unknown_kind_or_a_missing_program_is_an_error_that_says_what_to_write() {
+        let error = "member-joined=/bin/h"
+            .parse::<HandlerSpec>()
+            .expect_err("unknown kind");
+        assert!(
+            error.contains("member-joined") && error.contains("member-join,"),
+            "{error}"
+        );
+        let error = "member-join="
+            .parse::<HandlerSpec>()
+            .expect_err("no program");
+        assert!(error.contains("no program"), "{error}");
+    }
+
+    #[test]
+    fn tag_keys_become_variable_names() {
+        assert_eq!(tag_variable("role"), "BEETHOVEN_TAG_ROLE");
+        assert_eq!(tag_variable("dc.zone-1"), "BEETHOVEN_TAG_DC_ZONE_1");
+    }
+
+    #[test]
+    fn a_missing_or_unexecutable_program_is_refused_naming_it() {
+        let dir = std::env::temp_dir().join(format!("beethoven-handlers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let script = dir.join("plain.sh");
+        std::fs::write(&script, "#!/bin/sh\n").expect("write");
+        let spec: HandlerSpec = script.to_str().expect("utf-8").parse().expect("valid");
+        let error = spec.check().expect_err("not executable").to_string();
+        assert!(
+            error.contains("plain.sh") && error.contains("not executable"),
+            "{error}"
+        );
+        let missing: HandlerSpec = dir
+            .join("missing.sh")
+            .to_str()
+            .expect("utf-8")
+            .parse()
+            .expect("valid");
+        let error = missing.check().expect_err("missing").to_string();
+        assert!(error.contains("missing.sh"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// An executable script in a directory of this test's own.
+    fn script(test: &str, body: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("beethoven-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("handler.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn join_of(stdin: &str) -> Invocation {
+        Invocation {
+            kind: Kind::Join,
+            env: vec![("BEETHOVEN_EVENT".to_owned(), "member-join".to_owned())],
+            stdin: stdin.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_gets_the_event_in_its_environment_and_the_member_on_stdin() {
+        let program = script("env", "read line; echo \"$BEETHOVEN_EVENT|$line\"");
+        let ran = run(
+            &program,
+            &join_of("n2\t127.0.0.1:1\n"),
+            Duration::from_secs(60),
+        )
+        .await;
+        match ran {
+            Ok(Ran::Exited(status, output)) => {
+                assert!(status.success());
+                assert_eq!(output.stdout, "member-join|n2\t127.0.0.1:1\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flooding_handler_is_read_to_its_end_and_its_output_cut() {
+        let program = script(
+            "flood",
+            "head -c 1000000 /dev/zero | tr '\\0' x; echo done >&2",
+        );
+        let ran = run(&program, &join_of(""), Duration::from_secs(60)).await;
+        match ran {
+            Ok(Ran::Exited(status, output)) => {
+                assert!(status.success());
+                assert_eq!(output.stdout.len(), OUTPUT_CAP + " [cut]".len());
+                assert_eq!(output.stderr, "done\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_handler_is_killed_at_its_timeout_with_what_it_started() {
+        let program = script("hang", "sleep 300 & wait");
+        let ran = run(&program, &join_of(""), Duration::from_millis(300)).await;
+        assert!(matches!(ran, Ok(Ran::TimedOut(_))), "{ran:?}");
+    }
+}
