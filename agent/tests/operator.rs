@@ -324,3 +324,24 @@ fn a_node_paused_until_declared_dead_warns_once_when_it_comes_back() {
         .count();
     assert_eq!(count, 1, "once");
 }
+
+#[test]
+fn a_data_dir_that_cannot_be_made_stops_the_agent_naming_it() {
+    let dir = Scratch::new("data-dir-file");
+    let file = dir.file("not-a-folder", "");
+    let output = run(&[
+        "agent",
+        "--name",
+        "a",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        path_str(&file),
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("cannot use the data folder {}", file.display())),
+        "{}",
+        stderr(&output)
+    );
+}
