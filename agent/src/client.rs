@@ -91,9 +91,17 @@ pub(crate) struct MembersArgs {
     /// Only members with this status: `online` or `offline`.
     #[arg(long)]
     status: Option<String>,
-    /// Only members with this tag: `key` (any value) or `key=value`.
+    /// Only members with this health: `alive`, `suspect`, `dead` or `left`.
+    #[arg(long)]
+    health: Option<String>,
+    /// Only members with this tag: `key` (any value) or `key=value`;
+    /// repeatable (a member must have them all).
     #[arg(long, value_name = "KEY[=VALUE]")]
-    tag: Option<String>,
+    tag: Vec<String>,
+    /// Only members whose name matches this glob (`*` any run of characters,
+    /// `?` one), e.g. `api-*`.
+    #[arg(long, value_name = "GLOB")]
+    name: Option<String>,
     /// Print the JSON rows instead of a table.
     #[arg(long)]
     json: bool,
@@ -101,14 +109,16 @@ pub(crate) struct MembersArgs {
 
 /// Prints the members the agent knows, as a table like `serf members`.
 pub(crate) fn members(args: &MembersArgs) -> Result<(), AgentError> {
-    let filters: Vec<String> = [("status", &args.status), ("tag", &args.tag)]
-        .into_iter()
-        .filter_map(|(name, value)| {
-            value
-                .as_ref()
-                .map(|value| format!("{name}={}", query_escape(value)))
-        })
-        .collect();
+    let filters: Vec<String> = [
+        ("status", args.status.as_ref()),
+        ("health", args.health.as_ref()),
+        ("name", args.name.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .chain(args.tag.iter().map(|tag| ("tag", tag)))
+    .map(|(name, value)| format!("{name}={}", query_escape(value)))
+    .collect();
     let mut path = "/v1/members".to_owned();
     if !filters.is_empty() {
         path.push('?');
@@ -195,9 +205,23 @@ fn error_message(body: String) -> String {
 /// `beethoven tags`.
 #[derive(Subcommand, Clone, Debug)]
 pub(crate) enum TagsCommand {
-    /// Replace the agent's tags with these (none given: no tags). The change
-    /// spreads to the cluster like any other.
+    /// Set these tags on the agent, keeping its others (`PATCH /v1/tags`). The
+    /// change spreads to the cluster like any other.
     Set(TagsSetArgs),
+    /// Replace all the agent's tags with these (none given: no tags).
+    Replace(TagsSetArgs),
+    /// Remove tags from the agent by key.
+    Delete(TagsDeleteArgs),
+}
+
+/// `beethoven tags delete KEY...`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct TagsDeleteArgs {
+    #[command(flatten)]
+    agent: Agent,
+    /// The keys of the tags to remove.
+    #[arg(value_name = "KEY", required = true)]
+    keys: Vec<String>,
 }
 
 /// `beethoven tags set key=value...`.
@@ -212,25 +236,96 @@ pub(crate) struct TagsSetArgs {
 
 /// Runs a `beethoven tags` command.
 pub(crate) fn tags(command: &TagsCommand) -> Result<(), AgentError> {
-    match command {
-        TagsCommand::Set(args) => {
+    let now: Tags = match command {
+        TagsCommand::Set(args) | TagsCommand::Replace(args) => {
             let tags = tags::parse(&args.tags).map_err(AgentError::BadTag)?;
             let body = serde_json::to_string(&tags).map_err(|e| AgentError::Client {
                 url: "/v1/tags".to_owned(),
                 reason: e.to_string(),
             })?;
-            let now: Tags = request(&args.agent, "PUT", "/v1/tags", Some(&body))?;
-            println!(
-                "tags set: {}",
-                if now.is_empty() {
-                    "none".to_owned()
-                } else {
-                    now.to_string()
-                }
-            );
-            Ok(())
+            let method = if matches!(command, TagsCommand::Set(_)) {
+                "PATCH"
+            } else {
+                "PUT"
+            };
+            request(&args.agent, method, "/v1/tags", Some(&body))?
         }
+        TagsCommand::Delete(args) => {
+            let mut now = None;
+            for key in &args.keys {
+                let path = format!("/v1/tags/{}", query_escape(key));
+                now = Some(request(&args.agent, "DELETE", &path, None)?);
+            }
+            now.unwrap_or_default()
+        }
+    };
+    println!(
+        "tags now: {}",
+        if now.is_empty() {
+            "none".to_owned()
+        } else {
+            now.to_string()
+        }
+    );
+    Ok(())
+}
+
+/// `beethoven info`: the agent's own facts, as `serf info`.
+pub(crate) fn info(agent: &Agent, json: bool) -> Result<(), AgentError> {
+    let answer: serde_json::Value = request(agent, "GET", "/v1/info", None)?;
+    if json {
+        println!("{answer:#}");
+        return Ok(());
     }
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    for key in [
+        "name",
+        "cluster",
+        "addr",
+        "bound",
+        "incarnation",
+        "mode",
+        "version",
+        "uptime_seconds",
+        "encrypted",
+        "keys",
+    ] {
+        println!("{key:<16}{}", text(&answer[key]));
+    }
+    let members = &answer["members"];
+    let counts: Vec<String> = [
+        "total", "online", "offline", "alive", "suspect", "dead", "left",
+    ]
+    .iter()
+    .map(|key| format!("{key} {}", text(&members[key])))
+    .collect();
+    println!("{:<16}{}", "members", counts.join(", "));
+    println!("{:<16}{}", "tags", text(&answer["tags"]));
+    Ok(())
+}
+
+/// `beethoven join ADDR...`: the agent joins through these seeds now.
+pub(crate) fn join(agent: &Agent, seeds: &[String]) -> Result<(), AgentError> {
+    let body = serde_json::json!({ "seeds": seeds }).to_string();
+    let _: serde_json::Value = request(agent, "POST", "/v1/join", Some(&body))?;
+    println!("joining through {}", seeds.join(", "));
+    Ok(())
+}
+
+/// `beethoven force-leave NAME [--prune]`.
+pub(crate) fn force_leave(agent: &Agent, name: &str, prune: bool) -> Result<(), AgentError> {
+    let body = serde_json::json!({ "name": name, "prune": prune }).to_string();
+    let _: serde_json::Value = request(agent, "POST", "/v1/force-leave", Some(&body))?;
+    if prune {
+        println!("{name} marked left and removed from the agent's table");
+    } else {
+        println!("{name} marked left");
+    }
+    Ok(())
 }
 
 /// Percent-escapes a query value (all but unreserved characters).
@@ -321,11 +416,11 @@ pub(crate) fn request_url<T: DeserializeOwned>(
     let client = agent.client(true)?;
     let authorization = agent.authorization()?;
     let request = match method {
-        "PUT" | "POST" => {
-            let mut send = if method == "PUT" {
-                client.put(&url)
-            } else {
-                client.post(&url)
+        "PUT" | "POST" | "PATCH" => {
+            let mut send = match method {
+                "PUT" => client.put(&url),
+                "PATCH" => client.patch(&url),
+                _ => client.post(&url),
             };
             if let Some(value) = &authorization {
                 send = send.header("authorization", value);
@@ -336,11 +431,15 @@ pub(crate) fn request_url<T: DeserializeOwned>(
             }
         }
         _ => {
-            let mut get = client.get(&url);
+            let mut ask = if method == "DELETE" {
+                client.delete(&url)
+            } else {
+                client.get(&url)
+            };
             if let Some(value) = &authorization {
-                get = get.header("authorization", value);
+                ask = ask.header("authorization", value);
             }
-            get.call()
+            ask.call()
         }
     };
     let mut response = request.map_err(|e| failed(e.to_string()))?;

@@ -121,6 +121,11 @@ pub(crate) struct Settings {
     /// are installed, used or removed over HTTP (`beethoven keys`).
     #[arg(long, env = "BEETHOVEN_KEY_FILE", value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
+    /// Folder for what survives a restart: live tag changes and the last
+    /// member table, to rejoin through when the seeds are gone [default: keep
+    /// nothing].
+    #[arg(long, env = "BEETHOVEN_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
     /// Serve the HTTP API, metrics and status page here (off by default), e.g.
     /// 127.0.0.1:7947.
     #[arg(long, env = "BEETHOVEN_HTTP", value_name = "IP:PORT")]
@@ -214,6 +219,7 @@ impl Settings {
             },
             cluster: self.cluster.or(lower.cluster),
             key_file: self.key_file.or(lower.key_file),
+            data_dir: self.data_dir.or(lower.data_dir),
             http: self.http.or(lower.http),
             http_token_file: self.http_token_file.or(lower.http_token_file),
             http_allow_no_token: self.http_allow_no_token || lower.http_allow_no_token,
@@ -273,9 +279,14 @@ impl Settings {
         })
     }
 
+    /// The cluster's name as configured.
+    pub(crate) fn cluster_name(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER)
+    }
+
     /// The protocol configuration: the cluster and any timings given.
     pub(crate) fn protocol(&self, rng_seed: u64) -> Result<Config, AgentError> {
-        let cluster = self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER);
+        let cluster = self.cluster_name();
         if cluster.is_empty() {
             return Err(AgentError::BadCluster {
                 cluster: cluster.to_owned(),

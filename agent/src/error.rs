@@ -22,8 +22,8 @@ pub(crate) mod exit {
     /// The configuration is wrong: config file, environment, name, tags, key
     /// file.
     pub(crate) const CONFIG: i32 = 4;
-    /// The agent could not start: an address would not bind, a seed did not
-    /// resolve.
+    /// The agent could not start: an address would not bind, the data folder
+    /// cannot be made. (A seed name that does not resolve is only a warning.)
     pub(crate) const START: i32 = 5;
 }
 
@@ -54,6 +54,12 @@ pub(crate) enum AgentError {
     ConfigParse { path: PathBuf, message: String },
     #[error("no node name: give --name, BEETHOVEN_NAME or `name` in the config file")]
     MissingName,
+    #[error("bad environment variable {variable}=`{value}`: {reason}")]
+    BadEnvironment {
+        variable: String,
+        value: String,
+        reason: String,
+    },
     #[error("bad node name `{name}`: {reason}")]
     BadName { name: String, reason: String },
     #[error("bad cluster name `{cluster}`: {reason}")]
@@ -74,6 +80,8 @@ pub(crate) enum AgentError {
     Protocol(String),
     #[error(transparent)]
     Start(StartError),
+    #[error("cannot use the data folder {}: {source}", path.display())]
+    DataDir { path: PathBuf, source: io::Error },
     #[error("cannot bind the HTTP listener at {addr}: {source}")]
     HttpBind { addr: SocketAddr, source: io::Error },
     #[error("cannot set up the process (runtime or signal handlers): {source}")]
@@ -111,6 +119,7 @@ impl AgentError {
             AgentError::ConfigRead { .. }
             | AgentError::ConfigParse { .. }
             | AgentError::MissingName
+            | AgentError::BadEnvironment { .. }
             | AgentError::BadName { .. }
             | AgentError::BadCluster { .. }
             | AgentError::BadLogLevel { .. }
@@ -125,9 +134,10 @@ impl AgentError {
             | AgentError::BadHandler { .. }
             | AgentError::Tls(_) => exit::CONFIG,
             AgentError::Start(StartError::Config(_)) => exit::CONFIG,
-            AgentError::Start(_) | AgentError::HttpBind { .. } | AgentError::Runtime { .. } => {
-                exit::START
-            }
+            AgentError::Start(_)
+            | AgentError::HttpBind { .. }
+            | AgentError::DataDir { .. }
+            | AgentError::Runtime { .. } => exit::START,
             AgentError::Client { .. } | AgentError::Refused { .. } | AgentError::Keys(_) => {
                 exit::CLIENT
             }

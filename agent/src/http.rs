@@ -1,6 +1,8 @@
 //! The HTTP API (off unless `--http` is given): members, health, Prometheus
-//! metrics, tags (read and replaced live), leave, keys (this member's: list by
-//! fingerprint, install, use, remove, reload; see [`keys_cluster`]), the event stream
+//! metrics, tags (read, replaced, merged and deleted live), leave, keys (this
+//! member's: list by fingerprint, install, use, remove, reload; see
+//! [`keys_cluster`]), the operator's verbs (info, join, force-leave, tag merge
+//! and delete: [`verbs`]), the event stream
 //! (`/v1/events`, NDJSON: see [`events`](crate::events)), and the status page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
 use std::collections::BTreeMap;
@@ -16,9 +18,9 @@ use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TagQuery, TrackerRow};
+use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TrackerRow};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -28,7 +30,8 @@ use crate::auth::Guard;
 use crate::events::EventLines;
 use crate::handlers::HandlerCounts;
 use crate::keys_cluster::{self, ClusterKeys};
-use crate::{metrics, tags};
+use crate::member_filter::MemberFilter;
+use crate::{metrics, tags, verbs};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -40,6 +43,10 @@ pub(crate) struct Api {
     pub(crate) stop: mpsc::Sender<()>,
     /// The node's event lines, for `/v1/events`.
     pub(crate) events: Arc<EventLines>,
+    /// The cluster's name, for `/v1/info`.
+    pub(crate) cluster: String,
+    /// When the agent started, for `/v1/info`'s uptime.
+    pub(crate) started: std::time::Instant,
     /// How the event handlers' runs ended, for `/metrics`.
     pub(crate) handlers: Arc<HandlerCounts>,
 }
@@ -50,7 +57,14 @@ pub(crate) fn router(api: Api, guard: Guard) -> Router {
         .route("/", get(status_page))
         .route("/v1/members", get(members))
         .route("/v1/health", get(health))
-        .route("/v1/tags", get(own_tags).put(set_tags))
+        .route(
+            "/v1/tags",
+            get(own_tags).put(set_tags).patch(verbs::merge_tags),
+        )
+        .route("/v1/tags/{key}", delete(verbs::delete_tag))
+        .route("/v1/info", get(verbs::info))
+        .route("/v1/join", post(verbs::join))
+        .route("/v1/force-leave", post(verbs::force_leave))
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
         // Keys: this member's (`keys_cluster.rs`); `beethoven keys` calls every member.
@@ -105,7 +119,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/members, /v1/health, /v1/tags, /v1/events, /metrics, PUT /v1/tags, POST /v1/leave, GET /v1/keys, POST /v1/keys/install|use|remove|reload",
+        "no such endpoint; see /v1/members, /v1/health, /v1/info, /v1/tags, /v1/events, /metrics, PUT or PATCH /v1/tags, DELETE /v1/tags/KEY, POST /v1/join, /v1/force-leave, /v1/leave, GET /v1/keys, POST /v1/keys/install|use|remove|reload",
     )
 }
 
@@ -120,74 +134,25 @@ async fn status_page() -> Html<&'static str> {
     Html(include_str!("status.html"))
 }
 
-/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left&tag=key[=value]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MembersQuery {
-    status: Option<String>,
-    health: Option<String>,
-    /// `key` (members that have it) or `key=value`.
-    tag: Option<String>,
-}
-
+/// `GET /v1/members?status=online|offline&health=alive|suspect|dead|left&tag=key[=value]&name=GLOB`,
+/// `tag` repeatable (see [`MemberFilter`]).
 async fn members(
     State(api): State<Api>,
-    query: Result<Query<MembersQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
+    let Query(pairs) = match query {
         Ok(query) => query,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
-    let filters = [
-        (&query.status, &["online", "offline"][..], "status"),
-        (
-            &query.health,
-            &["alive", "suspect", "dead", "left"][..],
-            "health",
-        ),
-    ];
-    for (given, allowed, what) in filters {
-        if let Some(value) = given
-            && !allowed.contains(&value.as_str())
-        {
-            let allowed = allowed.join(", ");
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown {what} `{value}`: expected one of {allowed}"),
-            );
-        }
-    }
-    let tag: Option<TagQuery> = match query.tag.as_deref() {
-        Some("") => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "empty tag filter: expected `tag=key` or `tag=key=value`",
-            );
-        }
-        Some(text) => match text.parse() {
-            Ok(query) => Some(query),
-            Err(never) => match never {},
-        },
-        None => None,
+    let filter = match MemberFilter::from_pairs(pairs) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    // The status filter is separate, so the tag query only looks at tags.
     let rows: Vec<TrackerRow> = api
         .node
         .cluster_nodes()
         .into_iter()
-        .filter(|row| tag.as_ref().is_none_or(|query| query.matches(&row.tags)))
-        .filter(|row| {
-            query
-                .status
-                .as_ref()
-                .is_none_or(|s| s == row.status.as_str())
-        })
-        .filter(|row| {
-            query
-                .health
-                .as_ref()
-                .is_none_or(|h| h == row.health.as_str())
-        })
+        .filter(|row| filter.matches(row))
         .collect();
     Json(rows).into_response()
 }
@@ -249,19 +214,7 @@ async fn set_tags(
         Ok(tags) => tags,
         Err(bad) => return error(StatusCode::UNPROCESSABLE_ENTITY, bad.to_string()),
     };
-    // The agent's own tags (`beethoven.*`) stay as the agent has them.
-    let tags = api.keys.with_reserved(&tags).await;
-    match api.node.set_tags(tags.clone()).await {
-        Ok(()) => {
-            info!(%tags, "tags set over HTTP");
-            Json(keys_cluster::without_reserved(&tags)).into_response()
-        }
-        Err(CommandError::Tags(limit)) => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("bad tags: {limit}"),
-        ),
-        Err(other) => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
-    }
+    verbs::apply_tags(&api, tags, "replaced").await
 }
 
 async fn health(State(api): State<Api>) -> Response {

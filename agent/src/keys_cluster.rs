@@ -228,6 +228,15 @@ impl ClusterKeys {
         }
     }
 
+    /// How many keys the node holds now (0: the cluster is not encrypted).
+    pub(crate) async fn count(&self) -> usize {
+        self.ring
+            .lock()
+            .await
+            .as_ref()
+            .map_or(0, |ring| ring.fingerprints().len())
+    }
+
     /// `tags` with the reserved ones as this agent has them, and no others
     /// under the reserved prefix.
     pub(crate) async fn with_reserved(&self, tags: &Tags) -> Tags {

@@ -9,14 +9,36 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 use crate::error::AgentError;
 
+/// The levels a log filter may name.
+pub(crate) const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `--log-level` filter: a level, or comma-separated `target=level`
+/// directives (e.g. `info,beethoven_core=debug`). `tracing`'s own parser would
+/// take an unknown word such as `verbose` as a target name and log nothing.
+pub(crate) fn check_level(filter: &str) -> Result<EnvFilter, AgentError> {
+    let bad = |reason: String| AgentError::BadLogLevel {
+        level: filter.to_owned(),
+        reason,
+    };
+    for directive in filter.split(',').map(str::trim) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad(format!(
+                "unknown level `{level}`: expected one of {}, or `target=level` directives separated by commas",
+                LEVELS.join(", ")
+            )));
+        }
+    }
+    EnvFilter::try_new(filter).map_err(|error| bad(error.to_string()))
+}
+
 /// Installs the subscriber: `level` (from `--log-level`, its variable or the
 /// file) wins, then `RUST_LOG`, then `info`.
 pub(crate) fn init(level: Option<&str>, format: LogFormat) -> Result<(), AgentError> {
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level).map_err(|error| AgentError::BadLogLevel {
-            level: level.to_owned(),
-            reason: error.to_string(),
-        })?,
+        Some(level) => check_level(level)?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     // Colours only for a terminal: a log file or journal gets plain text.
@@ -64,6 +86,25 @@ impl<K: std::hash::Hash + Eq> RateLimit<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_log_level_is_refused_with_the_valid_ones() {
+        for bad in ["verbose", "info,beethoven_core=loud", "", "beethoven_core"] {
+            let message = check_level(bad).expect_err(bad).to_string();
+            assert!(
+                message.contains("trace, debug, info, warn, error, off"),
+                "{message}"
+            );
+        }
+        for good in [
+            "info",
+            "WARN",
+            "info,beethoven_core=debug",
+            "beethoven_agent=trace",
+        ] {
+            assert!(check_level(good).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn a_warning_repeats_only_after_its_period_and_kinds_are_apart() {

@@ -20,6 +20,7 @@
 mod auth;
 mod client;
 mod config;
+mod data_dir;
 mod error;
 mod events;
 mod handlers;
@@ -28,15 +29,19 @@ mod keys;
 mod keys_client;
 mod keys_cluster;
 mod logging;
+mod member_filter;
 mod metrics;
 mod run;
+mod seed_names;
 mod tags;
 mod tls;
+mod verbs;
 mod warnings;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::error::{AgentError, exit};
@@ -48,7 +53,7 @@ Exit status:
   2  bad command line (unknown flag, bad value)
   3  another live process kept this node's name (the agent stopped without leaving)
   4  bad configuration: config file, environment, name, tags, key file, log level
-  5  could not start: an address would not bind, a seed did not resolve";
+  5  could not start: an address would not bind, the data folder cannot be made";
 
 #[derive(Parser, Debug)]
 #[command(name = "beethoven", version, about = "The Beethoven cluster membership agent", after_help = EXIT_STATUSES)]
@@ -78,12 +83,43 @@ enum Command {
     /// Change a running agent's tags (needs the agent's --http).
     #[command(subcommand)]
     Tags(client::TagsCommand),
+    /// Show a running agent's own facts: name, cluster, address, incarnation,
+    /// mode, member counts, version, uptime, keys.
+    Info {
+        #[command(flatten)]
+        agent: client::Agent,
+        /// Print the JSON answer instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a running agent join (again) through these seeds: `ip:port`,
+    /// `host:port` or `cidr:port`.
+    Join {
+        #[command(flatten)]
+        agent: client::Agent,
+        #[arg(value_name = "SEED", required = true)]
+        seeds: Vec<String>,
+    },
+    /// Mark an offline member left, so it is reported as gone on purpose
+    /// rather than failed (an online or unknown member is refused).
+    ForceLeave {
+        #[command(flatten)]
+        agent: client::Agent,
+        /// The member's name.
+        name: String,
+        /// Also remove it from the agent's member table now.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(usage) => {
+            if let Some(error) = environment_error(&usage) {
+                return fail(&error);
+            }
             // `--help` and `--version` are answers on stdout; the rest are errors.
             let _ = usage.print();
             return exit_code(if usage.use_stderr() {
@@ -100,17 +136,73 @@ fn main() -> ExitCode {
         Command::ReloadKeys(args) => keys_client::reload(&args).map(|()| exit::OK),
         Command::Keys(command) => keys_client::run(&command).map(|()| exit::OK),
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
+        Command::Info { agent, json } => client::info(&agent, json).map(|()| exit::OK),
+        Command::Join { agent, seeds } => client::join(&agent, &seeds).map(|()| exit::OK),
+        Command::ForceLeave { agent, name, prune } => {
+            client::force_leave(&agent, &name, prune).map(|()| exit::OK)
+        }
     };
     match result {
         Ok(code) => exit_code(code),
-        Err(error) => {
-            #[allow(clippy::print_stderr)] // the one place errors reach the operator
-            {
-                eprintln!("beethoven: {error}");
-            }
-            exit_code(error.exit_code())
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Writes the error for the operator and returns its exit status.
+fn fail(error: &AgentError) -> ExitCode {
+    #[allow(clippy::print_stderr)] // the one place errors reach the operator
+    {
+        eprintln!("beethoven: {error}");
+    }
+    exit_code(error.exit_code())
+}
+
+/// A bad value that came from a `BEETHOVEN_*` variable rather than the command
+/// line: clap reports it as the flag's, so it is named here as the variable's
+/// (a configuration error, not a usage error).
+fn environment_error(usage: &clap::Error) -> Option<AgentError> {
+    if !matches!(
+        usage.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = usage.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--probe-interval <DURATION>`: the flag is the first word.
+    let flag = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let command_line: Vec<String> = std::env::args().skip(1).collect();
+    let given_as_flag = command_line
+        .iter()
+        .any(|arg| arg == &format!("--{flag}") || arg.starts_with(&format!("--{flag}=")));
+    if given_as_flag {
+        return None;
+    }
+    let cli = Cli::command();
+    let variable = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .find(|arg| arg.get_long() == Some(flag))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    let value = std::env::var(&variable).ok()?;
+    let reason = match (
+        std::error::Error::source(usage),
+        usage.get(ContextKind::ValidValue),
+    ) {
+        (Some(source), _) => source.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!("expected one of {}", valid.join(", "))
+        }
+        (None, _) => format!("not a valid value for --{flag}"),
+    };
+    Some(AgentError::BadEnvironment {
+        variable,
+        value,
+        reason,
+    })
 }
 
 /// Merges the sources, sets up logging, and runs the agent on tokio.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use beethoven_tokio::{Handle, Options, Update};
+use beethoven_tokio::{Handle, Options, Seed, StartError, Update};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -14,16 +14,22 @@ use tracing::{error, info, warn};
 
 use crate::auth::{Guard, TOKEN_ENV, Token};
 use crate::config::Settings;
+use crate::data_dir::{DataDir, SavedState, Saver};
 use crate::error::{AgentError, exit};
 use crate::events::EventLines;
 use crate::handlers::{self, HandlerCounts};
 use crate::http::{self, Api};
 use crate::keys;
 use crate::keys_cluster::{self, ClusterKeys};
+use crate::seed_names::{self, SplitSeeds};
 use crate::warnings::Warnings;
 
 /// How often the agent checks the node's counters for warnings.
 const TICK: Duration = Duration::from_secs(1);
+
+/// The member table is saved (when it changed) every this many ticks; tags at
+/// the first tick after they change.
+const SAVE_EVERY_TICKS: u64 = 5;
 
 /// How long the exit waits for the event readers (`--events`, `/v1/events`) to
 /// take their last lines: one that stopped reading must not keep the process alive.
@@ -66,6 +72,48 @@ fn http_guard(settings: &Settings, addr: std::net::SocketAddr) -> Result<Guard, 
     Ok(guard)
 }
 
+/// The saved state, if the data folder has a usable one; a file that cannot be
+/// used is reported with its path, and the agent starts without it.
+fn load_saved(dir: &DataDir) -> Option<SavedState> {
+    match dir.load() {
+        Ok(state) => state,
+        Err(not_used) => {
+            warn!(error = %not_used, "the saved state is not used; starting without it");
+            None
+        }
+    }
+}
+
+/// Starts the node with the seeds whose names resolve (and the saved members to
+/// rejoin through); returns it with the names that do not resolve yet. A name
+/// that stopped resolving between the look-up and the start joins those.
+async fn start_node(
+    options: Options,
+    seeds: &[Seed],
+    rejoin: Vec<Seed>,
+) -> Result<(Handle, Vec<String>), AgentError> {
+    let SplitSeeds {
+        mut ready,
+        mut pending,
+    } = seed_names::split(seeds).await;
+    ready.extend(rejoin);
+    loop {
+        let mut attempt = options.clone();
+        for seed in &ready {
+            attempt = attempt.seed(seed.clone());
+        }
+        match beethoven_tokio::start(attempt).await {
+            Ok(node) => return Ok((node, pending)),
+            Err(StartError::Resolve { host, source }) => {
+                warn!(seed = %host, error = %source, "seed name does not resolve; the agent starts without it and keeps trying");
+                ready.retain(|seed| seed.host_port().as_deref() != Some(host.as_str()));
+                pending.push(host);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// Runs the agent until it is told to stop; returns the exit status.
 pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let name = settings.node_name()?;
@@ -85,9 +133,28 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         }
     };
     let seeds = settings.parsed_seeds()?;
-    let tags = settings.parsed_tags()?;
+    let mut tags = settings.parsed_tags()?;
     let handler_specs = settings.handlers()?;
     let bind = settings.bind_addr();
+    let data_dir = match &settings.data_dir {
+        Some(folder) => Some(
+            DataDir::open(folder, settings.cluster_name(), name.clone()).map_err(|source| {
+                AgentError::DataDir {
+                    path: folder.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let saved = data_dir.as_ref().and_then(load_saved);
+    if let Some(state) = &saved {
+        let saved_tags = state.tags();
+        if saved_tags != tags {
+            info!(saved = %saved_tags, configured = %tags, "tags from the data folder (changed live before the restart)");
+        }
+        tags = saved_tags;
+    }
     // The HTTP port first: a port in use stops the agent before it joins anyone.
     let listener = match settings.http {
         Some(addr) => {
@@ -104,14 +171,44 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(runtime_error)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(runtime_error)?;
 
-    let mut options = Options::new(name).config(config).bind(bind).tags(tags);
+    let (join_retry, rejoin_interval) = (config.join_retry, config.rejoin_interval);
+    let mut options = Options::new(name.clone())
+        .config(config)
+        .bind(bind)
+        .tags(tags);
     if let Some(advertise) = settings.advertise {
         options = options.advertise(advertise);
     }
-    for seed in &seeds {
-        options = options.seed(seed.clone());
+    let rejoin: Vec<Seed> = saved
+        .as_ref()
+        .map(|state| {
+            state
+                .rejoin_addrs(&name)
+                .into_iter()
+                .map(Seed::Addr)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (node, pending) = start_node(options, &seeds, rejoin).await?;
+    if let Some(state) = &saved {
+        let rows = state.peers(&name);
+        let count = rows.len();
+        match node.restore(rows).await {
+            Ok(()) => info!(
+                members = count,
+                "member table restored from the data folder"
+            ),
+            Err(error) => warn!(%error, "the saved member table was not restored"),
+        }
     }
-    let node = beethoven_tokio::start(options).await?;
+    for host in pending {
+        tokio::spawn(seed_names::keep_trying(
+            node.clone(),
+            host,
+            join_retry,
+            rejoin_interval,
+        ));
+    }
     Warnings::at_start(
         bind,
         node.advertised_addr(),
@@ -147,6 +244,8 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 keys: Arc::clone(&cluster_keys),
                 stop,
                 events,
+                cluster: settings.cluster_name().to_owned(),
+                started: Instant::now(),
                 handlers: handler_counts,
             };
             tokio::spawn(async move {
@@ -173,6 +272,8 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         "agent started"
     );
 
+    let mut saver = data_dir.map(Saver::new);
+    let mut ticks: u64 = 0;
     let mut tick = tokio::time::interval(TICK);
     let ending = loop {
         tokio::select! {
@@ -193,6 +294,13 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 warnings.check(Instant::now(), &node);
                 // Puts back the reserved tags if a tag change dropped them.
                 cluster_keys.publish(&node).await;
+                ticks += 1;
+                if let Some(saver) = &mut saver {
+                    let tags = node.tags();
+                    if saver.tags_changed(&tags) || ticks.is_multiple_of(SAVE_EVERY_TICKS) {
+                        saver.save_if_changed(&tags, node.cluster_nodes());
+                    }
+                }
                 // Also when the stream lost the `NameLost` update to lag.
                 if node.name_taken_by().is_some() {
                     break Ending::NameLost;
@@ -208,6 +316,9 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
         }
     };
     drop(events);
+    if let Some(saver) = &mut saver {
+        saver.save_if_changed(&node.tags(), node.cluster_nodes());
+    }
     let code = finish(node, ending).await;
     // The node has stopped, so every reader's stream is ending: they (stdout,
     // HTTP streams) get their last lines, unless they stopped reading.

@@ -61,7 +61,7 @@ impl Warnings {
             warn!(
                 seeds = %self.seeds,
                 attempts,
-                "no seed answered: running standalone and re-probing the seeds slowly (is a seed up, and are --cluster and the keys the same?)"
+                "no seed answered: running standalone and re-probing the seeds slowly (is a seed up? a seed whose --cluster or keys differ from this node's drops its join and warns naming this node's address)"
             );
         }
     }
@@ -104,7 +104,10 @@ impl Warnings {
             let new = count.saturating_sub(self.reported[i]);
             if new > 0 && self.limit.allow(hint, now) {
                 self.reported[i] = count;
-                warn!(%reason, dropped = new, "dropped packets {hint}");
+                let from = stats
+                    .last_dropped_from(*reason)
+                    .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+                warn!(%reason, dropped = new, %from, "dropped packets {hint}");
             }
         }
     }

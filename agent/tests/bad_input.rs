@@ -73,12 +73,8 @@ fn an_http_listener_that_cannot_bind_is_named() {
 }
 
 #[test]
-fn an_unresolvable_seed_is_named() {
-    fails(
-        &agent(&["--name", "a", "--seed", "no-such-host.invalid:7946"]),
-        5,
-        "cannot resolve seed `no-such-host.invalid:7946`",
-    );
+fn a_malformed_seed_is_named() {
+    // A name that does not resolve is no error: see tests/operator.rs.
     fails(
         &agent(&["--name", "a", "--seed", "not a seed"]),
         4,
@@ -158,8 +154,36 @@ fn an_unknown_config_key_or_bad_duration_is_named() {
                 .args(["agent", "--name", "a"])
                 .env("BEETHOVEN_LEAVE_TIMEOUT", "soon"),
         ),
+        4,
+        "bad environment variable BEETHOVEN_LEAVE_TIMEOUT=`soon`: bad duration `soon`",
+    );
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--name", "a"])
+                .env("BEETHOVEN_PROBE_INTERVAL", "fast"),
+        ),
+        4,
+        "BEETHOVEN_PROBE_INTERVAL",
+    );
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--name", "a"])
+                .env("BEETHOVEN_LOG_FORMAT", "xml"),
+        ),
+        4,
+        "bad environment variable BEETHOVEN_LOG_FORMAT=`xml`: expected one of text, json",
+    );
+    // The flag wins over the variable, and a bad flag is a usage error.
+    fails(
+        &run_with(
+            beethoven()
+                .args(["agent", "--name", "a", "--probe-interval=fast"])
+                .env("BEETHOVEN_PROBE_INTERVAL", "1s"),
+        ),
         2,
-        "bad duration `soon`",
+        "invalid value 'fast' for '--probe-interval <DURATION>'",
     );
     let missing = dir.0.join("missing.toml");
     fails(
@@ -176,6 +200,11 @@ fn an_unknown_config_key_or_bad_duration_is_named() {
         &agent(&["--name", "a", "--log-level", "a=b=c"]),
         4,
         "bad log level `a=b=c`",
+    );
+    fails(
+        &agent(&["--name", "a", "--log-level", "verbose"]),
+        4,
+        "unknown level `verbose`: expected one of trace, debug, info, warn, error, off",
     );
 }
 
@@ -248,7 +277,7 @@ fn malformed_http_requests_get_a_4xx_with_a_json_error() {
     json_error(
         agent.get("/v1/members?colour=red"),
         400,
-        "unknown field `colour`",
+        "unknown filter `colour`: expected status, health, name or tag",
     );
     json_error(
         agent.get("/v1/members?tag="),

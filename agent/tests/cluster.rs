@@ -159,8 +159,18 @@ fn keys_rotate_across_three_running_agents_with_no_node_going_offline() {
             &agents[0].udp.to_string(),
         ],
     );
-    agents[0].wait_for_log("dropped packets sealed with a key this node does not hold (check the key files of every node)");
-    stale.wait_for_log("no seed answered: running standalone and re-probing the seeds slowly (is a seed up, and are --cluster and the keys the same?)");
+    let warning = agents[0].wait_for_log("dropped packets sealed with a key this node does not hold (check the key files of every node)");
+    assert_eq!(
+        warning["from"],
+        stale.udp.to_string(),
+        "the seed names the sender"
+    );
+    let warning = stale.wait_for_log("no seed answered: running standalone and re-probing the seeds slowly (is a seed up? a seed whose --cluster or keys differ from this node's drops its join and warns naming this node's address)");
+    assert_eq!(
+        warning["seeds"],
+        agents[0].udp.to_string(),
+        "the joiner names the seed"
+    );
     assert_eq!(agents[0].status_of("stale"), None, "never let in");
     // A bad key file on reload changes nothing.
     std::fs::write(&files[1], "not a key\n").expect("rewritten");
@@ -312,9 +322,16 @@ fn tags_given_at_start_and_changed_live_reach_the_other_agents_and_filter_member
 
     // The client command replaces n1's tags; n0 and n2 see the change.
     let http1 = agents[1].http.to_string();
-    let set = run(&["tags", "set", "--http", &http1, "role=cache", "tier=hot"]);
+    let set = run(&[
+        "tags",
+        "replace",
+        "--http",
+        &http1,
+        "role=cache",
+        "tier=hot",
+    ]);
     assert_eq!(set.status.code(), Some(0), "{}", support::stderr(&set));
-    assert_eq!(stdout(&set).trim(), "tags set: role=cache,tier=hot");
+    assert_eq!(stdout(&set).trim(), "tags now: role=cache,tier=hot");
     let changed = serde_json::json!({ "role": "cache", "tier": "hot" });
     eventually("n0 and n2 see n1's new tags", || {
         tags_of(&agents[0], "n1") == changed && tags_of(&agents[2], "n1") == changed

@@ -136,8 +136,8 @@ pub use event::{Event, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{
-    LeaveError, LocalHealth, NameTaken, NewNodeError, Node, SetTagsError, Transmit,
-    retransmit_limit, suspicion_bounds, suspicion_timeout,
+    ForceLeaveError, LeaveError, LocalHealth, NameTaken, NewNodeError, Node, SetTagsError,
+    Transmit, retransmit_limit, suspicion_bounds, suspicion_timeout,
 };
 pub use saved::timestamp;
 pub use stats::{DropReason, Stats};

@@ -71,7 +71,7 @@ use timer::{Timer, Timers};
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
-pub use membership::{NewNodeError, SetTagsError};
+pub use membership::{ForceLeaveError, NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 
@@ -175,6 +175,9 @@ pub struct Node {
     open_buf: Vec<u8>,
     /// Other processes under this node's name, and conflicts seen about others.
     conflicts: Conflicts,
+    /// The incarnation of the last death of this node it warned about (see
+    /// `apply_row_about_self`): each death is logged once.
+    death_warned: Option<u64>,
 }
 
 impl Node {
@@ -238,6 +241,7 @@ impl Node {
             sealer: None,
             open_buf: Vec::new(),
             conflicts: Conflicts::new(seed),
+            death_warned: None,
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);

@@ -1,5 +1,7 @@
 //! Counters a node keeps about its own traffic, and why it dropped what it dropped.
 
+use std::net::SocketAddr;
+
 use crate::tags::TagsError;
 use crate::wire::DecodeError;
 
@@ -168,6 +170,9 @@ pub struct Stats {
     /// deadline (it was paused or starved), and gave pending verdicts more time.
     pub stalls: u64,
     drops: [u64; DropReason::ALL.len()],
+    /// Where the last packet dropped for each reason came from: an operator's
+    /// warning about a misconfigured peer (keys, cluster) names it.
+    last_sources: [Option<SocketAddr>; DropReason::ALL.len()],
 }
 
 impl Stats {
@@ -189,8 +194,20 @@ impl Stats {
             .filter(|(_, count)| *count > 0)
     }
 
+    /// Where the last packet dropped for `reason` came from (`None` for drops
+    /// of updates rather than packets, or none yet).
+    pub fn last_dropped_from(&self, reason: DropReason) -> Option<SocketAddr> {
+        self.last_sources[reason as usize]
+    }
+
     pub(crate) fn count_drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+    }
+
+    /// Counts a dropped packet and remembers its source.
+    pub(crate) fn count_dropped_packet(&mut self, reason: DropReason, from: SocketAddr) {
+        self.count_drop(reason);
+        self.last_sources[reason as usize] = Some(from);
     }
 }
 
@@ -208,6 +225,14 @@ mod tests {
         assert_eq!(stats.dropped_total(), DropReason::ALL.len() as u64);
         assert_eq!(stats.drops().count(), DropReason::ALL.len());
         assert_eq!(stats.dropped(DropReason::Malformed), 1);
+        assert_eq!(stats.last_dropped_from(DropReason::Malformed), None);
+        let from = SocketAddr::from(([10, 0, 0, 7], 7946));
+        stats.count_dropped_packet(DropReason::WrongCluster, from);
+        assert_eq!(stats.dropped(DropReason::WrongCluster), 2);
+        assert_eq!(
+            stats.last_dropped_from(DropReason::WrongCluster),
+            Some(from)
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use async_channel::Sender;
 use beethoven_core::{
-    JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed, SetTagsError, Tags,
-    TagsError, TrackerRow,
+    ForceLeaveError, JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed,
+    SetTagsError, Tags, TagsError, TrackerRow,
 };
 
 use crate::router::{Interest, Outbox, SubscriberId};
@@ -57,6 +57,7 @@ pub(crate) enum Order {
     Leave,
     SetTags(Tags),
     SetKeyRing(Option<KeyRing>),
+    ForceLeave { name: NodeName, prune: bool },
     Unsubscribe(SubscriberId),
 }
 
@@ -138,6 +139,9 @@ pub enum CommandError {
     /// `leave` refused.
     #[error(transparent)]
     Leave(#[from] LeaveError),
+    /// `force_leave` refused: an unknown or online member, or this node itself.
+    #[error(transparent)]
+    ForceLeave(#[from] ForceLeaveError),
     /// `set_tags` refused: the tags break a limit, which the error names.
     #[error(transparent)]
     Tags(#[from] TagsError),

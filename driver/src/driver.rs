@@ -492,6 +492,7 @@ impl Driver {
                 info!(name = %self.node.name(), keys, "key ring replaced");
                 self.node.set_key_ring(ring);
             }
+            Order::ForceLeave { name, prune } => self.node.force_leave(now, &name, prune)?,
             Order::Unsubscribe(id) => {
                 self.router.remove(id);
             }

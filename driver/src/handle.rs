@@ -260,6 +260,13 @@ impl Handle {
         self.decide(Order::SetKeyRing(ring))
     }
 
+    /// Marks an offline member `left`, and with `prune` removes it from this
+    /// node's table; see [`Node::force_leave`](beethoven_core::Node::force_leave).
+    /// An unknown or online member is refused with [`CommandError::ForceLeave`].
+    pub fn force_leave(&self, name: NodeName, prune: bool) -> Reply {
+        self.decide(Order::ForceLeave { name, prune })
+    }
+
     /// Ends a subscription; its queue is closed (a callback's thread finishes).
     /// An id that is not subscribed (any more) is fine.
     pub fn unsubscribe(&self, subscriber: SubscriberId) -> Reply {

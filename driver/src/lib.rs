@@ -157,8 +157,8 @@ pub mod prelude {
         SubscriberId, Update, Updates,
     };
     pub use beethoven_core::{
-        Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,
-        NewNodeError, NodeName, NodeStatus, Op, Seed, Stats, TagQuery, Tags, TagsError,
-        TrackerEvent, TrackerRow, timestamp,
+        Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, Key, KeyError, KeyRing,
+        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Seed, Stats, TagQuery, Tags,
+        TagsError, TrackerEvent, TrackerRow, timestamp,
     };
 }

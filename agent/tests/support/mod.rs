@@ -276,15 +276,25 @@ impl Agent {
         )
     }
 
-    /// `POST path` with a JSON `body`: (status, body).
-    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+    /// `method path` with a JSON `body` and the token: (status, body).
+    pub fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         request(
             self.http,
             &format!(
-                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             ),
         )
+    }
+
+    /// Whether a log line's message is `message`.
+    pub fn logged(&self, message: &str) -> bool {
+        self.log().iter().any(|line| line["message"] == message)
+    }
+
+    /// `POST path` with a JSON `body`: (status, body).
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        self.send("POST", path, body)
     }
 
     /// The members this agent serves, as JSON rows.

@@ -68,7 +68,7 @@ impl Node {
 
     /// Counts and logs a dropped packet; `false`, for `receive` to return.
     fn drop_packet(&mut self, from: SocketAddr, reason: DropReason) -> bool {
-        self.stats.count_drop(reason);
+        self.stats.count_dropped_packet(reason, from);
         debug!(%from, ?reason, "dropped packet");
         false
     }

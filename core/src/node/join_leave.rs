@@ -379,21 +379,27 @@ impl Node {
             .map(|row| row.node.clone())
             .collect();
         for name in expired {
-            if let Some(id) = self.tracker.id_of(&name) {
-                self.dead.remove(id);
-                self.members.remove(id);
+            self.remove_row(now, &name);
+        }
+    }
+
+    /// Removes an offline row from the tracker, with an `Op::Delete` event (the
+    /// retention's reap, and `force_leave` with `prune`).
+    pub(super) fn remove_row(&mut self, now: Instant, name: &NodeName) {
+        if let Some(id) = self.tracker.id_of(name) {
+            self.dead.remove(id);
+            self.members.remove(id);
+        }
+        if let Some(old) = self.tracker.remove(name) {
+            self.gossip.remove(name);
+            if old.health == Health::Dead {
+                self.remember_reaped(now, old.addr);
             }
-            if let Some(old) = self.tracker.remove(&name) {
-                self.gossip.remove(&name);
-                if old.health == Health::Dead {
-                    self.remember_reaped(now, old.addr);
-                }
-                self.events.push_back(Event::Tracker(TrackerEvent {
-                    op: Op::Delete,
-                    new_row: old,
-                    old_row: None,
-                }));
-            }
+            self.events.push_back(Event::Tracker(TrackerEvent {
+                op: Op::Delete,
+                new_row: old,
+                old_row: None,
+            }));
         }
     }
 }

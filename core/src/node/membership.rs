@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::Node;
 use crate::event::{Event, Mode, Op, TrackerEvent};
@@ -39,6 +39,25 @@ pub enum SetTagsError {
     /// The tags break a limit; the error names it.
     #[error(transparent)]
     Invalid(#[from] TagsError),
+    /// This node lost its name and takes no more commands.
+    #[error(transparent)]
+    NameTaken(#[from] crate::NameTaken),
+}
+
+/// Why `force_leave` refused. No state changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForceLeaveError {
+    /// No member by that name is in the tracker.
+    #[error("no member named `{0}`")]
+    Unknown(NodeName),
+    /// The name is this node's own: a node leaves with `leave`.
+    #[error("a node cannot force itself out: it leaves with `leave`")]
+    IsSelf,
+    /// The member is online: it would refute being marked left, and a live
+    /// member leaves with its own `leave`.
+    #[error("`{0}` is online: only an offline member can be forced out")]
+    Online(NodeName),
     /// This node lost its name and takes no more commands.
     #[error(transparent)]
     NameTaken(#[from] crate::NameTaken),
@@ -280,6 +299,7 @@ impl Node {
             }
             return None;
         }
+        self.warn_if_declared_dead(&row);
         if row.incarnation < self.incarnation {
             // A peer holds an outdated view of this node, likely because the
             // refutation's gossip missed it: announce the current row again, and
@@ -310,6 +330,7 @@ impl Node {
         // in practice; saturating keeps a bug from wrapping to 0.
         self.incarnation = row.incarnation.saturating_add(1);
         self.stats.refutations += 1;
+
         debug!(
             incarnation = self.incarnation,
             refuted = ?row.health,
@@ -327,6 +348,23 @@ impl Node {
             self.send(to, Message::Gossip);
         }
         None
+    }
+
+    /// A node that was paused (or starved) past the suspicion timeout hears
+    /// on resuming that it was declared dead, at its latest incarnation or the
+    /// one just before (it may have refuted a suspicion first). That is logged
+    /// once per death, as a warning: the operator sees why it was offline. A
+    /// restart hearing of its previous life's death has seen no stall: quiet.
+    fn warn_if_declared_dead(&mut self, row: &TrackerRow) {
+        let recent = row.incarnation.saturating_add(1) >= self.incarnation;
+        let new = self.death_warned.is_none_or(|at| row.incarnation > at);
+        if row.health == Health::Dead && recent && new && self.stats.stalls > 0 {
+            self.death_warned = Some(row.incarnation);
+            warn!(
+                incarnation = row.incarnation,
+                "this node was declared dead by the cluster while it was paused or starved (longer than the suspicion timeout); refuting and coming back"
+            );
+        }
     }
 
     /// Writes and spreads this node's own row at its current incarnation.
@@ -390,6 +428,54 @@ impl Node {
             self.mode = mode;
             self.events.push_back(Event::ModeChanged(mode));
         }
+    }
+}
+
+impl Node {
+    /// Marks an offline member `left` (serf's `force-leave`): a member declared
+    /// dead that will not come back is then reported as gone on purpose, and
+    /// the row spreads like gossip (at one incarnation `Left` outranks `Dead`,
+    /// so every replica converges on it; if the member does come back it
+    /// refutes with a higher incarnation). A member already left is kept as it
+    /// is. With `prune`, the row is also removed from this node's tracker at
+    /// once (an `Op::Delete` event), as `offline_retention` would; the others
+    /// keep their `left` row until their own retention removes it, and an
+    /// exchange with one of them may bring the row back here as `left`.
+    /// Refused, with nothing changed, for an unknown name, this node's own, and
+    /// an online member.
+    pub fn force_leave(
+        &mut self,
+        now: Instant,
+        name: &NodeName,
+        prune: bool,
+    ) -> Result<(), ForceLeaveError> {
+        self.input(now, |node| node.mark_left(now, name, prune))?
+    }
+
+    fn mark_left(
+        &mut self,
+        now: Instant,
+        name: &NodeName,
+        prune: bool,
+    ) -> Result<(), ForceLeaveError> {
+        if *name == self.name {
+            return Err(ForceLeaveError::IsSelf);
+        }
+        let row = self
+            .tracker
+            .get(name)
+            .ok_or_else(|| ForceLeaveError::Unknown(name.clone()))?;
+        if row.status == NodeStatus::Online {
+            return Err(ForceLeaveError::Online(name.clone()));
+        }
+        if row.health == Health::Dead {
+            let left = row.with_health(Health::Left, self.wall_clock(now));
+            let _ = self.apply_row(now, left, None, Source::Gossip);
+        }
+        if prune {
+            self.remove_row(now, name);
+        }
+        Ok(())
     }
 }
 
@@ -779,5 +865,90 @@ mod tests {
         assert_eq!(node.stats().dropped(DropReason::TooManyTags), 1);
         assert!(node.row(&name("a")).is_none());
         assert_eq!(node.row(&name("b")).map(|r| r.tags.len()), Some(1));
+    }
+
+    #[test]
+    fn force_leave_marks_a_dead_member_left_and_spreads_it() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let news = packet("other", 0, Message::Gossip, &[&dead("peer", 2, 0)]);
+        node.handle_packet(now, addr(3), &news);
+        while node.poll_event().is_some() {}
+        node.force_leave(now, &name("peer"), false)
+            .expect("a dead member can be forced out");
+        let row = node.tracker().get(&name("peer")).expect("still tracked");
+        assert_eq!(row.health, Health::Left);
+        assert_eq!(row.incarnation, 0);
+        assert!(node.gossip.contains(&name("peer")), "the left row spreads");
+    }
+
+    #[test]
+    fn force_leave_with_prune_removes_the_row_with_a_delete_event() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        let news = packet("other", 0, Message::Gossip, &[&dead("peer", 2, 0)]);
+        node.handle_packet(now, addr(3), &news);
+        while node.poll_event().is_some() {}
+        node.force_leave(now, &name("peer"), true)
+            .expect("a dead member can be pruned");
+        assert!(node.tracker().get(&name("peer")).is_none());
+        let mut deleted = false;
+        while let Some(event) = node.poll_event() {
+            if let Event::Tracker(TrackerEvent {
+                op: Op::Delete,
+                new_row,
+                ..
+            }) = event
+            {
+                deleted |= new_row.node == name("peer");
+            }
+        }
+        assert!(deleted, "the removal is an Op::Delete event");
+    }
+
+    #[test]
+    fn force_leave_refuses_an_unknown_an_online_member_and_itself_changing_nothing() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        while node.poll_event().is_some() {}
+        assert_eq!(
+            node.force_leave(now, &name("ghost"), false),
+            Err(super::ForceLeaveError::Unknown(name("ghost")))
+        );
+        assert_eq!(
+            node.force_leave(now, &name("peer"), true),
+            Err(super::ForceLeaveError::Online(name("peer")))
+        );
+        assert_eq!(
+            node.force_leave(now, &name("me"), false),
+            Err(super::ForceLeaveError::IsSelf)
+        );
+        let row = node.tracker().get(&name("peer")).expect("still tracked");
+        assert_eq!(row.health, Health::Alive);
+        assert!(node.poll_event().is_none(), "nothing changed");
+    }
+
+    #[test]
+    fn a_death_heard_after_a_stall_is_noted_once_and_a_restart_hears_its_old_death_quietly() {
+        let now = epoch();
+        let mut node = node_knowing_peer(now);
+        // Never stalled: its own death (a previous life's, after a restart) is
+        // refuted without the warning.
+        let news = packet("peer", 0, Message::Gossip, &[&dead("me", 1, 0)]);
+        node.handle_packet(now, addr(2), &news);
+        assert_eq!(node.death_warned, None);
+        assert_eq!(node.incarnation(), 1);
+        // Asleep for 10 s: the first input after it shows the stall.
+        let woke = now + Duration::from_secs(10);
+        node.handle_timeout(woke);
+        assert_eq!(node.stats().stalls, 1);
+        // The death at the incarnation it held is noted once, however often
+        // the news arrives, including after the refutation raised it.
+        for _ in 0..3 {
+            let news = packet("peer", 0, Message::Gossip, &[&dead("me", 1, 1)]);
+            node.handle_packet(woke, addr(2), &news);
+            assert_eq!(node.death_warned, Some(1));
+        }
+        assert_eq!(node.incarnation(), 2, "refuted once");
     }
 }
