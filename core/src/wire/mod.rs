@@ -12,8 +12,9 @@
 //! The fixed header comes first so a packet of another protocol, version or cluster
 //! is told apart before anything is decoded. Decoding never panics: every failure
 //! is a [`DecodeError`]. The item count and the end of the body are checked, so
-//! a datagram cut short anywhere never decodes, and one has exactly one meaning. The kinds and fields are in `message.rs`, the row in
-//! `row.rs`; golden bytes of each are in `core/tests/golden/`.
+//! a datagram cut short anywhere never decodes, and one has exactly one
+//! meaning. The kinds and fields are in `message.rs`, the row in `row.rs`;
+//! golden bytes of each are in `core/tests/golden/`.
 //!
 //! # Growing
 //!
@@ -27,6 +28,22 @@
 //! or trailing field therefore needs no new [`VERSION`]; the version moves
 //! only for a change an older node cannot skip (ARCHITECTURE.md, "The wire
 //! version").
+//!
+//! # Adding a message or item kind
+//!
+//! 1. In `message.rs`, take the next unused number in `kind` (a message) or
+//!    `item` (a piggybacked item; never reuse a number), add the variant to
+//!    [`Message`] (or to `Item`), its arm in `Serialize` (`frame(s, kind::X,
+//!    &fields)`) and in `decode` (`fields(bytes)`, which ignores what a later
+//!    version appends), and in `Message::check` if it carries rows. A new item
+//!    kind also needs the body's item list (today only [`Update`]s) to carry it,
+//!    and the piggyback budget to count its [`encoded_len`].
+//! 2. Dispatch it in `node/input.rs`. It must be safe to ignore: a node of the
+//!    previous build counts it and neither answers nor relays it.
+//! 3. Add its golden bytes in `golden.rs` and bless them
+//!    (`BEETHOVEN_BLESS_GOLDEN=1`): new files only, no existing one changes.
+//!    Feed it to the fuzz crate's checks (`fuzz/tests/wire_growth.rs`).
+//! 4. Grow fields only at the end; never insert one before known fields.
 
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Serialize, Serializer};
