@@ -14,11 +14,11 @@ use beethoven_testkit::scenario::{self, Params, ScenarioKind};
 const SECOND: Duration = Duration::from_secs(1);
 
 // One line each, so an update is a one-line diff.
-const STEADY_30_SEED_1: &str = "eeeb5e708f7874fb";
-const CRASH_50_SEED_2: &str = "cfc3b3efc14a6398";
-const CHURN_100_SEED_1: &str = "8c06aed9c2facf7e";
-const PARTITION_30_SEED_3: &str = "221b146be2578ab4";
-const TAG_CHANGE_30_SEED_1: &str = "145288bf5603c162";
+const STEADY_30_SEED_1: &str = "6d569a299acd2c03";
+const CRASH_50_SEED_2: &str = "428a1a2b19d7477b";
+const CHURN_100_SEED_1: &str = "184426fdc3e2a8b3";
+const PARTITION_30_SEED_3: &str = "4b417d6c893d59a7";
+const TAG_CHANGE_30_SEED_1: &str = "e18790a88fc53ac7";
 
 /// The pinned runs: name, parameters, expected hash.
 fn golden() -> Vec<(&'static str, Params, &'static str)> {
