@@ -3,8 +3,8 @@
 use crate::tags::TagsError;
 use crate::wire::DecodeError;
 
-/// Why an incoming packet (or an update inside one) was dropped. A dropped packet
-/// changes no state.
+/// Why an incoming packet (or a part of one: an update, a message, a
+/// piggybacked item) was dropped. A dropped packet changes no state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum DropReason {
@@ -52,6 +52,12 @@ pub enum DropReason {
     TagsUnsorted,
     /// A row's tag key or value is not UTF-8.
     TagsInvalidUtf8,
+    /// A message of a kind this build does not know (a later version's): it
+    /// is skipped, the updates piggybacked on it still apply.
+    UnknownMessage,
+    /// A piggybacked item of a kind this build does not know (a later
+    /// version's): it is skipped, the rest of the packet still applies.
+    UnknownPiggyback,
 }
 
 labels!(DropReason {
@@ -75,11 +81,13 @@ labels!(DropReason {
     TooManyTags => "too_many_tags",
     TagsUnsorted => "tags_unsorted",
     TagsInvalidUtf8 => "tags_invalid_utf8",
+    UnknownMessage => "unknown_message",
+    UnknownPiggyback => "unknown_piggyback",
 });
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -100,6 +108,8 @@ impl DropReason {
         DropReason::TooManyTags,
         DropReason::TagsUnsorted,
         DropReason::TagsInvalidUtf8,
+        DropReason::UnknownMessage,
+        DropReason::UnknownPiggyback,
     ];
 }
 

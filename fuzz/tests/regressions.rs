@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::Path;
 
-use beethoven_core::{Health, MAX_INCARNATION, NodeStatus};
+use beethoven_core::{DropReason, Health, MAX_INCARNATION, NodeStatus};
 use beethoven_fuzz::{Action, Datagram, Sim, addr, check_datagram, name};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -51,8 +51,9 @@ fn a_forged_suspicion_at_u64_max_neither_panics_nor_evicts_the_node() {
     let input = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(OVERFLOW)).expect("readable");
     let datagram = &input[1..];
     // Rewritten when the wire version rises (2: the name-conflict handshake; 3:
-    // tags, an empty tag string after each row's time), so the forged row is
-    // still decoded instead of dropped whole.
+    // tags, an empty tag string after each row's time; 4: every message, item
+    // and row behind its kind and length), so the forged row is still decoded
+    // instead of dropped whole.
     assert_eq!(
         datagram[4],
         beethoven_core::VERSION,
@@ -64,11 +65,18 @@ fn a_forged_suspicion_at_u64_max_neither_panics_nor_evicts_the_node() {
         to: addr(0),
         bytes: datagram.to_vec(),
     });
+    let stats = sim.members[0].node.as_ref().expect("running").stats();
+    assert_eq!(
+        stats.dropped(DropReason::Malformed),
+        1,
+        "decoded up to the forged row, which is out of range"
+    );
     // The same row as plain gossip: the reproducer's header, sender "n2" and its
-    // incarnation, message `Gossip`, one update (the row about n0).
+    // incarnation, message `Gossip` (kind 8, no fields), one item: the
+    // reproducer's first (the update about n0).
     let mut gossip = datagram[..18].to_vec();
-    gossip.extend_from_slice(&[8, 1]);
-    gossip.extend_from_slice(&datagram[24..47]);
+    gossip.extend_from_slice(&[8, 0, 1]);
+    gossip.extend_from_slice(&datagram[25..51]);
     sim.deliver(Datagram {
         from: addr(2),
         to: addr(1),

@@ -42,8 +42,18 @@ impl Node {
             return self.drop_packet(from, DropReason::RateLimited);
         }
         let Packet {
-            message, gossip, ..
+            message,
+            gossip,
+            unknown_items,
+            ..
         } = packet;
+        if unknown_items > 0 {
+            // A later version's items (rolling upgrade): skipped, the rest applies.
+            debug!(%from, unknown_items, "skipped piggybacked items of unknown kinds");
+            for _ in 0..unknown_items {
+                self.stats.count_drop(DropReason::UnknownPiggyback);
+            }
+        }
         let mut answer = Vec::new();
         for update in gossip {
             if let Some(outdated) =
@@ -124,6 +134,12 @@ impl Node {
             Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
             Message::Rows { rows } => self.handle_rows(now, from, rows),
             Message::Gossip => {}
+            Message::Unknown { kind } => {
+                // A later version's message (rolling upgrade): its updates
+                // applied, the message itself is skipped.
+                self.stats.count_drop(DropReason::UnknownMessage);
+                debug!(%from, kind, "skipped a message of an unknown kind");
+            }
             Message::Claim {
                 addr,
                 started,
@@ -147,6 +163,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use crate::node::testing::*;
+    use crate::wire::raw;
 
     #[test]
     fn a_ping_for_another_name_is_dropped_whole() {
@@ -203,6 +220,55 @@ mod tests {
         let later = now + node.config().suspicion_min;
         node.handle_packet(later, addr(4), &from_slow);
         assert_eq!(answers_to(&mut node, addr(4)), 1, "answered again");
+    }
+
+    #[test]
+    fn a_later_versions_message_is_counted_and_its_updates_still_apply() {
+        let now = epoch();
+        let mut node = node(now);
+        let update = alive("peer", 2, 0);
+        let bytes = packet("peer", 0, Message::Unknown { kind: 300 }, &[&update]);
+        node.handle_packet(now, addr(2), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::UnknownMessage), 1);
+        assert_eq!(node.stats().dropped_total(), 1);
+        assert_eq!(
+            node.row(&name("peer")).map(|r| r.health),
+            Some(Health::Alive)
+        );
+        assert!(sent(&mut node).is_empty(), "nothing answers the unknown");
+    }
+
+    #[test]
+    fn a_later_versions_piggybacked_items_are_counted_and_the_rows_beside_them_apply() {
+        let now = epoch();
+        let mut node = node(now);
+        let items = [
+            raw::frame(9, &[1, 2, 3]),
+            raw::update(&alive("peer", 2, 0)),
+            raw::frame(300, &[]),
+        ];
+        let gossip = raw::frame(8, &[]);
+        let bytes = raw::packet(node.config().cluster_id, &name("peer"), &gossip, &items);
+        node.handle_packet(now, addr(2), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::UnknownPiggyback), 2);
+        assert_eq!(node.stats().dropped_total(), 2);
+        assert_eq!(
+            node.row(&name("peer")).map(|r| r.health),
+            Some(Health::Alive)
+        );
+    }
+
+    #[test]
+    fn a_frame_cut_short_drops_the_whole_packet() {
+        let now = epoch();
+        let mut node = node(now);
+        let items = [raw::update(&alive("peer", 2, 0)), vec![9, 10, 1, 2]];
+        // The second item's length says ten bytes, of which two came.
+        let gossip = raw::frame(8, &[]);
+        let bytes = raw::packet(node.config().cluster_id, &name("peer"), &gossip, &items);
+        node.handle_packet(now, addr(2), &bytes);
+        assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+        assert_eq!(node.tracker().len(), 1, "the row before it was not applied");
     }
 
     /// Found by fuzzing: a forged "you are suspect at incarnation u64::MAX" made the

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use chrono::DateTime;
 
+use super::row::UncheckedRow;
 use super::*;
 use crate::keyring::{Key, KeyRing};
 use crate::tags::Tags;

@@ -1,18 +1,35 @@
 //! The wire format: one UDP datagram per packet.
 //!
 //! ```text
-//! magic "BTHV" (4) | version (1) | flags (1) | cluster id (8, little endian) | body
-//! body  = postcard(sender name, sender incarnation, one message, piggybacked updates)
+//! packet  = magic "BTHV" (4) | version (1) | flags (1) | cluster id (8, little endian) | body
+//! body    = sender name (varint length | UTF-8) | sender incarnation (varint)
+//!         | message | item count (varint) | item*    (then the body ends)
+//! message = kind (varint) | length (varint) | fields
+//! item    = kind (varint) | length (varint) | fields   (piggybacked: row updates)
 //! sealed (flags bit 0): body = ciphertext | nonce (24) | tag (16), header authenticated
 //! ```
 //!
 //! The fixed header comes first so a packet of another protocol, version or cluster
 //! is told apart before anything is decoded. Decoding never panics: every failure
-//! is a [`DecodeError`].
+//! is a [`DecodeError`]. The item count and the end of the body are checked, so
+//! a datagram cut short anywhere never decodes, and one has exactly one meaning. The kinds and fields are in `message.rs`, the row in
+//! `row.rs`; golden bytes of each are in `core/tests/golden/`.
+//!
+//! # Growing
+//!
+//! The wire grows additively, so that two versions share a cluster during a
+//! rolling upgrade. Every message, piggybacked item and row sits behind its
+//! length: a node skips (and counts, as
+//! [`DropReason::UnknownMessage`](crate::DropReason::UnknownMessage) or
+//! [`DropReason::UnknownPiggyback`](crate::DropReason::UnknownPiggyback)) the
+//! kinds it does not know, still applying the rows of the same packet, and
+//! ignores fields appended after the ones it knows. A new message, item kind
+//! or trailing field therefore needs no new [`VERSION`]; the version moves
+//! only for a change an older node cannot skip (ARCHITECTURE.md, "The wire
+//! version").
 
-use std::net::SocketAddr;
-
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::keyring::{SEAL_OVERHEAD, Sealer};
 use crate::name::{ClusterId, NodeName};
@@ -21,9 +38,12 @@ use crate::tracker::{DIGEST_BUCKETS, Digest};
 
 #[cfg(test)]
 mod golden;
+mod message;
 mod row;
 
-pub(crate) use row::{UncheckedRow, WireRow};
+use message::Item;
+pub(crate) use message::{Message, Update};
+pub(crate) use row::WireRow;
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"BTHV";
@@ -31,30 +51,14 @@ pub const MAGIC: [u8; 4] = *b"BTHV";
 /// dropped and counted as [`DropReason::UnsupportedVersion`](crate::DropReason::UnsupportedVersion).
 ///
 /// Version 2 added the name-conflict handshake (a `Claim` message); version 3
-/// added tags to every row (see `tags.rs`).
-pub const VERSION: u8 = 3;
+/// added tags to every row (see `tags.rs`); version 4 put every message,
+/// piggybacked item and row behind its kind and length, so that the wire
+/// grows from here on without moving the version (see the module docs).
+pub const VERSION: u8 = 4;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 14;
 /// Flag bit: the body is sealed with the cluster key ring.
 const FLAG_SEALED: u8 = 1;
-
-/// One piggybacked update: a row, and for a suspicion who raised it (so that
-/// independent confirmations can be counted, Lifeguard). `R` is the row as sent
-/// ([`WireRow`]) or as received before its tags are checked ([`UncheckedRow`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Update<R = WireRow> {
-    pub(crate) row: R,
-    pub(crate) suspecter: Option<NodeName>,
-}
-
-impl Update<UncheckedRow> {
-    fn check(self, limits: TagLimits) -> Result<Update, TagsError> {
-        Ok(Update {
-            row: self.row.check(limits)?,
-            suspecter: self.suspecter,
-        })
-    }
-}
 
 /// The anti-entropy digest, as fixed 8-byte words (hashes do not shrink as varints).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,107 +76,6 @@ impl From<WireDigest> for Digest {
     }
 }
 
-/// What a packet is for. Piggybacked updates ride along with every kind. `R` is
-/// the row type, as for [`Update`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Message<R = WireRow> {
-    /// Are you there? `target` guards against a new process at an old address.
-    Ping { seq: u32, target: NodeName },
-    /// Yes (answers `Ping`, or relays a target's answer to an indirect prober).
-    Ack { seq: u32 },
-    /// Please ping `target` for me and relay its ack.
-    PingReq {
-        seq: u32,
-        target: NodeName,
-        target_addr: SocketAddr,
-    },
-    /// I tried `PingReq` `seq` and the target did not answer me either (Lifeguard).
-    Nack { seq: u32 },
-    /// Let me in; here is my own row (alive, at my incarnation and address).
-    Join { row: R },
-    /// A chunk of the tracker, answering `Join`; every chunk applies on its own.
-    JoinReply { rows: Vec<R> },
-    /// My digest; send me the rows of the buckets where yours differs.
-    /// `reply` is set on the answer, so the exchange stops after one round trip.
-    Sync { digest: WireDigest, reply: bool },
-    /// A chunk of rows, answering `Sync`.
-    Rows { rows: Vec<R> },
-    /// Nothing but the piggybacked updates.
-    Gossip,
-    /// I tried `PingReq` `seq` and the target's port was unreachable for me too.
-    Bounced { seq: u32 },
-    /// I am a live process under your name (the envelope's sender is the name
-    /// both claim): the name-conflict handshake (`node/conflict.rs`). `addr` is
-    /// where I listen, `started` my start (the wall-clock anchor of my
-    /// creation, Unix milliseconds), `nonce` mine for you, `echo` yours that I
-    /// received last, and `confirmed` whether I already hold an echo of mine
-    /// from you (then you need not answer).
-    Claim {
-        addr: SocketAddr,
-        started: i64,
-        nonce: u64,
-        echo: Option<u64>,
-        confirmed: bool,
-    },
-}
-
-fn check_rows(rows: Vec<UncheckedRow>, limits: TagLimits) -> Result<Vec<WireRow>, TagsError> {
-    rows.into_iter().map(|row| row.check(limits)).collect()
-}
-
-impl Message<UncheckedRow> {
-    /// The message with every row's tags checked against `limits`.
-    fn check(self, limits: TagLimits) -> Result<Message, TagsError> {
-        Ok(match self {
-            Message::Join { row } => Message::Join {
-                row: row.check(limits)?,
-            },
-            Message::JoinReply { rows } => Message::JoinReply {
-                rows: check_rows(rows, limits)?,
-            },
-            Message::Rows { rows } => Message::Rows {
-                rows: check_rows(rows, limits)?,
-            },
-            Message::Ping { seq, target } => Message::Ping { seq, target },
-            Message::Ack { seq } => Message::Ack { seq },
-            Message::PingReq {
-                seq,
-                target,
-                target_addr,
-            } => Message::PingReq {
-                seq,
-                target,
-                target_addr,
-            },
-            Message::Nack { seq } => Message::Nack { seq },
-            Message::Sync { digest, reply } => Message::Sync { digest, reply },
-            Message::Gossip => Message::Gossip,
-            Message::Bounced { seq } => Message::Bounced { seq },
-            Message::Claim {
-                addr,
-                started,
-                nonce,
-                echo,
-                confirmed,
-            } => Message::Claim {
-                addr,
-                started,
-                nonce,
-                echo,
-                confirmed,
-            },
-        })
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Body<N, M, G> {
-    sender: N,
-    incarnation: u64,
-    message: M,
-    gossip: G,
-}
-
 /// Why a datagram does not decode. The node counts each as the
 /// [`DropReason`](crate::DropReason) of the same name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,7 +88,8 @@ pub(crate) enum DecodeError {
     UnsupportedVersion,
     /// Another cluster's packet.
     WrongCluster,
-    /// Unknown flags, or a body that does not decode whole.
+    /// Unknown flags, a frame whose length runs past the body, or known
+    /// fields that do not decode.
     Malformed,
     /// Plaintext, where a sealed body is required.
     NotSealed,
@@ -202,14 +106,24 @@ pub(crate) enum DecodeError {
 pub(crate) struct Packet {
     pub(crate) sender: NodeName,
     pub(crate) incarnation: u64,
+    /// [`Message::Unknown`] when of a kind this build does not know.
     pub(crate) message: Message,
     pub(crate) gossip: Vec<Update>,
+    /// Piggybacked items of kinds this build does not know (skipped).
+    pub(crate) unknown_items: u32,
+}
+
+/// One value from the front of `bytes`, and the rest.
+fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), DecodeError> {
+    postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)
 }
 
 /// Decodes a datagram. Checks the header first, then opens a sealed body (into
-/// `scratch`, reused across calls), then decodes the whole body; trailing bytes are
-/// an error so that one datagram has exactly one meaning. With a `sealer`,
-/// plaintext is refused. Last, every row's tags are checked against `limits`.
+/// `scratch`, reused across calls), then decodes the body frame by frame: a
+/// frame of an unknown kind is skipped; a frame cut short, fewer items than
+/// counted or bytes after the last one make the whole datagram malformed. With
+/// a `sealer`, plaintext is refused. Last, every row's tags are checked against
+/// `limits`.
 pub(crate) fn decode(
     bytes: &[u8],
     cluster: ClusterId,
@@ -251,9 +165,22 @@ pub(crate) fn decode(
             scratch.as_slice()
         }
     };
-    type Unchecked = Body<NodeName, Message<UncheckedRow>, Vec<Update<UncheckedRow>>>;
-    let (body, rest): (Unchecked, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
+    let (sender, rest): (NodeName, _) = take(body)?;
+    let (incarnation, rest): (u64, _) = take(rest)?;
+    let ((kind, fields), rest): ((u32, &[u8]), _) = take(rest)?;
+    let message = Message::decode(kind, fields)?;
+    let (count, mut rest): (u32, _) = take(rest)?;
+    // Not preallocated from the count: the count is the peer's word.
+    let mut gossip = Vec::new();
+    let mut unknown_items = 0u32;
+    for _ in 0..count {
+        let ((kind, fields), next): ((u32, &[u8]), _) = take(rest)?;
+        rest = next;
+        match Item::decode(kind, fields)? {
+            Item::Update(update) => gossip.push(update),
+            Item::Unknown => unknown_items += 1,
+        }
+    }
     if !rest.is_empty() {
         return Err(DecodeError::Malformed);
     }
@@ -261,22 +188,24 @@ pub(crate) fn decode(
         TagsError::Malformed => DecodeError::Malformed,
         other => DecodeError::Tags(other),
     };
-    let gossip = body
-        .gossip
+    let gossip = gossip
         .into_iter()
         .map(|update| update.check(limits))
         .collect::<Result<Vec<_>, _>>()
         .map_err(tags)?;
     Ok(Packet {
-        sender: body.sender,
-        incarnation: body.incarnation,
-        message: body.message.check(limits).map_err(tags)?,
+        sender,
+        incarnation,
+        message: message.check(limits).map_err(tags)?,
         gossip,
+        unknown_items,
     })
 }
 
 /// Bytes a row stream keeps free in each datagram: the row count's varint may
-/// grow, and the sender's incarnation may grow before the chunk is encoded.
+/// grow (by 1), the message's length varint too (by 2, up to the largest
+/// datagram), and the sender's incarnation may grow (by up to 8) before the
+/// chunk is encoded.
 pub(crate) const ROW_SLACK: usize = 12;
 
 /// Size of a value once encoded.
@@ -295,7 +224,32 @@ pub(crate) struct Sender<'a> {
     pub(crate) sealed: bool,
 }
 
-/// Size of a packet carrying `message` and no updates.
+/// The body: the sender, the message, the update count and each update, one
+/// after the other.
+struct Body<'a> {
+    sender: &'a NodeName,
+    incarnation: u64,
+    message: &'a Message,
+    gossip: &'a [&'a Update],
+}
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A tuple: its elements back to back, with no count before them.
+        let mut body = serializer.serialize_tuple(4 + self.gossip.len())?;
+        body.serialize_element(self.sender)?;
+        body.serialize_element(&self.incarnation)?;
+        body.serialize_element(self.message)?;
+        body.serialize_element(&self.gossip.len())?;
+        for update in self.gossip {
+            body.serialize_element(update)?;
+        }
+        body.end()
+    }
+}
+
+/// Size of a packet carrying `message` and no updates (each update adds its
+/// [`encoded_len`], and past 127 updates the count takes a byte more).
 pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
     let seal = if sender.sealed { SEAL_OVERHEAD } else { 0 };
     HEADER_LEN
@@ -304,7 +258,7 @@ pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
             sender: sender.name,
             incarnation: sender.incarnation,
             message,
-            gossip: &[] as &[&Update],
+            gossip: &[],
         })
 }
 
@@ -339,9 +293,48 @@ pub(crate) fn encode(
     }
 }
 
+/// Frames written by hand, as a later version would write them (tests only).
+#[cfg(test)]
+pub(crate) mod raw {
+    use super::*;
+
+    /// `kind | length | fields`: a message or a piggybacked item.
+    pub(crate) fn frame(kind: u32, fields: &[u8]) -> Vec<u8> {
+        postcard::to_allocvec(&(kind, fields)).expect("encoding into a Vec cannot fail")
+    }
+
+    /// An update's item frame.
+    pub(crate) fn update(update: &Update) -> Vec<u8> {
+        postcard::to_allocvec(update).expect("encoding into a Vec cannot fail")
+    }
+
+    /// A plaintext packet of `cluster` from `sender` at incarnation 0: the
+    /// `message` frame, then the `items` frames, counted.
+    pub(crate) fn packet(
+        cluster: ClusterId,
+        sender: &NodeName,
+        message: &[u8],
+        items: &[Vec<u8>],
+    ) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(VERSION);
+        out.push(0);
+        out.extend_from_slice(&cluster.0.to_le_bytes());
+        let mut out = postcard::to_extend(&(sender, 0u64), out).expect("encodes");
+        out.extend_from_slice(message);
+        let mut out = postcard::to_extend(&items.len(), out).expect("encodes");
+        for item in items {
+            out.extend_from_slice(item);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+
     use crate::tracker::{Health, TrackerRow};
     use chrono::DateTime;
     use proptest::prelude::*;
@@ -369,17 +362,6 @@ mod tests {
         max_count: 4,
     };
 
-    /// Bytes a varint length prefix of `n` takes.
-    fn varint_len(n: usize) -> usize {
-        let mut len = 1;
-        let mut n = n >> 7;
-        while n > 0 {
-            len += 1;
-            n >>= 7;
-        }
-        len
-    }
-
     fn encode_one(message: &Message, gossip: &[&Update]) -> Vec<u8> {
         let me = name("me");
         let sender = Sender {
@@ -390,10 +372,8 @@ mod tests {
         };
         let mut out = Vec::new();
         encode(sender, message, gossip, &mut out, None);
-        let expected: usize = base_len(sender, message)
-            + gossip.iter().map(|u| encoded_len(*u)).sum::<usize>()
-            + varint_len(gossip.len())
-            - 1;
+        let expected: usize =
+            base_len(sender, message) + gossip.iter().map(|u| encoded_len(*u)).sum::<usize>();
         assert_eq!(out.len(), expected, "size accounting matches the encoding");
         out
     }
@@ -468,9 +448,9 @@ mod tests {
             plain(&bad_version, CLUSTER),
             Err(DecodeError::UnsupportedVersion)
         );
-        // Version 1 had no name-conflict handshake and version 2 no tags:
-        // their packets are refused whole.
-        for old in [1, 2] {
+        // Version 1 had no name-conflict handshake, version 2 no tags and
+        // version 3 no frames: their packets are refused whole.
+        for old in [1, 2, 3] {
             bad_version[4] = old;
             assert_eq!(
                 plain(&bad_version, CLUSTER),
@@ -481,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn truncated_or_padded_bodies_are_malformed() {
+    fn bodies_cut_inside_a_frame_are_malformed() {
         let good = encode_one(
             &Message::JoinReply {
                 rows: vec![row("a", Health::Alive)],
@@ -495,9 +475,18 @@ mod tests {
                 "cut at {cut}"
             );
         }
+        // A byte after the last counted item.
         let mut padded = good.clone();
         padded.push(0);
         assert_eq!(plain(&padded, CLUSTER), Err(DecodeError::Malformed));
+        // A length that runs past the body.
+        let gossip = raw::frame(8, &[]);
+        let overlong = raw::packet(CLUSTER, &name("x"), &gossip, &[vec![0, 9, 1, 2]]);
+        assert_eq!(plain(&overlong, CLUSTER), Err(DecodeError::Malformed));
+        // Fewer items than counted.
+        let mut short = raw::packet(CLUSTER, &name("x"), &gossip, &[]);
+        *short.last_mut().expect("the count") = 1;
+        assert_eq!(plain(&short, CLUSTER), Err(DecodeError::Malformed));
     }
 
     #[test]
@@ -509,28 +498,22 @@ mod tests {
     /// A gossip packet whose one update has `last_change_ms` and `tags`
     /// (encoded entries) as given, unchecked.
     fn raw_gossip_packet(last_change_ms: i64, tags: &[u8]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&MAGIC);
-        bytes.push(VERSION);
-        bytes.push(0);
-        bytes.extend_from_slice(&CLUSTER.0.to_le_bytes());
-        let body = Body {
-            sender: name("x"),
-            incarnation: 0,
-            message: Message::<WireRow>::Gossip,
-            gossip: vec![(
-                (
-                    name("y"),
-                    "1.2.3.4:5".parse::<SocketAddr>().expect("valid"),
-                    0u64,
-                    Health::Alive,
-                    last_change_ms,
-                    tags,
-                ),
-                None::<NodeName>,
-            )],
-        };
-        postcard::to_extend(&body, bytes).expect("encodes")
+        let row = postcard::to_allocvec(&(
+            name("y"),
+            row::WireAddr::from("1.2.3.4:5".parse::<SocketAddr>().expect("valid")),
+            0u64,
+            0u8,
+            last_change_ms,
+            tags,
+        ))
+        .expect("encodes");
+        let update = postcard::to_allocvec(&(row.as_slice(), None::<NodeName>)).expect("encodes");
+        raw::packet(
+            CLUSTER,
+            &name("x"),
+            &raw::frame(8, &[]),
+            &[raw::frame(0, &update)],
+        )
     }
 
     fn packet_with_raw_tags(tags: &[u8]) -> Vec<u8> {
@@ -626,10 +609,64 @@ mod tests {
     }
 
     #[test]
-    fn varint_len_matches_postcard() {
-        for n in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 30] {
-            assert_eq!(varint_len(n), encoded_len(&(n as u64)), "{n}");
-        }
+    fn a_message_of_an_unknown_kind_is_skipped_and_its_updates_still_decode() {
+        let update = Update {
+            row: row("s", Health::Suspect),
+            suspecter: Some(name("me")),
+        };
+        // Kind 200, with three bytes of fields a later version would understand.
+        let message = raw::frame(200, &[1, 2, 3]);
+        let bytes = raw::packet(CLUSTER, &name("x"), &message, &[raw::update(&update)]);
+        let packet = plain(&bytes, CLUSTER).expect("decodes");
+        assert_eq!(packet.message, Message::Unknown { kind: 200 });
+        assert_eq!(packet.gossip, vec![update]);
+    }
+
+    #[test]
+    fn piggybacked_items_of_unknown_kinds_are_skipped_and_counted() {
+        let update = Update {
+            row: row("s", Health::Alive),
+            suspecter: None,
+        };
+        let items = [
+            raw::frame(7, b"a later version's event id"),
+            raw::update(&update),
+            raw::frame(1 << 20, &[]),
+        ];
+        let ack = raw::frame(1, &[4]);
+        let bytes = raw::packet(CLUSTER, &name("x"), &ack, &items);
+        let packet = plain(&bytes, CLUSTER).expect("decodes");
+        assert_eq!(packet.message, Message::Ack { seq: 4 });
+        assert_eq!(packet.gossip, vec![update]);
+        assert_eq!(packet.unknown_items, 2);
+    }
+
+    #[test]
+    fn fields_a_later_version_appends_are_ignored() {
+        // A ping (kind 0) whose fields grew by two bytes after the target.
+        let ping = raw::frame(0, &[5, 1, b't', 0xaa, 0xbb]);
+        // An update whose row grew by one byte, and the update by one more.
+        let row_bytes = postcard::to_allocvec(&row("s", Health::Dead)).expect("encodes");
+        let mut grown_row = row_bytes[1..].to_vec();
+        grown_row.push(0xcc);
+        let mut update = postcard::to_allocvec(&grown_row).expect("encodes");
+        update.extend_from_slice(&[0, 0xdd]);
+        let bytes = raw::packet(CLUSTER, &name("x"), &ping, &[raw::frame(0, &update)]);
+        let packet = plain(&bytes, CLUSTER).expect("decodes");
+        assert_eq!(
+            packet.message,
+            Message::Ping {
+                seq: 5,
+                target: name("t")
+            }
+        );
+        assert_eq!(
+            packet.gossip,
+            vec![Update {
+                row: row("s", Health::Dead),
+                suspecter: None
+            }]
+        );
     }
 
     proptest! {
@@ -649,6 +686,23 @@ mod tests {
             bytes.extend_from_slice(&CLUSTER.0.to_le_bytes());
             bytes.extend_from_slice(&body);
             let _ = plain(&bytes, CLUSTER);
+        }
+
+        #[test]
+        fn arbitrary_frames_after_a_valid_message_never_panic(
+            frames in proptest::collection::vec(
+                (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..40)),
+                0..20,
+            ),
+            cut in any::<usize>(),
+        ) {
+            let items: Vec<_> = frames
+                .iter()
+                .map(|(kind, fields)| raw::frame(*kind, fields))
+                .collect();
+            let bytes = raw::packet(CLUSTER, &name("x"), &raw::frame(3, &[1]), &items);
+            let cut = HEADER_LEN + cut % (bytes.len() - HEADER_LEN + 1);
+            let _ = plain(&bytes[..cut], CLUSTER);
         }
     }
 }

@@ -3,10 +3,11 @@
 //! wire byte.
 //!
 //! ```text
-//! row = node (varint length | UTF-8) | addr | incarnation (varint)
-//!     | health (1 byte: 0 alive, 1 suspect, 2 dead, 3 left)
-//!     | last change (zigzag varint, Unix milliseconds)
-//!     | tags (varint length | encoded entries: see `tags.rs`)
+//! row  = length (varint) | node (varint length | UTF-8) | addr | incarnation (varint)
+//!      | health (1 byte: 0 alive, 1 suspect, 2 dead, 3 left)
+//!      | last change (zigzag varint, Unix milliseconds)
+//!      | tags (varint length | encoded entries: see `tags.rs`)
+//!      | fields a later version appends (skipped)
 //! addr = 0 | IPv4 octets (4) | port (varint)  or  1 | IPv6 octets (16) | port (varint)
 //! ```
 
@@ -86,6 +87,16 @@ impl From<WireAddr> for SocketAddr {
     }
 }
 
+/// A value behind its length: `length (varint) | encoding`, so that a reader
+/// can skip it, or the fields a later version appends to it.
+pub(crate) struct Framed<T>(pub(crate) T);
+
+impl<T: Serialize> Serialize for Framed<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (super::encoded_len(&self.0), &self.0).serialize(serializer)
+    }
+}
+
 /// A byte string: a varint length, then the bytes.
 struct ByteStr<'a>(&'a [u8]);
 
@@ -98,15 +109,15 @@ impl Serialize for ByteStr<'_> {
 impl Serialize for WireRow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let row = &self.0;
-        (
+        Framed((
             row.node.as_str(),
             WireAddr::from(row.addr),
             row.incarnation,
             health_code(row.health),
             row.last_change.timestamp_millis(),
             ByteStr(row.tags.encoded()),
-        )
-            .serialize(serializer)
+        ))
+        .serialize(serializer)
     }
 }
 
@@ -115,14 +126,11 @@ impl Serialize for WireRow {
 impl<'de> Deserialize<'de> for UncheckedRow {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let (node, addr, incarnation, health, last_change_ms, tags): (
-            NodeName,
-            WireAddr,
-            u64,
-            u8,
-            i64,
-            RawTags,
-        ) = Deserialize::deserialize(deserializer)?;
+        let frame = <&[u8]>::deserialize(deserializer)?;
+        let ((node, addr, incarnation, health, last_change_ms, tags), _later_fields): (
+            (NodeName, WireAddr, u64, u8, i64, RawTags),
+            _,
+        ) = postcard::take_from_bytes(frame).map_err(D::Error::custom)?;
         if incarnation > MAX_INCARNATION {
             return Err(D::Error::custom("incarnation out of range"));
         }
