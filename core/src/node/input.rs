@@ -44,6 +44,7 @@ impl Node {
         let Packet {
             message,
             gossip,
+            event_ids,
             unknown_items,
             ..
         } = packet;
@@ -62,6 +63,9 @@ impl Node {
             {
                 answer.push(current);
             }
+        }
+        if !event_ids.is_empty() {
+            self.handle_event_ids(now, from, event_ids);
         }
         self.dispatch(now, from, message);
         if !answer.is_empty() {
@@ -134,6 +138,8 @@ impl Node {
             Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
             Message::Rows { rows } => self.handle_rows(now, from, rows),
             Message::Gossip => {}
+            Message::Event(event) => self.handle_user_event(now, from, *event),
+            Message::EventPull(key) => self.handle_event_pull(from, key),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.
