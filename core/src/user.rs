@@ -118,6 +118,10 @@ pub struct UserEventConfig {
     pub max_queued: usize,
     /// How long a pull waits for its answer before it is asked again. Default 250 ms.
     pub pull_timeout: Duration,
+    /// How long a node that heard of an event it lacks (an announcement, or
+    /// a gap before one it holds) waits before pulling it: the push along
+    /// the tree is likely on its way. Default 50 ms.
+    pub pull_delay: Duration,
 }
 
 impl Default for UserEventConfig {
@@ -135,6 +139,7 @@ impl Default for UserEventConfig {
             origin_burst: 400,
             max_queued: 4096,
             pull_timeout: Duration::from_millis(250),
+            pull_delay: Duration::from_millis(50),
         }
     }
 }

@@ -68,6 +68,8 @@ pub(super) struct Broadcast {
     arrivals: VecDeque<(Instant, EventKey)>,
     /// Announcements to piggyback, each with the packets it still rides on.
     announce: VecDeque<(EventId, u32)>,
+    /// Events heard of and lacked: when to pull them, and from whom.
+    wanted: BTreeMap<EventKey, (Instant, SocketAddr)>,
     /// Pulls in flight, by when they were sent.
     pulls: BTreeMap<EventKey, Instant>,
     /// User datagrams, sent after the membership protocol's.
@@ -91,6 +93,7 @@ impl Broadcast {
             store: BTreeMap::new(),
             arrivals: VecDeque::new(),
             announce: VecDeque::new(),
+            wanted: BTreeMap::new(),
             pulls: BTreeMap::new(),
             outbox: VecDeque::new(),
             next_reannounce: now,
@@ -100,10 +103,12 @@ impl Broadcast {
         }
     }
 
-    /// Whether a timer should wake the node for this part: pulls in flight,
-    /// events waiting for a gap.
+    /// Whether a timer should wake the node for this part: pulls to make or
+    /// in flight, events waiting for a gap.
     pub(super) fn has_pending_work(&self) -> bool {
-        !self.pulls.is_empty() || self.streams.values().any(Stream::is_waiting)
+        !self.wanted.is_empty()
+            || !self.pulls.is_empty()
+            || self.streams.values().any(Stream::is_waiting)
     }
 
     pub(super) fn has_announcements(&self) -> bool {
@@ -355,6 +360,7 @@ impl Node {
             return;
         }
         self.broadcast.pulls.remove(&event.key);
+        self.broadcast.wanted.remove(&event.key);
         self.broadcast.lamport = self.broadcast.lamport.max(event.lamport);
         self.broadcast.store(now, &event);
         let (transmits, count) = (limits.announce_transmits, limits.window_count);
@@ -399,8 +405,27 @@ impl Node {
                 started: stream_id.1,
                 seq,
             };
-            self.pull(now, source, key);
+            self.want(now, source, key);
         }
+    }
+
+    /// Notes that `from` holds `key`, which this node lacks: pulled after
+    /// `pull_delay` unless its push arrives first.
+    fn want(&mut self, now: Instant, from: SocketAddr, key: EventKey) {
+        let broadcast = &mut self.broadcast;
+        if broadcast.pulls.contains_key(&key)
+            || broadcast.wanted.contains_key(&key)
+            || broadcast.wanted.len() >= self.config.user_events.window_count
+        {
+            return;
+        }
+        let at = now + self.config.user_events.pull_delay;
+        broadcast.wanted.insert(key, (at, from));
+        let due = self
+            .timers
+            .get(Timer::UserEvents)
+            .map_or(at, |next| next.min(at));
+        self.timers.set(Timer::UserEvents, due);
     }
 
     /// Asks `from` for `key`, unless a pull of it is in flight.
@@ -448,7 +473,7 @@ impl Node {
                     continue;
                 }
             }
-            self.pull(now, from, key);
+            self.want(now, from, key);
         }
     }
 
@@ -467,6 +492,7 @@ impl Node {
         self.broadcast
             .pulls
             .retain(|_, asked| now.saturating_duration_since(*asked) < limits.pull_timeout);
+        self.pull_wanted(now);
         let waiting: Vec<(NodeName, i64)> = self
             .broadcast
             .streams
@@ -488,6 +514,33 @@ impl Node {
         if now >= self.broadcast.next_reannounce {
             self.broadcast.next_reannounce = now + REANNOUNCE_EVERY;
             self.reannounce(limits.window_count);
+        }
+        if let Some(&(at, _)) = self.broadcast.wanted.values().min_by_key(|(at, _)| *at) {
+            let due = at.min(now + limits.pull_timeout);
+            self.timers.set(Timer::UserEvents, due);
+        }
+    }
+
+    /// Pulls the wanted events whose delay is over and that did not come.
+    fn pull_wanted(&mut self, now: Instant) {
+        let due: Vec<(EventKey, SocketAddr)> = self
+            .broadcast
+            .wanted
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(key, (_, from))| (key.clone(), *from))
+            .collect();
+        for (key, from) in due {
+            self.broadcast.wanted.remove(&key);
+            let held = self.broadcast.store.contains_key(&key)
+                || self
+                    .broadcast
+                    .streams
+                    .get(&(key.origin.clone(), key.started))
+                    .is_some_and(|stream| stream.has(key.seq));
+            if !held {
+                self.pull(now, from, key);
+            }
         }
     }
 

@@ -72,19 +72,26 @@ fn a_gap_is_held_and_pulled_from_the_sender_then_delivered_in_order() {
     push(&mut node, now, event_from("peer", 1, t));
     push(&mut node, now, event_from("peer", 3, t + 2));
     assert_eq!(delivered(&mut node), vec![("peer".into(), 1)]);
-    let pulls: Vec<_> = sent(&mut node)
+    assert!(pulls(&mut node).is_empty(), "the push may be on its way");
+    let due = now + node.config().user_events.pull_delay;
+    assert!(node.poll_timeout().is_some_and(|at| at <= due));
+    node.handle_timeout(due);
+    assert_eq!(pulls(&mut node), vec![(addr(2), 2)]);
+    push(&mut node, due, event_from("peer", 2, t + 1));
+    assert_eq!(
+        delivered(&mut node),
+        vec![("peer".into(), 2), ("peer".into(), 3)]
+    );
+}
+
+fn pulls(node: &mut Node) -> Vec<(SocketAddr, u64)> {
+    sent(node)
         .into_iter()
         .filter_map(|(to, p)| match p.message {
             Message::EventPull(key) => Some((to, key.seq)),
             _ => None,
         })
-        .collect();
-    assert_eq!(pulls, vec![(addr(2), 2)]);
-    push(&mut node, now, event_from("peer", 2, t + 1));
-    assert_eq!(
-        delivered(&mut node),
-        vec![("peer".into(), 2), ("peer".into(), 3)]
-    );
+        .collect()
 }
 
 #[test]
@@ -127,11 +134,9 @@ fn an_announcement_of_a_missing_event_is_pulled_and_a_pull_is_answered_from_the_
         None,
     );
     node.handle_packet(now, addr(2), &bytes);
-    let out = sent(&mut node);
-    assert!(
-        out.iter()
-            .any(|(to, p)| *to == addr(2) && p.message == Message::EventPull(id.key.clone()))
-    );
+    assert!(pulls(&mut node).is_empty(), "not before pull_delay");
+    node.handle_timeout(now + node.config().user_events.pull_delay);
+    assert_eq!(pulls(&mut node), vec![(addr(2), 1)]);
     // Asked for an event it holds, it answers with the payload.
     let mine = node.send_event(now, "hello", b"world").expect("valid");
     let _ = sent(&mut node);
