@@ -24,7 +24,7 @@ pub struct UserEventId {
 }
 
 /// A user event delivered to this node ([`Event::User`](crate::Event::User)).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct UserEvent {
     /// Which event.
     pub id: UserEventId,

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use async_channel::Sender;
 use beethoven_core::{
-    JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed, SetTagsError, Tags,
-    TagsError, TrackerRow,
+    JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed, SendEventError,
+    SetTagsError, Tags, TagsError, TrackerRow,
 };
 
 use crate::router::{Interest, Outbox, SubscriberId};
@@ -58,6 +58,7 @@ pub(crate) enum Order {
     SetTags(Tags),
     SetKeyRing(Option<KeyRing>),
     Unsubscribe(SubscriberId),
+    SendEvent { name: String, payload: Vec<u8> },
 }
 
 /// Where the node's answer to one command goes.
@@ -144,6 +145,9 @@ pub enum CommandError {
     /// `set_tags` refused for a reason other than a broken limit.
     #[error(transparent)]
     SetTags(SetTagsError),
+    /// `send_event` refused: a bad name or payload, or the node sends too fast.
+    #[error(transparent)]
+    SendEvent(SendEventError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
     /// commands but `stop` (and `shutdown`). Restart it under another name.
@@ -159,6 +163,15 @@ pub enum CommandError {
 impl From<NameTaken> for CommandError {
     fn from(NameTaken { by }: NameTaken) -> Self {
         CommandError::NameTaken { by }
+    }
+}
+
+impl From<SendEventError> for CommandError {
+    fn from(error: SendEventError) -> Self {
+        match error {
+            SendEventError::NameTaken(taken) => taken.into(),
+            other => CommandError::SendEvent(other),
+        }
     }
 }
 
