@@ -132,7 +132,7 @@ impl Default for UserEventConfig {
             window_count: 1024,
             window_age: Duration::from_secs(60),
             fanout: 4,
-            announce_transmits: 3,
+            announce_transmits: 2,
             send_rate: 100,
             send_burst: 200,
             origin_rate: 200,

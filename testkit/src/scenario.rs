@@ -17,6 +17,7 @@
 pub mod code;
 mod grey;
 mod hostile;
+pub mod user_events;
 
 pub use hostile::BrownoutSpec;
 
@@ -91,6 +92,11 @@ pub enum ScenarioKind {
     /// silently unless `crash_host` says otherwise: detection everywhere, and
     /// false offline declarations of the survivors.
     Rack,
+    /// Random members send `event_rate` user events a second, cluster-wide,
+    /// of `event_bytes` each, over the window: delivery latency and ratio,
+    /// payload copies per node per event, bytes per node per second
+    /// ([`user_events::run`]; through [`run`], a steady run).
+    UserEvents,
 }
 
 /// What to run.
@@ -132,6 +138,10 @@ pub struct Params {
     pub bursts: crate::network::BurstModel,
     /// `rack`: the share of nodes that fail at once (default 0.1, at most half).
     pub rack_fraction: f64,
+    /// `user-events`: events sent per second, cluster-wide (default 10).
+    pub event_rate: f64,
+    /// `user-events`: each event's payload, bytes (default 100).
+    pub event_bytes: usize,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -157,6 +167,8 @@ impl Params {
             brownout: BrownoutSpec::default(),
             bursts: crate::network::BurstModel::default(),
             rack_fraction: 0.1,
+            event_rate: 10.0,
+            event_bytes: 100,
             config: Config::for_cluster("sim"),
         }
     }
@@ -278,7 +290,7 @@ fn run_sim(
     let mut has_faults = true;
     let mut plan = grey::Plan::default();
     match params.scenario {
-        ScenarioKind::Steady => has_faults = false,
+        ScenarioKind::Steady | ScenarioKind::UserEvents => has_faults = false,
         ScenarioKind::Crash => {
             let mut at = Duration::from_secs(1);
             let mut victims: Vec<usize> = (0..n).collect();

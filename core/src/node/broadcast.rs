@@ -25,7 +25,7 @@
 mod stream;
 mod tree;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
@@ -49,8 +49,11 @@ const MAX_STREAMS: usize = 4096;
 const PULL_BATCH: u64 = 8;
 /// Origins whose newest event is re-announced each `REANNOUNCE_EVERY`.
 const REANNOUNCE_STREAMS: usize = 4;
+/// How many times a push along the tree, or a pull, is sent before it is
+/// left to announcements.
+const TRIES: u32 = 5;
 /// How often the newest events are re-announced (for partitions and tails).
-const REANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+const REANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
 /// A node's user-event state.
 #[derive(Debug)]
@@ -70,8 +73,14 @@ pub(super) struct Broadcast {
     announce: VecDeque<(EventId, u32)>,
     /// Events heard of and lacked: when to pull them, and from whom.
     wanted: BTreeMap<EventKey, (Instant, SocketAddr)>,
-    /// Pulls in flight, by when they were sent.
-    pulls: BTreeMap<EventKey, Instant>,
+    /// Pulls in flight: when they were sent, and how many were sent.
+    pulls: BTreeMap<EventKey, (Instant, u32)>,
+    /// Stored events this node pushed along its run already (a pull's
+    /// answer carries no run: a push that comes after it is still forwarded).
+    forwarded: BTreeSet<EventKey>,
+    /// Pushes along the tree not acked yet: the run's end, when to push
+    /// again, and the tries made.
+    unacked: BTreeMap<(EventKey, SocketAddr), (u64, Instant, u32)>,
     /// User datagrams, sent after the membership protocol's.
     pub(super) outbox: VecDeque<(SocketAddr, Message)>,
     next_reannounce: Instant,
@@ -95,6 +104,8 @@ impl Broadcast {
             announce: VecDeque::new(),
             wanted: BTreeMap::new(),
             pulls: BTreeMap::new(),
+            unacked: BTreeMap::new(),
+            forwarded: BTreeSet::new(),
             outbox: VecDeque::new(),
             next_reannounce: now,
             reannounced: None,
@@ -108,6 +119,7 @@ impl Broadcast {
     pub(super) fn has_pending_work(&self) -> bool {
         !self.wanted.is_empty()
             || !self.pulls.is_empty()
+            || !self.unacked.is_empty()
             || self.streams.values().any(Stream::is_waiting)
     }
 
@@ -158,6 +170,7 @@ impl Broadcast {
             }
             if let Some((_, key)) = self.arrivals.pop_front() {
                 self.store.remove(&key);
+                self.forwarded.remove(&key);
             }
         }
     }
@@ -272,12 +285,13 @@ impl Node {
         self.broadcast.queue_announcement(&event, transmits, limit);
         let hash = tree::event_hash(&event.key);
         let me = tree::position(hash, &self.name);
-        self.push_along_tree(&event, me);
+        self.push_along_tree(now, &event, me);
         Ok(id)
     }
 
     /// Pushes `event` to the first member of each run of the span up to `end`.
-    fn push_along_tree(&mut self, event: &WireEvent, end: u64) {
+    fn push_along_tree(&mut self, now: Instant, event: &WireEvent, end: u64) {
+        self.broadcast.forwarded.insert(event.key.clone());
         let hash = tree::event_hash(&event.key);
         let me = tree::position(hash, &self.name);
         let mut positions = std::mem::take(&mut self.broadcast.positions);
@@ -295,12 +309,55 @@ impl Node {
             &mut pushes,
         );
         for &(to, run_end) in &pushes {
-            let mut copy = event.clone();
-            copy.span = Some(run_end);
-            self.send_user(to, Message::Event(Box::new(copy)));
+            self.push_to(now, event, to, run_end, 1);
         }
         self.broadcast.positions = positions;
         self.broadcast.pushes = pushes;
+    }
+
+    /// One push along the tree, awaiting its ack (`tries` so far, this one included).
+    fn push_to(
+        &mut self,
+        now: Instant,
+        event: &WireEvent,
+        to: SocketAddr,
+        run_end: u64,
+        tries: u32,
+    ) {
+        let mut copy = event.clone();
+        copy.span = Some(run_end);
+        self.send_user(to, Message::Event(Box::new(copy)));
+        if self.broadcast.unacked.len() < self.config.user_events.max_queued {
+            let again = now + self.config.user_events.pull_timeout;
+            self.broadcast
+                .unacked
+                .insert((event.key.clone(), to), (run_end, again, tries));
+        }
+    }
+
+    /// A push of ours arrived.
+    pub(super) fn handle_event_ack(&mut self, from: SocketAddr, key: &EventKey) {
+        self.broadcast.unacked.remove(&(key.clone(), from));
+    }
+
+    /// Pushes whose ack did not come: sent again, up to `TRIES` times.
+    fn push_again(&mut self, now: Instant) {
+        let due: Vec<((EventKey, SocketAddr), u64, u32)> = self
+            .broadcast
+            .unacked
+            .iter()
+            .filter(|(_, (_, again, _))| *again <= now)
+            .map(|(id, &(end, _, tries))| (id.clone(), end, tries))
+            .collect();
+        for ((key, to), end, tries) in due {
+            self.broadcast.unacked.remove(&(key.clone(), to));
+            if tries >= TRIES {
+                continue;
+            }
+            if let Some(event) = self.broadcast.store.get(&key).cloned() {
+                self.push_to(now, &event, to, end, tries + 1);
+            }
+        }
     }
 
     /// Queues a user datagram; when the queue is full it is dropped and counted.
@@ -339,6 +396,10 @@ impl Node {
             return;
         }
         let span = event.span.take();
+        if span.is_some() {
+            // Acked even when a duplicate: the pusher need not push again.
+            self.send_user(from, Message::EventAck(event.key.clone()));
+        }
         let limits = &self.config.user_events;
         let oldest = self.wall_clock(now).timestamp_millis() - limits.window_age.as_millis() as i64;
         if event.sent_at < oldest {
@@ -352,6 +413,13 @@ impl Node {
         stream.source = from;
         if stored || stream.has(event.key.seq) {
             self.stats.user_events.duplicates += 1;
+            self.broadcast.pulls.remove(&event.key);
+            if let Some(end) = span
+                && stored
+                && !self.broadcast.forwarded.contains(&event.key)
+            {
+                self.push_along_tree(now, &event, end);
+            }
             return;
         }
         if !stream.bucket.take(now, rate, burst) {
@@ -366,7 +434,7 @@ impl Node {
         let (transmits, count) = (limits.announce_transmits, limits.window_count);
         self.broadcast.queue_announcement(&event, transmits, count);
         if let Some(end) = span {
-            self.push_along_tree(&event, end);
+            self.push_along_tree(now, &event, end);
         }
         let stream_id = (event.key.origin.clone(), event.key.started);
         let started = self.started_ms();
@@ -398,7 +466,19 @@ impl Node {
             }));
         }
         let missing = stream.missing(PULL_BATCH);
-        let source = stream.source;
+        let mut source = stream.source;
+        // The last sender may lack the gap too: after a pull's time, ask
+        // another member each round.
+        let stuck = stream.waiting_since().is_some_and(|since| {
+            now.saturating_duration_since(since) >= self.config.user_events.pull_timeout
+        });
+        if stuck && !missing.is_empty() {
+            let picked = self.sample_members(1, None);
+            if let Some(row) = picked.first().and_then(|&id| self.tracker.by_id(id)) {
+                source = row.addr;
+            }
+            self.recycle(picked);
+        }
         for seq in missing {
             let key = EventKey {
                 origin: stream_id.0.clone(),
@@ -430,12 +510,17 @@ impl Node {
 
     /// Asks `from` for `key`, unless a pull of it is in flight.
     fn pull(&mut self, now: Instant, from: SocketAddr, key: EventKey) {
-        if self.broadcast.pulls.contains_key(&key)
-            || self.broadcast.pulls.len() >= self.config.user_events.window_count
-        {
-            return;
-        }
-        self.broadcast.pulls.insert(key.clone(), now);
+        let tries = match self.broadcast.pulls.get(&key) {
+            Some(&(asked, tries)) => {
+                if now.saturating_duration_since(asked) < self.config.user_events.pull_timeout {
+                    return;
+                }
+                tries + 1
+            }
+            None if self.broadcast.pulls.len() >= self.config.user_events.window_count => return,
+            None => 1,
+        };
+        self.broadcast.pulls.insert(key.clone(), (now, tries));
         self.stats.user_events.pulls_sent += 1;
         self.send_user(from, Message::EventPull(key));
     }
@@ -489,10 +574,9 @@ impl Node {
             .set(Timer::UserEvents, now + limits.pull_timeout);
         self.broadcast
             .evict(now, limits.window_count, limits.window_age);
-        self.broadcast
-            .pulls
-            .retain(|_, asked| now.saturating_duration_since(*asked) < limits.pull_timeout);
+        self.pull_again(now);
         self.pull_wanted(now);
+        self.push_again(now);
         let waiting: Vec<(NodeName, i64)> = self
             .broadcast
             .streams
@@ -518,6 +602,50 @@ impl Node {
         if let Some(&(at, _)) = self.broadcast.wanted.values().min_by_key(|(at, _)| *at) {
             let due = at.min(now + limits.pull_timeout);
             self.timers.set(Timer::UserEvents, due);
+        }
+        if let Some(again) = self
+            .broadcast
+            .unacked
+            .values()
+            .map(|&(_, again, _)| again)
+            .min()
+        {
+            let due = self
+                .timers
+                .get(Timer::UserEvents)
+                .map_or(again, |next| next.min(again));
+            self.timers.set(Timer::UserEvents, due);
+        }
+    }
+
+    /// Pulls whose answer did not come: asked again of a random member (the
+    /// event was announced, so most hold it), up to `TRIES` times.
+    fn pull_again(&mut self, now: Instant) {
+        let timeout = self.config.user_events.pull_timeout;
+        let due: Vec<(EventKey, u32)> = self
+            .broadcast
+            .pulls
+            .iter()
+            .filter(|(_, (asked, _))| now.saturating_duration_since(*asked) >= timeout)
+            .map(|(key, &(_, tries))| (key.clone(), tries))
+            .collect();
+        for (key, tries) in due {
+            if tries >= TRIES {
+                self.broadcast.pulls.remove(&key);
+                continue;
+            }
+            let picked = self.sample_members(1, None);
+            let to = picked
+                .first()
+                .and_then(|&id| self.tracker.by_id(id))
+                .map(|row| row.addr);
+            self.recycle(picked);
+            match to {
+                Some(to) => self.pull(now, to, key),
+                None => {
+                    self.broadcast.pulls.remove(&key);
+                }
+            }
         }
     }
 

@@ -140,6 +140,7 @@ impl Node {
             Message::Gossip => {}
             Message::Event(event) => self.handle_user_event(now, from, *event),
             Message::EventPull(key) => self.handle_event_pull(from, key),
+            Message::EventAck(key) => self.handle_event_ack(from, &key),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.

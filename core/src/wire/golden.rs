@@ -252,6 +252,7 @@ golden_messages! {
         span: Some(u64::MAX / 3),
     }));
     a_user_event_pull_keeps_its_bytes: "message_user_event_pull" => Message::EventPull(user_event_key());
+    a_user_event_ack_keeps_its_bytes: "message_user_event_ack" => Message::EventAck(user_event_key());
 }
 
 #[test]

@@ -18,6 +18,7 @@
 //!
 //! 11    Event        (user events: `user.rs`)
 //! 12    EventPull    (user events: `user.rs`)
+//! 13    EventAck     (user events: `user.rs`)
 //!
 //! kind  item         fields
 //!  0    Update       row | suspecter (0, or 1 and a name)
@@ -105,6 +106,8 @@ pub(crate) enum Message<R = WireRow> {
     /// Send me this user event (I heard its announcement, or it is the gap
     /// before one I hold).
     EventPull(EventKey),
+    /// Your push of this user event along the tree arrived.
+    EventAck(EventKey),
     /// A kind this build does not know (a later version's message): its fields
     /// are skipped, the piggybacked items still apply. Sent only by tests, with
     /// no fields, to stand for such a message.
@@ -163,6 +166,7 @@ impl Serialize for Message {
             ),
             Message::Event(event) => frame(s, user::kind::EVENT, event),
             Message::EventPull(key) => frame(s, user::kind::EVENT_PULL, key),
+            Message::EventAck(key) => frame(s, user::kind::EVENT_ACK, key),
             Message::Unknown { kind } => frame(s, *kind, &()),
         }
     }
@@ -245,6 +249,7 @@ impl Message<UncheckedRow> {
             }
             user::kind::EVENT => Message::Event(Box::new(fields(bytes)?)),
             user::kind::EVENT_PULL => Message::EventPull(fields(bytes)?),
+            user::kind::EVENT_ACK => Message::EventAck(fields(bytes)?),
             kind => Message::Unknown { kind },
         })
     }
@@ -291,6 +296,7 @@ impl Message<UncheckedRow> {
             },
             Message::Event(event) => Message::Event(event),
             Message::EventPull(key) => Message::EventPull(key),
+            Message::EventAck(key) => Message::EventAck(key),
             Message::Unknown { kind } => Message::Unknown { kind },
         })
     }

@@ -6,6 +6,7 @@
 //! 11    Event        id | sent at | previous sent at | lamport | name | payload
 //!                    | span (0, or 1 and a varint)
 //! 12    EventPull    id
+//! 13    EventAck     id   (a push along the tree arrived)
 //!
 //! kind  item         fields
 //!  1    EventId      id | sent at
@@ -26,6 +27,7 @@ use crate::name::NodeName;
 pub(super) mod kind {
     pub(in crate::wire) const EVENT: u32 = 11;
     pub(in crate::wire) const EVENT_PULL: u32 = 12;
+    pub(in crate::wire) const EVENT_ACK: u32 = 13;
 }
 
 /// Piggybacked item kind of an event's announcement (after `Update`'s 0).

@@ -123,6 +123,11 @@ impl Stream {
         }
     }
 
+    /// Since when the first held event waits for a gap before it.
+    pub(super) fn waiting_since(&self) -> Option<Instant> {
+        self.held.first_key_value().map(|(_, &(_, since))| since)
+    }
+
     /// Whether events wait here for earlier ones.
     pub(super) fn is_waiting(&self) -> bool {
         !self.held.is_empty()
