@@ -158,7 +158,7 @@ pub mod prelude {
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, Health, JoinError, Key, KeyError, KeyRing, LeaveError, Mode,
-        NewNodeError, NodeName, NodeStatus, Op, Seed, Stats, TagQuery, Tags, TagsError,
-        TrackerEvent, TrackerRow, timestamp,
+        NewNodeError, NodeName, NodeStatus, Op, Seed, SendEventError, Stats, TagQuery, Tags,
+        TagsError, TrackerEvent, TrackerRow, UserEvent, UserEventConfig, UserEventId, timestamp,
     };
 }
