@@ -10,6 +10,7 @@ use chrono::DateTime;
 use crate::name::{ClusterId, NodeName};
 use crate::tags::{TagLimits, Tags, TagsError};
 use crate::tracker::{Health, MAX_INCARNATION, TrackerRow};
+use crate::user::UserEventConfig;
 use crate::wire::{self, Message, Sender, WireRow};
 
 /// Everything a [`Node`](crate::Node) can be tuned with.
@@ -114,6 +115,8 @@ pub struct Config {
     /// Most tags (entries) a node may have; enforced like `max_tags_size`
     /// ([`DropReason::TooManyTags`](crate::DropReason::TooManyTags)). Default 64.
     pub max_tags: usize,
+    /// User events: limits, window, rates (see [`UserEventConfig`]).
+    pub user_events: UserEventConfig,
 }
 
 impl Default for Config {
@@ -147,6 +150,7 @@ impl Default for Config {
             max_nodes: 65_536,
             max_tags_size: 1024,
             max_tags: 64,
+            user_events: UserEventConfig::default(),
         }
     }
 }
@@ -299,7 +303,7 @@ impl Config {
             "max_tags_size",
             "must be below max_packet_size (a row travels in one datagram)",
         )?;
-        Ok(())
+        self.user_events.validate(self.max_packet_size)
     }
 
     /// Checks tags a node named `name` at `addr` would set: `max_tags_size`,

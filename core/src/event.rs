@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::name::NodeName;
 use crate::tracker::{NodeStatus, TrackerRow};
+use crate::user::UserEvent;
 
 /// Whether this node is alone (the original's `serverStatus`). Serializes as
 /// its [`as_str`](Mode::as_str) name.
@@ -126,4 +127,7 @@ pub enum Event {
         /// Where the process that kept the name listens.
         winner: SocketAddr,
     },
+    /// A user event reached this node: delivered once per process, in its
+    /// origin's order, never one sent before this process started.
+    User(UserEvent),
 }

@@ -128,6 +128,7 @@ mod saved;
 mod stats;
 mod tags;
 mod tracker;
+mod user;
 mod wire;
 
 pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
@@ -145,6 +146,7 @@ pub use tags::{TagQuery, Tags, TagsError, TagsIter};
 pub use tracker::{
     DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
 };
+pub use user::{SendEventError, UserEvent, UserEventConfig, UserEventId, UserEventStats};
 pub use wire::{HEADER_LEN, MAGIC, VERSION};
 
 /// Re-exported so users name the same `DateTime` type as the rows.

@@ -19,10 +19,35 @@ pub(crate) struct JoinLimiter {
     buckets: BTreeMap<SocketAddr, Bucket>,
 }
 
+/// A token bucket: `burst` tokens, refilled at `per_second`.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub(crate) fn full(burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Whether a token is left at `now` (and takes it if so).
+    pub(crate) fn take(&mut self, now: Instant, per_second: u32, burst: u32) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.tokens =
+            (self.tokens + elapsed.as_secs_f64() * f64::from(per_second)).min(f64::from(burst));
+        self.last = self.last.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl JoinLimiter {
@@ -46,21 +71,10 @@ impl JoinLimiter {
                 self.buckets.remove(&idle);
             }
         }
-        let burst = f64::from(self.burst);
-        let bucket = self.buckets.entry(source).or_insert(Bucket {
-            tokens: burst,
-            last: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.last);
-        bucket.tokens =
-            (bucket.tokens + elapsed.as_secs_f64() * f64::from(self.per_second)).min(burst);
-        bucket.last = bucket.last.max(now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets
+            .entry(source)
+            .or_insert(Bucket::full(self.burst, now))
+            .take(now, self.per_second, self.burst)
     }
 }
 

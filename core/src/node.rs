@@ -24,11 +24,14 @@
 //! - `membership`: applying rows (precedence, news about this node itself) and
 //!   what follows a change: events, member lists, mode;
 //! - `answers`: the limit on answering outdated bad news at once.
+//! - `broadcast`: user events: pushed along a tree, announced, pulled,
+//!   delivered once in each origin's order.
 //! - `conflict`: two live processes under one name: the handshake between them,
 //!   the rule for who keeps the name, and what observers report.
 
 mod answers;
 mod anti_entropy;
+mod broadcast;
 mod conflict;
 mod dissemination;
 mod input;
@@ -56,9 +59,11 @@ use crate::name::{NodeName, fnv1a};
 use crate::stats::Stats;
 use crate::tags::Tags;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
+use crate::user::{SendEventError, UserEventId};
 use crate::wire::{self, Message, Sender, Update};
 use answers::Answers;
 use anti_entropy::RowStream;
+use broadcast::Broadcast;
 use conflict::Conflicts;
 use dissemination::GossipQueue;
 use join_leave::{Joining, LeaveNotice};
@@ -178,6 +183,8 @@ pub struct Node {
     /// The incarnation of the last death of this node it warned about (see
     /// `apply_row_about_self`): each death is logged once.
     death_warned: Option<u64>,
+    /// User events.
+    broadcast: Broadcast,
 }
 
 impl Node {
@@ -204,10 +211,12 @@ impl Node {
         let first_sync = now + config.anti_entropy_interval.mul_f64(0.5 + rng.f64());
         timers.set(Timer::AntiEntropy, first_sync);
         timers.set(Timer::Reunion, now);
+        timers.set(Timer::UserEvents, now);
         if config.offline_retention.is_some() {
             timers.set(Timer::Reap, now);
         }
         let joining = Joining::new(&config);
+        let broadcast = Broadcast::new(&config, now);
         let mut node = Self {
             config,
             name,
@@ -242,6 +251,7 @@ impl Node {
             open_buf: Vec::new(),
             conflicts: Conflicts::new(seed),
             death_warned: None,
+            broadcast,
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -465,6 +475,27 @@ impl Node {
         self.input(now, |node| node.change_tags(now, tags))?
     }
 
+    /// Sends a user event named `name` with `payload` to every live member.
+    /// Each member's process delivers it once, as [`Event::User`], after the
+    /// events this node sent before it; a process that starts later never
+    /// delivers it. The payload travels to each member about once, along a
+    /// tree over the members this node knows; announcements of its id and
+    /// pulls repair losses within the window (`user_events.window_count` and
+    /// `window_age`). This node does not deliver its own events.
+    ///
+    /// Refused, with nothing sent, for an empty or too long name, a payload
+    /// over `user_events.max_payload`, an event that does not fit one
+    /// datagram, or when this node sends faster than `user_events.send_rate`
+    /// or its user queue is full ([`SendEventError::Busy`]).
+    pub fn send_event(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<UserEventId, SendEventError> {
+        self.input(now, |node| node.originate(now, name, payload))?
+    }
+
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
     /// keys on a live cluster. Rotate in three steps, each applied on every node
     /// before the next: accept the new key, make it primary, drop the old one.
@@ -497,7 +528,14 @@ impl Node {
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         let (to, message) = loop {
-            let Some(next) = self.outbox.pop_front() else {
+            // User datagrams wait until the membership protocol's are out.
+            let user = || {
+                self.broadcast
+                    .outbox
+                    .pop_front()
+                    .map(|(to, message)| Outgoing::Message { to, message })
+            };
+            let Some(next) = self.outbox.pop_front().or_else(user) else {
                 trim(&mut self.outbox);
                 return None;
             };
@@ -525,6 +563,15 @@ impl Node {
             self.leave_notice.forget(seq);
         }
         let refs: Vec<&Update> = updates.iter().collect();
+        let event_ids =
+            if self.broadcast.has_announcements() && !matches!(message, Message::Claim { .. }) {
+                let used: usize = base + updates.iter().map(wire::encoded_len).sum::<usize>();
+                // Two bytes of slack for the item count's varint, as for updates.
+                let budget = self.config.max_packet_size.saturating_sub(used + 2);
+                self.broadcast.take_announcements(budget)
+            } else {
+                Vec::new()
+            };
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {
             cluster: self.config.cluster_id,
@@ -532,10 +579,11 @@ impl Node {
             incarnation: self.incarnation,
             sealed: self.sealer.is_some(),
         };
-        wire::encode(
+        wire::encode_with_ids(
             sender,
             &message,
             &refs,
+            &event_ids,
             &mut self.send_buf,
             self.sealer.as_mut(),
         );

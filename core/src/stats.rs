@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::tags::TagsError;
+use crate::user::UserEventStats;
 use crate::wire::DecodeError;
 
 /// Why an incoming packet (or a part of one: an update, a message, a
@@ -179,6 +180,8 @@ pub struct Stats {
     /// Times this node found it had not been driven for a while and missed a
     /// deadline (it was paused or starved), and gave pending verdicts more time.
     pub stalls: u64,
+    /// User events: sent, delivered, copies received, dropped.
+    pub user_events: UserEventStats,
     drops: [u64; DropReason::ALL.len()],
     /// Where the last packet dropped for each reason came from: an operator's
     /// warning about a misconfigured peer (keys, cluster) names it.

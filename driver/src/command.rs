@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use async_channel::Sender;
 use beethoven_core::{
     ForceLeaveError, JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed,
-    SetTagsError, Tags, TagsError, TrackerRow,
+    SendEventError, SetTagsError, Tags, TagsError, TrackerRow,
 };
 
 use crate::router::{Interest, Outbox, SubscriberId};
@@ -59,6 +59,7 @@ pub(crate) enum Order {
     SetKeyRing(Option<KeyRing>),
     ForceLeave { name: NodeName, prune: bool },
     Unsubscribe(SubscriberId),
+    SendEvent { name: String, payload: Vec<u8> },
 }
 
 /// Where the node's answer to one command goes.
@@ -148,6 +149,9 @@ pub enum CommandError {
     /// `set_tags` refused for a reason other than a broken limit.
     #[error(transparent)]
     SetTags(SetTagsError),
+    /// `send_event` refused: a bad name or payload, or the node sends too fast.
+    #[error(transparent)]
+    SendEvent(SendEventError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
     /// commands but `stop` (and `shutdown`). Restart it under another name.
@@ -163,6 +167,15 @@ pub enum CommandError {
 impl From<NameTaken> for CommandError {
     fn from(NameTaken { by }: NameTaken) -> Self {
         CommandError::NameTaken { by }
+    }
+}
+
+impl From<SendEventError> for CommandError {
+    fn from(error: SendEventError) -> Self {
+        match error {
+            SendEventError::NameTaken(taken) => taken.into(),
+            other => CommandError::SendEvent(other),
+        }
     }
 }
 

@@ -487,6 +487,9 @@ impl Driver {
                 self.leave_finished = false;
             }
             Order::SetTags(tags) => self.node.set_tags(now, tags)?,
+            Order::SendEvent { name, payload } => {
+                self.node.send_event(now, &name, &payload)?;
+            }
             Order::SetKeyRing(ring) => {
                 let keys = ring.as_ref().map_or(0, |r| r.keys().count());
                 info!(name = %self.node.name(), keys, "key ring replaced");

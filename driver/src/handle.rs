@@ -251,6 +251,20 @@ impl Handle {
         self.decide(Order::SetTags(tags))
     }
 
+    /// Sends a user event to every live member; see
+    /// [`Node::send_event`](beethoven_core::Node::send_event). Each member's
+    /// process delivers it once, in this node's order, on its event stream
+    /// ([`Update::User`](crate::Update::User)); this node does not. An empty
+    /// or too long name, a payload over the limit, or sending faster than
+    /// `user_events.send_rate` is refused with [`CommandError::SendEvent`],
+    /// and nothing is sent.
+    pub fn send_event(&self, name: impl Into<String>, payload: impl Into<Vec<u8>>) -> Reply {
+        self.decide(Order::SendEvent {
+            name: name.into(),
+            payload: payload.into(),
+        })
+    }
+
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate
     /// keys on a live cluster; see
     /// [`Node::set_key_ring`](beethoven_core::Node::set_key_ring). Rotate in three

@@ -158,7 +158,8 @@ pub mod prelude {
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, Key, KeyError, KeyRing,
-        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Seed, Stats, TagQuery, Tags,
-        TagsError, TrackerEvent, TrackerRow, timestamp,
+        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Seed, SendEventError, Stats,
+        TagQuery, Tags, TagsError, TrackerEvent, TrackerRow, UserEvent, UserEventConfig,
+        UserEventId, timestamp,
     };
 }

@@ -24,7 +24,9 @@ use std::task::{Context, Poll};
 use async_channel::{Receiver, Sender, TrySendError};
 use futures_core::Stream;
 
-use beethoven_core::{Event, Mode, NodeName, NodeStatus, Op, Tags, TrackerEvent, TrackerRow};
+use beethoven_core::{
+    Event, Mode, NodeName, NodeStatus, Op, Tags, TrackerEvent, TrackerRow, UserEvent,
+};
 use tracing::{debug, error, warn};
 
 /// One subscription of a running node: returned by
@@ -116,6 +118,10 @@ pub enum Update {
         /// Whether the announcement was fully disseminated.
         spread: bool,
     },
+    /// A user event from another node ([`Handle::send_event`](crate::Handle::send_event)):
+    /// delivered once per process, in its origin's order. On
+    /// [`Handle::events`](crate::Handle::events) only.
+    User(UserEvent),
     /// The subscriber's queue was full: `missed` updates were dropped for it just
     /// before this marker. Read the tracker (`cluster_nodes`) to catch up.
     Lagged {
@@ -146,6 +152,7 @@ impl Update {
             }
             Event::NameLost { winner } => (Some(Update::NameLost { winner }), None),
             Event::LeaveFinished { spread } => (Some(Update::LeaveFinished { spread }), None),
+            Event::User(event) => (Some(Update::User(event)), None),
             other => {
                 debug!(event = ?other, "an event this driver does not route");
                 (None, None)
@@ -206,6 +213,7 @@ impl Update {
             Update::NameConflict { .. } => "name_conflict",
             Update::NameLost { .. } => "name_lost",
             Update::LeaveFinished { .. } => "leave_finished",
+            Update::User(_) => "user_event",
             Update::Lagged { .. } => "lagged",
         }
     }

@@ -74,6 +74,7 @@ pub(crate) enum Request {
     Restore(Vec<TrackerRow>),
     SetKeyRing(Option<KeyRing>),
     Note(String),
+    SendEvent(String, Vec<u8>),
 }
 
 impl<'a> Context<'a> {
@@ -150,6 +151,15 @@ impl<'a> Context<'a> {
     /// (`Node::set_key_ring`), as `Handle::set_key_ring` does.
     pub fn set_key_ring(&mut self, ring: Option<KeyRing>) {
         self.requests.push(Request::SetKeyRing(ring));
+    }
+
+    /// The node sends a user event to every live member (`Node::send_event`);
+    /// a refusal (a bad name or payload, too fast) is logged at debug level.
+    /// [`DeliveryLog::send`](crate::delivery::DeliveryLog::send) sends one
+    /// from a test and logs it for the delivery checker.
+    pub fn send_event(&mut self, name: impl Into<String>, payload: impl Into<Vec<u8>>) {
+        self.requests
+            .push(Request::SendEvent(name.into(), payload.into()));
     }
 
     /// Adds a line to the run's story (see [`crate::story`]), under this

@@ -197,6 +197,7 @@
 #![allow(clippy::test_attr_in_doctest)]
 
 pub mod app;
+pub mod delivery;
 pub mod fault;
 pub mod invariant;
 pub mod metrics;

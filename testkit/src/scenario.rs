@@ -18,6 +18,7 @@ pub mod code;
 mod grey;
 mod hostile;
 pub(crate) mod kind;
+pub mod user_events;
 
 pub use hostile::BrownoutSpec;
 pub use kind::ScenarioKind;
@@ -72,6 +73,10 @@ pub struct Params {
     pub bursts: crate::network::BurstModel,
     /// `rack`: the share of nodes that fail at once (default 0.1, at most half).
     pub rack_fraction: f64,
+    /// `user-events`: events sent per second, cluster-wide (default 10).
+    pub event_rate: f64,
+    /// `user-events`: each event's payload, bytes (default 100).
+    pub event_bytes: usize,
     /// The node config.
     #[serde(skip)]
     pub config: Config,
@@ -97,6 +102,8 @@ impl Params {
             brownout: BrownoutSpec::default(),
             bursts: crate::network::BurstModel::default(),
             rack_fraction: 0.1,
+            event_rate: 10.0,
+            event_bytes: 100,
             config: Config::for_cluster("sim"),
         }
     }
@@ -218,7 +225,7 @@ fn run_sim(
     let mut has_faults = true;
     let mut plan = grey::Plan::default();
     match params.scenario {
-        ScenarioKind::Steady => has_faults = false,
+        ScenarioKind::Steady | ScenarioKind::UserEvents => has_faults = false,
         ScenarioKind::Crash => {
             let mut at = Duration::from_secs(1);
             let mut victims: Vec<usize> = (0..n).collect();

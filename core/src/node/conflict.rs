@@ -139,7 +139,7 @@ fn ordered(a: SocketAddr, b: SocketAddr) -> [SocketAddr; 2] {
 impl Node {
     /// This node's start as it travels in claims: the wall-clock anchor it was
     /// created with, in Unix milliseconds.
-    fn started_ms(&self) -> i64 {
+    pub(super) fn started_ms(&self) -> i64 {
         self.wall_epoch.timestamp_millis()
     }
 

@@ -48,6 +48,7 @@ impl Node {
         let Packet {
             message,
             gossip,
+            event_ids,
             unknown_items,
             ..
         } = packet;
@@ -78,6 +79,9 @@ impl Node {
             // the v4 framing a merge of two clusters of 50 no longer fit one
             // datagram and took up to 4.8 s). Compare digests soon instead.
             self.sync_soon(now);
+        }
+        if !event_ids.is_empty() {
+            self.handle_event_ids(now, from, event_ids);
         }
         self.dispatch(now, from, message);
         if !answer.is_empty() {
@@ -150,6 +154,9 @@ impl Node {
             Message::Sync { digest, reply } => self.handle_sync(from, digest.into(), reply),
             Message::Rows { rows } => self.handle_rows(now, from, rows),
             Message::Gossip => {}
+            Message::Event(event) => self.handle_user_event(now, from, *event),
+            Message::EventPull(key) => self.handle_event_pull(from, key),
+            Message::EventAck(key) => self.handle_event_ack(from, &key),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.

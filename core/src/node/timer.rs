@@ -53,11 +53,13 @@ pub(super) enum Timer {
     Leave,
     /// The next scan for offline rows past their retention.
     Reap,
+    /// User events: pulls to ask again, gaps to give up, the window to keep.
+    UserEvents,
 }
 
 impl Timer {
     /// Every timer, in declaration order.
-    const ALL: [Timer; 11] = [
+    const ALL: [Timer; 12] = [
         Timer::ProbeStep,
         Timer::Probe,
         Timer::Nack,
@@ -69,6 +71,7 @@ impl Timer {
         Timer::Rejoin,
         Timer::Leave,
         Timer::Reap,
+        Timer::UserEvents,
     ];
 }
 
@@ -120,6 +123,7 @@ impl Node {
         self.run_rejoin(now);
         self.run_leave(now);
         self.run_reap(now);
+        self.run_user_events(now);
     }
 
     /// The earliest deadline of the timers that have work to do.
@@ -147,6 +151,7 @@ impl Node {
             Timer::Gossip => has_members && !self.gossip.is_empty(),
             Timer::AntiEntropy => !self.left && (has_members || self.dead.len() > 0),
             Timer::Reunion => self.has_reunion_work(),
+            Timer::UserEvents => self.broadcast.has_pending_work(),
             Timer::ProbeStep
             | Timer::Nack
             | Timer::Suspicion

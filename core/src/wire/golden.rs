@@ -232,3 +232,56 @@ fn a_sealed_envelope_keeps_its_bytes() {
     assert_eq!(decoded.message, message);
     assert_eq!(decoded.gossip, vec![update]);
 }
+
+fn user_event_key() -> EventKey {
+    EventKey {
+        origin: name("origin"),
+        started: 1_700_000_000_000,
+        seq: 42,
+    }
+}
+
+golden_messages! {
+    a_user_event_keeps_its_bytes: "message_user_event" => Message::Event(Box::new(WireEvent {
+        key: user_event_key(),
+        sent_at: 1_700_000_000_500,
+        prev_sent_at: 1_700_000_000_400,
+        lamport: 9,
+        name: "deploy".into(),
+        payload: b"v1.2".to_vec(),
+        span: Some(u64::MAX / 3),
+    }));
+    a_user_event_pull_keeps_its_bytes: "message_user_event_pull" => Message::EventPull(user_event_key());
+    a_user_event_ack_keeps_its_bytes: "message_user_event_ack" => Message::EventAck(user_event_key());
+}
+
+#[test]
+fn an_envelope_with_a_user_events_announcement_keeps_its_bytes() {
+    let me = name("me");
+    let update = Update {
+        row: row("t", "10.9.9.9:1", Health::Alive, &[]),
+        suspecter: None,
+    };
+    let id = EventId {
+        key: user_event_key(),
+        sent_at: 1_700_000_000_500,
+    };
+    let mut bytes = Vec::new();
+    encode_with_ids(
+        sender(&me, false),
+        &Message::Gossip,
+        &[&update],
+        std::slice::from_ref(&id),
+        &mut bytes,
+        None,
+    );
+    assert_golden(
+        "envelope_user_event_id",
+        "a gossip with an alive row and a user event's announcement piggybacked",
+        &bytes,
+    );
+    let decoded = decode(&bytes, CLUSTER, None, &mut Vec::new(), LIMITS).expect("decodes");
+    assert_eq!(decoded.gossip, vec![update]);
+    assert_eq!(decoded.event_ids, vec![id]);
+    assert_eq!(decoded.unknown_items, 0);
+}

@@ -16,8 +16,13 @@
 //! 10    Claim        addr | started (zigzag varint) | nonce (varint)
 //!                    | echo (0, or 1 and a varint) | confirmed (1 byte)
 //!
+//! 11    Event        (user events: `user.rs`)
+//! 12    EventPull    (user events: `user.rs`)
+//! 13    EventAck     (user events: `user.rs`)
+//!
 //! kind  item         fields
 //!  0    Update       row | suspecter (0, or 1 and a name)
+//!  1    EventId      (user events: `user.rs`)
 //! ```
 //!
 //! The kinds are fixed here, not by the order of the enum's variants. A kind
@@ -27,6 +32,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::row::{Framed, UncheckedRow, WireAddr, WireRow};
+use super::user::{self, EventId, EventKey, WireEvent};
 use super::{DecodeError, WireDigest};
 use crate::name::NodeName;
 use crate::tags::{TagLimits, TagsError};
@@ -95,6 +101,13 @@ pub(crate) enum Message<R = WireRow> {
         echo: Option<u64>,
         confirmed: bool,
     },
+    /// A user event (`user.rs`), pushed along the ring or answering a pull.
+    Event(Box<WireEvent>),
+    /// Send me this user event (I heard its announcement, or it is the gap
+    /// before one I hold).
+    EventPull(EventKey),
+    /// Your push of this user event along the tree arrived.
+    EventAck(EventKey),
     /// A kind this build does not know (a later version's message): its fields
     /// are skipped, the piggybacked items still apply. Sent only by tests, with
     /// no fields, to stand for such a message.
@@ -151,8 +164,17 @@ impl Serialize for Message {
                 kind::CLAIM,
                 &(WireAddr::from(*addr), started, nonce, echo, confirmed),
             ),
+            Message::Event(event) => frame(s, user::kind::EVENT, event),
+            Message::EventPull(key) => frame(s, user::kind::EVENT_PULL, key),
+            Message::EventAck(key) => frame(s, user::kind::EVENT_ACK, key),
             Message::Unknown { kind } => frame(s, *kind, &()),
         }
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        frame(s, user::EVENT_ID_ITEM, &(&self.key, &self.sent_at))
     }
 }
 
@@ -225,6 +247,9 @@ impl Message<UncheckedRow> {
                     confirmed,
                 }
             }
+            user::kind::EVENT => Message::Event(Box::new(fields(bytes)?)),
+            user::kind::EVENT_PULL => Message::EventPull(fields(bytes)?),
+            user::kind::EVENT_ACK => Message::EventAck(fields(bytes)?),
             kind => Message::Unknown { kind },
         })
     }
@@ -269,6 +294,9 @@ impl Message<UncheckedRow> {
                 echo,
                 confirmed,
             },
+            Message::Event(event) => Message::Event(event),
+            Message::EventPull(key) => Message::EventPull(key),
+            Message::EventAck(key) => Message::EventAck(key),
             Message::Unknown { kind } => Message::Unknown { kind },
         })
     }
@@ -281,6 +309,7 @@ fn check_rows(rows: Vec<UncheckedRow>, limits: TagLimits) -> Result<Vec<WireRow>
 /// A piggybacked item, decoded.
 pub(super) enum Item {
     Update(Update<UncheckedRow>),
+    EventId(EventId),
     /// A kind this build does not know: skipped, counted.
     Unknown,
 }
@@ -292,6 +321,10 @@ impl Item {
             item::UPDATE => {
                 let (row, suspecter) = fields(bytes)?;
                 Item::Update(Update { row, suspecter })
+            }
+            user::EVENT_ID_ITEM => {
+                let (key, sent_at) = fields(bytes)?;
+                Item::EventId(EventId { key, sent_at })
             }
             _ => Item::Unknown,
         })

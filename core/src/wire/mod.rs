@@ -57,10 +57,12 @@ use crate::tracker::{DIGEST_BUCKETS, Digest};
 mod golden;
 mod message;
 mod row;
+mod user;
 
 use message::Item;
 pub(crate) use message::{Message, Update};
 pub(crate) use row::WireRow;
+pub(crate) use user::{EventId, EventKey, WireEvent};
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"BTHV";
@@ -126,6 +128,8 @@ pub(crate) struct Packet {
     /// [`Message::Unknown`] when of a kind this build does not know.
     pub(crate) message: Message,
     pub(crate) gossip: Vec<Update>,
+    /// Piggybacked announcements of user events.
+    pub(crate) event_ids: Vec<EventId>,
     /// Piggybacked items of kinds this build does not know (skipped).
     pub(crate) unknown_items: u32,
 }
@@ -189,12 +193,14 @@ pub(crate) fn decode(
     let (count, mut rest): (u32, _) = take(rest)?;
     // Not preallocated from the count: the count is the peer's word.
     let mut gossip = Vec::new();
+    let mut event_ids = Vec::new();
     let mut unknown_items = 0u32;
     for _ in 0..count {
         let ((kind, fields), next): ((u32, &[u8]), _) = take(rest)?;
         rest = next;
         match Item::decode(kind, fields)? {
             Item::Update(update) => gossip.push(update),
+            Item::EventId(id) => event_ids.push(id),
             Item::Unknown => unknown_items += 1,
         }
     }
@@ -215,6 +221,7 @@ pub(crate) fn decode(
         incarnation,
         message: message.check(limits).map_err(tags)?,
         gossip,
+        event_ids,
         unknown_items,
     })
 }
@@ -248,18 +255,23 @@ struct Body<'a> {
     incarnation: u64,
     message: &'a Message,
     gossip: &'a [&'a Update],
+    event_ids: &'a [EventId],
 }
 
 impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // A tuple: its elements back to back, with no count before them.
-        let mut body = serializer.serialize_tuple(4 + self.gossip.len())?;
+        let items = self.gossip.len() + self.event_ids.len();
+        let mut body = serializer.serialize_tuple(4 + items)?;
         body.serialize_element(self.sender)?;
         body.serialize_element(&self.incarnation)?;
         body.serialize_element(self.message)?;
-        body.serialize_element(&self.gossip.len())?;
+        body.serialize_element(&items)?;
         for update in self.gossip {
             body.serialize_element(update)?;
+        }
+        for id in self.event_ids {
+            body.serialize_element(id)?;
         }
         body.end()
     }
@@ -276,16 +288,32 @@ pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
             incarnation: sender.incarnation,
             message,
             gossip: &[],
+            event_ids: &[],
         })
 }
 
 /// Encodes a packet into `out` (cleared first), sealed when a `sealer` is given
 /// (`sender.sealed` must say the same). The caller has checked the size with
-/// [`base_len`] and [`encoded_len`] of each update.
+/// [`base_len`] and [`encoded_len`] of each update. (The node itself calls
+/// [`encode_with_ids`].)
+#[cfg(test)]
 pub(crate) fn encode(
     sender: Sender<'_>,
     message: &Message,
     gossip: &[&Update],
+    out: &mut Vec<u8>,
+    sealer: Option<&mut Sealer>,
+) {
+    encode_with_ids(sender, message, gossip, &[], out, sealer);
+}
+
+/// [`encode`], with user events' announcements piggybacked after the updates
+/// (each adds its [`encoded_len`]).
+pub(crate) fn encode_with_ids(
+    sender: Sender<'_>,
+    message: &Message,
+    gossip: &[&Update],
+    event_ids: &[EventId],
     out: &mut Vec<u8>,
     sealer: Option<&mut Sealer>,
 ) {
@@ -300,6 +328,7 @@ pub(crate) fn encode(
         incarnation: sender.incarnation,
         message,
         gossip,
+        event_ids,
     };
     // Writing into a Vec cannot fail; the result is the same Vec.
     let taken = std::mem::take(out);

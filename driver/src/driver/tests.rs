@@ -452,3 +452,32 @@ fn join_results_and_the_end_of_a_leave_reach_the_event_stream() {
         "in the node's order"
     );
 }
+
+#[test]
+fn a_user_event_sent_through_one_handle_reaches_the_others_event_stream_once() {
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    let b_events = peers[1].handle.events();
+    assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
+    let sent = peers[0].handle.send_event("deploy", b"v2".to_vec());
+    let refused = peers[0].handle.send_event("", Vec::new());
+    let later = start + Duration::from_secs(2);
+    assert!(pump(&mut peers, later, Duration::from_secs(1)).is_empty());
+    assert_eq!(block_on(sent), Ok(()));
+    assert_eq!(
+        block_on(refused),
+        Err(CommandError::SendEvent(
+            beethoven_core::SendEventError::EmptyName
+        ))
+    );
+    let users: Vec<_> = std::iter::from_fn(|| b_events.try_recv())
+        .filter_map(|update| match update {
+            Update::User(event) => Some(event),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].name, "deploy");
+    assert_eq!(users[0].payload, b"v2");
+    assert_eq!(users[0].id.origin, NodeName::new("a").expect("valid"));
+}

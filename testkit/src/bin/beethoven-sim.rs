@@ -12,6 +12,7 @@
 //! beethoven-sim --nodes 100 --scenario brownout --brownout-loss 0.9 --brownout-secs 3 --brownout-every-secs 60 --duration 300
 //! beethoven-sim --nodes 100 --scenario bursts --duration 300 --seeds 10
 //! beethoven-sim --nodes 1000 --scenario rack --rack-fraction 0.1
+//! beethoven-sim --nodes 1000 --scenario user-events --rate 10 --duration 30
 //! ```
 //!
 //! `--case` replays one case of a property test: the scenario written as the
@@ -145,6 +146,12 @@ struct Args {
     /// of it (default: `Config::default()`'s, 150 ms and 75 ms).
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..=60_000))]
     probe_interval_ms: Option<u64>,
+    /// user-events: events per second, cluster-wide.
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
+    rate: f64,
+    /// user-events: each event's payload, bytes.
+    #[arg(long, default_value_t = 100)]
+    event_bytes: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -255,6 +262,42 @@ fn shell_word(word: &str) -> String {
     }
 }
 
+/// `--scenario user-events`: one report per seed; fails when the delivery
+/// checker finds a fault.
+fn user_events(base: &Params, seeds: u64, json: bool) -> ExitCode {
+    let mut failed = false;
+    for k in 0..seeds {
+        let params = Params {
+            seed: base.seed + k,
+            ..base.clone()
+        };
+        let report = match scenario::user_events::run(&params, &mut |_, _| {}) {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("seed {}: {e}", params.seed);
+                return ExitCode::FAILURE;
+            }
+        };
+        failed |= report.faults > 0;
+        if json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => println!("{text}"),
+                Err(e) => {
+                    eprintln!("cannot serialize the report: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            print!("{}", report.table());
+        }
+    }
+    if failed {
+        eprintln!("delivery faults found (see the report)");
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -312,6 +355,8 @@ fn main() -> ExitCode {
             loss_out: args.burst_loss_out,
         },
         rack_fraction: args.rack_fraction,
+        event_rate: args.rate,
+        event_bytes: args.event_bytes,
         ..Params::new(args.scenario)
     };
     if let Some(ms) = args.probe_interval_ms {
@@ -320,6 +365,9 @@ fn main() -> ExitCode {
             .config
             .with_probe_interval(interval)
             .with_probe_timeout(interval / 2);
+    }
+    if args.scenario == ScenarioKind::UserEvents {
+        return user_events(&base, args.seeds, args.json);
     }
     let window = base.window().as_secs_f64();
     let long = nodes >= 1000 || window >= 600.0 || args.seeds > 1;

@@ -63,4 +63,10 @@ pub enum ScenarioKind {
     /// silently unless `crash_host` says otherwise: detection everywhere, and
     /// false offline declarations of the survivors.
     Rack,
+    /// Random members send `event_rate` user events a second, cluster-wide,
+    /// of `event_bytes` each, over the window: delivery latency and ratio,
+    /// payload copies per node per event, bytes per node per second
+    /// ([`user_events::run`](super::user_events::run); through
+    /// [`run`](super::run), a steady run).
+    UserEvents,
 }

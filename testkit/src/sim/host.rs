@@ -305,6 +305,12 @@ impl Sim {
                     self.drive(i, |n, _| n.set_key_ring(ring));
                 }
                 Request::Note(text) => self.trace.story_mut().note(self.now, i, text),
+                Request::SendEvent(name, payload) => {
+                    if let Some(Err(e)) = self.drive(i, |n, now| n.send_event(now, &name, &payload))
+                    {
+                        tracing::debug!(%e, node = i, "send_event refused");
+                    }
+                }
             }
         }
     }

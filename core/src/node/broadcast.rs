@@ -1,0 +1,723 @@
+//! User events: sent by one node, delivered once to every live member's
+//! process, in each origin's order.
+//!
+//! - **Payload once.** The origin pushes an event along a tree laid over a
+//!   ring of the members it knows, new for every event (`tree.rs`): with
+//!   agreeing member lists every member receives the payload once.
+//! - **Ids many times.** Every holder piggybacks the event's id on its next
+//!   few packets (`announce_transmits`); a node that lacks it pulls it from
+//!   the announcer. That repairs lost pushes and members a holder did not know.
+//! - **Once, in order** (`stream.rs`): each origin process numbers its events
+//!   from 1; a receiver delivers them in that order, holding later ones until
+//!   a gap is pulled (or, after half the window's age, given up and counted).
+//!   Events sent before this process started, or older than the window, are
+//!   never delivered: the first event a process delivers of an origin is the
+//!   first the origin sent after it started (each event carries the send time
+//!   of the one before).
+//! - **After a partition**, every node also announces the newest stored event
+//!   of a few origins each second; who lacks it pulls it, then walks back the
+//!   gap before it.
+//! - **Back pressure.** User datagrams wait in their own queue, sent after
+//!   everything the membership protocol queued; a full queue refuses sends
+//!   ([`SendEventError::Busy`]) and drops forwards (pulls repair them). Each
+//!   receiver limits each origin's rate and counts what it drops.
+
+mod stream;
+mod tree;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::ops::Bound;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use tracing::debug;
+
+use super::Node;
+use super::timer::Timer;
+use crate::config::Config;
+use crate::event::Event;
+use crate::limiter::Bucket;
+use crate::name::NodeName;
+use crate::user::{SendEventError, UserEvent, UserEventId};
+use crate::wire::{self, EventId, EventKey, Message, WireEvent};
+use stream::{Offer, Stream};
+
+/// Most origin processes followed at once; the longest silent is forgotten first.
+const MAX_STREAMS: usize = 4096;
+/// Most gap events pulled at once for one origin.
+const PULL_BATCH: u64 = 8;
+/// Origins whose newest event is re-announced each `REANNOUNCE_EVERY`.
+const REANNOUNCE_STREAMS: usize = 4;
+/// How many times a push along the tree, or a pull, is sent before it is
+/// left to announcements.
+const TRIES: u32 = 5;
+/// How often the newest events are re-announced (for partitions and tails).
+const REANNOUNCE_EVERY: Duration = Duration::from_millis(500);
+
+/// A node's user-event state.
+#[derive(Debug)]
+pub(super) struct Broadcast {
+    /// The sequence number of this process's next event.
+    next_seq: u64,
+    /// When this process sent its last event (Unix ms; `i64::MIN`: none yet).
+    last_sent_at: i64,
+    lamport: u64,
+    send_bucket: Bucket,
+    streams: BTreeMap<(NodeName, i64), Stream>,
+    /// Recent events (the window), to answer pulls.
+    store: BTreeMap<EventKey, WireEvent>,
+    /// The store's keys in arrival order, for the window's count and age.
+    arrivals: VecDeque<(Instant, EventKey)>,
+    /// Announcements to piggyback, each with the packets it still rides on.
+    announce: VecDeque<(EventId, u32)>,
+    /// Events heard of and lacked: when to pull them, and from whom.
+    wanted: BTreeMap<EventKey, (Instant, SocketAddr)>,
+    /// Pulls in flight: when they were sent, and how many were sent.
+    pulls: BTreeMap<EventKey, (Instant, u32)>,
+    /// Stored events this node pushed along its run already (a pull's
+    /// answer carries no run: a push that comes after it is still forwarded).
+    forwarded: BTreeSet<EventKey>,
+    /// Pushes along the tree not acked yet: the run's end, when to push
+    /// again, and the tries made.
+    unacked: BTreeMap<(EventKey, SocketAddr), (u64, Instant, u32)>,
+    /// User datagrams, sent after the membership protocol's.
+    pub(super) outbox: VecDeque<(SocketAddr, Message)>,
+    next_reannounce: Instant,
+    /// The last origin re-announced (the rotation's cursor).
+    reannounced: Option<(NodeName, i64)>,
+    /// Reused buffers for the tree.
+    positions: Vec<(u64, SocketAddr)>,
+    pushes: Vec<(SocketAddr, u64)>,
+}
+
+impl Broadcast {
+    pub(super) fn new(config: &Config, now: Instant) -> Self {
+        Self {
+            next_seq: 1,
+            last_sent_at: i64::MIN,
+            lamport: 0,
+            send_bucket: Bucket::full(config.user_events.send_burst, now),
+            streams: BTreeMap::new(),
+            store: BTreeMap::new(),
+            arrivals: VecDeque::new(),
+            announce: VecDeque::new(),
+            wanted: BTreeMap::new(),
+            pulls: BTreeMap::new(),
+            unacked: BTreeMap::new(),
+            forwarded: BTreeSet::new(),
+            outbox: VecDeque::new(),
+            next_reannounce: now,
+            reannounced: None,
+            positions: Vec::new(),
+            pushes: Vec::new(),
+        }
+    }
+
+    /// Whether a timer should wake the node for this part: pulls to make or
+    /// in flight, events waiting for a gap.
+    pub(super) fn has_pending_work(&self) -> bool {
+        !self.wanted.is_empty()
+            || !self.pulls.is_empty()
+            || !self.unacked.is_empty()
+            || self.streams.values().any(Stream::is_waiting)
+    }
+
+    pub(super) fn has_announcements(&self) -> bool {
+        !self.announce.is_empty()
+    }
+
+    /// The announcements that fit `budget` bytes, each counted as sent once.
+    pub(super) fn take_announcements(&mut self, budget: usize) -> Vec<EventId> {
+        let mut taken = Vec::new();
+        let mut left = budget;
+        for (id, transmits) in &mut self.announce {
+            let len = wire::encoded_len(id);
+            if len > left {
+                break;
+            }
+            left -= len;
+            taken.push(id.clone());
+            *transmits = transmits.saturating_sub(1);
+        }
+        self.announce.retain(|(_, transmits)| *transmits > 0);
+        taken
+    }
+
+    fn queue_announcement(&mut self, event: &WireEvent, transmits: u32, limit: usize) {
+        if self.announce.len() >= limit {
+            self.announce.pop_front();
+        }
+        let id = EventId {
+            key: event.key.clone(),
+            sent_at: event.sent_at,
+        };
+        self.announce.push_back((id, transmits));
+    }
+
+    /// Keeps `event` for pulls, within the window.
+    fn store(&mut self, now: Instant, event: &WireEvent) {
+        let mut kept = event.clone();
+        kept.span = None;
+        self.arrivals.push_back((now, kept.key.clone()));
+        self.store.insert(kept.key.clone(), kept);
+    }
+
+    fn evict(&mut self, now: Instant, count: usize, age: Duration) {
+        while let Some((at, _)) = self.arrivals.front() {
+            if self.arrivals.len() <= count && now.saturating_duration_since(*at) < age {
+                break;
+            }
+            if let Some((_, key)) = self.arrivals.pop_front() {
+                self.store.remove(&key);
+                self.forwarded.remove(&key);
+            }
+        }
+    }
+
+    /// The stream of `key`'s origin process, made if new (forgetting the
+    /// longest silent one when full).
+    fn stream(
+        &mut self,
+        key: &EventKey,
+        now: Instant,
+        burst: u32,
+        from: SocketAddr,
+    ) -> &mut Stream {
+        let id = (key.origin.clone(), key.started);
+        if !self.streams.contains_key(&id) && self.streams.len() >= MAX_STREAMS {
+            let idle = self
+                .streams
+                .iter()
+                .filter(|(_, stream)| !stream.is_waiting())
+                .min_by_key(|(_, stream)| stream.heard_at)
+                .map(|(id, _)| id.clone());
+            if let Some(idle) = idle {
+                self.streams.remove(&idle);
+            }
+        }
+        self.streams
+            .entry(id)
+            .or_insert_with(|| Stream::new(now, burst, from))
+    }
+}
+
+fn public_id(key: &EventKey) -> UserEventId {
+    UserEventId {
+        origin: key.origin.clone(),
+        started: key.started,
+        seq: key.seq,
+    }
+}
+
+impl Node {
+    /// See [`Node::send_event`].
+    pub(super) fn originate(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<UserEventId, SendEventError> {
+        let limits = &self.config.user_events;
+        if name.is_empty() {
+            return Err(SendEventError::EmptyName);
+        }
+        if name.len() > limits.max_name_len {
+            return Err(SendEventError::NameTooLong {
+                len: name.len(),
+                limit: limits.max_name_len,
+            });
+        }
+        if payload.len() > limits.max_payload {
+            return Err(SendEventError::PayloadTooLarge {
+                len: payload.len(),
+                limit: limits.max_payload,
+            });
+        }
+        let sent_at = self
+            .wall_clock(now)
+            .timestamp_millis()
+            .max(self.broadcast.last_sent_at);
+        let event = WireEvent {
+            key: EventKey {
+                origin: self.name.clone(),
+                started: self.started_ms(),
+                seq: self.broadcast.next_seq,
+            },
+            sent_at,
+            prev_sent_at: self.broadcast.last_sent_at,
+            lamport: self.broadcast.lamport + 1,
+            name: name.to_string(),
+            payload: payload.to_vec(),
+            span: None,
+        };
+        // Sized with the largest span a push carries.
+        let widest = Message::Event(Box::new(WireEvent {
+            span: Some(u64::MAX),
+            ..event.clone()
+        }));
+        let len = wire::base_len(self.sender(), &widest);
+        if len > self.config.max_packet_size {
+            return Err(SendEventError::TooLargeForDatagram {
+                len,
+                limit: self.config.max_packet_size,
+            });
+        }
+        let limits = &self.config.user_events;
+        if self.broadcast.outbox.len() + limits.fanout > limits.max_queued
+            || !self
+                .broadcast
+                .send_bucket
+                .take(now, limits.send_rate, limits.send_burst)
+        {
+            return Err(SendEventError::Busy);
+        }
+        self.broadcast.next_seq += 1;
+        self.broadcast.last_sent_at = sent_at;
+        self.broadcast.lamport += 1;
+        self.stats.user_events.sent += 1;
+        let id = public_id(&event.key);
+        self.broadcast.store(now, &event);
+        let (transmits, limit) = (
+            self.config.user_events.announce_transmits,
+            self.config.user_events.window_count,
+        );
+        self.broadcast.queue_announcement(&event, transmits, limit);
+        let hash = tree::event_hash(&event.key);
+        let me = tree::position(hash, &self.name);
+        self.push_along_tree(now, &event, me);
+        Ok(id)
+    }
+
+    /// Pushes `event` to the first member of each run of the span up to `end`.
+    fn push_along_tree(&mut self, now: Instant, event: &WireEvent, end: u64) {
+        self.broadcast.forwarded.insert(event.key.clone());
+        let hash = tree::event_hash(&event.key);
+        let me = tree::position(hash, &self.name);
+        let mut positions = std::mem::take(&mut self.broadcast.positions);
+        positions.clear();
+        positions.extend(
+            self.member_rows()
+                .map(|row| (tree::position(hash, &row.node), row.addr)),
+        );
+        let mut pushes = std::mem::take(&mut self.broadcast.pushes);
+        tree::children(
+            me,
+            end,
+            self.config.user_events.fanout,
+            &mut positions,
+            &mut pushes,
+        );
+        for &(to, run_end) in &pushes {
+            self.push_to(now, event, to, run_end, 1);
+        }
+        self.broadcast.positions = positions;
+        self.broadcast.pushes = pushes;
+    }
+
+    /// One push along the tree, awaiting its ack (`tries` so far, this one included).
+    fn push_to(
+        &mut self,
+        now: Instant,
+        event: &WireEvent,
+        to: SocketAddr,
+        run_end: u64,
+        tries: u32,
+    ) {
+        let mut copy = event.clone();
+        copy.span = Some(run_end);
+        self.send_user(to, Message::Event(Box::new(copy)));
+        if self.broadcast.unacked.len() < self.config.user_events.max_queued {
+            let again = now + self.config.user_events.pull_timeout;
+            self.broadcast
+                .unacked
+                .insert((event.key.clone(), to), (run_end, again, tries));
+        }
+    }
+
+    /// A push of ours arrived.
+    pub(super) fn handle_event_ack(&mut self, from: SocketAddr, key: &EventKey) {
+        self.broadcast.unacked.remove(&(key.clone(), from));
+    }
+
+    /// Pushes whose ack did not come: sent again, up to `TRIES` times.
+    fn push_again(&mut self, now: Instant) {
+        let due: Vec<((EventKey, SocketAddr), u64, u32)> = self
+            .broadcast
+            .unacked
+            .iter()
+            .filter(|(_, (_, again, _))| *again <= now)
+            .map(|(id, &(end, _, tries))| (id.clone(), end, tries))
+            .collect();
+        for ((key, to), end, tries) in due {
+            self.broadcast.unacked.remove(&(key.clone(), to));
+            if tries >= TRIES {
+                continue;
+            }
+            if let Some(event) = self.broadcast.store.get(&key).cloned() {
+                self.push_to(now, &event, to, end, tries + 1);
+            }
+        }
+    }
+
+    /// Queues a user datagram; when the queue is full it is dropped and counted.
+    fn send_user(&mut self, to: SocketAddr, message: Message) {
+        if self.broadcast.outbox.len() >= self.config.user_events.max_queued {
+            self.stats.user_events.queue_full += 1;
+            return;
+        }
+        self.broadcast.outbox.push_back((to, message));
+    }
+
+    fn is_valid_event(&self, event: &WireEvent) -> bool {
+        let limits = &self.config.user_events;
+        !event.name.is_empty()
+            && event.name.len() <= limits.max_name_len
+            && event.payload.len() <= limits.max_payload
+            && event.key.seq >= 1
+            && event.prev_sent_at <= event.sent_at
+    }
+
+    /// An event pushed to this node, or answering its pull.
+    pub(super) fn handle_user_event(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        mut event: WireEvent,
+    ) {
+        self.stats.user_events.copies_received += 1;
+        if !self.is_valid_event(&event) {
+            self.stats.user_events.invalid += 1;
+            debug!(%from, "dropped an invalid user event");
+            return;
+        }
+        if event.key.origin == self.name && event.key.started == self.started_ms() {
+            self.stats.user_events.duplicates += 1;
+            return;
+        }
+        let span = event.span.take();
+        if span.is_some() {
+            // Acked even when a duplicate: the pusher need not push again.
+            self.send_user(from, Message::EventAck(event.key.clone()));
+        }
+        let limits = &self.config.user_events;
+        let oldest = self.wall_clock(now).timestamp_millis() - limits.window_age.as_millis() as i64;
+        if event.sent_at < oldest {
+            self.stats.user_events.too_old += 1;
+            return;
+        }
+        let (rate, burst) = (limits.origin_rate, limits.origin_burst);
+        let stored = self.broadcast.store.contains_key(&event.key);
+        let stream = self.broadcast.stream(&event.key, now, burst, from);
+        stream.heard_at = now;
+        stream.source = from;
+        if stored || stream.has(event.key.seq) {
+            self.stats.user_events.duplicates += 1;
+            self.broadcast.pulls.remove(&event.key);
+            if let Some(end) = span
+                && stored
+                && !self.broadcast.forwarded.contains(&event.key)
+            {
+                self.push_along_tree(now, &event, end);
+            }
+            return;
+        }
+        if !stream.bucket.take(now, rate, burst) {
+            self.stats.user_events.rate_limited += 1;
+            debug!(origin = %event.key.origin, "user event over its origin's rate: dropped");
+            return;
+        }
+        self.broadcast.pulls.remove(&event.key);
+        self.broadcast.wanted.remove(&event.key);
+        self.broadcast.lamport = self.broadcast.lamport.max(event.lamport);
+        self.broadcast.store(now, &event);
+        let (transmits, count) = (limits.announce_transmits, limits.window_count);
+        self.broadcast.queue_announcement(&event, transmits, count);
+        if let Some(end) = span {
+            self.push_along_tree(now, &event, end);
+        }
+        let stream_id = (event.key.origin.clone(), event.key.started);
+        let started = self.started_ms();
+        let offer = match self.broadcast.streams.get_mut(&stream_id) {
+            Some(stream) => stream.offer(event, started, now),
+            None => return,
+        };
+        match offer {
+            Offer::Held => {}
+            Offer::Duplicate => self.stats.user_events.duplicates += 1,
+            Offer::BeforeStart => self.stats.user_events.too_old += 1,
+        }
+        self.deliver_ready(now, &stream_id);
+    }
+
+    /// Delivers what is ready of a stream, then pulls its gap.
+    fn deliver_ready(&mut self, now: Instant, stream_id: &(NodeName, i64)) {
+        let Some(stream) = self.broadcast.streams.get_mut(stream_id) else {
+            return;
+        };
+        while let Some(event) = stream.pop_ready() {
+            self.stats.user_events.delivered += 1;
+            self.events.push_back(Event::User(UserEvent {
+                id: public_id(&event.key),
+                name: event.name,
+                payload: event.payload,
+                lamport: event.lamport,
+                sent_at: DateTime::from_timestamp_millis(event.sent_at).unwrap_or_default(),
+            }));
+        }
+        let missing = stream.missing(PULL_BATCH);
+        let mut source = stream.source;
+        // The last sender may lack the gap too: after a pull's time, ask
+        // another member each round.
+        let stuck = stream.waiting_since().is_some_and(|since| {
+            now.saturating_duration_since(since) >= self.config.user_events.pull_timeout
+        });
+        if stuck && !missing.is_empty() {
+            let picked = self.sample_members(1, None);
+            if let Some(row) = picked.first().and_then(|&id| self.tracker.by_id(id)) {
+                source = row.addr;
+            }
+            self.recycle(picked);
+        }
+        for seq in missing {
+            let key = EventKey {
+                origin: stream_id.0.clone(),
+                started: stream_id.1,
+                seq,
+            };
+            self.want(now, source, key);
+        }
+    }
+
+    /// Notes that `from` holds `key`, which this node lacks: pulled after
+    /// `pull_delay` unless its push arrives first.
+    fn want(&mut self, now: Instant, from: SocketAddr, key: EventKey) {
+        let broadcast = &mut self.broadcast;
+        if broadcast.pulls.contains_key(&key)
+            || broadcast.wanted.contains_key(&key)
+            || broadcast.wanted.len() >= self.config.user_events.window_count
+        {
+            return;
+        }
+        let at = now + self.config.user_events.pull_delay;
+        broadcast.wanted.insert(key, (at, from));
+        let due = self
+            .timers
+            .get(Timer::UserEvents)
+            .map_or(at, |next| next.min(at));
+        self.timers.set(Timer::UserEvents, due);
+    }
+
+    /// Asks `from` for `key`, unless a pull of it is in flight.
+    fn pull(&mut self, now: Instant, from: SocketAddr, key: EventKey) {
+        let tries = match self.broadcast.pulls.get(&key) {
+            Some(&(asked, tries)) => {
+                if now.saturating_duration_since(asked) < self.config.user_events.pull_timeout {
+                    return;
+                }
+                tries + 1
+            }
+            None if self.broadcast.pulls.len() >= self.config.user_events.window_count => return,
+            None => 1,
+        };
+        self.broadcast.pulls.insert(key.clone(), (now, tries));
+        self.stats.user_events.pulls_sent += 1;
+        self.send_user(from, Message::EventPull(key));
+    }
+
+    /// A peer asks for an event: sent back if it is in the window.
+    pub(super) fn handle_event_pull(&mut self, from: SocketAddr, key: EventKey) {
+        if let Some(event) = self.broadcast.store.get(&key) {
+            let message = Message::Event(Box::new(event.clone()));
+            self.send_user(from, message);
+        }
+    }
+
+    /// Announcements piggybacked on a packet: pull what this process lacks
+    /// and may deliver.
+    pub(super) fn handle_event_ids(&mut self, now: Instant, from: SocketAddr, ids: Vec<EventId>) {
+        let started = self.started_ms();
+        let oldest = self.wall_clock(now).timestamp_millis()
+            - self.config.user_events.window_age.as_millis() as i64;
+        for id in ids {
+            let key = id.key;
+            if (key.origin == self.name && key.started == started)
+                || id.sent_at < started
+                || id.sent_at < oldest
+                || self.broadcast.store.contains_key(&key)
+            {
+                continue;
+            }
+            if let Some(stream) = self
+                .broadcast
+                .streams
+                .get_mut(&(key.origin.clone(), key.started))
+            {
+                stream.source = from;
+                if stream.has(key.seq) {
+                    continue;
+                }
+            }
+            self.want(now, from, key);
+        }
+    }
+
+    /// The timer's work: forget expired pulls (so they are asked again), give
+    /// up gaps held too long, keep the window, re-announce.
+    pub(super) fn run_user_events(&mut self, now: Instant) {
+        if !self.timers.is_expired(Timer::UserEvents, now) {
+            return;
+        }
+        let limits = self.config.user_events.clone();
+        // Periodic; it wakes the node only while pulls or gaps wait.
+        self.timers
+            .set(Timer::UserEvents, now + limits.pull_timeout);
+        self.broadcast
+            .evict(now, limits.window_count, limits.window_age);
+        self.pull_again(now);
+        self.pull_wanted(now);
+        self.push_again(now);
+        let waiting: Vec<(NodeName, i64)> = self
+            .broadcast
+            .streams
+            .iter()
+            .filter(|(_, stream)| stream.is_waiting())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            if let Some(stream) = self.broadcast.streams.get_mut(&id) {
+                let skipped = stream.give_up_stale_gap(now, limits.window_age / 2);
+                self.stats.user_events.gaps_skipped += skipped;
+            }
+            self.deliver_ready(now, &id);
+        }
+        let silent = limits.window_age * 2;
+        self.broadcast.streams.retain(|_, stream| {
+            stream.is_waiting() || now.saturating_duration_since(stream.heard_at) < silent
+        });
+        if now >= self.broadcast.next_reannounce {
+            self.broadcast.next_reannounce = now + REANNOUNCE_EVERY;
+            self.reannounce(limits.window_count);
+        }
+        if let Some(&(at, _)) = self.broadcast.wanted.values().min_by_key(|(at, _)| *at) {
+            let due = at.min(now + limits.pull_timeout);
+            self.timers.set(Timer::UserEvents, due);
+        }
+        if let Some(again) = self
+            .broadcast
+            .unacked
+            .values()
+            .map(|&(_, again, _)| again)
+            .min()
+        {
+            let due = self
+                .timers
+                .get(Timer::UserEvents)
+                .map_or(again, |next| next.min(again));
+            self.timers.set(Timer::UserEvents, due);
+        }
+    }
+
+    /// Pulls whose answer did not come: asked again of a random member (the
+    /// event was announced, so most hold it), up to `TRIES` times.
+    fn pull_again(&mut self, now: Instant) {
+        let timeout = self.config.user_events.pull_timeout;
+        let due: Vec<(EventKey, u32)> = self
+            .broadcast
+            .pulls
+            .iter()
+            .filter(|(_, (asked, _))| now.saturating_duration_since(*asked) >= timeout)
+            .map(|(key, &(_, tries))| (key.clone(), tries))
+            .collect();
+        for (key, tries) in due {
+            if tries >= TRIES {
+                self.broadcast.pulls.remove(&key);
+                continue;
+            }
+            let picked = self.sample_members(1, None);
+            let to = picked
+                .first()
+                .and_then(|&id| self.tracker.by_id(id))
+                .map(|row| row.addr);
+            self.recycle(picked);
+            match to {
+                Some(to) => self.pull(now, to, key),
+                None => {
+                    self.broadcast.pulls.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Pulls the wanted events whose delay is over and that did not come.
+    fn pull_wanted(&mut self, now: Instant) {
+        let due: Vec<(EventKey, SocketAddr)> = self
+            .broadcast
+            .wanted
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(key, (_, from))| (key.clone(), *from))
+            .collect();
+        for (key, from) in due {
+            self.broadcast.wanted.remove(&key);
+            let held = self.broadcast.store.contains_key(&key)
+                || self
+                    .broadcast
+                    .streams
+                    .get(&(key.origin.clone(), key.started))
+                    .is_some_and(|stream| stream.has(key.seq));
+            if !held {
+                self.pull(now, from, key);
+            }
+        }
+    }
+
+    /// Announces the newest stored event of the next few origins, once each.
+    fn reannounce(&mut self, limit: usize) {
+        let mut first_of_round = None;
+        for _ in 0..REANNOUNCE_STREAMS {
+            let after = match &self.broadcast.reannounced {
+                Some((origin, started)) => Bound::Excluded(EventKey {
+                    origin: origin.clone(),
+                    started: *started,
+                    seq: u64::MAX,
+                }),
+                None => Bound::Unbounded,
+            };
+            let first = self
+                .broadcast
+                .store
+                .range((after, Bound::Unbounded))
+                .next()
+                .or_else(|| self.broadcast.store.iter().next())
+                .map(|(key, _)| (key.origin.clone(), key.started));
+            let Some((origin, started)) = first else {
+                return;
+            };
+            // Fewer origins than a round: each once.
+            let pair = (origin.clone(), started);
+            if first_of_round.as_ref() == Some(&pair) {
+                return;
+            }
+            first_of_round.get_or_insert(pair);
+            let last = EventKey {
+                origin: origin.clone(),
+                started,
+                seq: u64::MAX,
+            };
+            let newest = self
+                .broadcast
+                .store
+                .range(..=last)
+                .next_back()
+                .map(|(_, event)| event.clone());
+            if let Some(event) = newest {
+                self.broadcast.queue_announcement(&event, 1, limit);
+            }
+            self.broadcast.reannounced = Some((origin, started));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
