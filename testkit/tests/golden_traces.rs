@@ -15,9 +15,9 @@ const SECOND: Duration = Duration::from_secs(1);
 
 // One line each, so an update is a one-line diff.
 const STEADY_30_SEED_1: &str = "eeeb5e708f7874fb";
-const CRASH_50_SEED_2: &str = "cfc3b3efc14a6398";
-const CHURN_100_SEED_1: &str = "8c06aed9c2facf7e";
-const PARTITION_30_SEED_3: &str = "221b146be2578ab4";
+const CRASH_50_SEED_2: &str = "c40e691fa9b4e551";
+const CHURN_100_SEED_1: &str = "74e13793b27954e2";
+const PARTITION_30_SEED_3: &str = "4e3c9f42f75906f3";
 const TAG_CHANGE_30_SEED_1: &str = "145288bf5603c162";
 
 /// The pinned runs: name, parameters, expected hash.
