@@ -177,11 +177,13 @@ fn thirty_of_100_nodes_crashing_at_once_are_offline_everywhere_within_2s() {
     assert!(p99 <= 2.0, "p99 {p99:.3} s");
 }
 
-/// `beethoven-sim --nodes 1000 --formation restore --scenario rack --duration 20`
-/// (p50 1.98 s, p99 2.66 s before). A stopped (SIGSTOPped) process is, to the
-/// others, a vanished host until it resumes: the scenario crashes them silently.
+/// `beethoven-sim --nodes 1000 --formation restore --scenario rack --duration 20`:
+/// p50 1.07 s, p99 1.81 s, no survivor offline (p50 1.98 s, p99 2.66 s before;
+/// seeds 2 and 3: p99 1.64 s and 1.96 s). A stopped (SIGSTOPped) process is,
+/// to the others, a vanished host until it resumes: the scenario crashes them
+/// silently.
 #[test]
-#[ignore = "N=1000: a few minutes of CPU; run with --release --ignored"]
+#[ignore = "N=1000: about 40 s on the shared machine; run with --release --ignored"]
 fn a_tenth_of_1000_nodes_failing_at_once_is_offline_everywhere_within_2s_p99() {
     let latencies = rack(1000, 0.1, 1..=1);
     let p99 = percentile_f64(&latencies, 99.0).expect("detections");
