@@ -171,6 +171,14 @@ impl Node {
         if self.gossip.is_empty() && self.timers.get(Timer::Gossip).is_some_and(|at| at < now) {
             // The tick was idle: restart it from now instead of from a stale past.
             self.timers.set(Timer::Gossip, now);
+        } else if row.health == Health::Dead
+            && self.timers.get(Timer::Gossip).is_some_and(|at| at > now)
+        {
+            // A death is the news every member waits on ("offline everywhere"):
+            // the tick goes now rather than on its grid, so each hop of its
+            // spread costs a datagram's trip, not up to a gossip interval. One
+            // tick early per death heard.
+            self.timers.set(Timer::Gossip, now);
         }
         let update = Update {
             row: WireRow(row),
