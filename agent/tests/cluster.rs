@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Agent, Scratch, beethoven, eventually, path_str, run, run_with, stdout};
+use support::{Agent, Scratch, beethoven, eventually, names, path_str, run, run_with, stdout};
 
 const KEY_A: &str = "0101010101010101010101010101010101010101010101010101010101010101";
 const KEY_B: &str = "0202020202020202020202020202020202020202020202020202020202020202";
@@ -285,16 +285,6 @@ fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
         .into_iter()
         .find(|row| row["node"] == node)
         .map_or(serde_json::Value::Null, |row| row["tags"].clone())
-}
-
-/// The names `agent` lists for `GET /v1/members?query`.
-fn names(agent: &Agent, query: &str) -> Vec<String> {
-    let (status, body) = agent.get(&format!("/v1/members?{query}"));
-    assert_eq!(status, 200, "{body}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON rows");
-    rows.iter()
-        .map(|row| row["node"].as_str().expect("a name").to_owned())
-        .collect()
 }
 
 #[test]

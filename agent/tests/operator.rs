@@ -7,16 +7,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use support::{Agent, Scratch, beethoven, eventually, path_str, run, stderr, stdout};
-
-fn names(agent: &Agent, query: &str) -> Vec<String> {
-    let (status, body) = agent.get(&format!("/v1/members?{query}"));
-    assert_eq!(status, 200, "{body}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON rows");
-    rows.iter()
-        .map(|row| row["node"].as_str().expect("a name").to_owned())
-        .collect()
-}
+use support::{Agent, Scratch, beethoven, eventually, names, path_str, run, stderr, stdout};
 
 fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
     agent

@@ -372,6 +372,16 @@ fn complete(answer: &[u8]) -> bool {
 }
 
 /// Polls `condition` until it holds; panics after [`DEADLINE`].
+/// The names `agent` lists for `GET /v1/members?query`.
+pub fn names(agent: &Agent, query: &str) -> Vec<String> {
+    let (status, body) = agent.get(&format!("/v1/members?{query}"));
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON rows");
+    rows.iter()
+        .map(|row| row["node"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
