@@ -29,7 +29,7 @@ pub enum ScenarioKind {
     /// convergence after heal.
     PartitionRetention,
     /// Two clusters of N/2, formed separately with disjoint seeds
-    /// ([`Formation::Split`]); at 1 s one node of the second is given a node of
+    /// ([`Formation::Split`](crate::sim::Formation::Split)); at 1 s one node of the second is given a node of
     /// the first as a seed: time to one cluster.
     SplitMerge,
     /// The network loses `loss` of all datagrams (0.5 when `--loss` is 0) over
