@@ -15,9 +15,9 @@ const SECOND: Duration = Duration::from_secs(1);
 
 // One line each, so an update is a one-line diff.
 const STEADY_30_SEED_1: &str = "6d569a299acd2c03";
-const CRASH_50_SEED_2: &str = "428a1a2b19d7477b";
-const CHURN_100_SEED_1: &str = "184426fdc3e2a8b3";
-const PARTITION_30_SEED_3: &str = "4b417d6c893d59a7";
+const CRASH_50_SEED_2: &str = "73841d47a7064698";
+const CHURN_100_SEED_1: &str = "7a243ce99dcc6027";
+const PARTITION_30_SEED_3: &str = "76b9bac2989edb72";
 const TAG_CHANGE_30_SEED_1: &str = "e18790a88fc53ac7";
 
 /// The pinned runs: name, parameters, expected hash.
