@@ -23,6 +23,8 @@ targets=(
   "hostile:a_tenth_of_1000_nodes_failing_at_once_is_offline_everywhere_within_2s_p99"
   "hostile:a_silent_crash_at_100_nodes_is_offline_everywhere_in_1_2s_p50_and_1_5s_p99_over_120_crashes"
   "hostile:eight_or_sixteen_slow_members_at_100_300_1000_nodes_over_20_seeds"
+  "user_events:at_1000_nodes_one_event_reaches_every_node_within_300_ms"
+  "user_events:at_1000_nodes_and_ten_events_a_second_each_node_receives_at_most_two_copies"
 )
 
 # Every ignored test must be listed here: one added without it is an error.
