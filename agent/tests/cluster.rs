@@ -6,7 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Agent, Scratch, beethoven, eventually, names, path_str, run, run_with, stdout};
+use support::{
+    Agent, Scratch, beethoven, eventually, names, path_str, run, run_with, stdout, tags_of,
+};
 
 const KEY_A: &str = "0101010101010101010101010101010101010101010101010101010101010101";
 const KEY_B: &str = "0202020202020202020202020202020202020202020202020202020202020202";
@@ -276,15 +278,6 @@ fn rust_log_sets_the_filter_unless_a_log_level_is_given() {
             .any(|level| level == "DEBUG"),
         "--log-level wins over RUST_LOG"
     );
-}
-
-/// The tags of `node` in `agent`'s members, as a JSON object.
-fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
-    agent
-        .members()
-        .into_iter()
-        .find(|row| row["node"] == node)
-        .map_or(serde_json::Value::Null, |row| row["tags"].clone())
 }
 
 #[test]

@@ -7,15 +7,9 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use support::{Agent, Scratch, beethoven, eventually, names, path_str, run, stderr, stdout};
-
-fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
-    agent
-        .members()
-        .into_iter()
-        .find(|row| row["node"] == node)
-        .map_or(serde_json::Value::Null, |row| row["tags"].clone())
-}
+use support::{
+    Agent, Scratch, beethoven, eventually, names, path_str, run, stderr, stdout, tags_of,
+};
 
 #[test]
 fn info_merge_and_delete_of_tags_and_member_filters_work_from_the_client() {

@@ -132,6 +132,16 @@ fn bursts_of_70_percent_loss_declare_no_healthy_node_offline_over_10_seeds() {
     bursts(1..=10);
 }
 
+/// How a cluster of `nodes` starts: joined, or restored above 300 nodes
+/// (formation's join waves would cost minutes and change nothing measured).
+fn formation(nodes: usize) -> Formation {
+    if nodes > 300 {
+        Formation::Restore
+    } else {
+        Formation::Join
+    }
+}
+
 /// A `fraction` of `nodes` crashing at once, over `seeds`: every crash's
 /// detection everywhere (s), no survivor declared offline.
 fn rack(nodes: usize, fraction: f64, seeds: std::ops::RangeInclusive<u64>) -> Vec<f64> {
@@ -142,11 +152,7 @@ fn rack(nodes: usize, fraction: f64, seeds: std::ops::RangeInclusive<u64>) -> Ve
             seed,
             rack_fraction: fraction,
             duration: 20 * SECOND,
-            formation: if nodes > 300 {
-                Formation::Restore
-            } else {
-                Formation::Join
-            },
+            formation: formation(nodes),
             ..Params::new(ScenarioKind::Rack)
         });
         assert_eq!(
@@ -252,11 +258,7 @@ fn slow_members(nodes: usize, slow: usize, seeds: std::ops::RangeInclusive<u64>)
             seed,
             slow_members: slow,
             duration: 600 * SECOND,
-            formation: if nodes > 300 {
-                Formation::Restore
-            } else {
-                Formation::Join
-            },
+            formation: formation(nodes),
             ..Params::new(ScenarioKind::Slow)
         });
         let grey = report

@@ -372,6 +372,15 @@ fn complete(answer: &[u8]) -> bool {
 }
 
 /// Polls `condition` until it holds; panics after [`DEADLINE`].
+/// The tags of `node` in `agent`'s members, as a JSON object.
+pub fn tags_of(agent: &Agent, node: &str) -> serde_json::Value {
+    agent
+        .members()
+        .into_iter()
+        .find(|row| row["node"] == node)
+        .map_or(serde_json::Value::Null, |row| row["tags"].clone())
+}
+
 /// The names `agent` lists for `GET /v1/members?query`.
 pub fn names(agent: &Agent, query: &str) -> Vec<String> {
     let (status, body) = agent.get(&format!("/v1/members?{query}"));
