@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use beethoven_tokio::{Handle, Health, NodeName, Op, TrackerRow, Update};
+use beethoven_tokio::{Handle, Health, NodeName, NodeStatus, Op, TrackerRow, Update};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -260,8 +260,8 @@ impl Seen {
                 status,
             } => {
                 let row = self.rows.get(&other)?.clone();
-                let kind = match (status.as_str(), row.health) {
-                    ("online", _) => Kind::Join,
+                let kind = match (status, row.health) {
+                    (NodeStatus::Online, _) => Kind::Join,
                     (_, Health::Left) => Kind::Leave,
                     _ => Kind::Failed,
                 };
