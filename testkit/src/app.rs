@@ -19,7 +19,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beethoven_core::{Event, KeyRing, Node, NodeName, Tags, TagsError, TrackerRow};
+use beethoven_core::{
+    Event, KeyRing, Node, NodeName, Query, QueryToken, Tags, TagsError, TrackerRow,
+};
 
 /// Per-node application logic the simulator runs beside each node.
 ///
@@ -75,6 +77,8 @@ pub(crate) enum Request {
     SetKeyRing(Option<KeyRing>),
     Note(String),
     SendEvent(String, Vec<u8>),
+    Query(Query),
+    Respond(QueryToken, Vec<u8>),
 }
 
 impl<'a> Context<'a> {
@@ -160,6 +164,22 @@ impl<'a> Context<'a> {
     pub fn send_event(&mut self, name: impl Into<String>, payload: impl Into<Vec<u8>>) {
         self.requests
             .push(Request::SendEvent(name.into(), payload.into()));
+    }
+
+    /// The node runs a query (`Node::query`); its acks, answers and end come
+    /// back through [`App::event`] as `Event::QueryAck`, `Event::QueryResponse`
+    /// and `Event::QueryDone`. A refusal (a bad name, payload, timeout or
+    /// filter, too fast) is logged at debug level; run one through
+    /// [`Sim::command`](crate::Sim::command) to see it.
+    pub fn query(&mut self, query: Query) {
+        self.requests.push(Request::Query(query));
+    }
+
+    /// The node answers a query it received (`Event::Query`) with `payload`
+    /// (`Node::respond`); a refusal (an unknown or expired token, a payload
+    /// too large) is logged at debug level.
+    pub fn respond(&mut self, token: QueryToken, payload: impl Into<Vec<u8>>) {
+        self.requests.push(Request::Respond(token, payload.into()));
     }
 
     /// Adds a line to the run's story (see [`crate::story`]), under this

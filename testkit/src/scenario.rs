@@ -18,6 +18,7 @@ pub mod code;
 mod grey;
 mod hostile;
 pub(crate) mod kind;
+pub mod query;
 pub mod user_events;
 
 pub use hostile::BrownoutSpec;
@@ -225,7 +226,7 @@ fn run_sim(
     let mut has_faults = true;
     let mut plan = grey::Plan::default();
     match params.scenario {
-        ScenarioKind::Steady | ScenarioKind::UserEvents => has_faults = false,
+        ScenarioKind::Steady | ScenarioKind::UserEvents | ScenarioKind::Query => has_faults = false,
         ScenarioKind::Crash => {
             let mut at = Duration::from_secs(1);
             let mut victims: Vec<usize> = (0..n).collect();

@@ -161,6 +161,7 @@ impl Node {
             Message::QueryAck(key, acker) => self.handle_query_ack(&key, acker),
             Message::QueryResponse(response) => self.handle_query_response(*response),
             Message::QueryRelay(response) => self.handle_query_relay(*response),
+            Message::QueryPushAck(key) => self.handle_query_push_ack(from, &key),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.

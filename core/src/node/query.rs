@@ -43,6 +43,8 @@ const MAX_ORIGINS: usize = 4096;
 /// Ended queries whose responders are remembered, so that a relayed copy of
 /// an answer that arrives after its query ended is a duplicate, not late.
 const ENDED_KEPT: usize = 64;
+/// How many times a push along the tree is sent before its run is given up.
+const PUSH_TRIES: u32 = 3;
 
 /// One of this node's queries, running.
 #[derive(Debug)]
@@ -78,6 +80,9 @@ pub(super) struct Queries {
     next_token: u64,
     /// Each origin's rate here.
     origins: BTreeMap<NodeName, Bucket>,
+    /// Pushes along the tree not acked yet: the push (with its run), when to
+    /// send it again, the tries made.
+    unacked: BTreeMap<(EventKey, SocketAddr), (Box<WireQuery>, Instant, u32)>,
 }
 
 impl Queries {
@@ -91,6 +96,7 @@ impl Queries {
             tokens: BTreeMap::new(),
             next_token: 1,
             origins: BTreeMap::new(),
+            unacked: BTreeMap::new(),
         }
     }
 
@@ -99,7 +105,8 @@ impl Queries {
         let running = self.running.values().map(|q| q.deadline);
         let tokens = self.tokens.values().map(|p| p.deadline);
         let seen = self.seen.values().copied();
-        running.chain(tokens).chain(seen).min()
+        let again = self.unacked.values().map(|(_, again, _)| *again);
+        running.chain(tokens).chain(seen).chain(again).min()
     }
 }
 
@@ -268,7 +275,7 @@ impl Node {
             },
         );
         let me = tree::position(tree::event_hash(&wire.key), &self.name);
-        self.push_query(&wire, me);
+        self.push_query(now, &wire, me);
         if self_matches {
             self.deliver_query(now, &wire, timeout);
         }
@@ -279,7 +286,7 @@ impl Node {
     }
 
     /// Pushes `query` to the first member of each run of the span up to `end`.
-    fn push_query(&mut self, query: &WireQuery, end: u64) {
+    fn push_query(&mut self, now: Instant, query: &WireQuery, end: u64) {
         let hash = tree::event_hash(&query.key);
         let me = tree::position(hash, &self.name);
         let mut positions: Vec<(u64, SocketAddr)> = self
@@ -297,7 +304,43 @@ impl Node {
         for (to, run_end) in pushes {
             let mut copy = query.clone();
             copy.span = Some(run_end);
-            self.send_user(to, Message::Query(Box::new(copy)));
+            self.push_query_to(now, to, Box::new(copy), 1);
+        }
+    }
+
+    /// One push along the tree, awaiting its ack (`tries` so far, this one included).
+    fn push_query_to(&mut self, now: Instant, to: SocketAddr, push: Box<WireQuery>, tries: u32) {
+        if self.queries.unacked.len() < self.config.user_events.max_queued {
+            let again = now + self.config.user_events.pull_timeout;
+            let key = (push.key.clone(), to);
+            self.queries
+                .unacked
+                .insert(key, (push.clone(), again, tries));
+        }
+        self.send_user(to, Message::Query(push));
+    }
+
+    /// A push of ours arrived.
+    pub(super) fn handle_query_push_ack(&mut self, from: SocketAddr, key: &EventKey) {
+        self.queries.unacked.remove(&(key.clone(), from));
+    }
+
+    /// Pushes whose ack did not come: sent again, up to `PUSH_TRIES` times.
+    fn push_queries_again(&mut self, now: Instant) {
+        let due: Vec<(EventKey, SocketAddr)> = self
+            .queries
+            .unacked
+            .iter()
+            .filter(|(_, (_, again, _))| *again <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some((push, _, tries)) = self.queries.unacked.remove(&id) else {
+                continue;
+            };
+            if tries < PUSH_TRIES {
+                self.push_query_to(now, id.1, push, tries + 1);
+            }
         }
     }
 
@@ -325,6 +368,10 @@ impl Node {
             debug!(%from, "dropped an invalid query");
             return;
         }
+        if query.span.is_some() {
+            // Acked even when a duplicate: the pusher need not push again.
+            self.send_user(from, Message::QueryPushAck(query.key.clone()));
+        }
         if self.is_own(&query.key) || self.queries.seen.contains_key(&query.key) {
             self.stats.queries.duplicates += 1;
             return;
@@ -350,7 +397,7 @@ impl Node {
         self.queries.seen.insert(query.key.clone(), now + timeout);
         self.stats.queries.received += 1;
         if let Some(end) = query.span.take() {
-            self.push_query(&query, end);
+            self.push_query(now, &query, end);
         }
         if filter_of(&query).matches(&self.name, &self.tags) {
             self.deliver_query(now, &query, timeout);
@@ -574,6 +621,7 @@ impl Node {
         for seq in ended {
             self.finish_query(seq, true);
         }
+        self.push_queries_again(now);
         self.queries
             .tokens
             .retain(|_, pending| pending.deadline > now);

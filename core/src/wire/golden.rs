@@ -309,4 +309,5 @@ golden_messages! {
     a_query_ack_keeps_its_bytes: "message_query_ack" => Message::QueryAck(user_event_key(), name("db-1"));
     a_query_response_keeps_its_bytes: "message_query_response" => Message::QueryResponse(Box::new(query_response()));
     a_query_relay_keeps_its_bytes: "message_query_relay" => Message::QueryRelay(Box::new(query_response()));
+    a_query_push_ack_keeps_its_bytes: "message_query_push_ack" => Message::QueryPushAck(user_event_key());
 }

@@ -23,6 +23,7 @@
 //! 15    QueryAck     (queries: `query.rs`)
 //! 16    QueryResponse (queries: `query.rs`)
 //! 17    QueryRelay   (queries: `query.rs`)
+//! 18    QueryPushAck (queries: `query.rs`)
 //!
 //! kind  item         fields
 //!  0    Update       row | suspecter (0, or 1 and a name)
@@ -121,6 +122,8 @@ pub(crate) enum Message<R = WireRow> {
     QueryResponse(Box<WireResponse>),
     /// Please send this answer on to its query's origin.
     QueryRelay(Box<WireResponse>),
+    /// Your push of this query along the tree arrived.
+    QueryPushAck(EventKey),
     /// A kind this build does not know (a later version's message): its fields
     /// are skipped, the piggybacked items still apply. Sent only by tests, with
     /// no fields, to stand for such a message.
@@ -184,6 +187,7 @@ impl Serialize for Message {
             Message::QueryAck(key, from) => frame(s, query::kind::QUERY_ACK, &(key, from)),
             Message::QueryResponse(r) => frame(s, query::kind::QUERY_RESPONSE, r),
             Message::QueryRelay(r) => frame(s, query::kind::QUERY_RELAY, r),
+            Message::QueryPushAck(key) => frame(s, query::kind::QUERY_PUSH_ACK, key),
             Message::Unknown { kind } => frame(s, *kind, &()),
         }
     }
@@ -274,6 +278,7 @@ impl Message<UncheckedRow> {
             }
             query::kind::QUERY_RESPONSE => Message::QueryResponse(Box::new(fields(bytes)?)),
             query::kind::QUERY_RELAY => Message::QueryRelay(Box::new(fields(bytes)?)),
+            query::kind::QUERY_PUSH_ACK => Message::QueryPushAck(fields(bytes)?),
             kind => Message::Unknown { kind },
         })
     }
@@ -325,6 +330,7 @@ impl Message<UncheckedRow> {
             Message::QueryAck(key, from) => Message::QueryAck(key, from),
             Message::QueryResponse(r) => Message::QueryResponse(r),
             Message::QueryRelay(r) => Message::QueryRelay(r),
+            Message::QueryPushAck(key) => Message::QueryPushAck(key),
             Message::Unknown { kind } => Message::Unknown { kind },
         })
     }

@@ -11,10 +11,11 @@
 //! 16    QueryResponse  id | responder name | payload   (to the origin)
 //! 17    QueryRelay     id | responder name | payload   (to a relay, which
 //!                      sends it on to the origin as a QueryResponse)
+//! 18    QueryPushAck   id   (a push along the tree arrived)
 //! ```
 //!
 //! `id` is as for user events (`user.rs`): origin name | origin start | seq.
-//! A node of a build without queries skips all four by their length and
+//! A node of a build without queries skips all five by their length and
 //! counts them (`UnknownMessage`).
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub(super) mod kind {
     pub(in crate::wire) const QUERY_ACK: u32 = 15;
     pub(in crate::wire) const QUERY_RESPONSE: u32 = 16;
     pub(in crate::wire) const QUERY_RELAY: u32 = 17;
+    pub(in crate::wire) const QUERY_PUSH_ACK: u32 = 18;
 }
 
 /// A query as it travels.

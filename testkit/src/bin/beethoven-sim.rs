@@ -13,6 +13,7 @@
 //! beethoven-sim --nodes 100 --scenario bursts --duration 300 --seeds 10
 //! beethoven-sim --nodes 1000 --scenario rack --rack-fraction 0.1
 //! beethoven-sim --nodes 1000 --scenario user-events --rate 10 --duration 30
+//! beethoven-sim --nodes 100 --scenario query --rate 2 --duration 20
 //! ```
 //!
 //! `--case` replays one case of a property test: the scenario written as the
@@ -55,7 +56,7 @@ use beethoven_testkit::metrics::resident_memory;
 use beethoven_testkit::report::html::Page;
 use beethoven_testkit::report::{Report, Summary};
 use beethoven_testkit::scenario::{self, BrownoutSpec, Params, ScenarioKind};
-use beethoven_testkit::{Formation, HostFate, NetworkModel, Replay, Scenario};
+use beethoven_testkit::{BuildError, Formation, HostFate, NetworkModel, Replay, Scenario};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -146,7 +147,7 @@ struct Args {
     /// of it (default: `Config::default()`'s, 150 ms and 75 ms).
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..=60_000))]
     probe_interval_ms: Option<u64>,
-    /// user-events: events per second, cluster-wide.
+    /// user-events: events per second, cluster-wide; query: queries per second.
     #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
     rate: f64,
     /// user-events: each event's payload, bytes.
@@ -265,20 +266,47 @@ fn shell_word(word: &str) -> String {
 /// `--scenario user-events`: one report per seed; fails when the delivery
 /// checker finds a fault.
 fn user_events(base: &Params, seeds: u64, json: bool) -> ExitCode {
+    reports(base, seeds, json, scenario::user_events::run, |report| {
+        (report.table(), report.faults > 0)
+    })
+}
+
+/// `--scenario query`: one report per seed; fails when a member outside a
+/// query's filter answered it.
+fn query(base: &Params, seeds: u64, json: bool) -> ExitCode {
+    reports(base, seeds, json, scenario::query::run, |report| {
+        let outside = report.all.answers_from_outside + report.db.answers_from_outside;
+        (report.table(), outside > 0)
+    })
+}
+
+/// A scenario with a report of its own (`user_events::run`, `query::run`).
+type ScenarioRun<R> = fn(&Params, &mut dyn FnMut(Duration, Duration)) -> Result<R, BuildError>;
+
+/// One report of `run` per seed, as a table or JSON; `judge` gives the table
+/// and whether the report is a failure (exit code 2).
+fn reports<R: serde::Serialize>(
+    base: &Params,
+    seeds: u64,
+    json: bool,
+    run: ScenarioRun<R>,
+    judge: fn(&R) -> (String, bool),
+) -> ExitCode {
     let mut failed = false;
     for k in 0..seeds {
         let params = Params {
             seed: base.seed + k,
             ..base.clone()
         };
-        let report = match scenario::user_events::run(&params, &mut |_, _| {}) {
+        let report = match run(&params, &mut |_, _| {}) {
             Ok(report) => report,
             Err(e) => {
                 eprintln!("seed {}: {e}", params.seed);
                 return ExitCode::FAILURE;
             }
         };
-        failed |= report.faults > 0;
+        let (table, bad) = judge(&report);
+        failed |= bad;
         if json {
             match serde_json::to_string_pretty(&report) {
                 Ok(text) => println!("{text}"),
@@ -288,11 +316,11 @@ fn user_events(base: &Params, seeds: u64, json: bool) -> ExitCode {
                 }
             }
         } else {
-            print!("{}", report.table());
+            print!("{table}");
         }
     }
     if failed {
-        eprintln!("delivery faults found (see the report)");
+        eprintln!("faults found (see the report)");
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
@@ -368,6 +396,9 @@ fn main() -> ExitCode {
     }
     if args.scenario == ScenarioKind::UserEvents {
         return user_events(&base, args.seeds, args.json);
+    }
+    if args.scenario == ScenarioKind::Query {
+        return query(&base, args.seeds, args.json);
     }
     let window = base.window().as_secs_f64();
     let long = nodes >= 1000 || window >= 600.0 || args.seeds > 1;

@@ -69,4 +69,11 @@ pub enum ScenarioKind {
     /// ([`user_events::run`](super::user_events::run); through
     /// [`run`](super::run), a steady run).
     UserEvents,
+    /// A tenth of the nodes carry `role=db`; random members run `event_rate`
+    /// queries a second, to every member over the first half of the window,
+    /// to `role=db` over the second: response latency and ratio, bytes per
+    /// node per second, answers from outside the filter
+    /// ([`query::run`](super::query::run); through [`run`](super::run), a
+    /// steady run).
+    Query,
 }

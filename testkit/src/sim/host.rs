@@ -311,6 +311,16 @@ impl Sim {
                         tracing::debug!(%e, node = i, "send_event refused");
                     }
                 }
+                Request::Query(query) => {
+                    if let Some(Err(e)) = self.drive(i, |n, now| n.query(now, query)) {
+                        tracing::debug!(%e, node = i, "query refused");
+                    }
+                }
+                Request::Respond(token, payload) => {
+                    if let Some(Err(e)) = self.drive(i, |n, now| n.respond(now, token, &payload)) {
+                        tracing::debug!(%e, node = i, "respond refused");
+                    }
+                }
             }
         }
     }
