@@ -56,6 +56,21 @@ impl QueryResponses {
     pub fn id(&self) -> &QueryId {
         &self.id
     }
+
+    /// The next ack or answer, or the end; `None` after the end (or once the
+    /// node has stopped).
+    pub async fn recv(&mut self) -> Option<QueryReply> {
+        self.receiver.recv().await.ok()
+    }
+
+    /// Every remaining item, up to and including the end.
+    pub async fn collect(mut self) -> Vec<QueryReply> {
+        let mut replies = Vec::new();
+        while let Some(reply) = self.recv().await {
+            replies.push(reply);
+        }
+        replies
+    }
 }
 
 impl Stream for QueryResponses {

@@ -983,3 +983,73 @@ fn dropping_the_last_handle_stops_the_node_and_frees_its_port() {
         eventually("the socket is closed", || port_is_free(addr)).await;
     });
 }
+
+// ----- queries -----
+
+#[test]
+fn a_query_to_a_tag_is_answered_by_its_members_only_and_its_stream_ends() {
+    use beethoven_driver::prelude::{Query, QueryReply};
+    rt::block_on(async {
+        let first = node("queries", "n0", None).await;
+        let db = start(
+            options("queries", "db1")
+                .tags(tags(&[("role", "db")]))
+                .seed(first.advertised_addr()),
+        )
+        .await;
+        let web = node("queries", "web1", Some(&first)).await;
+        let all = [&first, &db, &web];
+        eventually("the cluster forms", || all_online(&all, 3)).await;
+        let role_db = TagQuery::key_value("role", "db");
+        eventually("n0 knows the db's tags", || {
+            names(&first.members_with_tag(&role_db)) == ["db1"]
+        })
+        .await;
+        let mut db_events = db.events();
+        let mut web_events = web.events();
+        let refused = first.query(Query::new("", Vec::new())).await;
+        assert!(
+            matches!(refused, Err(CommandError::Query(_))),
+            "{refused:?}"
+        );
+        let query = Query::new("load", b"1m".to_vec())
+            .tag(role_db)
+            .timeout(Duration::from_secs(5));
+        let responses = first.query(query).await.expect("a valid query");
+        let request = loop {
+            if let Update::Query(request) = next(&mut db_events).await {
+                break request;
+            }
+        };
+        assert_eq!(request.payload, b"1m");
+        db.respond(request.token, b"0.42".to_vec())
+            .await
+            .expect("a fresh token");
+        let replies = rt::timeout(DEADLINE, responses.collect())
+            .await
+            .expect("the query ends in time");
+        assert_eq!(
+            replies[0],
+            QueryReply::Response {
+                from: name("db1"),
+                payload: b"0.42".to_vec()
+            }
+        );
+        match replies.last() {
+            Some(QueryReply::Done(done)) => {
+                assert_eq!((done.expected, done.responded), (1, 1));
+                assert!(!done.timed_out, "ended once the one db answered");
+            }
+            other => panic!("the stream ends with its end, got {other:?}"),
+        }
+        let web_heard = rt::timeout(Duration::from_millis(300), async {
+            loop {
+                if let Update::Query(_) = next(&mut web_events).await {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(web_heard.is_none(), "web1 is outside the filter");
+    });
+}
