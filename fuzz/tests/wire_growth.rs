@@ -147,3 +147,56 @@ fn a_member_applies_the_rows_beside_a_later_versions_parts_and_counts_the_parts(
         );
     }
 }
+
+/// A query's fields (kind 14) from origin `from`: query `seq`, sent at a
+/// fixed time, `timeout_ms`, asking for acks, no filter, pushed with a span.
+fn query_fields(from: u8, seq: u64, timeout_ms: u64) -> Vec<u8> {
+    let zigzag = |millis: i64| ((millis << 1) ^ (millis >> 63)) as u64;
+    let mut out = Vec::new();
+    bytes(name(from).as_str().as_bytes(), &mut out);
+    varint(zigzag(1_700_000_000_000), &mut out); // origin start
+    varint(seq, &mut out);
+    varint(zigzag(1_700_000_000_500), &mut out); // sent at
+    varint(timeout_ms, &mut out);
+    out.push(1); // request ack
+    bytes(b"load", &mut out);
+    bytes(b"1m", &mut out);
+    varint(0, &mut out); // filter nodes
+    varint(0, &mut out); // filter tags
+    out.push(1); // a span
+    varint(u64::MAX / 3, &mut out);
+    out
+}
+
+/// Query messages (kinds 14 to 18) well formed, with a zero timeout, cut
+/// short, or of garbage: each passes the target's checks in every setup.
+#[test]
+fn query_datagrams_whole_forged_or_cut_pass_the_target_checks_in_every_setup() {
+    let whole = query_fields(2, 1, 1_000);
+    let zero_timeout = query_fields(2, 2, 0);
+    let cut = &whole[..whole.len() - 4];
+    let mut inputs: Vec<(String, Vec<u8>)> = vec![
+        ("a query".into(), datagram(2, (14, &whole), &[])),
+        ("a zero timeout".into(), datagram(2, (14, &zero_timeout), &[])),
+        ("a query cut short".into(), datagram(2, (14, cut), &[])),
+    ];
+    for kind in 14..=18u64 {
+        inputs.push((
+            format!("kind {kind} of garbage"),
+            datagram(2, (kind, &[0xff, 0x01, 0x80]), &[(UPDATE, alive_update(5, &[]))]),
+        ));
+    }
+    for (what, bytes) in inputs {
+        for setup in [
+            Setup::Fresh,
+            Setup::Joining,
+            Setup::Clustered,
+            Setup::Sealed,
+        ] {
+            eprintln!("{what}, {setup:?}");
+            let mut input = vec![setup.byte()];
+            input.extend_from_slice(&bytes);
+            check_datagram(&input);
+        }
+    }
+}

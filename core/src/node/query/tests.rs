@@ -282,3 +282,45 @@ fn a_query_over_its_origins_rate_is_dropped_and_counted() {
     assert_eq!(node.stats().queries.rate_limited, 3);
     assert_eq!(node.stats().queries.received, burst);
 }
+
+#[test]
+fn forged_cut_or_invalid_queries_are_counted_drops_that_deliver_nothing() {
+    use crate::keyring::{Key, KeyRing, Sealer};
+    let now = epoch();
+    let mut node = node_with_members(now);
+    let ours = KeyRing::new(Key::new([1; 32]));
+    node.set_key_ring(Some(ours));
+    // Sealed with a key this node does not hold.
+    let mut forger = Sealer::new(&KeyRing::new(Key::new([2; 32])), [3; 16]);
+    let peer = name("peer");
+    let mut forged = Vec::new();
+    encode(
+        Sender {
+            cluster: node.config().cluster_id,
+            name: &peer,
+            incarnation: 0,
+            sealed: true,
+        },
+        &Message::Query(Box::new(query_from("peer", 1, Vec::new()))),
+        &[],
+        &mut forged,
+        Some(&mut forger),
+    );
+    node.handle_packet(now, addr(2), &forged);
+    assert_eq!(node.stats().dropped(DropReason::Authentication), 1);
+    node.set_key_ring(None);
+    let whole = packet(
+        "peer",
+        0,
+        Message::Query(Box::new(query_from("peer", 2, Vec::new()))),
+        &[],
+    );
+    node.handle_packet(now, addr(2), &whole[..whole.len() - 3]);
+    assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+    let mut zero = query_from("peer", 3, Vec::new());
+    zero.timeout_ms = 0;
+    push(&mut node, now, zero);
+    assert_eq!(node.stats().queries.invalid, 1);
+    assert!(requests(&mut node).is_empty());
+    assert!(answers(&mut node).is_empty());
+}
