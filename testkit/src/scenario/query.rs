@@ -1,7 +1,8 @@
 //! `query`: a tenth of the nodes (at least one) carry `role=db`; random
 //! members run `rate` queries a second, cluster-wide, over the first half of
 //! the window to every member, then over the second half to `role=db` only.
-//! Every node answers each query it gets at once ([`Answerer`]). Figures per
+//! Every node answers each query it gets at once ([`Answerer`]). With
+//! `--loss`, the network loses that share from after the quiet figure. Figures per
 //! half: response latency after the send, the response ratio (distinct
 //! responders over the live matching members at the send), queries that
 //! timed out, bytes per node per second, and what the members outside the
@@ -141,6 +142,8 @@ pub struct QueryReport {
     pub rate: f64,
     /// Members with `role=db`.
     pub db_nodes: usize,
+    /// Loss over the queries (`--loss`, from after the quiet figure).
+    pub loss: f64,
     /// Bytes sent per node per second before any query.
     pub bytes_per_node_s_quiet: f64,
     /// Queries to every member.
@@ -181,6 +184,10 @@ pub fn run(
     let before = sim.traffic();
     sim.run_for(Duration::from_secs(5));
     let quiet = before.rate(sim.traffic(), n, Duration::from_secs(5)).bytes;
+    let loss = params.window_loss();
+    if loss > 0.0 {
+        sim.apply(Fault::Loss { loss });
+    }
     let half = params.duration / 2;
     let total = half + DRAIN;
     let mut rng = fastrand::Rng::with_seed(params.seed ^ 0x0045_e215);
@@ -196,6 +203,7 @@ pub fn run(
         seed: params.seed,
         rate: params.event_rate,
         db_nodes,
+        loss,
         bytes_per_node_s_quiet: quiet,
         all,
         db,
@@ -313,8 +321,8 @@ impl QueryReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "query: {} nodes ({} with role=db), seed {}, {} queries/s; quiet {:.0} B/node/s",
-            self.nodes, self.db_nodes, self.seed, self.rate, self.bytes_per_node_s_quiet
+            "query: {} nodes ({} with role=db), seed {}, {} queries/s, loss {}; quiet {:.0} B/node/s",
+            self.nodes, self.db_nodes, self.seed, self.rate, self.loss, self.bytes_per_node_s_quiet
         );
         for phase in [&self.all, &self.db] {
             let _ = writeln!(out, " to {}:", phase.filter);
