@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{TOKEN_ENV, Token};
 use crate::error::AgentError;
+use crate::events::Payload;
 use crate::tags;
 
 /// The agent's address when none is given: the `--http` the README uses.
@@ -325,6 +326,52 @@ pub(crate) fn force_leave(agent: &Agent, name: &str, prune: bool) -> Result<(), 
     } else {
         println!("{name} marked left");
     }
+    Ok(())
+}
+
+/// `beethoven event NAME [PAYLOAD | -]`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct EventArgs {
+    #[command(flatten)]
+    agent: Agent,
+    /// The event's name (up to 128 bytes by default).
+    name: String,
+    /// The payload (up to 1 KB by default); `-` reads it from stdin, bytes
+    /// as they are. None: an empty payload.
+    payload: Option<String>,
+}
+
+/// `beethoven event`: the agent sends a user event to every other live member
+/// (`POST /v1/event`). A refusal (bad name or payload, too fast) is the
+/// agent's 4xx, quoted; nothing was sent.
+pub(crate) fn event(args: &EventArgs) -> Result<(), AgentError> {
+    let payload = match args.payload.as_deref() {
+        Some("-") => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(|e| {
+                AgentError::Client {
+                    url: "stdin".to_owned(),
+                    reason: format!("cannot read the payload: {e}"),
+                }
+            })?;
+            bytes
+        }
+        Some(text) => text.as_bytes().to_vec(),
+        None => Vec::new(),
+    };
+    let form = Payload::of(&payload);
+    let body = serde_json::json!({
+        "name": args.name,
+        "payload": form.payload,
+        "base64": form.base64,
+    })
+    .to_string();
+    let _: serde_json::Value = request(&args.agent, "POST", "/v1/event", Some(&body))?;
+    println!(
+        "event `{}` sent ({} payload bytes)",
+        args.name,
+        payload.len()
+    );
     Ok(())
 }
 

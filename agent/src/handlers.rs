@@ -1,23 +1,31 @@
 //! Event handlers: programs the agent runs when something happens to another
-//! member, like serf's `-event-handler`.
+//! member or a user event arrives, like serf's `-event-handler`.
 //!
-//! `--event-handler [KINDS=]PROGRAM` (repeatable; `;`-separated in
-//! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event of the
-//! comma-separated `KINDS` (all of them when none are given):
+//! `--event-handler [FILTERS=]PROGRAM` (repeatable; `;`-separated in
+//! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event the
+//! comma-separated `FILTERS` name (every member event and every user event
+//! when none are given):
 //!
-//! | kind | when |
+//! | filter | when |
 //! |---|---|
 //! | `member-join` | another node went online |
 //! | `member-leave` | another node went offline by leaving |
 //! | `member-failed` | another node went offline, declared failed |
 //! | `member-update` | another node's tags changed |
 //! | `member-reap` | an offline node's row was forgotten (`--offline-retention`) |
+//! | `user` | a user event arrived from another node (`beethoven event`) |
+//! | `user:NAME` | a user event named `NAME` arrived |
 //!
-//! The event is in the environment: `BEETHOVEN_EVENT` (the kind),
-//! `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and `BEETHOVEN_TAG_<KEY>` for
-//! each of this node's tags (the key upper-cased, `-` and `.` as `_`). The
-//! member is on stdin as one line, tab-separated: name, address, status,
-//! health, tags (`key=value,...`).
+//! The event is in the environment: `BEETHOVEN_EVENT` (`member-join`, ...,
+//! `user`), `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and
+//! `BEETHOVEN_TAG_<KEY>` for each of this node's tags (the key upper-cased,
+//! `-` and `.` as `_`). For a member event, the member is on stdin as one
+//! line, tab-separated: name, address, status, health, tags
+//! (`key=value,...`). For a user event, stdin is its payload, bytes as sent,
+//! and the environment also holds `BEETHOVEN_USER_EVENT` (its name),
+//! `BEETHOVEN_USER_LTIME` (its Lamport time), `BEETHOVEN_USER_ORIGIN` (the
+//! node that sent it) and `BEETHOVEN_USER_SEQ` (its place in the origin
+//! process's events).
 //!
 //! Each handler has a queue of its own: its runs happen one at a time, in the
 //! order of the events; handlers do not wait for each other, and the node never
@@ -38,7 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use beethoven_tokio::{Handle, Health, NodeName, NodeStatus, Op, TrackerRow, Update};
+use beethoven_tokio::{Handle, Health, NodeName, NodeStatus, Op, TrackerRow, Update, UserEvent};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -84,54 +92,100 @@ impl Kind {
     }
 }
 
-/// One `--event-handler`: which kinds, and what to run.
+/// What one filter of a handler names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Filter {
+    /// One kind of member event.
+    Member(Kind),
+    /// User events: all of them, or those of one name.
+    User(Option<String>),
+}
+
+impl Filter {
+    /// Every member event and every user event: a handler given no filters.
+    fn all() -> Vec<Filter> {
+        Kind::ALL
+            .into_iter()
+            .map(Filter::Member)
+            .chain([Filter::User(None)])
+            .collect()
+    }
+
+    fn parse(name: &str) -> Option<Filter> {
+        if name == "user" {
+            return Some(Filter::User(None));
+        }
+        if let Some(event) = name.strip_prefix("user:") {
+            return (!event.is_empty()).then(|| Filter::User(Some(event.to_owned())));
+        }
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .map(Filter::Member)
+    }
+
+    fn takes(&self, happening: &Happening) -> bool {
+        match (self, happening) {
+            (Filter::Member(kind), Happening::Member(happened, _)) => kind == happened,
+            (Filter::User(name), Happening::User(event)) => {
+                name.as_ref().is_none_or(|name| *name == event.name)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One `--event-handler`: which events, and what to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HandlerSpec {
-    kinds: Vec<Kind>,
+    filters: Vec<Filter>,
     program: PathBuf,
 }
 
 impl FromStr for HandlerSpec {
     type Err = String;
 
-    /// `PROGRAM`, or `KIND[,KIND...]=PROGRAM`.
+    /// `PROGRAM`, or `FILTER[,FILTER...]=PROGRAM`.
     fn from_str(text: &str) -> Result<Self, String> {
-        let (kinds, program) = match text.split_once('=') {
-            Some((kinds, program)) => {
-                let kinds = kinds
+        let (filters, program) = match text.split_once('=') {
+            Some((filters, program)) => {
+                let filters = filters
                     .split(',')
                     .map(|name| {
                         let name = name.trim();
-                        Kind::ALL
-                            .into_iter()
-                            .find(|kind| kind.as_str() == name)
-                            .ok_or_else(|| {
-                                format!(
-                                    "unknown event kind `{name}` in `{text}`: use {}",
-                                    kind_list()
-                                )
-                            })
+                        Filter::parse(name).ok_or_else(|| {
+                            format!(
+                                "unknown event kind `{name}` in `{text}`: use {}",
+                                filter_list()
+                            )
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                (kinds, program)
+                (filters, program)
             }
-            None => (Kind::ALL.to_vec(), text),
+            None => (Filter::all(), text),
         };
         if program.trim().is_empty() {
-            return Err(format!("no program in `{text}`: write [KINDS=]PROGRAM"));
+            return Err(format!("no program in `{text}`: write [FILTERS=]PROGRAM"));
         }
         Ok(HandlerSpec {
-            kinds,
+            filters,
             program: PathBuf::from(program.trim()),
         })
     }
 }
 
-fn kind_list() -> String {
-    Kind::ALL.map(Kind::as_str).join(", ")
+fn filter_list() -> String {
+    let mut names = Kind::ALL.map(Kind::as_str).to_vec();
+    names.extend(["user", "user:NAME"]);
+    names.join(", ")
 }
 
 impl HandlerSpec {
+    fn takes(&self, happening: &Happening) -> bool {
+        self.filters.iter().any(|filter| filter.takes(happening))
+    }
+
     /// Refuses a program that is missing, not a file, or not executable:
     /// found now, at start, rather than at the first event.
     pub(crate) fn check(&self) -> Result<(), AgentError> {
@@ -177,12 +231,21 @@ impl HandlerCounts {
     }
 }
 
-/// One event for one handler: its environment and stdin.
+/// What a handler can be run on.
+#[derive(Clone, Debug)]
+enum Happening {
+    /// Something happened to another member: what, and its row.
+    Member(Kind, TrackerRow),
+    /// A user event arrived.
+    User(UserEvent),
+}
+
+/// One event for one handler: its name for the logs, its environment and stdin.
 #[derive(Clone, Debug)]
 struct Invocation {
-    kind: Kind,
+    event: String,
     env: Vec<(String, String)>,
-    stdin: String,
+    stdin: Vec<u8>,
 }
 
 /// Starts the handlers: one task reading the node's events, and one task per
@@ -214,17 +277,16 @@ pub(crate) fn start(
     tokio::spawn(async move {
         let mut seen = Seen::default();
         while let Some(update) = updates.recv().await {
-            let Some((kind, row)) = seen.happened(&node, update) else {
+            let Some(happening) = seen.happened(&node, update) else {
                 continue;
             };
-            let invocation = invocation(&node, kind, &row);
+            let invocation = invocation(&node, &happening);
             for (spec, queue) in &queues {
-                if spec.kinds.contains(&kind) && queue.try_send(invocation.clone()).is_err() {
+                if spec.takes(&happening) && queue.try_send(invocation.clone()).is_err() {
                     counts.dropped.fetch_add(1, Ordering::Relaxed);
                     warn!(
                         program = %spec.program.display(),
-                        event = kind.as_str(),
-                        node = %row.node,
+                        event = invocation.event,
                         "event handler queue full: event dropped for this handler"
                     );
                 }
@@ -242,14 +304,15 @@ struct Seen {
 }
 
 impl Seen {
-    /// The handler event an update is, with the member's row.
-    fn happened(&mut self, node: &Handle, update: Update) -> Option<(Kind, TrackerRow)> {
+    /// The handler event an update is.
+    fn happened(&mut self, node: &Handle, update: Update) -> Option<Happening> {
         match update {
             Update::Tracker(change) => {
                 let row = change.new_row;
                 if change.op == Op::Delete {
                     self.rows.remove(&row.node);
-                    return (row.node != *node.name()).then_some((Kind::Reap, row));
+                    return (row.node != *node.name())
+                        .then_some(Happening::Member(Kind::Reap, row));
                 }
                 self.first_sighting = change.old_row.is_none();
                 self.rows.insert(row.node.clone(), row);
@@ -265,39 +328,71 @@ impl Seen {
                     (_, Health::Left) => Kind::Leave,
                     _ => Kind::Failed,
                 };
-                Some((kind, row))
+                Some(Happening::Member(kind, row))
             }
             // A new member's first tags come with its join, not as an update
             // (the tags line follows the row's line that says so).
-            Update::Tags { node: other, .. } if !self.first_sighting => {
-                Some((Kind::Update, self.rows.get(&other)?.clone()))
-            }
+            Update::Tags { node: other, .. } if !self.first_sighting => Some(Happening::Member(
+                Kind::Update,
+                self.rows.get(&other)?.clone(),
+            )),
+            Update::User(event) => Some(Happening::User(event)),
             _ => None,
         }
     }
 }
 
-fn invocation(node: &Handle, kind: Kind, row: &TrackerRow) -> Invocation {
-    let mut env = vec![
-        ("BEETHOVEN_EVENT".to_owned(), kind.as_str().to_owned()),
-        ("BEETHOVEN_SELF_NAME".to_owned(), node.name().to_string()),
-        (
-            "BEETHOVEN_SELF_ADDR".to_owned(),
-            node.advertised_addr().to_string(),
+fn invocation(node: &Handle, happening: &Happening) -> Invocation {
+    let (event, mut env, stdin) = match happening {
+        Happening::Member(kind, row) => {
+            let line = format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                row.node,
+                row.addr,
+                row.status.as_str(),
+                row.health.as_str(),
+                row.tags
+            );
+            let kind = kind.as_str();
+            (
+                kind.to_owned(),
+                vec![event_variable(kind)],
+                line.into_bytes(),
+            )
+        }
+        Happening::User(user) => (
+            format!("user:{}", user.name),
+            user_variables(user),
+            user.payload.clone(),
         ),
-    ];
+    };
+    env.push(("BEETHOVEN_SELF_NAME".to_owned(), node.name().to_string()));
+    env.push((
+        "BEETHOVEN_SELF_ADDR".to_owned(),
+        node.advertised_addr().to_string(),
+    ));
     for (key, value) in node.tags().iter() {
         env.push((tag_variable(key), value.to_owned()));
     }
-    let stdin = format!(
-        "{}\t{}\t{}\t{}\t{}\n",
-        row.node,
-        row.addr,
-        row.status.as_str(),
-        row.health.as_str(),
-        row.tags
-    );
-    Invocation { kind, env, stdin }
+    Invocation { event, env, stdin }
+}
+
+fn event_variable(kind: &str) -> (String, String) {
+    ("BEETHOVEN_EVENT".to_owned(), kind.to_owned())
+}
+
+/// A user event's variables (serf's `SERF_USER_EVENT`, `SERF_USER_LTIME`).
+fn user_variables(user: &UserEvent) -> Vec<(String, String)> {
+    vec![
+        event_variable("user"),
+        ("BEETHOVEN_USER_EVENT".to_owned(), user.name.clone()),
+        ("BEETHOVEN_USER_LTIME".to_owned(), user.lamport.to_string()),
+        (
+            "BEETHOVEN_USER_ORIGIN".to_owned(),
+            user.id.origin.to_string(),
+        ),
+        ("BEETHOVEN_USER_SEQ".to_owned(), user.id.seq.to_string()),
+    ]
 }
 
 /// `BEETHOVEN_TAG_<KEY>`: the key upper-cased, anything but letters, digits
@@ -324,7 +419,7 @@ async fn work(
     counts: Arc<HandlerCounts>,
 ) {
     while let Some(invocation) = queue.recv().await {
-        let event = invocation.kind.as_str();
+        let event = invocation.event.as_str();
         let counter = match run(&program, &invocation, timeout).await {
             Ok(Ran::Exited(status, output)) if status.success() => {
                 debug!(program = %program.display(), event, stdout = %output.stdout, stderr = %output.stderr, "event handler ran");
@@ -379,7 +474,7 @@ async fn run(program: &Path, invocation: &Invocation, timeout: Duration) -> std:
     let feed = async move {
         if let Some(stdin) = stdin.as_mut() {
             // A handler that does not read its stdin is not an error.
-            let _ = stdin.write_all(input.as_bytes()).await;
+            let _ = stdin.write_all(&input).await;
         }
         drop(stdin);
     };
@@ -437,10 +532,13 @@ mod tests {
     #[test]
     fn a_spec_without_kinds_takes_every_kind_and_one_with_kinds_only_those() {
         let all: HandlerSpec = "/bin/handler".parse().expect("valid");
-        assert_eq!(all.kinds, Kind::ALL.to_vec());
+        assert_eq!(all.filters, Filter::all());
         assert_eq!(all.program, PathBuf::from("/bin/handler"));
         let some: HandlerSpec = "member-join, member-failed=/bin/h".parse().expect("valid");
-        assert_eq!(some.kinds, vec![Kind::Join, Kind::Failed]);
+        assert_eq!(
+            some.filters,
+            vec![Filter::Member(Kind::Join), Filter::Member(Kind::Failed)]
+        );
     }
 
     #[test]
@@ -499,9 +597,64 @@ mod tests {
 
     fn join_of(stdin: &str) -> Invocation {
         Invocation {
-            kind: Kind::Join,
-            env: vec![("BEETHOVEN_EVENT".to_owned(), "member-join".to_owned())],
-            stdin: stdin.to_owned(),
+            event: "member-join".to_owned(),
+            env: vec![event_variable("member-join")],
+            stdin: stdin.as_bytes().to_vec(),
+        }
+    }
+
+    fn user_event(name: &str, payload: &[u8]) -> UserEvent {
+        UserEvent {
+            id: beethoven_tokio::UserEventId {
+                origin: NodeName::new("origin").expect("a name"),
+                started: 1,
+                seq: 4,
+            },
+            name: name.to_owned(),
+            payload: payload.to_vec(),
+            lamport: 9,
+            sent_at: chrono::DateTime::from_timestamp_millis(0).expect("a time"),
+        }
+    }
+
+    #[test]
+    fn user_filters_take_every_user_event_or_those_of_their_name_and_no_member_event() {
+        let spec: HandlerSpec = "user:deploy,member-join=/bin/h".parse().expect("valid");
+        assert!(spec.takes(&Happening::User(user_event("deploy", b""))));
+        assert!(!spec.takes(&Happening::User(user_event("restart", b""))));
+        let every: HandlerSpec = "user=/bin/h".parse().expect("valid");
+        assert!(every.takes(&Happening::User(user_event("restart", b""))));
+        let row: TrackerRow = serde_json::from_str(
+            r#"{"node":"b","addr":"127.0.0.1:1","health":"alive","incarnation":1,"last_change":"2026-01-01T00:00:00.000Z","tags":{}}"#,
+        )
+        .expect("a row");
+        assert!(!every.takes(&Happening::Member(Kind::Join, row.clone())));
+        assert!(spec.takes(&Happening::Member(Kind::Join, row)));
+        let all: HandlerSpec = "/bin/h".parse().expect("valid");
+        assert!(all.takes(&Happening::User(user_event("any", b""))));
+        let error = "user:=/bin/h".parse::<HandlerSpec>().expect_err("no name");
+        assert!(error.contains("user:NAME"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_user_event_handler_gets_the_name_and_lamport_time_in_its_environment_and_the_payload_on_stdin()
+     {
+        let program = script(
+            "user",
+            "echo \"$BEETHOVEN_EVENT|$BEETHOVEN_USER_EVENT|$BEETHOVEN_USER_LTIME|$BEETHOVEN_USER_ORIGIN|$BEETHOVEN_USER_SEQ|$(od -An -tx1 | tr -d ' \\n')\"",
+        );
+        let event = user_event("deploy", &[0, 0xff, b'a']);
+        let invocation = Invocation {
+            event: "user:deploy".to_owned(),
+            env: user_variables(&event),
+            stdin: event.payload.clone(),
+        };
+        match run(&program, &invocation, Duration::from_secs(60)).await {
+            Ok(Ran::Exited(status, output)) => {
+                assert!(status.success());
+                assert_eq!(output.stdout, "user|deploy|9|origin|4|00ff61\n");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

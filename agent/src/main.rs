@@ -7,6 +7,7 @@
 //! beethoven members --http 127.0.0.1:8946
 //! beethoven monitor --http 127.0.0.1:8946
 //! beethoven tags set --http 127.0.0.1:8946 role=db zone=eu-1
+//! beethoven event --http 127.0.0.1:8946 deploy v2
 //! beethoven keys list --http 127.0.0.1:8946   # agents started with --key-file
 //! ```
 //!
@@ -100,6 +101,10 @@ enum Command {
         #[arg(value_name = "SEED", required = true)]
         seeds: Vec<String>,
     },
+    /// Send a user event to every other live member, through a running
+    /// agent: each member's agent delivers it once (its event stream, its
+    /// `user` handlers). PAYLOAD `-` reads the payload from stdin.
+    Event(client::EventArgs),
     /// Mark an offline member left, so it is reported as gone on purpose
     /// rather than failed (an online or unknown member is refused).
     ForceLeave {
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
         Command::Info { agent, json } => client::info(&agent, json).map(|()| exit::OK),
         Command::Join { agent, seeds } => client::join(&agent, &seeds).map(|()| exit::OK),
+        Command::Event(args) => client::event(&args).map(|()| exit::OK),
         Command::ForceLeave { agent, name, prune } => {
             client::force_leave(&agent, &name, prune).map(|()| exit::OK)
         }

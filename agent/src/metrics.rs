@@ -146,6 +146,30 @@ pub(crate) fn render(node: &Handle, event_lines_dropped: u64, handlers: &Handler
         io_errors,
     );
 
+    let user = &stats.user_events;
+    let user_events = Family::<Labels, Counter>::default();
+    for (what, count) in [
+        ("sent", user.sent),
+        ("delivered", user.delivered),
+        ("copies_received", user.copies_received),
+        ("duplicates", user.duplicates),
+        ("too_old", user.too_old),
+        ("rate_limited", user.rate_limited),
+        ("queue_full", user.queue_full),
+        ("pulls_sent", user.pulls_sent),
+        ("gaps_skipped", user.gaps_skipped),
+        ("invalid", user.invalid),
+    ] {
+        user_events
+            .get_or_create(&vec![("what", what.to_owned())])
+            .inc_by(count);
+    }
+    registry.register(
+        "user_events",
+        "User events: sent, delivered, payload copies received, and what was dropped, by reason",
+        user_events,
+    );
+
     let runs = Family::<Labels, Counter>::default();
     for (outcome, count) in handlers.outcomes() {
         runs.get_or_create(&vec![("outcome", outcome.to_owned())])
