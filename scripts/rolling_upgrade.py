@@ -16,7 +16,8 @@ It checks, and prints with its figures:
   - false offline: 0 `node_update` offline lines and 0 rows gone offline on
     any process, from formation to the end (every process is healthy);
   - delivery: every new agent delivered every event it did not send exactly
-    once (`user_event` lines), and no old agent printed one;
+    once (`user_event` lines; waiting up to `--settle` s after the sending
+    stops), with the time from send to delivery, and no old agent printed one;
   - the old agents counted and ignored the new messages: their `/metrics`
     count `dropped_packets{reason="unknown_message"}` (and
     `unknown_piggyback`) above zero, and they stayed up.
@@ -38,8 +39,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from cluster import (  # noqa: E402
-    ROOT, BrokenRun, Process, agent_command, build, delivery_faults, post_json, require, scrape,
-    wait_formed)
+    ROOT, BrokenRun, Process, agent_command, build, delivery_faults, parse_ts, post_json, require, scrape,
+    wait_formed, wait_until)
 
 TOKEN = "rolling-upgrade-token-0123456789"
 FIRST_USER_EVENTS_FILE = "core/src/wire/user.rs"
@@ -145,22 +146,36 @@ def upgrade_run(args, old_binary, new_binary):
                 refused.append((sender.name, status, answer))
             k += 1
             time.sleep(max(0.0, start_at + k * interval - time.time()))
-        # Time for the last events to arrive, then the verdict.
-        time.sleep(args.settle)
+        # Time for the last events to arrive (a push that met an old agent is
+        # repaired by a pull), then for a copy delivered twice to show.
+        sent_done = time.time()
+        wait_until(lambda: not delivery_faults(new, sent), args.settle)
+        time.sleep(1.0)
         require(all(p.alive() for p in procs), f"a process exited: {[p.name for p in procs if not p.alive()]}")
         false_offline = went_offline(procs, formed_at)
         faults = delivery_faults(new, sent)
+        latencies = sorted(e["_t"] - parse_ts(e["sent_at"]) for p in new for e in p.events_since(formed_at, "user_event"))
         old_lines = sum(len(p.events_since(formed_at, "user_event")) for p in old)
         unknown = {p.name: (dropped(p, "unknown_message"), dropped(p, "unknown_piggyback")) for p in old}
         new_unknown = sum(dropped(p, "unknown_message") for p in new)
         return {
             "sent": len(sent), "refused": refused, "false_offline": false_offline, "faults": faults,
             "old_lines": old_lines, "unknown": unknown, "new_unknown": new_unknown,
-            "deliveries": len(sent) * (len(new) - 1),
+            "deliveries": len(sent) * (len(new) - 1), "latencies": latencies,
+            "last_after": max((e["_t"] for p in new for e in p.events_since(formed_at, "user_event")),
+                              default=sent_done) - sent_done,
         }
     finally:
         for proc in procs:
             proc.stop()
+
+
+def spread(values):
+    """p50, p99 and max of `values` (seconds) in ms."""
+    if not values:
+        return "none"
+    at = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return f"p50 {at(0.5) * 1000:.0f} ms, p99 {at(0.99) * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms"
 
 
 def main():
@@ -169,7 +184,8 @@ def main():
     parser.add_argument("--new", type=int, default=6, help="agents of the current tree")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of events from the new agents")
     parser.add_argument("--rate", type=float, default=2.0, help="events per second, the new agents in turn")
-    parser.add_argument("--settle", type=float, default=3.0, help="seconds for the last events to arrive")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="longest wait, s, for the last events to arrive after the sending stops")
     parser.add_argument("--old-commit", help="the old build's commit (default: the last before user events)")
     parser.add_argument("--binary", help="run this agent binary as the new build, as it is")
     parser.add_argument("--base-port", type=int, default=18700)
@@ -198,7 +214,10 @@ def main():
         (result["sent"] > 0 and not result["faults"],
          f"delivery: {result['sent']} events sent by the new agents ({len(result['refused'])} refused), "
          f"{result['deliveries'] - sum(1 for f in result['faults'] if 'missing' in f)}/{result['deliveries']} "
-         f"delivered to the other new agents, each once" + (f"; {result['faults'][:10]}" if result["faults"] else "")),
+         f"delivered to the other new agents, each once; from send to delivery {spread(result['latencies'])} "
+         f"({sum(1 for t in result['latencies'] if t > 1.0)} later than 1 s), "
+         f"the last {result['last_after']:.2f} s after the sending stopped"
+         + (f"; {result['faults'][:10]}" if result["faults"] else "")),
         (result["old_lines"] == 0, f"old agents printed {result['old_lines']} user_event lines"),
         (all(message > 0 for message, _item in unknown.values()),
          "old agents counted and ignored the new kinds (unknown_message / unknown_piggyback): "

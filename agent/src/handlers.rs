@@ -694,6 +694,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_handler_that_floods_without_end_is_killed_at_its_timeout() {
+        let program = script("flood-forever", "yes flood");
+        let ran = run(&program, &join_of(""), Duration::from_millis(300)).await;
+        assert!(matches!(ran, Ok(Ran::TimedOut(_))), "{ran:?}");
+    }
+
+    #[tokio::test]
     async fn a_hanging_handler_is_killed_at_its_timeout_with_what_it_started() {
         let program = script("hang", "sleep 300 & wait");
         let ran = run(&program, &join_of(""), Duration::from_millis(300)).await;
