@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use chrono::DateTime;
 
 use crate::name::{ClusterId, NodeName};
+use crate::query::QueryConfig;
 use crate::tags::{TagLimits, Tags, TagsError};
 use crate::tracker::{Health, MAX_INCARNATION, TrackerRow};
 use crate::user::UserEventConfig;
@@ -117,6 +118,8 @@ pub struct Config {
     pub max_tags: usize,
     /// User events: limits, window, rates (see [`UserEventConfig`]).
     pub user_events: UserEventConfig,
+    /// Queries: timeouts, response limit, relays, rates (see [`QueryConfig`]).
+    pub queries: QueryConfig,
 }
 
 impl Default for Config {
@@ -151,6 +154,7 @@ impl Default for Config {
             max_tags_size: 1024,
             max_tags: 64,
             user_events: UserEventConfig::default(),
+            queries: QueryConfig::default(),
         }
     }
 }
@@ -303,7 +307,8 @@ impl Config {
             "max_tags_size",
             "must be below max_packet_size (a row travels in one datagram)",
         )?;
-        self.user_events.validate(self.max_packet_size)
+        self.user_events.validate(self.max_packet_size)?;
+        self.queries.validate(self.max_packet_size)
     }
 
     /// Checks tags a node named `name` at `addr` would set: `max_tags_size`,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::name::NodeName;
+use crate::query::{QueryDone, QueryId, QueryRequest};
 use crate::tracker::{NodeStatus, TrackerRow};
 use crate::user::UserEvent;
 
@@ -130,4 +131,29 @@ pub enum Event {
     /// A user event reached this node: delivered once per process, in its
     /// origin's order, never one sent before this process started.
     User(UserEvent),
+    /// A query for this node reached it: answer it with
+    /// [`Node::respond`](crate::Node::respond) and its token, before its
+    /// deadline. Once per query and process; never for queries this node's
+    /// filter excludes.
+    Query(QueryRequest),
+    /// A member acked this node's query `id` (asked with
+    /// [`Query::request_ack`](crate::Query::request_ack)). Once per member.
+    QueryAck {
+        /// Which query.
+        id: QueryId,
+        /// The member that acked.
+        from: NodeName,
+    },
+    /// A member answered this node's query `id`. Once per member.
+    QueryResponse {
+        /// Which query.
+        id: QueryId,
+        /// The member that answered.
+        from: NodeName,
+        /// Its answer.
+        payload: Vec<u8>,
+    },
+    /// This node's query ended: at its timeout, or once every matching
+    /// online member answered. Nothing more comes for it.
+    QueryDone(QueryDone),
 }

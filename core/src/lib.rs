@@ -124,6 +124,7 @@ mod logarithm;
 mod members;
 mod name;
 mod node;
+mod query;
 mod saved;
 mod stats;
 mod tags;
@@ -139,6 +140,10 @@ pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{
     ForceLeaveError, LeaveError, LocalHealth, NameTaken, NewNodeError, Node, SetTagsError,
     Transmit, retransmit_limit, suspicion_bounds, suspicion_timeout,
+};
+pub use query::{
+    Query, QueryConfig, QueryDone, QueryError, QueryFilter, QueryId, QueryRequest, QueryStats,
+    QueryToken, RespondError,
 };
 pub use saved::timestamp;
 pub use stats::{DropReason, Stats};

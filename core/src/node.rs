@@ -26,6 +26,8 @@
 //! - `answers`: the limit on answering outdated bad news at once.
 //! - `broadcast`: user events: pushed along a tree, announced, pulled,
 //!   delivered once in each origin's order.
+//! - `query`: queries: pushed along the same tree, filtered at each member,
+//!   answered straight to the origin and through relays.
 //! - `conflict`: two live processes under one name: the handshake between them,
 //!   the rule for who keeps the name, and what observers report.
 
@@ -39,6 +41,7 @@ mod join_leave;
 mod lateness;
 mod membership;
 mod probing;
+mod query;
 mod reunion;
 mod suspicion;
 mod timer;
@@ -56,6 +59,7 @@ use crate::event::{Event, Mode};
 use crate::keyring::{KeyRing, Sealer};
 use crate::members::Members;
 use crate::name::{NodeName, fnv1a};
+use crate::query::{Query, QueryError, QueryId, QueryToken, RespondError};
 use crate::stats::Stats;
 use crate::tags::Tags;
 use crate::tracker::{Health, RowId, Tracker, TrackerRow};
@@ -70,6 +74,7 @@ use join_leave::{Joining, LeaveNotice};
 use lateness::Lateness;
 use membership::Source;
 use probing::Probing;
+use query::Queries;
 use reunion::Reunion;
 use suspicion::Suspicion;
 use timer::{Timer, Timers};
@@ -185,6 +190,8 @@ pub struct Node {
     death_warned: Option<u64>,
     /// User events.
     broadcast: Broadcast,
+    /// Queries: this node's running ones, and those it received.
+    queries: Queries,
 }
 
 impl Node {
@@ -217,6 +224,7 @@ impl Node {
         }
         let joining = Joining::new(&config);
         let broadcast = Broadcast::new(&config, now);
+        let queries = Queries::new(&config, now);
         let mut node = Self {
             config,
             name,
@@ -252,6 +260,7 @@ impl Node {
             conflicts: Conflicts::new(seed),
             death_warned: None,
             broadcast,
+            queries,
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -494,6 +503,44 @@ impl Node {
         payload: &[u8],
     ) -> Result<UserEventId, SendEventError> {
         self.input(now, |node| node.originate(now, name, payload))?
+    }
+
+    /// Runs a query: sends `query` to every member its filter picks (this
+    /// node included, if it matches), each of which gets an
+    /// [`Event::Query`] with a token to answer it with ([`Node::respond`]).
+    /// This node then reports, from [`poll_event`](Node::poll_event), an
+    /// [`Event::QueryAck`] per member that acked (if
+    /// [asked](Query::request_ack)), an [`Event::QueryResponse`] per member
+    /// that answered (once each), and one [`Event::QueryDone`] at the timeout
+    /// or once every matching member online here has answered. Answers after
+    /// that are counted (`Stats::queries.late`) and dropped.
+    ///
+    /// The timeout defaults to `gossip_interval × queries.timeout_mult ×
+    /// ceil(log10(N + 1))` for N online members.
+    ///
+    /// Refused, with nothing sent, for an empty or too long name, a payload
+    /// over `user_events.max_payload`, a zero timeout or one above
+    /// `queries.max_timeout`, a bad filter, a query that does not fit one
+    /// datagram, or when this node runs queries too fast or too many
+    /// ([`QueryError::Busy`]).
+    pub fn query(&mut self, now: Instant, query: Query) -> Result<QueryId, QueryError> {
+        self.input(now, |node| node.start_query(now, query))?
+    }
+
+    /// Answers a query this node received ([`Event::Query`]) with `payload`:
+    /// sent straight to the query's origin and through `queries.relays` other
+    /// members. One answer per token.
+    ///
+    /// Refused, with nothing sent, for a token that is unknown, answered
+    /// already or past its query's timeout, or a payload over
+    /// `queries.max_response_size`.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        token: QueryToken,
+        payload: &[u8],
+    ) -> Result<(), RespondError> {
+        self.input(now, |node| node.answer_query(now, token, payload))?
     }
 
     /// Replaces the key ring (or turns sealing off with `None`): the way to rotate

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use crate::query::QueryStats;
 use crate::tags::TagsError;
 use crate::user::UserEventStats;
 use crate::wire::DecodeError;
@@ -182,6 +183,8 @@ pub struct Stats {
     pub stalls: u64,
     /// User events: sent, delivered, copies received, dropped.
     pub user_events: UserEventStats,
+    /// Queries: sent, delivered, responses, late and dropped.
+    pub queries: QueryStats,
     drops: [u64; DropReason::ALL.len()],
     /// Where the last packet dropped for each reason came from: an operator's
     /// warning about a misconfigured peer (keys, cluster) names it.

@@ -378,6 +378,11 @@ impl TagQuery {
         self.include_offline
     }
 
+    /// The key, and the value if one is wanted (for the wire).
+    pub(crate) fn parts(&self) -> (&str, Option<&str>) {
+        (&self.key, self.value.as_deref())
+    }
+
     /// Whether `tags` match (the status is the caller's part: see
     /// [`Tracker::find`](crate::Tracker::find)).
     pub fn matches(&self, tags: &Tags) -> bool {

@@ -9,10 +9,12 @@ use std::task::{Context, Poll};
 
 use async_channel::Sender;
 use beethoven_core::{
-    ForceLeaveError, JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Seed,
-    SendEventError, SetTagsError, Tags, TagsError, TrackerRow,
+    ForceLeaveError, JoinError, KeyRing, LeaveError, NameTaken, NewNodeError, NodeName, Query,
+    QueryError, QueryToken, RespondError, Seed, SendEventError, SetTagsError, Tags, TagsError,
+    TrackerRow,
 };
 
+use crate::query::QueryResponses;
 use crate::router::{Interest, Outbox, SubscriberId};
 use crate::runtime::BlockingWork;
 
@@ -41,6 +43,11 @@ pub(crate) enum CommandKind {
         /// [`Handle::events_with_current`](crate::Handle::events_with_current)).
         replay: bool,
     },
+    /// Runs a query; its stream, or the refusal, goes back through `answer`.
+    Query {
+        query: Query,
+        answer: Sender<Result<QueryResponses, CommandError>>,
+    },
     /// What the `host:port` seeds resolve to now (see `Driver::resolve_if_due`).
     SeedsResolved(Vec<SocketAddr>),
     /// A reader made room in its queue: the step sends lag markers that waited.
@@ -60,6 +67,7 @@ pub(crate) enum Order {
     ForceLeave { name: NodeName, prune: bool },
     Unsubscribe(SubscriberId),
     SendEvent { name: String, payload: Vec<u8> },
+    Respond { token: QueryToken, payload: Vec<u8> },
 }
 
 /// Where the node's answer to one command goes.
@@ -152,6 +160,14 @@ pub enum CommandError {
     /// `send_event` refused: a bad name or payload, or the node sends too fast.
     #[error(transparent)]
     SendEvent(SendEventError),
+    /// `query` refused: a bad name, payload, timeout or filter, or the node
+    /// runs queries too fast.
+    #[error(transparent)]
+    Query(QueryError),
+    /// `respond` refused: an unknown, answered or expired token, or a payload
+    /// too large.
+    #[error(transparent)]
+    Respond(RespondError),
     /// This node lost its name to the live process at `by`
     /// ([`Event::NameLost`](beethoven_core::Event::NameLost)): it takes no more
     /// commands but `stop` (and `shutdown`). Restart it under another name.
@@ -175,6 +191,24 @@ impl From<SendEventError> for CommandError {
         match error {
             SendEventError::NameTaken(taken) => taken.into(),
             other => CommandError::SendEvent(other),
+        }
+    }
+}
+
+impl From<QueryError> for CommandError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::NameTaken(taken) => taken.into(),
+            other => CommandError::Query(other),
+        }
+    }
+}
+
+impl From<RespondError> for CommandError {
+    fn from(error: RespondError) -> Self {
+        match error {
+            RespondError::NameTaken(taken) => taken.into(),
+            other => CommandError::Respond(other),
         }
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::command::{Answer, Command, CommandError, CommandKind, Order, Reader};
 use crate::handle::Handle;
 use crate::options::{Options, StartError, resolve_each};
+use crate::query::QuerySinks;
 use crate::router::{Router, Update};
 use crate::runtime::Runtime;
 use crate::snapshot::{IoErrors, Published, SharedSnapshot, Snapshot};
@@ -138,6 +139,8 @@ pub struct Driver {
     /// Where resolved names come back, as a command. Weak, so that the channel
     /// still closes when every handle is gone.
     resolved: WeakSender<Command>,
+    /// Where this node's running queries' replies go.
+    queries: QuerySinks,
 }
 
 impl Driver {
@@ -226,6 +229,7 @@ impl Driver {
             seed_hosts,
             resolve_at,
             resolved,
+            queries: QuerySinks::default(),
         };
         Ok((driver, handle))
     }
@@ -423,6 +427,18 @@ impl Driver {
                 }
                 self.answers.push((answer, decision));
             }
+            CommandKind::Query { query, answer } => {
+                let started = match self.node.name_taken_by() {
+                    Some(by) => Err(CommandError::NameTaken { by }),
+                    None => self.node.query(now, query).map_err(CommandError::from),
+                };
+                let decision = started.map(|id| self.queries.open(id));
+                if let Err(error) = &decision {
+                    debug!(%error, "query refused");
+                }
+                // The caller may have stopped waiting.
+                let _ = answer.try_send(decision);
+            }
             CommandKind::Subscribe {
                 id,
                 queue,
@@ -490,6 +506,7 @@ impl Driver {
             Order::SendEvent { name, payload } => {
                 self.node.send_event(now, &name, &payload)?;
             }
+            Order::Respond { token, payload } => self.node.respond(now, token, &payload)?,
             Order::SetKeyRing(ring) => {
                 let keys = ring.as_ref().map_or(0, |r| r.keys().count());
                 info!(name = %self.node.name(), keys, "key ring replaced");
@@ -506,6 +523,9 @@ impl Driver {
     /// Routes one event, logs what an operator should see, and returns whether
     /// the loop should stop now.
     fn route(&mut self, event: Event) -> bool {
+        let Some(event) = self.queries.route(event) else {
+            return false;
+        };
         let name = self.node.name().clone();
         let mut stop = false;
         match &event {

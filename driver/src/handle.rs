@@ -14,12 +14,13 @@ use std::task::{Context, Poll};
 
 use async_channel::Sender;
 use beethoven_core::{
-    KeyRing, Mode, NodeName, NodeStatus, Seed, Stats, TagQuery, Tags, TrackerRow,
+    KeyRing, Mode, NodeName, NodeStatus, Query, QueryToken, Seed, Stats, TagQuery, Tags, TrackerRow,
 };
 use futures_core::Stream;
 
 use crate::command::{Command, CommandError, CommandKind, Order, Reader, Reply};
 use crate::options::Options;
+use crate::query::PendingQuery;
 use crate::router::{Inbox, Interest, NodeUpdate, Poke, SubscriberId, Update, queue};
 use crate::snapshot::{IoErrors, SharedSnapshot, Snapshot};
 
@@ -261,6 +262,34 @@ impl Handle {
     pub fn send_event(&self, name: impl Into<String>, payload: impl Into<Vec<u8>>) -> Reply {
         self.decide(Order::SendEvent {
             name: name.into(),
+            payload: payload.into(),
+        })
+    }
+
+    /// Runs a query ([`Node::query`](beethoven_core::Node::query)): every
+    /// member its filter picks, this node included, gets an
+    /// [`Update::Query`](crate::Update::Query) on [`Handle::events`] and may
+    /// answer with [`Handle::respond`]. Returns the stream of acks and answers,
+    /// which ends with [`QueryReply::Done`](crate::QueryReply::Done) at the
+    /// timeout or once every matching online member answered. A bad name,
+    /// payload, timeout or filter is refused with [`CommandError::Query`]
+    /// before anything is sent.
+    ///
+    /// The query is queued when this returns, as a command is; await the
+    /// [`PendingQuery`] for its stream.
+    pub fn query(&self, query: Query) -> PendingQuery {
+        let (answer, receiver) = async_channel::bounded(1);
+        let queued = self.send(CommandKind::Query { query, answer });
+        PendingQuery::new(queued, receiver)
+    }
+
+    /// Answers a query this node received ([`Update::Query`](crate::Update::Query))
+    /// with `payload`, sent to its origin directly and through relays. An
+    /// unknown, answered or expired token, or a payload over
+    /// `queries.max_response_size`, is refused with [`CommandError::Respond`].
+    pub fn respond(&self, token: QueryToken, payload: impl Into<Vec<u8>>) -> Reply {
+        self.decide(Order::Respond {
+            token,
             payload: payload.into(),
         })
     }

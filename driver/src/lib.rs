@@ -133,6 +133,7 @@ mod command;
 mod driver;
 mod handle;
 mod options;
+mod query;
 mod router;
 mod runtime;
 mod snapshot;
@@ -143,6 +144,7 @@ pub use command::{Command, CommandError, Reply};
 pub use driver::{Commands, Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
 pub use handle::{Changes, Handle, Updates};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
+pub use query::{PendingQuery, QueryReply, QueryResponses};
 pub use router::{NodeUpdate, SubscriberId, Update};
 pub use runtime::{BlockingWork, Runtime};
 pub use snapshot::IoErrors;
@@ -153,13 +155,14 @@ pub use transport::{Transport, UdpTransport, report_bounces};
 /// their APIs match item for item.
 pub mod prelude {
     pub use crate::{
-        Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, Reply, StartError,
-        SubscriberId, Update, Updates,
+        Changes, CommandError, Handle, IoErrors, NodeUpdate, Options, PendingQuery, QueryReply,
+        QueryResponses, Reply, StartError, SubscriberId, Update, Updates,
     };
     pub use beethoven_core::{
         Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, Key, KeyError, KeyRing,
-        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Seed, SendEventError, Stats,
-        TagQuery, Tags, TagsError, TrackerEvent, TrackerRow, UserEvent, UserEventConfig,
-        UserEventId, timestamp,
+        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Query, QueryConfig, QueryDone,
+        QueryError, QueryFilter, QueryId, QueryRequest, QueryStats, QueryToken, RespondError, Seed,
+        SendEventError, Stats, TagQuery, Tags, TagsError, TrackerEvent, TrackerRow, UserEvent,
+        UserEventConfig, UserEventId, timestamp,
     };
 }

@@ -25,7 +25,7 @@ use async_channel::{Receiver, Sender, TrySendError};
 use futures_core::Stream;
 
 use beethoven_core::{
-    Event, Mode, NodeName, NodeStatus, Op, Tags, TrackerEvent, TrackerRow, UserEvent,
+    Event, Mode, NodeName, NodeStatus, Op, QueryRequest, Tags, TrackerEvent, TrackerRow, UserEvent,
 };
 use tracing::{debug, error, warn};
 
@@ -122,6 +122,11 @@ pub enum Update {
     /// delivered once per process, in its origin's order. On
     /// [`Handle::events`](crate::Handle::events) only.
     User(UserEvent),
+    /// A query for this node from another node (or itself)
+    /// ([`Handle::query`](crate::Handle::query)): answer it with
+    /// [`Handle::respond`](crate::Handle::respond) and its token before its
+    /// deadline. Once per query. On [`Handle::events`](crate::Handle::events) only.
+    Query(QueryRequest),
     /// The subscriber's queue was full: `missed` updates were dropped for it just
     /// before this marker. Read the tracker (`cluster_nodes`) to catch up.
     Lagged {
@@ -153,6 +158,7 @@ impl Update {
             Event::NameLost { winner } => (Some(Update::NameLost { winner }), None),
             Event::LeaveFinished { spread } => (Some(Update::LeaveFinished { spread }), None),
             Event::User(event) => (Some(Update::User(event)), None),
+            Event::Query(request) => (Some(Update::Query(request)), None),
             other => {
                 debug!(event = ?other, "an event this driver does not route");
                 (None, None)
@@ -214,6 +220,7 @@ impl Update {
             Update::NameLost { .. } => "name_lost",
             Update::LeaveFinished { .. } => "leave_finished",
             Update::User(_) => "user_event",
+            Update::Query(_) => "query",
             Update::Lagged { .. } => "lagged",
         }
     }

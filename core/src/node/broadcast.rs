@@ -23,7 +23,7 @@
 //!   receiver limits each origin's rate and counts what it drops.
 
 mod stream;
-mod tree;
+pub(super) mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -361,7 +361,7 @@ impl Node {
     }
 
     /// Queues a user datagram; when the queue is full it is dropped and counted.
-    fn send_user(&mut self, to: SocketAddr, message: Message) {
+    pub(super) fn send_user(&mut self, to: SocketAddr, message: Message) {
         if self.broadcast.outbox.len() >= self.config.user_events.max_queued {
             self.stats.user_events.queue_full += 1;
             return;

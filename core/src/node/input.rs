@@ -157,6 +157,10 @@ impl Node {
             Message::Event(event) => self.handle_user_event(now, from, *event),
             Message::EventPull(key) => self.handle_event_pull(from, key),
             Message::EventAck(key) => self.handle_event_ack(from, &key),
+            Message::Query(query) => self.handle_query(now, from, *query),
+            Message::QueryAck(key, acker) => self.handle_query_ack(&key, acker),
+            Message::QueryResponse(response) => self.handle_query_response(*response),
+            Message::QueryRelay(response) => self.handle_query_relay(*response),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.

@@ -55,11 +55,13 @@ pub(super) enum Timer {
     Reap,
     /// User events: pulls to ask again, gaps to give up, the window to keep.
     UserEvents,
+    /// Queries: the earliest end of a running query, or expiry of a token.
+    Queries,
 }
 
 impl Timer {
     /// Every timer, in declaration order.
-    const ALL: [Timer; 12] = [
+    const ALL: [Timer; 13] = [
         Timer::ProbeStep,
         Timer::Probe,
         Timer::Nack,
@@ -72,6 +74,7 @@ impl Timer {
         Timer::Leave,
         Timer::Reap,
         Timer::UserEvents,
+        Timer::Queries,
     ];
 }
 
@@ -124,6 +127,7 @@ impl Node {
         self.run_leave(now);
         self.run_reap(now);
         self.run_user_events(now);
+        self.run_queries(now);
     }
 
     /// The earliest deadline of the timers that have work to do.
@@ -158,7 +162,8 @@ impl Node {
             | Timer::Join
             | Timer::Rejoin
             | Timer::Leave
-            | Timer::Reap => true,
+            | Timer::Reap
+            | Timer::Queries => true,
         }
     }
 
@@ -168,6 +173,7 @@ impl Node {
             (Timer::ProbeStep, self.probing.next_step_at()),
             (Timer::Nack, self.probing.next_nack_at()),
             (Timer::Suspicion, self.next_suspicion_due()),
+            (Timer::Queries, self.queries.next_deadline()),
         ];
         for (timer, at) in entries {
             match at {

@@ -285,3 +285,28 @@ fn an_envelope_with_a_user_events_announcement_keeps_its_bytes() {
     assert_eq!(decoded.event_ids, vec![id]);
     assert_eq!(decoded.unknown_items, 0);
 }
+
+fn query_response() -> WireResponse {
+    WireResponse {
+        key: user_event_key(),
+        responder: name("db-1"),
+        payload: b"0.42".to_vec(),
+    }
+}
+
+golden_messages! {
+    a_query_keeps_its_bytes: "message_query" => Message::Query(Box::new(WireQuery {
+        key: user_event_key(),
+        sent_at: 1_700_000_000_500,
+        timeout_ms: 4_800,
+        request_ack: true,
+        name: "load".into(),
+        payload: b"1m".to_vec(),
+        nodes: vec![name("db-1")],
+        tags: vec![("role".into(), Some("db".into())), ("zone".into(), None)],
+        span: Some(u64::MAX / 3),
+    }));
+    a_query_ack_keeps_its_bytes: "message_query_ack" => Message::QueryAck(user_event_key(), name("db-1"));
+    a_query_response_keeps_its_bytes: "message_query_response" => Message::QueryResponse(Box::new(query_response()));
+    a_query_relay_keeps_its_bytes: "message_query_relay" => Message::QueryRelay(Box::new(query_response()));
+}

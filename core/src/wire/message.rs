@@ -19,6 +19,10 @@
 //! 11    Event        (user events: `user.rs`)
 //! 12    EventPull    (user events: `user.rs`)
 //! 13    EventAck     (user events: `user.rs`)
+//! 14    Query        (queries: `query.rs`)
+//! 15    QueryAck     (queries: `query.rs`)
+//! 16    QueryResponse (queries: `query.rs`)
+//! 17    QueryRelay   (queries: `query.rs`)
 //!
 //! kind  item         fields
 //!  0    Update       row | suspecter (0, or 1 and a name)
@@ -31,6 +35,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::query::{self, WireQuery, WireResponse};
 use super::row::{Framed, UncheckedRow, WireAddr, WireRow};
 use super::user::{self, EventId, EventKey, WireEvent};
 use super::{DecodeError, WireDigest};
@@ -108,6 +113,14 @@ pub(crate) enum Message<R = WireRow> {
     EventPull(EventKey),
     /// Your push of this user event along the tree arrived.
     EventAck(EventKey),
+    /// A query (`query.rs`), pushed along the ring.
+    Query(Box<WireQuery>),
+    /// I (the name) received your query (it asked for acks).
+    QueryAck(EventKey, NodeName),
+    /// An answer to your query, from its responder or through a relay.
+    QueryResponse(Box<WireResponse>),
+    /// Please send this answer on to its query's origin.
+    QueryRelay(Box<WireResponse>),
     /// A kind this build does not know (a later version's message): its fields
     /// are skipped, the piggybacked items still apply. Sent only by tests, with
     /// no fields, to stand for such a message.
@@ -167,6 +180,10 @@ impl Serialize for Message {
             Message::Event(event) => frame(s, user::kind::EVENT, event),
             Message::EventPull(key) => frame(s, user::kind::EVENT_PULL, key),
             Message::EventAck(key) => frame(s, user::kind::EVENT_ACK, key),
+            Message::Query(q) => frame(s, query::kind::QUERY, q),
+            Message::QueryAck(key, from) => frame(s, query::kind::QUERY_ACK, &(key, from)),
+            Message::QueryResponse(r) => frame(s, query::kind::QUERY_RESPONSE, r),
+            Message::QueryRelay(r) => frame(s, query::kind::QUERY_RELAY, r),
             Message::Unknown { kind } => frame(s, *kind, &()),
         }
     }
@@ -250,6 +267,13 @@ impl Message<UncheckedRow> {
             user::kind::EVENT => Message::Event(Box::new(fields(bytes)?)),
             user::kind::EVENT_PULL => Message::EventPull(fields(bytes)?),
             user::kind::EVENT_ACK => Message::EventAck(fields(bytes)?),
+            query::kind::QUERY => Message::Query(Box::new(fields(bytes)?)),
+            query::kind::QUERY_ACK => {
+                let (key, from) = fields(bytes)?;
+                Message::QueryAck(key, from)
+            }
+            query::kind::QUERY_RESPONSE => Message::QueryResponse(Box::new(fields(bytes)?)),
+            query::kind::QUERY_RELAY => Message::QueryRelay(Box::new(fields(bytes)?)),
             kind => Message::Unknown { kind },
         })
     }
@@ -297,6 +321,10 @@ impl Message<UncheckedRow> {
             Message::Event(event) => Message::Event(event),
             Message::EventPull(key) => Message::EventPull(key),
             Message::EventAck(key) => Message::EventAck(key),
+            Message::Query(q) => Message::Query(q),
+            Message::QueryAck(key, from) => Message::QueryAck(key, from),
+            Message::QueryResponse(r) => Message::QueryResponse(r),
+            Message::QueryRelay(r) => Message::QueryRelay(r),
             Message::Unknown { kind } => Message::Unknown { kind },
         })
     }

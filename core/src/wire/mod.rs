@@ -56,11 +56,13 @@ use crate::tracker::{DIGEST_BUCKETS, Digest};
 #[cfg(test)]
 mod golden;
 mod message;
+mod query;
 mod row;
 mod user;
 
 use message::Item;
 pub(crate) use message::{Message, Update};
+pub(crate) use query::{WireQuery, WireResponse};
 pub(crate) use row::WireRow;
 pub(crate) use user::{EventId, EventKey, WireEvent};
 

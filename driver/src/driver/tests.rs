@@ -481,3 +481,64 @@ fn a_user_event_sent_through_one_handle_reaches_the_others_event_stream_once() {
     assert_eq!(users[0].payload, b"v2");
     assert_eq!(users[0].id.origin, NodeName::new("a").expect("valid"));
 }
+
+#[test]
+fn a_query_through_one_handle_is_answered_through_the_others_and_its_stream_ends() {
+    use crate::QueryReply;
+    use beethoven_core::{Query, QueryError};
+    let start = origin();
+    let mut peers = vec![peer("a", 7001, &[], start), peer("b", 7002, &[7001], start)];
+    let b_events = peers[1].handle.events();
+    assert!(pump(&mut peers, start, Duration::from_secs(2)).is_empty());
+    let later = start + Duration::from_secs(2);
+    let refused = peers[0]
+        .handle
+        .query(Query::new("load", Vec::new()).timeout(Duration::ZERO));
+    let pending = peers[0].handle.query(
+        Query::new("load", b"1m".to_vec())
+            .timeout(Duration::from_secs(1))
+            .request_ack(),
+    );
+    assert!(pump(&mut peers, later, Duration::from_millis(100)).is_empty());
+    assert!(matches!(
+        block_on(refused),
+        Err(CommandError::Query(QueryError::BadTimeout { .. }))
+    ));
+    let responses = block_on(pending).expect("a valid query");
+    let request = std::iter::from_fn(|| b_events.try_recv())
+        .find_map(|update| match update {
+            Update::Query(request) => Some(request),
+            _ => None,
+        })
+        .expect("b received the query");
+    assert_eq!(request.payload, b"1m");
+    let answered = peers[1].handle.respond(request.token, b"0.5".to_vec());
+    let again = later + Duration::from_millis(100);
+    assert!(pump(&mut peers, again, Duration::from_secs(2)).is_empty());
+    assert_eq!(block_on(answered), Ok(()));
+    let replies: Vec<QueryReply> = block_on(collect(responses));
+    let b = NodeName::new("b").expect("valid");
+    assert!(replies.contains(&QueryReply::Ack { from: b.clone() }));
+    assert!(replies.contains(&QueryReply::Response {
+        from: b,
+        payload: b"0.5".to_vec()
+    }));
+    match replies.last() {
+        Some(QueryReply::Done(done)) => {
+            assert_eq!((done.expected, done.responded), (2, 1));
+            assert!(done.timed_out, "a itself never answered");
+        }
+        other => panic!("the stream ends with Done, got {other:?}"),
+    }
+}
+
+/// Every item of a stream that has ended (or ends without waiting).
+async fn collect<S: futures_core::Stream + Unpin>(mut stream: S) -> Vec<S::Item> {
+    let mut items = Vec::new();
+    while let Some(item) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await
+    {
+        items.push(item);
+    }
+    items
+}

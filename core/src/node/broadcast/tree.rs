@@ -26,13 +26,13 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// The event's part of every position.
-pub(super) fn event_hash(key: &EventKey) -> u64 {
+pub(in crate::node) fn event_hash(key: &EventKey) -> u64 {
     let origin = fnv1a(key.origin.as_bytes());
     mix(origin ^ mix(key.started as u64 ^ mix(key.seq)))
 }
 
 /// A member's position on the ring of the event hashed to `event`.
-pub(super) fn position(event: u64, name: &NodeName) -> u64 {
+pub(in crate::node) fn position(event: u64, name: &NodeName) -> u64 {
     mix(fnv1a(name.as_bytes()) ^ event)
 }
 
@@ -40,7 +40,7 @@ pub(super) fn position(event: u64, name: &NodeName) -> u64 {
 /// (`end == me`: the whole ring): into `out` (cleared first), each member's
 /// address and the end of its run. `members` holds every known member's
 /// position and address, self excluded; it is sorted in place.
-pub(super) fn children(
+pub(in crate::node) fn children(
     me: u64,
     end: u64,
     fanout: usize,
