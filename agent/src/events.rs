@@ -19,6 +19,7 @@
 //! | `name_conflict` | `node`, `addrs` (two live processes claim one name; once per conflict) |
 //! | `name_lost` | `node`, `winner` (this process lost its name; it stops) |
 //! | `leave_finished` | `spread` (the leave has spread, or `leave_timeout` passed) |
+//! | `query` | `origin`, `origin_started`, `seq`, `name`, `payload`, `base64`, `deadline` (the origin's clock, RFC 3339 UTC ms): a query this node's filter picked (`beethoven query`), once per query; the agent's `query` handlers answer it |
 //! | `user_event` | `origin`, `origin_started` (the origin process's start, Unix ms), `seq` (its place in that process's events, from 1), `name`, `payload`, `base64`, `lamport`, `sent_at` (the origin's clock, RFC 3339 UTC ms): a user event from another node (`beethoven event`), once per event, in each origin's order |
 //! | `lagged` | `missed` (this reader fell behind: `missed` updates were dropped for it) |
 //! | `stopped` | (the node stopped; the stream ends after it) |
@@ -40,7 +41,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
-use beethoven_tokio::{Handle, Update, Updates, UserEvent, timestamp};
+use beethoven_tokio::{Handle, NodeName, Update, Updates, UserEvent, timestamp};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -168,6 +169,17 @@ fn update_line(node: &Handle, update: &Update) -> Option<String> {
         }
         Update::LeaveFinished { spread } => json!({"spread": spread}),
         Update::User(event) => user_event_fields(event),
+        Update::Query(request) => {
+            let mut fields = message_fields(
+                &request.id.origin,
+                request.id.started,
+                request.id.seq,
+                &request.name,
+                &request.payload,
+            );
+            fields["deadline"] = timestamp(request.deadline).into();
+            fields
+        }
         Update::Lagged { missed } => json!({"missed": missed}),
         _ => return None,
     };
@@ -176,16 +188,29 @@ fn update_line(node: &Handle, update: &Update) -> Option<String> {
 
 /// A user event's fields (see the module's table).
 fn user_event_fields(event: &UserEvent) -> Value {
-    let payload = Payload::of(&event.payload);
+    let mut fields = message_fields(
+        &event.id.origin,
+        event.id.started,
+        event.id.seq,
+        &event.name,
+        &event.payload,
+    );
+    fields["lamport"] = event.lamport.into();
+    fields["sent_at"] = timestamp(event.sent_at).into();
+    fields
+}
+
+/// What user events and queries both carry: which (origin, its process's
+/// start, its place there), name and payload.
+fn message_fields(origin: &NodeName, started: i64, seq: u64, name: &str, payload: &[u8]) -> Value {
+    let payload = Payload::of(payload);
     json!({
-        "origin": event.id.origin.as_str(),
-        "origin_started": event.id.started,
-        "seq": event.id.seq,
-        "name": event.name,
+        "origin": origin.as_str(),
+        "origin_started": started,
+        "seq": seq,
+        "name": name,
         "payload": payload.payload,
         "base64": payload.base64,
-        "lamport": event.lamport,
-        "sent_at": timestamp(event.sent_at),
     })
 }
 
@@ -232,7 +257,7 @@ fn addr_strings(addrs: [SocketAddr; 2]) -> [String; 2] {
 }
 
 /// One JSON line: `fields` with `event` and `ts`.
-fn line(event: &str, mut fields: Value) -> String {
+pub(crate) fn line(event: &str, mut fields: Value) -> String {
     let now = DateTime::<Utc>::from(SystemTime::now());
     if let Value::Object(map) = &mut fields {
         map.insert("event".into(), event.into());

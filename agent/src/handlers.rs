@@ -3,8 +3,8 @@
 //!
 //! `--event-handler [FILTERS=]PROGRAM` (repeatable; `;`-separated in
 //! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event the
-//! comma-separated `FILTERS` name (every member event and every user event
-//! when none are given):
+//! comma-separated `FILTERS` name (every member event, user event and query
+//! when none are given, as serf's handlers):
 //!
 //! | filter | when |
 //! |---|---|
@@ -15,6 +15,8 @@
 //! | `member-reap` | an offline node's row was forgotten (`--offline-retention`) |
 //! | `user` | a user event arrived from another node (`beethoven event`) |
 //! | `user:NAME` | a user event named `NAME` arrived |
+//! | `query` | a query picked this node (`beethoven query`) |
+//! | `query:NAME` | a query named `NAME` picked this node |
 //!
 //! The event is in the environment: `BEETHOVEN_EVENT` (`member-join`, ...,
 //! `user`), `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and
@@ -25,7 +27,13 @@
 //! and the environment also holds `BEETHOVEN_USER_EVENT` (its name),
 //! `BEETHOVEN_USER_LTIME` (its Lamport time), `BEETHOVEN_USER_ORIGIN` (the
 //! node that sent it) and `BEETHOVEN_USER_SEQ` (its place in the origin
-//! process's events).
+//! process's events). For a query, stdin is its payload, the environment
+//! holds `BEETHOVEN_QUERY_NAME`, `BEETHOVEN_QUERY_ORIGIN`,
+//! `BEETHOVEN_QUERY_SEQ` and `BEETHOVEN_QUERY_DEADLINE` (RFC 3339, the
+//! origin's clock), and the handler's stdout, cut at the response size limit
+//! (`queries.max_response_size`, 1024 bytes), is this node's answer when it
+//! exits with status 0 (of several handlers of one query, the first to finish
+//! answers; the others' answers are refused and logged).
 //!
 //! Each handler has a queue of its own: its runs happen one at a time, in the
 //! order of the events; handlers do not wait for each other, and the node never
@@ -46,7 +54,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use beethoven_tokio::{Handle, Health, NodeName, NodeStatus, Op, TrackerRow, Update, UserEvent};
+use beethoven_tokio::{
+    Handle, Health, NodeName, NodeStatus, Op, QueryConfig, QueryRequest, QueryToken, TrackerRow,
+    Update, UserEvent, timestamp,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -99,6 +110,8 @@ enum Filter {
     Member(Kind),
     /// User events: all of them, or those of one name.
     User(Option<String>),
+    /// Queries: all of them, or those of one name.
+    Query(Option<String>),
 }
 
 impl Filter {
@@ -107,21 +120,26 @@ impl Filter {
         Kind::ALL
             .into_iter()
             .map(Filter::Member)
-            .chain([Filter::User(None)])
+            .chain([Filter::User(None), Filter::Query(None)])
             .collect()
     }
 
-    fn parse(name: &str) -> Option<Filter> {
-        if name == "user" {
-            return Some(Filter::User(None));
+    /// `member-join`, ..., `user`, `user:NAME`, `query`, `query:NAME`.
+    fn parse(text: &str) -> Option<Filter> {
+        let (kind, name) = match text.split_once(':') {
+            Some((_, "")) => return None,
+            Some((kind, name)) => (kind, Some(name.to_owned())),
+            None => (text, None),
+        };
+        match kind {
+            "user" => Some(Filter::User(name)),
+            "query" => Some(Filter::Query(name)),
+            _ if name.is_none() => Kind::ALL
+                .into_iter()
+                .find(|member| member.as_str() == kind)
+                .map(Filter::Member),
+            _ => None,
         }
-        if let Some(event) = name.strip_prefix("user:") {
-            return (!event.is_empty()).then(|| Filter::User(Some(event.to_owned())));
-        }
-        Kind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .map(Filter::Member)
     }
 
     fn takes(&self, happening: &Happening) -> bool {
@@ -129,6 +147,9 @@ impl Filter {
             (Filter::Member(kind), Happening::Member(happened, _)) => kind == happened,
             (Filter::User(name), Happening::User(event)) => {
                 name.as_ref().is_none_or(|name| *name == event.name)
+            }
+            (Filter::Query(name), Happening::Query(query)) => {
+                name.as_ref().is_none_or(|name| *name == query.name)
             }
             _ => false,
         }
@@ -177,7 +198,7 @@ impl FromStr for HandlerSpec {
 
 fn filter_list() -> String {
     let mut names = Kind::ALL.map(Kind::as_str).to_vec();
-    names.extend(["user", "user:NAME"]);
+    names.extend(["user", "user:NAME", "query", "query:NAME"]);
     names.join(", ")
 }
 
@@ -238,14 +259,18 @@ enum Happening {
     Member(Kind, TrackerRow),
     /// A user event arrived.
     User(UserEvent),
+    /// A query picked this node.
+    Query(QueryRequest),
 }
 
-/// One event for one handler: its name for the logs, its environment and stdin.
+/// One event for one handler: its name for the logs, its environment and
+/// stdin, and for a query what answers it.
 #[derive(Clone, Debug)]
 struct Invocation {
     event: String,
     env: Vec<(String, String)>,
     stdin: Vec<u8>,
+    answer: Option<QueryToken>,
 }
 
 /// Starts the handlers: one task reading the node's events, and one task per
@@ -263,6 +288,7 @@ pub(crate) fn start(
     for spec in specs {
         let (sender, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(work(
+            node.clone(),
             spec.program.clone(),
             receiver,
             timeout,
@@ -337,6 +363,7 @@ impl Seen {
                 self.rows.get(&other)?.clone(),
             )),
             Update::User(event) => Some(Happening::User(event)),
+            Update::Query(request) => Some(Happening::Query(request)),
             _ => None,
         }
     }
@@ -365,6 +392,15 @@ fn invocation(node: &Handle, happening: &Happening) -> Invocation {
             user_variables(user),
             user.payload.clone(),
         ),
+        Happening::Query(query) => (
+            format!("query:{}", query.name),
+            query_variables(query),
+            query.payload.clone(),
+        ),
+    };
+    let answer = match happening {
+        Happening::Query(query) => Some(query.token),
+        _ => None,
     };
     env.push(("BEETHOVEN_SELF_NAME".to_owned(), node.name().to_string()));
     env.push((
@@ -374,7 +410,12 @@ fn invocation(node: &Handle, happening: &Happening) -> Invocation {
     for (key, value) in node.tags().iter() {
         env.push((tag_variable(key), value.to_owned()));
     }
-    Invocation { event, env, stdin }
+    Invocation {
+        event,
+        env,
+        stdin,
+        answer,
+    }
 }
 
 fn event_variable(kind: &str) -> (String, String) {
@@ -392,6 +433,23 @@ fn user_variables(user: &UserEvent) -> Vec<(String, String)> {
             user.id.origin.to_string(),
         ),
         ("BEETHOVEN_USER_SEQ".to_owned(), user.id.seq.to_string()),
+    ]
+}
+
+/// A query's variables (serf's `SERF_QUERY_NAME`).
+fn query_variables(query: &QueryRequest) -> Vec<(String, String)> {
+    vec![
+        event_variable("query"),
+        ("BEETHOVEN_QUERY_NAME".to_owned(), query.name.clone()),
+        (
+            "BEETHOVEN_QUERY_ORIGIN".to_owned(),
+            query.id.origin.to_string(),
+        ),
+        ("BEETHOVEN_QUERY_SEQ".to_owned(), query.id.seq.to_string()),
+        (
+            "BEETHOVEN_QUERY_DEADLINE".to_owned(),
+            timestamp(query.deadline),
+        ),
     ]
 }
 
@@ -413,6 +471,7 @@ fn tag_variable(key: &str) -> String {
 
 /// One handler's queue, run in order.
 async fn work(
+    node: Handle,
     program: PathBuf,
     mut queue: mpsc::Receiver<Invocation>,
     timeout: Duration,
@@ -423,6 +482,9 @@ async fn work(
         let counter = match run(&program, &invocation, timeout).await {
             Ok(Ran::Exited(status, output)) if status.success() => {
                 debug!(program = %program.display(), event, stdout = %output.stdout, stderr = %output.stderr, "event handler ran");
+                if let Some(token) = invocation.answer {
+                    answer(&node, token, &output.stdout.bytes, &program, event).await;
+                }
                 &counts.ok
             }
             Ok(Ran::Exited(status, output)) => {
@@ -442,11 +504,46 @@ async fn work(
     }
 }
 
+/// Answers a query with a handler's stdout, cut at the response size limit.
+async fn answer(node: &Handle, token: QueryToken, stdout: &[u8], program: &Path, event: &str) {
+    let limit = QueryConfig::default().max_response_size;
+    let response = &stdout[..stdout.len().min(limit)];
+    if response.len() < stdout.len() {
+        warn!(program = %program.display(), event, printed = stdout.len(), limit, "query handler printed more than a response holds: its answer is cut");
+    }
+    match node.respond(token, response.to_vec()).await {
+        Ok(()) => {
+            debug!(program = %program.display(), event, bytes = response.len(), "query answered")
+        }
+        Err(refusal) => {
+            warn!(program = %program.display(), event, %refusal, "query answer refused (answered by another handler, or too late)");
+        }
+    }
+}
+
 /// What a run printed, each stream cut at [`OUTPUT_CAP`] bytes.
 #[derive(Debug, Default)]
 struct Output {
-    stdout: String,
-    stderr: String,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+/// The first [`OUTPUT_CAP`] bytes of a stream, and whether there were more.
+#[derive(Debug, Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    cut: bool,
+}
+
+/// As text for the logs (invalid UTF-8 replaced), ` [cut]` when cut.
+impl std::fmt::Display for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.bytes))?;
+        if self.cut {
+            f.write_str(" [cut]")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -499,11 +596,10 @@ async fn run(program: &Path, invocation: &Invocation, timeout: Duration) -> std:
     }
 }
 
-/// Reads `stream` to its end, keeping the first [`OUTPUT_CAP`] bytes (as
-/// text; invalid UTF-8 replaced).
-async fn capped(stream: Option<impl AsyncRead + Unpin>) -> String {
+/// Reads `stream` to its end, keeping the first [`OUTPUT_CAP`] bytes.
+async fn capped(stream: Option<impl AsyncRead + Unpin>) -> Captured {
     let Some(mut stream) = stream else {
-        return String::new();
+        return Captured::default();
     };
     let mut kept = Vec::new();
     let mut buffer = [0u8; 8192];
@@ -518,11 +614,7 @@ async fn capped(stream: Option<impl AsyncRead + Unpin>) -> String {
             }
         }
     }
-    let mut text = String::from_utf8_lossy(&kept).into_owned();
-    if cut {
-        text.push_str(" [cut]");
-    }
-    text
+    Captured { bytes: kept, cut }
 }
 
 #[cfg(test)]
@@ -600,6 +692,7 @@ mod tests {
             event: "member-join".to_owned(),
             env: vec![event_variable("member-join")],
             stdin: stdin.as_bytes().to_vec(),
+            answer: None,
         }
     }
 
@@ -634,6 +727,10 @@ mod tests {
         assert!(all.takes(&Happening::User(user_event("any", b""))));
         let error = "user:=/bin/h".parse::<HandlerSpec>().expect_err("no name");
         assert!(error.contains("user:NAME"), "{error}");
+        let error = "member-join:x=/bin/h"
+            .parse::<HandlerSpec>()
+            .expect_err("members have no names");
+        assert!(error.contains("member-join:x"), "{error}");
     }
 
     #[tokio::test]
@@ -648,11 +745,12 @@ mod tests {
             event: "user:deploy".to_owned(),
             env: user_variables(&event),
             stdin: event.payload.clone(),
+            answer: None,
         };
         match run(&program, &invocation, Duration::from_secs(60)).await {
             Ok(Ran::Exited(status, output)) => {
                 assert!(status.success());
-                assert_eq!(output.stdout, "user|deploy|9|origin|4|00ff61\n");
+                assert_eq!(output.stdout.to_string(), "user|deploy|9|origin|4|00ff61\n");
             }
             other => panic!("{other:?}"),
         }
@@ -670,7 +768,7 @@ mod tests {
         match ran {
             Ok(Ran::Exited(status, output)) => {
                 assert!(status.success());
-                assert_eq!(output.stdout, "member-join|n2\t127.0.0.1:1\n");
+                assert_eq!(output.stdout.to_string(), "member-join|n2\t127.0.0.1:1\n");
             }
             other => panic!("{other:?}"),
         }
@@ -686,8 +784,9 @@ mod tests {
         match ran {
             Ok(Ran::Exited(status, output)) => {
                 assert!(status.success());
-                assert_eq!(output.stdout.len(), OUTPUT_CAP + " [cut]".len());
-                assert_eq!(output.stderr, "done\n");
+                assert_eq!(output.stdout.bytes.len(), OUTPUT_CAP);
+                assert!(output.stdout.cut);
+                assert_eq!(output.stderr.to_string(), "done\n");
             }
             other => panic!("{other:?}"),
         }

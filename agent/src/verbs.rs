@@ -11,7 +11,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use beethoven_tokio::{CommandError, Health, NodeName, NodeStatus, Seed, SendEventError, Tags};
+use beethoven_tokio::{
+    CommandError, Health, NodeName, NodeStatus, QueryError, Seed, SendEventError, Tags,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
@@ -21,7 +23,7 @@ use crate::http::{Api, error};
 use crate::{keys_cluster, seed_names, tags};
 
 /// A JSON body, or the 4xx (status and message) that says what was expected.
-fn body<T>(
+pub(crate) fn body<T>(
     body: Result<Json<T>, JsonRejection>,
     expected: &str,
 ) -> Result<T, (StatusCode, String)> {
@@ -34,13 +36,15 @@ fn body<T>(
 }
 
 /// The node's refusal of a command, as an answer.
-fn refused(refusal: &CommandError) -> Response {
+pub(crate) fn refused(refusal: &CommandError) -> Response {
     let status = match refusal {
         CommandError::Closed | CommandError::NameTaken { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CommandError::ForceLeave(beethoven_tokio::ForceLeaveError::Unknown(_)) => {
             StatusCode::NOT_FOUND
         }
-        CommandError::SendEvent(SendEventError::Busy) => StatusCode::TOO_MANY_REQUESTS,
+        CommandError::SendEvent(SendEventError::Busy) | CommandError::Query(QueryError::Busy) => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     error(status, refusal.to_string())
@@ -269,5 +273,22 @@ pub(crate) async fn send_event(
             Json(json!({ "sent": given.name, "payload_bytes": size })).into_response()
         }
         Err(refusal) => refused(&refusal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_sending_too_fast_is_told_to_slow_down_and_a_bad_event_to_change_it() {
+        let busy = refused(&CommandError::SendEvent(SendEventError::Busy));
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        let empty = refused(&CommandError::SendEvent(SendEventError::EmptyName));
+        assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let busy = refused(&CommandError::Query(QueryError::Busy));
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        let closed = refused(&CommandError::Closed);
+        assert_eq!(closed.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
