@@ -21,7 +21,10 @@ streams:
              are sent from both sides during the partition and from both ends
              after the heal: every process delivers every other process's
              event exactly once (its `user_event` lines), the partition's on
-             the far side after the heal.
+             the far side after the heal. A query (`beethoven query`, every
+             node answering with its name from a `query` handler) during the
+             split is answered by the sender's side alone, and after the heal
+             by every node.
   loss       10% random loss on every node (nftables `numgen random mod 100 < 10
              drop` on each namespace's input) for 60 s: no node declared offline,
              counted until the longest suspicion after the loss has run out + 1 s.
@@ -179,8 +182,14 @@ class Proc(Process):
         seed = net.ips[1] if i == 0 else net.ips[0]
         self.net = net
         self.binary = binary
+        answer = os.path.join(logdir, "answer.sh")
+        if not os.path.exists(answer):
+            with open(answer, "w") as f:
+                f.write('#!/bin/sh\necho "$BEETHOVEN_SELF_NAME"\n')
+            os.chmod(answer, 0o755)
         args = ["ip", "netns", "exec", net.nodes[i],
-                *agent_command(binary, self.name, self.addr, cluster, seed=f"{seed}:{PORT}", http=HTTP)]
+                *agent_command(binary, self.name, self.addr, cluster, seed=f"{seed}:{PORT}", http=HTTP,
+                               extra=["--event-handler", f"query={answer}"])]
         stem = os.path.join(logdir, f"{self.name}-{time.time():.0f}")
         self.stderr = open(f"{stem}.stderr", "w")
         # Every event line as read, with the time it was read: what a failed check saw.
@@ -195,6 +204,18 @@ class Proc(Process):
                               "--http", HTTP, name, payload], text=True, capture_output=True,
                              env={**os.environ, "BEETHOVEN_HTTP_TOKEN": TOKEN})
         return None if res.returncode == 0 else f"{self.name}: {res.stderr.strip()}"
+
+    def query(self, name, timeout):
+        """`beethoven query NAME --timeout T --json` through this node's API:
+        (sorted names that answered, the `done` line or None, an error or None)."""
+        res = subprocess.run(["ip", "netns", "exec", self.net.nodes[self.index], self.binary, "query",
+                              "--http", HTTP, "--timeout", timeout, "--json", name], text=True,
+                             capture_output=True, env={**os.environ, "BEETHOVEN_HTTP_TOKEN": TOKEN})
+        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        answered = sorted(line["from"] for line in lines if line.get("event") == "response"
+                          and line.get("payload", "").strip() == line["from"])
+        done = next((line for line in lines if line.get("event") == "done"), None)
+        return answered, done, None if res.returncode == 0 else f"{self.name}: {res.stderr.strip()}"
 
     def view(self):
         """node -> (status, health, incarnation, addr) of the latest rows."""
@@ -472,6 +493,8 @@ class Chaos:
             name = f"part-{names[i]}"
             refused += filter(None, [self.procs[i].send_event(name, f"sent by {names[i]} while split")])
             sent[(names[i], name)] = left if i in left else right
+        # A query from one side while split: its own side answers, all of it.
+        split_query = self.procs[right[0]].query("chaos-split", "5s")
         time.sleep(max(0.0, part_at + self.args.partition - time.time()))
         dropped = sum(self.net.nft_dropped(i, "bchaos_part") for i in range(n))
         for i in range(n):
@@ -499,6 +522,7 @@ class Chaos:
             refused += filter(None, [self.procs[i].send_event(name, f"sent by {names[i]} after the heal")])
             sent[(names[i], name)] = None
         everywhere = wait_until(lambda: not delivery_faults(self.procs, set(sent)), 10)
+        healed_query = self.procs[left[0]].query("chaos-healed", "5s")
         # Time for a copy delivered twice to show.
         time.sleep(1.0)
         faults = delivery_faults(self.procs, set(sent))
@@ -528,9 +552,22 @@ class Chaos:
                           else f"not converged {self.args.heal_timeout:.0f} s after healing\n{self.view_diff()}"))
         self.record("partition: user events from both sides and after the heal delivered once everywhere",
                     events_ok, events_detail)
+        queries_ok = True
+        details = []
+        for what, (answered, done, failed), origin, everyone in [
+                ("while split", split_query, names[right[0]], [names[j] for j in right]),
+                ("after the heal", healed_query, names[left[0]], names)]:
+            ok_ = failed is None and answered == sorted(everyone) and done is not None and not done["timed_out"]
+            queries_ok &= ok_
+            details.append(f"{what} from {origin}: answered by {answered}"
+                           + (f", done {done['responded']}/{done['expected']}"
+                              f"{' (timed out)' if done['timed_out'] else ''}" if done else ", no end")
+                           + (f"; {failed}" if failed else ""))
+        self.record("partition: a query while split is answered by its side, after the heal by everyone",
+                    queries_ok, "; ".join(details))
         self.heal_time = heal_took
         self.split_time = split_took
-        return ok and split_took is not None and events_ok
+        return ok and split_took is not None and events_ok and queries_ok
 
     def check_loss(self):
         n = len(self.procs)
