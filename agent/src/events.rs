@@ -32,7 +32,7 @@
 //!
 //! A payload is bytes: `payload` is its text when it is UTF-8 (`base64`
 //! false), else its standard base64 (`base64` true), the form
-//! `POST /v1/event` takes too ([`Payload`]).
+//! `POST /v1/event` and `POST /v1/query` take too ([`Payload`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -215,8 +215,8 @@ fn message_fields(origin: &NodeName, started: i64, seq: u64, name: &str, payload
 }
 
 /// A payload's one JSON form: its text when the bytes are UTF-8, else their
-/// standard base64 with `base64: true`. Event lines carry it, and
-/// `POST /v1/event` takes it.
+/// standard base64 with `base64: true`. Event lines and query answers carry
+/// it, and `POST /v1/event` and `POST /v1/query` take it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Payload {
     /// The text, or the base64 of the bytes.

@@ -1,5 +1,6 @@
 //! Event handlers: programs the agent runs when something happens to another
-//! member or a user event arrives, like serf's `-event-handler`.
+//! member, a user event arrives or a query asks this node, like serf's
+//! `-event-handler`.
 //!
 //! `--event-handler [FILTERS=]PROGRAM` (repeatable; `;`-separated in
 //! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event the
@@ -19,7 +20,7 @@
 //! | `query:NAME` | a query named `NAME` picked this node |
 //!
 //! The event is in the environment: `BEETHOVEN_EVENT` (`member-join`, ...,
-//! `user`), `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and
+//! `user`, `query`), `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and
 //! `BEETHOVEN_TAG_<KEY>` for each of this node's tags (the key upper-cased,
 //! `-` and `.` as `_`). For a member event, the member is on stdin as one
 //! line, tab-separated: name, address, status, health, tags
@@ -115,7 +116,7 @@ enum Filter {
 }
 
 impl Filter {
-    /// Every member event and every user event: a handler given no filters.
+    /// Every member event, user event and query: a handler given no filters.
     fn all() -> Vec<Filter> {
         Kind::ALL
             .into_iter()
