@@ -10,10 +10,14 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{TOKEN_ENV, Token};
 use crate::error::AgentError;
+use crate::events::Payload;
 use crate::tags;
 
 /// The agent's address when none is given: the `--http` the README uses.
 pub(crate) const DEFAULT_AGENT: &str = "127.0.0.1:7947";
+
+/// The longest wait for an answer when `--timeout` is not given.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the agent's HTTP API listens, and how to ask it.
 #[derive(Args, Clone, Debug)]
@@ -25,9 +29,10 @@ pub(crate) struct Agent {
     /// off loopback every request does); or set `BEETHOVEN_HTTP_TOKEN`.
     #[arg(long, env = "BEETHOVEN_HTTP_TOKEN_FILE", value_name = "FILE")]
     pub(crate) http_token_file: Option<std::path::PathBuf>,
-    /// Longest wait for the agent's answer (`monitor`: for it to start answering).
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub(crate) timeout: crate::config::HumanDuration,
+    /// Longest wait for the agent's answer, 10s when not given (`monitor`:
+    /// for it to start answering; `query`: the query's own timeout).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<crate::config::HumanDuration>,
     /// PEM file of the CA (or self-signed certificate) that signed the
     /// agents' TLS certificates: speak HTTPS, trusting it only.
     #[arg(long, env = "BEETHOVEN_HTTP_CA", value_name = "FILE")]
@@ -47,7 +52,7 @@ impl Agent {
     /// The HTTP agent of one command: its timeouts, 4xx and 5xx as answers,
     /// and the CA it trusts when `--http-ca` is given.
     fn client(&self, whole_answer: bool) -> Result<ureq::Agent, AgentError> {
-        let wait = Some(self.timeout.0);
+        let wait = Some(self.timeout.map_or(DEFAULT_WAIT, |timeout| timeout.0));
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(wait)
@@ -156,38 +161,66 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), AgentError> {
     } else {
         "/v1/events"
     };
-    let url = args.agent.url(path);
+    let mut stdout = std::io::stdout().lock();
+    follow(&args.agent, path, None, "stopped", |text, _| {
+        // A closed stdout (`monitor | head`) ends the command quietly.
+        writeln!(stdout, "{text}")
+            .and_then(|()| stdout.flush())
+            .is_ok()
+    })
+}
+
+/// Reads an NDJSON answer of the agent (a `GET`, or a `POST` of `json`) line
+/// by line, handing each to `each` (the text and its JSON) until it returns
+/// false or the stream ends. The agent may close the connection right after
+/// a line whose `event` is `last`: a cut after it is the end.
+fn follow(
+    agent: &Agent,
+    path: &str,
+    json: Option<&str>,
+    last: &str,
+    mut each: impl FnMut(&str, &serde_json::Value) -> bool,
+) -> Result<(), AgentError> {
+    let url = agent.url(path);
     let failed = |reason: String| AgentError::Client {
         url: url.clone(),
         reason,
     };
-    let mut get = args.agent.client(false)?.get(&url);
-    if let Some(value) = args.agent.authorization()? {
-        get = get.header("authorization", value);
-    }
-    let mut response = get.call().map_err(|e| failed(e.to_string()))?;
+    let client = agent.client(false)?;
+    let authorization = agent.authorization()?;
+    let sent = match json {
+        Some(json) => {
+            let mut post = client.post(&url).header("content-type", "application/json");
+            if let Some(value) = &authorization {
+                post = post.header("authorization", value);
+            }
+            post.send(json)
+        }
+        None => {
+            let mut get = client.get(&url);
+            if let Some(value) = &authorization {
+                get = get.header("authorization", value);
+            }
+            get.call()
+        }
+    };
+    let mut response = sent.map_err(|e| failed(e.to_string()))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.body_mut().read_to_string().unwrap_or_default();
         return Err(refused(&url, status, body));
     }
     let lines = BufReader::new(response.into_body().into_reader()).lines();
-    let mut stdout = std::io::stdout().lock();
-    let mut stopped = false;
+    let mut ended = false;
     for text in lines {
         let text = match text {
             Ok(text) => text,
-            // The agent exits right after its last line: a cut after it is the end.
-            Err(_) if stopped => break,
+            Err(_) if ended => break,
             Err(error) => return Err(failed(error.to_string())),
         };
-        stopped = serde_json::from_str::<serde_json::Value>(&text)
-            .is_ok_and(|event| event["event"] == "stopped");
-        // A closed stdout (`monitor | head`) ends the command quietly.
-        if writeln!(stdout, "{text}")
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
+        let value = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+        ended = value["event"] == last;
+        if !each(&text, &value) {
             break;
         }
     }
@@ -326,6 +359,151 @@ pub(crate) fn force_leave(agent: &Agent, name: &str, prune: bool) -> Result<(), 
         println!("{name} marked left");
     }
     Ok(())
+}
+
+/// `beethoven event NAME [PAYLOAD | -]`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct EventArgs {
+    #[command(flatten)]
+    agent: Agent,
+    /// The event's name (up to 128 bytes by default).
+    name: String,
+    /// The payload (up to 1 KB by default); `-` reads it from stdin, bytes
+    /// as they are. None: an empty payload.
+    payload: Option<String>,
+}
+
+/// `beethoven event`: the agent sends a user event to every other live member
+/// (`POST /v1/event`). A refusal (bad name or payload, too fast) is the
+/// agent's 4xx, quoted; nothing was sent.
+pub(crate) fn event(args: &EventArgs) -> Result<(), AgentError> {
+    let payload = payload_arg(args.payload.as_deref())?;
+    let form = Payload::of(&payload);
+    let body = serde_json::json!({
+        "name": args.name,
+        "payload": form.payload,
+        "base64": form.base64,
+    })
+    .to_string();
+    let _: serde_json::Value = request(&args.agent, "POST", "/v1/event", Some(&body))?;
+    println!(
+        "event `{}` sent ({} payload bytes)",
+        args.name,
+        payload.len()
+    );
+    Ok(())
+}
+
+/// A payload argument's bytes: `-` reads stdin, none is empty.
+fn payload_arg(given: Option<&str>) -> Result<Vec<u8>, AgentError> {
+    match given {
+        Some("-") => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(|e| {
+                AgentError::Client {
+                    url: "stdin".to_owned(),
+                    reason: format!("cannot read the payload: {e}"),
+                }
+            })?;
+            Ok(bytes)
+        }
+        Some(text) => Ok(text.as_bytes().to_vec()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `beethoven query NAME [PAYLOAD | -]`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct QueryArgs {
+    #[command(flatten)]
+    agent: Agent,
+    /// The query's name (up to 128 bytes by default).
+    name: String,
+    /// The payload (up to 1 KB by default); `-` reads it from stdin.
+    payload: Option<String>,
+    /// Only members with this tag: `key` (any value) or `key=value`;
+    /// repeatable (a member must have them all).
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    tag: Vec<String>,
+    /// Only these members, by name; repeatable.
+    #[arg(long, value_name = "NAME")]
+    node: Vec<String>,
+    /// Ask each member to ack the query as soon as it has it.
+    #[arg(long)]
+    ack: bool,
+    /// Print the agent's JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `beethoven query`: the agent runs a query (`POST /v1/query`) and the acks
+/// and answers are printed as they come, until the query ends (its timeout,
+/// `--timeout` or the core's default, or every matching member answered).
+pub(crate) fn query(args: &QueryArgs) -> Result<(), AgentError> {
+    let payload = Payload::of(&payload_arg(args.payload.as_deref())?);
+    // `--timeout` is the query's; the HTTP waits keep their default.
+    let mut agent = args.agent.clone();
+    let timeout = agent.timeout.take();
+    let mut body = serde_json::json!({
+        "name": args.name,
+        "payload": payload.payload,
+        "base64": payload.base64,
+        "nodes": args.node,
+        "tags": args.tag,
+        "ack": args.ack,
+    });
+    if let Some(timeout) = timeout {
+        body["timeout"] = humantime::format_duration(timeout.0).to_string().into();
+    }
+    let mut stdout = std::io::stdout().lock();
+    follow(
+        &agent,
+        "/v1/query",
+        Some(&body.to_string()),
+        "done",
+        |text, line| {
+            let shown = if args.json {
+                text.to_owned()
+            } else {
+                reply_text(line)
+            };
+            writeln!(stdout, "{shown}")
+                .and_then(|()| stdout.flush())
+                .is_ok()
+        },
+    )
+}
+
+/// One line of a query's answer, for people.
+fn reply_text(line: &serde_json::Value) -> String {
+    let text = |key: &str| line[key].as_str().unwrap_or("-").to_owned();
+    match line["event"].as_str() {
+        Some("ack") => format!("ack from {}", text("from")),
+        Some("response") if line["base64"] == true => {
+            format!(
+                "response from {} (base64): {}",
+                text("from"),
+                text("payload")
+            )
+        }
+        Some("response") => format!(
+            "response from {}: {}",
+            text("from"),
+            text("payload").trim_end_matches('\n')
+        ),
+        Some("done") => format!(
+            "done: {} responses, {} acks, of {} expected{}",
+            line["responded"],
+            line["acked"],
+            line["expected"],
+            if line["timed_out"] == true {
+                " (timed out)"
+            } else {
+                ""
+            }
+        ),
+        _ => line.to_string(),
+    }
 }
 
 /// Percent-escapes a query value (all but unreserved characters).

@@ -19,6 +19,8 @@
 //! | `name_conflict` | `node`, `addrs` (two live processes claim one name; once per conflict) |
 //! | `name_lost` | `node`, `winner` (this process lost its name; it stops) |
 //! | `leave_finished` | `spread` (the leave has spread, or `leave_timeout` passed) |
+//! | `query` | `origin`, `origin_started`, `seq`, `name`, `payload`, `base64`, `deadline` (the origin's clock, RFC 3339 UTC ms): a query this node's filter picked (`beethoven query`), once per query; the agent's `query` handlers answer it |
+//! | `user_event` | `origin`, `origin_started` (the origin process's start, Unix ms), `seq` (its place in that process's events, from 1), `name`, `payload`, `base64`, `lamport`, `sent_at` (the origin's clock, RFC 3339 UTC ms): a user event from another node (`beethoven event`), once per event, in each origin's order |
 //! | `lagged` | `missed` (this reader fell behind: `missed` updates were dropped for it) |
 //! | `stopped` | (the node stopped; the stream ends after it) |
 //!
@@ -27,13 +29,19 @@
 //! `node_update` lines it implies for another node, then the `mode`: nothing is
 //! missed and nothing is told twice. The node never waits for a reader: one
 //! that falls behind loses lines and is told how many (`lagged`).
+//!
+//! A payload is bytes: `payload` is its text when it is UTF-8 (`base64`
+//! false), else its standard base64 (`base64` true), the form
+//! `POST /v1/event` and `POST /v1/query` take too ([`Payload`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use beethoven_tokio::{Handle, Update, Updates, timestamp};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
+use beethoven_tokio::{Handle, NodeName, Update, Updates, UserEvent, timestamp};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -160,10 +168,88 @@ fn update_line(node: &Handle, update: &Update) -> Option<String> {
             json!({"node": node.name().as_str(), "winner": winner.to_string()})
         }
         Update::LeaveFinished { spread } => json!({"spread": spread}),
+        Update::User(event) => user_event_fields(event),
+        Update::Query(request) => {
+            let mut fields = message_fields(
+                &request.id.origin,
+                request.id.started,
+                request.id.seq,
+                &request.name,
+                &request.payload,
+            );
+            fields["deadline"] = timestamp(request.deadline).into();
+            fields
+        }
         Update::Lagged { missed } => json!({"missed": missed}),
         _ => return None,
     };
     Some(line(update.kind(), fields))
+}
+
+/// A user event's fields (see the module's table).
+fn user_event_fields(event: &UserEvent) -> Value {
+    let mut fields = message_fields(
+        &event.id.origin,
+        event.id.started,
+        event.id.seq,
+        &event.name,
+        &event.payload,
+    );
+    fields["lamport"] = event.lamport.into();
+    fields["sent_at"] = timestamp(event.sent_at).into();
+    fields
+}
+
+/// What user events and queries both carry: which (origin, its process's
+/// start, its place there), name and payload.
+fn message_fields(origin: &NodeName, started: i64, seq: u64, name: &str, payload: &[u8]) -> Value {
+    let payload = Payload::of(payload);
+    json!({
+        "origin": origin.as_str(),
+        "origin_started": started,
+        "seq": seq,
+        "name": name,
+        "payload": payload.payload,
+        "base64": payload.base64,
+    })
+}
+
+/// A payload's one JSON form: its text when the bytes are UTF-8, else their
+/// standard base64 with `base64: true`. Event lines and query answers carry
+/// it, and `POST /v1/event` and `POST /v1/query` take it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Payload {
+    /// The text, or the base64 of the bytes.
+    pub(crate) payload: String,
+    /// Whether `payload` is base64.
+    pub(crate) base64: bool,
+}
+
+impl Payload {
+    /// The form of `bytes`: text when they are UTF-8.
+    pub(crate) fn of(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Payload {
+                payload: text.to_owned(),
+                base64: false,
+            },
+            Err(_) => Payload {
+                payload: BASE64_STANDARD.encode(bytes),
+                base64: true,
+            },
+        }
+    }
+
+    /// The bytes; an error says why base64 did not decode.
+    pub(crate) fn bytes(&self) -> Result<Vec<u8>, String> {
+        if self.base64 {
+            BASE64_STANDARD
+                .decode(&self.payload)
+                .map_err(|bad| format!("the payload is not standard base64: {bad}"))
+        } else {
+            Ok(self.payload.clone().into_bytes())
+        }
+    }
 }
 
 fn addr_strings(addrs: [SocketAddr; 2]) -> [String; 2] {
@@ -171,7 +257,7 @@ fn addr_strings(addrs: [SocketAddr; 2]) -> [String; 2] {
 }
 
 /// One JSON line: `fields` with `event` and `ts`.
-fn line(event: &str, mut fields: Value) -> String {
+pub(crate) fn line(event: &str, mut fields: Value) -> String {
     let now = DateTime::<Utc>::from(SystemTime::now());
     if let Value::Object(map) = &mut fields {
         map.insert("event".into(), event.into());
@@ -194,6 +280,47 @@ mod tests {
         assert!(
             ts.ends_with('Z') && ts.len() == "2026-12-07T02:46:32.123Z".len(),
             "{ts}"
+        );
+    }
+
+    #[test]
+    fn a_utf8_payload_is_its_text_and_other_bytes_are_base64_both_read_back() {
+        let text = Payload::of("v1.2 ✓".as_bytes());
+        assert_eq!(text.payload, "v1.2 ✓");
+        assert!(!text.base64);
+        assert_eq!(text.bytes().expect("text"), "v1.2 ✓".as_bytes());
+        let binary = Payload::of(&[0, 159, 146, 150]);
+        assert_eq!(binary.payload, "AJ+Slg==");
+        assert!(binary.base64);
+        assert_eq!(binary.bytes().expect("base64"), [0, 159, 146, 150]);
+        let bad = Payload {
+            payload: "not base64!".to_owned(),
+            base64: true,
+        };
+        assert!(bad.bytes().expect_err("bad").contains("base64"), "{bad:?}");
+    }
+
+    #[test]
+    fn a_user_event_line_carries_its_id_name_payload_and_times() {
+        let event = UserEvent {
+            id: beethoven_tokio::UserEventId {
+                origin: beethoven_tokio::NodeName::new("a").expect("a name"),
+                started: 1_700_000_000_000,
+                seq: 7,
+            },
+            name: "deploy".to_owned(),
+            payload: b"v2".to_vec(),
+            lamport: 12,
+            sent_at: DateTime::from_timestamp_millis(1_700_000_001_234).expect("a time"),
+        };
+        let fields = user_event_fields(&event);
+        assert_eq!(
+            fields,
+            json!({
+                "origin": "a", "origin_started": 1_700_000_000_000_i64, "seq": 7,
+                "name": "deploy", "payload": "v2", "base64": false, "lamport": 12,
+                "sent_at": "2023-11-14T22:13:21.234Z",
+            })
         );
     }
 }

@@ -1,55 +1,75 @@
 //! Event handlers: programs the agent runs when something happens to another
-//! member, like serf's `-event-handler`.
+//! member, a user event arrives or a query asks this node, like serf's
+//! `-event-handler`.
 //!
-//! `--event-handler [KINDS=]PROGRAM` (repeatable; `;`-separated in
-//! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event of the
-//! comma-separated `KINDS` (all of them when none are given):
+//! `--event-handler [FILTERS=]PROGRAM` (repeatable; `;`-separated in
+//! `BEETHOVEN_EVENT_HANDLERS`) runs `PROGRAM` on every event the
+//! comma-separated `FILTERS` name (every member event, user event and query
+//! when none are given, as serf's handlers):
 //!
-//! | kind | when |
+//! | filter | when |
 //! |---|---|
 //! | `member-join` | another node went online |
 //! | `member-leave` | another node went offline by leaving |
 //! | `member-failed` | another node went offline, declared failed |
 //! | `member-update` | another node's tags changed |
 //! | `member-reap` | an offline node's row was forgotten (`--offline-retention`) |
+//! | `user` | a user event arrived from another node (`beethoven event`) |
+//! | `user:NAME` | a user event named `NAME` arrived |
+//! | `query` | a query picked this node (`beethoven query`) |
+//! | `query:NAME` | a query named `NAME` picked this node |
 //!
-//! The event is in the environment: `BEETHOVEN_EVENT` (the kind),
-//! `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and `BEETHOVEN_TAG_<KEY>` for
-//! each of this node's tags (the key upper-cased, `-` and `.` as `_`). The
-//! member is on stdin as one line, tab-separated: name, address, status,
-//! health, tags (`key=value,...`).
+//! The event is in the environment: `BEETHOVEN_EVENT` (`member-join`, ...,
+//! `user`, `query`), `BEETHOVEN_SELF_NAME`, `BEETHOVEN_SELF_ADDR`, and
+//! `BEETHOVEN_TAG_<KEY>` for each of this node's tags (the key upper-cased,
+//! `-` and `.` as `_`). For a member event, the member is on stdin as one
+//! line, tab-separated: name, address, status, health, tags
+//! (`key=value,...`). For a user event, stdin is its payload, bytes as sent,
+//! and the environment also holds `BEETHOVEN_USER_EVENT` (its name),
+//! `BEETHOVEN_USER_LTIME` (its Lamport time), `BEETHOVEN_USER_ORIGIN` (the
+//! node that sent it) and `BEETHOVEN_USER_SEQ` (its place in the origin
+//! process's events). For a query, stdin is its payload, the environment
+//! holds `BEETHOVEN_QUERY_NAME`, `BEETHOVEN_QUERY_ORIGIN`,
+//! `BEETHOVEN_QUERY_SEQ` and `BEETHOVEN_QUERY_DEADLINE` (RFC 3339, the
+//! origin's clock), and the handler's stdout, cut at the response size limit
+//! (`queries.max_response_size`, 1024 bytes), is this node's answer when it
+//! exits with status 0 (of several handlers of one query, the first to finish
+//! answers; the others' answers are refused and logged).
 //!
 //! Each handler has a queue of its own: its runs happen one at a time, in the
 //! order of the events; handlers do not wait for each other, and the node never
 //! waits for any of them (a full queue drops the event, counted and logged). A
 //! run that outlives `--event-handler-timeout` is killed with its whole process
-//! group. Its stdout and stderr are read up to [`OUTPUT_CAP`] bytes each (the
-//! rest is read and discarded, so a flooding handler neither blocks nor grows
-//! the agent's memory) and logged at debug, or stderr at warn when it fails.
+//! group (`process.rs`). Its stdout and stderr are read up to
+//! [`OUTPUT_CAP`](process::OUTPUT_CAP) bytes each (the rest is read and
+//! discarded, so a flooding handler neither blocks nor grows the agent's
+//! memory) and logged at debug, or stderr at warn when it fails.
 //! A failing, hanging or missing handler is logged and counted
 //! (`beethoven_handler_runs{outcome}` in `/metrics`), and never stops the agent.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use beethoven_tokio::{Handle, Health, NodeName, NodeStatus, Op, TrackerRow, Update};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use beethoven_tokio::{
+    Handle, Health, NodeName, NodeStatus, Op, QueryConfig, QueryRequest, QueryToken, TrackerRow,
+    Update, UserEvent, timestamp,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::error::AgentError;
 
+mod process;
+
+use process::{Ran, run};
+
 /// The default longest run of a handler.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Bytes of a run's stdout (and of its stderr) kept; the rest is discarded.
-pub(crate) const OUTPUT_CAP: usize = 64 * 1024;
 
 /// Events waiting for one handler; more are dropped and counted.
 const QUEUE: usize = 256;
@@ -84,54 +104,110 @@ impl Kind {
     }
 }
 
-/// One `--event-handler`: which kinds, and what to run.
+/// What one filter of a handler names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Filter {
+    /// One kind of member event.
+    Member(Kind),
+    /// User events: all of them, or those of one name.
+    User(Option<String>),
+    /// Queries: all of them, or those of one name.
+    Query(Option<String>),
+}
+
+impl Filter {
+    /// Every member event, user event and query: a handler given no filters.
+    fn all() -> Vec<Filter> {
+        Kind::ALL
+            .into_iter()
+            .map(Filter::Member)
+            .chain([Filter::User(None), Filter::Query(None)])
+            .collect()
+    }
+
+    /// `member-join`, ..., `user`, `user:NAME`, `query`, `query:NAME`.
+    fn parse(text: &str) -> Option<Filter> {
+        let (kind, name) = match text.split_once(':') {
+            Some((_, "")) => return None,
+            Some((kind, name)) => (kind, Some(name.to_owned())),
+            None => (text, None),
+        };
+        match kind {
+            "user" => Some(Filter::User(name)),
+            "query" => Some(Filter::Query(name)),
+            _ if name.is_none() => Kind::ALL
+                .into_iter()
+                .find(|member| member.as_str() == kind)
+                .map(Filter::Member),
+            _ => None,
+        }
+    }
+
+    fn takes(&self, happening: &Happening) -> bool {
+        match (self, happening) {
+            (Filter::Member(kind), Happening::Member(happened, _)) => kind == happened,
+            (Filter::User(name), Happening::User(event)) => {
+                name.as_ref().is_none_or(|name| *name == event.name)
+            }
+            (Filter::Query(name), Happening::Query(query)) => {
+                name.as_ref().is_none_or(|name| *name == query.name)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One `--event-handler`: which events, and what to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HandlerSpec {
-    kinds: Vec<Kind>,
+    filters: Vec<Filter>,
     program: PathBuf,
 }
 
 impl FromStr for HandlerSpec {
     type Err = String;
 
-    /// `PROGRAM`, or `KIND[,KIND...]=PROGRAM`.
+    /// `PROGRAM`, or `FILTER[,FILTER...]=PROGRAM`.
     fn from_str(text: &str) -> Result<Self, String> {
-        let (kinds, program) = match text.split_once('=') {
-            Some((kinds, program)) => {
-                let kinds = kinds
+        let (filters, program) = match text.split_once('=') {
+            Some((filters, program)) => {
+                let filters = filters
                     .split(',')
                     .map(|name| {
                         let name = name.trim();
-                        Kind::ALL
-                            .into_iter()
-                            .find(|kind| kind.as_str() == name)
-                            .ok_or_else(|| {
-                                format!(
-                                    "unknown event kind `{name}` in `{text}`: use {}",
-                                    kind_list()
-                                )
-                            })
+                        Filter::parse(name).ok_or_else(|| {
+                            format!(
+                                "unknown event kind `{name}` in `{text}`: use {}",
+                                filter_list()
+                            )
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                (kinds, program)
+                (filters, program)
             }
-            None => (Kind::ALL.to_vec(), text),
+            None => (Filter::all(), text),
         };
         if program.trim().is_empty() {
-            return Err(format!("no program in `{text}`: write [KINDS=]PROGRAM"));
+            return Err(format!("no program in `{text}`: write [FILTERS=]PROGRAM"));
         }
         Ok(HandlerSpec {
-            kinds,
+            filters,
             program: PathBuf::from(program.trim()),
         })
     }
 }
 
-fn kind_list() -> String {
-    Kind::ALL.map(Kind::as_str).join(", ")
+fn filter_list() -> String {
+    let mut names = Kind::ALL.map(Kind::as_str).to_vec();
+    names.extend(["user", "user:NAME", "query", "query:NAME"]);
+    names.join(", ")
 }
 
 impl HandlerSpec {
+    fn takes(&self, happening: &Happening) -> bool {
+        self.filters.iter().any(|filter| filter.takes(happening))
+    }
+
     /// Refuses a program that is missing, not a file, or not executable:
     /// found now, at start, rather than at the first event.
     pub(crate) fn check(&self) -> Result<(), AgentError> {
@@ -177,12 +253,25 @@ impl HandlerCounts {
     }
 }
 
-/// One event for one handler: its environment and stdin.
+/// What a handler can be run on.
+#[derive(Clone, Debug)]
+enum Happening {
+    /// Something happened to another member: what, and its row.
+    Member(Kind, TrackerRow),
+    /// A user event arrived.
+    User(UserEvent),
+    /// A query picked this node.
+    Query(QueryRequest),
+}
+
+/// One event for one handler: its name for the logs, its environment and
+/// stdin, and for a query what answers it.
 #[derive(Clone, Debug)]
 struct Invocation {
-    kind: Kind,
+    event: String,
     env: Vec<(String, String)>,
-    stdin: String,
+    stdin: Vec<u8>,
+    answer: Option<QueryToken>,
 }
 
 /// Starts the handlers: one task reading the node's events, and one task per
@@ -200,6 +289,7 @@ pub(crate) fn start(
     for spec in specs {
         let (sender, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(work(
+            node.clone(),
             spec.program.clone(),
             receiver,
             timeout,
@@ -214,17 +304,16 @@ pub(crate) fn start(
     tokio::spawn(async move {
         let mut seen = Seen::default();
         while let Some(update) = updates.recv().await {
-            let Some((kind, row)) = seen.happened(&node, update) else {
+            let Some(happening) = seen.happened(&node, update) else {
                 continue;
             };
-            let invocation = invocation(&node, kind, &row);
+            let invocation = invocation(&node, &happening);
             for (spec, queue) in &queues {
-                if spec.kinds.contains(&kind) && queue.try_send(invocation.clone()).is_err() {
+                if spec.takes(&happening) && queue.try_send(invocation.clone()).is_err() {
                     counts.dropped.fetch_add(1, Ordering::Relaxed);
                     warn!(
                         program = %spec.program.display(),
-                        event = kind.as_str(),
-                        node = %row.node,
+                        event = invocation.event,
                         "event handler queue full: event dropped for this handler"
                     );
                 }
@@ -242,14 +331,15 @@ struct Seen {
 }
 
 impl Seen {
-    /// The handler event an update is, with the member's row.
-    fn happened(&mut self, node: &Handle, update: Update) -> Option<(Kind, TrackerRow)> {
+    /// The handler event an update is.
+    fn happened(&mut self, node: &Handle, update: Update) -> Option<Happening> {
         match update {
             Update::Tracker(change) => {
                 let row = change.new_row;
                 if change.op == Op::Delete {
                     self.rows.remove(&row.node);
-                    return (row.node != *node.name()).then_some((Kind::Reap, row));
+                    return (row.node != *node.name())
+                        .then_some(Happening::Member(Kind::Reap, row));
                 }
                 self.first_sighting = change.old_row.is_none();
                 self.rows.insert(row.node.clone(), row);
@@ -265,39 +355,103 @@ impl Seen {
                     (_, Health::Left) => Kind::Leave,
                     _ => Kind::Failed,
                 };
-                Some((kind, row))
+                Some(Happening::Member(kind, row))
             }
             // A new member's first tags come with its join, not as an update
             // (the tags line follows the row's line that says so).
-            Update::Tags { node: other, .. } if !self.first_sighting => {
-                Some((Kind::Update, self.rows.get(&other)?.clone()))
-            }
+            Update::Tags { node: other, .. } if !self.first_sighting => Some(Happening::Member(
+                Kind::Update,
+                self.rows.get(&other)?.clone(),
+            )),
+            Update::User(event) => Some(Happening::User(event)),
+            Update::Query(request) => Some(Happening::Query(request)),
             _ => None,
         }
     }
 }
 
-fn invocation(node: &Handle, kind: Kind, row: &TrackerRow) -> Invocation {
-    let mut env = vec![
-        ("BEETHOVEN_EVENT".to_owned(), kind.as_str().to_owned()),
-        ("BEETHOVEN_SELF_NAME".to_owned(), node.name().to_string()),
-        (
-            "BEETHOVEN_SELF_ADDR".to_owned(),
-            node.advertised_addr().to_string(),
+fn invocation(node: &Handle, happening: &Happening) -> Invocation {
+    let (event, mut env, stdin) = match happening {
+        Happening::Member(kind, row) => {
+            let line = format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                row.node,
+                row.addr,
+                row.status.as_str(),
+                row.health.as_str(),
+                row.tags
+            );
+            let kind = kind.as_str();
+            (
+                kind.to_owned(),
+                vec![event_variable(kind)],
+                line.into_bytes(),
+            )
+        }
+        Happening::User(user) => (
+            format!("user:{}", user.name),
+            user_variables(user),
+            user.payload.clone(),
         ),
-    ];
+        Happening::Query(query) => (
+            format!("query:{}", query.name),
+            query_variables(query),
+            query.payload.clone(),
+        ),
+    };
+    let answer = match happening {
+        Happening::Query(query) => Some(query.token),
+        _ => None,
+    };
+    env.push(("BEETHOVEN_SELF_NAME".to_owned(), node.name().to_string()));
+    env.push((
+        "BEETHOVEN_SELF_ADDR".to_owned(),
+        node.advertised_addr().to_string(),
+    ));
     for (key, value) in node.tags().iter() {
         env.push((tag_variable(key), value.to_owned()));
     }
-    let stdin = format!(
-        "{}\t{}\t{}\t{}\t{}\n",
-        row.node,
-        row.addr,
-        row.status.as_str(),
-        row.health.as_str(),
-        row.tags
-    );
-    Invocation { kind, env, stdin }
+    Invocation {
+        event,
+        env,
+        stdin,
+        answer,
+    }
+}
+
+fn event_variable(kind: &str) -> (String, String) {
+    ("BEETHOVEN_EVENT".to_owned(), kind.to_owned())
+}
+
+/// A user event's variables (serf's `SERF_USER_EVENT`, `SERF_USER_LTIME`).
+fn user_variables(user: &UserEvent) -> Vec<(String, String)> {
+    vec![
+        event_variable("user"),
+        ("BEETHOVEN_USER_EVENT".to_owned(), user.name.clone()),
+        ("BEETHOVEN_USER_LTIME".to_owned(), user.lamport.to_string()),
+        (
+            "BEETHOVEN_USER_ORIGIN".to_owned(),
+            user.id.origin.to_string(),
+        ),
+        ("BEETHOVEN_USER_SEQ".to_owned(), user.id.seq.to_string()),
+    ]
+}
+
+/// A query's variables (serf's `SERF_QUERY_NAME`).
+fn query_variables(query: &QueryRequest) -> Vec<(String, String)> {
+    vec![
+        event_variable("query"),
+        ("BEETHOVEN_QUERY_NAME".to_owned(), query.name.clone()),
+        (
+            "BEETHOVEN_QUERY_ORIGIN".to_owned(),
+            query.id.origin.to_string(),
+        ),
+        ("BEETHOVEN_QUERY_SEQ".to_owned(), query.id.seq.to_string()),
+        (
+            "BEETHOVEN_QUERY_DEADLINE".to_owned(),
+            timestamp(query.deadline),
+        ),
+    ]
 }
 
 /// `BEETHOVEN_TAG_<KEY>`: the key upper-cased, anything but letters, digits
@@ -318,16 +472,20 @@ fn tag_variable(key: &str) -> String {
 
 /// One handler's queue, run in order.
 async fn work(
+    node: Handle,
     program: PathBuf,
     mut queue: mpsc::Receiver<Invocation>,
     timeout: Duration,
     counts: Arc<HandlerCounts>,
 ) {
     while let Some(invocation) = queue.recv().await {
-        let event = invocation.kind.as_str();
+        let event = invocation.event.as_str();
         let counter = match run(&program, &invocation, timeout).await {
             Ok(Ran::Exited(status, output)) if status.success() => {
                 debug!(program = %program.display(), event, stdout = %output.stdout, stderr = %output.stderr, "event handler ran");
+                if let Some(token) = invocation.answer {
+                    answer(&node, token, &output.stdout.bytes, &program, event).await;
+                }
                 &counts.ok
             }
             Ok(Ran::Exited(status, output)) => {
@@ -347,87 +505,21 @@ async fn work(
     }
 }
 
-/// What a run printed, each stream cut at [`OUTPUT_CAP`] bytes.
-#[derive(Debug, Default)]
-struct Output {
-    stdout: String,
-    stderr: String,
-}
-
-#[derive(Debug)]
-enum Ran {
-    Exited(ExitStatus, Output),
-    TimedOut(Output),
-}
-
-/// Runs `program` once for `invocation`, at most `timeout`.
-async fn run(program: &Path, invocation: &Invocation, timeout: Duration) -> std::io::Result<Ran> {
-    let mut child = tokio::process::Command::new(program)
-        .envs(invocation.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A group of its own, so a timeout kills what it started too.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
-    let group = child.id();
-    let mut stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let input = invocation.stdin.clone();
-    let feed = async move {
-        if let Some(stdin) = stdin.as_mut() {
-            // A handler that does not read its stdin is not an error.
-            let _ = stdin.write_all(input.as_bytes()).await;
+/// Answers a query with a handler's stdout, cut at the response size limit.
+async fn answer(node: &Handle, token: QueryToken, stdout: &[u8], program: &Path, event: &str) {
+    let limit = QueryConfig::default().max_response_size;
+    let response = &stdout[..stdout.len().min(limit)];
+    if response.len() < stdout.len() {
+        warn!(program = %program.display(), event, printed = stdout.len(), limit, "query handler printed more than a response holds: its answer is cut");
+    }
+    match node.respond(token, response.to_vec()).await {
+        Ok(()) => {
+            debug!(program = %program.display(), event, bytes = response.len(), "query answered")
         }
-        drop(stdin);
-    };
-    let outcome = tokio::time::timeout(timeout, async {
-        let ((), stdout, stderr, status) =
-            tokio::join!(feed, capped(stdout), capped(stderr), child.wait());
-        status.map(|status| (status, Output { stdout, stderr }))
-    })
-    .await;
-    match outcome {
-        Ok(result) => result.map(|(status, output)| Ran::Exited(status, output)),
-        Err(_elapsed) => {
-            if let Some(group) = group.and_then(|pid| i32::try_from(pid).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(group),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.wait().await;
-            Ok(Ran::TimedOut(Output::default()))
+        Err(refusal) => {
+            warn!(program = %program.display(), event, %refusal, "query answer refused (answered by another handler, or too late)");
         }
     }
-}
-
-/// Reads `stream` to its end, keeping the first [`OUTPUT_CAP`] bytes (as
-/// text; invalid UTF-8 replaced).
-async fn capped(stream: Option<impl AsyncRead + Unpin>) -> String {
-    let Some(mut stream) = stream else {
-        return String::new();
-    };
-    let mut kept = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let mut cut = false;
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = OUTPUT_CAP - kept.len();
-                kept.extend_from_slice(&buffer[..n.min(room)]);
-                cut |= n > room;
-            }
-        }
-    }
-    let mut text = String::from_utf8_lossy(&kept).into_owned();
-    if cut {
-        text.push_str(" [cut]");
-    }
-    text
 }
 
 #[cfg(test)]
@@ -437,10 +529,13 @@ mod tests {
     #[test]
     fn a_spec_without_kinds_takes_every_kind_and_one_with_kinds_only_those() {
         let all: HandlerSpec = "/bin/handler".parse().expect("valid");
-        assert_eq!(all.kinds, Kind::ALL.to_vec());
+        assert_eq!(all.filters, Filter::all());
         assert_eq!(all.program, PathBuf::from("/bin/handler"));
         let some: HandlerSpec = "member-join, member-failed=/bin/h".parse().expect("valid");
-        assert_eq!(some.kinds, vec![Kind::Join, Kind::Failed]);
+        assert_eq!(
+            some.filters,
+            vec![Filter::Member(Kind::Join), Filter::Member(Kind::Failed)]
+        );
     }
 
     #[test]
@@ -487,63 +582,40 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
-    /// An executable script in a directory of this test's own.
-    fn script(test: &str, body: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("beethoven-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("handler.sh");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        path
-    }
-
-    fn join_of(stdin: &str) -> Invocation {
-        Invocation {
-            kind: Kind::Join,
-            env: vec![("BEETHOVEN_EVENT".to_owned(), "member-join".to_owned())],
-            stdin: stdin.to_owned(),
+    pub(super) fn user_event(name: &str, payload: &[u8]) -> UserEvent {
+        UserEvent {
+            id: beethoven_tokio::UserEventId {
+                origin: NodeName::new("origin").expect("a name"),
+                started: 1,
+                seq: 4,
+            },
+            name: name.to_owned(),
+            payload: payload.to_vec(),
+            lamport: 9,
+            sent_at: chrono::DateTime::from_timestamp_millis(0).expect("a time"),
         }
     }
 
-    #[tokio::test]
-    async fn a_handler_gets_the_event_in_its_environment_and_the_member_on_stdin() {
-        let program = script("env", "read line; echo \"$BEETHOVEN_EVENT|$line\"");
-        let ran = run(
-            &program,
-            &join_of("n2\t127.0.0.1:1\n"),
-            Duration::from_secs(60),
+    #[test]
+    fn user_filters_take_every_user_event_or_those_of_their_name_and_no_member_event() {
+        let spec: HandlerSpec = "user:deploy,member-join=/bin/h".parse().expect("valid");
+        assert!(spec.takes(&Happening::User(user_event("deploy", b""))));
+        assert!(!spec.takes(&Happening::User(user_event("restart", b""))));
+        let every: HandlerSpec = "user=/bin/h".parse().expect("valid");
+        assert!(every.takes(&Happening::User(user_event("restart", b""))));
+        let row: TrackerRow = serde_json::from_str(
+            r#"{"node":"b","addr":"127.0.0.1:1","health":"alive","incarnation":1,"last_change":"2026-01-01T00:00:00.000Z","tags":{}}"#,
         )
-        .await;
-        match ran {
-            Ok(Ran::Exited(status, output)) => {
-                assert!(status.success());
-                assert_eq!(output.stdout, "member-join|n2\t127.0.0.1:1\n");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_flooding_handler_is_read_to_its_end_and_its_output_cut() {
-        let program = script(
-            "flood",
-            "head -c 1000000 /dev/zero | tr '\\0' x; echo done >&2",
-        );
-        let ran = run(&program, &join_of(""), Duration::from_secs(60)).await;
-        match ran {
-            Ok(Ran::Exited(status, output)) => {
-                assert!(status.success());
-                assert_eq!(output.stdout.len(), OUTPUT_CAP + " [cut]".len());
-                assert_eq!(output.stderr, "done\n");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_hanging_handler_is_killed_at_its_timeout_with_what_it_started() {
-        let program = script("hang", "sleep 300 & wait");
-        let ran = run(&program, &join_of(""), Duration::from_millis(300)).await;
-        assert!(matches!(ran, Ok(Ran::TimedOut(_))), "{ran:?}");
+        .expect("a row");
+        assert!(!every.takes(&Happening::Member(Kind::Join, row.clone())));
+        assert!(spec.takes(&Happening::Member(Kind::Join, row)));
+        let all: HandlerSpec = "/bin/h".parse().expect("valid");
+        assert!(all.takes(&Happening::User(user_event("any", b""))));
+        let error = "user:=/bin/h".parse::<HandlerSpec>().expect_err("no name");
+        assert!(error.contains("user:NAME"), "{error}");
+        let error = "member-join:x=/bin/h"
+            .parse::<HandlerSpec>()
+            .expect_err("members have no names");
+        assert!(error.contains("member-join:x"), "{error}");
     }
 }

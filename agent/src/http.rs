@@ -2,7 +2,7 @@
 //! metrics, tags (read, replaced, merged and deleted live), leave, keys (this
 //! member's: list by fingerprint, install, use, remove, reload; see
 //! [`keys_cluster`]), the operator's verbs (info, join, force-leave, tag merge
-//! and delete: [`verbs`]), the event stream
+//! and delete, user events: [`verbs`]), queries ([`query`]), the event stream
 //! (`/v1/events`, NDJSON: see [`events`](crate::events)), and the status page at `/`. Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`.
 
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ use crate::events::EventLines;
 use crate::handlers::HandlerCounts;
 use crate::keys_cluster::{self, ClusterKeys};
 use crate::member_filter::MemberFilter;
-use crate::{metrics, tags, verbs};
+use crate::{metrics, query, tags, verbs};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -65,6 +65,8 @@ pub(crate) fn router(api: Api, guard: Guard) -> Router {
         .route("/v1/info", get(verbs::info))
         .route("/v1/join", post(verbs::join))
         .route("/v1/force-leave", post(verbs::force_leave))
+        .route("/v1/event", post(verbs::send_event))
+        .route("/v1/query", post(query::run_query))
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
         // Keys: this member's (`keys_cluster.rs`); `beethoven keys` calls every member.
@@ -119,7 +121,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/members, /v1/health, /v1/info, /v1/tags, /v1/events, /metrics, PUT or PATCH /v1/tags, DELETE /v1/tags/KEY, POST /v1/join, /v1/force-leave, /v1/leave, GET /v1/keys, POST /v1/keys/install|use|remove|reload",
+        "no such endpoint; see /v1/members, /v1/health, /v1/info, /v1/tags, /v1/events, /metrics, PUT or PATCH /v1/tags, DELETE /v1/tags/KEY, POST /v1/join, /v1/force-leave, /v1/event, /v1/query, /v1/leave, GET /v1/keys, POST /v1/keys/install|use|remove|reload",
     )
 }
 

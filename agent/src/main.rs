@@ -7,6 +7,8 @@
 //! beethoven members --http 127.0.0.1:8946
 //! beethoven monitor --http 127.0.0.1:8946
 //! beethoven tags set --http 127.0.0.1:8946 role=db zone=eu-1
+//! beethoven event --http 127.0.0.1:8946 deploy v2
+//! beethoven query --http 127.0.0.1:8946 --tag role=db uptime
 //! beethoven keys list --http 127.0.0.1:8946   # agents started with --key-file
 //! ```
 //!
@@ -31,6 +33,7 @@ mod keys_cluster;
 mod logging;
 mod member_filter;
 mod metrics;
+mod query;
 mod run;
 mod seed_names;
 mod tags;
@@ -100,6 +103,15 @@ enum Command {
         #[arg(value_name = "SEED", required = true)]
         seeds: Vec<String>,
     },
+    /// Send a user event to every other live member, through a running
+    /// agent: each member's agent delivers it once (its event stream, its
+    /// `user` handlers). PAYLOAD `-` reads the payload from stdin.
+    Event(client::EventArgs),
+    /// Run a query through a running agent: the members its filter picks
+    /// (all by default) answer with their `query` handlers' output; acks and
+    /// answers are printed as they come, until `--timeout` (or the default,
+    /// which grows with the cluster) or every matching member answered.
+    Query(client::QueryArgs),
     /// Mark an offline member left, so it is reported as gone on purpose
     /// rather than failed (an online or unknown member is refused).
     ForceLeave {
@@ -138,6 +150,8 @@ fn main() -> ExitCode {
         Command::Tags(command) => client::tags(&command).map(|()| exit::OK),
         Command::Info { agent, json } => client::info(&agent, json).map(|()| exit::OK),
         Command::Join { agent, seeds } => client::join(&agent, &seeds).map(|()| exit::OK),
+        Command::Event(args) => client::event(&args).map(|()| exit::OK),
+        Command::Query(args) => client::query(&args).map(|()| exit::OK),
         Command::ForceLeave { agent, name, prune } => {
             client::force_leave(&agent, &name, prune).map(|()| exit::OK)
         }

@@ -146,21 +146,72 @@ pub(crate) fn render(node: &Handle, event_lines_dropped: u64, handlers: &Handler
         io_errors,
     );
 
-    let runs = Family::<Labels, Counter>::default();
-    for (outcome, count) in handlers.outcomes() {
-        runs.get_or_create(&vec![("outcome", outcome.to_owned())])
-            .inc_by(count);
-    }
+    let user = &stats.user_events;
+    registry.register(
+        "user_events",
+        "User events: sent, delivered, payload copies received, and what was dropped, by reason",
+        counts_by(
+            "what",
+            [
+                ("sent", user.sent),
+                ("delivered", user.delivered),
+                ("copies_received", user.copies_received),
+                ("duplicates", user.duplicates),
+                ("too_old", user.too_old),
+                ("rate_limited", user.rate_limited),
+                ("queue_full", user.queue_full),
+                ("pulls_sent", user.pulls_sent),
+                ("gaps_skipped", user.gaps_skipped),
+                ("invalid", user.invalid),
+            ],
+        ),
+    );
+    let queries = &stats.queries;
+    registry.register(
+        "queries",
+        "Queries: sent, received, delivered here, filtered out, acks and responses sent and received, relayed, and what was dropped, by reason",
+        counts_by(
+            "what",
+            [
+                ("sent", queries.sent),
+                ("received", queries.received),
+                ("delivered", queries.delivered),
+                ("filtered_out", queries.filtered_out),
+                ("acks_sent", queries.acks_sent),
+                ("responses_sent", queries.responses_sent),
+                ("relayed", queries.relayed),
+                ("responses_received", queries.responses_received),
+                ("duplicates", queries.duplicates),
+                ("late", queries.late),
+                ("rate_limited", queries.rate_limited),
+                ("invalid", queries.invalid),
+            ],
+        ),
+    );
+
     registry.register(
         "handler_runs",
         "Event handler runs by how they ended (dropped: the handler's queue was full)",
-        runs,
+        counts_by("outcome", handlers.outcomes()),
     );
-
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry);
     text
+}
+
+/// One counter per `(label value, count)`, labelled `key`.
+fn counts_by<const N: usize>(
+    key: &'static str,
+    counts: [(&str, u64); N],
+) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    for (value, count) in counts {
+        family
+            .get_or_create(&vec![(key, value.to_owned())])
+            .inc_by(count);
+    }
+    family
 }
 
 /// How many of `rows` have each of `values` (read by `of`), labelled `key`.

@@ -1,6 +1,6 @@
 //! The operator's verbs over HTTP, beside the basics of `http.rs`:
 //! `GET /v1/info`, `POST /v1/join`, `POST /v1/force-leave`, `PATCH /v1/tags`
-//! (merge) and `DELETE /v1/tags/{key}`. Each refusal is a 4xx with
+//! (merge), `DELETE /v1/tags/{key}` and `POST /v1/event`. Each refusal is a 4xx with
 //! `{"error": ...}` naming what to change.
 
 use std::collections::BTreeMap;
@@ -11,16 +11,19 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use beethoven_tokio::{CommandError, Health, NodeName, NodeStatus, Seed, Tags};
+use beethoven_tokio::{
+    CommandError, Health, NodeName, NodeStatus, QueryError, Seed, SendEventError, Tags,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
+use crate::events::Payload;
 use crate::http::{Api, error};
 use crate::{keys_cluster, seed_names, tags};
 
 /// A JSON body, or the 4xx (status and message) that says what was expected.
-fn body<T>(
+pub(crate) fn body<T>(
     body: Result<Json<T>, JsonRejection>,
     expected: &str,
 ) -> Result<T, (StatusCode, String)> {
@@ -33,11 +36,14 @@ fn body<T>(
 }
 
 /// The node's refusal of a command, as an answer.
-fn refused(refusal: &CommandError) -> Response {
+pub(crate) fn refused(refusal: &CommandError) -> Response {
     let status = match refusal {
         CommandError::Closed | CommandError::NameTaken { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CommandError::ForceLeave(beethoven_tokio::ForceLeaveError::Unknown(_)) => {
             StatusCode::NOT_FOUND
+        }
+        CommandError::SendEvent(SendEventError::Busy) | CommandError::Query(QueryError::Busy) => {
+            StatusCode::TOO_MANY_REQUESTS
         }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
@@ -223,4 +229,66 @@ pub(crate) async fn delete_tag(State(api): State<Api>, Path(key): Path<String>) 
         );
     }
     apply_tags(&api, Tags::from(left), "deleted").await
+}
+
+/// `POST /v1/event` body: the name, and the payload in its one JSON form
+/// ([`Payload`]: text, or base64 with `"base64": true`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventBody {
+    name: String,
+    #[serde(default)]
+    payload: String,
+    #[serde(default)]
+    base64: bool,
+}
+
+/// `POST /v1/event` with `{"name": "deploy", "payload": "v2"}`: sends a user
+/// event to every other live member. An empty or too long name, a payload
+/// over the limit (422) or a node sending too fast (429) is refused before
+/// anything is sent.
+pub(crate) async fn send_event(
+    State(api): State<Api>,
+    given: Result<Json<EventBody>, JsonRejection>,
+) -> Response {
+    let given = match body(
+        given,
+        r#"{"name": "...", "payload": "...", "base64": false}"#,
+    ) {
+        Ok(given) => given,
+        Err((status, message)) => return error(status, message),
+    };
+    let payload = Payload {
+        payload: given.payload,
+        base64: given.base64,
+    };
+    let payload = match payload.bytes() {
+        Ok(payload) => payload,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
+    };
+    let size = payload.len();
+    match api.node.send_event(given.name.clone(), payload).await {
+        Ok(()) => {
+            info!(name = %given.name, size, "user event sent over HTTP");
+            Json(json!({ "sent": given.name, "payload_bytes": size })).into_response()
+        }
+        Err(refusal) => refused(&refusal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_sending_too_fast_is_told_to_slow_down_and_a_bad_event_to_change_it() {
+        let busy = refused(&CommandError::SendEvent(SendEventError::Busy));
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        let empty = refused(&CommandError::SendEvent(SendEventError::EmptyName));
+        assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let busy = refused(&CommandError::Query(QueryError::Busy));
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        let closed = refused(&CommandError::Closed);
+        assert_eq!(closed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

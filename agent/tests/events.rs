@@ -346,3 +346,173 @@ fn events_json_prints_the_stream_on_stdout_and_the_loser_of_a_name_says_so() {
         "logs stay on stderr: {stderr}"
     );
 }
+
+/// `beethoven event` through `agent`, with `stdin` as its input: the output.
+fn send_event(agent: &Agent, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = beethoven()
+        .args(["event", "--http", &agent.http.to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the built binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin)
+        .expect("stdin is written");
+    child.wait_with_output().expect("the client ends")
+}
+
+fn is_user_event(line: &Value, name: &str) -> bool {
+    line["event"] == "user_event" && line["name"] == name
+}
+
+#[test]
+fn a_user_event_sent_with_the_client_reaches_every_other_agents_stream_and_its_user_handler_once() {
+    let scratch = support::Scratch::new("user-events");
+    let log = scratch.0.join("deploys.log");
+    let recorder = scratch.file(
+        "record.sh",
+        &format!(
+            "#!/bin/sh\necho \"$BEETHOVEN_EVENT|$BEETHOVEN_USER_EVENT|$BEETHOVEN_USER_ORIGIN|$(cat)\" >> {}\n",
+            support::path_str(&log)
+        ),
+    );
+    std::fs::set_permissions(
+        &recorder,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let handler = format!("user:deploy={}", support::path_str(&recorder));
+    let first = Agent::start("n0", &[]);
+    let seed = first.udp.to_string();
+    let agents = [
+        first,
+        Agent::start("n1", &["--seed", &seed, "--event-handler", &handler]),
+        Agent::start("n2", &["--seed", &seed]),
+    ];
+    eventually("every agent sees three online", || {
+        agents.iter().all(|agent| agent.sees_online(3))
+    });
+    let mut streams: Vec<EventStream> = agents[1..]
+        .iter()
+        .map(|agent| EventStream::open(agent, "?snapshot=false"))
+        .collect();
+
+    let sent = send_event(&agents[0], &["deploy", "v2"], b"");
+    assert!(sent.status.success(), "{}", support::stderr(&sent));
+    assert!(support::stdout(&sent).contains("event `deploy` sent (2 payload bytes)"));
+    let sent = send_event(&agents[0], &["blob", "-"], &[0, 0xff]);
+    assert!(sent.status.success(), "{}", support::stderr(&sent));
+    let sent = send_event(&agents[0], &["last"], b"");
+    assert!(sent.status.success(), "{}", support::stderr(&sent));
+
+    for stream in &mut streams {
+        let mut user_lines = Vec::new();
+        while user_lines
+            .last()
+            .is_none_or(|line| !is_user_event(line, "last"))
+        {
+            let line = stream.wait_for("a user event", |line| line["event"] == "user_event");
+            user_lines.push(line);
+        }
+        let names: Vec<&str> = user_lines
+            .iter()
+            .map(|line| line["name"].as_str().expect("a name"))
+            .collect();
+        assert_eq!(names, ["deploy", "blob", "last"], "once each, in order");
+        let deploy = &user_lines[0];
+        assert_eq!(deploy["origin"], "n0", "{deploy}");
+        assert_eq!(deploy["seq"], 1, "{deploy}");
+        assert_eq!(deploy["payload"], "v2", "{deploy}");
+        assert_eq!(deploy["base64"], false, "{deploy}");
+        assert!(deploy["lamport"].as_u64().is_some(), "{deploy}");
+        assert!(
+            deploy["sent_at"]
+                .as_str()
+                .is_some_and(|at| at.ends_with('Z')),
+            "{deploy}"
+        );
+        let blob = &user_lines[1];
+        assert_eq!(blob["payload"], "AP8=", "{blob}");
+        assert_eq!(blob["base64"], true, "{blob}");
+    }
+    eventually("the user:deploy handler ran", || {
+        std::fs::read_to_string(&log).is_ok_and(|text| !text.is_empty())
+    });
+    // The handler's queue runs in order: `last` came after `deploy`, and the
+    // filter takes `deploy` only.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let recorded = std::fs::read_to_string(&log).expect("the log");
+    assert_eq!(recorded, "user|deploy|n0|v2\n");
+    let (_, metrics) = agents[1].get("/metrics");
+    assert!(
+        metrics.contains("beethoven_user_events_total{what=\"delivered\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn an_empty_or_oversized_event_name_or_payload_is_refused_before_anything_is_sent() {
+    let first = Agent::start("n0", &[]);
+    let seed = first.udp.to_string();
+    let agents = [first, Agent::start("n1", &["--seed", &seed])];
+    eventually("both agents see two online", || {
+        agents.iter().all(|agent| agent.sees_online(2))
+    });
+    let mut stream = EventStream::open(&agents[1], "?snapshot=false");
+    let long_name = "n".repeat(129);
+    let big_payload = vec![b'p'; 1025];
+    for (args, stdin, says) in [
+        (vec![""], &b""[..], "must not be empty"),
+        (
+            vec![long_name.as_str()],
+            &b""[..],
+            "name has 129 bytes, more than the limit of 128",
+        ),
+        (
+            vec!["big", "-"],
+            &big_payload[..],
+            "payload has 1025 bytes, more than the limit of 1024",
+        ),
+    ] {
+        let output = send_event(&agents[0], &args, stdin);
+        let text = support::stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("answered 422") && text.contains(says),
+            "{text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    let (status, body) = agents[0].post_json(
+        "/v1/event",
+        r#"{"name":"x","payload":"not base64!","base64":true}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("base64"), "{body}");
+    let (status, body) = agents[0].post_json("/v1/event", r#"{"payload":"no name"}"#);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("missing field `name`"), "{body}");
+    let (status, body) = support::request(
+        agents[0].http,
+        "POST /v1/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"name\":\"x\"}",
+    );
+    assert_eq!(status, 401, "a change needs the token: {body}");
+
+    let sent = send_event(&agents[0], &["good"], b"");
+    assert!(sent.status.success(), "{}", support::stderr(&sent));
+    let first_user_event = stream.wait_for("a user event", |line| line["event"] == "user_event");
+    assert!(
+        is_user_event(&first_user_event, "good"),
+        "nothing refused was sent: {first_user_event}"
+    );
+    let (_, metrics) = agents[0].get("/metrics");
+    assert!(
+        metrics.contains("beethoven_user_events_total{what=\"sent\"} 1"),
+        "{metrics}"
+    );
+}

@@ -1,8 +1,8 @@
 //! Event handlers on real agents: a script runs on another member's join,
 //! tag change and failure with the event in its environment and the member on
 //! stdin; a hanging handler is killed at its timeout without holding up the
-//! other handlers; a missing or unexecutable handler stops the agent at start,
-//! naming it.
+//! other handlers; a missing or unexecutable handler (of member events, user
+//! events or queries) stops the agent at start, naming it.
 
 mod support;
 
@@ -135,8 +135,12 @@ fn a_missing_or_unexecutable_handler_stops_the_agent_at_start_naming_it() {
     let scratch = Scratch::new("handlers-bad");
     let plain = scratch.file("plain.sh", "#!/bin/sh\n");
     let missing = scratch.0.join("missing.sh");
-    for (program, says) in [(&plain, "not executable"), (&missing, "No such file")] {
-        let spec = format!("member-join={}", path_str(program));
+    for (filters, program, says) in [
+        ("member-join", &plain, "not executable"),
+        ("member-join", &missing, "No such file"),
+        ("user:deploy,query", &missing, "No such file"),
+    ] {
+        let spec = format!("{filters}={}", path_str(program));
         let output = run_with(beethoven().args([
             "agent",
             "--name",

@@ -208,3 +208,69 @@ def metric(http, names):
         if name.split("{")[0] in names:
             total += float(value)
     return total
+
+
+def scrape(http):
+    """Every sample of the agent serving `http` (`GET /metrics`), as
+    (name, {label: value}, value) triples."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    samples = []
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        series, _, value = line.rpartition(" ")
+        name, _, labels = series.partition("{")
+        pairs = {}
+        for pair in labels.rstrip("}").split(","):
+            if "=" in pair:
+                key, _, text_value = pair.partition("=")
+                pairs[key] = text_value.strip('"')
+        samples.append((name, pairs, float(value)))
+    return samples
+
+
+def post_json(http, path, body, token):
+    """`POST path` with a JSON `body` and the HTTP `token` to the agent serving
+    `http`: (status, decoded answer)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{http}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.loads(answer.read().decode() or "null")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read().decode() or "null")
+
+
+def user_events(proc, since=0.0):
+    """How many times `proc`'s event stream delivered each user event since
+    `since`: {(origin, name): count}. A script gives every event its own name."""
+    counts = {}
+    for event in proc.events_since(since, "user_event"):
+        key = (event["origin"], event["name"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def delivery_faults(receivers, sent):
+    """What went wrong with the user events `sent` ({(origin, name)}) at each of
+    `receivers` (a process does not deliver its own): a list of
+    "receiver: event missing|delivered N times|never sent" texts, empty when
+    every receiver delivered every other origin's event exactly once."""
+    faults = []
+    for proc in receivers:
+        counts = user_events(proc)
+        for key in sorted(sent):
+            if key[0] == proc.name:
+                continue
+            got = counts.get(key, 0)
+            if got != 1:
+                faults.append(f"{proc.name}: {key[1]} from {key[0]} " + ("missing" if got == 0 else f"delivered {got} times"))
+        faults += [f"{proc.name}: {key[1]} from {key[0]} never sent" for key in counts if key not in sent]
+    return faults

@@ -17,6 +17,14 @@ streams:
   partition  nftables drops traffic between groups of 2 and 3 for 30 s, then
              heals: all trackers identical again (status, health, incarnation,
              addr of every row) and everyone online, within 2 s (--heal-bound).
+             User events (`beethoven event`, through each sender's HTTP API)
+             are sent from both sides during the partition and from both ends
+             after the heal: every process delivers every other process's
+             event exactly once (its `user_event` lines), the partition's on
+             the far side after the heal. A query (`beethoven query`, every
+             node answering with its name from a `query` handler) during the
+             split is answered by the sender's side alone, and after the heal
+             by every node.
   loss       10% random loss on every node (nftables `numgen random mod 100 < 10
              drop` on each namespace's input) for 60 s: no node declared offline,
              counted until the longest suspicion after the loss has run out + 1 s.
@@ -56,10 +64,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
-from cluster import Process, agent_command, build, wait_until  # noqa: E402  (the scripts' helpers)
+from cluster import Process, agent_command, build, delivery_faults, user_events, wait_until  # noqa: E402
 
 SUBNET = "10.77.0"
 PORT = 7946
+# Each node's HTTP API, on its own namespace's loopback: `beethoven event` runs there.
+HTTP = f"127.0.0.1:{PORT + 1000}"
+TOKEN = "chaos-http-token-0123456789"
 CHECKS = ["kill", "stop", "partition", "loss", "conflict"]
 EXIT_NAME_TAKEN = 3
 NS_RE = re.compile(r"^bchaos-(\d+)-")
@@ -169,14 +180,42 @@ class Proc(Process):
         self.index = i
         self.addr = f"{net.ips[i]}:{PORT}"
         seed = net.ips[1] if i == 0 else net.ips[0]
+        self.net = net
+        self.binary = binary
+        answer = os.path.join(logdir, "answer.sh")
+        if not os.path.exists(answer):
+            with open(answer, "w") as f:
+                f.write('#!/bin/sh\necho "$BEETHOVEN_SELF_NAME"\n')
+            os.chmod(answer, 0o755)
         args = ["ip", "netns", "exec", net.nodes[i],
-                *agent_command(binary, self.name, self.addr, cluster, seed=f"{seed}:{PORT}")]
+                *agent_command(binary, self.name, self.addr, cluster, seed=f"{seed}:{PORT}", http=HTTP,
+                               extra=["--event-handler", f"query={answer}"])]
         stem = os.path.join(logdir, f"{self.name}-{time.time():.0f}")
         self.stderr = open(f"{stem}.stderr", "w")
         # Every event line as read, with the time it was read: what a failed check saw.
         # `ip netns exec` execs the binary: signals reach the node itself.
         super().__init__(args, stderr=self.stderr, log=open(f"{stem}.events", "w"),
-                         start_new_session=True, preexec_fn=_die_with_parent)
+                         start_new_session=True, preexec_fn=_die_with_parent,
+                         env={**os.environ, "BEETHOVEN_HTTP_TOKEN": TOKEN})
+
+    def send_event(self, name, payload):
+        """`beethoven event NAME PAYLOAD` through this node's API: None, or why it failed."""
+        res = subprocess.run(["ip", "netns", "exec", self.net.nodes[self.index], self.binary, "event",
+                              "--http", HTTP, name, payload], text=True, capture_output=True,
+                             env={**os.environ, "BEETHOVEN_HTTP_TOKEN": TOKEN})
+        return None if res.returncode == 0 else f"{self.name}: {res.stderr.strip()}"
+
+    def query(self, name, timeout):
+        """`beethoven query NAME --timeout T --json` through this node's API:
+        (sorted names that answered, the `done` line or None, an error or None)."""
+        res = subprocess.run(["ip", "netns", "exec", self.net.nodes[self.index], self.binary, "query",
+                              "--http", HTTP, "--timeout", timeout, "--json", name], text=True,
+                             capture_output=True, env={**os.environ, "BEETHOVEN_HTTP_TOKEN": TOKEN})
+        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        answered = sorted(line["from"] for line in lines if line.get("event") == "response"
+                          and line.get("payload", "").strip() == line["from"])
+        done = next((line for line in lines if line.get("event") == "done"), None)
+        return answered, done, None if res.returncode == 0 else f"{self.name}: {res.stderr.strip()}"
 
     def view(self):
         """node -> (status, health, incarnation, addr) of the latest rows."""
@@ -446,6 +485,16 @@ class Chaos:
             return True
 
         split_took = wait_until(split, self.args.partition)
+        # Events from both sides while split: each side delivers its own at once,
+        # the other side's only after the heal.
+        sent = {}  # (origin, name) -> the side it was sent from
+        refused = []
+        for i in left[:1] + right[:2]:
+            name = f"part-{names[i]}"
+            refused += filter(None, [self.procs[i].send_event(name, f"sent by {names[i]} while split")])
+            sent[(names[i], name)] = left if i in left else right
+        # A query from one side while split: its own side answers, all of it.
+        split_query = self.procs[right[0]].query("chaos-split", "5s")
         time.sleep(max(0.0, part_at + self.args.partition - time.time()))
         dropped = sum(self.net.nft_dropped(i, "bchaos_part") for i in range(n))
         for i in range(n):
@@ -454,6 +503,38 @@ class Chaos:
         log(f"partition {len(left)}|{len(right)} healed after {self.args.partition:.0f} s "
             f"({dropped} datagrams dropped)")
         heal_took = wait_until(self.converged, self.args.heal_timeout)
+
+        def far_side_delivered():
+            """Every event sent while split delivered on the far side."""
+            for (origin, name), side in sent.items():
+                for j in range(n):
+                    if j not in side and user_events(self.procs[j]).get((origin, name), 0) == 0:
+                        return False
+            return True
+
+        far_took = wait_until(far_side_delivered, 10)
+        # When the last far-side delivery happened, by its line's timestamp.
+        far_after_heal = max((e["_t"] - heal_at for (origin, name), side in sent.items() for j in range(n)
+                              if j not in side for e in self.procs[j].events_since(heal_at - 1, "user_event")
+                              if (e["origin"], e["name"]) == (origin, name)), default=0.0)
+        for i in (left[0], right[-1]):
+            name = f"healed-{names[i]}"
+            refused += filter(None, [self.procs[i].send_event(name, f"sent by {names[i]} after the heal")])
+            sent[(names[i], name)] = None
+        everywhere = wait_until(lambda: not delivery_faults(self.procs, set(sent)), 10)
+        healed_query = self.procs[left[0]].query("chaos-healed", "5s")
+        # Time for a copy delivered twice to show.
+        time.sleep(1.0)
+        faults = delivery_faults(self.procs, set(sent))
+        events_ok = not faults and not refused and far_took is not None
+        events_detail = (
+            f"{len(sent)} events ({len(sent) - 2} while split, 2 after the heal) by "
+            f"{sorted({origin for origin, _ in sent})}: the split's on the far side "
+            + (f"{fmt_ms(far_after_heal)} after the heal" if far_took is not None else "NOT within 10 s of the heal")
+            + "; every event on every other process once: "
+            + ("yes" if not faults else f"NO ({len(faults)} faults: {faults[:8]})")
+            + (f" (after {fmt_ms(everywhere)})" if everywhere is not None else "")
+            + (f"; refused: {refused}" if refused else ""))
         self.record("partition: split seen by both sides", split_took is not None and dropped > 0,
                     f"{len(left)}|{len(right)}: each side saw the other offline after "
                     f"{fmt_ms(split_took) if split_took is not None else 'never'}; nft dropped {dropped} datagrams")
@@ -469,9 +550,24 @@ class Chaos:
                     else (f"converged {fmt_ms(heal_took)} after healing, over the {self.args.heal_bound:.1f} s bound"
                           if heal_took is not None
                           else f"not converged {self.args.heal_timeout:.0f} s after healing\n{self.view_diff()}"))
+        self.record("partition: user events from both sides and after the heal delivered once everywhere",
+                    events_ok, events_detail)
+        queries_ok = True
+        details = []
+        for what, (answered, done, failed), origin, everyone in [
+                ("while split", split_query, names[right[0]], [names[j] for j in right]),
+                ("after the heal", healed_query, names[left[0]], names)]:
+            ok_ = failed is None and answered == sorted(everyone) and done is not None and not done["timed_out"]
+            queries_ok &= ok_
+            details.append(f"{what} from {origin}: answered by {answered}"
+                           + (f", done {done['responded']}/{done['expected']}"
+                              f"{' (timed out)' if done['timed_out'] else ''}" if done else ", no end")
+                           + (f"; {failed}" if failed else ""))
+        self.record("partition: a query while split is answered by its side, after the heal by everyone",
+                    queries_ok, "; ".join(details))
         self.heal_time = heal_took
         self.split_time = split_took
-        return ok and split_took is not None
+        return ok and split_took is not None and events_ok and queries_ok
 
     def check_loss(self):
         n = len(self.procs)
