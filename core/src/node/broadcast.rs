@@ -47,11 +47,12 @@ use stream::{Offer, Stream};
 const MAX_STREAMS: usize = 4096;
 /// Most gap events pulled at once for one origin.
 const PULL_BATCH: u64 = 8;
-/// Origins whose newest event is re-announced each `REANNOUNCE_EVERY`.
+/// Origins whose newest event is re-announced each `REANNOUNCE_EVERY`
+/// (more under loss).
 const REANNOUNCE_STREAMS: usize = 4;
-/// How many times a push along the tree, or a pull, is sent before it is
-/// left to announcements.
-const TRIES: u32 = 5;
+/// How many times a push along the tree is sent before its run is left to
+/// announcements and pulls: at 50 % loss one in 256 is never received.
+const PUSH_TRIES: u32 = 8;
 /// How often the newest events are re-announced (for partitions and tails).
 const REANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
@@ -73,8 +74,8 @@ pub(super) struct Broadcast {
     announce: VecDeque<(EventId, u32)>,
     /// Events heard of and lacked: when to pull them, and from whom.
     wanted: BTreeMap<EventKey, (Instant, SocketAddr)>,
-    /// Pulls in flight: when they were sent, and how many were sent.
-    pulls: BTreeMap<EventKey, (Instant, u32)>,
+    /// Pulls in flight: when the last was sent, and when the first was.
+    pulls: BTreeMap<EventKey, (Instant, Instant)>,
     /// Stored events this node pushed along its run already (a pull's
     /// answer carries no run: a push that comes after it is still forwarded).
     forwarded: BTreeSet<EventKey>,
@@ -279,7 +280,7 @@ impl Node {
         let id = public_id(&event.key);
         self.broadcast.store(now, &event);
         let (transmits, limit) = (
-            self.config.user_events.announce_transmits,
+            self.announce_transmits(),
             self.config.user_events.window_count,
         );
         self.broadcast.queue_announcement(&event, transmits, limit);
@@ -340,7 +341,7 @@ impl Node {
         self.broadcast.unacked.remove(&(key.clone(), from));
     }
 
-    /// Pushes whose ack did not come: sent again, up to `TRIES` times.
+    /// Pushes whose ack did not come: sent again, up to `PUSH_TRIES` times.
     fn push_again(&mut self, now: Instant) {
         let due: Vec<((EventKey, SocketAddr), u64, u32)> = self
             .broadcast
@@ -351,13 +352,21 @@ impl Node {
             .collect();
         for ((key, to), end, tries) in due {
             self.broadcast.unacked.remove(&(key.clone(), to));
-            if tries >= TRIES {
+            if tries >= PUSH_TRIES {
                 continue;
             }
             if let Some(event) = self.broadcast.store.get(&key).cloned() {
                 self.push_to(now, &event, to, end, tries + 1);
             }
         }
+    }
+
+    /// How many packets an event's announcement rides on: `announce_transmits`,
+    /// stretched as suspicion is by the loss this node measures, so that
+    /// under heavy loss a member the tree missed still hears of the event.
+    fn announce_transmits(&self) -> u32 {
+        let base = f64::from(self.config.user_events.announce_transmits);
+        (base * self.probing.loss.suspicion_stretch()).ceil() as u32
     }
 
     /// Queues a user datagram; when the queue is full it is dropped and counted.
@@ -431,7 +440,8 @@ impl Node {
         self.broadcast.wanted.remove(&event.key);
         self.broadcast.lamport = self.broadcast.lamport.max(event.lamport);
         self.broadcast.store(now, &event);
-        let (transmits, count) = (limits.announce_transmits, limits.window_count);
+        let count = limits.window_count;
+        let transmits = self.announce_transmits();
         self.broadcast.queue_announcement(&event, transmits, count);
         if let Some(end) = span {
             self.push_along_tree(now, &event, end);
@@ -510,17 +520,17 @@ impl Node {
 
     /// Asks `from` for `key`, unless a pull of it is in flight.
     fn pull(&mut self, now: Instant, from: SocketAddr, key: EventKey) {
-        let tries = match self.broadcast.pulls.get(&key) {
-            Some(&(asked, tries)) => {
+        let first = match self.broadcast.pulls.get(&key) {
+            Some(&(asked, first)) => {
                 if now.saturating_duration_since(asked) < self.config.user_events.pull_timeout {
                     return;
                 }
-                tries + 1
+                first
             }
             None if self.broadcast.pulls.len() >= self.config.user_events.window_count => return,
-            None => 1,
+            None => now,
         };
-        self.broadcast.pulls.insert(key.clone(), (now, tries));
+        self.broadcast.pulls.insert(key.clone(), (now, first));
         self.stats.user_events.pulls_sent += 1;
         self.send_user(from, Message::EventPull(key));
     }
@@ -597,7 +607,9 @@ impl Node {
         });
         if now >= self.broadcast.next_reannounce {
             self.broadcast.next_reannounce = now + REANNOUNCE_EVERY;
-            self.reannounce(limits.window_count);
+            // Under loss, more origins a round, as announcements are stretched.
+            let origins = REANNOUNCE_STREAMS as f64 * self.probing.loss.suspicion_stretch();
+            self.reannounce(origins.ceil() as usize, limits.window_count);
         }
         if let Some(&(at, _)) = self.broadcast.wanted.values().min_by_key(|(at, _)| *at) {
             let due = at.min(now + limits.pull_timeout);
@@ -619,18 +631,21 @@ impl Node {
     }
 
     /// Pulls whose answer did not come: asked again of a random member (the
-    /// event was announced, so most hold it), up to `TRIES` times.
+    /// event was announced, so most hold it), for as long as a gap is held
+    /// (half the window's age): under heavy loss most round trips fail, and
+    /// an event given up here would wait for a re-announcement.
     fn pull_again(&mut self, now: Instant) {
         let timeout = self.config.user_events.pull_timeout;
-        let due: Vec<(EventKey, u32)> = self
+        let patience = self.config.user_events.window_age / 2;
+        let due: Vec<(EventKey, Instant)> = self
             .broadcast
             .pulls
             .iter()
             .filter(|(_, (asked, _))| now.saturating_duration_since(*asked) >= timeout)
-            .map(|(key, &(_, tries))| (key.clone(), tries))
+            .map(|(key, &(_, first))| (key.clone(), first))
             .collect();
-        for (key, tries) in due {
-            if tries >= TRIES {
+        for (key, first) in due {
+            if now.saturating_duration_since(first) >= patience {
                 self.broadcast.pulls.remove(&key);
                 continue;
             }
@@ -672,10 +687,10 @@ impl Node {
         }
     }
 
-    /// Announces the newest stored event of the next few origins, once each.
-    fn reannounce(&mut self, limit: usize) {
+    /// Announces the newest stored event of the next `origins`, once each.
+    fn reannounce(&mut self, origins: usize, limit: usize) {
         let mut first_of_round = None;
-        for _ in 0..REANNOUNCE_STREAMS {
+        for _ in 0..origins {
             let after = match &self.broadcast.reannounced {
                 Some((origin, started)) => Bound::Excluded(EventKey {
                     origin: origin.clone(),
