@@ -72,6 +72,9 @@ pub(super) struct Broadcast {
     arrivals: VecDeque<(Instant, EventKey)>,
     /// Announcements to piggyback, each with the packets it still rides on.
     announce: VecDeque<(EventId, u32)>,
+    /// Announcements for one member only (what this node holds, for a member
+    /// back from the dead), on the next packets to it before the others.
+    targeted: BTreeMap<SocketAddr, Vec<EventId>>,
     /// Events heard of and lacked: when to pull them, and from whom.
     wanted: BTreeMap<EventKey, (Instant, SocketAddr)>,
     /// Pulls in flight: when the last was sent, and when the first was.
@@ -103,6 +106,7 @@ impl Broadcast {
             store: BTreeMap::new(),
             arrivals: VecDeque::new(),
             announce: VecDeque::new(),
+            targeted: BTreeMap::new(),
             wanted: BTreeMap::new(),
             pulls: BTreeMap::new(),
             unacked: BTreeMap::new(),
@@ -125,13 +129,27 @@ impl Broadcast {
     }
 
     pub(super) fn has_announcements(&self) -> bool {
-        !self.announce.is_empty()
+        !self.announce.is_empty() || !self.targeted.is_empty()
     }
 
-    /// The announcements that fit `budget` bytes, each counted as sent once.
-    pub(super) fn take_announcements(&mut self, budget: usize) -> Vec<EventId> {
+    /// The announcements for a packet to `to` that fit `budget` bytes: those
+    /// meant for `to` first, then the others, each counted as sent once.
+    pub(super) fn take_announcements(&mut self, to: SocketAddr, budget: usize) -> Vec<EventId> {
         let mut taken = Vec::new();
         let mut left = budget;
+        if let Some(ids) = self.targeted.get_mut(&to) {
+            while let Some(id) = ids.last() {
+                let len = wire::encoded_len(id);
+                if len > left {
+                    break;
+                }
+                left -= len;
+                taken.extend(ids.pop());
+            }
+            if ids.is_empty() {
+                self.targeted.remove(&to);
+            }
+        }
         for (id, transmits) in &mut self.announce {
             let len = wire::encoded_len(id);
             if len > left {
@@ -202,6 +220,9 @@ impl Broadcast {
             .or_insert_with(|| Stream::new(now, burst, from))
     }
 }
+
+/// Ids a digest packet carries at most (a default datagram holds more).
+const DIGEST_CHUNK: usize = 16;
 
 fn public_id(key: &EventKey) -> UserEventId {
     UserEventId {
@@ -288,6 +309,36 @@ impl Node {
         let me = tree::position(hash, &self.name);
         self.push_along_tree(now, &event, me);
         Ok(id)
+    }
+
+    /// A member came back from the dead (a partition healed, most often):
+    /// it is told the newest event this node holds of every origin, so that
+    /// it pulls what it missed, walking back each gap, at once rather than
+    /// at the next re-announcement.
+    pub(super) fn tell_revived(&mut self, to: SocketAddr) {
+        let broadcast = &mut self.broadcast;
+        let held: usize = broadcast.targeted.values().map(Vec::len).sum();
+        if broadcast.store.is_empty() || held >= self.config.user_events.window_count {
+            return;
+        }
+        let mut ids: Vec<EventId> = Vec::new();
+        let mut last: Option<(&NodeName, i64)> = None;
+        // The store is ordered by origin, start, seq: the newest of a stream
+        // is the last before the next stream begins.
+        for (key, event) in broadcast.store.iter().rev() {
+            if last == Some((&key.origin, key.started)) {
+                continue;
+            }
+            last = Some((&key.origin, key.started));
+            ids.push(EventId {
+                key: key.clone(),
+                sent_at: event.sent_at,
+            });
+        }
+        for _ in 0..ids.len().div_ceil(DIGEST_CHUNK) {
+            self.send_user(to, Message::Gossip);
+        }
+        self.broadcast.targeted.insert(to, ids);
     }
 
     /// Pushes `event` to the first member of each run of the span up to `end`.

@@ -320,7 +320,9 @@ pub fn run_with(
         rate: params.event_rate,
         event_bytes: params.event_bytes,
         loss,
-        partition_s: partition.as_ref().map(|(_, from, heal)| (*heal - *from).as_secs_f64()),
+        partition_s: partition
+            .as_ref()
+            .map(|(_, from, heal)| (*heal - *from).as_secs_f64()),
         flood,
         events_sent: sent.len(),
         sends_refused: refused,

@@ -99,8 +99,9 @@ impl Stream {
         };
         let from = match self.next {
             Some(next) => next,
-            // Where delivery begins is unknown: walk back one at a time.
-            None => first_held.saturating_sub(1).max(1),
+            // Where delivery begins is unknown: walk back `limit` at a time
+            // (one sent before this process started ends the walk).
+            None => first_held.saturating_sub(limit).max(1),
         };
         from..first_held.min(from + limit)
     }
@@ -195,7 +196,8 @@ mod tests {
         let mut late = stream(now);
         // Started at 15: event 3's previous (20) came after; walk back.
         assert_eq!(late.offer(event(3, 30), 15, now), Offer::Held);
-        assert_eq!(late.missing(8), 2..3);
+        assert_eq!(late.missing(8), 1..3, "a batch back, the start unknown");
+        assert_eq!(late.missing(1), 2..3);
         assert_eq!(late.offer(event(2, 20), 15, now), Offer::Held);
         assert_eq!(drain(&mut late), vec![2, 3]);
         let mut later = stream(now);
