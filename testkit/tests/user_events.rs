@@ -80,7 +80,7 @@ fn at_100_nodes_and_50_percent_loss_for_300_s_999_per_mille_arrive_within_10_s_a
     assert_eq!(report.false_offline, 0);
 }
 
-/// `beethoven-sim --nodes 30 --scenario user-events --rate 5 --duration 30 --loss 0.5`:
+/// `beethoven-sim --nodes 30 --scenario user-events --rate 5 --duration 30 --loss 0.5 --seed 6`:
 /// the same target, smaller.
 #[test]
 fn at_30_nodes_and_50_percent_loss_events_arrive_within_10_s_with_no_false_offline() {
@@ -94,17 +94,18 @@ fn at_30_nodes_and_50_percent_loss_events_arrive_within_10_s_with_no_false_offli
     assert_eq!(report.false_offline, 0);
 }
 
-/// `beethoven-sim --nodes 100 --scenario user-events --rate 10 --duration 71 --partition-secs 60`
+/// `beethoven-sim --nodes 30 --scenario user-events --rate 5 --duration 71 --partition-secs 60 --seed 7`
+/// (at 100 nodes and 10 events/s: `--nodes 100 --rate 10`).
 #[test]
 fn a_third_cut_off_for_60_s_gets_the_other_sides_events_within_1_s_of_the_heal_once_each() {
     let partitioned = Params {
         partition: Some(60 * SECOND),
-        ..params(100, 10.0, 71 * SECOND, 0.0, 7)
+        ..params(30, 5.0, 71 * SECOND, 0.0, 7)
     };
     let report = report(&partitioned, None);
     assert_eq!(report.faults, 0, "{:?}", report.first_faults);
     assert!(
-        report.far_side_deliveries > 10_000,
+        report.far_side_deliveries > 1_000,
         "{}",
         report.far_side_deliveries
     );
@@ -112,8 +113,9 @@ fn a_third_cut_off_for_60_s_gets_the_other_sides_events_within_1_s_of_the_heal_o
     assert!(after_heal <= 1000.0, "{after_heal} ms after the heal");
 }
 
-/// `beethoven-sim --nodes 50 --scenario user-events --rate 10 --duration 20`,
-/// then the same with node 0 sending 1,000 events a second beside them: the
+/// `beethoven-sim --nodes 50 --scenario user-events --rate 10 --duration 20 --seed 8`,
+/// then the same with node 0 sending 1,000 events a second beside them (no
+/// `beethoven-sim` option: `scenario::user_events::run_with` and a `Flood`): the
 /// other origins' latency and delivery ratio are those of the run without
 /// it, the flood is refused at its sender beyond `send_rate` and dropped at
 /// the receivers beyond `origin_rate`, both counted, and no one is declared
