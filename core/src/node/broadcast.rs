@@ -551,8 +551,16 @@ impl Node {
             return;
         }
         if !stream.bucket.take(now, rate, burst) {
+            // Given up for good, with any gap before it: pulling it (or the
+            // gap) again would only be dropped again, a storm of pulls.
+            let skipped = stream.skip_to(event.key.seq + 1);
             self.stats.user_events.rate_limited += 1;
+            self.stats.user_events.gaps_skipped += skipped.saturating_sub(1);
+            self.broadcast.pulls.remove(&event.key);
+            self.broadcast.wanted.remove(&event.key);
             debug!(origin = %event.key.origin, "user event over its origin's rate: dropped");
+            let stream_id = (event.key.origin.clone(), event.key.started);
+            self.deliver_ready(now, &stream_id);
             return;
         }
         self.broadcast.pulls.remove(&event.key);

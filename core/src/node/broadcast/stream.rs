@@ -84,7 +84,7 @@ impl Stream {
 
     /// Moves the next sequence number up to `seq`, dropping what is held
     /// below it; how many were never delivered.
-    fn skip_to(&mut self, seq: u64) -> u64 {
+    pub(super) fn skip_to(&mut self, seq: u64) -> u64 {
         let from = self.next.unwrap_or(seq);
         if from >= seq {
             return 0;

@@ -270,6 +270,30 @@ fn a_flooding_origin_is_limited_and_counted_at_the_receiver() {
     }
     assert_eq!(delivered(&mut node).len() as u64, burst);
     assert_eq!(node.stats().user_events.rate_limited, 100);
+    // What was dropped is not pulled when announced: it would be dropped again.
+    let _ = sent(&mut node);
+    let id = EventId {
+        key: event_from("peer", burst + 50, t).key,
+        sent_at: t,
+        age_ms: 0,
+    };
+    let mut bytes = Vec::new();
+    crate::wire::encode_with_ids(
+        Sender {
+            cluster: node.config().cluster_id,
+            name: &name("peer"),
+            incarnation: 0,
+            sealed: false,
+        },
+        &Message::Gossip,
+        &[],
+        std::slice::from_ref(&id),
+        &mut bytes,
+        None,
+    );
+    node.handle_packet(now, addr(2), &bytes);
+    node.handle_timeout(now + node.config().user_events.pull_delay);
+    assert!(pulls(&mut node).is_empty());
 }
 
 #[test]
