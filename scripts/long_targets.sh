@@ -25,6 +25,9 @@ targets=(
   "hostile:eight_or_sixteen_slow_members_at_100_300_1000_nodes_over_20_seeds"
   "user_events:at_1000_nodes_one_event_reaches_every_node_within_300_ms"
   "user_events:at_1000_nodes_and_ten_events_a_second_each_node_receives_at_most_two_copies"
+  "user_events:at_100_nodes_and_50_percent_loss_for_300_s_999_per_mille_arrive_within_10_s_all_within_60_s_with_no_false_offline"
+  "user_events:one_node_flooding_1000_events_a_second_leaves_the_others_delivery_as_it_was"
+  "user_events:every_node_sending_5_events_a_second_leaves_silent_crash_detection_p99_within_10_percent"
 )
 
 # Every ignored test must be listed here: one added without it is an error.

@@ -615,7 +615,8 @@ impl Node {
                 let used: usize = base + updates.iter().map(wire::encoded_len).sum::<usize>();
                 // Two bytes of slack for the item count's varint, as for updates.
                 let budget = self.config.max_packet_size.saturating_sub(used + 2);
-                self.broadcast.take_announcements(budget)
+                self.broadcast
+                    .take_announcements(self.last_input_at, to, budget)
             } else {
                 Vec::new()
             };

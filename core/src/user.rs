@@ -95,13 +95,15 @@ pub struct UserEventConfig {
     /// which a missed event is repaired). Default 1024.
     pub window_count: usize,
     /// How long a node keeps an event to answer pulls; older events are not
-    /// accepted at all, so none is ever delivered twice. Default 60 s.
+    /// accepted at all, so none is ever delivered twice. Default 120 s: an
+    /// event sent at the start of a one-minute partition still crosses it
+    /// after the heal.
     pub window_age: Duration,
     /// Members each holder of an event pushes it to (the ring's branching).
     /// Default 4.
     pub fanout: usize,
-    /// How many packets each node piggybacks an event's announcement on.
-    /// Default 3.
+    /// How many packets each node piggybacks an event's announcement on,
+    /// stretched under the loss the node measures as suspicion is. Default 2.
     pub announce_transmits: u32,
     /// Events this node may send per second, after a burst of `send_burst`.
     /// Default 100.
@@ -130,7 +132,7 @@ impl Default for UserEventConfig {
             max_name_len: 128,
             max_payload: 1024,
             window_count: 1024,
-            window_age: Duration::from_secs(60),
+            window_age: Duration::from_secs(120),
             fanout: 4,
             announce_transmits: 2,
             send_rate: 100,

@@ -1,6 +1,6 @@
 //! Writes seed corpora for both fuzz targets from real traffic of the in-memory
-//! cluster: every datagram delivered while three nodes join, run, suspect a
-//! crashed member, restart it and leave.
+//! cluster: every datagram delivered while three nodes join, run, send user
+//! events, suspect a crashed member, restart it and leave.
 //!
 //! ```sh
 //! cargo run --manifest-path fuzz/Cargo.toml --example gen_corpus
@@ -44,11 +44,29 @@ fn main() -> std::io::Result<()> {
                 tags: vec![("grpc".into(), "7000".into()), ("role".into(), "db".into())],
             },
             Action::Run { ms: 1_000 },
+            // User events: pushes along the tree, acks, announcements; the
+            // crash below makes pulls.
+            Action::SendEvent {
+                node: 0,
+                name: "deploy".into(),
+                payload: b"v1.2.3".to_vec(),
+            },
+            Action::SendEvent {
+                node: 1,
+                name: "config".into(),
+                payload: vec![7; 300],
+            },
+            Action::Run { ms: 1_000 },
             Action::Crash { node: 2 },
             Action::Run { ms: 5_000 },
             Action::Restart {
                 node: 2,
                 move_to: true,
+            },
+            Action::SendEvent {
+                node: 0,
+                name: "after-restart".into(),
+                payload: Vec::new(),
             },
             Action::Run { ms: 3_000 },
             Action::Advance {

@@ -90,6 +90,8 @@ pub struct Datagram {
 pub struct Mirror {
     rows: BTreeMap<NodeName, TrackerRow>,
     mode: Option<Mode>,
+    /// The last user event delivered of each origin process (name, start).
+    user_events: BTreeMap<(NodeName, i64), u64>,
 }
 
 impl Mirror {
@@ -131,6 +133,15 @@ impl Mirror {
             Event::ModeChanged(mode) => {
                 assert_ne!(self.mode, Some(mode), "mode change to the same mode");
                 self.mode = Some(mode);
+            }
+            Event::User(user) => {
+                assert_ne!(&user.id.origin, node.name(), "a node delivers none of its own events");
+                let stream = (user.id.origin.clone(), user.id.started);
+                let last = self.user_events.insert(stream, user.id.seq).unwrap_or(0);
+                assert!(
+                    user.id.seq > last,
+                    "a user event delivered twice or out of its origin's order"
+                );
             }
             _ => {}
         }
@@ -511,6 +522,20 @@ impl Sim {
                     );
                 }
             }),
+            Action::SendEvent {
+                node,
+                ref name,
+                ref payload,
+            } => self.with_node(node, |n, now| {
+                let before = n.stats().user_events.clone();
+                if n.send_event(now, name, payload).is_err() {
+                    assert_eq!(
+                        n.stats().user_events,
+                        before,
+                        "a refused send_event changed nothing"
+                    );
+                }
+            }),
             Action::Crash { node } => {
                 let i = self.node_index(node);
                 self.members[i].node = None;
@@ -608,6 +633,13 @@ pub enum Action {
     /// A crashed node starts again under its name, at its address or a new one,
     /// and joins through the others.
     Restart { node: u8, move_to: bool },
+    /// `send_event` with any name and payload (empty, too long or too fast
+    /// are refused, and must change nothing).
+    SendEvent {
+        node: u8,
+        name: String,
+        payload: Vec<u8>,
+    },
 }
 
 /// The node states the `handle_packet` target feeds bytes to.

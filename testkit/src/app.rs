@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use beethoven_core::{
-    Event, KeyRing, Node, NodeName, Query, QueryToken, Tags, TagsError, TrackerRow,
+    Event, KeyRing, Node, NodeName, Query, QueryToken, SendEventError, Tags, TagsError, TrackerRow,
 };
 
 /// Per-node application logic the simulator runs beside each node.
@@ -42,6 +42,16 @@ pub trait App: Any + Send {
     /// A timer set with [`Context::set_timer`] is due.
     fn timer(&mut self, ctx: &mut Context<'_>, timer: u64) {
         let _ = (ctx, timer);
+    }
+
+    /// An event this app sent with [`Context::send_event`] was refused by its
+    /// node (`Node::send_event`'s error: a bad name or payload, or
+    /// [`Busy`](SendEventError::Busy): the send rate or queue is at its
+    /// limit); nothing was sent. Called a microsecond (of simulated time)
+    /// after the callback that sent it, and not at all if the process ended
+    /// meanwhile.
+    fn send_refused(&mut self, ctx: &mut Context<'_>, name: &str, error: &SendEventError) {
+        let _ = (ctx, name, error);
     }
 }
 
@@ -158,7 +168,8 @@ impl<'a> Context<'a> {
     }
 
     /// The node sends a user event to every live member (`Node::send_event`);
-    /// a refusal (a bad name or payload, too fast) is logged at debug level.
+    /// a refusal (a bad name or payload, too fast) comes back to
+    /// [`App::send_refused`].
     /// [`DeliveryLog::send`](crate::delivery::DeliveryLog::send) sends one
     /// from a test and logs it for the delivery checker.
     pub fn send_event(&mut self, name: impl Into<String>, payload: impl Into<Vec<u8>>) {

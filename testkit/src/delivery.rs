@@ -40,6 +40,17 @@ pub struct Delivery {
     pub at: Duration,
 }
 
+/// A delivery owed to a node (see [`DeliveryLog::owed_deliveries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owed {
+    /// The event.
+    pub sent: Sent,
+    /// The receiver's index.
+    pub node: usize,
+    /// When the receiver delivered it (the first time); `None`: never.
+    pub delivered_at: Option<Duration>,
+}
+
 #[derive(Debug, Default)]
 struct Entries {
     sent: Vec<Sent>,
@@ -171,44 +182,48 @@ impl DeliveryLog {
                 });
             }
         }
-        let delivered: BTreeSet<(usize, &UserEventId)> =
-            entries.deliveries.iter().map(|d| (d.node, &d.id)).collect();
-        for s in &entries.sent {
-            if s.at + grace > end {
-                continue;
-            }
-            for (node, &up) in up_at_end.iter().enumerate() {
-                if up
-                    && node != s.origin
-                    && Self::ran_since(&entries.starts, node, s.at)
-                    && !delivered.contains(&(node, &s.id))
-                {
-                    faults.push(DeliveryFault::Missing {
-                        node,
-                        id: s.id.clone(),
-                    });
-                }
-            }
-        }
+        let owed = Self::owed_in(&entries, up_at_end, end, grace);
+        faults.extend(
+            owed.into_iter()
+                .filter(|o| o.delivered_at.is_none())
+                .map(|o| DeliveryFault::Missing {
+                    node: o.node,
+                    id: o.sent.id,
+                }),
+        );
         faults
     }
 
     /// The (receiver, event) pairs owed: a node running one process from the
     /// send to the end, not the origin, for every event sent `grace` before `end`.
     pub fn owed(&self, up_at_end: &[bool], end: Duration, grace: Duration) -> usize {
-        let entries = self.entries();
-        entries
-            .sent
-            .iter()
-            .filter(|s| s.at + grace <= end)
-            .map(|s| {
-                (0..up_at_end.len())
-                    .filter(|&n| {
-                        up_at_end[n] && n != s.origin && Self::ran_since(&entries.starts, n, s.at)
-                    })
-                    .count()
-            })
-            .sum()
+        self.owed_deliveries(up_at_end, end, grace).len()
+    }
+
+    /// Each owed (receiver, event) pair (see [`owed`](Self::owed)), with when
+    /// the receiver delivered the event, if it did.
+    pub fn owed_deliveries(&self, up_at_end: &[bool], end: Duration, grace: Duration) -> Vec<Owed> {
+        Self::owed_in(&self.entries(), up_at_end, end, grace)
+    }
+
+    fn owed_in(entries: &Entries, up_at_end: &[bool], end: Duration, grace: Duration) -> Vec<Owed> {
+        let mut delivered: BTreeMap<(usize, &UserEventId), Duration> = BTreeMap::new();
+        for d in &entries.deliveries {
+            delivered.entry((d.node, &d.id)).or_insert(d.at);
+        }
+        let mut owed = Vec::new();
+        for s in entries.sent.iter().filter(|s| s.at + grace <= end) {
+            for (node, &up) in up_at_end.iter().enumerate() {
+                if up && node != s.origin && Self::ran_since(&entries.starts, node, s.at) {
+                    owed.push(Owed {
+                        sent: s.clone(),
+                        node,
+                        delivered_at: delivered.get(&(node, &s.id)).copied(),
+                    });
+                }
+            }
+        }
+        owed
     }
 
     /// An app for every node that logs its deliveries into this log

@@ -150,6 +150,13 @@ enum Action {
         life: u16,
         timer: u64,
     },
+    /// An event an app sent (in the node's life `life`) was refused.
+    AppRefused {
+        node: usize,
+        life: u16,
+        name: String,
+        error: beethoven_core::SendEventError,
+    },
     /// A periodic user invariant (its index) is due.
     Check(usize),
 }

@@ -12,11 +12,26 @@
 //!   a gap is pulled (or, after half the window's age, given up and counted).
 //!   Events sent before this process started, or older than the window, are
 //!   never delivered: the first event a process delivers of an origin is the
-//!   first the origin sent after it started (each event carries the send time
-//!   of the one before).
-//! - **After a partition**, every node also announces the newest stored event
-//!   of a few origins each second; who lacks it pulls it, then walks back the
-//!   gap before it.
+//!   first the origin sent after it started.
+//! - **No clock is compared with another's.** Whether an event predates this
+//!   process is told by its *age*: 0 at the origin, and every node that
+//!   passes it on (a push, a pull's answer, an announcement) adds how long it
+//!   held it, by its own monotonic clock. An event older than this process's
+//!   uptime was sent before it started; an event older than `window_age` is
+//!   dropped. Whether the one before it predates this process too adds the
+//!   gap between the two sends, a difference of two readings of the origin's
+//!   own clock. Skewed wall clocks change nothing; what an age leaves out is
+//!   the time its copies spent on the wire, so an event sent within that
+//!   much (milliseconds on a LAN) before a process started may be delivered
+//!   to it. The origin's `sent_at` is only shown to the application.
+//! - **Under loss** announcements ride on more packets, and more origins are
+//!   re-announced a round, by the stretch suspicion takes from the loss this
+//!   node measures; a pull is asked again of random members for half the
+//!   window's age before it is given up.
+//! - **After a partition**, a member back from the dead is told at once the
+//!   newest event this node holds of every origin (on a few datagrams to it);
+//!   it pulls what it lacks, then walks back the gap before each. Every node
+//!   also re-announces the newest stored event of a few origins each second.
 //! - **Back pressure.** User datagrams wait in their own queue, sent after
 //!   everything the membership protocol queued; a full queue refuses sends
 //!   ([`SendEventError::Busy`]) and drops forwards (pulls repair them). Each
@@ -47,11 +62,12 @@ use stream::{Offer, Stream};
 const MAX_STREAMS: usize = 4096;
 /// Most gap events pulled at once for one origin.
 const PULL_BATCH: u64 = 8;
-/// Origins whose newest event is re-announced each `REANNOUNCE_EVERY`.
+/// Origins whose newest event is re-announced each `REANNOUNCE_EVERY`
+/// (more under loss).
 const REANNOUNCE_STREAMS: usize = 4;
-/// How many times a push along the tree, or a pull, is sent before it is
-/// left to announcements.
-const TRIES: u32 = 5;
+/// How many times a push along the tree is sent before its run is left to
+/// announcements and pulls: at 50 % loss one in 256 is never received.
+const PUSH_TRIES: u32 = 8;
 /// How often the newest events are re-announced (for partitions and tails).
 const REANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
@@ -65,16 +81,21 @@ pub(super) struct Broadcast {
     lamport: u64,
     send_bucket: Bucket,
     streams: BTreeMap<(NodeName, i64), Stream>,
-    /// Recent events (the window), to answer pulls.
-    store: BTreeMap<EventKey, WireEvent>,
+    /// Recent events (the window), to answer pulls, with when each came
+    /// (its `age_ms` is its age then).
+    store: BTreeMap<EventKey, (WireEvent, Instant)>,
     /// The store's keys in arrival order, for the window's count and age.
     arrivals: VecDeque<(Instant, EventKey)>,
-    /// Announcements to piggyback, each with the packets it still rides on.
-    announce: VecDeque<(EventId, u32)>,
+    /// Announcements to piggyback, each with the packets it still rides on
+    /// and when it was queued (its `age_ms` is its age then).
+    announce: VecDeque<(EventId, u32, Instant)>,
+    /// Announcements for one member only (what this node holds, for a member
+    /// back from the dead), on the next packets to it before the others.
+    targeted: BTreeMap<SocketAddr, Vec<EventId>>,
     /// Events heard of and lacked: when to pull them, and from whom.
     wanted: BTreeMap<EventKey, (Instant, SocketAddr)>,
-    /// Pulls in flight: when they were sent, and how many were sent.
-    pulls: BTreeMap<EventKey, (Instant, u32)>,
+    /// Pulls in flight: when the last was sent, and when the first was.
+    pulls: BTreeMap<EventKey, (Instant, Instant)>,
     /// Stored events this node pushed along its run already (a pull's
     /// answer carries no run: a push that comes after it is still forwarded).
     forwarded: BTreeSet<EventKey>,
@@ -102,6 +123,7 @@ impl Broadcast {
             store: BTreeMap::new(),
             arrivals: VecDeque::new(),
             announce: VecDeque::new(),
+            targeted: BTreeMap::new(),
             wanted: BTreeMap::new(),
             pulls: BTreeMap::new(),
             unacked: BTreeMap::new(),
@@ -124,43 +146,79 @@ impl Broadcast {
     }
 
     pub(super) fn has_announcements(&self) -> bool {
-        !self.announce.is_empty()
+        !self.announce.is_empty() || !self.targeted.is_empty()
     }
 
-    /// The announcements that fit `budget` bytes, each counted as sent once.
-    pub(super) fn take_announcements(&mut self, budget: usize) -> Vec<EventId> {
+    /// The announcements for a packet to `to` that fit `budget` bytes: those
+    /// meant for `to` first, then the others, each counted as sent once.
+    pub(super) fn take_announcements(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        budget: usize,
+    ) -> Vec<EventId> {
         let mut taken = Vec::new();
         let mut left = budget;
-        for (id, transmits) in &mut self.announce {
+        if let Some(ids) = self.targeted.get_mut(&to) {
+            while let Some(id) = ids.last() {
+                let len = wire::encoded_len(id);
+                if len > left {
+                    break;
+                }
+                left -= len;
+                taken.extend(ids.pop());
+            }
+            if ids.is_empty() {
+                self.targeted.remove(&to);
+            }
+        }
+        for (id, transmits, queued) in &mut self.announce {
             let len = wire::encoded_len(id);
             if len > left {
                 break;
             }
             left -= len;
-            taken.push(id.clone());
+            let mut aged = id.clone();
+            aged.age_ms = aged_ms(id.age_ms, *queued, now);
+            taken.push(aged);
             *transmits = transmits.saturating_sub(1);
         }
-        self.announce.retain(|(_, transmits)| *transmits > 0);
+        self.announce.retain(|(_, transmits, _)| *transmits > 0);
         taken
     }
 
-    fn queue_announcement(&mut self, event: &WireEvent, transmits: u32, limit: usize) {
+    /// Queues `event`'s announcement (`event.age_ms` is its age `now`).
+    fn queue_announcement(
+        &mut self,
+        now: Instant,
+        event: &WireEvent,
+        transmits: u32,
+        limit: usize,
+    ) {
         if self.announce.len() >= limit {
             self.announce.pop_front();
         }
         let id = EventId {
             key: event.key.clone(),
             sent_at: event.sent_at,
+            age_ms: event.age_ms,
         };
-        self.announce.push_back((id, transmits));
+        self.announce.push_back((id, transmits, now));
     }
 
-    /// Keeps `event` for pulls, within the window.
+    /// Keeps `event` for pulls, within the window (`event.age_ms` is its age `now`).
     fn store(&mut self, now: Instant, event: &WireEvent) {
         let mut kept = event.clone();
         kept.span = None;
         self.arrivals.push_back((now, kept.key.clone()));
-        self.store.insert(kept.key.clone(), kept);
+        self.store.insert(kept.key.clone(), (kept, now));
+    }
+
+    /// The stored event of `key`, with its age at `now`.
+    fn stored(&self, key: &EventKey, now: Instant) -> Option<WireEvent> {
+        self.store
+            .get(key)
+            .map(|(event, came)| aged(event, *came, now))
     }
 
     fn evict(&mut self, now: Instant, count: usize, age: Duration) {
@@ -200,6 +258,22 @@ impl Broadcast {
             .entry(id)
             .or_insert_with(|| Stream::new(now, burst, from))
     }
+}
+
+/// Ids a digest packet carries at most (a default datagram holds more).
+const DIGEST_CHUNK: usize = 16;
+
+/// An age in ms taken at `then`, at `now` (this node's time holding it added).
+fn aged_ms(age_ms: u64, then: Instant, now: Instant) -> u64 {
+    let held = now.saturating_duration_since(then).as_millis();
+    age_ms.saturating_add(u64::try_from(held).unwrap_or(u64::MAX))
+}
+
+/// A copy of `event` (its age taken at `then`) with its age at `now`.
+fn aged(event: &WireEvent, then: Instant, now: Instant) -> WireEvent {
+    let mut copy = event.clone();
+    copy.age_ms = aged_ms(event.age_ms, then, now);
+    copy
 }
 
 fn public_id(key: &EventKey) -> UserEventId {
@@ -250,10 +324,12 @@ impl Node {
             name: name.to_string(),
             payload: payload.to_vec(),
             span: None,
+            age_ms: 0,
         };
-        // Sized with the largest span a push carries.
+        // Sized with the largest span and age a push carries.
         let widest = Message::Event(Box::new(WireEvent {
             span: Some(u64::MAX),
+            age_ms: u64::try_from(limits.window_age.as_millis()).unwrap_or(u64::MAX),
             ..event.clone()
         }));
         let len = wire::base_len(self.sender(), &widest);
@@ -279,14 +355,47 @@ impl Node {
         let id = public_id(&event.key);
         self.broadcast.store(now, &event);
         let (transmits, limit) = (
-            self.config.user_events.announce_transmits,
+            self.announce_transmits(),
             self.config.user_events.window_count,
         );
-        self.broadcast.queue_announcement(&event, transmits, limit);
+        self.broadcast
+            .queue_announcement(now, &event, transmits, limit);
         let hash = tree::event_hash(&event.key);
         let me = tree::position(hash, &self.name);
         self.push_along_tree(now, &event, me);
         Ok(id)
+    }
+
+    /// A member came back from the dead (a partition healed, most often):
+    /// it is told the newest event this node holds of every origin, so that
+    /// it pulls what it missed, walking back each gap, at once rather than
+    /// at the next re-announcement.
+    pub(super) fn tell_revived(&mut self, to: SocketAddr) {
+        let now = self.last_input_at;
+        let broadcast = &mut self.broadcast;
+        let held: usize = broadcast.targeted.values().map(Vec::len).sum();
+        if broadcast.store.is_empty() || held >= self.config.user_events.window_count {
+            return;
+        }
+        let mut ids: Vec<EventId> = Vec::new();
+        let mut last: Option<(&NodeName, i64)> = None;
+        // The store is ordered by origin, start, seq: the newest of a stream
+        // is the last before the next stream begins.
+        for (key, (event, came)) in broadcast.store.iter().rev() {
+            if last == Some((&key.origin, key.started)) {
+                continue;
+            }
+            last = Some((&key.origin, key.started));
+            ids.push(EventId {
+                key: key.clone(),
+                sent_at: event.sent_at,
+                age_ms: aged_ms(event.age_ms, *came, now),
+            });
+        }
+        for _ in 0..ids.len().div_ceil(DIGEST_CHUNK) {
+            self.send_user(to, Message::Gossip);
+        }
+        self.broadcast.targeted.insert(to, ids);
     }
 
     /// Pushes `event` to the first member of each run of the span up to `end`.
@@ -340,7 +449,7 @@ impl Node {
         self.broadcast.unacked.remove(&(key.clone(), from));
     }
 
-    /// Pushes whose ack did not come: sent again, up to `TRIES` times.
+    /// Pushes whose ack did not come: sent again, up to `PUSH_TRIES` times.
     fn push_again(&mut self, now: Instant) {
         let due: Vec<((EventKey, SocketAddr), u64, u32)> = self
             .broadcast
@@ -351,13 +460,33 @@ impl Node {
             .collect();
         for ((key, to), end, tries) in due {
             self.broadcast.unacked.remove(&(key.clone(), to));
-            if tries >= TRIES {
+            if tries >= PUSH_TRIES {
                 continue;
             }
-            if let Some(event) = self.broadcast.store.get(&key).cloned() {
+            if let Some(event) = self.broadcast.stored(&key, now) {
                 self.push_to(now, &event, to, end, tries + 1);
             }
         }
+    }
+
+    /// How long this process has run, ms: an event older than that (by its
+    /// `age_ms`) was sent before it started.
+    fn uptime_ms(&self, now: Instant) -> u64 {
+        let uptime = now.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(uptime).unwrap_or(u64::MAX)
+    }
+
+    /// `window_age` in ms.
+    fn window_ms(&self) -> u64 {
+        u64::try_from(self.config.user_events.window_age.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How many packets an event's announcement rides on: `announce_transmits`,
+    /// stretched as suspicion is by the loss this node measures, so that
+    /// under heavy loss a member the tree missed still hears of the event.
+    fn announce_transmits(&self) -> u32 {
+        let base = f64::from(self.config.user_events.announce_transmits);
+        (base * self.probing.loss.suspicion_stretch()).ceil() as u32
     }
 
     /// Queues a user datagram; when the queue is full it is dropped and counted.
@@ -400,12 +529,11 @@ impl Node {
             // Acked even when a duplicate: the pusher need not push again.
             self.send_user(from, Message::EventAck(event.key.clone()));
         }
-        let limits = &self.config.user_events;
-        let oldest = self.wall_clock(now).timestamp_millis() - limits.window_age.as_millis() as i64;
-        if event.sent_at < oldest {
+        if event.age_ms > self.window_ms() {
             self.stats.user_events.too_old += 1;
             return;
         }
+        let limits = &self.config.user_events;
         let (rate, burst) = (limits.origin_rate, limits.origin_burst);
         let stored = self.broadcast.store.contains_key(&event.key);
         let stream = self.broadcast.stream(&event.key, now, burst, from);
@@ -423,23 +551,33 @@ impl Node {
             return;
         }
         if !stream.bucket.take(now, rate, burst) {
+            // Given up for good, with any gap before it: pulling it (or the
+            // gap) again would only be dropped again, a storm of pulls.
+            let skipped = stream.skip_to(event.key.seq + 1);
             self.stats.user_events.rate_limited += 1;
+            self.stats.user_events.gaps_skipped += skipped.saturating_sub(1);
+            self.broadcast.pulls.remove(&event.key);
+            self.broadcast.wanted.remove(&event.key);
             debug!(origin = %event.key.origin, "user event over its origin's rate: dropped");
+            let stream_id = (event.key.origin.clone(), event.key.started);
+            self.deliver_ready(now, &stream_id);
             return;
         }
         self.broadcast.pulls.remove(&event.key);
         self.broadcast.wanted.remove(&event.key);
         self.broadcast.lamport = self.broadcast.lamport.max(event.lamport);
         self.broadcast.store(now, &event);
-        let (transmits, count) = (limits.announce_transmits, limits.window_count);
-        self.broadcast.queue_announcement(&event, transmits, count);
+        let count = limits.window_count;
+        let transmits = self.announce_transmits();
+        self.broadcast
+            .queue_announcement(now, &event, transmits, count);
         if let Some(end) = span {
             self.push_along_tree(now, &event, end);
         }
         let stream_id = (event.key.origin.clone(), event.key.started);
-        let started = self.started_ms();
+        let uptime = self.uptime_ms(now);
         let offer = match self.broadcast.streams.get_mut(&stream_id) {
-            Some(stream) => stream.offer(event, started, now),
+            Some(stream) => stream.offer(event, uptime, now),
             None => return,
         };
         match offer {
@@ -510,26 +648,25 @@ impl Node {
 
     /// Asks `from` for `key`, unless a pull of it is in flight.
     fn pull(&mut self, now: Instant, from: SocketAddr, key: EventKey) {
-        let tries = match self.broadcast.pulls.get(&key) {
-            Some(&(asked, tries)) => {
+        let first = match self.broadcast.pulls.get(&key) {
+            Some(&(asked, first)) => {
                 if now.saturating_duration_since(asked) < self.config.user_events.pull_timeout {
                     return;
                 }
-                tries + 1
+                first
             }
             None if self.broadcast.pulls.len() >= self.config.user_events.window_count => return,
-            None => 1,
+            None => now,
         };
-        self.broadcast.pulls.insert(key.clone(), (now, tries));
+        self.broadcast.pulls.insert(key.clone(), (now, first));
         self.stats.user_events.pulls_sent += 1;
         self.send_user(from, Message::EventPull(key));
     }
 
     /// A peer asks for an event: sent back if it is in the window.
     pub(super) fn handle_event_pull(&mut self, from: SocketAddr, key: EventKey) {
-        if let Some(event) = self.broadcast.store.get(&key) {
-            let message = Message::Event(Box::new(event.clone()));
-            self.send_user(from, message);
+        if let Some(event) = self.broadcast.stored(&key, self.last_input_at) {
+            self.send_user(from, Message::Event(Box::new(event)));
         }
     }
 
@@ -537,13 +674,12 @@ impl Node {
     /// and may deliver.
     pub(super) fn handle_event_ids(&mut self, now: Instant, from: SocketAddr, ids: Vec<EventId>) {
         let started = self.started_ms();
-        let oldest = self.wall_clock(now).timestamp_millis()
-            - self.config.user_events.window_age.as_millis() as i64;
+        // Sent before this process started, or older than the window.
+        let oldest = self.uptime_ms(now).min(self.window_ms());
         for id in ids {
             let key = id.key;
             if (key.origin == self.name && key.started == started)
-                || id.sent_at < started
-                || id.sent_at < oldest
+                || id.age_ms > oldest
                 || self.broadcast.store.contains_key(&key)
             {
                 continue;
@@ -597,7 +733,9 @@ impl Node {
         });
         if now >= self.broadcast.next_reannounce {
             self.broadcast.next_reannounce = now + REANNOUNCE_EVERY;
-            self.reannounce(limits.window_count);
+            // Under loss, more origins a round, as announcements are stretched.
+            let origins = REANNOUNCE_STREAMS as f64 * self.probing.loss.suspicion_stretch();
+            self.reannounce(now, origins.ceil() as usize, limits.window_count);
         }
         if let Some(&(at, _)) = self.broadcast.wanted.values().min_by_key(|(at, _)| *at) {
             let due = at.min(now + limits.pull_timeout);
@@ -619,18 +757,21 @@ impl Node {
     }
 
     /// Pulls whose answer did not come: asked again of a random member (the
-    /// event was announced, so most hold it), up to `TRIES` times.
+    /// event was announced, so most hold it), for as long as a gap is held
+    /// (half the window's age): under heavy loss most round trips fail, and
+    /// an event given up here would wait for a re-announcement.
     fn pull_again(&mut self, now: Instant) {
         let timeout = self.config.user_events.pull_timeout;
-        let due: Vec<(EventKey, u32)> = self
+        let patience = self.config.user_events.window_age / 2;
+        let due: Vec<(EventKey, Instant)> = self
             .broadcast
             .pulls
             .iter()
             .filter(|(_, (asked, _))| now.saturating_duration_since(*asked) >= timeout)
-            .map(|(key, &(_, tries))| (key.clone(), tries))
+            .map(|(key, &(_, first))| (key.clone(), first))
             .collect();
-        for (key, tries) in due {
-            if tries >= TRIES {
+        for (key, first) in due {
+            if now.saturating_duration_since(first) >= patience {
                 self.broadcast.pulls.remove(&key);
                 continue;
             }
@@ -672,10 +813,10 @@ impl Node {
         }
     }
 
-    /// Announces the newest stored event of the next few origins, once each.
-    fn reannounce(&mut self, limit: usize) {
+    /// Announces the newest stored event of the next `origins`, once each.
+    fn reannounce(&mut self, now: Instant, origins: usize, limit: usize) {
         let mut first_of_round = None;
-        for _ in 0..REANNOUNCE_STREAMS {
+        for _ in 0..origins {
             let after = match &self.broadcast.reannounced {
                 Some((origin, started)) => Bound::Excluded(EventKey {
                     origin: origin.clone(),
@@ -710,9 +851,9 @@ impl Node {
                 .store
                 .range(..=last)
                 .next_back()
-                .map(|(_, event)| event.clone());
+                .map(|(_, (event, came))| aged(event, *came, now));
             if let Some(event) = newest {
-                self.broadcast.queue_announcement(&event, 1, limit);
+                self.broadcast.queue_announcement(now, &event, 1, limit);
             }
             self.broadcast.reannounced = Some((origin, started));
         }

@@ -388,6 +388,7 @@ impl Node {
                     if self.dead.contains(id) {
                         self.dead.remove(id);
                         self.revived(new.addr);
+                        self.tell_revived(new.addr);
                     }
                 }
                 NodeStatus::Offline => {

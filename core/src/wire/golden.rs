@@ -250,6 +250,7 @@ golden_messages! {
         name: "deploy".into(),
         payload: b"v1.2".to_vec(),
         span: Some(u64::MAX / 3),
+        age_ms: 250,
     }));
     a_user_event_pull_keeps_its_bytes: "message_user_event_pull" => Message::EventPull(user_event_key());
     a_user_event_ack_keeps_its_bytes: "message_user_event_ack" => Message::EventAck(user_event_key());
@@ -265,6 +266,7 @@ fn an_envelope_with_a_user_events_announcement_keeps_its_bytes() {
     let id = EventId {
         key: user_event_key(),
         sent_at: 1_700_000_000_500,
+        age_ms: 250,
     };
     let mut bytes = Vec::new();
     encode_with_ids(

@@ -195,7 +195,11 @@ impl Serialize for Message {
 
 impl Serialize for EventId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        frame(s, user::EVENT_ID_ITEM, &(&self.key, &self.sent_at))
+        frame(
+            s,
+            user::EVENT_ID_ITEM,
+            &(&self.key, &self.sent_at, &self.age_ms),
+        )
     }
 }
 
@@ -357,8 +361,12 @@ impl Item {
                 Item::Update(Update { row, suspecter })
             }
             user::EVENT_ID_ITEM => {
-                let (key, sent_at) = fields(bytes)?;
-                Item::EventId(EventId { key, sent_at })
+                let (key, sent_at, age_ms) = fields(bytes)?;
+                Item::EventId(EventId {
+                    key,
+                    sent_at,
+                    age_ms,
+                })
             }
             _ => Item::Unknown,
         })

@@ -4,15 +4,17 @@
 //! ```text
 //! kind  message      fields
 //! 11    Event        id | sent at | previous sent at | lamport | name | payload
-//!                    | span (0, or 1 and a varint)
+//!                    | span (0, or 1 and a varint) | age (varint, ms)
 //! 12    EventPull    id
 //! 13    EventAck     id   (a push along the tree arrived)
 //!
 //! kind  item         fields
-//!  1    EventId      id | sent at
+//!  1    EventId      id | sent at | age (varint, ms)
 //!
 //! id    = origin name | origin start (zigzag varint, Unix ms) | seq (varint)
-//! times = zigzag varints, the origin's wall clock in Unix ms
+//! times = zigzag varints, the origin's wall clock in Unix ms (only their
+//!         differences are compared: the age, not the times, tells how old
+//!         an event is)
 //! name  = varint length | UTF-8;  payload = varint length | bytes
 //! ```
 //!
@@ -59,6 +61,10 @@ pub(crate) struct WireEvent {
     /// The end of the ring span the receiver forwards it to (see
     /// `node/broadcast/tree.rs`); `None` on an answer to a pull.
     pub(crate) span: Option<u64>,
+    /// How long ago the origin sent it, ms: 0 at the origin, and each node
+    /// that passes it on adds how long it kept it (the time on the wire is
+    /// not counted). No clock is compared with another's.
+    pub(crate) age_ms: u64,
 }
 
 /// An event's announcement, piggybacked: who lacks it pulls it. Serialized
@@ -67,6 +73,8 @@ pub(crate) struct WireEvent {
 pub(crate) struct EventId {
     pub(crate) key: EventKey,
     pub(crate) sent_at: i64,
+    /// The event's age when this announcement was sent (see `WireEvent::age_ms`).
+    pub(crate) age_ms: u64,
 }
 
 #[cfg(test)]

@@ -38,6 +38,12 @@ impl Sim {
             }
             Action::Resume { node, life } => self.resume(node, life),
             Action::AppTimer { node, life, timer } => self.fire_app_timer(node, life, timer),
+            Action::AppRefused {
+                node,
+                life,
+                name,
+                error,
+            } => self.tell_app_refused(node, life, name, error),
             Action::Check(index) => self.check_periodic(index),
             Action::Fault(index) => {
                 let fault = self.schedule[index].fault.clone();

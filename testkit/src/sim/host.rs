@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use beethoven_core::Event;
+use beethoven_core::{Event, SendEventError};
 
 use super::{Action, Proc, Sim};
 use crate::app::{App, Context, Failure, Hosted, Request, UserInvariant, When};
@@ -184,23 +184,49 @@ impl Sim {
     /// paused (it fires after the pause, behind the node's backlog), gone with
     /// the process.
     pub(super) fn fire_app_timer(&mut self, i: usize, life: u16, timer: u64) {
+        let later = || Action::AppTimer {
+            node: i,
+            life,
+            timer,
+        };
+        if self.app_callable(i, life, later) {
+            self.host(i, |app, ctx| app.timer(ctx, timer));
+        }
+    }
+
+    /// Tells node `i`'s app (of life `life`) that an event it sent was
+    /// refused; as a timer is, frozen while the node is paused.
+    pub(super) fn tell_app_refused(
+        &mut self,
+        i: usize,
+        life: u16,
+        name: String,
+        error: SendEventError,
+    ) {
+        let later = || Action::AppRefused {
+            node: i,
+            life,
+            name: name.clone(),
+            error: error.clone(),
+        };
+        if self.app_callable(i, life, later) {
+            self.host(i, |app, ctx| app.send_refused(ctx, &name, &error));
+        }
+    }
+
+    /// Whether node `i`'s app of life `life` runs and can be called now; while
+    /// the node is paused, `later` is queued for the end of the pause.
+    fn app_callable(&mut self, i: usize, life: u16, later: impl FnOnce() -> Action) -> bool {
         let slot = &self.slots[i];
         if slot.life != life || slot.app.is_none() {
-            return;
+            return false;
         }
         if let Some(until) = slot.paused_until {
             // The resume at `until` was queued before this, so it runs first.
-            self.push(
-                until,
-                Action::AppTimer {
-                    node: i,
-                    life,
-                    timer,
-                },
-            );
-            return;
+            self.push(until, later());
+            return false;
         }
-        self.host(i, |app, ctx| app.timer(ctx, timer));
+        true
     }
 
     /// The invariants checked after every event.
@@ -306,9 +332,21 @@ impl Sim {
                 }
                 Request::Note(text) => self.trace.story_mut().note(self.now, i, text),
                 Request::SendEvent(name, payload) => {
-                    if let Some(Err(e)) = self.drive(i, |n, now| n.send_event(now, &name, &payload))
+                    if let Some(Err(error)) =
+                        self.drive(i, |n, now| n.send_event(now, &name, &payload))
                     {
-                        tracing::debug!(%e, node = i, "send_event refused");
+                        tracing::debug!(%error, node = i, "send_event refused");
+                        // Told a microsecond later, as a timer is: an app
+                        // that sends again at once cannot hold the run here.
+                        self.push(
+                            self.now + Duration::from_micros(1),
+                            Action::AppRefused {
+                                node: i,
+                                life,
+                                name,
+                                error,
+                            },
+                        );
                     }
                 }
                 Request::Query(query) => {

@@ -52,18 +52,30 @@ impl Stream {
         self.next.is_some_and(|next| seq < next) || self.held.contains_key(&seq)
     }
 
-    /// Takes an event in; `started` is this process's start (Unix ms).
-    pub(super) fn offer(&mut self, event: WireEvent, started: i64, now: Instant) -> Offer {
+    /// Takes an event in; `uptime_ms` is how long this process has run.
+    ///
+    /// Whether the event, or the one before it, was sent before this process
+    /// started is told by ages, not by comparing clocks: `age_ms` is how long
+    /// ago it was sent (each holder adds the time it kept it), and the gap to
+    /// the one before is the difference of two readings of the origin's own
+    /// clock. An age leaves out the time its copies spent on the wire, so an
+    /// event sent that little before this process started (milliseconds)
+    /// may still count as sent after.
+    pub(super) fn offer(&mut self, event: WireEvent, uptime_ms: u64, now: Instant) -> Offer {
         let seq = event.key.seq;
         if self.has(seq) {
             return Offer::Duplicate;
         }
-        if event.sent_at < started {
+        if event.age_ms > uptime_ms {
             // Everything up to it predates this process too.
             self.skip_to(seq + 1);
             return Offer::BeforeStart;
         }
-        if self.next.is_none() && (seq == 1 || event.prev_sent_at < started) {
+        // The first event, or one whose predecessor was sent before this
+        // process started, begins this process's share.
+        let gap = u64::try_from(event.sent_at.saturating_sub(event.prev_sent_at)).unwrap_or(0);
+        let first = seq == 1 || event.prev_sent_at == i64::MIN;
+        if self.next.is_none() && (first || event.age_ms.saturating_add(gap) > uptime_ms) {
             self.next = Some(seq);
         }
         self.held.insert(seq, (event, now));
@@ -72,7 +84,7 @@ impl Stream {
 
     /// Moves the next sequence number up to `seq`, dropping what is held
     /// below it; how many were never delivered.
-    fn skip_to(&mut self, seq: u64) -> u64 {
+    pub(super) fn skip_to(&mut self, seq: u64) -> u64 {
         let from = self.next.unwrap_or(seq);
         if from >= seq {
             return 0;
@@ -99,8 +111,9 @@ impl Stream {
         };
         let from = match self.next {
             Some(next) => next,
-            // Where delivery begins is unknown: walk back one at a time.
-            None => first_held.saturating_sub(1).max(1),
+            // Where delivery begins is unknown: walk back `limit` at a time
+            // (one sent before this process started ends the walk).
+            None => first_held.saturating_sub(limit).max(1),
         };
         from..first_held.min(from + limit)
     }
@@ -140,6 +153,14 @@ mod tests {
     use crate::name::NodeName;
     use crate::wire::EventKey;
 
+    /// The origin's clock now: an event sent at `sent_at` is `NOW - sent_at` old.
+    const NOW: i64 = 50;
+
+    /// How long a receiver started at `started` (the origin's clock) has run.
+    fn up(started: i64) -> u64 {
+        (NOW - started) as u64
+    }
+
     fn event(seq: u64, sent_at: i64) -> WireEvent {
         WireEvent {
             key: EventKey {
@@ -153,6 +174,7 @@ mod tests {
             name: "e".into(),
             payload: Vec::new(),
             span: None,
+            age_ms: (NOW - sent_at) as u64,
         }
     }
 
@@ -175,13 +197,13 @@ mod tests {
     fn events_out_of_order_are_delivered_in_order_once() {
         let now = now();
         let mut s = stream(now);
-        assert_eq!(s.offer(event(2, 20), 0, now), Offer::Held);
+        assert_eq!(s.offer(event(2, 20), up(0), now), Offer::Held);
         assert!(drain(&mut s).is_empty(), "waits for the first");
         assert_eq!(s.missing(8), 1..2);
-        assert_eq!(s.offer(event(1, 10), 0, now), Offer::Held);
+        assert_eq!(s.offer(event(1, 10), up(0), now), Offer::Held);
         assert_eq!(drain(&mut s), vec![1, 2]);
-        assert_eq!(s.offer(event(2, 20), 0, now), Offer::Duplicate);
-        assert_eq!(s.offer(event(1, 10), 0, now), Offer::Duplicate);
+        assert_eq!(s.offer(event(2, 20), up(0), now), Offer::Duplicate);
+        assert_eq!(s.offer(event(1, 10), up(0), now), Offer::Duplicate);
     }
 
     #[test]
@@ -189,36 +211,37 @@ mod tests {
         let now = now();
         let mut s = stream(now);
         // Started at 25: event 3 (sent 30, previous at 20) begins its share.
-        assert_eq!(s.offer(event(3, 30), 25, now), Offer::Held);
+        assert_eq!(s.offer(event(3, 30), up(25), now), Offer::Held);
         assert_eq!(drain(&mut s), vec![3]);
-        assert_eq!(s.offer(event(2, 20), 25, now), Offer::Duplicate);
+        assert_eq!(s.offer(event(2, 20), up(25), now), Offer::Duplicate);
         let mut late = stream(now);
         // Started at 15: event 3's previous (20) came after; walk back.
-        assert_eq!(late.offer(event(3, 30), 15, now), Offer::Held);
-        assert_eq!(late.missing(8), 2..3);
-        assert_eq!(late.offer(event(2, 20), 15, now), Offer::Held);
+        assert_eq!(late.offer(event(3, 30), up(15), now), Offer::Held);
+        assert_eq!(late.missing(8), 1..3, "a batch back, the start unknown");
+        assert_eq!(late.missing(1), 2..3);
+        assert_eq!(late.offer(event(2, 20), up(15), now), Offer::Held);
         assert_eq!(drain(&mut late), vec![2, 3]);
         let mut later = stream(now);
-        assert_eq!(later.offer(event(2, 20), 35, now), Offer::BeforeStart);
-        assert_eq!(later.offer(event(4, 40), 35, now), Offer::Held);
+        assert_eq!(later.offer(event(2, 20), up(35), now), Offer::BeforeStart);
+        assert_eq!(later.offer(event(4, 40), up(35), now), Offer::Held);
         // 4's previous was sent at 30, before the start at 35: no gap.
         assert!(later.missing(8).is_empty());
         assert_eq!(drain(&mut later), vec![4]);
-        assert_eq!(later.offer(event(3, 30), 35, now), Offer::Duplicate);
+        assert_eq!(later.offer(event(3, 30), up(35), now), Offer::Duplicate);
     }
 
     #[test]
     fn a_gap_held_past_patience_is_skipped_and_counted() {
         let now = now();
         let mut s = stream(now);
-        s.offer(event(1, 10), 0, now);
+        s.offer(event(1, 10), up(0), now);
         assert_eq!(drain(&mut s), vec![1]);
-        s.offer(event(4, 40), 0, now);
+        s.offer(event(4, 40), up(0), now);
         assert_eq!(s.missing(8), 2..4);
         assert_eq!(s.give_up_stale_gap(now, Duration::from_secs(1)), 0);
         let later = now + Duration::from_secs(1);
         assert_eq!(s.give_up_stale_gap(later, Duration::from_secs(1)), 2);
         assert_eq!(drain(&mut s), vec![4]);
-        assert_eq!(s.offer(event(2, 20), 0, later), Offer::Duplicate);
+        assert_eq!(s.offer(event(2, 20), up(0), later), Offer::Duplicate);
     }
 }

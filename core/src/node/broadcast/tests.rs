@@ -18,6 +18,8 @@ fn event_from(origin: &str, seq: u64, sent_at: i64) -> WireEvent {
         name: "deploy".into(),
         payload: vec![seq as u8; 10],
         span: None,
+        // Its age at `epoch()` (at least 0): `sent_at` reads the same clock as `wall()`.
+        age_ms: u64::try_from(wall().timestamp_millis() - sent_at).unwrap_or(0),
     }
 }
 
@@ -118,6 +120,7 @@ fn an_announcement_of_a_missing_event_is_pulled_and_a_pull_is_answered_from_the_
     let id = EventId {
         key: event_from("other", 1, 0).key,
         sent_at: at(now),
+        age_ms: 0,
     };
     let mut bytes = Vec::new();
     crate::wire::encode_with_ids(
@@ -267,4 +270,64 @@ fn a_flooding_origin_is_limited_and_counted_at_the_receiver() {
     }
     assert_eq!(delivered(&mut node).len() as u64, burst);
     assert_eq!(node.stats().user_events.rate_limited, 100);
+    // What was dropped is not pulled when announced: it would be dropped again.
+    let _ = sent(&mut node);
+    let id = EventId {
+        key: event_from("peer", burst + 50, t).key,
+        sent_at: t,
+        age_ms: 0,
+    };
+    let mut bytes = Vec::new();
+    crate::wire::encode_with_ids(
+        Sender {
+            cluster: node.config().cluster_id,
+            name: &name("peer"),
+            incarnation: 0,
+            sealed: false,
+        },
+        &Message::Gossip,
+        &[],
+        std::slice::from_ref(&id),
+        &mut bytes,
+        None,
+    );
+    node.handle_packet(now, addr(2), &bytes);
+    node.handle_timeout(now + node.config().user_events.pull_delay);
+    assert!(pulls(&mut node).is_empty());
+}
+
+#[test]
+fn whether_an_event_predates_this_process_is_told_by_its_age_not_by_the_origins_clock() {
+    let now = epoch();
+    let mut node = node_knowing_peer(now);
+    let _ = delivered(&mut node);
+    let hour = 3_600_000;
+    let later = now + Duration::from_secs(10);
+    // The origin's clock is an hour behind: its event, 2 s old, came after
+    // this process started (10 s ago), whatever its clock says.
+    let mut behind = event_from("peer", 1, wall().timestamp_millis() - hour);
+    behind.age_ms = 2_000;
+    push(&mut node, later, behind);
+    assert_eq!(delivered(&mut node), vec![("peer".into(), 1)]);
+    // Another origin's clock is an hour ahead: its event, 20 s old, was sent
+    // before this process started, though its clock says an hour from now.
+    let mut ahead = event_from("other", 3, wall().timestamp_millis() + hour);
+    ahead.age_ms = 20_000;
+    push(&mut node, later, ahead);
+    assert!(delivered(&mut node).is_empty());
+    assert_eq!(node.stats().user_events.too_old, 1);
+    // Its next one, 1 s old, 30 s after the one before by the origin's own
+    // clock: the one before predates this process, so this one begins its
+    // share at once (no gap to pull).
+    let mut next = event_from("other", 4, wall().timestamp_millis() + hour + 30_000);
+    next.prev_sent_at = wall().timestamp_millis() + hour;
+    next.age_ms = 1_000;
+    push(&mut node, later, next);
+    assert_eq!(delivered(&mut node), vec![("other".into(), 4)]);
+    // Older than the window by its age: dropped, whatever its clock says.
+    let mut stale = event_from("third", 1, wall().timestamp_millis() + hour);
+    stale.age_ms = 1 + node.config().user_events.window_age.as_millis() as u64;
+    push(&mut node, later + Duration::from_secs(200), stale);
+    assert!(delivered(&mut node).is_empty());
+    assert_eq!(node.stats().user_events.too_old, 2);
 }

@@ -1,0 +1,138 @@
+//! User events under the fuzz harness: real event datagrams (a push, its
+//! ack, a pull) cut short or with a byte flipped pass the `handle_packet`
+//! target's checks, and a run that loses, duplicates and replays them
+//! delivers each event once, in its origin's order (the harness's `Mirror`
+//! checks every delivery).
+//!
+//! ```sh
+//! cargo test --manifest-path fuzz/Cargo.toml --test user_events
+//! ```
+
+use beethoven_core::HEADER_LEN;
+use beethoven_fuzz::{Action, Datagram, Setup, Sim, check_datagram};
+
+/// Message kinds of user events (`core/src/wire/user.rs`).
+const EVENT: u64 = 11;
+const EVENT_PULL: u64 = 12;
+const EVENT_ACK: u64 = 13;
+
+fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The message kind of a plaintext datagram: after the header, the sender's
+/// name and incarnation.
+fn message_kind(bytes: &[u8]) -> Option<u64> {
+    let mut at = HEADER_LEN;
+    let name = varint(bytes, &mut at)?;
+    at += usize::try_from(name).ok()?;
+    varint(bytes, &mut at)?;
+    varint(bytes, &mut at)
+}
+
+/// A formed plaintext cluster where node 0 sends two events, the first
+/// push of each lost (so the member it was for pulls it): every datagram.
+fn event_traffic() -> Vec<Datagram> {
+    let mut sim = Setup::Clustered.build();
+    sim.capture = Some(Vec::new());
+    for (k, payload) in [b"v1".to_vec(), vec![9; 600]].into_iter().enumerate() {
+        sim.apply(&Action::SendEvent {
+            node: 0,
+            name: format!("deploy-{k}"),
+            payload,
+        });
+        let push = sim
+            .in_flight
+            .iter()
+            .position(|d| message_kind(&d.bytes) == Some(EVENT))
+            .expect("the send pushed the event");
+        sim.apply(&Action::Lose { pick: push as u8 });
+        sim.apply(&Action::Run { ms: 2_000 });
+    }
+    sim.capture.take().unwrap_or_default()
+}
+
+#[test]
+fn event_datagrams_cut_short_or_with_a_byte_flipped_pass_the_target_checks() {
+    let traffic = event_traffic();
+    for kind in [EVENT, EVENT_PULL, EVENT_ACK] {
+        let d = traffic
+            .iter()
+            .find(|d| message_kind(&d.bytes) == Some(kind))
+            .unwrap_or_else(|| panic!("the traffic has a message of kind {kind}"));
+        eprintln!("kind {kind}: {} bytes", d.bytes.len());
+        for setup in [Setup::Fresh, Setup::Clustered, Setup::Sealed] {
+            let mut input = vec![setup.byte()];
+            input.extend_from_slice(&d.bytes);
+            check_datagram(&input);
+        }
+        let clustered = Setup::Clustered.byte();
+        for cut in HEADER_LEN..d.bytes.len() {
+            let mut input = vec![clustered];
+            input.extend_from_slice(&d.bytes[..cut]);
+            check_datagram(&input);
+        }
+        for at in HEADER_LEN..d.bytes.len() {
+            let mut input = vec![clustered];
+            input.extend_from_slice(&d.bytes);
+            input[1 + at] ^= 0xff;
+            check_datagram(&input);
+        }
+    }
+}
+
+#[test]
+fn a_run_that_loses_duplicates_and_replays_event_datagrams_delivers_each_once_in_order() {
+    let mut sim = Setup::Clustered.build();
+    for round in 0..6u8 {
+        for node in 0..3u8 {
+            sim.apply(&Action::SendEvent {
+                node,
+                name: format!("e{round}"),
+                payload: vec![round; usize::from(node) * 100],
+            });
+        }
+        sim.apply(&Action::Duplicate { pick: round });
+        sim.apply(&Action::Lose { pick: round * 3 });
+        sim.apply(&Action::Replay {
+            pick: round * 7,
+            to: None,
+        });
+        sim.apply(&Action::Deliver { pick: 1 });
+        sim.apply(&Action::Run { ms: 300 });
+    }
+    sim.apply(&Action::Run { ms: 5_000 });
+    for member in &sim.members {
+        let node = member.node.as_ref().expect("no one crashed");
+        let stats = &node.stats().user_events;
+        assert_eq!(stats.sent, 6);
+        assert_eq!(stats.delivered, 12, "the other two nodes' six events each, once");
+    }
+}
+
+#[test]
+fn refused_sends_change_nothing() {
+    let mut sim: Sim = Setup::Clustered.build();
+    for (name, payload) in [
+        (String::new(), Vec::new()),
+        ("n".repeat(129), Vec::new()),
+        ("big".to_string(), vec![0; 1025]),
+    ] {
+        sim.apply(&Action::SendEvent {
+            node: 0,
+            name,
+            payload,
+        });
+    }
+    let node = sim.members[0].node.as_ref().expect("running");
+    assert_eq!(node.stats().user_events.sent, 0);
+}
