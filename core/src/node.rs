@@ -28,6 +28,8 @@
 //!   delivered once in each origin's order.
 //! - `conflict`: two live processes under one name: the handshake between them,
 //!   the rule for who keeps the name, and what observers report.
+//! - `tombstone`: `force_leave`, and the tombstones a prune spreads so that a
+//!   member is removed from every table.
 
 mod answers;
 mod anti_entropy;
@@ -42,6 +44,7 @@ mod probing;
 mod reunion;
 mod suspicion;
 mod timer;
+mod tombstone;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -73,12 +76,14 @@ use probing::Probing;
 use reunion::Reunion;
 use suspicion::Suspicion;
 use timer::{Timer, Timers};
+use tombstone::Tombstones;
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
-pub use membership::{ForceLeaveError, NewNodeError, SetTagsError};
+pub use membership::{NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
+pub use tombstone::ForceLeaveError;
 
 /// Why a node refused a command: it lost its name to the live process at `by`
 /// ([`Event::NameLost`]) and takes no more commands (nor any other input). No
@@ -185,6 +190,8 @@ pub struct Node {
     death_warned: Option<u64>,
     /// User events.
     broadcast: Broadcast,
+    /// Members pruned from every table, for a while.
+    tombstones: Tombstones,
 }
 
 impl Node {
@@ -252,6 +259,7 @@ impl Node {
             conflicts: Conflicts::new(seed),
             death_warned: None,
             broadcast,
+            tombstones: Tombstones::default(),
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -548,10 +556,19 @@ impl Node {
                 }
             }
         };
-        let base = wire::base_len(self.sender(), &message);
+        let mut base = wire::base_len(self.sender(), &message);
         // A claim goes where a dead predecessor may have lived (`conflict.rs`):
         // updates sent there would spend their retransmissions on nobody.
-        let updates = if matches!(message, Message::Claim { .. }) {
+        let claim = matches!(message, Message::Claim { .. });
+        // Tombstones first: they are few and small, and rows they cover must
+        // not outrun them.
+        let tombstones = if claim {
+            Vec::new()
+        } else {
+            self.piggyback_tombstones(base)
+        };
+        base += tombstones.iter().map(wire::encoded_len).sum::<usize>();
+        let updates = if claim {
             Vec::new()
         } else {
             self.piggyback(to, base)
@@ -563,15 +580,14 @@ impl Node {
             self.leave_notice.forget(seq);
         }
         let refs: Vec<&Update> = updates.iter().collect();
-        let event_ids =
-            if self.broadcast.has_announcements() && !matches!(message, Message::Claim { .. }) {
-                let used: usize = base + updates.iter().map(wire::encoded_len).sum::<usize>();
-                // Two bytes of slack for the item count's varint, as for updates.
-                let budget = self.config.max_packet_size.saturating_sub(used + 2);
-                self.broadcast.take_announcements(budget)
-            } else {
-                Vec::new()
-            };
+        let event_ids = if self.broadcast.has_announcements() && !claim {
+            let used: usize = base + updates.iter().map(wire::encoded_len).sum::<usize>();
+            // Two bytes of slack for the item count's varint, as for updates.
+            let budget = self.config.max_packet_size.saturating_sub(used + 2);
+            self.broadcast.take_announcements(budget)
+        } else {
+            Vec::new()
+        };
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {
             cluster: self.config.cluster_id,
@@ -579,11 +595,12 @@ impl Node {
             incarnation: self.incarnation,
             sealed: self.sealer.is_some(),
         };
-        wire::encode_with_ids(
+        wire::encode_items(
             sender,
             &message,
             &refs,
             &event_ids,
+            &tombstones,
             &mut self.send_buf,
             self.sealer.as_mut(),
         );

@@ -45,10 +45,12 @@ impl Node {
         {
             return self.drop_packet(from, DropReason::RateLimited);
         }
+        let owed = self.tombstones_owed(now, from, &packet);
         let Packet {
             message,
             gossip,
             event_ids,
+            tombstones,
             unknown_items,
             ..
         } = packet;
@@ -58,6 +60,10 @@ impl Node {
             for _ in 0..unknown_items {
                 self.stats.count_drop(DropReason::UnknownPiggyback);
             }
+        }
+        if !tombstones.is_empty() {
+            // Before the rows: they may cover some.
+            self.apply_tombstones(now, tombstones);
         }
         let mut answer = Vec::new();
         let known_before = self.tracker.len();
@@ -92,6 +98,10 @@ impl Node {
             // leave them out, and the suspicion would then stand until an
             // exchange.
             self.send_rows_now(from, answer);
+        }
+        if !owed.is_empty() {
+            // The sender holds rows of pruned members: it missed the prune.
+            self.send_tombstones(from, owed);
         }
         true
     }
@@ -157,6 +167,8 @@ impl Node {
             Message::Event(event) => self.handle_user_event(now, from, *event),
             Message::EventPull(key) => self.handle_event_pull(from, key),
             Message::EventAck(key) => self.handle_event_ack(from, &key),
+            Message::Tombstones(tombstones) => self.apply_tombstones(now, tombstones),
+            Message::Refused(_) => self.stats.count_drop(DropReason::Unsolicited),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.
