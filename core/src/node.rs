@@ -41,6 +41,7 @@ mod join_leave;
 mod lateness;
 mod membership;
 mod probing;
+mod refusal;
 mod reunion;
 mod suspicion;
 mod timer;
@@ -73,6 +74,7 @@ use join_leave::{Joining, LeaveNotice};
 use lateness::Lateness;
 use membership::Source;
 use probing::Probing;
+use refusal::Notices;
 use reunion::Reunion;
 use suspicion::Suspicion;
 use timer::{Timer, Timers};
@@ -112,6 +114,9 @@ enum Outgoing {
     Message { to: SocketAddr, message: Message },
     /// Tracker rows, cut into datagrams as they are sent.
     Rows(RowStream),
+    /// A refusal notice, encoded whole (`refusal.rs`): no sender of this
+    /// node's, nothing piggybacked, never sealed.
+    Notice { to: SocketAddr, bytes: Vec<u8> },
 }
 
 /// Most entries a drained queue keeps room for. A burst (a join reply of 10,000
@@ -192,6 +197,8 @@ pub struct Node {
     broadcast: Broadcast,
     /// Members pruned from every table, for a while.
     tombstones: Tombstones,
+    /// Refusal notices sent recently, for their limits.
+    notices: Notices,
 }
 
 impl Node {
@@ -260,6 +267,7 @@ impl Node {
             death_warned: None,
             broadcast,
             tombstones: Tombstones::default(),
+            notices: Notices::new(now),
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -553,6 +561,16 @@ impl Node {
                     if let Some(chunk) = self.next_chunk(stream) {
                         break chunk;
                     }
+                }
+                Outgoing::Notice { to, bytes } => {
+                    self.send_buf.clear();
+                    self.send_buf.extend_from_slice(&bytes);
+                    self.stats.packets_sent += 1;
+                    self.stats.bytes_sent += bytes.len() as u64;
+                    return Some(Transmit {
+                        to,
+                        payload: &self.send_buf,
+                    });
                 }
             }
         };

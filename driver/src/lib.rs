@@ -157,9 +157,9 @@ pub mod prelude {
         SubscriberId, Update, Updates,
     };
     pub use beethoven_core::{
-        Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, Key, KeyError, KeyRing,
-        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Seed, SendEventError, Stats,
-        TagQuery, Tags, TagsError, TrackerEvent, TrackerRow, UserEvent, UserEventConfig,
-        UserEventId, timestamp,
+        Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, JoinRefusal, Key, KeyError,
+        KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Refusal, Seed,
+        SendEventError, Stats, TagQuery, Tags, TagsError, TrackerEvent, TrackerRow, UserEvent,
+        UserEventConfig, UserEventId, timestamp,
     };
 }

@@ -11,7 +11,7 @@ use super::conflict::Claim;
 use super::membership::Source;
 use crate::stats::DropReason;
 use crate::tracker::Health;
-use crate::wire::{self, Message, Packet};
+use crate::wire::{self, DecodeError, Message, Packet};
 
 /// Nodes unknown here that one packet's gossip introduces, from which on they
 /// are a wave rather than a joiner (who arrives alone).
@@ -35,7 +35,12 @@ impl Node {
         );
         let packet = match decoded {
             Ok(packet) => packet,
-            Err(error) => return self.drop_packet(from, error.into()),
+            // Holding keys, this node reads a notice (never sealed) here.
+            Err(DecodeError::NotSealed) if self.receive_notice(now, from, bytes) => return true,
+            Err(error) => {
+                self.refuse(now, from, bytes, &error);
+                return self.drop_packet(from, error.into());
+            }
         };
         if let Err(reason) = self.validate(now, &packet) {
             return self.drop_packet(from, reason);
@@ -168,7 +173,7 @@ impl Node {
             Message::EventPull(key) => self.handle_event_pull(from, key),
             Message::EventAck(key) => self.handle_event_ack(from, &key),
             Message::Tombstones(tombstones) => self.apply_tombstones(now, tombstones),
-            Message::Refused(_) => self.stats.count_drop(DropReason::Unsolicited),
+            Message::Refused(reason) => self.handle_refusal(now, from, reason),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.

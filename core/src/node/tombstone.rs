@@ -548,7 +548,7 @@ mod tests {
         let now = epoch();
         let mut node = node_with_dead_peer(now);
         let gone = tombstone("peer", 1, wall());
-        let bytes = packet_with_tombstones("other", Message::Gossip, &[gone.clone()]);
+        let bytes = packet_with_tombstones("other", Message::Gossip, std::slice::from_ref(&gone));
         node.handle_packet(now, addr(3), &bytes);
         assert!(node.row(&name("peer")).is_none());
         assert_eq!(deleted(&mut node), [name("peer")]);

@@ -112,7 +112,8 @@ impl Refusal {
 
 /// Encodes the notice answering `refused` (a datagram whose header is this
 /// protocol's and version's) for `reason` into `out`. Returns `false`, with
-/// `out` cleared, when the notice would be longer than what it answers.
+/// `out` cleared, unless the notice is shorter than what it answers: no
+/// amplification, and a notice is never answered with another.
 pub(crate) fn encode_notice(refused: &[u8], reason: Refusal, out: &mut Vec<u8>) -> bool {
     out.clear();
     if refused.len() < HEADER_LEN {
@@ -127,7 +128,7 @@ pub(crate) fn encode_notice(refused: &[u8], reason: Refusal, out: &mut Vec<u8>) 
     let taken = std::mem::take(out);
     *out = postcard::to_extend(&(sender, 0u64, message, 0u32), taken)
         .expect("encoding in-memory values into a Vec cannot fail");
-    if out.len() > refused.len() {
+    if out.len() >= refused.len() {
         out.clear();
         return false;
     }
