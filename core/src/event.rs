@@ -28,7 +28,7 @@ pub enum Mode {
 pub enum Op {
     /// A row was added or replaced.
     Write,
-    /// A row was removed (only with `offline_retention`).
+    /// A row was removed (by `offline_retention`, or a prune: `force_leave`).
     Delete,
 }
 
