@@ -62,12 +62,7 @@ impl JoinLimiter {
     /// Whether `source` may add one more row now (and takes a token if so).
     pub(crate) fn allow(&mut self, source: SocketAddr, now: Instant) -> bool {
         if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
-            let idle = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, bucket)| bucket.last)
-                .map(|(addr, _)| *addr);
-            if let Some(idle) = idle {
+            if let Some(idle) = oldest_key(&self.buckets, |bucket| bucket.last) {
                 self.buckets.remove(&idle);
             }
         }
@@ -76,6 +71,17 @@ impl JoinLimiter {
             .or_insert(Bucket::full(self.burst, now))
             .take(now, self.per_second, self.burst)
     }
+}
+
+/// The key of `map`'s entry with the least `age` (the longest idle, the
+/// oldest): the one a bounded table forgets to make room.
+pub(crate) fn oldest_key<K: Clone, V, A: Ord>(
+    map: &BTreeMap<K, V>,
+    age: impl Fn(&V) -> A,
+) -> Option<K> {
+    map.iter()
+        .min_by_key(|(_, value)| age(value))
+        .map(|(key, _)| key.clone())
 }
 
 #[cfg(test)]

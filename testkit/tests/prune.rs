@@ -50,6 +50,15 @@ fn prune_from(sim: &mut Sim, observer: usize) {
         .expect("an offline member can be pruned");
 }
 
+/// Runs `seconds` seconds, checking every second that none of `up` holds a
+/// row of the pruned member.
+fn stays_gone(sim: &mut Sim, up: &[usize], seconds: usize) {
+    for _ in 0..seconds {
+        sim.run_for(SECOND);
+        assert_eq!(holders(sim, up), Vec::<usize>::new(), "at {:?}", sim.now());
+    }
+}
+
 fn assert_clean(sim: &Sim) {
     assert!(sim.violations().is_empty(), "{:#?}", sim.violations());
 }
@@ -63,15 +72,7 @@ fn a_pruned_member_is_gone_from_every_table_stays_gone_and_a_restart_of_it_rejoi
         .expect("gone from every table within 2 s");
     // Anti-entropy runs every 5 s: twelve rounds and more, and nobody brings
     // the row back.
-    for _ in 0..50 {
-        sim.run_for(SECOND);
-        assert_eq!(
-            holders(&sim, &up),
-            Vec::<usize>::new(),
-            "at {:?}",
-            sim.now()
-        );
-    }
+    stays_gone(&mut sim, &up, 50);
     sim.apply(Fault::Restart {
         node: PRUNED,
         new_addr: false,
@@ -119,14 +120,6 @@ fn a_node_that_missed_the_prune_behind_a_partition_is_told_and_brings_nothing_ba
     // is the tombstone.
     sim.run_until(20 * SECOND, SECOND / 10, |sim| holders(sim, &up).is_empty())
         .expect("the cut-off node is told of the prune");
-    for _ in 0..20 {
-        sim.run_for(SECOND);
-        assert_eq!(
-            holders(&sim, &up),
-            Vec::<usize>::new(),
-            "at {:?}",
-            sim.now()
-        );
-    }
+    stays_gone(&mut sim, &up, 20);
     assert_clean(&sim);
 }

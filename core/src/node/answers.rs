@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::Node;
 use super::membership::Outdated;
+use crate::limiter::oldest_key;
 use crate::name::NodeName;
 use crate::wire::WireRow;
 
@@ -60,12 +61,7 @@ impl Answers {
             return false;
         }
         if !self.sent.contains_key(&key) && self.sent.len() >= MAX_REMEMBERED {
-            let oldest = self
-                .sent
-                .iter()
-                .min_by_key(|(_, answered)| answered.at)
-                .map(|(key, _)| key.clone());
-            if let Some(oldest) = oldest {
+            if let Some(oldest) = oldest_key(&self.sent, |answered| answered.at) {
                 self.sent.remove(&oldest);
             }
         }

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::{Node, Outgoing};
 use crate::event::JoinRefusal;
-use crate::limiter::Bucket;
+use crate::limiter::{Bucket, oldest_key};
 use crate::stats::DropReason;
 use crate::wire::{self, DecodeError, Refusal};
 
@@ -65,8 +65,7 @@ impl Notices {
             return false;
         }
         if !self.last.contains_key(&to) && self.last.len() >= MAX_SOURCES {
-            let oldest = self.last.iter().min_by_key(|(_, at)| **at).map(|(a, _)| *a);
-            if let Some(oldest) = oldest {
+            if let Some(oldest) = oldest_key(&self.last, |at| *at) {
                 self.last.remove(&oldest);
             }
         }

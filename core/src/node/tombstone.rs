@@ -28,6 +28,7 @@ use tracing::debug;
 use super::Node;
 use super::dissemination::retransmit_limit;
 use super::membership::Source;
+use crate::limiter::oldest_key;
 use crate::name::NodeName;
 use crate::tracker::{Health, NodeStatus};
 use crate::wire::{self, Message, Packet, Tombstone};
@@ -105,12 +106,7 @@ impl Tombstones {
     /// of the oldest prune when full.
     fn insert(&mut self, tombstone: Tombstone) {
         if !self.held.contains_key(&tombstone.node) && self.held.len() >= MAX_TOMBSTONES {
-            let oldest = self
-                .held
-                .iter()
-                .min_by_key(|(_, held)| held.pruned_at)
-                .map(|(node, _)| node.clone());
-            if let Some(oldest) = oldest {
+            if let Some(oldest) = oldest_key(&self.held, |held| held.pruned_at) {
                 self.forget(&oldest);
             }
         }
