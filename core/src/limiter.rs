@@ -61,11 +61,9 @@ impl JoinLimiter {
 
     /// Whether `source` may add one more row now (and takes a token if so).
     pub(crate) fn allow(&mut self, source: SocketAddr, now: Instant) -> bool {
-        if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
-            if let Some(idle) = oldest_key(&self.buckets, |bucket| bucket.last) {
-                self.buckets.remove(&idle);
-            }
-        }
+        make_room(&mut self.buckets, &source, MAX_SOURCES, |bucket| {
+            bucket.last
+        });
         self.buckets
             .entry(source)
             .or_insert(Bucket::full(self.burst, now))
@@ -73,15 +71,24 @@ impl JoinLimiter {
     }
 }
 
-/// The key of `map`'s entry with the least `age` (the longest idle, the
-/// oldest): the one a bounded table forgets to make room.
-pub(crate) fn oldest_key<K: Clone, V, A: Ord>(
-    map: &BTreeMap<K, V>,
+/// Makes room for `key` in a table of at most `capacity` entries: when `key`
+/// is new and the table full, the entry with the least `age` (the longest
+/// idle, the oldest) is removed, and its key returned.
+pub(crate) fn make_room<K: Ord + Clone, V, A: Ord>(
+    map: &mut BTreeMap<K, V>,
+    key: &K,
+    capacity: usize,
     age: impl Fn(&V) -> A,
 ) -> Option<K> {
-    map.iter()
+    if map.contains_key(key) || map.len() < capacity {
+        return None;
+    }
+    let oldest = map
+        .iter()
         .min_by_key(|(_, value)| age(value))
-        .map(|(key, _)| key.clone())
+        .map(|(key, _)| key.clone())?;
+    map.remove(&oldest);
+    Some(oldest)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::Node;
 use super::membership::Outdated;
-use crate::limiter::oldest_key;
+use crate::limiter::make_room;
 use crate::name::NodeName;
 use crate::wire::WireRow;
 
@@ -60,11 +60,7 @@ impl Answers {
         {
             return false;
         }
-        if !self.sent.contains_key(&key) && self.sent.len() >= MAX_REMEMBERED {
-            if let Some(oldest) = oldest_key(&self.sent, |answered| answered.at) {
-                self.sent.remove(&oldest);
-            }
-        }
+        make_room(&mut self.sent, &key, MAX_REMEMBERED, |answered| answered.at);
         self.sent.insert(
             key,
             Answered {

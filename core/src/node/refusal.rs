@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::{Node, Outgoing};
 use crate::event::JoinRefusal;
-use crate::limiter::{Bucket, oldest_key};
+use crate::limiter::{Bucket, make_room};
 use crate::stats::DropReason;
 use crate::wire::{self, DecodeError, Refusal};
 
@@ -64,11 +64,7 @@ impl Notices {
         if !self.bucket.take(now, NOTICE_RATE, NOTICE_RATE) {
             return false;
         }
-        if !self.last.contains_key(&to) && self.last.len() >= MAX_SOURCES {
-            if let Some(oldest) = oldest_key(&self.last, |at| *at) {
-                self.last.remove(&oldest);
-            }
-        }
+        make_room(&mut self.last, &to, MAX_SOURCES, |at| *at);
         self.last.insert(to, now);
         true
     }

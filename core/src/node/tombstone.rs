@@ -28,7 +28,7 @@ use tracing::debug;
 use super::Node;
 use super::dissemination::retransmit_limit;
 use super::membership::Source;
-use crate::limiter::oldest_key;
+use crate::limiter::make_room;
 use crate::name::NodeName;
 use crate::tracker::{Health, NodeStatus};
 use crate::wire::{self, Message, Packet, Tombstone};
@@ -105,10 +105,10 @@ impl Tombstones {
     /// Holds `tombstone` (and queues it to spread), making room by letting go
     /// of the oldest prune when full.
     fn insert(&mut self, tombstone: Tombstone) {
-        if !self.held.contains_key(&tombstone.node) && self.held.len() >= MAX_TOMBSTONES {
-            if let Some(oldest) = oldest_key(&self.held, |held| held.pruned_at) {
-                self.forget(&oldest);
-            }
+        if let Some(oldest) = make_room(&mut self.held, &tombstone.node, MAX_TOMBSTONES, |held| {
+            held.pruned_at
+        }) {
+            self.pending.retain(|(queued, _)| queued.node != oldest);
         }
         let held = Held {
             incarnation: tombstone.incarnation,
