@@ -354,7 +354,7 @@ pub(crate) fn force_leave(agent: &Agent, name: &str, prune: bool) -> Result<(), 
     let body = serde_json::json!({ "name": name, "prune": prune }).to_string();
     let _: serde_json::Value = request(agent, "POST", "/v1/force-leave", Some(&body))?;
     if prune {
-        println!("{name} marked left and removed from the agent's table");
+        println!("{name} marked left and pruned from every member's table");
     } else {
         println!("{name} marked left");
     }

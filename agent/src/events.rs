@@ -15,7 +15,7 @@
 //! | `tags` | `node`, `tags` (another node's tags changed; follows its `tracker` line) |
 //! | `mode` | `mode` (`standalone` or `clustered`) |
 //! | `joined` | `seed` (a seed answered the join) |
-//! | `join_failed` | `attempts` (no seed answered: standalone, re-probing the seeds slowly) |
+//! | `join_failed` | `attempts`, `refused` (no seed answered: standalone, re-probing the seeds slowly; `refused` lists `{seed, reason}` for each seed that said it could not open this node's packets: `key_mismatch`, `seal_required`, `no_keys`, `other_cluster`) |
 //! | `name_conflict` | `node`, `addrs` (two live processes claim one name; once per conflict) |
 //! | `name_lost` | `node`, `winner` (this process lost its name; it stops) |
 //! | `leave_finished` | `spread` (the leave has spread, or `leave_timeout` passed) |
@@ -160,7 +160,15 @@ fn update_line(node: &Handle, update: &Update) -> Option<String> {
         Update::Tags { node: other, tags } => json!({"node": other.as_str(), "tags": tags}),
         Update::Mode(mode) => json!({"mode": mode}),
         Update::Joined { seed } => json!({"seed": seed.to_string()}),
-        Update::JoinFailed { attempts } => json!({"attempts": attempts}),
+        Update::JoinFailed { attempts, refused } => {
+            let refused: Vec<Value> = refused
+                .iter()
+                .map(|refusal| {
+                    json!({"seed": refusal.seed.to_string(), "reason": refusal.reason.as_str()})
+                })
+                .collect();
+            json!({"attempts": attempts, "refused": refused})
+        }
         Update::NameConflict { node: name, addrs } => {
             json!({"node": name.as_str(), "addrs": addr_strings(*addrs)})
         }

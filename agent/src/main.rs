@@ -119,7 +119,8 @@ enum Command {
         agent: client::Agent,
         /// The member's name.
         name: String,
-        /// Also remove it from the agent's member table now.
+        /// Also remove it from every member's table (it stays out until it
+        /// comes back with a restart).
         #[arg(long)]
         prune: bool,
     },

@@ -281,7 +281,9 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
                 Some(Update::Node { node: other, status }) => {
                     info!(node = %other, %status, "node update");
                 }
-                Some(Update::JoinFailed { attempts }) => warnings.join_failed(attempts),
+                Some(Update::JoinFailed { attempts, refused }) => {
+                    warnings.join_failed(attempts, &refused);
+                }
                 // The core logs the conflict.
                 Some(Update::NameLost { .. }) => break Ending::NameLost,
                 Some(Update::Lagged { missed }) => {

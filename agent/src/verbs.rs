@@ -147,7 +147,8 @@ pub(crate) struct ForceLeaveBody {
 }
 
 /// `POST /v1/force-leave` with `{"name": "b", "prune": false}`: an offline
-/// member is marked left (and with `prune` removed from this node's table).
+/// member is marked left (and with `prune` removed from every member's table,
+/// where it stays out for `prune_retention` unless it comes back).
 pub(crate) async fn force_leave(
     State(api): State<Api>,
     given: Result<Json<ForceLeaveBody>, JsonRejection>,

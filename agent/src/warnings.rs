@@ -1,14 +1,15 @@
 //! The warnings an operator must see: packets dropped for keys or cluster id,
 //! a wildcard bind advertising loopback, seeds of another address family, and
-//! a join that no seed answered (the node's `join_failed` event). Each kind at
-//! most once per [`PERIOD`].
+//! a join that no seed answered (the node's `join_failed` event, naming each
+//! seed that said it could not open this node's packets). Each kind at most
+//! once per [`PERIOD`].
 //!
 //! (Name conflicts are logged by the core.)
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use beethoven_tokio::{DropReason, Handle, Seed, Stats};
+use beethoven_tokio::{DropReason, Handle, JoinRefusal, Seed, Stats};
 use tracing::warn;
 
 use crate::logging::RateLimit;
@@ -55,9 +56,21 @@ impl Warnings {
         }
     }
 
-    /// The node reported that no seed answered its join.
-    pub(crate) fn join_failed(&mut self, attempts: u32) {
-        if self.limit.allow("alone", Instant::now()) {
+    /// The node reported that no seed answered its join; `refused` names the
+    /// seeds that said they could not open its packets, and why.
+    pub(crate) fn join_failed(&mut self, attempts: u32, refused: &[JoinRefusal]) {
+        if !self.limit.allow("alone", Instant::now()) {
+            return;
+        }
+        for refusal in refused {
+            warn!(
+                seed = %refusal.seed,
+                reason = %refusal.reason,
+                attempts,
+                "join failed: {refusal}; running standalone and re-probing the seeds slowly"
+            );
+        }
+        if refused.is_empty() {
             warn!(
                 seeds = %self.seeds,
                 attempts,

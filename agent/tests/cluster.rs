@@ -167,12 +167,12 @@ fn keys_rotate_across_three_running_agents_with_no_node_going_offline() {
         stale.udp.to_string(),
         "the seed names the sender"
     );
-    let warning = stale.wait_for_log("no seed answered: running standalone and re-probing the seeds slowly (is a seed up? a seed whose --cluster or keys differ from this node's drops its join and warns naming this node's address)");
-    assert_eq!(
-        warning["seeds"],
-        agents[0].udp.to_string(),
-        "the joiner names the seed"
-    );
+    let seed = agents[0].udp.to_string();
+    let warning = stale.wait_for_log(&format!(
+        "join failed: seed {seed} could not open our packets: a different key or cluster name (it holds none of our keys); running standalone and re-probing the seeds slowly"
+    ));
+    assert_eq!(warning["seed"], seed, "the joiner names the seed");
+    assert_eq!(warning["reason"], "key_mismatch");
     assert_eq!(agents[0].status_of("stale"), None, "never let in");
     // A bad key file on reload changes nothing.
     std::fs::write(&files[1], "not a key\n").expect("rewritten");

@@ -83,14 +83,25 @@ fn info_merge_and_delete_of_tags_and_member_filters_work_from_the_client() {
 }
 
 #[test]
-fn force_leave_refuses_unknown_and_online_members_and_marks_a_dead_one_left() {
+fn force_leave_refuses_unknown_and_online_members_marks_a_dead_one_left_and_prunes_it_everywhere() {
     let a = Agent::start(
         "a",
         &["--probe-interval", "200ms", "--suspicion-min", "500ms"],
     );
     let seed = a.udp.to_string();
     let b = Agent::start("b", &["--seed", &seed]);
-    eventually("a sees b", || a.sees_online(2));
+    let c = Agent::start(
+        "c",
+        &[
+            "--seed",
+            &seed,
+            "--probe-interval",
+            "200ms",
+            "--suspicion-min",
+            "500ms",
+        ],
+    );
+    eventually("a and c see three", || a.sees_online(3) && c.sees_online(3));
     let http = a.http.to_string();
 
     let unknown = run(&["force-leave", "--http", &http, "ghost"]);
@@ -126,7 +137,37 @@ fn force_leave_refuses_unknown_and_online_members_and_marks_a_dead_one_left() {
     });
     let pruned = run(&["force-leave", "--http", &http, "b", "--prune"]);
     assert_eq!(pruned.status.code(), Some(0), "{}", stderr(&pruned));
-    eventually("b is gone from a's table", || a.members().len() == 1);
+    assert_eq!(
+        stdout(&pruned).trim(),
+        "b marked left and pruned from every member's table"
+    );
+    eventually("b is gone from a's and c's tables", || {
+        a.members().len() == 2 && c.members().len() == 2
+    });
+    // Several anti-entropy exchanges later, b has not come back anywhere.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(a.status_of("b"), None);
+    assert_eq!(c.status_of("b"), None);
+}
+
+#[test]
+fn a_join_to_another_cluster_fails_on_both_sides_naming_the_other_address_and_the_reason() {
+    let mut seed = Agent::start("seed", &["--cluster", "blue"]);
+    let at = seed.udp.to_string();
+    let mut joiner = Agent::start("joiner", &["--cluster", "green", "--seed", &at]);
+    let warning = joiner.wait_for_log(&format!(
+        "join failed: seed {at} could not open our packets: a different key or cluster name (its cluster name differs); running standalone and re-probing the seeds slowly"
+    ));
+    assert_eq!(warning["seed"], at);
+    assert_eq!(warning["reason"], "other_cluster");
+    let warning =
+        seed.wait_for_log("dropped packets from another cluster (check --cluster on every node)");
+    assert_eq!(
+        warning["from"],
+        joiner.udp.to_string(),
+        "the seed names the joiner"
+    );
+    assert_eq!(seed.status_of("joiner"), None, "never let in");
 }
 
 #[test]

@@ -90,6 +90,11 @@ pub struct Config {
     /// Offline rows are reaped (with `Op::Delete`) this long after they went offline.
     /// `None` (default) keeps them forever, as the original did.
     pub offline_retention: Option<Duration>,
+    /// How long a member pruned with `force_leave` stays pruned: its rows at
+    /// the pruned incarnation or below are refused everywhere meanwhile, so
+    /// that a node that missed the prune cannot bring it back. Counted from
+    /// the prune on the pruning node's clock. Default 1 hour.
+    pub prune_retention: Duration,
     /// When set, every packet is sealed (XChaCha20-Poly1305) with the ring's primary
     /// key and only packets sealed with one of its keys are accepted. `None`
     /// (default): plaintext, kept apart from other clusters by `cluster_id` only.
@@ -147,6 +152,7 @@ impl Default for Config {
             max_join_targets: 4096,
             leave_timeout: Duration::from_secs(2),
             offline_retention: None,
+            prune_retention: Duration::from_secs(3600),
             keys: None,
             join_rate: 20,
             join_burst: 100,
@@ -299,6 +305,11 @@ impl Config {
             "offline_retention",
             "must be positive when set",
         )?;
+        check(
+            !self.prune_retention.is_zero(),
+            "prune_retention",
+            "must be positive",
+        )?;
         check(self.max_nodes >= 2, "max_nodes", "must be at least 2")?;
         check(self.join_rate >= 1, "join_rate", "must be at least 1")?;
         check(self.join_burst >= 1, "join_burst", "must be at least 1")?;
@@ -406,6 +417,7 @@ setters! {
     with_max_join_targets => max_join_targets: usize,
     with_leave_timeout => leave_timeout: Duration,
     with_offline_retention => offline_retention: Option<Duration>,
+    with_prune_retention => prune_retention: Duration,
     with_keys => keys: Option<KeyRing>,
     with_join_rate => join_rate: u32,
     with_join_burst => join_burst: u32,

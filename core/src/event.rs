@@ -9,6 +9,7 @@ use crate::name::NodeName;
 use crate::query::{QueryDone, QueryId, QueryRequest};
 use crate::tracker::{NodeStatus, TrackerRow};
 use crate::user::UserEvent;
+use crate::wire::Refusal;
 
 /// Whether this node is alone (the original's `serverStatus`). Serializes as
 /// its [`as_str`](Mode::as_str) name.
@@ -28,7 +29,7 @@ pub enum Mode {
 pub enum Op {
     /// A row was added or replaced.
     Write,
-    /// A row was removed (only with `offline_retention`).
+    /// A row was removed (by `offline_retention`, or a prune: `force_leave`).
     Delete,
 }
 
@@ -51,6 +52,24 @@ pub struct TrackerEvent {
     pub new_row: TrackerRow,
     /// The row before the change; `None` when the node was not tracked.
     pub old_row: Option<TrackerRow>,
+}
+
+/// A seed's refusal notice, as a failed join reports it: the seed could not
+/// open this node's packets, for `reason`. Displays as the operator's line,
+/// e.g. "seed 10.0.0.2:7946 could not open our packets: a different key or
+/// cluster name (it holds none of our keys)".
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct JoinRefusal {
+    /// The seed that sent the notice (a join was sent there).
+    pub seed: SocketAddr,
+    /// What the notice says.
+    pub reason: Refusal,
+}
+
+impl std::fmt::Display for JoinRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seed {} {}", self.seed, self.reason.explain())
+    }
 }
 
 /// Output of [`Node::poll_event`](crate::Node::poll_event).
@@ -80,6 +99,10 @@ pub enum Event {
     JoinFailed {
         /// How many attempts were made.
         attempts: u32,
+        /// The seeds that answered with a refusal notice: they could not
+        /// open this node's packets (a different key) or are of another
+        /// cluster. Unauthenticated, so a hint for the operator, never proof.
+        refused: Vec<JoinRefusal>,
     },
     /// `leave` finished: `spread` says whether, before `leave_timeout`, every
     /// member pinged with the announcement acked it or it was sent its full

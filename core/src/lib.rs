@@ -134,7 +134,7 @@ mod wire;
 
 pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
 pub use discovery::{Cidr, JoinError, Seed, SeedParseError, expand_seeds};
-pub use event::{Event, Mode, Op, TrackerEvent};
+pub use event::{Event, JoinRefusal, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
 pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
 pub use node::{
@@ -152,7 +152,7 @@ pub use tracker::{
     DIGEST_BUCKETS, Digest, Health, MAX_INCARNATION, NodeStatus, Tracker, TrackerRow,
 };
 pub use user::{SendEventError, UserEvent, UserEventConfig, UserEventId, UserEventStats};
-pub use wire::{HEADER_LEN, MAGIC, VERSION};
+pub use wire::{HEADER_LEN, MAGIC, Refusal, VERSION};
 
 /// Re-exported so users name the same `DateTime` type as the rows.
 pub use chrono;

@@ -61,21 +61,34 @@ impl JoinLimiter {
 
     /// Whether `source` may add one more row now (and takes a token if so).
     pub(crate) fn allow(&mut self, source: SocketAddr, now: Instant) -> bool {
-        if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
-            let idle = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, bucket)| bucket.last)
-                .map(|(addr, _)| *addr);
-            if let Some(idle) = idle {
-                self.buckets.remove(&idle);
-            }
-        }
+        make_room(&mut self.buckets, &source, MAX_SOURCES, |bucket| {
+            bucket.last
+        });
         self.buckets
             .entry(source)
             .or_insert(Bucket::full(self.burst, now))
             .take(now, self.per_second, self.burst)
     }
+}
+
+/// Makes room for `key` in a table of at most `capacity` entries: when `key`
+/// is new and the table full, the entry with the least `age` (the longest
+/// idle, the oldest) is removed, and its key returned.
+pub(crate) fn make_room<K: Ord + Clone, V, A: Ord>(
+    map: &mut BTreeMap<K, V>,
+    key: &K,
+    capacity: usize,
+    age: impl Fn(&V) -> A,
+) -> Option<K> {
+    if map.contains_key(key) || map.len() < capacity {
+        return None;
+    }
+    let oldest = map
+        .iter()
+        .min_by_key(|(_, value)| age(value))
+        .map(|(key, _)| key.clone())?;
+    map.remove(&oldest);
+    Some(oldest)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@
 //!   answered straight to the origin and through relays.
 //! - `conflict`: two live processes under one name: the handshake between them,
 //!   the rule for who keeps the name, and what observers report.
+//! - `tombstone`: `force_leave`, and the tombstones a prune spreads so that a
+//!   member is removed from every table.
 
 mod answers;
 mod anti_entropy;
@@ -42,9 +44,11 @@ mod lateness;
 mod membership;
 mod probing;
 mod query;
+mod refusal;
 mod reunion;
 mod suspicion;
 mod timer;
+mod tombstone;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -75,15 +79,18 @@ use lateness::Lateness;
 use membership::Source;
 use probing::Probing;
 use query::Queries;
+use refusal::Notices;
 use reunion::Reunion;
 use suspicion::Suspicion;
 use timer::{Timer, Timers};
+use tombstone::Tombstones;
 
 pub use dissemination::retransmit_limit;
 pub use join_leave::LeaveError;
-pub use membership::{ForceLeaveError, NewNodeError, SetTagsError};
+pub use membership::{NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
+pub use tombstone::ForceLeaveError;
 
 /// Why a node refused a command: it lost its name to the live process at `by`
 /// ([`Event::NameLost`]) and takes no more commands (nor any other input). No
@@ -112,6 +119,9 @@ enum Outgoing {
     Message { to: SocketAddr, message: Message },
     /// Tracker rows, cut into datagrams as they are sent.
     Rows(RowStream),
+    /// A refusal notice, encoded whole (`refusal.rs`): no sender of this
+    /// node's, nothing piggybacked, never sealed.
+    Notice { to: SocketAddr, bytes: Vec<u8> },
 }
 
 /// Most entries a drained queue keeps room for. A burst (a join reply of 10,000
@@ -192,6 +202,10 @@ pub struct Node {
     broadcast: Broadcast,
     /// Queries: this node's running ones, and those it received.
     queries: Queries,
+    /// Members pruned from every table, for a while.
+    tombstones: Tombstones,
+    /// Refusal notices sent recently, for their limits.
+    notices: Notices,
 }
 
 impl Node {
@@ -261,6 +275,8 @@ impl Node {
             death_warned: None,
             broadcast,
             queries,
+            tombstones: Tombstones::default(),
+            notices: Notices::new(now),
         };
         node.sealer = node.config.keys.as_ref().map(|ring| node.new_sealer(ring));
         node.write_own_row(now, Health::Alive);
@@ -593,12 +609,31 @@ impl Node {
                         break chunk;
                     }
                 }
+                Outgoing::Notice { to, bytes } => {
+                    self.send_buf.clear();
+                    self.send_buf.extend_from_slice(&bytes);
+                    self.stats.packets_sent += 1;
+                    self.stats.bytes_sent += bytes.len() as u64;
+                    return Some(Transmit {
+                        to,
+                        payload: &self.send_buf,
+                    });
+                }
             }
         };
-        let base = wire::base_len(self.sender(), &message);
+        let mut base = wire::base_len(self.sender(), &message);
         // A claim goes where a dead predecessor may have lived (`conflict.rs`):
         // updates sent there would spend their retransmissions on nobody.
-        let updates = if matches!(message, Message::Claim { .. }) {
+        let claim = matches!(message, Message::Claim { .. });
+        // Tombstones first: they are few and small, and rows they cover must
+        // not outrun them.
+        let tombstones = if claim {
+            Vec::new()
+        } else {
+            self.piggyback_tombstones(base)
+        };
+        base += tombstones.iter().map(wire::encoded_len).sum::<usize>();
+        let updates = if claim {
             Vec::new()
         } else {
             self.piggyback(to, base)
@@ -610,16 +645,15 @@ impl Node {
             self.leave_notice.forget(seq);
         }
         let refs: Vec<&Update> = updates.iter().collect();
-        let event_ids =
-            if self.broadcast.has_announcements() && !matches!(message, Message::Claim { .. }) {
-                let used: usize = base + updates.iter().map(wire::encoded_len).sum::<usize>();
-                // Two bytes of slack for the item count's varint, as for updates.
-                let budget = self.config.max_packet_size.saturating_sub(used + 2);
-                self.broadcast
-                    .take_announcements(self.last_input_at, to, budget)
-            } else {
-                Vec::new()
-            };
+        let event_ids = if self.broadcast.has_announcements() && !claim {
+            let used: usize = base + updates.iter().map(wire::encoded_len).sum::<usize>();
+            // Two bytes of slack for the item count's varint, as for updates.
+            let budget = self.config.max_packet_size.saturating_sub(used + 2);
+            self.broadcast
+                .take_announcements(self.last_input_at, to, budget)
+        } else {
+            Vec::new()
+        };
         // Built field by field (not with `sender()`) so the borrows stay disjoint.
         let sender = Sender {
             cluster: self.config.cluster_id,
@@ -627,11 +661,12 @@ impl Node {
             incarnation: self.incarnation,
             sealed: self.sealer.is_some(),
         };
-        wire::encode_with_ids(
+        wire::encode_items(
             sender,
             &message,
             &refs,
             &event_ids,
+            &tombstones,
             &mut self.send_buf,
             self.sealer.as_mut(),
         );

@@ -94,7 +94,11 @@ fn a_million_garbage_packets_change_nothing() {
     assert_eq!(node.tracker(), &tracker);
     assert_eq!(node.pending_updates(), pending);
     assert_eq!(node.mode(), mode);
-    assert!(node.poll_transmit().is_none(), "nothing answers garbage");
+    // Another cluster's packets are answered with a refusal notice, at most
+    // one per source every few seconds (`now` stands still here); nothing
+    // else answers garbage.
+    let answers = std::iter::from_fn(|| node.poll_transmit().map(|_| ())).count();
+    assert!(answers <= 1, "{answers} answers to garbage from one source");
     assert!(node.poll_event().is_none());
     assert_eq!(after.curr_bytes, heap.curr_bytes, "no memory kept");
     assert_eq!(after.curr_blocks, heap.curr_blocks);

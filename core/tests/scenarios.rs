@@ -292,7 +292,7 @@ fn join_without_answer_falls_back_to_standalone_and_keeps_trying() {
     pump.run_until(30 * SECOND, |p| {
         p.events[0]
             .iter()
-            .any(|(_, e)| matches!(e, Event::JoinFailed { attempts: 3 }))
+            .any(|(_, e)| matches!(e, Event::JoinFailed { attempts: 3, .. }))
     })
     .expect("gives up after three attempts");
     assert_eq!(pump.mode(0), Mode::Standalone);

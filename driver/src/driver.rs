@@ -532,11 +532,16 @@ impl Driver {
             Event::ModeChanged(mode) => info!(%name, %mode, "mode changed"),
             Event::Joined { seed } => info!(%name, %seed, "joined"),
             // A warning for whoever reads the stream (the agent's names its seeds).
-            Event::JoinFailed { attempts } => info!(
+            Event::JoinFailed { attempts, refused } if refused.is_empty() => info!(
                 %name,
                 attempts,
                 "join failed: no seed answered; running standalone and re-probing the seeds slowly"
             ),
+            Event::JoinFailed { attempts, refused } => {
+                for refusal in refused {
+                    info!(%name, attempts, seed = %refusal.seed, reason = %refusal.reason, "join failed: {refusal}");
+                }
+            }
             Event::LeaveFinished { spread } => {
                 info!(%name, spread, "leave finished");
                 self.leave_finished = true;

@@ -303,7 +303,7 @@ impl Handle {
         self.decide(Order::SetKeyRing(ring))
     }
 
-    /// Marks an offline member `left`, and with `prune` removes it from this
+    /// Marks an offline member `left`, and with `prune` removes it from every
     /// node's table; see [`Node::force_leave`](beethoven_core::Node::force_leave).
     /// An unknown or online member is refused with [`CommandError::ForceLeave`].
     pub fn force_leave(&self, name: NodeName, prune: bool) -> Reply {

@@ -159,10 +159,10 @@ pub mod prelude {
         QueryResponses, Reply, StartError, SubscriberId, Update, Updates,
     };
     pub use beethoven_core::{
-        Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, Key, KeyError, KeyRing,
-        LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Query, QueryConfig, QueryDone,
-        QueryError, QueryFilter, QueryId, QueryRequest, QueryStats, QueryToken, RespondError, Seed,
-        SendEventError, Stats, TagQuery, Tags, TagsError, TrackerEvent, TrackerRow, UserEvent,
-        UserEventConfig, UserEventId, timestamp,
+        Cidr, Config, DropReason, ForceLeaveError, Health, JoinError, JoinRefusal, Key, KeyError,
+        KeyRing, LeaveError, Mode, NewNodeError, NodeName, NodeStatus, Op, Query, QueryConfig,
+        QueryDone, QueryError, QueryFilter, QueryId, QueryRequest, QueryStats, QueryToken, Refusal,
+        RespondError, Seed, SendEventError, Stats, TagQuery, Tags, TagsError, TrackerEvent,
+        TrackerRow, UserEvent, UserEventConfig, UserEventId, timestamp,
     };
 }

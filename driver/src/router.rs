@@ -25,7 +25,8 @@ use async_channel::{Receiver, Sender, TrySendError};
 use futures_core::Stream;
 
 use beethoven_core::{
-    Event, Mode, NodeName, NodeStatus, Op, QueryRequest, Tags, TrackerEvent, TrackerRow, UserEvent,
+    Event, JoinRefusal, Mode, NodeName, NodeStatus, Op, QueryRequest, Tags, TrackerEvent,
+    TrackerRow, UserEvent,
 };
 use tracing::{debug, error, warn};
 
@@ -94,6 +95,10 @@ pub enum Update {
     JoinFailed {
         /// How many attempts were made.
         attempts: u32,
+        /// The seeds that said they could not open this node's packets (a
+        /// different key or cluster name): see
+        /// [`JoinRefusal`](beethoven_core::JoinRefusal).
+        refused: Vec<JoinRefusal>,
     },
     /// Two live processes claim the name `node`, one at each of `addrs` (lower
     /// first): see [`Event::NameConflict`](beethoven_core::Event::NameConflict)
@@ -151,7 +156,9 @@ impl Update {
             Event::NodeUpdate { node, status } => (Some(Update::Node { node, status }), None),
             Event::ModeChanged(mode) => (Some(Update::Mode(mode)), None),
             Event::Joined { seed } => (Some(Update::Joined { seed }), None),
-            Event::JoinFailed { attempts } => (Some(Update::JoinFailed { attempts }), None),
+            Event::JoinFailed { attempts, refused } => {
+                (Some(Update::JoinFailed { attempts, refused }), None)
+            }
             Event::NameConflict { node, addrs } => {
                 (Some(Update::NameConflict { node, addrs }), None)
             }

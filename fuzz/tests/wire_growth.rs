@@ -73,6 +73,27 @@ fn alive_update(who: u8, extra: &[u8]) -> Vec<u8> {
 
 const GOSSIP: (u64, &[u8]) = (8, &[]);
 const UPDATE: u64 = 0;
+const TOMBSTONE: u64 = 4;
+const TOMBSTONES: u64 = 21;
+
+/// A tombstone item's fields: node `who` pruned at incarnation 0; `extra`
+/// appended (a later version's field).
+fn tombstone(who: u8, extra: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    bytes(name(who).as_str().as_bytes(), &mut out);
+    varint(0, &mut out); // incarnation
+    varint(2 * 1_700_000_000_000, &mut out); // pruned at, zigzag
+    out.extend_from_slice(extra);
+    out
+}
+
+/// A `Tombstones` message's fields: one tombstone of node `who`.
+fn tombstones(who: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    varint(1, &mut out);
+    out.extend_from_slice(&tombstone(who, &[]));
+    out
+}
 
 fn later_version_datagrams() -> Vec<(&'static str, Vec<u8>)> {
     vec![
@@ -102,11 +123,38 @@ fn later_version_datagrams() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Kinds added since the framing (tombstones of pruned members), the last one
+/// with a field appended as a later version would.
+fn added_kinds() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "a tombstone of an unknown member beside a row",
+            datagram(
+                2,
+                GOSSIP,
+                &[
+                    (TOMBSTONE, tombstone(9, &[])),
+                    (UPDATE, alive_update(5, &[])),
+                ],
+            ),
+        ),
+        (
+            "tombstones as a message",
+            datagram(2, (TOMBSTONES, &tombstones(9)), &[(UPDATE, alive_update(5, &[]))]),
+        ),
+        (
+            "a tombstone with a field appended",
+            datagram(2, GOSSIP, &[(TOMBSTONE, tombstone(9, &[1, 2]))]),
+        ),
+    ]
+}
+
 #[test]
 fn a_later_versions_datagrams_pass_the_target_checks_in_every_setup() {
     let mut cut = datagram(2, GOSSIP, &[(UPDATE, alive_update(5, &[]))]);
     cut.truncate(cut.len() - 3);
     let mut inputs = later_version_datagrams();
+    inputs.extend(added_kinds());
     inputs.push(("a frame cut short", cut));
     for (what, bytes) in inputs {
         for setup in [

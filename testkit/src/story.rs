@@ -210,7 +210,7 @@ impl Log {
             } => Logged::Heard(node, about.clone(), *status),
             Event::ModeChanged(mode) => Logged::Mode(node, *mode),
             Event::Joined { seed } => Logged::Event(node, format!("joined through {seed}")),
-            Event::JoinFailed { attempts } => {
+            Event::JoinFailed { attempts, .. } => {
                 Logged::Event(node, format!("failed to join after {attempts} attempts"))
             }
             Event::LeaveFinished { spread } => Logged::Event(

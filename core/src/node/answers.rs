@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::Node;
 use super::membership::Outdated;
+use crate::limiter::make_room;
 use crate::name::NodeName;
 use crate::wire::WireRow;
 
@@ -59,16 +60,7 @@ impl Answers {
         {
             return false;
         }
-        if !self.sent.contains_key(&key) && self.sent.len() >= MAX_REMEMBERED {
-            let oldest = self
-                .sent
-                .iter()
-                .min_by_key(|(_, answered)| answered.at)
-                .map(|(key, _)| key.clone());
-            if let Some(oldest) = oldest {
-                self.sent.remove(&oldest);
-            }
-        }
+        make_room(&mut self.sent, &key, MAX_REMEMBERED, |answered| answered.at);
         self.sent.insert(
             key,
             Answered {

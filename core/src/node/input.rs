@@ -11,7 +11,7 @@ use super::conflict::Claim;
 use super::membership::Source;
 use crate::stats::DropReason;
 use crate::tracker::Health;
-use crate::wire::{self, Message, Packet};
+use crate::wire::{self, DecodeError, Message, Packet};
 
 /// Nodes unknown here that one packet's gossip introduces, from which on they
 /// are a wave rather than a joiner (who arrives alone).
@@ -35,7 +35,12 @@ impl Node {
         );
         let packet = match decoded {
             Ok(packet) => packet,
-            Err(error) => return self.drop_packet(from, error.into()),
+            // Holding keys, this node reads a notice (never sealed) here.
+            Err(DecodeError::NotSealed) if self.receive_notice(now, from, bytes) => return true,
+            Err(error) => {
+                self.refuse(now, from, bytes, &error);
+                return self.drop_packet(from, error.into());
+            }
         };
         if let Err(reason) = self.validate(now, &packet) {
             return self.drop_packet(from, reason);
@@ -45,10 +50,12 @@ impl Node {
         {
             return self.drop_packet(from, DropReason::RateLimited);
         }
+        let owed = self.tombstones_owed(now, from, &packet);
         let Packet {
             message,
             gossip,
             event_ids,
+            tombstones,
             unknown_items,
             ..
         } = packet;
@@ -58,6 +65,10 @@ impl Node {
             for _ in 0..unknown_items {
                 self.stats.count_drop(DropReason::UnknownPiggyback);
             }
+        }
+        if !tombstones.is_empty() {
+            // Before the rows: they may cover some.
+            self.apply_tombstones(now, tombstones);
         }
         let mut answer = Vec::new();
         let known_before = self.tracker.len();
@@ -92,6 +103,10 @@ impl Node {
             // leave them out, and the suspicion would then stand until an
             // exchange.
             self.send_rows_now(from, answer);
+        }
+        if !owed.is_empty() {
+            // The sender holds rows of pruned members: it missed the prune.
+            self.send_tombstones(from, owed);
         }
         true
     }
@@ -162,6 +177,8 @@ impl Node {
             Message::QueryResponse(response) => self.handle_query_response(*response),
             Message::QueryRelay(response) => self.handle_query_relay(*response),
             Message::QueryPushAck(key) => self.handle_query_push_ack(from, &key),
+            Message::Tombstones(tombstones) => self.apply_tombstones(now, tombstones),
+            Message::Refused(reason) => self.handle_refusal(now, from, reason),
             Message::Unknown { kind } => {
                 // A later version's message (rolling upgrade): its updates
                 // applied, the message itself is skipped.

@@ -14,7 +14,7 @@ use super::membership::Source;
 use super::timer::Timer;
 use crate::config::Config;
 use crate::discovery::{JoinError, Seed, expand_seeds};
-use crate::event::{Event, Op, TrackerEvent};
+use crate::event::{Event, JoinRefusal, Op, TrackerEvent};
 use crate::limiter::JoinLimiter;
 use crate::name::NodeName;
 use crate::tracker::{Health, NodeStatus, TrackerRow};
@@ -51,6 +51,8 @@ pub(super) struct Joining {
     /// The last join (or seed re-probe) began with nobody online here: what its
     /// replies bring is this node's first view, not news for anyone else.
     fresh: bool,
+    /// The refusal notices of the join in progress, by seed (`refusal.rs`).
+    pub(super) refusals: Vec<JoinRefusal>,
 }
 
 impl Joining {
@@ -61,6 +63,7 @@ impl Joining {
             replies_until: None,
             limiter: JoinLimiter::new(config.join_rate, config.join_burst),
             fresh: true,
+            refusals: Vec::new(),
         }
     }
 }
@@ -140,6 +143,7 @@ impl Node {
         }
         self.stop_rejoin();
         self.joining.fresh = self.members.len() == 0;
+        self.joining.refusals.clear();
         self.joining.attempts = Some(JoinAttempts::new(targets, self.config.join_retry));
         self.timers.set(Timer::Join, now);
         self.run_join(now);
@@ -246,7 +250,9 @@ impl Node {
             let targets = std::mem::take(&mut join.targets);
             self.stop_join();
             debug!(attempts, "no seed answered: running standalone");
-            self.events.push_back(Event::JoinFailed { attempts });
+            let refused = std::mem::take(&mut self.joining.refusals);
+            self.events
+                .push_back(Event::JoinFailed { attempts, refused });
             self.schedule_rejoin(now, targets);
             return;
         }
@@ -254,6 +260,14 @@ impl Node {
         let targets = join.targets.clone();
         self.timers.set(Timer::Join, next);
         self.send_joins(&targets);
+    }
+
+    /// The addresses the join in progress sends to; `None` when not joining.
+    pub(super) fn join_targets(&self) -> Option<&[SocketAddr]> {
+        self.joining
+            .attempts
+            .as_ref()
+            .map(|join| join.targets.as_slice())
     }
 
     /// Ends the join in progress, if any, and returns it.

@@ -44,25 +44,6 @@ pub enum SetTagsError {
     NameTaken(#[from] crate::NameTaken),
 }
 
-/// Why `force_leave` refused. No state changed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ForceLeaveError {
-    /// No member by that name is in the tracker.
-    #[error("no member named `{0}`")]
-    Unknown(NodeName),
-    /// The name is this node's own: a node leaves with `leave`.
-    #[error("a node cannot force itself out: it leaves with `leave`")]
-    IsSelf,
-    /// The member is online: it would refute being marked left, and a live
-    /// member leaves with its own `leave`.
-    #[error("`{0}` is online: only an offline member can be forced out")]
-    Online(NodeName),
-    /// This node lost its name and takes no more commands.
-    #[error(transparent)]
-    NameTaken(#[from] crate::NameTaken),
-}
-
 /// Outdated bad news, as `apply_row` found it: `node` is online here at the
 /// newer `incarnation`, and the current row is queued for the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +153,7 @@ impl Node {
         if row.node == self.name {
             return self.apply_row_about_self(now, row, suspecter.as_ref());
         }
-        if self.is_expired(now, &row) {
+        if self.is_expired(now, &row) || self.is_pruned(now, &row.node, row.incarnation) {
             return None;
         }
         // One lookup serves the checks and the merge: this is the hot path of
@@ -429,54 +410,6 @@ impl Node {
             self.mode = mode;
             self.events.push_back(Event::ModeChanged(mode));
         }
-    }
-}
-
-impl Node {
-    /// Marks an offline member `left` (serf's `force-leave`): a member declared
-    /// dead that will not come back is then reported as gone on purpose, and
-    /// the row spreads like gossip (at one incarnation `Left` outranks `Dead`,
-    /// so every replica converges on it; if the member does come back it
-    /// refutes with a higher incarnation). A member already left is kept as it
-    /// is. With `prune`, the row is also removed from this node's tracker at
-    /// once (an `Op::Delete` event), as `offline_retention` would; the others
-    /// keep their `left` row until their own retention removes it, and an
-    /// exchange with one of them may bring the row back here as `left`.
-    /// Refused, with nothing changed, for an unknown name, this node's own, and
-    /// an online member.
-    pub fn force_leave(
-        &mut self,
-        now: Instant,
-        name: &NodeName,
-        prune: bool,
-    ) -> Result<(), ForceLeaveError> {
-        self.input(now, |node| node.mark_left(now, name, prune))?
-    }
-
-    fn mark_left(
-        &mut self,
-        now: Instant,
-        name: &NodeName,
-        prune: bool,
-    ) -> Result<(), ForceLeaveError> {
-        if *name == self.name {
-            return Err(ForceLeaveError::IsSelf);
-        }
-        let row = self
-            .tracker
-            .get(name)
-            .ok_or_else(|| ForceLeaveError::Unknown(name.clone()))?;
-        if row.status == NodeStatus::Online {
-            return Err(ForceLeaveError::Online(name.clone()));
-        }
-        if row.health == Health::Dead {
-            let left = row.with_health(Health::Left, self.wall_clock(now));
-            let _ = self.apply_row(now, left, None, Source::Gossip);
-        }
-        if prune {
-            self.remove_row(now, name);
-        }
-        Ok(())
     }
 }
 
@@ -866,67 +799,6 @@ mod tests {
         assert_eq!(node.stats().dropped(DropReason::TooManyTags), 1);
         assert!(node.row(&name("a")).is_none());
         assert_eq!(node.row(&name("b")).map(|r| r.tags.len()), Some(1));
-    }
-
-    #[test]
-    fn force_leave_marks_a_dead_member_left_and_spreads_it() {
-        let now = epoch();
-        let mut node = node_knowing_peer(now);
-        let news = packet("other", 0, Message::Gossip, &[&dead("peer", 2, 0)]);
-        node.handle_packet(now, addr(3), &news);
-        while node.poll_event().is_some() {}
-        node.force_leave(now, &name("peer"), false)
-            .expect("a dead member can be forced out");
-        let row = node.tracker().get(&name("peer")).expect("still tracked");
-        assert_eq!(row.health, Health::Left);
-        assert_eq!(row.incarnation, 0);
-        assert!(node.gossip.contains(&name("peer")), "the left row spreads");
-    }
-
-    #[test]
-    fn force_leave_with_prune_removes_the_row_with_a_delete_event() {
-        let now = epoch();
-        let mut node = node_knowing_peer(now);
-        let news = packet("other", 0, Message::Gossip, &[&dead("peer", 2, 0)]);
-        node.handle_packet(now, addr(3), &news);
-        while node.poll_event().is_some() {}
-        node.force_leave(now, &name("peer"), true)
-            .expect("a dead member can be pruned");
-        assert!(node.tracker().get(&name("peer")).is_none());
-        let mut deleted = false;
-        while let Some(event) = node.poll_event() {
-            if let Event::Tracker(TrackerEvent {
-                op: Op::Delete,
-                new_row,
-                ..
-            }) = event
-            {
-                deleted |= new_row.node == name("peer");
-            }
-        }
-        assert!(deleted, "the removal is an Op::Delete event");
-    }
-
-    #[test]
-    fn force_leave_refuses_an_unknown_an_online_member_and_itself_changing_nothing() {
-        let now = epoch();
-        let mut node = node_knowing_peer(now);
-        while node.poll_event().is_some() {}
-        assert_eq!(
-            node.force_leave(now, &name("ghost"), false),
-            Err(super::ForceLeaveError::Unknown(name("ghost")))
-        );
-        assert_eq!(
-            node.force_leave(now, &name("peer"), true),
-            Err(super::ForceLeaveError::Online(name("peer")))
-        );
-        assert_eq!(
-            node.force_leave(now, &name("me"), false),
-            Err(super::ForceLeaveError::IsSelf)
-        );
-        let row = node.tracker().get(&name("peer")).expect("still tracked");
-        assert_eq!(row.health, Health::Alive);
-        assert!(node.poll_event().is_none(), "nothing changed");
     }
 
     #[test]

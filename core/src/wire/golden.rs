@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use chrono::DateTime;
 
 use super::row::UncheckedRow;
+use super::tombstone::Tombstone;
 use super::*;
 use crate::keyring::{Key, KeyRing};
 use crate::tags::Tags;
@@ -296,6 +297,14 @@ fn query_response() -> WireResponse {
     }
 }
 
+fn pruned() -> Tombstone {
+    Tombstone {
+        node: name("gone"),
+        incarnation: 300,
+        pruned_at: 1_700_000_000_123,
+    }
+}
+
 golden_messages! {
     a_query_keeps_its_bytes: "message_query" => Message::Query(Box::new(WireQuery {
         key: user_event_key(),
@@ -312,4 +321,91 @@ golden_messages! {
     a_query_response_keeps_its_bytes: "message_query_response" => Message::QueryResponse(Box::new(query_response()));
     a_query_relay_keeps_its_bytes: "message_query_relay" => Message::QueryRelay(Box::new(query_response()));
     a_query_push_ack_keeps_its_bytes: "message_query_push_ack" => Message::QueryPushAck(user_event_key());
+    tombstones_keep_their_bytes: "message_tombstones" => Message::Tombstones(vec![
+        pruned(),
+        Tombstone { node: name("also-gone"), incarnation: 0, pruned_at: -1 },
+    ]);
+    a_refusal_keeps_its_bytes: "message_refused" => Message::Refused(Refusal::OtherCluster);
+}
+
+#[test]
+fn an_envelope_with_a_tombstone_keeps_its_bytes() {
+    let me = name("me");
+    let update = Update {
+        row: row("t", "10.9.9.9:1", Health::Alive, &[]),
+        suspecter: None,
+    };
+    let mut bytes = Vec::new();
+    encode_items(
+        sender(&me, false),
+        &Message::Gossip,
+        &[&update],
+        &[],
+        &[pruned()],
+        &mut bytes,
+        None,
+    );
+    assert_golden(
+        "envelope_tombstone",
+        "a gossip with an alive row and a tombstone piggybacked",
+        &bytes,
+    );
+    let decoded = decode(&bytes, CLUSTER, None, &mut Vec::new(), LIMITS).expect("decodes");
+    assert_eq!(decoded.gossip, vec![update]);
+    assert_eq!(decoded.tombstones, vec![pruned()]);
+    assert_eq!(decoded.unknown_items, 0);
+}
+
+#[test]
+fn a_refusal_notice_keeps_its_bytes_and_echoes_the_refused_cluster_id() {
+    let ring = KeyRing::new(Key::new([7; 32]));
+    let mut sealer = Sealer::new(&ring, [9; 16]);
+    let me = name("me");
+    let mut join = Vec::new();
+    encode(
+        sender(&me, true),
+        &Message::Join {
+            row: db_row("me", Health::Alive),
+        },
+        &[],
+        &mut join,
+        Some(&mut sealer),
+    );
+    let mut notice = Vec::new();
+    assert!(encode_notice(&join, Refusal::KeyMismatch, &mut notice));
+    assert_golden(
+        "notice_key_mismatch",
+        "the refusal notice answering a sealed join: plaintext, the join's cluster id, sender \"-\"",
+        &notice,
+    );
+    assert!(
+        notice.len() < join.len(),
+        "never larger than what it answers"
+    );
+    assert_eq!(decode_notice(&notice, CLUSTER), Some(Refusal::KeyMismatch));
+    assert_eq!(
+        decode_notice(&notice, ClusterId(1)),
+        None,
+        "another cluster's"
+    );
+    assert_eq!(
+        decode_notice(&join, CLUSTER),
+        None,
+        "a sealed packet is no notice"
+    );
+    let plain = packet(&Message::Gossip, &[]);
+    assert_eq!(
+        decode_notice(&plain, CLUSTER),
+        None,
+        "nor is another message"
+    );
+    let mut short = Vec::new();
+    assert!(
+        !encode_notice(&join[..HEADER_LEN + 2], Refusal::KeyMismatch, &mut short),
+        "a packet shorter than the notice is not answered"
+    );
+    assert!(short.is_empty());
+    // A node without keys reads it as a plain `Refused` message.
+    let decoded = decode(&notice, CLUSTER, None, &mut Vec::new(), LIMITS).expect("decodes");
+    assert_eq!(decoded.message, Message::Refused(Refusal::KeyMismatch));
 }

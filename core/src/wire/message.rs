@@ -25,9 +25,13 @@
 //! 17    QueryRelay   (queries: `query.rs`)
 //! 18    QueryPushAck (queries: `query.rs`)
 //!
+//! 20    Refused      (the refusal notice, never sealed: `notice.rs`)
+//! 21    Tombstones   (pruned members: `tombstone.rs`)
+//!
 //! kind  item         fields
 //!  0    Update       row | suspecter (0, or 1 and a name)
 //!  1    EventId      (user events: `user.rs`)
+//!  4    Tombstone    (a pruned member: `tombstone.rs`)
 //! ```
 //!
 //! The kinds are fixed here, not by the order of the enum's variants. A kind
@@ -36,8 +40,10 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::notice::{self, Refusal};
 use super::query::{self, WireQuery, WireResponse};
 use super::row::{Framed, UncheckedRow, WireAddr, WireRow};
+use super::tombstone::{self, Tombstone};
 use super::user::{self, EventId, EventKey, WireEvent};
 use super::{DecodeError, WireDigest};
 use crate::name::NodeName;
@@ -124,6 +130,13 @@ pub(crate) enum Message<R = WireRow> {
     QueryRelay(Box<WireResponse>),
     /// Your push of this query along the tree arrived.
     QueryPushAck(EventKey),
+    /// I cannot open your packets (or they are another cluster's): the
+    /// refusal notice, sent unsealed and without anything of this cluster's
+    /// (`notice.rs`).
+    Refused(Refusal),
+    /// These members were pruned: you sent me a row that one of them covers
+    /// (`node/tombstone.rs`).
+    Tombstones(Vec<Tombstone>),
     /// A kind this build does not know (a later version's message): its fields
     /// are skipped, the piggybacked items still apply. Sent only by tests, with
     /// no fields, to stand for such a message.
@@ -188,8 +201,24 @@ impl Serialize for Message {
             Message::QueryResponse(r) => frame(s, query::kind::QUERY_RESPONSE, r),
             Message::QueryRelay(r) => frame(s, query::kind::QUERY_RELAY, r),
             Message::QueryPushAck(key) => frame(s, query::kind::QUERY_PUSH_ACK, key),
+            Message::Refused(refusal) => frame(s, notice::REFUSED, &refusal.code()),
+            Message::Tombstones(tombstones) => frame(
+                s,
+                tombstone::TOMBSTONES,
+                &tombstone::TombstoneList(tombstones),
+            ),
             Message::Unknown { kind } => frame(s, *kind, &()),
         }
+    }
+}
+
+impl Serialize for Tombstone {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        frame(
+            s,
+            tombstone::TOMBSTONE_ITEM,
+            &(&self.node, self.incarnation, self.pruned_at),
+        )
     }
 }
 
@@ -283,6 +312,16 @@ impl Message<UncheckedRow> {
             query::kind::QUERY_RESPONSE => Message::QueryResponse(Box::new(fields(bytes)?)),
             query::kind::QUERY_RELAY => Message::QueryRelay(Box::new(fields(bytes)?)),
             query::kind::QUERY_PUSH_ACK => Message::QueryPushAck(fields(bytes)?),
+            notice::REFUSED => Message::Refused(Refusal::from_code(fields(bytes)?)),
+            tombstone::TOMBSTONES => {
+                let tombstones: Vec<(NodeName, u64, i64)> = fields(bytes)?;
+                Message::Tombstones(
+                    tombstones
+                        .into_iter()
+                        .map(checked_tombstone)
+                        .collect::<Result<_, _>>()?,
+                )
+            }
             kind => Message::Unknown { kind },
         })
     }
@@ -335,6 +374,8 @@ impl Message<UncheckedRow> {
             Message::QueryResponse(r) => Message::QueryResponse(r),
             Message::QueryRelay(r) => Message::QueryRelay(r),
             Message::QueryPushAck(key) => Message::QueryPushAck(key),
+            Message::Refused(refusal) => Message::Refused(refusal),
+            Message::Tombstones(tombstones) => Message::Tombstones(tombstones),
             Message::Unknown { kind } => Message::Unknown { kind },
         })
     }
@@ -348,6 +389,7 @@ fn check_rows(rows: Vec<UncheckedRow>, limits: TagLimits) -> Result<Vec<WireRow>
 pub(super) enum Item {
     Update(Update<UncheckedRow>),
     EventId(EventId),
+    Tombstone(Tombstone),
     /// A kind this build does not know: skipped, counted.
     Unknown,
 }
@@ -368,9 +410,25 @@ impl Item {
                     age_ms,
                 })
             }
+            tombstone::TOMBSTONE_ITEM => Item::Tombstone(checked_tombstone(fields(bytes)?)?),
             _ => Item::Unknown,
         })
     }
+}
+
+/// A tombstone from its fields; an incarnation no row can have is malformed
+/// (as in a row: refuting it would overflow).
+fn checked_tombstone(
+    (node, incarnation, pruned_at): (NodeName, u64, i64),
+) -> Result<Tombstone, DecodeError> {
+    if incarnation > crate::tracker::MAX_INCARNATION {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(Tombstone {
+        node,
+        incarnation,
+        pruned_at,
+    })
 }
 
 impl Update<UncheckedRow> {

@@ -56,14 +56,19 @@ use crate::tracker::{DIGEST_BUCKETS, Digest};
 #[cfg(test)]
 mod golden;
 mod message;
+mod notice;
 mod query;
 mod row;
+mod tombstone;
 mod user;
 
 use message::Item;
 pub(crate) use message::{Message, Update};
+pub use notice::Refusal;
+pub(crate) use notice::{decode_notice, encode_notice};
 pub(crate) use query::{WireQuery, WireResponse};
 pub(crate) use row::WireRow;
+pub(crate) use tombstone::Tombstone;
 pub(crate) use user::{EventId, EventKey, WireEvent};
 
 /// First bytes of every packet.
@@ -132,6 +137,8 @@ pub(crate) struct Packet {
     pub(crate) gossip: Vec<Update>,
     /// Piggybacked announcements of user events.
     pub(crate) event_ids: Vec<EventId>,
+    /// Piggybacked tombstones of pruned members.
+    pub(crate) tombstones: Vec<Tombstone>,
     /// Piggybacked items of kinds this build does not know (skipped).
     pub(crate) unknown_items: u32,
 }
@@ -196,6 +203,7 @@ pub(crate) fn decode(
     // Not preallocated from the count: the count is the peer's word.
     let mut gossip = Vec::new();
     let mut event_ids = Vec::new();
+    let mut tombstones = Vec::new();
     let mut unknown_items = 0u32;
     for _ in 0..count {
         let ((kind, fields), next): ((u32, &[u8]), _) = take(rest)?;
@@ -203,6 +211,7 @@ pub(crate) fn decode(
         match Item::decode(kind, fields)? {
             Item::Update(update) => gossip.push(update),
             Item::EventId(id) => event_ids.push(id),
+            Item::Tombstone(tombstone) => tombstones.push(tombstone),
             Item::Unknown => unknown_items += 1,
         }
     }
@@ -224,6 +233,7 @@ pub(crate) fn decode(
         message: message.check(limits).map_err(tags)?,
         gossip,
         event_ids,
+        tombstones,
         unknown_items,
     })
 }
@@ -258,12 +268,13 @@ struct Body<'a> {
     message: &'a Message,
     gossip: &'a [&'a Update],
     event_ids: &'a [EventId],
+    tombstones: &'a [Tombstone],
 }
 
 impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // A tuple: its elements back to back, with no count before them.
-        let items = self.gossip.len() + self.event_ids.len();
+        let items = self.gossip.len() + self.event_ids.len() + self.tombstones.len();
         let mut body = serializer.serialize_tuple(4 + items)?;
         body.serialize_element(self.sender)?;
         body.serialize_element(&self.incarnation)?;
@@ -274,6 +285,9 @@ impl Serialize for Body<'_> {
         }
         for id in self.event_ids {
             body.serialize_element(id)?;
+        }
+        for tombstone in self.tombstones {
+            body.serialize_element(tombstone)?;
         }
         body.end()
     }
@@ -291,6 +305,7 @@ pub(crate) fn base_len(sender: Sender<'_>, message: &Message) -> usize {
             message,
             gossip: &[],
             event_ids: &[],
+            tombstones: &[],
         })
 }
 
@@ -311,11 +326,26 @@ pub(crate) fn encode(
 
 /// [`encode`], with user events' announcements piggybacked after the updates
 /// (each adds its [`encoded_len`]).
+#[cfg(test)]
 pub(crate) fn encode_with_ids(
     sender: Sender<'_>,
     message: &Message,
     gossip: &[&Update],
     event_ids: &[EventId],
+    out: &mut Vec<u8>,
+    sealer: Option<&mut Sealer>,
+) {
+    encode_items(sender, message, gossip, event_ids, &[], out, sealer);
+}
+
+/// [`encode`], with user events' announcements and then tombstones
+/// piggybacked after the updates (each adds its [`encoded_len`]).
+pub(crate) fn encode_items(
+    sender: Sender<'_>,
+    message: &Message,
+    gossip: &[&Update],
+    event_ids: &[EventId],
+    tombstones: &[Tombstone],
     out: &mut Vec<u8>,
     sealer: Option<&mut Sealer>,
 ) {
@@ -331,6 +361,7 @@ pub(crate) fn encode_with_ids(
         message,
         gossip,
         event_ids,
+        tombstones,
     };
     // Writing into a Vec cannot fail; the result is the same Vec.
     let taken = std::mem::take(out);

@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Event::ModeChanged(mode) => {
                     println!("{:>7.3}s  now {mode}", started.elapsed().as_secs_f64());
                 }
-                Event::JoinFailed { attempts } => {
+                Event::JoinFailed { attempts, .. } => {
                     println!("no seed answered after {attempts} attempts: standalone");
                 }
                 _ => {}
