@@ -227,7 +227,8 @@ pub enum RespondError {
     /// was answered already, or its timeout passed.
     #[error("no query waits for an answer under this token (unknown, answered or expired)")]
     UnknownToken,
-    /// The payload is larger than `queries.max_response_size` bytes.
+    /// The payload is larger than `queries.max_response_size` bytes, or than
+    /// what fits one datagram with the response's envelope.
     #[error("the response has {len} bytes, more than the limit of {limit}")]
     PayloadTooLarge {
         /// Its length.
@@ -286,21 +287,18 @@ impl Default for QueryConfig {
     }
 }
 
-/// Bytes of a datagram a response's fields other than its payload may take:
-/// the envelope and its seal, three names of up to 64 bytes, the varints.
-const RESPONSE_OVERHEAD: usize = 300;
-
 impl QueryConfig {
-    /// Checks every field against `max_packet_size`.
+    /// Checks every field. A response must also fit one datagram with its
+    /// envelope: that is checked when it is sent ([`RespondError::PayloadTooLarge`]).
     pub(crate) fn validate(&self, max_packet_size: usize) -> Result<(), ConfigError> {
         let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
         if self.timeout_mult == 0 || self.max_timeout.is_zero() {
             return invalid("queries.timeout_mult", "must be positive");
         }
-        if self.max_response_size + RESPONSE_OVERHEAD > max_packet_size {
+        if self.max_response_size == 0 || self.max_response_size > max_packet_size {
             return invalid(
                 "queries.max_response_size",
-                "with 300 bytes of envelope, must fit max_packet_size",
+                "must be positive and at most max_packet_size",
             );
         }
         if self.relays > 16 {
@@ -372,10 +370,11 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_fit_a_default_datagram_and_a_response_too_large_for_one_does_not() {
+    fn the_defaults_hold_for_the_smallest_datagram_and_a_response_limit_above_one_does_not() {
         assert_eq!(QueryConfig::default().validate(1400), Ok(()));
+        assert_eq!(QueryConfig::default().validate(1024), Ok(()));
         let large = QueryConfig {
-            max_response_size: 1200,
+            max_response_size: 1401,
             ..QueryConfig::default()
         };
         assert!(large.validate(1400).is_err());

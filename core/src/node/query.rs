@@ -471,21 +471,32 @@ impl Node {
                 limit,
             });
         }
-        let Some(pending) = self.queries.tokens.remove(&token.0) else {
-            return Err(RespondError::UnknownToken);
-        };
-        self.stats.queries.responses_sent += 1;
-        let key = pending.key;
-        if self.is_own(&key) {
-            let me = self.name.clone();
-            self.record_answer(&key, me, Some(payload.to_vec()));
-            return Ok(());
-        }
+        let key = pending.key.clone();
         let response = WireResponse {
             key,
             responder: self.name.clone(),
             payload: payload.to_vec(),
         };
+        let len = wire::base_len(
+            self.sender(),
+            &Message::QueryRelay(Box::new(response.clone())),
+        );
+        if len > self.config.max_packet_size {
+            let fits = payload.len() - (len - self.config.max_packet_size);
+            return Err(RespondError::PayloadTooLarge {
+                len: payload.len(),
+                limit: fits,
+            });
+        }
+        let Some(pending) = self.queries.tokens.remove(&token.0) else {
+            return Err(RespondError::UnknownToken);
+        };
+        self.stats.queries.responses_sent += 1;
+        if self.is_own(&pending.key) {
+            let me = self.name.clone();
+            self.record_answer(&pending.key, me, Some(payload.to_vec()));
+            return Ok(());
+        }
         let origin_id = self.tracker.id_of(&response.key.origin);
         if let Some(origin) = self.origin_addr(&response.key) {
             let direct = Message::QueryResponse(Box::new(response.clone()));
