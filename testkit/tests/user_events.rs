@@ -1,13 +1,17 @@
 //! User events in the simulator: the issue's targets (simulated time, so
-//! deterministic), the delivery checker over restarts, and apps that send.
+//! deterministic), the delivery checker over restarts, apps that send and
+//! hear of refused sends.
 //!
-//! The 1000-node targets take a few minutes each:
+//! The long targets (N=1000; 300 s at 50 % loss; a flood; crash detection
+//! under load) take a few minutes each, and are listed in
+//! `scripts/long_targets.sh`:
 //!
 //! ```text
 //! cargo test --release -p beethoven-testkit --test user_events -- --ignored --nocapture
 //! ```
 //!
-//! Each has a `beethoven-sim` command that reproduces its number (in its doc).
+//! Each has a `beethoven-sim` command that reproduces its number (in its
+//! doc), but for the flood and the crashes under load, which only the test runs.
 
 #![allow(clippy::print_stderr)] // the measured numbers are printed for the record
 
