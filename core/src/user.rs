@@ -200,14 +200,16 @@ pub struct UserEventStats {
     /// Events older than the window, or sent before this process started:
     /// never delivered here.
     pub too_old: u64,
-    /// Events dropped because their origin was over `origin_rate` here.
+    /// Events dropped because their origin was over `origin_rate` here
+    /// (given up for good: not pulled again when announced).
     pub rate_limited: u64,
     /// Pushes dropped because the send queue was full (pulls repair them).
     pub queue_full: u64,
     /// Pulls this node sent.
     pub pulls_sent: u64,
-    /// Events given up on: a gap held longer than the window, skipped so
-    /// that the origin's later events are delivered.
+    /// Events given up on: a gap held longer than half the window's age,
+    /// skipped so that the origin's later events are delivered, or one
+    /// before an event dropped for its origin's rate.
     pub gaps_skipped: u64,
     /// Events with a name or payload over the limits, or a push that names
     /// this node as its origin: dropped.
