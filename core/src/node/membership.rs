@@ -385,6 +385,7 @@ impl Node {
             match new.status {
                 NodeStatus::Online => {
                     self.members.insert(id, &mut self.rng);
+                    self.probing.slots.insert(&node, id);
                     if self.dead.contains(id) {
                         self.dead.remove(id);
                         self.revived(new.addr);
@@ -392,6 +393,7 @@ impl Node {
                 }
                 NodeStatus::Offline => {
                     self.members.remove(id);
+                    self.probing.slots.remove(&node, id);
                     if new.health == Health::Dead {
                         self.dead.insert(id, &mut self.rng);
                     } else {
