@@ -217,7 +217,7 @@ fn silent_crashes(seeds: std::ops::RangeInclusive<u64>) -> Vec<f64> {
 }
 
 /// `beethoven-sim --nodes 100 --scenario crash --duration 60 --seeds 20`: 120
-/// silent crashes, p50 ≤ 1.2 s and p99 ≤ 1.5 s: 0.91 s and 1.00 s, worst 1.02 s
+/// silent crashes, p50 ≤ 1.2 s and p99 ≤ 1.5 s: 0.90 s and 0.98 s, worst 1.00 s
 /// (0.93 s and 1.58 s, worst 2.02 s, while each node probed in its own random
 /// order: the tail was the wait for the crashed member's first probe, up to
 /// 1.2 s; with the probe slots it is at most two probe intervals). The same

@@ -69,7 +69,7 @@ fn percentile(values: &[f64], q: f64) -> f64 {
 /// (6 per seed), offline on every survivor; p50 and p99 pooled (over fewer
 /// seeds the p99 is one crash's luck).
 #[test]
-fn silent_crash_detection_at_100_nodes_stays_near_p50_0_91s_p99_1_00s() {
+fn silent_crash_detection_at_100_nodes_stays_near_p50_0_90s_p99_0_98s() {
     let latencies: Vec<f64> = (1..=20)
         .flat_map(|seed| {
             let report = run(&Params {
@@ -86,12 +86,12 @@ fn silent_crash_detection_at_100_nodes_stays_near_p50_0_91s_p99_1_00s() {
 
 const P50_DETECTION: Figure = Figure {
     what: "silent crash, N=100, 20 seeds: detection p50 (s)",
-    today: 0.905,
+    today: 0.895,
     bound: 1.0,
 };
 const P99_DETECTION: Figure = Figure {
     what: "silent crash, N=100, 20 seeds: detection p99 (s)",
-    today: 1.002,
+    today: 0.975,
     bound: 1.15,
 };
 
