@@ -403,6 +403,7 @@ impl Node {
         if let Some(id) = self.tracker.id_of(name) {
             self.dead.remove(id);
             self.members.remove(id);
+            self.probing.slots.remove(name, id);
         }
         if let Some(old) = self.tracker.remove(name) {
             self.gossip.remove(name);

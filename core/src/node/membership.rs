@@ -366,6 +366,7 @@ impl Node {
             match new.status {
                 NodeStatus::Online => {
                     self.members.insert(id, &mut self.rng);
+                    self.probing.slots.insert(&node, id);
                     if self.dead.contains(id) {
                         self.dead.remove(id);
                         self.revived(new.addr);
@@ -374,6 +375,7 @@ impl Node {
                 }
                 NodeStatus::Offline => {
                     self.members.remove(id);
+                    self.probing.slots.remove(&node, id);
                     if new.health == Health::Dead {
                         self.dead.insert(id, &mut self.rng);
                     } else {

@@ -15,6 +15,7 @@
 //! a cut around it) is declared sooner; at measured loss above
 //! [`CORROBORATION_MAX_LOSS`] nacks prove less and the floor is not shortened.
 
+mod slots;
 mod weather;
 
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ use crate::name::NodeName;
 use crate::stats::DropReason;
 use crate::tracker::Health;
 use crate::wire::Message;
+pub(super) use slots::ProbeSlots;
+use slots::{SlotClock, ring_key};
 pub(super) use weather::Outcome;
 use weather::Weather;
 
@@ -76,6 +79,8 @@ pub(super) struct Probing {
     pub(super) backlog_until: Option<Instant>,
     /// Whether the network as a whole is failing this node now.
     pub(super) weather: Weather,
+    /// Which member the round-robin probes when (`slots`).
+    pub(super) slots: ProbeSlots,
 }
 
 impl Probing {
@@ -527,8 +532,26 @@ impl Node {
     /// it an interval after `due` (its deadline; `now` when it is not early).
     fn next_regular_probe(&mut self, now: Instant, due: Instant) {
         let interval = self.probing.local_health.scale(self.config.probe_interval);
-        let next_at = due + interval;
-        let next = self.members.next_probe_target(&mut self.rng);
+        let own = ring_key(&self.name);
+        let clock = SlotClock::new(self.config.probe_interval, own);
+        let wall = |at: Instant| {
+            let nanos = self.wall_clock(at).timestamp_nanos_opt().unwrap_or(0);
+            u128::try_from(nanos).unwrap_or(0)
+        };
+        // The next probe at the start of a slot: after a start (or at a
+        // slower rate) up to an interval later, on time from then on.
+        let next_at = {
+            let at = due + interval;
+            let wait = u64::try_from(clock.wait(wall(at))).unwrap_or(0);
+            at + Duration::from_nanos(wait)
+        };
+        let slot = clock.slot(wall(due));
+        let next = self
+            .probing
+            .slots
+            .target(own, slot)
+            .filter(|&id| self.members.contains(id))
+            .or_else(|| self.members.next_probe_target(&mut self.rng));
         match next
             .and_then(|id| self.tracker.by_id(id))
             .map(|row| row.node.clone())
@@ -797,7 +820,6 @@ mod tests {
         let now = epoch();
         let mut node = node_knowing_peer(now);
         let _ = sent(&mut node);
-        let interval = node.config().probe_interval;
         let mut at = now;
         // Acked at once, then twice never answered.
         for answer in [true, false, false] {
@@ -812,7 +834,12 @@ mod tests {
             if answer {
                 node.handle_packet(at, addr(2), &packet("peer", 0, Message::Ack { seq }, &[]));
             }
-            at += interval;
+            // The next probe is at the next start of this node's slot.
+            at = node
+                .timers
+                .get(Timer::Probe)
+                .expect("the next probe is due");
+            run_until(&mut node, at);
         }
         node.handle_timeout(at);
         let after_two_misses = node.measured_loss();
@@ -947,14 +974,48 @@ mod tests {
             .collect()
     }
 
-    /// A node with "peer" as its only member, its first probe of it sent at `now`.
-    fn probing_peer(now: Instant) -> (Node, u32) {
-        let mut node = node_knowing_peer(now);
+    /// Handles every timeout of `node` before `end` (a node whose deadlines are
+    /// skipped reads it as a stall of its own).
+    fn run_until(node: &mut Node, end: Instant) {
+        while let Some(at) = node.poll_timeout().filter(|at| *at < end) {
+            node.handle_timeout(at);
+        }
+    }
+
+    /// Brings `node` to `at` as a driver would: every earlier deadline handled,
+    /// what it sent meanwhile dropped.
+    fn wake_at(node: &mut Node, at: Instant) {
+        run_until(node, at);
+        let _ = sent(node);
+    }
+
+    /// A node with "peer" as its only member, its first probe (answered)
+    /// started at `start` and its second, on the slot grid, at the instant
+    /// returned, with the second's sequence number.
+    fn probing_peer(start: Instant) -> (Node, u32, Instant) {
+        let mut node = node_knowing_peer(start);
         let _ = sent(&mut node);
-        node.handle_timeout(now);
+        node.handle_timeout(start);
         let pings = pings_sent(&mut node);
         assert_eq!(pings.len(), 1, "the first probe: {pings:?}");
-        (node, pings[0].1)
+        let interval = node.config().probe_interval;
+        let ack = packet("peer", 0, Message::Ack { seq: pings[0].1 }, &[]);
+        node.handle_packet(start + interval / 10, addr(2), &ack);
+        let due = node
+            .timers
+            .get(Timer::Probe)
+            .expect("the next probe is due");
+        assert!(due >= start + interval && due < start + interval * 2);
+        run_until(&mut node, due);
+        node.handle_timeout(due);
+        let pings = pings_sent(&mut node);
+        assert_eq!(pings.len(), 1, "the second probe: {pings:?}");
+        assert_eq!(
+            node.timers.get(Timer::Probe),
+            Some(due + interval),
+            "on the grid"
+        );
+        (node, pings[0].1, due)
     }
 
     fn gossip_from_peer() -> Vec<u8> {
@@ -963,19 +1024,20 @@ mod tests {
 
     #[test]
     fn a_datagram_late_in_the_interval_brings_the_answered_probe_cycle_forward() {
-        let now = epoch();
-        let (mut node, seq) = probing_peer(now);
+        let (mut node, seq, now) = probing_peer(epoch());
         let interval = node.config().probe_interval;
         let ack = packet("peer", 0, Message::Ack { seq }, &[]);
+        wake_at(&mut node, now + interval / 10);
         node.handle_packet(now + interval / 10, addr(2), &ack);
         assert!(pings_sent(&mut node).is_empty(), "too early for the next");
         // Awake for a datagram within half an interval of the deadline: the
         // probe goes out now rather than at a wakeup of its own.
         let early = now + interval * 6 / 10;
+        wake_at(&mut node, early);
         node.handle_packet(early, addr(2), &gossip_from_peer());
         let pings = pings_sent(&mut node);
         assert_eq!(pings.len(), 1, "probed early");
-        assert_eq!(node.stats().probes_sent, 2);
+        assert_eq!(node.stats().probes_sent, 3);
         // The grid holds: the next probe is due an interval after the skipped
         // deadline, and that deadline wakes the node no more.
         assert_eq!(node.timers.get(Timer::Probe), Some(now + interval * 2));
@@ -995,6 +1057,7 @@ mod tests {
             Some(early + node.config().probe_timeout)
         );
         let ack = packet("peer", 0, Message::Ack { seq: pings[0].1 }, &[]);
+        wake_at(&mut node, early + interval / 10);
         node.handle_packet(early + interval / 10, addr(2), &ack);
         assert_eq!(node.timers.get(Timer::ProbeStep), None);
         node.handle_timeout(now + interval * 2);
@@ -1008,19 +1071,21 @@ mod tests {
 
     #[test]
     fn a_datagram_early_in_the_interval_or_an_unanswered_probe_waits_for_the_deadline() {
-        let now = epoch();
-        let (mut node, seq) = probing_peer(now);
+        let (mut node, seq, now) = probing_peer(epoch());
         let interval = node.config().probe_interval;
         // Unanswered: its verdict is the deadline's, so nothing moves.
+        wake_at(&mut node, now + interval * 6 / 10);
         node.handle_packet(now + interval * 6 / 10, addr(2), &gossip_from_peer());
         assert!(pings_sent(&mut node).is_empty());
         assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
         // Answered, but more than half an interval before the deadline.
         let ack = packet("peer", 0, Message::Ack { seq }, &[]);
+        wake_at(&mut node, now + interval * 4 / 10);
         node.handle_packet(now + interval * 4 / 10, addr(2), &ack);
         assert!(pings_sent(&mut node).is_empty());
         assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
         // A dropped packet changes nothing, the schedule included.
+        wake_at(&mut node, now + interval * 7 / 10);
         node.handle_packet(now + interval * 7 / 10, addr(9), b"not a beethoven packet");
         assert!(pings_sent(&mut node).is_empty());
         assert_eq!(node.timers.get(Timer::Probe), Some(now + interval));
