@@ -34,9 +34,11 @@ fn a_quiet_cluster_probes_without_allocating() {
     let nodes = || cluster.live().map(|i| cluster.node(i));
     let sent = nodes().map(|n| n.stats().packets_sent).sum::<u64>() - sent_before;
     let timeouts = cluster.timeouts - timeouts_before;
+    // With probe slots a quiet node of three wakes about 4.6 times a second
+    // (831 timer wakeups in the minute; over 1000 before them).
     assert!(
-        sent > 2000 && timeouts > 1000,
-        "the minute was busy: {sent} packets"
+        sent > 2000 && timeouts > 600,
+        "the minute was busy: {sent} packets, {timeouts} timer wakeups"
     );
     assert_eq!(
         cluster.net.buffers(),

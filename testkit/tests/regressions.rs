@@ -194,3 +194,73 @@ const JOIN_SPREAD: Figure = Figure {
     today: 0.125,
     bound: 0.145,
 };
+
+/// `beethoven-sim --nodes 100 --scenario user-events --rate 10 --duration 20`:
+/// every event reaches every node once along its tree; a second copy, a
+/// slower push or chattier announcements move these.
+#[test]
+fn user_events_at_100_nodes_stay_near_one_copy_5ms_p99_and_2_8x_growth() {
+    let report = scenario::user_events::run_with(
+        &Params {
+            duration: 20 * SECOND,
+            event_rate: 10.0,
+            ..Params::new(ScenarioKind::UserEvents)
+        },
+        None,
+        &mut |_, _| {},
+    )
+    .expect("the cluster forms");
+    assert_eq!(report.delivery_ratio, 1.0);
+    assert_eq!(report.faults, 0, "{:?}", report.first_faults);
+    EVENT_COPIES.check(report.copies_per_node_per_event);
+    EVENT_LATENCY.check(report.latency_p99_ms.expect("deliveries"));
+    EVENT_GROWTH.check(report.growth_over_payload);
+}
+
+const EVENT_COPIES: Figure = Figure {
+    what: "user events, N=100, 10/s: payload copies received per node per event",
+    today: 1.0,
+    bound: 1.1,
+};
+
+const EVENT_LATENCY: Figure = Figure {
+    what: "user events, N=100, 10/s: delivery p99 (ms)",
+    today: 4.9,
+    bound: 5.9,
+};
+
+const EVENT_GROWTH: Figure = Figure {
+    what: "user events, N=100, 10/s: extra bytes over the payload bytes delivered (x)",
+    today: 2.79,
+    bound: 3.1,
+};
+
+/// `beethoven-sim --nodes 100 --scenario query --rate 2 --duration 20`: a
+/// query to every member, answered by all; its p99 and its traffic.
+#[test]
+fn a_query_to_100_nodes_stays_near_6ms_p99_and_1000_bytes_per_node_per_second() {
+    let report = scenario::query::run(
+        &Params {
+            duration: 20 * SECOND,
+            event_rate: 2.0,
+            ..Params::new(ScenarioKind::Query)
+        },
+        &mut |_, _| {},
+    )
+    .expect("the cluster forms");
+    assert_eq!(report.all.response_ratio, 1.0);
+    QUERY_LATENCY.check(report.all.latency_p99_ms.expect("answers"));
+    QUERY_BYTES.check(report.all.bytes_per_node_s);
+}
+
+const QUERY_LATENCY: Figure = Figure {
+    what: "query to all of N=100, 2/s: answer p99 (ms)",
+    today: 6.0,
+    bound: 7.2,
+};
+
+const QUERY_BYTES: Figure = Figure {
+    what: "query to all of N=100, 2/s: bytes per node per second",
+    today: 1003.0,
+    bound: 1150.0,
+};
