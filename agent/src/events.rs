@@ -30,6 +30,9 @@
 //! missed and nothing is told twice. The node never waits for a reader: one
 //! that falls behind loses lines and is told how many (`lagged`).
 //!
+//! User events and queries named under the reserved `beethoven.` prefix (the
+//! agent's own keys queries, whose payload may be a key) are not shown.
+//!
 //! A payload is bytes: `payload` is its text when it is UTF-8 (`base64`
 //! false), else its standard base64 (`base64` true), the form
 //! `POST /v1/event` and `POST /v1/query` take too ([`Payload`]).
@@ -41,9 +44,11 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
-use beethoven_tokio::{Handle, NodeName, Update, Updates, UserEvent, timestamp};
+use beethoven_tokio::{Handle, NodeName, QueryRequest, Update, Updates, UserEvent, timestamp};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+
+use crate::keys_cluster::is_reserved;
 
 /// Every reader of the node's event lines: how many read now, and how many
 /// lines they lost together (for `/metrics`).
@@ -176,6 +181,12 @@ fn update_line(node: &Handle, update: &Update) -> Option<String> {
             json!({"node": node.name().as_str(), "winner": winner.to_string()})
         }
         Update::LeaveFinished { spread } => json!({"spread": spread}),
+        // The agent's own (its keys queries, whose payload may be a key).
+        Update::User(UserEvent { name, .. }) | Update::Query(QueryRequest { name, .. })
+            if is_reserved(name) =>
+        {
+            return None;
+        }
         Update::User(event) => user_event_fields(event),
         Update::Query(request) => {
             let mut fields = message_fields(

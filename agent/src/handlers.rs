@@ -44,6 +44,8 @@
 //! [`OUTPUT_CAP`](process::OUTPUT_CAP) bytes each (the rest is read and
 //! discarded, so a flooding handler neither blocks nor grows the agent's
 //! memory) and logged at debug, or stderr at warn when it fails.
+//! User events and queries named under the reserved `beethoven.` prefix
+//! (the agent's own keys queries) are never given to a handler.
 //! A failing, hanging or missing handler is logged and counted
 //! (`beethoven_handler_runs{outcome}` in `/metrics`), and never stops the agent.
 
@@ -63,6 +65,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::error::AgentError;
+use crate::keys_cluster::is_reserved;
 
 mod process;
 
@@ -363,8 +366,12 @@ impl Seen {
                 Kind::Update,
                 self.rows.get(&other)?.clone(),
             )),
-            Update::User(event) => Some(Happening::User(event)),
-            Update::Query(request) => Some(Happening::Query(request)),
+            // The reserved names are the agent's own (its keys queries, whose
+            // payload may be a key): never given to a handler.
+            Update::User(event) if !is_reserved(&event.name) => Some(Happening::User(event)),
+            Update::Query(request) if !is_reserved(&request.name) => {
+                Some(Happening::Query(request))
+            }
             _ => None,
         }
     }

@@ -31,7 +31,7 @@ use crate::events::EventLines;
 use crate::handlers::HandlerCounts;
 use crate::keys_cluster::{self, ClusterKeys};
 use crate::member_filter::MemberFilter;
-use crate::{metrics, query, tags, verbs};
+use crate::{keys_query, metrics, query, tags, verbs};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -75,6 +75,8 @@ pub(crate) fn router(api: Api, guard: Guard) -> Router {
         .route("/v1/keys/use", post(keys_cluster::use_key))
         .route("/v1/keys/remove", post(keys_cluster::remove))
         .route("/v1/keys/reload", post(keys_cluster::reload))
+        .route("/v1/keys/cluster", get(keys_query::list))
+        .route("/v1/keys/cluster/{verb}", post(keys_query::change))
         .route("/v1/events", get(event_stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,27 +1,33 @@
 //! `beethoven keys` and `beethoven reload-keys`: cluster-wide keys, from the
 //! client's side.
 //!
-//! The agent named by `--http` gives the online members; each member's
-//! `beethoven.http` tag says where its API answers (see
-//! [`keys_cluster`]). Every member is asked in turn, with
-//! this command's token and CA (one for the cluster), and each answer is
-//! reported on its own line: a member that fails does not stop the others.
-//! A member whose API does not answer is judged by its `beethoven.keys` tag.
+//! One request to the agent named by `--http` (with this command's token and
+//! CA): that agent asks every member over a keys query and answers with each
+//! member's part (see [`keys_query`](crate::keys_query)). Each member's
+//! answer is printed on its own line: a member that fails does not stop the
+//! others. Then a summary: how many online members answered ok, failed, or
+//! did not answer before the timeout. The command fails (exit 1) unless every
+//! online member answered ok.
 
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::IpAddr;
+use std::time::Duration;
 
-use beethoven_tokio::TrackerRow;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::client::{Agent, request_url};
 use crate::error::AgentError;
 use crate::keys::{Fingerprint, Secret};
-use crate::keys_cluster::{self, HTTP_TAG, KeysView, MemberKeys};
+use crate::keys_cluster::{KEYS_TAG, KeysView, MemberKeys};
+use crate::keys_query::{MemberReport, Outcome, Report, Source};
+
+/// The longest wait for the agent's answer when `--timeout` is not given: a
+/// `use` or `remove` runs two queries, each with the core's default timeout
+/// (3.2 s up to 9 members, 9.6 s up to 999).
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// `beethoven keys`.
 #[derive(Subcommand, Clone, Debug)]
@@ -59,6 +65,9 @@ pub(crate) struct InstallArgs {
     /// visible in the process list).
     #[arg(value_name = "KEY")]
     key: String,
+    /// Print the agent's JSON report instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `beethoven keys use` and `beethoven keys remove`.
@@ -73,6 +82,9 @@ pub(crate) struct ChangeArgs {
     /// Go ahead even if a member would be cut off from the cluster.
     #[arg(long)]
     force: bool,
+    /// Print the agent's JSON report instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `beethoven reload-keys`.
@@ -99,13 +111,127 @@ pub(crate) fn run(command: &KeysCommand) -> Result<(), AgentError> {
         KeysCommand::Install(args) => {
             let secret = Secret::from_hex(&argument(&args.key)?)
                 .map_err(|error| AgentError::Keys(format!("bad key: {error}")))?;
-            let body = serde_json::json!({ "key": secret.hex() }).to_string();
-            let survey = Survey::take(&args.agent)?;
-            apply(&args.agent, &survey, "install", &body)
+            let mut body = serde_json::json!({ "key": secret.hex() });
+            let report = ask_change(&args.agent, "install", &mut body)?;
+            show_change(&report, args.json)
         }
         KeysCommand::Use(args) => change(args, "use"),
         KeysCommand::Remove(args) => change(args, "remove"),
     }
+}
+
+/// `keys use` or `keys remove`: the agent checks it against every member's
+/// keys (unless forced), then asks each.
+fn change(args: &ChangeArgs, verb: &str) -> Result<(), AgentError> {
+    let key = fingerprint(&args.key)?;
+    let mut body = serde_json::json!({ "fingerprint": key, "force": args.force });
+    let report = ask_change(&args.agent, verb, &mut body)?;
+    show_change(&report, args.json)
+}
+
+/// The agent to ask, and each query's timeout: `--timeout` is the queries'
+/// (as for `beethoven query`); the HTTP wait covers two of them.
+fn split_timeout(agent: &Agent) -> (Agent, Option<Duration>) {
+    let mut agent = agent.clone();
+    let timeout = agent.timeout.take().map(|timeout| timeout.0);
+    let wait = timeout.map_or(DEFAULT_WAIT, |timeout| {
+        timeout * 2 + Duration::from_secs(10)
+    });
+    agent.timeout = Some(crate::config::HumanDuration(wait));
+    (agent, timeout)
+}
+
+fn ask_change(
+    agent: &Agent,
+    verb: &str,
+    body: &mut serde_json::Value,
+) -> Result<Report, AgentError> {
+    let (agent, timeout) = split_timeout(agent);
+    if let Some(timeout) = timeout {
+        body["timeout"] = humantime::format_duration(timeout).to_string().into();
+    }
+    let url = agent.url(&format!("/v1/keys/cluster/{verb}"));
+    request_url(&agent, "POST", &url, Some(&body.to_string()))
+}
+
+/// A change's report: one line per member and the summary, or the JSON.
+fn show_change(report: &Report, json: bool) -> Result<(), AgentError> {
+    if json {
+        println!("{:#}", serde_json::json!(report));
+    } else {
+        for member in &report.members {
+            println!("{}", member_line(member, false));
+        }
+        println!("{}", summary(report));
+    }
+    verdict(report)
+}
+
+/// One member's part, for people.
+fn member_line(member: &MemberReport, listing: bool) -> String {
+    let keys = |member: &MemberReport| match &member.primary {
+        Some(primary) => format!("primary {primary}, {} keys", member.fingerprints.len()),
+        None => "no keys".to_owned(),
+    };
+    let name = &member.name;
+    match (member.outcome, member.source) {
+        (Outcome::Ok, _) if listing => format!("{name}: ok ({})", keys(member)),
+        (Outcome::Ok, _) => {
+            let done = if member.changed { "done" } else { "unchanged" };
+            format!("{name}: {done} ({})", keys(member))
+        }
+        (Outcome::Failed, _) => format!(
+            "{name}: failed: {} ({})",
+            member.error.as_deref().unwrap_or("no reason given"),
+            keys(member)
+        ),
+        (Outcome::NoAnswer, Source::Tags) => format!(
+            "{name}: no answer (its `{KEYS_TAG}` tag says {})",
+            keys(member)
+        ),
+        (Outcome::NoAnswer, _) => format!("{name}: no answer (keys unknown)"),
+    }
+}
+
+/// `3 online: 2 ok, 0 failed, 1 no answer`.
+fn summary(report: &Report) -> String {
+    format!(
+        "{} online: {} ok, {} failed, {} no answer",
+        report.online, report.ok, report.failed, report.no_answer
+    )
+}
+
+/// An error unless every online member answered ok.
+fn verdict(report: &Report) -> Result<(), AgentError> {
+    if report.ok == report.online {
+        return Ok(());
+    }
+    let named = |outcome: Outcome| {
+        report
+            .members
+            .iter()
+            .filter(|member| member.outcome == outcome)
+            .map(|member| member.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if report.failed > 0 {
+        parts.push(format!("failed on {}", named(Outcome::Failed)));
+    }
+    if report.no_answer > 0 {
+        parts.push(format!(
+            "no answer from {} (stopped, unreachable, or an agent too old to answer keys queries: change its key file and run `beethoven reload-keys` there)",
+            named(Outcome::NoAnswer)
+        ));
+    }
+    Err(AgentError::Keys(format!(
+        "{} not ok on {} of {} online members: {}",
+        report.verb,
+        report.online - report.ok,
+        report.online,
+        parts.join("; ")
+    )))
 }
 
 /// `beethoven reload-keys [--force]`.
@@ -149,95 +275,6 @@ fn fingerprint(given: &str) -> Result<Fingerprint, AgentError> {
     text.parse().map_err(AgentError::Keys)
 }
 
-/// One online member, and what is known of its keys.
-#[derive(Debug)]
-struct Member {
-    name: String,
-    /// Its API, from its tag; or why it cannot be asked.
-    url: Result<String, String>,
-    /// Its own answer, or why there is none.
-    answer: Result<KeysView, String>,
-    /// What its `beethoven.keys` tag says.
-    tag: Option<MemberKeys>,
-}
-
-impl Member {
-    /// What it holds: its answer, else its tag.
-    fn keys(&self) -> Option<MemberKeys> {
-        match &self.answer {
-            Ok(view) => Some(MemberKeys {
-                name: self.name.clone(),
-                primary: view.primary.clone()?,
-                keys: view.fingerprints.clone(),
-            }),
-            Err(_) => self.tag.clone(),
-        }
-    }
-}
-
-/// Every online member, each asked for its keys.
-struct Survey {
-    members: Vec<Member>,
-}
-
-impl Survey {
-    fn take(agent: &Agent) -> Result<Self, AgentError> {
-        let rows: Vec<TrackerRow> =
-            request_url(agent, "GET", &agent.url("/v1/members?status=online"), None)?;
-        let members = rows
-            .iter()
-            .map(|row| {
-                let url = member_url(row);
-                let answer = match &url {
-                    Ok(url) => {
-                        request_url::<KeysView>(agent, "GET", &format!("{url}/v1/keys"), None)
-                            .map_err(|error| error.to_string())
-                    }
-                    Err(why) => Err(why.clone()),
-                };
-                Member {
-                    name: row.node.as_str().to_owned(),
-                    url,
-                    answer,
-                    tag: MemberKeys::from_row(row),
-                }
-            })
-            .collect();
-        Ok(Survey { members })
-    }
-
-    /// The members whose keys are not known at all.
-    fn unknown(&self) -> Vec<&str> {
-        self.members
-            .iter()
-            .filter(|member| member.keys().is_none())
-            .map(|member| member.name.as_str())
-            .collect()
-    }
-}
-
-/// Where `row`'s API answers. The token goes only to the host the member's
-/// packets come from, never to an address a tag alone names.
-fn member_url(row: &TrackerRow) -> Result<String, String> {
-    let url = row
-        .tags
-        .get(HTTP_TAG)
-        .ok_or_else(|| format!("publishes no HTTP API (no `{HTTP_TAG}` tag)"))?;
-    let host = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .and_then(|rest| rest.rsplit_once(':'))
-        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
-        .and_then(|host| host.parse::<IpAddr>().ok());
-    match host {
-        Some(ip) if ip == row.addr.ip() => Ok(url.to_owned()),
-        _ => Err(format!(
-            "its `{HTTP_TAG}` tag ({url}) is not on its own host {}: not sending it the token",
-            row.addr.ip()
-        )),
-    }
-}
-
 /// One key's line in `keys list`.
 #[derive(Debug, Serialize)]
 struct KeyLine {
@@ -248,22 +285,10 @@ struct KeyLine {
     lacking: Vec<String>,
 }
 
-/// One member's line in `keys list --json`.
-#[derive(Debug, Serialize)]
-struct MemberLine {
-    name: String,
-    primary: Option<Fingerprint>,
-    fingerprints: Vec<Fingerprint>,
-    /// `api` (its own answer), `tags` (gossip, its API did not answer) or `unknown`.
-    source: &'static str,
-    error: Option<String>,
-}
-
-fn list(args: &ListArgs) -> Result<(), AgentError> {
-    let survey = Survey::take(&args.agent)?;
-    let known: Vec<MemberKeys> = survey.members.iter().filter_map(Member::keys).collect();
+/// Every key held, with who holds it, seals with it, and lacks it.
+fn key_lines(known: &[MemberKeys]) -> BTreeMap<Fingerprint, KeyLine> {
     let mut by_key: BTreeMap<Fingerprint, KeyLine> = BTreeMap::new();
-    for member in &known {
+    for member in known {
         for key in &member.keys {
             let line = by_key.entry(key.clone()).or_insert_with(|| KeyLine {
                 fingerprint: key.clone(),
@@ -284,29 +309,36 @@ fn list(args: &ListArgs) -> Result<(), AgentError> {
             .map(|member| member.name.clone())
             .collect();
     }
-    let members: Vec<MemberLine> = survey
+    by_key
+}
+
+/// `keys list`: the keys, by fingerprint, as every member answered (or, for
+/// one that did not, as its tag says); then each member's line and the summary.
+fn list(args: &ListArgs) -> Result<(), AgentError> {
+    let (agent, timeout) = split_timeout(&args.agent);
+    let mut path = "/v1/keys/cluster".to_owned();
+    if let Some(timeout) = timeout {
+        path.push_str(&format!("?timeout={}ms", timeout.as_millis()));
+    }
+    let report: Report = request_url(&agent, "GET", &agent.url(&path), None)?;
+    let known: Vec<MemberKeys> = report
         .members
         .iter()
-        .map(|member| {
-            let keys = member.keys();
-            MemberLine {
-                name: member.name.clone(),
-                primary: keys.as_ref().map(|keys| keys.primary.clone()),
-                fingerprints: keys.map(|keys| keys.keys).unwrap_or_default(),
-                source: match (&member.answer, &member.tag) {
-                    (Ok(_), _) => "api",
-                    (Err(_), Some(_)) => "tags",
-                    (Err(_), None) => "unknown",
-                },
-                error: member.answer.as_ref().err().cloned(),
-            }
-        })
+        .filter_map(MemberReport::keys)
         .collect();
+    let by_key = key_lines(&known);
     if args.json {
         let lines: Vec<&KeyLine> = by_key.values().collect();
-        let json = serde_json::json!({ "keys": lines, "members": members });
+        let json = serde_json::json!({
+            "keys": lines,
+            "members": report.members,
+            "online": report.online,
+            "ok": report.ok,
+            "failed": report.failed,
+            "no_answer": report.no_answer,
+        });
         println!("{json:#}");
-        return Ok(());
+        return verdict(&report);
     }
     let total = known.len();
     let mut rows = vec![[
@@ -324,17 +356,12 @@ fn list(args: &ListArgs) -> Result<(), AgentError> {
         ]);
     }
     print!("{}", columns(&rows));
-    for member in &members {
-        if let Some(error) = &member.error {
-            let judged = if member.source == "tags" {
-                "keys as its tags say"
-            } else {
-                "keys unknown"
-            };
-            println!("{}: {judged}; its API: {error}", member.name);
-        }
+    println!();
+    for member in &report.members {
+        println!("{}", member_line(member, true));
     }
-    Ok(())
+    println!("{}", summary(&report));
+    verdict(&report)
 }
 
 /// Aligned columns.
@@ -358,185 +385,92 @@ fn columns(rows: &[[String; 4]]) -> String {
     out
 }
 
-/// `keys use` or `keys remove`: checked against every member's keys, then
-/// asked of each.
-fn change(args: &ChangeArgs, verb: &str) -> Result<(), AgentError> {
-    let key = fingerprint(&args.key)?;
-    let survey = Survey::take(&args.agent)?;
-    if !args.force {
-        refusal(&survey, &key, verb).map_or(Ok(()), |why| Err(AgentError::Keys(why)))?;
-    }
-    let body = serde_json::json!({ "fingerprint": key }).to_string();
-    apply(&args.agent, &survey, verb, &body)
-}
-
-/// Why `verb` (`use` or `remove`) of `key` would cut a member off, if it would.
-fn refusal(survey: &Survey, key: &Fingerprint, verb: &str) -> Option<String> {
-    let unknown = survey.unknown();
-    if !unknown.is_empty() {
-        return Some(format!(
-            "{verb} of key {key} refused: the keys of {} are unknown (their APIs did not answer and their tags say nothing); --force to go ahead",
-            unknown.join(", ")
-        ));
-    }
-    let known: Vec<MemberKeys> = survey.members.iter().filter_map(Member::keys).collect();
-    if verb == "use" {
-        let lacking: Vec<&str> = known
-            .iter()
-            .filter(|member| !member.keys.contains(key))
-            .map(|member| member.name.as_str())
-            .collect();
-        if lacking.is_empty() {
-            return None;
-        }
-        // What the cluster would be: the holders seal with the key.
-        let planned: Vec<MemberKeys> = known
-            .iter()
-            .map(|member| {
-                let mut member = member.clone();
-                if member.keys.contains(key) {
-                    member.primary = key.clone();
-                }
-                member
-            })
-            .collect();
-        let cut = keys_cluster::cuts(&planned);
-        return Some(format!(
-            "use of key {key} refused: {} do not hold it ({}); install it first, or --force",
-            lacking.join(", "),
-            keys_cluster::describe(&cut)
-        ));
-    }
-    let sealing: Vec<&str> = known
-        .iter()
-        .filter(|member| &member.primary == key)
-        .map(|member| member.name.as_str())
-        .collect();
-    (!sealing.is_empty()).then(|| {
-        format!(
-            "remove of key {key} refused: it is the primary of {} (the others could not read them); `keys use` another key first",
-            sealing.join(", ")
-        )
-    })
-}
-
-/// Asks each member to `verb` (`install`, `use`, `remove`) with `body`;
-/// prints one line per member. An error when any did not.
-fn apply(agent: &Agent, survey: &Survey, verb: &str, body: &str) -> Result<(), AgentError> {
-    let mut failed = Vec::new();
-    for member in &survey.members {
-        let answer = member.url.clone().and_then(|url| {
-            request_url::<KeysView>(agent, "POST", &format!("{url}/v1/keys/{verb}"), Some(body))
-                .map_err(|error| error.to_string())
-        });
-        match answer {
-            Ok(view) => {
-                let done = if view.changed { "done" } else { "unchanged" };
-                let primary = view
-                    .primary
-                    .map_or_else(|| "none".to_owned(), |key| key.to_string());
-                println!(
-                    "{}: {done} (primary {primary}, {} keys)",
-                    member.name, view.keys
-                );
-            }
-            Err(error) => {
-                println!("{}: failed: {error}", member.name);
-                failed.push(member.name.clone());
-            }
-        }
-    }
-    if failed.is_empty() {
-        return Ok(());
-    }
-    Err(AgentError::Keys(format!(
-        "{verb} failed on {} of {} members: {}",
-        failed.len(),
-        survey.members.len(),
-        failed.join(", ")
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(name: &str, addr: &str, url: Option<&str>) -> TrackerRow {
-        let tags = url.map_or_else(String::new, |url| format!(r#""{HTTP_TAG}":"{url}""#));
-        let json = format!(
-            r#"{{"node":"{name}","addr":"{addr}","health":"alive","incarnation":1,"last_change":"2026-01-01T00:00:00.000Z","tags":{{{tags}}}}}"#
-        );
-        serde_json::from_str(&json).expect("a row in its one form")
-    }
-
-    #[test]
-    fn the_token_goes_only_to_an_api_on_the_members_own_host() {
-        let good = row("a", "10.0.0.7:7946", Some("https://10.0.0.7:7947"));
-        assert_eq!(member_url(&good), Ok("https://10.0.0.7:7947".to_owned()));
-        let v6 = row("b", "[::1]:7946", Some("http://[::1]:7947"));
-        assert_eq!(member_url(&v6), Ok("http://[::1]:7947".to_owned()));
-        let elsewhere = row("c", "10.0.0.7:7946", Some("http://203.0.113.9:80"));
-        assert!(member_url(&elsewhere).is_err_and(|why| why.contains("not on its own host")));
-        let none = row("d", "10.0.0.7:7946", None);
-        assert!(member_url(&none).is_err_and(|why| why.contains("publishes no HTTP API")));
-    }
 
     fn key(digit: char) -> Fingerprint {
         digit.to_string().repeat(16).parse().expect("hex digits")
     }
 
-    /// A member that answered with `keys` (primary first), or, with none, one
-    /// whose API did not answer and whose tags say nothing.
-    fn member(name: &str, keys: &[char]) -> Member {
+    fn member(name: &str, outcome: Outcome, source: Source, keys: &[char]) -> MemberReport {
         let fingerprints: Vec<Fingerprint> = keys.iter().map(|&digit| key(digit)).collect();
-        let answer = if fingerprints.is_empty() {
-            Err("no answer".to_owned())
-        } else {
-            Ok(KeysView {
-                name: name.to_owned(),
-                primary: fingerprints.first().cloned(),
-                keys: fingerprints.len(),
-                fingerprints,
-                file: None,
-                changed: false,
-            })
-        };
-        Member {
+        MemberReport {
             name: name.to_owned(),
-            url: Ok(String::new()),
-            answer,
-            tag: None,
+            outcome,
+            changed: outcome == Outcome::Ok,
+            primary: fingerprints.first().cloned(),
+            fingerprints,
+            source,
+            error: (outcome == Outcome::Failed).then(|| "refused".to_owned()),
+        }
+    }
+
+    fn report(members: Vec<MemberReport>) -> Report {
+        let count = |outcome| members.iter().filter(|m| m.outcome == outcome).count();
+        Report {
+            verb: "install".to_owned(),
+            key: Some(key('2')),
+            online: members.len(),
+            ok: count(Outcome::Ok),
+            failed: count(Outcome::Failed),
+            no_answer: count(Outcome::NoAnswer),
+            members,
         }
     }
 
     #[test]
-    fn use_needs_every_member_to_hold_the_key_and_remove_no_member_to_seal_with_it() {
-        let survey = Survey {
-            members: vec![member("a", &['1', '2']), member("b", &['1'])],
-        };
-        let refused = refusal(&survey, &key('2'), "use").expect("b lacks it");
+    fn every_member_has_its_line_and_only_all_ok_succeeds() {
+        let all_ok = report(vec![
+            member("a", Outcome::Ok, Source::Answer, &['2', '1']),
+            member("b", Outcome::Ok, Source::Answer, &['2', '1']),
+        ]);
+        assert!(verdict(&all_ok).is_ok());
+        let mixed = report(vec![
+            member("a", Outcome::Ok, Source::Answer, &['2', '1']),
+            member("b", Outcome::Failed, Source::Answer, &['1']),
+            member("c", Outcome::NoAnswer, Source::Tags, &['1']),
+            member("d", Outcome::NoAnswer, Source::Unknown, &[]),
+        ]);
+        let lines: Vec<String> = mixed
+            .members
+            .iter()
+            .map(|member| member_line(member, false))
+            .collect();
+        assert_eq!(lines[0], format!("a: done (primary {}, 2 keys)", key('2')));
+        assert!(lines[1].starts_with("b: failed: refused"), "{}", lines[1]);
         assert!(
-            refused.contains("b do not hold it (b could not read a)"),
-            "{refused}"
+            lines[2].starts_with("c: no answer (its `beethoven.keys` tag says primary"),
+            "{}",
+            lines[2]
         );
-        assert_eq!(refusal(&survey, &key('1'), "use"), None);
-        assert_eq!(refusal(&survey, &key('2'), "remove"), None);
-        let refused = refusal(&survey, &key('1'), "remove").expect("a primary");
-        assert!(refused.contains("it is the primary of a, b"), "{refused}");
+        assert_eq!(lines[3], "d: no answer (keys unknown)");
+        assert_eq!(summary(&mixed), "4 online: 1 ok, 1 failed, 2 no answer");
+        let error = verdict(&mixed).expect_err("not all ok").to_string();
+        assert!(
+            error.contains("not ok on 3 of 4 online members")
+                && error.contains("failed on b")
+                && error.contains("no answer from c, d"),
+            "{error}"
+        );
     }
 
     #[test]
-    fn a_member_whose_keys_are_unknown_stops_a_use_or_remove() {
-        let survey = Survey {
-            members: vec![member("a", &['1', '2']), member("silent", &[])],
-        };
-        for verb in ["use", "remove"] {
-            let refused = refusal(&survey, &key('2'), verb).expect("unknown keys");
-            assert!(
-                refused.contains("the keys of silent are unknown"),
-                "{refused}"
-            );
-        }
+    fn keys_are_listed_with_their_holders_and_those_lacking_them() {
+        let known = [
+            member("a", Outcome::Ok, Source::Answer, &['1', '2']),
+            member("b", Outcome::NoAnswer, Source::Tags, &['1']),
+        ]
+        .iter()
+        .filter_map(MemberReport::keys)
+        .collect::<Vec<_>>();
+        let lines = key_lines(&known);
+        let two = &lines[&key('2')];
+        assert_eq!(
+            (two.members, two.lacking.clone()),
+            (1, vec!["b".to_owned()])
+        );
+        assert_eq!(lines[&key('1')].primary_of, ["a", "b"]);
     }
 
     #[test]

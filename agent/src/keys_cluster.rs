@@ -1,24 +1,26 @@
 //! Cluster-wide keys, the agent's side: what each member publishes, the check
 //! that no change cuts a member off, and this member's key endpoints.
 //!
-//! Every agent that runs with keys (`--key-file`) publishes two tags under the
+//! Every agent that runs with keys (`--key-file`) publishes one tag under the
 //! reserved `beethoven.` prefix, kept up to date by the agent whatever is done
 //! to its other tags (`/v1/tags` shows and sets the others only):
+//! `beethoven.keys`, the fingerprints of the keys it holds, space-separated,
+//! the primary first. Every member thus knows what the others hold, which is
+//! how a reload that would cut this node off is refused without asking anyone,
+//! and how a member that does not answer a keys query is judged.
 //!
-//! - `beethoven.http`: where its HTTP API answers (`http://10.0.0.7:7947`, or
-//!   `https://` with TLS), so `beethoven keys` can reach every member. A
-//!   wildcard listener publishes the node's advertised IP.
-//! - `beethoven.keys`: the fingerprints of the keys it holds, space-separated, the primary first.
-//!   Every member thus knows what the others hold, which is how a reload that
-//!   would cut this node off is refused without asking anyone.
+//! The prefix is reserved for names too: user events and queries named
+//! `beethoven.…` are refused over HTTP and by the CLI, and the agent's own
+//! queries (see [`keys_query`](crate::keys_query)) never reach event handlers
+//! or the event stream.
 //!
-//! `beethoven keys install|use|remove` (see [`keys_client`](crate::keys_client))
-//! calls each member's endpoints in turn, with the one token and CA of the
-//! cluster. An install, use or remove is written to the key file, atomically,
-//! before the node gets it, so a restart keeps it.
+//! `beethoven keys install|use|remove|list` (see [`keys_client`](crate::keys_client))
+//! asks the local agent, which asks every member over a query
+//! ([`keys_query`](crate::keys_query)); each member changes its keys here. An
+//! install, use or remove is written to the key file, atomically, before the
+//! node gets it, so a restart keeps it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,12 +38,26 @@ use crate::error::KeyFileError;
 use crate::http::{Api, error as error_answer};
 use crate::keys::{self, Fingerprint, Ring, RingError, Secret};
 
-/// The tag holding a member's HTTP API address.
-pub(crate) const HTTP_TAG: &str = "beethoven.http";
 /// The tag holding a member's key fingerprints, space-separated, the primary first.
 pub(crate) const KEYS_TAG: &str = "beethoven.keys";
 /// Tags under this prefix are the agent's own; others set there are dropped.
+/// Event and query names under it are the agent's own too.
 pub(crate) const RESERVED_PREFIX: &str = "beethoven.";
+
+/// Whether `name` (a tag, user event or query) is under the reserved prefix.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// Refuses a user `kind` (`event` or `query`) named under the reserved prefix.
+pub(crate) fn refuse_reserved(kind: &str, name: &str) -> Result<(), String> {
+    if is_reserved(name) {
+        return Err(format!(
+            "{kind} name `{name}` is reserved: names starting with `{RESERVED_PREFIX}` are the agent's own (its keys queries); choose another name"
+        ));
+    }
+    Ok(())
+}
 
 /// `tags` without the agent's own: the tags the operator sets, as
 /// `/v1/tags` shows them (member rows show every tag).
@@ -130,18 +146,6 @@ pub(crate) fn describe(cuts: &[Cut]) -> String {
         .join("; ")
 }
 
-/// Where a listener at `listen` is reached by the others: a wildcard IP
-/// becomes the node's advertised one.
-pub(crate) fn api_url(listen: SocketAddr, advertised: SocketAddr, tls: bool) -> String {
-    let ip = if listen.ip().is_unspecified() {
-        advertised.ip()
-    } else {
-        listen.ip()
-    };
-    let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://{}", SocketAddr::new(ip, listen.port()))
-}
-
 /// Why a key change was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KeysError {
@@ -199,7 +203,7 @@ pub(crate) struct KeysView {
 }
 
 /// A change asked of this member.
-enum Change {
+pub(crate) enum Change {
     Install(Secret),
     Use(Fingerprint),
     Remove(Fingerprint),
@@ -210,20 +214,17 @@ enum Change {
 pub(crate) struct ClusterKeys {
     file: Option<PathBuf>,
     ring: Mutex<Option<Ring>>,
-    /// `beethoven.http`, when the HTTP API is on.
-    api_url: Option<String>,
     /// Whether the last attempt to publish failed (warned once per streak,
     /// not every tick).
     publish_failed: AtomicBool,
 }
 
 impl ClusterKeys {
-    /// The keys the node started with (read from `file`), and where its API answers.
-    pub(crate) fn new(file: Option<PathBuf>, ring: Option<Ring>, api_url: Option<String>) -> Self {
+    /// The keys the node started with (read from `file`).
+    pub(crate) fn new(file: Option<PathBuf>, ring: Option<Ring>) -> Self {
         Self {
             file,
             ring: Mutex::new(ring),
-            api_url,
             publish_failed: AtomicBool::new(false),
         }
     }
@@ -250,9 +251,6 @@ impl ClusterKeys {
             return tags.clone();
         };
         let mut map = without_reserved(tags).to_map();
-        if let Some(url) = &self.api_url {
-            map.insert(HTTP_TAG.to_owned(), url.clone());
-        }
         let fingerprints: Vec<String> = ring
             .fingerprints()
             .iter()
@@ -273,18 +271,18 @@ impl ClusterKeys {
         match node.set_tags(wanted).await {
             Ok(()) => {
                 if self.publish_failed.swap(false, Ordering::Relaxed) {
-                    info!("this node's API address and key fingerprints are published again");
+                    info!("this node's key fingerprints are published again");
                 }
             }
             Err(error) => {
                 if !self.publish_failed.swap(true, Ordering::Relaxed) {
-                    warn!(%error, "cannot publish this node's API address and key fingerprints in its tags (`beethoven keys` will not reach it; fewer or smaller tags make room)");
+                    warn!(%error, "cannot publish this node's key fingerprints in its tags (a member that does not answer a keys query is judged by them; fewer or smaller tags make room)");
                 }
             }
         }
     }
 
-    async fn view(&self, node: &Handle, changed: bool) -> KeysView {
+    pub(crate) async fn view(&self, node: &Handle, changed: bool) -> KeysView {
         let ring = self.ring.lock().await;
         Self::view_of(node, ring.as_ref(), self.file.as_ref(), changed)
     }
@@ -308,8 +306,12 @@ impl ClusterKeys {
 
     /// Installs, uses or removes one key on this member: the key file first,
     /// then the node, then the published tag. The cluster-wide check is the
-    /// client's, which sees every member's answer.
-    async fn change(&self, node: &Handle, change: Change) -> Result<KeysView, KeysError> {
+    /// asking agent's, which sees every member's answer (`keys_query`).
+    pub(crate) async fn change(
+        &self,
+        node: &Handle,
+        change: Change,
+    ) -> Result<KeysView, KeysError> {
         let mut ring = self.ring.lock().await;
         let (Some(current), Some(path)) = (ring.clone(), self.file.as_ref()) else {
             return Err(KeysError::NoKeys);
@@ -557,21 +559,9 @@ mod tests {
     }
 
     #[test]
-    fn the_published_url_names_the_advertised_ip_for_a_wildcard_listener() {
-        let advertised: SocketAddr = "10.0.0.7:7946".parse().expect("valid");
-        let wildcard: SocketAddr = "0.0.0.0:7947".parse().expect("valid");
-        let loopback: SocketAddr = "127.0.0.1:7947".parse().expect("valid");
-        assert_eq!(api_url(wildcard, advertised, false), "http://10.0.0.7:7947");
-        assert_eq!(
-            api_url(loopback, advertised, true),
-            "https://127.0.0.1:7947"
-        );
-    }
-
-    #[test]
     fn reserved_tags_replace_any_given_under_the_prefix_and_keep_the_others() {
         let secret = Secret::from_hex(&"ab".repeat(32)).expect("valid");
-        let keys = ClusterKeys::new(None, None, Some("http://127.0.0.1:1".to_owned()));
+        let keys = ClusterKeys::new(None, None);
         let given = Tags::from_pairs([
             ("role", "db"),
             ("beethoven.http", "http://evil:1"),
@@ -581,13 +571,13 @@ mod tests {
         let ring = Ring::new(secret.clone());
         let tags = keys.reserved_over(&given, Some(&ring));
         assert_eq!(tags.get("role"), Some("db"));
-        assert_eq!(tags.get(HTTP_TAG), Some("http://127.0.0.1:1"));
+        assert_eq!(tags.get("beethoven.http"), None);
         assert_eq!(
             tags.get(KEYS_TAG),
             Some(secret.fingerprint().to_string().as_str())
         );
         assert_eq!(tags.get("beethoven.x"), None);
-        assert_eq!(tags.len(), 3);
+        assert_eq!(tags.len(), 2);
         assert_eq!(
             keys.reserved_over(&given, None),
             given,

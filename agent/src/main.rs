@@ -30,6 +30,7 @@ mod http;
 mod keys;
 mod keys_client;
 mod keys_cluster;
+mod keys_query;
 mod logging;
 mod member_filter;
 mod metrics;

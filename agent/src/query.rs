@@ -6,7 +6,8 @@
 //! "tags": ["role=db", "zone"], "timeout": "2s", "ack": true}` (all but
 //! `name` optional; no `nodes` and no `tags`: every member, this one
 //! included; `timeout`: the core's default, which grows with the cluster).
-//! A bad name, payload, filter or timeout is a 422 and a node running
+//! A name under the reserved `beethoven.` prefix (the agent's own queries),
+//! a bad name, payload, filter or timeout is a 422 and a node running
 //! queries too fast a 429, before anything is sent. Otherwise the answer is
 //! NDJSON (`application/x-ndjson`), one line per item, each with `event` and
 //! `ts`:
@@ -34,6 +35,7 @@ use tracing::info;
 
 use crate::events::{Payload, line};
 use crate::http::{Api, error};
+use crate::keys_cluster::refuse_reserved;
 use crate::verbs::{body, refused};
 
 /// `POST /v1/query` body (see the module's docs).
@@ -83,7 +85,7 @@ impl QueryBody {
 }
 
 /// A timeout as `humantime` writes it (`500ms`, `2s`).
-fn timeout(text: &str) -> Result<Duration, String> {
+pub(crate) fn timeout(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|bad| format!("bad timeout `{text}`: {bad} (e.g. \"500ms\", \"2s\")"))
 }
@@ -101,6 +103,9 @@ pub(crate) async fn run_query(
         Err((status, message)) => return error(status, message),
     };
     let name = given.name.clone();
+    if let Err(message) = refuse_reserved("query", &name) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, message);
+    }
     let query = match given.query() {
         Ok(query) => query,
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),

@@ -21,6 +21,7 @@ use crate::handlers::{self, HandlerCounts};
 use crate::http::{self, Api};
 use crate::keys;
 use crate::keys_cluster::{self, ClusterKeys};
+use crate::keys_query;
 use crate::seed_names::{self, SplitSeeds};
 use crate::warnings::Warnings;
 
@@ -230,12 +231,9 @@ pub(crate) async fn run(settings: Settings) -> Result<i32, AgentError> {
     if settings.events.is_some() {
         tokio::spawn(print_events(Arc::clone(&lines)));
     }
-    let api_url = listener
-        .as_ref()
-        .and_then(|(listener, _)| listener.local_addr().ok())
-        .map(|addr| keys_cluster::api_url(addr, node.advertised_addr(), tls.is_some()));
-    let cluster_keys = Arc::new(ClusterKeys::new(settings.key_file.clone(), ring, api_url));
+    let cluster_keys = Arc::new(ClusterKeys::new(settings.key_file.clone(), ring));
     cluster_keys.publish(&node).await;
+    keys_query::answer_queries(&node, Arc::clone(&cluster_keys));
     let http_addr = match listener.map(|(listener, guard)| (listener, guard, Arc::clone(&lines))) {
         Some((listener, guard, events)) => {
             let addr = listener.local_addr().ok();

@@ -259,6 +259,9 @@ pub(crate) async fn send_event(
         Ok(given) => given,
         Err((status, message)) => return error(status, message),
     };
+    if let Err(message) = crate::keys_cluster::refuse_reserved("event", &given.name) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, message);
+    }
     let payload = Payload {
         payload: given.payload,
         base64: given.base64,
