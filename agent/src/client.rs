@@ -30,7 +30,8 @@ pub(crate) struct Agent {
     #[arg(long, env = "BEETHOVEN_HTTP_TOKEN_FILE", value_name = "FILE")]
     pub(crate) http_token_file: Option<std::path::PathBuf>,
     /// Longest wait for the agent's answer, 10s when not given (`monitor`:
-    /// for it to start answering; `query`: the query's own timeout).
+    /// for it to start answering; `query`: the query's own timeout; `keys`:
+    /// each of its queries' timeout).
     #[arg(long, value_name = "DURATION")]
     pub(crate) timeout: Option<crate::config::HumanDuration>,
     /// PEM file of the CA (or self-signed certificate) that signed the

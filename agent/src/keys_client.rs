@@ -26,7 +26,7 @@ use crate::keys_query::{MemberReport, Outcome, Report, Source};
 
 /// The longest wait for the agent's answer when `--timeout` is not given: a
 /// `use` or `remove` runs two queries, each with the core's default timeout
-/// (3.2 s up to 9 members, 9.6 s up to 999).
+/// (1.6 s up to 9 members, 4.8 s up to 999).
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// `beethoven keys`.
@@ -170,7 +170,11 @@ fn show_change(report: &Report, json: bool) -> Result<(), AgentError> {
 /// One member's part, for people.
 fn member_line(member: &MemberReport, listing: bool) -> String {
     let keys = |member: &MemberReport| match &member.primary {
-        Some(primary) => format!("primary {primary}, {} keys", member.fingerprints.len()),
+        Some(primary) => {
+            let count = member.fingerprints.len();
+            let plural = if count == 1 { "" } else { "s" };
+            format!("primary {primary}, {count} key{plural}")
+        }
         None => "no keys".to_owned(),
     };
     let name = &member.name;

@@ -81,7 +81,7 @@ enum Command {
     /// would cut it off from an online member, unless --force).
     ReloadKeys(keys_client::ReloadArgs),
     /// Cluster-wide keys: generate one, list who holds which, install, use
-    /// or remove one on every member (over each member's HTTP API).
+    /// or remove one on every member (the agent asks each over a query).
     #[command(subcommand)]
     Keys(keys_client::KeysCommand),
     /// Change a running agent's tags (needs the agent's --http).

@@ -1,13 +1,20 @@
 //! Cluster-wide keys on real agents: `beethoven keys` installs, uses and
-//! removes a key on every member with the cluster whole throughout, refuses a
-//! change that would cut a member off, and an agent refuses to reload a key
-//! file that would cut it off.
+//! removes a key on every member, over the agents' keys queries, with the
+//! cluster whole throughout; a member that does not answer is reported and
+//! fails the command; a change that would cut a member off is refused; the
+//! reserved query names are refused to users and never reach their
+//! handlers; and an agent refuses to reload a key file that would cut it off.
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::{Agent, Scratch, eventually, path_str, run, stderr, stdout};
+use support::{
+    Agent, DEADLINE, Scratch, beethoven, eventually, path_str, run, run_with, stderr, stdout,
+};
 
 const KEY_A: &str = "0101010101010101010101010101010101010101010101010101010101010101";
 const KEY_B: &str = "0202020202020202020202020202020202020202020202020202020202020202";
@@ -16,17 +23,23 @@ const KEY_C: &str = "03030303030303030303030303030303030303030303030303030303030
 /// Three agents, each with its own key file holding `KEY_A`, joined through
 /// the first, each seeing the others' published keys.
 fn keyed_cluster(dir: &Scratch) -> (Vec<Agent>, Vec<std::path::PathBuf>) {
+    keyed_cluster_with(dir, &[])
+}
+
+/// [`keyed_cluster`], each agent started with `extra` too.
+fn keyed_cluster_with(dir: &Scratch, extra: &[&str]) -> (Vec<Agent>, Vec<std::path::PathBuf>) {
     let files: Vec<_> = (0..3)
         .map(|i| dir.file(&format!("n{i}.keys"), &format!("{KEY_A}\n")))
         .collect();
-    let first = Agent::start("n0", &["--key-file", path_str(&files[0])]);
+    let mut args = vec!["--key-file", path_str(&files[0])];
+    args.extend_from_slice(extra);
+    let first = Agent::start("n0", &args);
     let seed = first.udp.to_string();
     let mut agents = vec![first];
     for (i, file) in files.iter().enumerate().skip(1) {
-        agents.push(Agent::start(
-            &format!("n{i}"),
-            &["--key-file", path_str(file), "--seed", &seed],
-        ));
+        let mut args = vec!["--key-file", path_str(file), "--seed", &seed];
+        args.extend_from_slice(extra);
+        agents.push(Agent::start(&format!("n{i}"), &args));
     }
     eventually(
         "every agent sees three online, each publishing its keys",
@@ -87,6 +100,10 @@ fn a_key_installed_used_and_removed_everywhere_keeps_the_cluster_whole() {
         for name in ["n0", "n1", "n2"] {
             assert!(text.contains(&format!("{name}: done")), "{step:?}: {text}");
         }
+        assert!(
+            text.ends_with("3 online: 3 ok, 0 failed, 0 no answer\n"),
+            "{step:?}: {text}"
+        );
         // A few probe rounds under the new keys.
         std::thread::sleep(Duration::from_millis(600));
         assert!(
@@ -96,7 +113,28 @@ fn a_key_installed_used_and_removed_everywhere_keeps_the_cluster_whole() {
     }
     let fingerprint_b = own_keys(&agents[0])["primary"].clone();
     assert_ne!(fingerprint_a, fingerprint_b);
+    // n1 asked, once per step, with a query; every member answered each.
+    let asked = agents[1]
+        .log()
+        .into_iter()
+        .filter(|line| line["message"] == "cluster-wide key change asked of every member")
+        .count();
+    assert_eq!(asked, 3);
     for (agent, file) in agents.iter().zip(&files) {
+        let answered: Vec<String> = agent
+            .log()
+            .into_iter()
+            .filter(|line| line["message"] == "keys query answered" && line["origin"] == "n1")
+            .map(|line| line["verb"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        assert_eq!(answered, ["install", "use", "remove"], "{}", agent.name);
+        // The key travelled in a query's payload; no log line shows it.
+        let logged = agent
+            .log()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<String>();
+        assert!(!logged.contains(KEY_B), "{} logged the key", agent.name);
         assert_eq!(
             offline_news(agent),
             0,
@@ -129,7 +167,15 @@ fn a_key_installed_used_and_removed_everywhere_keeps_the_cluster_whole() {
         line.contains("3/3") && line.contains("n0, n1, n2"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 2, "the header and one key: {text}");
+    let table = text.lines().take_while(|line| !line.is_empty()).count();
+    assert_eq!(table, 2, "the header and one key: {text}");
+    assert!(
+        text.contains(&format!(
+            "n0: ok (primary {}, 1 key)",
+            fingerprint_b.as_str().expect("a string")
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -187,7 +233,15 @@ fn a_remove_of_a_primary_key_is_refused_by_the_client_and_by_each_member() {
     assert_eq!(forced.status.code(), Some(1));
     let text = stdout(&forced);
     assert_eq!(text.matches(": failed: ").count(), 3, "{text}");
-    assert!(stderr(&forced).contains("remove failed on 3 of 3 members"));
+    assert!(
+        text.contains("3 online: 0 ok, 3 failed, 0 no answer"),
+        "{text}"
+    );
+    let message = stderr(&forced);
+    assert!(
+        message.contains("remove not ok on 3 of 3 online members: failed on n0, n1, n2"),
+        "{message}"
+    );
     assert!(agents.iter().all(|agent| agent.sees_online(3)));
 }
 
@@ -246,6 +300,14 @@ fn generated_keys_are_fresh_and_an_agent_without_keys_installs_none() {
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("runs without keys"), "{body}");
     assert_eq!(own_keys(&keyless)["keys"], 0);
+    // Asked over a query, it says so; the command fails.
+    let installed = keys(&keyless, &["install", KEY_A]);
+    assert_eq!(installed.status.code(), Some(1));
+    assert!(
+        stdout(&installed).contains("keyless: failed: this agent runs without keys"),
+        "{}",
+        stdout(&installed)
+    );
     // No published tags on an agent without keys.
     let tags = &keyless.members()[0]["tags"];
     assert_eq!(tags, &serde_json::json!({}));
@@ -299,4 +361,154 @@ fn bad_key_requests_get_a_4xx_naming_what_is_wrong_and_change_nothing() {
     assert_eq!(own_keys(&agent)["keys"], 1);
     let text = std::fs::read_to_string(&file).expect("the key file");
     assert_eq!(text, format!("{KEY_A}\n"), "never rewritten");
+}
+
+#[test]
+fn a_member_that_does_not_answer_is_reported_and_judged_by_its_tag() {
+    let dir = Scratch::new("keys-silent");
+    // A stopped member stays suspect, so online, for the whole test.
+    let (agents, _files) = keyed_cluster_with(&dir, &["--suspicion-min", "60s"]);
+    agents[2].signal("STOP");
+
+    let installed = keys(&agents[0], &["install", KEY_B, "--timeout", "1s"]);
+    assert_eq!(installed.status.code(), Some(1), "{}", stdout(&installed));
+    let text = stdout(&installed);
+    assert!(
+        text.contains("n0: done") && text.contains("n1: done"),
+        "{text}"
+    );
+    assert!(
+        text.contains("n2: no answer (its `beethoven.keys` tag says primary"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 online: 2 ok, 0 failed, 1 no answer"),
+        "{text}"
+    );
+    let message = stderr(&installed);
+    assert!(
+        message.contains("install not ok on 1 of 3 online members: no answer from n2"),
+        "{message}"
+    );
+
+    // n2 did not get the key: using it is refused, judged by n2's tag.
+    let refused = keys(&agents[0], &["use", KEY_B, "--timeout", "1s"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(
+        message.contains("answered 409")
+            && message.contains("n2 do not hold it (n2 could not read n0, n1)")
+            && message.contains("judged by their `beethoven.keys` tag: n2"),
+        "{message}"
+    );
+    assert_eq!(
+        own_keys(&agents[0])["primary"],
+        own_keys(&agents[1])["primary"]
+    );
+
+    // Back, n2 answers (it may have taken the first install late, from the
+    // packets waiting for it): the install completes and the use goes through.
+    agents[2].signal("CONT");
+    let installed = keys(&agents[0], &["install", KEY_B]);
+    assert_eq!(installed.status.code(), Some(0), "{}", stderr(&installed));
+    let text = stdout(&installed);
+    assert!(
+        text.contains("n0: unchanged") && text.contains("3 online: 3 ok, 0 failed, 0 no answer"),
+        "{text}"
+    );
+    let used = keys(&agents[0], &["use", KEY_B, "--json"]);
+    assert_eq!(used.status.code(), Some(0), "{}", stderr(&used));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&used)).expect("JSON");
+    assert_eq!(
+        (&report["online"], &report["ok"], &report["no_answer"]),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(3),
+            &serde_json::json!(0)
+        ),
+        "{report}"
+    );
+    assert!(
+        report["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|member| member["outcome"] == "ok" && member["primary"] == report["key"]),
+        "{report}"
+    );
+}
+
+#[test]
+fn reserved_names_are_refused_to_users_and_keys_queries_never_reach_their_handlers() {
+    let dir = Scratch::new("keys-reserved");
+    let file = dir.file("r.keys", &format!("{KEY_A}\n"));
+    let seen = dir.0.join("seen.txt");
+    let handler = dir.file(
+        "record.sh",
+        &format!(
+            "#!/bin/sh\necho \"$BEETHOVEN_QUERY_NAME\" >> {}\necho answered\n",
+            path_str(&seen)
+        ),
+    );
+    std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let spec = format!("query={}", path_str(&handler));
+    let agent = Agent::start(
+        "reserved",
+        &["--key-file", path_str(&file), "--event-handler", &spec],
+    );
+    let mut stream = TcpStream::connect(agent.http).expect("the HTTP port answers");
+    stream.set_read_timeout(Some(DEADLINE)).expect("a timeout");
+    stream
+        .write_all(b"GET /v1/events?snapshot=false HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("the request is sent");
+    let mut events = BufReader::new(stream);
+
+    // A keys query, then a user query: the handler and the stream see only
+    // the user's.
+    let installed = keys(&agent, &["install", KEY_B]);
+    assert_eq!(installed.status.code(), Some(0), "{}", stderr(&installed));
+    assert!(stdout(&installed).contains("reserved: done"));
+    let http = agent.http.to_string();
+    let asked = run(&["query", "hello", "--timeout", "1s", "--http", &http]);
+    assert!(
+        stdout(&asked).contains("response from reserved: answered"),
+        "{}",
+        stdout(&asked)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("the handler ran"),
+        "hello\n"
+    );
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert_ne!(events.read_line(&mut line).expect("the stream"), 0);
+        assert!(!line.contains("\"name\":\"beethoven."), "{line}");
+        assert!(!line.contains(KEY_B), "{line}");
+        if line.contains("\"event\":\"query\"") {
+            assert!(line.contains("\"name\":\"hello\""), "{line}");
+            break;
+        }
+    }
+
+    // Users cannot name a query or an event under the prefix.
+    for args in [
+        vec!["query", "beethoven.keys.install", KEY_C],
+        vec!["query", "beethoven.mine"],
+        vec!["event", "beethoven.keys.list"],
+    ] {
+        let output = run_with(beethoven().args(&args).args(["--http", &http]));
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(
+            message.contains("answered 422")
+                && message.contains("is reserved: names starting with `beethoven.`"),
+            "{args:?}: {message}"
+        );
+    }
+    assert_eq!(own_keys(&agent)["keys"], 2, "KEY_C was never installed");
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("the handler ran"),
+        "hello\n"
+    );
 }
