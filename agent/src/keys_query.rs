@@ -15,9 +15,8 @@
 //! why it refused (with its fingerprints as they stay).
 //!
 //! The key travels in the install query's payload. What protects it is that
-//! every packet, this query too, is sealed with the cluster's primary key; a
-//! cluster without keys has none to send (its agents answer that they run
-//! without keys). The payload is never logged, and these queries are neither
+//! every packet, this query too, is sealed with the cluster's primary key; an
+//! agent without keys, whose packets are not sealed, refuses to send one. The payload is never logged, and these queries are neither
 //! shown on the event stream nor given to event handlers.
 //!
 //! A `use` or `remove` is checked first, unless forced, with a list query: it
@@ -538,6 +537,17 @@ pub(crate) async fn change(
             );
         }
     };
+    // Without keys this agent's packets are not sealed: the key would
+    // travel in the clear.
+    if verb == Verb::Install && api.keys.count().await == 0 {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{}; an install query from it would carry the key unsealed",
+                KeysError::NoKeys
+            ),
+        );
+    }
     if verb != Verb::Install && !given.force {
         let members = match ask(&api.node, Verb::List, Vec::new(), timeout).await {
             Ok(members) => members,

@@ -300,13 +300,23 @@ fn generated_keys_are_fresh_and_an_agent_without_keys_installs_none() {
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("runs without keys"), "{body}");
     assert_eq!(own_keys(&keyless)["keys"], 0);
-    // Asked over a query, it says so; the command fails.
+    // Its packets are not sealed: it sends no key in a query.
     let installed = keys(&keyless, &["install", KEY_A]);
     assert_eq!(installed.status.code(), Some(1));
+    let message = stderr(&installed);
     assert!(
-        stdout(&installed).contains("keyless: failed: this agent runs without keys"),
+        message.contains("answered 409")
+            && message.contains("runs without keys")
+            && message.contains("would carry the key unsealed"),
+        "{message}"
+    );
+    // Asked over a query, it says it has none.
+    let listed = keys(&keyless, &["list"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).contains("keyless: ok (no keys)"),
         "{}",
-        stdout(&installed)
+        stdout(&listed)
     );
     // No published tags on an agent without keys.
     let tags = &keyless.members()[0]["tags"];
