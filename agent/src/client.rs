@@ -570,7 +570,7 @@ fn table(rows: &[TrackerRow]) -> String {
 
 /// One request to the agent; a 4xx or 5xx answer becomes an error carrying the
 /// agent's message.
-fn request<T: DeserializeOwned>(
+pub(crate) fn request<T: DeserializeOwned>(
     agent: &Agent,
     method: &str,
     path: &str,
@@ -579,9 +579,8 @@ fn request<T: DeserializeOwned>(
     request_url(agent, method, &agent.url(path), json)
 }
 
-/// One request to `url` (another member's API, found in its tags) with the
-/// token and CA of `agent`.
-pub(crate) fn request_url<T: DeserializeOwned>(
+/// One request to `url` with the token and CA of `agent`.
+fn request_url<T: DeserializeOwned>(
     agent: &Agent,
     method: &str,
     url: &str,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::client::{Agent, request_url};
+use crate::client::{Agent, request};
 use crate::error::AgentError;
 use crate::keys::{Fingerprint, Secret};
 use crate::keys_cluster::{KEYS_TAG, KeysView, MemberKeys};
@@ -150,8 +150,8 @@ fn ask_change(
     if let Some(timeout) = timeout {
         body["timeout"] = humantime::format_duration(timeout).to_string().into();
     }
-    let url = agent.url(&format!("/v1/keys/cluster/{verb}"));
-    request_url(&agent, "POST", &url, Some(&body.to_string()))
+    let path = format!("/v1/keys/cluster/{verb}");
+    request(&agent, "POST", &path, Some(&body.to_string()))
 }
 
 /// A change's report: one line per member and the summary, or the JSON.
@@ -245,7 +245,7 @@ pub(crate) fn reload(args: &ReloadArgs) -> Result<(), AgentError> {
     } else {
         "/v1/keys/reload"
     };
-    let view: KeysView = request_url(&args.agent, "POST", &args.agent.url(path), None)?;
+    let view: KeysView = request(&args.agent, "POST", path, None)?;
     println!(
         "reloaded {} key(s) from {}; primary {}",
         view.keys,
@@ -324,7 +324,7 @@ fn list(args: &ListArgs) -> Result<(), AgentError> {
     if let Some(timeout) = timeout {
         path.push_str(&format!("?timeout={}ms", timeout.as_millis()));
     }
-    let report: Report = request_url(&agent, "GET", &agent.url(&path), None)?;
+    let report: Report = request(&agent, "GET", &path, None)?;
     let known: Vec<MemberKeys> = report
         .members
         .iter()

@@ -559,6 +559,18 @@ mod tests {
     }
 
     #[test]
+    fn only_names_under_the_prefix_are_reserved_and_the_refusal_names_it() {
+        assert!(is_reserved("beethoven.keys.list") && is_reserved("beethoven."));
+        assert!(!is_reserved("beethoven") && !is_reserved("deploy.beethoven."));
+        assert_eq!(refuse_reserved("query", "uptime"), Ok(()));
+        let refused = refuse_reserved("event", "beethoven.x").expect_err("reserved");
+        assert!(
+            refused.starts_with("event name `beethoven.x` is reserved"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn reserved_tags_replace_any_given_under_the_prefix_and_keep_the_others() {
         let secret = Secret::from_hex(&"ab".repeat(32)).expect("valid");
         let keys = ClusterKeys::new(None, None);
