@@ -465,8 +465,6 @@ fn an_app_hears_of_every_event_its_node_refused() {
             .all(|(_, error, _)| *error == SendEventError::Busy)
     );
     assert_eq!(app.refused[5].1, SendEventError::EmptyName);
-    let sent_at = sim.instant(Duration::ZERO);
-    let _ = sent_at;
     assert!(app.refused.iter().all(|(.., at)| *at > SECOND));
     assert_eq!(
         sim.node(0).expect("runs").stats().user_events.sent,
