@@ -2,15 +2,17 @@
 //! datagrams delivered, lost, duplicated, corrupted, truncated, redirected or
 //! replayed; arbitrary bytes from a few addresses; time passing with a healthy
 //! network or none, with stalled nodes; spurious wake-ups; unreachable hints;
-//! commands (`new_node`, `join`, `leave`, `alert_me`, key rings); crashes and
-//! restarts.
+//! commands (`new_node`, `join`, `leave`, `alert_me`, key rings, `set_tags`,
+//! `send_event`, `query`, `respond`); crashes and restarts.
 //!
 //! Checks after every step, on every node (`beethoven_fuzz::check_node`): no
 //! panic; own row present, alive at the node's incarnation and address unless it
 //! left (then `Left`); mode `Clustered` exactly when another node is online;
 //! tracker events replay to the tracker and mode events to the mode;
 //! notifications never about self and matching the rows; datagrams within
-//! `max_packet_size`.
+//! `max_packet_size`; refused commands change nothing; user events once each,
+//! in order; query acks, responses and ends only for the node's own queries,
+//! once per member (the `Mirror`).
 
 #![no_main]
 

@@ -21,7 +21,7 @@ use arbitrary::Arbitrary;
 use beethoven_core::chrono::{DateTime, Utc};
 use beethoven_core::{
     Cidr, Config, DropReason, Event, Health, Key, KeyRing, Mode, Node, NodeName, NodeStatus, Op,
-    Seed, Stats, Tags, TrackerRow,
+    Query, QueryId, QueryToken, Seed, Stats, TagQuery, Tags, TrackerRow,
 };
 
 /// Cluster name of every node the harness builds.
@@ -84,6 +84,29 @@ pub struct Datagram {
     pub bytes: Vec<u8>,
 }
 
+/// The message kind of a plaintext datagram (after the header, the
+/// sender's name and incarnation), for tests that pick datagrams by kind
+/// (`core/src/wire/message.rs`, `user.rs`, `query.rs` number them).
+pub fn message_kind(bytes: &[u8]) -> Option<u64> {
+    fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut at = beethoven_core::HEADER_LEN;
+    let name = varint(bytes, &mut at)?;
+    at += usize::try_from(name).ok()?;
+    varint(bytes, &mut at)?;
+    varint(bytes, &mut at)
+}
+
 /// What the owner of a node has seen of it, rebuilt from its events only, to be
 /// compared with the node's own state.
 #[derive(Debug, Default)]
@@ -92,6 +115,36 @@ pub struct Mirror {
     mode: Option<Mode>,
     /// The last user event delivered of each origin process (name, start).
     user_events: BTreeMap<(NodeName, i64), u64>,
+    /// Tokens of the queries handed to the owner, in arrival order.
+    pub tokens: Vec<QueryToken>,
+    /// Tokens this node accepted an answer for: never accepted again.
+    pub answered: BTreeSet<QueryToken>,
+    /// This process's own queries, by id.
+    pub queries: BTreeMap<QueryId, Asked>,
+}
+
+/// What the owner heard of one of its queries.
+#[derive(Debug, Default)]
+pub struct Asked {
+    /// Members that acked it.
+    pub acked: BTreeSet<NodeName>,
+    /// Members that answered it.
+    pub responded: BTreeSet<NodeName>,
+    /// Whether it ended.
+    pub done: bool,
+}
+
+impl Mirror {
+    /// The running query `id` of this process, for an event about it.
+    fn asked(&mut self, node: &Node, id: &QueryId, what: &str) -> &mut Asked {
+        assert_eq!(&id.origin, node.name(), "{what} for another node's query");
+        let asked = self
+            .queries
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("{what} for a query this process never ran"));
+        assert!(!asked.done, "{what} after the query ended");
+        asked
+    }
 }
 
 impl Mirror {
@@ -135,12 +188,53 @@ impl Mirror {
                 self.mode = Some(mode);
             }
             Event::User(user) => {
-                assert_ne!(&user.id.origin, node.name(), "a node delivers none of its own events");
+                assert_ne!(
+                    &user.id.origin,
+                    node.name(),
+                    "a node delivers none of its own events"
+                );
                 let stream = (user.id.origin.clone(), user.id.started);
                 let last = self.user_events.insert(stream, user.id.seq).unwrap_or(0);
                 assert!(
                     user.id.seq > last,
                     "a user event delivered twice or out of its origin's order"
+                );
+            }
+            Event::Query(request) => {
+                assert!(
+                    !self.tokens.contains(&request.token)
+                        && !self.answered.contains(&request.token),
+                    "a query token handed out twice"
+                );
+                self.tokens.push(request.token);
+            }
+            Event::QueryAck { id, from } => {
+                let asked = self.asked(node, &id, "an ack");
+                assert!(asked.acked.insert(from), "a member acked a query twice");
+            }
+            Event::QueryResponse { id, from, .. } => {
+                let asked = self.asked(node, &id, "a response");
+                assert!(
+                    asked.responded.insert(from),
+                    "a member answered a query twice"
+                );
+            }
+            Event::QueryDone(done) => {
+                let asked = self.asked(node, &done.id, "the end");
+                asked.done = true;
+                assert_eq!(
+                    done.responded,
+                    asked.responded.len(),
+                    "the end counts the responses given"
+                );
+                assert_eq!(
+                    done.acked,
+                    asked.acked.len(),
+                    "the end counts the acks given"
+                );
+                assert!(
+                    done.timed_out || done.responded >= done.expected,
+                    "a query ended early without every expected answer"
                 );
             }
             _ => {}
@@ -536,6 +630,43 @@ impl Sim {
                     );
                 }
             }),
+            Action::Query {
+                node,
+                ref name,
+                ref payload,
+                ref nodes,
+                ref tags,
+                timeout_ms,
+                request_ack,
+            } => {
+                let mut query = Query::new(name.clone(), payload.clone());
+                for &who in nodes {
+                    query = query.node(self::name(who));
+                }
+                for (key, value, offline) in tags {
+                    let mut tag = match value {
+                        Some(value) => TagQuery::key_value(key.clone(), value.clone()),
+                        None => TagQuery::key(key.clone()),
+                    };
+                    if *offline {
+                        tag = tag.including_offline();
+                    }
+                    query = query.tag(tag);
+                }
+                if let Some(ms) = timeout_ms {
+                    query = query.timeout(Duration::from_millis(u64::from(ms)));
+                }
+                if request_ack {
+                    query = query.request_ack();
+                }
+                self.query(node, query);
+            }
+            Action::Respond {
+                node,
+                pick,
+                other,
+                len,
+            } => self.respond(node, pick, other, len),
             Action::Crash { node } => {
                 let i = self.node_index(node);
                 self.members[i].node = None;
@@ -573,6 +704,72 @@ impl Sim {
                 self.drain(i);
             }
         }
+    }
+
+    /// `query` at `node`: a refused one changes nothing; an accepted one is
+    /// the owner's to hear of (its acks, answers and end, checked by the
+    /// mirror).
+    pub fn query(&mut self, node: u8, query: Query) {
+        let i = self.node_index(node);
+        let now = self.now;
+        let member = &mut self.members[i];
+        let Some(n) = member.node.as_mut() else {
+            return;
+        };
+        let before = n.stats().queries.clone();
+        match n.query(now, query) {
+            Ok(id) => {
+                assert_eq!(n.stats().queries.sent, before.sent + 1, "a query counted");
+                let fresh = member.mirror.queries.insert(id, Asked::default());
+                assert!(fresh.is_none(), "a query id given twice");
+            }
+            Err(_) => assert_eq!(n.stats().queries, before, "a refused query changed nothing"),
+        }
+        self.drain(i);
+    }
+
+    /// `respond` at `node` with `len` bytes (mod 4096, past both limits):
+    /// to the token `pick` of those it was handed, or (`other`) of those
+    /// another node was handed, which this node may not know. A refused
+    /// answer changes nothing; an accepted one is counted once, and its
+    /// token is refused ever after.
+    pub fn respond(&mut self, node: u8, pick: u8, other: bool, len: u16) {
+        let i = self.node_index(node);
+        let from = if other {
+            (i + 1) % self.members.len()
+        } else {
+            i
+        };
+        let tokens = &self.members[from].mirror.tokens;
+        let Some(&token) = tokens.get(usize::from(pick) % tokens.len().max(1)) else {
+            return;
+        };
+        let now = self.now;
+        let member = &mut self.members[i];
+        let Some(n) = member.node.as_mut() else {
+            return;
+        };
+        let before = n.stats().queries.clone();
+        let payload = vec![0x5a; usize::from(len) % 4096];
+        match n.respond(now, token, &payload) {
+            Ok(()) => {
+                assert!(
+                    member.mirror.answered.insert(token),
+                    "an answered token accepted again"
+                );
+                assert_eq!(
+                    n.stats().queries.responses_sent,
+                    before.responses_sent + 1,
+                    "an answer counted once"
+                );
+            }
+            Err(_) => assert_eq!(
+                n.stats().queries,
+                before,
+                "a refused answer changed nothing"
+            ),
+        }
+        self.drain(i);
     }
 
     /// Names of the nodes that are running.
@@ -639,6 +836,28 @@ pub enum Action {
         node: u8,
         name: String,
         payload: Vec<u8>,
+    },
+    /// `query` with any name, payload, filter (names `n0`..`n5`; tag
+    /// queries by key, value and whether they include offline members) and
+    /// timeout (`None`: the default; zero and over the limit are refused, as
+    /// are empty keys and offline members, and must change nothing).
+    Query {
+        node: u8,
+        name: String,
+        payload: Vec<u8>,
+        nodes: Vec<u8>,
+        tags: Vec<(String, Option<String>, bool)>,
+        timeout_ms: Option<u32>,
+        request_ack: bool,
+    },
+    /// `respond` with `len` bytes (mod 4096) to the `pick`th token this node
+    /// was handed, or (`other`) another node was: answered, expired, unknown
+    /// here or valid.
+    Respond {
+        node: u8,
+        pick: u8,
+        other: bool,
+        len: u16,
     },
 }
 
@@ -762,4 +981,39 @@ pub fn check_datagram(data: &[u8]) {
         );
     }
     drain(node, &mut member.mirror, &mut |_| {});
+}
+
+/// [`check_mangled`] on the first datagram of each of `kinds` in `traffic`
+/// (each must be there).
+pub fn check_kinds_mangled(traffic: &[Datagram], kinds: &[u64]) {
+    for &kind in kinds {
+        let d = traffic
+            .iter()
+            .find(|d| message_kind(&d.bytes) == Some(kind))
+            .unwrap_or_else(|| panic!("the traffic has a message of kind {kind}"));
+        check_mangled(&d.bytes);
+    }
+}
+
+/// [`check_datagram`] on a real datagram for node 0 as it is (in the fresh,
+/// clustered and sealed setups), cut short at every length past the header,
+/// and with each byte past the header flipped (clustered).
+pub fn check_mangled(bytes: &[u8]) {
+    for setup in [Setup::Fresh, Setup::Clustered, Setup::Sealed] {
+        let mut input = vec![setup.byte()];
+        input.extend_from_slice(bytes);
+        check_datagram(&input);
+    }
+    let clustered = Setup::Clustered.byte();
+    for cut in beethoven_core::HEADER_LEN..bytes.len() {
+        let mut input = vec![clustered];
+        input.extend_from_slice(&bytes[..cut]);
+        check_datagram(&input);
+    }
+    for at in beethoven_core::HEADER_LEN..bytes.len() {
+        let mut input = vec![clustered];
+        input.extend_from_slice(bytes);
+        input[1 + at] ^= 0xff;
+        check_datagram(&input);
+    }
 }

@@ -8,36 +8,12 @@
 //! cargo test --manifest-path fuzz/Cargo.toml --test user_events
 //! ```
 
-use beethoven_core::HEADER_LEN;
-use beethoven_fuzz::{Action, Datagram, Setup, Sim, check_datagram};
+use beethoven_fuzz::{Action, Datagram, Setup, Sim, check_kinds_mangled, message_kind};
 
 /// Message kinds of user events (`core/src/wire/user.rs`).
 const EVENT: u64 = 11;
 const EVENT_PULL: u64 = 12;
 const EVENT_ACK: u64 = 13;
-
-fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// The message kind of a plaintext datagram: after the header, the sender's
-/// name and incarnation.
-fn message_kind(bytes: &[u8]) -> Option<u64> {
-    let mut at = HEADER_LEN;
-    let name = varint(bytes, &mut at)?;
-    at += usize::try_from(name).ok()?;
-    varint(bytes, &mut at)?;
-    varint(bytes, &mut at)
-}
 
 /// A formed plaintext cluster where node 0 sends two events, the first
 /// push of each lost (so the member it was for pulls it): every datagram.
@@ -64,30 +40,7 @@ fn event_traffic() -> Vec<Datagram> {
 #[test]
 fn event_datagrams_cut_short_or_with_a_byte_flipped_pass_the_target_checks() {
     let traffic = event_traffic();
-    for kind in [EVENT, EVENT_PULL, EVENT_ACK] {
-        let d = traffic
-            .iter()
-            .find(|d| message_kind(&d.bytes) == Some(kind))
-            .unwrap_or_else(|| panic!("the traffic has a message of kind {kind}"));
-        eprintln!("kind {kind}: {} bytes", d.bytes.len());
-        for setup in [Setup::Fresh, Setup::Clustered, Setup::Sealed] {
-            let mut input = vec![setup.byte()];
-            input.extend_from_slice(&d.bytes);
-            check_datagram(&input);
-        }
-        let clustered = Setup::Clustered.byte();
-        for cut in HEADER_LEN..d.bytes.len() {
-            let mut input = vec![clustered];
-            input.extend_from_slice(&d.bytes[..cut]);
-            check_datagram(&input);
-        }
-        for at in HEADER_LEN..d.bytes.len() {
-            let mut input = vec![clustered];
-            input.extend_from_slice(&d.bytes);
-            input[1 + at] ^= 0xff;
-            check_datagram(&input);
-        }
-    }
+    check_kinds_mangled(&traffic, &[EVENT, EVENT_PULL, EVENT_ACK]);
 }
 
 #[test]
@@ -115,7 +68,10 @@ fn a_run_that_loses_duplicates_and_replays_event_datagrams_delivers_each_once_in
         let node = member.node.as_ref().expect("no one crashed");
         let stats = &node.stats().user_events;
         assert_eq!(stats.sent, 6);
-        assert_eq!(stats.delivered, 12, "the other two nodes' six events each, once");
+        assert_eq!(
+            stats.delivered, 12,
+            "the other two nodes' six events each, once"
+        );
     }
 }
 

@@ -140,7 +140,11 @@ fn added_kinds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "tombstones as a message",
-            datagram(2, (TOMBSTONES, &tombstones(9)), &[(UPDATE, alive_update(5, &[]))]),
+            datagram(
+                2,
+                (TOMBSTONES, &tombstones(9)),
+                &[(UPDATE, alive_update(5, &[]))],
+            ),
         ),
         (
             "a tombstone with a field appended",
@@ -225,13 +229,20 @@ fn query_datagrams_whole_forged_or_cut_pass_the_target_checks_in_every_setup() {
     let cut = &whole[..whole.len() - 4];
     let mut inputs: Vec<(String, Vec<u8>)> = vec![
         ("a query".into(), datagram(2, (14, &whole), &[])),
-        ("a zero timeout".into(), datagram(2, (14, &zero_timeout), &[])),
+        (
+            "a zero timeout".into(),
+            datagram(2, (14, &zero_timeout), &[]),
+        ),
         ("a query cut short".into(), datagram(2, (14, cut), &[])),
     ];
     for kind in 14..=18u64 {
         inputs.push((
             format!("kind {kind} of garbage"),
-            datagram(2, (kind, &[0xff, 0x01, 0x80]), &[(UPDATE, alive_update(5, &[]))]),
+            datagram(
+                2,
+                (kind, &[0xff, 0x01, 0x80]),
+                &[(UPDATE, alive_update(5, &[]))],
+            ),
         ));
     }
     for (what, bytes) in inputs {

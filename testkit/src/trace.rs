@@ -88,6 +88,23 @@ impl Trace {
                 2u8.hash(h);
                 mode.hash(h);
             }
+            // Hashed field by field, not through their `Debug` text: at N=100
+            // with every node sending 5 events a second, formatting each
+            // delivery's payload took a sixth of a simulation's time.
+            Event::User(user) => {
+                4u8.hash(h);
+                user.hash(h);
+            }
+            Event::Query(request) => {
+                5u8.hash(h);
+                request.hash(h);
+            }
+            Event::QueryResponse { id, from, payload } => {
+                6u8.hash(h);
+                id.hash(h);
+                from.hash(h);
+                payload.hash(h);
+            }
             other => {
                 3u8.hash(h);
                 format!("{other:?}").hash(h);

@@ -378,9 +378,10 @@ fn crashes_under_load(seed: u64, every: Option<Duration>) -> (Vec<Duration>, usi
 
 /// Every node sending 5 events a second (500 a second cluster-wide), and
 /// the same cluster quiet, over the same seeds and crash schedules: the
-/// silent-crash detection p99 is within 10 % of the quiet one.
+/// silent-crash detection p99 is within 10 % of the quiet one. Measured
+/// (2026-12-07, seeds 1 to 10): quiet 1.008 s, loaded 0.958 s.
 #[test]
-#[ignore = "sixty silent crashes twice, one run with 500 events/s: over 25 min on a shared 2-core machine, not yet run to its end; run with --release --ignored"]
+#[ignore = "sixty silent crashes twice, one run with 500 events/s: 7 min (341 s of CPU) on a shared 2-core machine; run with --release --ignored"]
 fn every_node_sending_5_events_a_second_leaves_silent_crash_detection_p99_within_10_percent() {
     let (mut quiet, mut loaded) = (Vec::new(), Vec::new());
     for seed in 1..=10 {
@@ -465,8 +466,6 @@ fn an_app_hears_of_every_event_its_node_refused() {
             .all(|(_, error, _)| *error == SendEventError::Busy)
     );
     assert_eq!(app.refused[5].1, SendEventError::EmptyName);
-    let sent_at = sim.instant(Duration::ZERO);
-    let _ = sent_at;
     assert!(app.refused.iter().all(|(.., at)| *at > SECOND));
     assert_eq!(
         sim.node(0).expect("runs").stats().user_events.sent,

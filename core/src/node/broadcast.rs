@@ -81,6 +81,10 @@ pub(super) struct Broadcast {
     lamport: u64,
     send_bucket: Bucket,
     streams: BTreeMap<(NodeName, i64), Stream>,
+    /// How many of `streams` hold events waiting for a gap, kept by
+    /// [`StreamMut`]: the timer asks after every input whether any does, and
+    /// scanning every origin's stream for it was a tenth of a loaded node's time.
+    waiting: usize,
     /// Recent events (the window), to answer pulls, with when each came
     /// (its `age_ms` is its age then).
     store: BTreeMap<EventKey, (WireEvent, Instant)>,
@@ -120,6 +124,7 @@ impl Broadcast {
             lamport: 0,
             send_bucket: Bucket::full(config.user_events.send_burst, now),
             streams: BTreeMap::new(),
+            waiting: 0,
             store: BTreeMap::new(),
             arrivals: VecDeque::new(),
             announce: VecDeque::new(),
@@ -142,7 +147,23 @@ impl Broadcast {
         !self.wanted.is_empty()
             || !self.pulls.is_empty()
             || !self.unacked.is_empty()
-            || self.streams.values().any(Stream::is_waiting)
+            || self.waiting_streams() > 0
+    }
+
+    /// How many streams hold events waiting for a gap.
+    fn waiting_streams(&self) -> usize {
+        debug_assert_eq!(
+            self.waiting,
+            self.streams.values().filter(|s| s.is_waiting()).count(),
+            "the count of waiting streams follows every change of a stream"
+        );
+        self.waiting
+    }
+
+    /// The stream of `id`, to change (see [`StreamMut`]).
+    fn stream_mut(&mut self, id: &(NodeName, i64)) -> Option<StreamMut<'_>> {
+        let stream = self.streams.get_mut(id)?;
+        Some(StreamMut::new(stream, &mut self.waiting))
     }
 
     pub(super) fn has_announcements(&self) -> bool {
@@ -241,7 +262,7 @@ impl Broadcast {
         now: Instant,
         burst: u32,
         from: SocketAddr,
-    ) -> &mut Stream {
+    ) -> StreamMut<'_> {
         let id = (key.origin.clone(), key.started);
         if !self.streams.contains_key(&id) && self.streams.len() >= MAX_STREAMS {
             let idle = self
@@ -254,9 +275,69 @@ impl Broadcast {
                 self.streams.remove(&idle);
             }
         }
-        self.streams
+        // Only a stream that waits for nothing is forgotten, and a new one
+        // waits for nothing: the count of waiting streams stays true.
+        let stream = self
+            .streams
             .entry(id)
-            .or_insert_with(|| Stream::new(now, burst, from))
+            .or_insert_with(|| Stream::new(now, burst, from));
+        StreamMut::new(stream, &mut self.waiting)
+    }
+}
+
+/// What a receiver makes of an event's push or pull answer, by its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// Delivered, held, skipped or stored already.
+    Known,
+    /// New, and within its origin's rate.
+    New,
+    /// Over its origin's rate: given up, with the gap before it (`skipped`
+    /// events counting it).
+    OverRate { skipped: u64 },
+}
+
+/// A stream borrowed to change: when dropped, it keeps
+/// [`Broadcast::waiting`] true of it. Every change of a stream's held events
+/// goes through one.
+struct StreamMut<'a> {
+    stream: &'a mut Stream,
+    waiting: &'a mut usize,
+    was_waiting: bool,
+}
+
+impl<'a> StreamMut<'a> {
+    fn new(stream: &'a mut Stream, waiting: &'a mut usize) -> Self {
+        let was_waiting = stream.is_waiting();
+        Self {
+            stream,
+            waiting,
+            was_waiting,
+        }
+    }
+}
+
+impl std::ops::Deref for StreamMut<'_> {
+    type Target = Stream;
+
+    fn deref(&self) -> &Stream {
+        self.stream
+    }
+}
+
+impl std::ops::DerefMut for StreamMut<'_> {
+    fn deref_mut(&mut self) -> &mut Stream {
+        self.stream
+    }
+}
+
+impl Drop for StreamMut<'_> {
+    fn drop(&mut self) {
+        match (self.was_waiting, self.stream.is_waiting()) {
+            (false, true) => *self.waiting += 1,
+            (true, false) => *self.waiting -= 1,
+            _ => {}
+        }
     }
 }
 
@@ -536,10 +617,23 @@ impl Node {
         let limits = &self.config.user_events;
         let (rate, burst) = (limits.origin_rate, limits.origin_burst);
         let stored = self.broadcast.store.contains_key(&event.key);
-        let stream = self.broadcast.stream(&event.key, now, burst, from);
-        stream.heard_at = now;
-        stream.source = from;
-        if stored || stream.has(event.key.seq) {
+        let admit = {
+            let mut stream = self.broadcast.stream(&event.key, now, burst, from);
+            stream.heard_at = now;
+            stream.source = from;
+            if stored || stream.has(event.key.seq) {
+                Admit::Known
+            } else if stream.bucket.take(now, rate, burst) {
+                Admit::New
+            } else {
+                // Given up for good, with any gap before it: pulling it (or the
+                // gap) again would only be dropped again, a storm of pulls.
+                Admit::OverRate {
+                    skipped: stream.skip_to(event.key.seq + 1),
+                }
+            }
+        };
+        if admit == Admit::Known {
             self.stats.user_events.duplicates += 1;
             self.broadcast.pulls.remove(&event.key);
             if let Some(end) = span
@@ -550,10 +644,7 @@ impl Node {
             }
             return;
         }
-        if !stream.bucket.take(now, rate, burst) {
-            // Given up for good, with any gap before it: pulling it (or the
-            // gap) again would only be dropped again, a storm of pulls.
-            let skipped = stream.skip_to(event.key.seq + 1);
+        if let Admit::OverRate { skipped } = admit {
             self.stats.user_events.rate_limited += 1;
             self.stats.user_events.gaps_skipped += skipped.saturating_sub(1);
             self.broadcast.pulls.remove(&event.key);
@@ -576,8 +667,8 @@ impl Node {
         }
         let stream_id = (event.key.origin.clone(), event.key.started);
         let uptime = self.uptime_ms(now);
-        let offer = match self.broadcast.streams.get_mut(&stream_id) {
-            Some(stream) => stream.offer(event, uptime, now),
+        let offer = match self.broadcast.stream_mut(&stream_id) {
+            Some(mut stream) => stream.offer(event, uptime, now),
             None => return,
         };
         match offer {
@@ -590,7 +681,8 @@ impl Node {
 
     /// Delivers what is ready of a stream, then pulls its gap.
     fn deliver_ready(&mut self, now: Instant, stream_id: &(NodeName, i64)) {
-        let Some(stream) = self.broadcast.streams.get_mut(stream_id) else {
+        let pull_timeout = self.config.user_events.pull_timeout;
+        let Some(mut stream) = self.broadcast.stream_mut(stream_id) else {
             return;
         };
         while let Some(event) = stream.pop_ready() {
@@ -607,9 +699,10 @@ impl Node {
         let mut source = stream.source;
         // The last sender may lack the gap too: after a pull's time, ask
         // another member each round.
-        let stuck = stream.waiting_since().is_some_and(|since| {
-            now.saturating_duration_since(since) >= self.config.user_events.pull_timeout
-        });
+        let stuck = stream
+            .waiting_since()
+            .is_some_and(|since| now.saturating_duration_since(since) >= pull_timeout);
+        drop(stream);
         if stuck && !missing.is_empty() {
             let picked = self.sample_members(1, None);
             if let Some(row) = picked.first().and_then(|&id| self.tracker.by_id(id)) {
@@ -713,15 +806,18 @@ impl Node {
         self.pull_again(now);
         self.pull_wanted(now);
         self.push_again(now);
-        let waiting: Vec<(NodeName, i64)> = self
-            .broadcast
-            .streams
-            .iter()
-            .filter(|(_, stream)| stream.is_waiting())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let waiting: Vec<(NodeName, i64)> = match self.broadcast.waiting_streams() {
+            0 => Vec::new(),
+            _ => self
+                .broadcast
+                .streams
+                .iter()
+                .filter(|(_, stream)| stream.is_waiting())
+                .map(|(id, _)| id.clone())
+                .collect(),
+        };
         for id in waiting {
-            if let Some(stream) = self.broadcast.streams.get_mut(&id) {
+            if let Some(mut stream) = self.broadcast.stream_mut(&id) {
                 let skipped = stream.give_up_stale_gap(now, limits.window_age / 2);
                 self.stats.user_events.gaps_skipped += skipped;
             }

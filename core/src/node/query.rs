@@ -2,8 +2,9 @@
 //! (the same tree as a user event's, `broadcast/tree.rs`); every receiver
 //! forwards it along its run, and hands it to its owner only when it matches
 //! the filter. A matching member acks at once if asked, and answers when its
-//! owner responds: straight to the origin, and through `queries.relays`
-//! other members so that loss does not eat the answer. The origin counts
+//! owner responds: straight to the origin (more than once under the loss it
+//! measures), and through `queries.relays` other members so that loss does
+//! not eat the answer. A push unacked is sent again while its query runs. The origin counts
 //! each member's answer once and ends the query at its timeout or when every
 //! matching member it knew online has answered.
 //!
@@ -43,8 +44,16 @@ const MAX_ORIGINS: usize = 4096;
 /// Ended queries whose responders are remembered, so that a relayed copy of
 /// an answer that arrives after its query ended is a duplicate, not late.
 const ENDED_KEPT: usize = 64;
-/// How many times a push along the tree is sent before its run is given up.
-const PUSH_TRIES: u32 = 3;
+/// How many times a push along the tree is sent before its run is given up
+/// (while its query runs): a run lost is every member in it unasked, and
+/// queries have no announcements to repair it, so as many as a user event's
+/// push. At 10 % loss three tries left about one member in 400 unasked.
+const PUSH_TRIES: u32 = 8;
+/// The chance that every copy of an answer is lost that a responder aims
+/// under, by the loss it measures (see `Node::direct_copies`).
+const LOST_ANSWER: f64 = 1e-4;
+/// Most copies of an answer sent straight to the origin.
+const MAX_DIRECT: u32 = 4;
 
 /// One of this node's queries, running.
 #[derive(Debug)]
@@ -338,10 +347,37 @@ impl Node {
             let Some((push, _, tries)) = self.queries.unacked.remove(&id) else {
                 continue;
             };
-            if tries < PUSH_TRIES {
+            if tries < PUSH_TRIES && self.query_runs(&id.0, now) {
                 self.push_query_to(now, id.1, push, tries + 1);
             }
         }
+    }
+
+    /// Whether the query of `key` still waits for answers: running here if
+    /// it is this node's, not past its timeout if another's.
+    fn query_runs(&self, key: &EventKey, now: Instant) -> bool {
+        if self.is_own(key) {
+            self.queries.running.contains_key(&key.seq)
+        } else {
+            self.queries.seen.get(key).is_some_and(|&until| until > now)
+        }
+    }
+
+    /// How many copies of an answer go straight to the origin: one, and more
+    /// under the loss this node measures (at most `MAX_DIRECT`), so that the
+    /// chance that all of them and every relay's (two hops each) are lost
+    /// stays under `LOST_ANSWER`. None is added below about 3 % loss; at 10 %
+    /// (measured), with two relays, three copies leave one answer in 28,000
+    /// lost, not one in 280.
+    fn direct_copies(&self) -> u32 {
+        let loss = self.probing.loss.loss();
+        let relays = i32::try_from(self.config.queries.relays).unwrap_or(i32::MAX);
+        let relayed = (1.0 - (1.0 - loss).powi(2)).powi(relays);
+        let mut copies = 1;
+        while copies < MAX_DIRECT && loss.powi(copies as i32) * relayed > LOST_ANSWER {
+            copies += 1;
+        }
+        copies
     }
 
     fn is_valid_query(&self, query: &WireQuery) -> bool {
@@ -499,8 +535,10 @@ impl Node {
         }
         let origin_id = self.tracker.id_of(&response.key.origin);
         if let Some(origin) = self.origin_addr(&response.key) {
-            let direct = Message::QueryResponse(Box::new(response.clone()));
-            self.send_user(origin, direct);
+            for _ in 0..self.direct_copies() {
+                let direct = Message::QueryResponse(Box::new(response.clone()));
+                self.send_user(origin, direct);
+            }
         }
         let picked = self.sample_members(self.config.queries.relays, origin_id);
         let relays: Vec<SocketAddr> = picked
