@@ -16,7 +16,7 @@ const SECOND: Duration = Duration::from_secs(1);
 // One line each, so an update is a one-line diff.
 const STEADY_30_SEED_1: &str = "fbf423fab6227983";
 const CRASH_50_SEED_2: &str = "0727950acbb910e8";
-const CHURN_100_SEED_1: &str = "07e91546dc72fc80";
+const CHURN_100_SEED_1: &str = "957279206a062e8f";
 const PARTITION_30_SEED_3: &str = "a76548581e16fba9";
 const TAG_CHANGE_30_SEED_1: &str = "523601fe7eab551a";
 

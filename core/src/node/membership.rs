@@ -249,6 +249,19 @@ impl Node {
             self.sync_soon(now);
         }
         self.track_suspicion(now, &change.new, suspecter);
+        // A death refuted soon after its accusation shows a member slow to
+        // hear, to every node at once (see `lateness`).
+        let old_health = change.old.as_ref().map(|old| old.health);
+        match change.new.health {
+            Health::Suspect if old_health != Some(Health::Suspect) => {
+                self.lateness.accused(now, &change.new.node);
+            }
+            Health::Alive => {
+                let was_dead = old_health == Some(Health::Dead);
+                self.lateness.acquitted(now, &change.new.node, was_dead);
+            }
+            _ => {}
+        }
         self.note_move(now, &change);
         self.record(change);
         None

@@ -195,7 +195,9 @@ struct Relay {
     seq: u32,
     requester: SocketAddr,
     requester_seq: u32,
+    target: NodeName,
     target_addr: SocketAddr,
+    sent_at: Instant,
     nack_at: Instant,
 }
 
@@ -398,7 +400,9 @@ impl Node {
             seq,
             requester: from,
             requester_seq,
+            target: target.clone(),
             target_addr,
+            sent_at: now,
             nack_at: now + window.mul_f64(0.8),
         });
         self.send(target_addr, Message::Ping { seq, target });
@@ -769,6 +773,10 @@ impl Node {
                         seq: relay.requester_seq,
                     },
                 );
+                // Its answer may still come, late: then this node knows the
+                // target is slow before probing it itself (see `lateness`).
+                self.lateness
+                    .ping_unanswered(relay.seq, relay.target, relay.sent_at);
             } else {
                 i += 1;
             }

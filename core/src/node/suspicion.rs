@@ -110,6 +110,9 @@ pub(super) struct Suspicion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LastChance {
     seq: u32,
+    /// When its first round was sent: the round trip of an ack that comes
+    /// after the verdict is measured from here (see `lateness`).
+    sent_at: Instant,
     until: Instant,
     acked: bool,
     /// Further rounds of pings to try, one after another, before the verdict.
@@ -377,8 +380,13 @@ impl Node {
                     suspicion.silent_verdicts += 1;
                     suspicion.hold(now + self.config.probe_interval);
                 }
-                Some(_) => {
+                Some(last) => {
                     let incarnation = suspicion.incarnation;
+                    // An ack that comes after the verdict shows the suspect
+                    // alive but slow: kept like a failed probe, it makes this
+                    // node patient with it from then on (see `lateness`).
+                    self.lateness
+                        .ping_unanswered(last.seq, name.clone(), last.sent_at);
                     self.declare_dead(now, &name, incarnation);
                 }
             }
@@ -420,12 +428,15 @@ impl Node {
         }
         if let Some(suspicion) = self.suspicions.get_mut(name) {
             // Earlier rounds of this check (same `seq`) count.
-            let (helpers, helpers_heard) = suspicion
+            let (sent_at, helpers, helpers_heard) = suspicion
                 .last_chance
                 .filter(|last| last.seq == seq)
-                .map_or((0, 0), |last| (last.helpers, last.helpers_heard));
+                .map_or((now, 0, 0), |last| {
+                    (last.sent_at, last.helpers, last.helpers_heard)
+                });
             suspicion.last_chance = Some(LastChance {
                 seq,
+                sent_at,
                 until,
                 acked: false,
                 rounds_left,
@@ -697,6 +708,7 @@ mod tests {
         assert_eq!(s.due_at(), now + MAX);
         s.last_chance = Some(LastChance {
             seq: 1,
+            sent_at: now + MAX,
             until: now + MAX + MIN,
             acked: false,
             rounds_left: 0,
