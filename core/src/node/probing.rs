@@ -156,6 +156,11 @@ pub(super) struct Probe {
     answered_late: bool,
 }
 
+/// How late a wakeup may serve its probe deadline's slot: a little late is
+/// how real timers fire (tokio's have a millisecond's grain); later, the
+/// probe would end too soon after it for its helpers' nacks to come back.
+const LATE_WAKEUP: Duration = Duration::from_millis(5);
+
 /// Whether a finished probe tells something about this node's own health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
@@ -494,7 +499,23 @@ impl Node {
         }
         let probing = self.probing.regular_in_flight();
         if !probing && !self.left && self.timers.is_expired(Timer::Probe, now) {
-            self.next_regular_probe(now, now);
+            // From the deadline, not from `now`: a real timer always fires a
+            // little late, and the next slot start after `now + interval` is
+            // then the one after next. Probing every other slot halved the
+            // probe rate on real processes and, with an even number of
+            // members, left half of them unprobed by this node (a killed
+            // process went unnoticed for seconds). The probe started late
+            // ends on the next deadline, a little less than an interval
+            // after it (see `start_probe`); a deadline missed by more than
+            // `LATE_WAKEUP` (a busy or stalled process) would leave it too
+            // short a wait for its helpers' nacks, so the schedule starts
+            // again from `now`, skipping a slot.
+            let due = self
+                .timers
+                .get(Timer::Probe)
+                .filter(|&due| now <= due + LATE_WAKEUP)
+                .unwrap_or(now);
+            self.next_regular_probe(now, due);
         }
     }
 
@@ -550,10 +571,11 @@ impl Node {
             at + Duration::from_nanos(wait)
         };
         let slot = clock.slot(wall(due));
+        let stretched = self.probing.local_health.score() > 0;
         let next = self
             .probing
             .slots
-            .target(own, slot)
+            .target(own, slot, stretched)
             .filter(|&id| self.members.contains(id))
             .or_else(|| self.members.next_probe_target(&mut self.rng));
         match next
@@ -595,7 +617,13 @@ impl Node {
             incarnation,
             regular,
             indirect_at: now + timeout,
-            ends_at: now + patience.map_or(interval, |patience| patience.max(interval)),
+            // A regular probe ends on the next one's deadline at the latest,
+            // so that the deadline finds the cycle free (`Node::wakes`).
+            ends_at: match (patience, next_at) {
+                (Some(patience), _) => now + patience.max(interval),
+                (None, Some(next_at)) => next_at.min(now + interval),
+                (None, None) => now + interval,
+            },
             acked: false,
             direct_acked: false,
             // Helpers' pings would be answered as late as ours.
@@ -980,6 +1008,54 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A real timer always fires a little late. Woken up to 3 ms after every
+    /// deadline, a node of four members still probes once an interval and
+    /// reaches every member each round. (Counting the next slot from the late
+    /// wakeup made it probe every other slot, and with four members two of
+    /// them never: a process killed there went unnoticed for seconds.)
+    #[test]
+    fn deadlines_handled_late_keep_one_probe_an_interval_and_reach_every_member() {
+        let start = epoch();
+        let mut node = node(start);
+        let members = ["m1", "m2", "m3", "m4"];
+        let rows: Vec<Update> = (0u16..)
+            .zip(members)
+            .map(|(i, member)| alive(member, 10 + i, 0))
+            .collect();
+        let gossip: Vec<&Update> = rows.iter().collect();
+        node.handle_packet(start, addr(10), &packet("m1", 0, Message::Gossip, &gossip));
+        let _ = sent(&mut node);
+        let interval = node.config().probe_interval;
+        let rounds = 10u32;
+        let end = start + interval * (4 * rounds);
+        let mut probes: std::collections::BTreeMap<SocketAddr, u32> = Default::default();
+        let mut now = start;
+        let mut lateness = [1000, 200, 3000, 50].iter().cycle();
+        while now < end {
+            let late = Duration::from_micros(*lateness.next().expect("cycles"));
+            now = node.poll_timeout().expect("a probing node has a deadline") + late;
+            node.handle_timeout(now);
+            for (to, seq) in pings_sent(&mut node) {
+                *probes.entry(to).or_default() += 1;
+                let member = members[usize::from(to.port() - 10)];
+                node.handle_packet(now, to, &packet(member, 0, Message::Ack { seq }, &[]));
+                let _ = sent(&mut node);
+            }
+            // No deadline is left behind to wake it again at once (a probe in
+            // flight past the next one's deadline kept the node spinning).
+            let next = node.poll_timeout().expect("a probing node has a deadline");
+            assert!(next > now, "woken at {now:?}, due again at {next:?}");
+        }
+        let total: u32 = probes.values().sum();
+        assert!(
+            total >= 4 * rounds - 2,
+            "{total} probes in {} intervals: {probes:?}",
+            4 * rounds
+        );
+        assert_eq!(probes.len(), 4, "every member probed: {probes:?}");
+        assert!(probes.values().all(|&n| n >= rounds - 1), "{probes:?}");
     }
 
     /// Handles every timeout of `node` before `end` (a node whose deadlines are

@@ -78,12 +78,17 @@ impl ProbeSlots {
         }
     }
 
-    /// The member this node (ring place `own`) probes in `slot`.
-    pub(in crate::node) fn target(&mut self, own: u32, slot: u64) -> Option<RowId> {
+    /// The member this node (ring place `own`) probes in `slot`. A node that
+    /// probes slower than one slot an interval (`walk`: its local health
+    /// stretches its interval) takes one step along its ring per probe
+    /// instead: serving only every k-th slot's member would skip members for
+    /// as long as it is stretched whenever k and the ring's length share a
+    /// factor (every other member, at twice the interval and an even count).
+    pub(in crate::node) fn target(&mut self, own: u32, slot: u64, walk: bool) -> Option<RowId> {
         let members = self.ring.len();
         let entry = match self.cursor {
             // The next slot probes the next member on the ring: one step.
-            Some((last, entry)) if slot == last.wrapping_add(1) => self
+            Some((last, entry)) if slot == last.wrapping_add(1) || (walk && slot > last) => self
                 .ring
                 .range((Bound::Excluded(entry), Bound::Unbounded))
                 .next()
@@ -164,7 +169,9 @@ mod tests {
         for slot in 1000..1030u64 {
             let mut probed = vec![0; all.len()];
             for (me, ring) in rings.iter_mut().enumerate() {
-                let id = ring.target(ring_key(&all[me]), slot).expect("members");
+                let id = ring
+                    .target(ring_key(&all[me]), slot, false)
+                    .expect("members");
                 let target = (0..all.len())
                     .find(|&i| i != me && ((i + me * 7) % all.len()) as RowId == id)
                     .expect("a member's id");
@@ -181,7 +188,7 @@ mod tests {
         let own = ring_key(&all[3]);
         let round = |ring: &mut ProbeSlots, from: u64, len: u64| {
             let seen: BTreeSet<RowId> = (from..from + len)
-                .map(|slot| ring.target(own, slot).expect("members"))
+                .map(|slot| ring.target(own, slot, false).expect("members"))
                 .collect();
             seen.len() as u64
         };
@@ -189,8 +196,24 @@ mod tests {
         ring.remove(&all[5], ((5 + 21) % 8) as RowId);
         assert_eq!(round(&mut ring, 57, 6), 6);
         // A skipped slot (a slower probe rate) finds its place again.
-        assert!(ring.target(own, 100).is_some());
-        assert!(ProbeSlots::default().target(own, 1).is_none());
+        assert!(ring.target(own, 100, false).is_some());
+        assert!(ProbeSlots::default().target(own, 1, false).is_none());
+    }
+
+    #[test]
+    fn a_node_probing_every_other_slot_walks_its_whole_ring() {
+        let all = names(5);
+        let own = ring_key(&all[0]);
+        let served = |walk: bool| {
+            let mut ring = ring_of(&all, 0);
+            (0..8u64)
+                .map(|k| ring.target(own, 200 + 2 * k, walk).expect("members"))
+                .collect::<BTreeSet<RowId>>()
+                .len()
+        };
+        // Four members, every other slot: the slots' own members are two of them.
+        assert_eq!(served(false), 2);
+        assert_eq!(served(true), 4);
     }
 
     #[test]
