@@ -14,11 +14,11 @@ use beethoven_testkit::scenario::{self, Params, ScenarioKind};
 const SECOND: Duration = Duration::from_secs(1);
 
 // One line each, so an update is a one-line diff.
-const STEADY_30_SEED_1: &str = "fbf423fab6227983";
-const CRASH_50_SEED_2: &str = "0727950acbb910e8";
-const CHURN_100_SEED_1: &str = "957279206a062e8f";
-const PARTITION_30_SEED_3: &str = "a76548581e16fba9";
-const TAG_CHANGE_30_SEED_1: &str = "523601fe7eab551a";
+const STEADY_30_SEED_1: &str = "a788ce71a9ae520b";
+const CRASH_50_SEED_2: &str = "e03938105c7016fd";
+const CHURN_100_SEED_1: &str = "2dbbb2f169bed39f";
+const PARTITION_30_SEED_3: &str = "a3dc60c5c263054b";
+const TAG_CHANGE_30_SEED_1: &str = "eb5f7009d5a4af6d";
 
 /// The pinned runs: name, parameters, expected hash.
 fn golden() -> Vec<(&'static str, Params, &'static str)> {
