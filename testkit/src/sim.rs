@@ -245,6 +245,7 @@ pub struct SimBuilder {
     tags: NodeTags,
     case: Option<String>,
     record_timeline: bool,
+    timer_lateness: Duration,
 }
 
 /// The tags of each node slot, given to the builder.
@@ -277,6 +278,7 @@ impl Default for SimBuilder {
             tags: NodeTags::default(),
             case: None,
             record_timeline: false,
+            timer_lateness: Duration::ZERO,
         }
     }
 }
@@ -378,6 +380,17 @@ impl SimBuilder {
         self
     }
 
+    /// How late each node's timers fire, at most: every wakeup comes a
+    /// uniformly random time in `0..=lateness` after the deadline the node
+    /// asked for, as a real process's timers do (tokio's by up to a
+    /// millisecond, more on a busy host). Default zero: on time, as the
+    /// golden traces and published figures assume. A core that counts from
+    /// its wakeup instead of its deadline drifts only under this.
+    pub fn timer_lateness(mut self, lateness: Duration) -> Self {
+        self.timer_lateness = lateness;
+        self
+    }
+
     /// Most nodes joining in one formation wave (default 512).
     pub fn max_wave(mut self, max_wave: usize) -> Self {
         self.max_wave = max_wave.max(1);
@@ -432,6 +445,7 @@ impl SimBuilder {
             every_event_checks: false,
             case: self.case.clone(),
             timeline: None,
+            timer_lateness: self.timer_lateness,
         };
         for i in 0..total {
             let name = node_name(i, total);
@@ -537,6 +551,8 @@ pub struct Sim {
     case: Option<String>,
     /// The recording for the report, when asked for (`record_timeline`).
     timeline: Option<Box<crate::timeline::Timeline>>,
+    /// How late timers fire, at most (`SimBuilder::timer_lateness`).
+    timer_lateness: Duration,
 }
 
 /// [`Sim::run_until`]'s condition did not hold within its limit.

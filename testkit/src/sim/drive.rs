@@ -400,7 +400,11 @@ impl Sim {
                 slot.token += 1;
                 slot.timer_at = Some(at);
                 let token = slot.token;
-                let at = at.max(self.now);
+                let mut at = at.max(self.now);
+                // Drawn only when asked for: on-time runs keep their traces.
+                if !self.timer_lateness.is_zero() {
+                    at += self.timer_lateness.mul_f64(self.rng.f64());
+                }
                 self.push(at, Action::Timer { node: i, token });
             }
             Some(_) => {}
