@@ -1,12 +1,14 @@
 //! Tuning knobs, with defaults for a LAN of up to ~1000 nodes.
 
-use std::time::Duration;
+pub(crate) mod error;
+pub use error::ConfigError;
 
-use crate::keyring::KeyRing;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use chrono::DateTime;
 
+use crate::keyring::KeyRing;
 use crate::name::{ClusterId, NodeName};
 use crate::query::QueryConfig;
 use crate::tags::{TagLimits, Tags, TagsError};
@@ -167,20 +169,6 @@ impl Default for Config {
 
 /// The smallest `max_packet_size` that still fits a header and one row, with names of the longest length.
 pub const MIN_PACKET_SIZE: usize = 1024;
-
-/// A configuration value that cannot work, naming the field.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A field's value is outside its range.
-    #[error("config field `{field}`: {reason}")]
-    Invalid {
-        /// The offending field.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-}
 
 impl Config {
     /// The LAN preset: the same as `Config::default()`.

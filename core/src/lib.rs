@@ -136,10 +136,10 @@ pub use config::{Config, ConfigError, MIN_PACKET_SIZE};
 pub use discovery::{Cidr, JoinError, Seed, SeedParseError, expand_seeds};
 pub use event::{Event, JoinRefusal, Mode, Op, TrackerEvent};
 pub use keyring::{Key, KeyError, KeyRing, SEAL_OVERHEAD};
-pub use name::{ClusterId, MAX_NAME_LEN, NodeName, NodeNameError};
+pub use name::{ClusterId, MAX_NAME_LEN, NameTaken, NodeName, NodeNameError};
 pub use node::{
-    ForceLeaveError, LeaveError, LocalHealth, NameTaken, NewNodeError, Node, SetTagsError,
-    Transmit, retransmit_limit, suspicion_bounds, suspicion_timeout,
+    ForceLeaveError, LeaveError, LocalHealth, NewNodeError, Node, SetTagsError, Transmit,
+    retransmit_limit, suspicion_bounds, suspicion_timeout,
 };
 pub use query::{
     Query, QueryConfig, QueryDone, QueryError, QueryFilter, QueryId, QueryRequest, QueryStats,

@@ -211,6 +211,17 @@ impl Fnv {
     }
 }
 
+/// Why a node refused a command: it lost its name to the live process at `by`
+/// ([`Event::NameLost`](crate::Event::NameLost)) and takes no more commands
+/// (nor any other input). No state changed. Every command's error holds it as
+/// its `NameTaken` variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("this node's name is taken by the process at {by}")]
+pub struct NameTaken {
+    /// Where the process that kept the name listens.
+    pub by: std::net::SocketAddr,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,7 @@ use crate::discovery::{JoinError, Seed};
 use crate::event::{Event, Mode};
 use crate::keyring::{KeyRing, Sealer};
 use crate::members::Members;
-use crate::name::{NodeName, fnv1a};
+use crate::name::{NameTaken, NodeName, fnv1a};
 use crate::query::{Query, QueryError, QueryId, QueryToken, RespondError};
 use crate::stats::Stats;
 use crate::tags::Tags;
@@ -91,16 +91,6 @@ pub use membership::{NewNodeError, SetTagsError};
 pub use probing::LocalHealth;
 pub use suspicion::{suspicion_bounds, suspicion_timeout};
 pub use tombstone::ForceLeaveError;
-
-/// Why a node refused a command: it lost its name to the live process at `by`
-/// ([`Event::NameLost`]) and takes no more commands (nor any other input). No
-/// state changed. Every command's error holds it as its `NameTaken` variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("this node's name is taken by the process at {by}")]
-pub struct NameTaken {
-    /// Where the process that kept the name listens.
-    pub by: SocketAddr,
-}
 
 /// A datagram to send: `payload` to `to`. Borrowed from the node; send it before
 /// the next call on the node.

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::ConfigError;
-use crate::name::NodeName;
-use crate::node::NameTaken;
+use crate::config::error::ConfigError;
+use crate::name::{NameTaken, NodeName};
 
 /// Which event: the process that sent it (its name and its start, Unix ms)
 /// and its sequence number there, counted from 1.

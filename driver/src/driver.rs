@@ -17,7 +17,8 @@ use futures_core::Stream;
 use socket2::SockRef;
 use tracing::{debug, info, warn};
 
-use crate::command::{Answer, Command, CommandError, CommandKind, Order, Reader};
+use crate::command::{Answer, Command, CommandKind, Order, Reader};
+use crate::error::CommandError;
 use crate::handle::Handle;
 use crate::options::{Options, StartError, resolve_each};
 use crate::query::QuerySinks;

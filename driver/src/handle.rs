@@ -18,7 +18,8 @@ use beethoven_core::{
 };
 use futures_core::Stream;
 
-use crate::command::{Command, CommandError, CommandKind, Order, Reader, Reply};
+use crate::command::{Command, CommandKind, Order, Reader, Reply};
+use crate::error::CommandError;
 use crate::options::Options;
 use crate::query::PendingQuery;
 use crate::router::{Inbox, Interest, NodeUpdate, Poke, SubscriberId, Update, queue};

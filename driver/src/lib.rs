@@ -131,6 +131,7 @@
 
 mod command;
 mod driver;
+mod error;
 mod handle;
 mod options;
 mod query;
@@ -140,8 +141,9 @@ mod snapshot;
 mod thread;
 mod transport;
 
-pub use command::{Command, CommandError, Reply};
+pub use command::{Command, Reply};
 pub use driver::{Commands, Driver, Flow, Input, MAX_DATAGRAMS_PER_WAKE, RECV_BUFFER_SIZE};
+pub use error::CommandError;
 pub use handle::{Changes, Handle, Updates};
 pub use options::{DEFAULT_PORT, DEFAULT_QUEUE_CAPACITY, Options, StartError};
 pub use query::{PendingQuery, QueryReply, QueryResponses};

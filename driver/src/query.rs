@@ -12,7 +12,7 @@ use async_channel::{Receiver, Sender};
 use beethoven_core::{Event, NodeName, QueryDone, QueryId};
 use futures_core::Stream;
 
-use crate::command::CommandError;
+use crate::error::CommandError;
 
 /// One item of a running query's [`QueryResponses`].
 #[derive(Clone, Debug, PartialEq, Eq)]
