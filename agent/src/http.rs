@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -20,36 +19,16 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use beethoven_tokio::{CommandError, Handle, LeaveError, NodeStatus, TrackerRow};
+use beethoven_tokio::{CommandError, LeaveError, NodeStatus, TrackerRow};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::api::{Api, error};
 use crate::auth::Guard;
-use crate::events::EventLines;
-use crate::handlers::HandlerCounts;
-use crate::keys_cluster::{self, ClusterKeys};
+use crate::keys_cluster;
 use crate::member_filter::MemberFilter;
-use crate::{keys_query, metrics, query, tags, verbs};
-
-/// What the handlers share.
-#[derive(Clone, Debug)]
-pub(crate) struct Api {
-    pub(crate) node: Handle,
-    /// The key ring, its file, and the tags that publish them.
-    pub(crate) keys: Arc<ClusterKeys>,
-    /// Tells the agent to stop (after a leave asked over HTTP).
-    pub(crate) stop: mpsc::Sender<()>,
-    /// The node's event lines, for `/v1/events`.
-    pub(crate) events: Arc<EventLines>,
-    /// The cluster's name, for `/v1/info`.
-    pub(crate) cluster: String,
-    /// When the agent started, for `/v1/info`'s uptime.
-    pub(crate) started: std::time::Instant,
-    /// How the event handlers' runs ended, for `/metrics`.
-    pub(crate) handlers: Arc<HandlerCounts>,
-}
+use crate::{keys_http, keys_query, metrics, query, tags, verbs};
 
 /// The routes.
 pub(crate) fn router(api: Api, guard: Guard) -> Router {
@@ -70,11 +49,11 @@ pub(crate) fn router(api: Api, guard: Guard) -> Router {
         .route("/metrics", get(prometheus))
         .route("/v1/leave", post(leave))
         // Keys: this member's (`keys_cluster.rs`); `beethoven keys` calls every member.
-        .route("/v1/keys", get(keys_cluster::own_keys))
-        .route("/v1/keys/install", post(keys_cluster::install))
-        .route("/v1/keys/use", post(keys_cluster::use_key))
-        .route("/v1/keys/remove", post(keys_cluster::remove))
-        .route("/v1/keys/reload", post(keys_cluster::reload))
+        .route("/v1/keys", get(keys_http::own_keys))
+        .route("/v1/keys/install", post(keys_http::install))
+        .route("/v1/keys/use", post(keys_http::use_key))
+        .route("/v1/keys/remove", post(keys_http::remove))
+        .route("/v1/keys/reload", post(keys_http::reload))
         .route("/v1/keys/cluster", get(keys_query::list))
         .route("/v1/keys/cluster/{verb}", post(keys_query::change))
         .route("/v1/events", get(event_stream))
@@ -113,11 +92,6 @@ async fn door(
         info!(%caller, %method, %path, status = response.status().as_u16(), "change over HTTP");
     }
     response
-}
-
-/// An error answer: `status` with `{"error": message}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 async fn not_found() -> Response {

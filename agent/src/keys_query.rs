@@ -44,7 +44,7 @@ use beethoven_tokio::{Handle, NodeStatus, Query, QueryConfig, QueryReply, Tracke
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::http::{Api, error};
+use crate::api::{Api, error};
 use crate::keys::{Fingerprint, Secret};
 use crate::keys_cluster::{self, Change, ClusterKeys, KeysError, KeysView, MemberKeys};
 use crate::verbs::{body, refused};

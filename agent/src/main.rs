@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod api;
 mod auth;
 mod client;
 mod config;
@@ -30,6 +31,7 @@ mod http;
 mod keys;
 mod keys_client;
 mod keys_cluster;
+mod keys_http;
 mod keys_query;
 mod logging;
 mod member_filter;

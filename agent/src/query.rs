@@ -33,8 +33,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
+use crate::api::{Api, error};
 use crate::events::{Payload, line};
-use crate::http::{Api, error};
 use crate::keys_cluster::refuse_reserved;
 use crate::verbs::{body, refused};
 

@@ -12,13 +12,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::api::Api;
 use crate::auth::{Guard, TOKEN_ENV, Token};
 use crate::config::Settings;
 use crate::data_dir::{DataDir, SavedState, Saver};
 use crate::error::{AgentError, exit};
 use crate::events::EventLines;
 use crate::handlers::{self, HandlerCounts};
-use crate::http::{self, Api};
+use crate::http;
 use crate::keys;
 use crate::keys_cluster::{self, ClusterKeys};
 use crate::keys_query;

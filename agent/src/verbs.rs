@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
+use crate::api::{Api, error};
 use crate::events::Payload;
-use crate::http::{Api, error};
 use crate::{keys_cluster, seed_names, tags};
 
 /// A JSON body, or the 4xx (status and message) that says what was expected.
