@@ -16,7 +16,7 @@ const SECOND: Duration = Duration::from_secs(1);
 // One line each, so an update is a one-line diff.
 const STEADY_30_SEED_1: &str = "a788ce71a9ae520b";
 const CRASH_50_SEED_2: &str = "e03938105c7016fd";
-const CHURN_100_SEED_1: &str = "2dbbb2f169bed39f";
+const CHURN_100_SEED_1: &str = "566620ce241497e6";
 const PARTITION_30_SEED_3: &str = "a3dc60c5c263054b";
 const TAG_CHANGE_30_SEED_1: &str = "eb5f7009d5a4af6d";
 
