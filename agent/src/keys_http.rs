@@ -1,6 +1,7 @@
-//! This member's key endpoints (`/v1/keys`, `/v1/keys/{install,use,remove,reload}`):
-//! the HTTP face of [`ClusterKeys`], apart from it so that the key logic
-//! imports nothing of the API that holds it.
+//! This member's key endpoints (`/v1/keys`,
+//! `/v1/keys/{install,use,remove,reload}`): the HTTP face of
+//! [`ClusterKeys`](crate::keys_cluster::ClusterKeys), apart from it so that
+//! the key logic imports nothing of the API that holds it.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
