@@ -65,6 +65,10 @@ pub struct Params {
     pub slow_members: usize,
     /// `slow`: the range every datagram to a slow member is late by (default 1–5 s).
     pub slow_delay: (Duration, Duration),
+    /// `slow`: how many of the slow members crash silently at three quarters
+    /// of the window, once the cluster has learned they answer late (default
+    /// 0): the detection of a member waited for patiently.
+    pub slow_crashes: usize,
     /// Every node starts with tags of this many encoded bytes ([`sized_tags`]);
     /// 0 (default): none.
     pub tag_bytes: usize,
@@ -99,6 +103,7 @@ impl Params {
             retention: None,
             slow_members: 8,
             slow_delay: (Duration::from_secs(1), Duration::from_secs(5)),
+            slow_crashes: 0,
             tag_bytes: 0,
             brownout: BrownoutSpec::default(),
             bursts: crate::network::BurstModel::default(),

@@ -115,6 +115,10 @@ struct Args {
     /// slow: the longest delay of a datagram to a slow member, seconds.
     #[arg(long, default_value_t = 5.0, value_parser = non_negative)]
     slow_max_secs: f64,
+    /// slow: how many of the slow members crash silently at three quarters of
+    /// the window (their detection everywhere is reported).
+    #[arg(long, default_value_t = 0)]
+    slow_crashes: usize,
     /// brownout: the loss of each brownout.
     #[arg(long, default_value_t = 1.0, value_parser = probability)]
     brownout_loss: f64,
@@ -370,6 +374,7 @@ fn main() -> ExitCode {
         retention: args.retention_secs.map(secs),
         slow_members: args.slow_members,
         slow_delay: (secs(args.slow_min_secs), secs(args.slow_max_secs)),
+        slow_crashes: args.slow_crashes,
         tag_bytes: args.tag_bytes,
         brownout: BrownoutSpec {
             loss: args.brownout_loss,

@@ -144,6 +144,11 @@ pub(super) fn schedule(
                 sim.schedule(start, Fault::Delay { node, min, max });
             }
             plan.slow.sort_unstable();
+            let crash_at = start + params.window() * 3 / 4;
+            for &node in plan.slow.iter().take(params.slow_crashes) {
+                let host = HostFate::Vanishes;
+                sim.schedule(crash_at, Fault::Crash { node, host });
+            }
         }
         ScenarioKind::NameConflict if n >= 1 => {
             let of = rng.usize(..n);

@@ -39,7 +39,8 @@ pub enum ScenarioKind {
     /// After 30 s of quiet traffic (the quiet figure), `slow_members` random
     /// members receive every datagram `slow_delay` late (uniform per datagram)
     /// over the window: false offline declarations of healthy members, and
-    /// traffic against the quiet figure.
+    /// traffic against the quiet figure; with `slow_crashes`, that many of
+    /// them crash silently at three quarters of the window: their detection.
     Slow,
     /// At the window's start (at least 70 s) a second process is started under a
     /// random node's name at another address: conflict detection, the name's
