@@ -125,8 +125,10 @@ fn two_clusters_of_50_are_one_within_3s_of_reaching_each_other_through_one_seed(
 
 /// 50 % loss on every datagram for 300 s at N=100, a node crashing silently
 /// halfway: no healthy node declared offline, the crash offline everywhere
-/// within 15 s, the cluster whole after the heal. Over `seeds`.
-fn fifty_percent_loss(seeds: std::ops::RangeInclusive<u64>) {
+/// within 15 s, the cluster whole after the heal. Over `seeds`; returns the
+/// detection times.
+fn fifty_percent_loss(seeds: std::ops::RangeInclusive<u64>) -> Vec<f64> {
+    let mut times = Vec::new();
     for seed in seeds {
         let report = run(&Params {
             seed,
@@ -152,26 +154,39 @@ fn fifty_percent_loss(seeds: std::ops::RangeInclusive<u64>) {
             "seed {seed}"
         );
         assert_eq!(report.gate_violation, None, "seed {seed}");
+        times.extend(report.detection_p99_s);
     }
+    times
 }
 
 /// `beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300`: seed 1
 /// only, so that `cargo test --workspace` stays short (a 300-s run at 50 % loss
-/// takes 10–30 s on the 2-core machine); the five seeds of the target run in
-/// the `..._over_5_seeds` variant, behind `--ignored`.
+/// takes 10–30 s on the 2-core machine); twenty seeds run in the
+/// `..._over_20_seeds` variant, behind `--ignored`.
 #[test]
 fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s()
  {
     fifty_percent_loss(1..=1);
 }
 
-/// `beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seeds 5`:
-/// the whole target (about a minute in release, more under load).
+/// `beethoven-sim --nodes 100 --scenario loss --loss 0.5 --duration 300 --seed S`
+/// for S in 1–20 (about 10 min in release on the shared machine). Each crash
+/// within the 15-s target, and the median near today's figure: 3.84 s, the
+/// slowest 6.0 s. (Before exchanges and a death's sends were stretched by the
+/// measured loss, a member the death's gossip missed waited for an exchange
+/// at the plain interval: the slowest seed took 36 s.)
 #[test]
-#[ignore = "five 300-s runs at 50% loss: run with --release --ignored"]
-fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s_over_5_seeds()
+#[ignore = "twenty 300-s runs at 50% loss: run with --release --ignored"]
+fn fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s_over_20_seeds()
  {
-    fifty_percent_loss(1..=5);
+    let mut times = fifty_percent_loss(1..=20);
+    times.sort_by(f64::total_cmp);
+    let median = (times[9] + times[10]) / 2.0;
+    eprintln!(
+        "50% loss, 20 seeds: median {median:.2} s, slowest {:.2} s",
+        times[19]
+    );
+    assert!(median <= 5.0, "{times:?}");
 }
 
 /// `beethoven-sim --nodes 100 --scenario slow --duration 300`: 8 members
