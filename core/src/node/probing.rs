@@ -335,14 +335,12 @@ impl Node {
             probe.acked = true;
             probe.direct_acked |= !probe.indirect_sent;
             let rtt = now.saturating_duration_since(probe.sent_at);
-            if rtt <= in_time {
-                let target = probe.target.clone();
-                self.lateness.answered_in_time(&target);
-            } else {
-                probe.answered_late = true;
-                let target = probe.target.clone();
-                self.lateness.answered_late(now, target, rtt);
-            }
+            probe.answered_late |= rtt > in_time;
+            let target = probe.target.clone();
+            // Judged against the plain interval, not the stretched one (see
+            // `lateness`, "An answer in time").
+            self.lateness
+                .answered(now, target, rtt, self.config.probe_interval);
             return;
         }
         if let Some(at) = self
