@@ -337,10 +337,17 @@ impl Node {
             let rtt = now.saturating_duration_since(probe.sent_at);
             probe.answered_late |= rtt > in_time;
             let target = probe.target.clone();
-            // Judged against the plain interval, not the stretched one (see
-            // `lateness`, "An answer in time").
-            self.lateness
-                .answered(now, target, rtt, self.config.probe_interval);
+            // A direct answer is judged against the plain interval, not the
+            // stretched one (see `lateness`, "An answer in time"). One that
+            // came after helpers were asked may be a helper's relay, timed
+            // by the probe's stretched schedule: judged as the probe is.
+            let helped = probe.indirect_sent && !probe.patient;
+            let interval = if helped {
+                in_time
+            } else {
+                self.config.probe_interval
+            };
+            self.lateness.answered(now, target, rtt, interval);
             return;
         }
         if let Some(at) = self
