@@ -335,14 +335,19 @@ impl Node {
             probe.acked = true;
             probe.direct_acked |= !probe.indirect_sent;
             let rtt = now.saturating_duration_since(probe.sent_at);
-            if rtt <= in_time {
-                let target = probe.target.clone();
-                self.lateness.answered_in_time(&target);
+            probe.answered_late |= rtt > in_time;
+            let target = probe.target.clone();
+            // A direct answer is judged against the plain interval, not the
+            // stretched one (see `lateness`, "An answer in time"). One that
+            // came after helpers were asked may be a helper's relay, timed
+            // by the probe's stretched schedule: judged as the probe is.
+            let helped = probe.indirect_sent && !probe.patient;
+            let interval = if helped {
+                in_time
             } else {
-                probe.answered_late = true;
-                let target = probe.target.clone();
-                self.lateness.answered_late(now, target, rtt);
-            }
+                self.config.probe_interval
+            };
+            self.lateness.answered(now, target, rtt, interval);
             return;
         }
         if let Some(at) = self
