@@ -139,9 +139,12 @@ const PARTITION_HEAL: Figure = Figure {
 /// probe, one node per probe interval); 1.38 since helpers, last-chance
 /// judges and refuted deaths teach it too (`core/src/node/lateness.rs`);
 /// 1.07 since a member learned late from a refuted accusation is waited for
-/// the longest patience, not twice one draw of its varying delay.
+/// the longest patience, not twice one draw of its varying delay; 1.00 since
+/// a slow node judges its own answers against the plain probe interval, not
+/// the one its local health stretched (it had kept forgetting its own path
+/// was late and accusing healthy members).
 #[test]
-fn slow_members_cost_about_1_4_times_quiet_traffic() {
+fn slow_members_cost_about_quiet_traffic() {
     let report = run(&Params {
         duration: 300 * SECOND,
         ..Params::new(ScenarioKind::Slow)
@@ -153,8 +156,8 @@ fn slow_members_cost_about_1_4_times_quiet_traffic() {
 
 const SLOW_TRAFFIC: Figure = Figure {
     what: "8 slow members of N=100, 300 s: traffic / quiet traffic",
-    today: 1.07,
-    bound: 1.2,
+    today: 1.0,
+    bound: 1.15,
 };
 
 /// `beethoven-sim --nodes 100 --scenario tag-change --tag-bytes 64 --duration 30`.
