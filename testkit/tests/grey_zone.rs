@@ -220,7 +220,7 @@ fn eight_slow_members_get_no_healthy_member_declared_offline_and_traffic_stays_w
 /// learned they answer 1–5 s late: a probe of such a member waits
 /// `MAX_PATIENCE` (10 s) before it fails, and its last-chance check as long
 /// again, so each is offline everywhere after about 19 s (seeds 1–6:
-/// 18.5–20.0 s), where a member not known late takes about 1 s. The bound
+/// 18.5–21.2 s), where a member not known late takes about 1 s. The bound
 /// keeps the cost near that figure; no crash may go undetected, and no
 /// healthy member offline.
 #[test]

@@ -247,9 +247,13 @@ fn a_silent_crash_at_100_nodes_is_offline_everywhere_within_1_5s() {
     assert!(worst <= 1.5, "{latencies:?}");
 }
 
-/// Traffic within this factor of quiet counts as settled: a minute's
-/// msgs/node/s in a quiet cluster of 100 or 1000 varies by up to ~7 %.
-const SETTLED: f64 = 1.1;
+/// Traffic within this factor of quiet counts as settled. Once the slow
+/// members are learned every minute is level (16 of N=300: 12.9 msgs/node/s
+/// each minute from the second on, quiet 13.5; the last and second minutes
+/// differ by under 0.1 %, either way, so "no higher than the second" alone
+/// would fail on noise). It was 1.1 while slow nodes still accused healthy
+/// members now and then, a minute with a dozen accusations reaching 1.24x.
+const SETTLED: f64 = 1.05;
 
 /// `slow` slow members (every inbound datagram 1–5 s late) at N=`nodes` for
 /// 600 s over `seeds`: no healthy member declared offline, traffic within 3×
@@ -291,8 +295,7 @@ fn slow_members(nodes: usize, slow: usize, seeds: std::ops::RangeInclusive<u64>)
         assert!(ratio <= 3.0, "seed {seed}: {ratio:.2}");
         assert_eq!(minutes.len(), 10);
         // Flat: the last minute no higher than the second, or, once the
-        // traffic has settled back to quiet, within the minute-to-minute
-        // noise of quiet traffic (±7 % at N=100 and 1000).
+        // traffic has settled back to quiet, within `SETTLED` of it.
         let quiet = grey.quiet_msgs_per_node_s.expect("a quiet figure");
         assert!(
             minutes[9] <= minutes[1].max(SETTLED * quiet),
@@ -310,7 +313,7 @@ fn sixteen_slow_of_100_members_keep_traffic_within_3x_quiet_and_flat() {
 /// `beethoven-sim --nodes N --scenario slow --slow-members S --duration 600
 /// --seeds 20` for N in 100, 300, 1000 (restored above 300) and S in 8, 16.
 #[test]
-#[ignore = "hours of CPU at N=1000: run with --release --ignored"]
+#[ignore = "120 runs of 600 s, 40 of them at N=1000: about an hour of CPU; run with --release --ignored"]
 fn eight_or_sixteen_slow_members_at_100_300_1000_nodes_over_20_seeds() {
     for nodes in [100, 300, 1000] {
         for slow in [8, 16] {
