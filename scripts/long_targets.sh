@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every `#[ignore]`d target of the testkit, one after another, in release
-# (they are the long ones: the 5-seed 50 %-loss run, the N=1000 partitions,
+# (they are the long ones: the 20-seed 50 %-loss run, the N=1000 partitions,
 # the N=10,000 steady run, the larger property sweep), and prints each one's
 # wall time and result. Stops at the first failure (non-zero exit).
 #
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 # test file : test name (every #[ignore] in testkit/tests).
 targets=(
-  "grey_zone:fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s_over_5_seeds"
+  "grey_zone:fifty_percent_loss_declares_no_healthy_node_offline_and_a_silent_crash_is_offline_everywhere_within_15s_over_20_seeds"
   "grey_zone:a_third_of_1000_nodes_partitioned_for_30s_or_600s_converges_within_2s_of_the_heal"
   "targets:steady_traffic_at_10000_nodes_is_at_most_1kb_and_within_1_2x_of_10_nodes"
   "properties:random_fault_schedules_on_larger_clusters_keep_every_invariant"
