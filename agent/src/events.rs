@@ -26,8 +26,10 @@
 //!
 //! With the current state (the default), a reader first gets a `tracker` write
 //! (`old_row: null`) for every row, each followed by the `tags` and
-//! `node_update` lines it implies for another node, then the `mode`: nothing is
-//! missed and nothing is told twice. The node never waits for a reader: one
+//! `node_update` lines it implies for another node, then the `mode`, and, if
+//! the process lost its name before the reader came (a twin can lose it on the
+//! join's reply, a millisecond after its start), its `name_conflict` and
+//! `name_lost`: nothing is missed and nothing is told twice. The node never waits for a reader: one
 //! that falls behind loses lines and is told how many (`lagged`).
 //!
 //! User events and queries named under the reserved `beethoven.` prefix (the

@@ -454,7 +454,11 @@ impl Driver {
                     if replay {
                         let own = self.node.name();
                         let rows = self.node.tracker().sorted_rows();
-                        for update in Update::replay(own, rows, self.node.mode()) {
+                        let lost = self
+                            .node
+                            .name_taken_by()
+                            .map(|winner| (self.node.addr(), winner));
+                        for update in Update::replay(own, rows, self.node.mode(), lost) {
                             if self.router.deliver(id, update).is_err() {
                                 break; // the subscriber is gone already
                             }

@@ -339,7 +339,9 @@ impl Handle {
     /// moment the node applies the subscription, as the updates that would
     /// have brought a new reader there: a tracker write (`old_row: None`) for
     /// every row, ordered by name, each followed by what it implies for
-    /// another node (its tags, and that it is online), then the mode. Then
+    /// another node (its tags, and that it is online), then the mode, and, if
+    /// this process has lost its name already, the [`Update::NameConflict`]
+    /// and [`Update::NameLost`] that said so. Then
     /// every change after it: nothing is missed and nothing is told twice
     /// (the replay counts against the queue like any update: a table larger
     /// than the queue gives an [`Update::Lagged`] marker, as a slow reader

@@ -178,10 +178,17 @@ impl Update {
     /// as a write (with the tags and online updates it implies for other
     /// nodes), then the mode. What [`Update::of_event`] would have told a
     /// subscriber present from the start, without the history.
+    ///
+    /// `lost`: this process's own address and the winner's, when it has lost
+    /// its name already. A reader that came after the loss (the node may lose
+    /// its name within a millisecond of its start, on the join's reply) is
+    /// told the conflict and the loss as the updates that said so: the node is
+    /// inert from then on, which no row shows.
     pub(crate) fn replay<'a>(
         own: &'a NodeName,
         rows: impl IntoIterator<Item = &'a TrackerRow> + 'a,
         mode: Mode,
+        lost: Option<(SocketAddr, SocketAddr)>,
     ) -> impl Iterator<Item = Update> + 'a {
         let rows = rows.into_iter().flat_map(move |row| {
             let online =
@@ -196,7 +203,15 @@ impl Update {
             });
             Update::of_event(own, write).chain(online)
         });
-        rows.chain(std::iter::once(Update::Mode(mode)))
+        let lost = lost.into_iter().flat_map(move |(addr, winner)| {
+            let conflict = Update::NameConflict {
+                node: own.clone(),
+                // As the core reports it: lower address first.
+                addrs: [addr.min(winner), addr.max(winner)],
+            };
+            [conflict, Update::NameLost { winner }]
+        });
+        rows.chain(std::iter::once(Update::Mode(mode))).chain(lost)
     }
 
     /// Whether a subscription with `interest` hears it.

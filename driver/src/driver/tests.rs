@@ -255,6 +255,24 @@ fn a_process_that_loses_its_name_refuses_commands_and_subscribers_hear_of_the_co
         .find(|row| row.node == b)
         .expect("b is tracked");
     assert_eq!((row.addr, row.health), (first, Health::Alive));
+    // A reader that comes after the loss (an agent's event printer may
+    // subscribe a millisecond after a join's reply took the name) is told
+    // the conflict and the loss after the state, as the updates that said so.
+    let late = loser.events_with_current();
+    assert!(pump(&mut peers, later, Duration::from_millis(10)).is_empty());
+    let replayed: Vec<Update> = std::iter::from_fn(|| late.try_recv()).collect();
+    assert_eq!(
+        replayed[replayed.len() - 2..],
+        [
+            Update::NameConflict {
+                node: b.clone(),
+                addrs: [first, second]
+            },
+            Update::NameLost { winner: first }
+        ],
+        "{replayed:?}"
+    );
+    assert!(matches!(replayed[replayed.len() - 3], Update::Mode(_)));
     assert_eq!(loser.stop(), Ok(()), "stop still works");
     let stopped = pump(
         &mut peers,
