@@ -10,14 +10,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::api::{Api, error as error_answer};
+use crate::api::{Api, error};
 use crate::keys::{Fingerprint, Secret};
 use crate::keys_cluster::{Change, KeysError, KeysView};
 
 fn answer(result: Result<KeysView, KeysError>) -> Response {
     match result {
         Ok(view) => Json(view).into_response(),
-        Err(refused) => error_answer(refused.status(), refused.to_string()),
+        Err(refused) => error(refused.status(), refused.to_string()),
     }
 }
 
@@ -109,7 +109,7 @@ pub(crate) async fn reload(
 ) -> Response {
     let force = match query {
         Ok(Query(query)) => query.force.unwrap_or(false),
-        Err(rejection) => return error_answer(StatusCode::BAD_REQUEST, rejection.body_text()),
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     answer(api.keys.reload(&api.node, force).await)
 }
